@@ -1,0 +1,154 @@
+# sfp -- one non-recursive Makefile.
+#
+#   make              build build/bin/sfp (and later sfp-worker, sfpd)
+#   make check        build and run every test (CUnit suites, CLI tests, brief fuzzing)
+#   make demo         the main job
+#   make bench        benchmarks against named peers, side by side
+#   make fuzz         run every fuzz target for FUZZ_SECONDS each
+#   make deps         install the Debian packages the project needs
+#
+# Quiet unless V=1. SANITIZE=address,undefined builds everything with those
+# sanitizers under build/san/ instead of build/.
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.DEFAULT_GOAL := all
+
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+say = $(if $(filter 1,$(V)),,@printf '  %-7s %s\n' $(1) $(2);)
+
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+CLANG ?= clang
+
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD ?= build
+SAN_FLAGS :=
+else
+BUILD ?= build/san
+SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+OPT ?= -O2
+WERROR ?=
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+	-Wvla -Wformat=2 $(if $(WERROR),-Werror)
+CPPFLAGS := -Iinclude -Ilib -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L
+CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS := $(SAN_FLAGS) $(EXTRA_LDFLAGS)
+LDLIBS := -lz -lm
+
+# Files named *_avx2.c / *_avx512.c hold the SIMD kernels; they are compiled
+# for that ISA and only called after a run-time CPU check.
+ISA_AVX2 := -mavx2 -mbmi -mbmi2 -mfma -mlzcnt -mpopcnt
+ISA_AVX512 := $(ISA_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512cd \
+	-mavx512vbmi -mavx512vbmi2 -mavx512bitalg -mavx512vpopcntdq
+ISA_SSE42 := -msse4.2 -mpclmul
+
+# ---- the library -----------------------------------------------------------
+LIB_SRC := $(sort $(wildcard lib/*/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIBSFP := $(BUILD)/lib/libsfp.a
+
+$(BUILD)/obj/%_avx2.o: ISA := $(ISA_AVX2)
+$(BUILD)/obj/%_avx512.o: ISA := $(ISA_AVX512)
+$(BUILD)/obj/%_sse42.o: ISA := $(ISA_SSE42)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) $(ISA) -c $< -o $@
+
+$(LIBSFP): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+# ---- the sfp tool (tools/) and the codec benchmark it runs (bench/) ---------
+PEER_LIBS := -lzstd -llz4 -lblosc -lzfp -lfpzip
+TOOL_SRC := $(sort $(wildcard tools/*.c) $(wildcard bench/*.c))
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
+SFP := $(BUILD)/bin/sfp
+
+$(SFP): $(TOOL_OBJ) $(LIBSFP)
+	@mkdir -p $(@D)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIBSFP) $(PEER_LIBS) $(LDLIBS)
+
+# ---- the worker and the daemon (built once their sources exist) ------------
+WORKER_SRC := $(sort $(wildcard worker/*.c))
+DAEMON_SRC := $(sort $(wildcard daemon/*.c))
+BINS := $(SFP)
+ifneq ($(WORKER_SRC),)
+BINS += $(BUILD)/bin/sfp-worker
+$(BUILD)/bin/sfp-worker: $(WORKER_SRC:%.c=$(BUILD)/obj/%.o) $(LIBSFP)
+	@mkdir -p $(@D)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+endif
+ifneq ($(DAEMON_SRC),)
+BINS += $(BUILD)/bin/sfpd
+$(BUILD)/bin/sfpd: $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(LIBSFP)
+	@mkdir -p $(@D)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+endif
+
+all: $(BINS)
+
+# ---- tests: tests/test_<module>.c, each its own CUnit binary ----------------
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_UTIL_SRC := $(sort $(wildcard tests/util/*.c))
+TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_UTIL_OBJ) $(LIBSFP)
+	@mkdir -p $(@D)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
+
+tests: $(TEST_BINS) $(BINS)
+
+# ---- fuzzing (libFuzzer, clang): tests/fuzz/fuzz_<target>.c ------------------
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_SECONDS ?= 60
+
+build/fuzz/obj/%_avx2.o: ISA := $(ISA_AVX2)
+build/fuzz/obj/%_avx512.o: ISA := $(ISA_AVX512)
+build/fuzz/obj/%_sse42.o: ISA := $(ISA_SSE42)
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(call say,CLANG,$<)$(CLANG) $(CPPFLAGS) -std=c11 -Wall -MMD -MP \
+		-fsanitize=fuzzer-no-link,address,undefined -g -O1 $(ISA) -c $< -o $@
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(@D)
+	$(call say,CLANG,$@)$(CLANG) $(CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+fuzz: $(FUZZ_BINS)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run-fuzz.sh $(FUZZ_BINS)
+
+# ---- entry points ------------------------------------------------------------
+deps:
+	$(Q)deploy/install-deps.sh
+
+check: tests fuzz-build
+	$(Q)BUILD=$(BUILD) tests/run-all.sh $(TEST_BINS)
+
+check-asan:
+	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined tests
+	$(Q)BUILD=build/san tests/run-all.sh $(TEST_BINS:$(BUILD)/%=build/san/%)
+
+demo: $(BINS)
+	$(Q)tools/demo.sh $(BUILD)
+
+bench: $(BINS)
+	$(Q)$(SFP) bench codec
+
+clean:
+	rm -rf build
+
+.PHONY: all tests check check-asan demo bench fuzz fuzz-build deps clean
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d)

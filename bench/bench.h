@@ -1,0 +1,13 @@
+/*
+ * bench.h -- benchmarks run by `sfp bench ...` (tools/sfp.c dispatches here).
+ * Each returns a process exit code (0 ok, 2 usage, 1 failure).
+ */
+#ifndef SFP_BENCH_H
+#define SFP_BENCH_H
+
+/* `sfp bench codec [--quick] [--repeats N] [FILE.npy ...]`: the codec table. */
+int sfp_bench_codec_main(int argc, char **argv);
+/* `sfp bench gecko [FILE.npy ...]`: the Gecko ablation of docs/gecko.md. */
+int sfp_bench_gecko_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * tensors.h -- the tensors benchmarks and ablations run on: real Fashion-MNIST
+ * images, and weight-, activation- and gradient-like tensors derived from them
+ * (until the training engine can dump real ones).
+ */
+#ifndef SFP_BENCH_TENSORS_H
+#define SFP_BENCH_TENSORS_H
+
+#include <stdint.h>
+
+#include "sfp/common.h"
+
+typedef struct bench_tensor {
+	char name[48];       /* e.g. "fmnist-images", "conv1-act", "fc1-weight" */
+	const char *kind;    /* "image", "weight", "activation", "gradient", "file" */
+	float *data;         /* owned */
+	uint64_t count;
+	unsigned ndim;
+	uint64_t shape[8];
+} bench_tensor;
+
+/*
+ * Build the standard set (seeded, deterministic). `scale` in (0, 1] shrinks
+ * every tensor for quick runs. Returns the number of tensors (> 0) written to
+ * *out (free with bench_tensors_free) or a negative sfp_err with `err` set
+ * (e.g. Fashion-MNIST missing).
+ */
+int bench_tensors_standard(bench_tensor **out, double scale, sfp_error *err);
+/* Load .npy files as tensors (kind "file"). */
+int bench_tensors_from_files(bench_tensor **out, char **paths, int n, sfp_error *err);
+void bench_tensors_free(bench_tensor *t, int n);
+
+#endif

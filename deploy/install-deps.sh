@@ -1,0 +1,47 @@
+#!/bin/sh
+# install-deps.sh -- install the Debian 12 packages sfp needs to build, test,
+# run its demo and benchmark. Idempotent: it runs `apt-get update` once (only
+# when something is missing), installs only what is missing and says what.
+# As root it installs; as another user it prints the sudo line to run.
+set -eu
+
+PKGS="
+build-essential
+make
+pkg-config
+clang
+libclang-rt-14-dev
+zlib1g-dev
+libcunit1-dev
+dataset-fashion-mnist
+libzstd-dev
+liblz4-dev
+libblosc-dev
+libzfp-dev
+libfpzip-dev
+python3
+"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	echo "install-deps: all $(echo $PKGS | wc -w) packages present"
+	exit 0
+fi
+
+echo "install-deps: missing:$missing"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: not root; run:"
+	echo "  sudo apt-get update && sudo apt-get install -y$missing"
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing
+echo "install-deps: installed:$missing"

@@ -1,0 +1,134 @@
+/*
+ * sfp/common.h -- errors, error details, the log hook, a seeded RNG, CRC32C,
+ * the monotonic clock and CPU feature detection.
+ *
+ * Everything here is reentrant: there is no mutable global state in lib/.
+ * A caller that wants log output passes an sfp_log to the objects that log.
+ */
+#ifndef SFP_COMMON_H
+#define SFP_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One error enum for the whole library: 0 is success, errors are negative. */
+typedef enum sfp_err {
+	SFP_OK = 0,
+	SFP_EINVAL = -1,       /* invalid argument (a caller's bug or bad option) */
+	SFP_ENOMEM = -2,       /* allocation failed */
+	SFP_ENOSPC = -3,       /* destination buffer (or disk) too small */
+	SFP_ECORRUPT = -4,     /* malformed or inconsistent input */
+	SFP_ETRUNC = -5,       /* input ends early */
+	SFP_EVERSION = -6,     /* format version not understood */
+	SFP_ECHECKSUM = -7,    /* CRC mismatch */
+	SFP_ERANGE = -8,       /* value cannot be represented as asked */
+	SFP_EIO = -9,          /* read/write failed (see the message for errno) */
+	SFP_ENOENT = -10,      /* file not found */
+	SFP_EUNSUPPORTED = -11 /* valid input that this build does not handle */
+} sfp_err;
+
+/* Static, lowercase description of an error code; never NULL. */
+const char *sfp_strerror(int err);
+
+/*
+ * Error detail. Functions that can fail for reasons worth explaining take an
+ * `sfp_error *` (which may be NULL) and fill it with the code and a message
+ * such as "header says 12 elements but shape has 10". The message never
+ * contains the error string itself; callers print "%s: %s".
+ */
+typedef struct sfp_error {
+	int code;
+	char msg[256];
+} sfp_error;
+
+/* Record `code` and a printf-style message in `err` (if non-NULL); returns code. */
+int sfp_error_set(sfp_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Reset to SFP_OK with an empty message. */
+void sfp_error_clear(sfp_error *err);
+
+/* Propagate a negative return code. */
+#define SFP_TRY(expr)                     \
+	do {                              \
+		int sfp_try_rc_ = (expr); \
+		if (sfp_try_rc_ < 0)      \
+			return sfp_try_rc_; \
+	} while (0)
+
+/* ---- log hook ---------------------------------------------------------- */
+enum sfp_log_level { SFP_LOG_DEBUG = 0, SFP_LOG_INFO = 1, SFP_LOG_WARN = 2, SFP_LOG_ERROR = 3 };
+
+typedef void (*sfp_log_fn)(void *user, int level, const char *msg);
+
+/* Owned by the caller; a NULL sfp_log or a NULL fn drops messages. */
+typedef struct sfp_log {
+	sfp_log_fn fn;
+	void *user;
+	int min_level;
+} sfp_log;
+
+void sfp_logf(const sfp_log *log, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- RNG: xoshiro256** seeded through splitmix64 ------------------------ */
+typedef struct sfp_rng {
+	uint64_t s[4];
+} sfp_rng;
+
+void sfp_rng_seed(sfp_rng *r, uint64_t seed);
+uint64_t sfp_rng_u64(sfp_rng *r);
+/* Uniform in [0, 1) with 24 random bits. */
+float sfp_rng_uniform(sfp_rng *r);
+/* Standard normal (Box-Muller). */
+float sfp_rng_normal(sfp_rng *r);
+/* Uniform in [0, n); n > 0. Unbiased (rejection). */
+uint64_t sfp_rng_below(sfp_rng *r, uint64_t n);
+
+/*
+ * Stateless counter-based hash: 32 well-mixed bits from (seed, index). Used
+ * for stochastic rounding so that any implementation (scalar or SIMD) and
+ * any split of a tensor produce the same random bits for element `index`.
+ */
+static inline uint32_t sfp_hash32(uint32_t seed, uint32_t index)
+{
+	uint32_t x = index * 0x9e3779b9u + seed;
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+/* ---- CRC32C (Castagnoli), hardware where available ---------------------- */
+/* Continue a CRC: crc = sfp_crc32c(0, a, n); crc = sfp_crc32c(crc, b, m). */
+uint32_t sfp_crc32c(uint32_t crc, const void *data, size_t n);
+/* The table-driven portable version (kept for tests). */
+uint32_t sfp_crc32c_ref(uint32_t crc, const void *data, size_t n);
+
+/* ---- clock ------------------------------------------------------------- */
+/* Monotonic nanoseconds. */
+uint64_t sfp_clock_ns(void);
+
+/* ---- CPU features ------------------------------------------------------ */
+enum sfp_isa {
+	SFP_ISA_SCALAR = 0,
+	SFP_ISA_AVX2 = 1,   /* AVX2 + BMI2 */
+	SFP_ISA_AVX512 = 2  /* AVX-512 F/BW/VL/VBMI/VBMI2 + BMI2 */
+};
+/* Best ISA level this CPU (and OS) supports. */
+int sfp_cpu_isa(void);
+/* Name of a level: "scalar", "avx2", "avx512". */
+const char *sfp_isa_name(int isa);
+/* Parse a level name; returns the level or SFP_EINVAL. */
+int sfp_isa_parse(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

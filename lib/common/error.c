@@ -1,0 +1,59 @@
+/*
+ * error.c -- the error enum's strings, error details and the log hook.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "sfp/common.h"
+
+const char *sfp_strerror(int err)
+{
+	switch (err) {
+	case SFP_OK: return "success";
+	case SFP_EINVAL: return "invalid argument";
+	case SFP_ENOMEM: return "out of memory";
+	case SFP_ENOSPC: return "no space left in the destination";
+	case SFP_ECORRUPT: return "corrupt or malformed input";
+	case SFP_ETRUNC: return "truncated input";
+	case SFP_EVERSION: return "unsupported format version";
+	case SFP_ECHECKSUM: return "checksum mismatch";
+	case SFP_ERANGE: return "value out of range";
+	case SFP_EIO: return "input/output error";
+	case SFP_ENOENT: return "no such file";
+	case SFP_EUNSUPPORTED: return "not supported";
+	default: return "unknown error";
+	}
+}
+
+int sfp_error_set(sfp_error *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		err->code = code;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+void sfp_error_clear(sfp_error *err)
+{
+	if (err) {
+		err->code = SFP_OK;
+		err->msg[0] = '\0';
+	}
+}
+
+void sfp_logf(const sfp_log *log, int level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	if (!log || !log->fn || level < log->min_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	log->fn(log->user, level, buf);
+}
