@@ -37,7 +37,7 @@ OPT ?= -O2
 WERROR ?=
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
 	-Wvla -Wformat=2 $(if $(WERROR),-Werror)
-CPPFLAGS := -Iinclude -Ilib -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L
+CPPFLAGS := -I. -Iinclude -Ilib -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L
 CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN_FLAGS) $(EXTRA_LDFLAGS)
 LDLIBS := -lz -lm
