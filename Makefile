@@ -1,8 +1,8 @@
 # sfp -- one non-recursive Makefile.
 #
 #   make              build build/bin/sfp (and later sfp-worker, sfpd)
-#   make check        build and run every test (CUnit suites, CLI tests, brief fuzzing)
-#   make demo         the main job
+#   make check        install deps, build and run every test (CUnit, CLI, brief fuzzing)
+#   make demo         install deps, run the main job
 #   make bench        benchmarks against named peers, side by side
 #   make fuzz         run every fuzz target for FUZZ_SECONDS each
 #   make deps         install the Debian packages the project needs
@@ -133,14 +133,25 @@ fuzz: $(FUZZ_BINS)
 deps:
 	$(Q)deploy/install-deps.sh
 
-check: tests fuzz-build
+# `make check` and `make demo` first install what they need (idempotent, quick
+# when everything is there), then build and run in a second make so that the
+# build sees the installed headers.
+check:
+	$(Q)deploy/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory check-run
+
+check-run: tests fuzz-build
 	$(Q)BUILD=$(BUILD) tests/run-all.sh $(TEST_BINS)
 
 check-asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined tests
 	$(Q)BUILD=build/san tests/run-all.sh $(TEST_BINS:$(BUILD)/%=build/san/%)
 
-demo: $(BINS)
+demo:
+	$(Q)deploy/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory demo-run
+
+demo-run: $(BINS)
 	$(Q)tools/demo.sh $(BUILD)
 
 bench: $(BINS)
@@ -149,6 +160,6 @@ bench: $(BINS)
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-asan demo bench fuzz fuzz-build deps clean
+.PHONY: all tests check check-run check-asan demo demo-run bench fuzz fuzz-build deps clean
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d)
