@@ -1,0 +1,217 @@
+/*
+ * codec_internal.h -- what the container's reference code and its SIMD
+ * kernels share: the per-tensor quantization plan, the per-element rule
+ * (quant_one), bit-stream helpers and the kernel signatures.
+ */
+#ifndef SFP_CODEC_INTERNAL_H
+#define SFP_CODEC_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "sfp/codec.h"
+
+/* Everything the element rule needs, derived once from sfp_params. */
+typedef struct qplan {
+	unsigned e, m, k;      /* k = 23 - m dropped mantissa bits */
+	unsigned lo, hi;       /* window: biased exponents of codes 1 and max_code */
+	unsigned max_code;     /* code of hi: hi - lo + 1 */
+	int stochastic;
+	uint32_t seed;
+	int under_min;         /* underflow policy MIN */
+	int saturate;          /* overflow policy SATURATE (FIXED windows) */
+	int lossless;          /* e = 8, m = 23: subnormals and -0 are exceptions */
+} qplan;
+
+/* Outcome of quant_one. */
+enum { Q_OK = 0, Q_EXC = 1, Q_OVERFLOW = 2 };
+
+static inline uint32_t f2u(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+static inline float u2f(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* Random bits for stochastic rounding of element i (docs/format.md). */
+static inline uint32_t sr_bits(uint32_t seed, uint64_t i)
+{
+	return sfp_hash32(seed + 0x85ebca6bu * (uint32_t)(i >> 32), (uint32_t)i);
+}
+
+/* Is the float32 bit pattern an exception under this plan? */
+static inline int is_exception(const qplan *q, uint32_t x)
+{
+	uint32_t E = (x >> 23) & 0xff;
+	if (E == 255)
+		return 1;
+	return q->lossless && E == 0 && x != 0;
+}
+
+/* The 31-bit magnitude rounded to m mantissa bits (may carry into E). */
+static inline uint32_t round_mag(const qplan *q, uint32_t a, uint64_t i)
+{
+	if (q->k == 0)
+		return a;
+	uint32_t mask = (1u << q->k) - 1;
+	if (q->stochastic)
+		return (a + (sr_bits(q->seed, i) & mask)) & ~mask;
+	return (a + ((1u << (q->k - 1)) - 1) + ((a >> q->k) & 1)) & ~mask;
+}
+
+/*
+ * The element rule of docs/format.md: code, sign and mantissa field of x.
+ * Returns Q_EXC for exceptions (code 0, carried raw) and Q_OVERFLOW when the
+ * value cannot be represented under the plan's overflow policy.
+ */
+static inline int quant_one(const qplan *q, uint32_t x, uint64_t i, unsigned *code,
+			    unsigned *sign, uint32_t *mant)
+{
+	*sign = x >> 31;
+	*mant = 0;
+	*code = 0;
+	if (is_exception(q, x))
+		return Q_EXC;
+	uint32_t a = round_mag(q, x & 0x7fffffffu, i);
+	if (a == 0)
+		return Q_OK;
+	unsigned E = a >> 23;
+	if (E > q->hi) {
+		if (!q->saturate)
+			return Q_OVERFLOW;
+		*code = q->max_code;
+		*mant = q->m ? (1u << q->m) - 1 : 0;
+		return Q_OK;
+	}
+	if (E < q->lo) {
+		if (q->under_min)
+			*code = 1;
+		return Q_OK;
+	}
+	*code = E - q->lo + 1;
+	*mant = (a >> q->k) & ((1u << q->m) - 1);
+	return Q_OK;
+}
+
+/* The float a (code, sign, mantissa) decodes to; code 0 is +0. */
+static inline uint32_t assemble(unsigned lo, unsigned k, unsigned code, unsigned sign,
+				uint32_t mant)
+{
+	if (code == 0)
+		return 0;
+	return (uint32_t)sign << 31 | (uint32_t)(code + lo - 1) << 23 | mant << k;
+}
+
+/* ---- LSB-first bit writer / reader over a bounded buffer ------------------ */
+typedef struct bitw {
+	uint8_t *p, *end;
+	uint64_t acc;
+	unsigned nb;  /* pending bits in acc, < 8 after each put */
+	int overflow; /* set when a byte did not fit */
+} bitw;
+
+static inline void bitw_init(bitw *w, uint8_t *p, size_t cap)
+{
+	w->p = p;
+	w->end = p + cap;
+	w->acc = 0;
+	w->nb = 0;
+	w->overflow = 0;
+}
+
+/* Append the low `n` (<= 32) bits of v. */
+static inline void bitw_put(bitw *w, uint32_t v, unsigned n)
+{
+	w->acc |= (uint64_t)v << w->nb;
+	w->nb += n;
+	while (w->nb >= 8) {
+		if (w->p < w->end)
+			*w->p++ = (uint8_t)w->acc;
+		else
+			w->overflow = 1;
+		w->acc >>= 8;
+		w->nb -= 8;
+	}
+}
+
+/* Write the last partial byte (zero-padded). */
+static inline void bitw_flush(bitw *w)
+{
+	if (w->nb) {
+		if (w->p < w->end)
+			*w->p++ = (uint8_t)w->acc;
+		else
+			w->overflow = 1;
+		w->acc = 0;
+		w->nb = 0;
+	}
+}
+
+/* Read `n` (<= 32) bits at bit position pos of buf[0..len); the caller has
+ * checked pos + n <= 8 * len. */
+static inline uint32_t bits_get(const uint8_t *buf, size_t len, uint64_t pos, unsigned n)
+{
+	if (n == 0)
+		return 0;
+	size_t byte = (size_t)(pos >> 3);
+	uint64_t v = 0;
+	if (byte + 8 <= len) {
+		memcpy(&v, buf + byte, 8);
+	} else {
+		for (size_t i = 0; byte + i < len && i < 8; i++)
+			v |= (uint64_t)buf[byte + i] << (8 * i);
+	}
+	return (uint32_t)((v >> (pos & 7)) & ((n == 32) ? 0xffffffffull : ((1ull << n) - 1)));
+}
+
+/* ---- kernels ---------------------------------------------------------------- */
+/* Largest rounded exponent of the non-exception values (0 if all zero).
+ * Returns Q_OVERFLOW with *bad = index when a value rounds to E = 255 and the
+ * plan does not saturate. */
+typedef int (*max_exp_fn)(const qplan *q, const float *x, uint64_t n, unsigned *emax,
+			  uint64_t *bad);
+
+/* Quantize pass: codes[i]; mantissas of nonzero codes appended to *mw, signs
+ * to *sw; exceptions get code 0 and are counted (their indices are found
+ * again by the caller). Returns Q_OK or Q_OVERFLOW with *bad = index. */
+typedef struct qcounts {
+	uint64_t nnz, nneg, nexc;
+} qcounts;
+typedef int (*quant_pass_fn)(const qplan *q, const float *x, uint64_t n, uint8_t *codes,
+			     bitw *mw, bitw *sw, qcounts *c, uint64_t *bad);
+
+/* Assemble pass: dst[i] from codes, mantissa stream and sign stream (sign_mode
+ * 0: stream, 1: all positive, 2: all negative). The caller has validated
+ * that the streams hold exactly nnz fields. */
+typedef void (*assemble_fn)(float *dst, const uint8_t *codes, uint64_t n, unsigned lo,
+			    unsigned m, const uint8_t *mant, size_t mant_len, const uint8_t *sign,
+			    size_t sign_len, int sign_mode);
+
+int sfp__max_exp_ref(const qplan *q, const float *x, uint64_t n, unsigned *emax, uint64_t *bad);
+int sfp__quant_pass_ref(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
+			bitw *sw, qcounts *c, uint64_t *bad);
+void sfp__assemble_ref(float *dst, const uint8_t *codes, uint64_t n, unsigned lo, unsigned m,
+		       const uint8_t *mant, size_t mant_len, const uint8_t *sign, size_t sign_len,
+		       int sign_mode);
+
+int sfp__max_exp_avx512(const qplan *q, const float *x, uint64_t n, unsigned *emax,
+			uint64_t *bad);
+int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
+			   bitw *sw, qcounts *c, uint64_t *bad);
+void sfp__assemble_avx512(float *dst, const uint8_t *codes, uint64_t n, unsigned lo, unsigned m,
+			  const uint8_t *mant, size_t mant_len, const uint8_t *sign,
+			  size_t sign_len, int sign_mode);
+
+/* Raw e-bit code packing (all n codes). */
+void sfp__pack_codes(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
+/* Unpack; returns the number of nonzero codes. */
+uint64_t sfp__unpack_codes(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
+
+#endif

@@ -1,0 +1,943 @@
+/*
+ * container.c -- the sfp tensor container (docs/format.md): parameters, the
+ * header, encode and decode, with the scalar reference kernels and run-time
+ * dispatch to the SIMD ones. The reference path (sfp_encode_ref /
+ * sfp_decode_ref) runs the same driver with the scalar kernels, so the two
+ * differ only in the kernels, which tests/test_codec.c compares bit for bit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/codec_internal.h"
+
+/* ---- parameters ----------------------------------------------------------- */
+
+void sfp_params_init(sfp_params *p, unsigned e, unsigned m)
+{
+	memset(p, 0, sizeof *p);
+	p->e = e;
+	p->m = m;
+	p->rounding = SFP_ROUND_NEAREST;
+	p->window = SFP_WINDOW_AUTO;
+	p->underflow = SFP_UNDERFLOW_ZERO;
+	p->overflow = SFP_OVERFLOW_ERROR;
+	p->gecko = 0;
+	sfp_gecko_opts_init(&p->gecko_opts);
+}
+
+int sfp_params_check(const sfp_params *p, sfp_error *err)
+{
+	if (p->e < 1 || p->e > 8)
+		return sfp_error_set(err, SFP_EINVAL, "exponent bits e = %u is not in 1..8", p->e);
+	if (p->m > 23)
+		return sfp_error_set(err, SFP_EINVAL, "mantissa bits m = %u is not in 0..23", p->m);
+	if (p->rounding != SFP_ROUND_NEAREST && p->rounding != SFP_ROUND_STOCHASTIC)
+		return sfp_error_set(err, SFP_EINVAL, "unknown rounding mode %d", p->rounding);
+	if (p->window != SFP_WINDOW_AUTO && p->window != SFP_WINDOW_FIXED)
+		return sfp_error_set(err, SFP_EINVAL, "unknown window mode %d", p->window);
+	if (p->window == SFP_WINDOW_FIXED && (p->exp_hi < 1 || p->exp_hi > 254))
+		return sfp_error_set(err, SFP_EINVAL,
+				     "window top exp_hi = %u is not a normal exponent (1..254)",
+				     p->exp_hi);
+	if (p->underflow != SFP_UNDERFLOW_ZERO && p->underflow != SFP_UNDERFLOW_MIN)
+		return sfp_error_set(err, SFP_EINVAL, "unknown underflow policy %d", p->underflow);
+	if (p->overflow != SFP_OVERFLOW_ERROR && p->overflow != SFP_OVERFLOW_SATURATE)
+		return sfp_error_set(err, SFP_EINVAL, "unknown overflow policy %d", p->overflow);
+	if (p->gecko != 0 && p->gecko != 1)
+		return sfp_error_set(err, SFP_EINVAL, "gecko must be 0 or 1, not %d", p->gecko);
+	if (p->gecko_opts.variant < SFP_GECKO_AUTO || p->gecko_opts.variant > SFP_GECKO_ANS1)
+		return sfp_error_set(err, SFP_EINVAL, "unknown gecko variant %d",
+				     p->gecko_opts.variant);
+	return SFP_OK;
+}
+
+/* Window bottom for a top exponent: the lowest of 2^e - 1 exponents. */
+static unsigned window_lo(unsigned e, unsigned hi)
+{
+	unsigned span = (1u << e) - 2;
+	return hi > span + 1 ? hi - span : 1;
+}
+
+/* Top of the window a decoder sees for (e, lo). */
+static unsigned window_hi(unsigned e, unsigned lo)
+{
+	unsigned hi = lo + (1u << e) - 2;
+	return hi > 254 ? 254 : hi;
+}
+
+static void plan_init(qplan *q, const sfp_params *p)
+{
+	memset(q, 0, sizeof *q);
+	q->e = p->e;
+	q->m = p->m;
+	q->k = 23 - p->m;
+	q->stochastic = p->rounding == SFP_ROUND_STOCHASTIC;
+	q->seed = p->seed;
+	q->under_min = p->underflow == SFP_UNDERFLOW_MIN;
+	q->saturate = p->overflow == SFP_OVERFLOW_SATURATE;
+	q->lossless = p->e == 8 && p->m == 23;
+	/* The max pass runs with the widest window; the real one is set later. */
+	q->lo = 1;
+	q->hi = 254;
+	q->max_code = 254;
+}
+
+static void plan_window(qplan *q, unsigned hi)
+{
+	q->hi = hi;
+	q->lo = window_lo(q->e, hi);
+	q->max_code = hi - q->lo + 1;
+}
+
+/* ---- header ---------------------------------------------------------------- */
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+
+static uint32_t header_crc(const uint8_t *h, unsigned ndim)
+{
+	uint32_t c = sfp_crc32c(0, h, 60);
+	return sfp_crc32c(c, h + SFP_HEADER_FIXED_BYTES, 8u * ndim);
+}
+
+static uint64_t div_ceil8(uint64_t bits) { return (bits + 7) >> 3; }
+
+/* Size of the sign region given nnz and flags. */
+static uint64_t sign_region(uint64_t nnz, unsigned flags)
+{
+	return (flags & (SFP_FLAG_SIGN_POS | SFP_FLAG_SIGN_NEG)) ? 0 : div_ceil8(nnz);
+}
+
+int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
+{
+	const uint8_t *h = src;
+	memset(info, 0, sizeof *info);
+	if (len < SFP_HEADER_FIXED_BYTES)
+		return sfp_error_set(err, SFP_ETRUNC, "%zu bytes is shorter than the %d-byte header",
+				     len, SFP_HEADER_FIXED_BYTES);
+	if (memcmp(h, "SFPT", 4) != 0)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "bad magic: not an sfp tensor container (expected 'SFPT')");
+	if (h[4] != SFP_FORMAT_VERSION)
+		return sfp_error_set(err, SFP_EVERSION,
+				     "format version %u (this build reads version %d)", h[4],
+				     SFP_FORMAT_VERSION);
+	unsigned ndim = h[11];
+	if (ndim > SFP_MAX_DIMS)
+		return sfp_error_set(err, SFP_ECORRUPT, "ndim %u exceeds %d", ndim, SFP_MAX_DIMS);
+	size_t hb = SFP_HEADER_BYTES(ndim);
+	if (len < hb)
+		return sfp_error_set(err, SFP_ETRUNC, "%zu bytes is shorter than the %zu-byte header",
+				     len, hb);
+	uint32_t want = get32(h + 60), got = header_crc(h, ndim);
+	if (want != got)
+		return sfp_error_set(err, SFP_ECHECKSUM, "header crc %08x != stored %08x", got, want);
+
+	info->version = h[4];
+	info->e = h[5];
+	info->m = h[6];
+	info->exp_lo = h[7];
+	info->flags = get16(h + 8);
+	info->exp_coder = h[10];
+	info->ndim = ndim;
+	info->count = get64(h + 16);
+	info->nnz = get64(h + 24);
+	info->n_exceptions = get64(h + 32);
+	uint64_t exp_bytes = get64(h + 40), payload = get64(h + 48);
+
+	if (info->e < 1 || info->e > 8)
+		return sfp_error_set(err, SFP_ECORRUPT, "exponent bits e = %u is not in 1..8", info->e);
+	if (info->m > 23)
+		return sfp_error_set(err, SFP_ECORRUPT, "mantissa bits m = %u is not in 0..23",
+				     info->m);
+	if (info->exp_lo < 1 || info->exp_lo > 254 ||
+	    (info->e == 8 && info->exp_lo != 1) ||
+	    (info->e < 8 && info->exp_lo + (1u << info->e) - 2 > 254))
+		return sfp_error_set(err, SFP_ECORRUPT, "exponent window bottom %u invalid for e = %u",
+				     info->exp_lo, info->e);
+	info->exp_hi = window_hi(info->e, info->exp_lo);
+	if (info->flags & ~SFP_FLAGS_KNOWN)
+		return sfp_error_set(err, SFP_ECORRUPT, "unknown flag bits 0x%04x", info->flags);
+	if ((info->flags & SFP_FLAG_SIGN_POS) && (info->flags & SFP_FLAG_SIGN_NEG))
+		return sfp_error_set(err, SFP_ECORRUPT, "both sign flags set");
+	if ((info->flags & (SFP_FLAG_SIGN_POS | SFP_FLAG_SIGN_NEG)) && info->nnz == 0)
+		return sfp_error_set(err, SFP_ECORRUPT, "sign flag set but no nonzero values");
+	if (info->exp_coder > SFP_EXP_STORED)
+		return sfp_error_set(err, SFP_ECORRUPT, "unknown exponent coder %u", info->exp_coder);
+	if (get32(h + 12) != 0)
+		return sfp_error_set(err, SFP_ECORRUPT, "reserved header bytes are not zero");
+
+	uint64_t prod = 1;
+	for (unsigned i = 0; i < ndim; i++) {
+		info->shape[i] = get64(h + SFP_HEADER_FIXED_BYTES + 8 * i);
+		if (info->shape[i] > SFP_MAX_COUNT ||
+		    (info->shape[i] && prod > SFP_MAX_COUNT / info->shape[i]))
+			return sfp_error_set(err, SFP_ECORRUPT, "shape exceeds %llu elements",
+					     (unsigned long long)SFP_MAX_COUNT);
+		prod *= info->shape[i];
+	}
+	if (prod != info->count)
+		return sfp_error_set(err, SFP_ECORRUPT, "header says %llu elements, shape has %llu",
+				     (unsigned long long)info->count, (unsigned long long)prod);
+	if (info->nnz > info->count || info->n_exceptions > info->count - info->nnz)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "counts inconsistent: %llu nonzero + %llu exceptions > %llu",
+				     (unsigned long long)info->nnz,
+				     (unsigned long long)info->n_exceptions,
+				     (unsigned long long)info->count);
+
+	if (info->exp_coder == SFP_EXP_STORED) {
+		if (payload != 4 * info->count || exp_bytes != 0)
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "stored payload must be 4 x %llu bytes",
+					     (unsigned long long)info->count);
+	} else {
+		uint64_t mant = div_ceil8(info->nnz * info->m);
+		uint64_t sign = sign_region(info->nnz, info->flags);
+		if (info->exp_coder == SFP_EXP_RAW && exp_bytes != div_ceil8(info->count * info->e))
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "raw exponent region is %llu bytes, expected %llu",
+					     (unsigned long long)exp_bytes,
+					     (unsigned long long)div_ceil8(info->count * info->e));
+		if (payload < mant + sign + exp_bytes || exp_bytes > payload)
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "payload of %llu bytes cannot hold its regions",
+					     (unsigned long long)payload);
+		uint64_t exc = payload - mant - sign - exp_bytes;
+		/* Each exception takes 5 to 10 bytes. */
+		if (exc < 5 * info->n_exceptions || exc > 10 * info->n_exceptions)
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "exception region of %llu bytes for %llu exceptions",
+					     (unsigned long long)exc,
+					     (unsigned long long)info->n_exceptions);
+		info->mant_bytes = (size_t)mant;
+		info->sign_bytes = (size_t)sign;
+		info->exc_bytes = (size_t)exc;
+		info->exp_bytes = (size_t)exp_bytes;
+	}
+	if (payload > len - hb)
+		return sfp_error_set(err, SFP_ETRUNC, "payload needs %llu bytes, %zu present",
+				     (unsigned long long)payload, len - hb);
+	info->header_bytes = hb;
+	info->payload_bytes = (size_t)payload;
+	info->total_bytes = hb + (size_t)payload;
+	if (info->exp_coder == SFP_EXP_GECKO) {
+		int v = sfp_gecko_variant_of(h + hb + info->mant_bytes + info->sign_bytes +
+						     info->exc_bytes,
+					     info->exp_bytes);
+		info->gecko_variant = v > 0 ? (unsigned)v : 0;
+	}
+	return SFP_OK;
+}
+
+/* ---- the codec context ---------------------------------------------------- */
+
+struct sfp_codec {
+	int isa;
+	uint8_t *codes;
+	size_t codes_cap;
+	uint8_t *sign;
+	size_t sign_cap;
+	void *work;
+	size_t work_cap;
+};
+
+sfp_codec *sfp_codec_create(void)
+{
+	sfp_codec *c = calloc(1, sizeof *c);
+	if (c)
+		c->isa = sfp_cpu_isa();
+	return c;
+}
+
+void sfp_codec_free(sfp_codec *c)
+{
+	if (!c)
+		return;
+	free(c->codes);
+	free(c->sign);
+	free(c->work);
+	free(c);
+}
+
+int sfp_codec_set_isa(sfp_codec *c, int isa)
+{
+	if (isa < SFP_ISA_SCALAR || isa > sfp_cpu_isa())
+		return SFP_EINVAL;
+	c->isa = isa;
+	return SFP_OK;
+}
+
+int sfp_codec_isa(const sfp_codec *c) { return c->isa; }
+
+/* Grow a scratch buffer to at least n bytes (+64 so SIMD loads may overrun). */
+static int grow(void **buf, size_t *cap, size_t n)
+{
+	n += 64;
+	if (*cap >= n)
+		return SFP_OK;
+	void *p = malloc(n);
+	if (!p)
+		return SFP_ENOMEM;
+	free(*buf);
+	*buf = p;
+	*cap = n;
+	return SFP_OK;
+}
+
+/* Kernels for an ISA level. The AVX2 level uses the scalar kernels for the
+ * container (its gain here is in Gecko and CRC). */
+typedef struct kernels {
+	max_exp_fn max_exp;
+	quant_pass_fn quant_pass;
+	assemble_fn assemble;
+} kernels;
+
+static kernels pick(int isa)
+{
+	kernels k = {sfp__max_exp_ref, sfp__quant_pass_ref, sfp__assemble_ref};
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512) {
+		k.max_exp = sfp__max_exp_avx512;
+		k.quant_pass = sfp__quant_pass_avx512;
+		k.assemble = sfp__assemble_avx512;
+	}
+#endif
+	return k;
+}
+
+/* ---- scalar reference kernels ------------------------------------------------- */
+
+int sfp__max_exp_ref(const qplan *q, const float *x, uint64_t n, unsigned *emax, uint64_t *bad)
+{
+	unsigned mx = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t u = f2u(x[i]);
+		if (is_exception(q, u))
+			continue;
+		unsigned E = round_mag(q, u & 0x7fffffffu, i) >> 23;
+		if (E == 255) {
+			if (!q->saturate) {
+				*bad = i;
+				return Q_OVERFLOW;
+			}
+			E = 254;
+		}
+		if (E > mx)
+			mx = E;
+	}
+	*emax = mx;
+	return Q_OK;
+}
+
+int sfp__quant_pass_ref(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
+			bitw *sw, qcounts *c, uint64_t *bad)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned code, sign;
+		uint32_t mant;
+		int r = quant_one(q, f2u(x[i]), i, &code, &sign, &mant);
+		if (r == Q_OVERFLOW) {
+			*bad = i;
+			return Q_OVERFLOW;
+		}
+		codes[i] = (uint8_t)code;
+		if (r == Q_EXC) {
+			c->nexc++;
+			continue;
+		}
+		if (code) {
+			bitw_put(mw, mant, q->m);
+			bitw_put(sw, sign, 1);
+			c->nnz++;
+			c->nneg += sign;
+		}
+	}
+	return Q_OK;
+}
+
+void sfp__assemble_ref(float *dst, const uint8_t *codes, uint64_t n, unsigned lo, unsigned m,
+		       const uint8_t *mant, size_t mant_len, const uint8_t *sign, size_t sign_len,
+		       int sign_mode)
+{
+	uint64_t mpos = 0, spos = 0;
+	unsigned k = 23 - m;
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned code = codes[i], s = 0;
+		uint32_t f = 0;
+		if (code) {
+			f = bits_get(mant, mant_len, mpos, m);
+			mpos += m;
+			if (sign_mode == 0)
+				s = bits_get(sign, sign_len, spos++, 1);
+			else
+				s = sign_mode == 2;
+		}
+		dst[i] = u2f(assemble(lo, k, code, s, f));
+	}
+}
+
+/* ---- raw exponent codes ------------------------------------------------------ */
+
+void sfp__pack_codes(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e)
+{
+	bitw w;
+	bitw_init(&w, dst, (size_t)div_ceil8(n * e));
+	if (e == 8) {
+		memcpy(dst, codes, n);
+		return;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		bitw_put(&w, codes[i], e);
+	bitw_flush(&w);
+}
+
+uint64_t sfp__unpack_codes(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e)
+{
+	uint64_t nz = 0;
+	size_t len = (size_t)div_ceil8(n * e);
+	if (e == 8) {
+		memcpy(codes, src, n);
+	} else {
+		for (uint64_t i = 0; i < n; i++)
+			codes[i] = (uint8_t)bits_get(src, len, i * e, e);
+	}
+	for (uint64_t i = 0; i < n; i++)
+		nz += codes[i] != 0;
+	return nz;
+}
+
+/* ---- exceptions ------------------------------------------------------------- */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Exception indices are < 2^40, so a varint has at most 6 bytes. */
+static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (unsigned i = 0; i < 6; i++) {
+		if (*pos >= len)
+			return SFP_ECORRUPT;
+		uint8_t b = p[(*pos)++];
+		r |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			if (i > 0 && b == 0)
+				return SFP_ECORRUPT; /* not minimal */
+			*v = r;
+			return SFP_OK;
+		}
+	}
+	return SFP_ECORRUPT;
+}
+
+/* ---- encode ------------------------------------------------------------------- */
+
+size_t sfp_encode_bound(uint64_t n, unsigned ndim) { return SFP_ENCODE_BOUND(n, ndim); }
+
+static int overflow_error(sfp_error *err, const float *src, uint64_t i, const sfp_params *p)
+{
+	return sfp_error_set(err, SFP_ERANGE,
+			     "value %g at index %llu does not fit the container (e = %u, m = %u%s)",
+			     (double)src[i], (unsigned long long)i, p->e, p->m,
+			     p->window == SFP_WINDOW_FIXED ? ", fixed window" : ", rounds to infinity");
+}
+
+static int check_shape(uint64_t n, const uint64_t *shape, unsigned ndim, sfp_error *err)
+{
+	if (ndim > SFP_MAX_DIMS)
+		return sfp_error_set(err, SFP_EINVAL, "%u dimensions (at most %d)", ndim,
+				     SFP_MAX_DIMS);
+	if (n > SFP_MAX_COUNT)
+		return sfp_error_set(err, SFP_EINVAL, "%llu elements (at most 2^40)",
+				     (unsigned long long)n);
+	uint64_t prod = 1;
+	for (unsigned i = 0; i < ndim; i++) {
+		if (shape[i] && prod > SFP_MAX_COUNT / shape[i])
+			return sfp_error_set(err, SFP_EINVAL, "shape too large");
+		prod *= shape[i];
+	}
+	if (prod != n)
+		return sfp_error_set(err, SFP_EINVAL, "shape holds %llu elements, not %llu",
+				     (unsigned long long)prod, (unsigned long long)n);
+	return SFP_OK;
+}
+
+/* Quantization plan for (src, params): the window from the max pass. */
+static int make_plan(qplan *q, kernels *k, const float *src, uint64_t n, const sfp_params *p,
+		     sfp_error *err)
+{
+	plan_init(q, p);
+	if (p->window == SFP_WINDOW_FIXED) {
+		plan_window(q, p->exp_hi);
+		return SFP_OK;
+	}
+	unsigned emax = 0;
+	uint64_t bad = 0;
+	if (k->max_exp(q, src, n, &emax, &bad) != Q_OK)
+		return overflow_error(err, src, bad, p);
+	plan_window(q, emax ? emax : 1);
+	if (p->e == 8) /* the whole normal range: lo = 1 */
+		plan_window(q, 254);
+	return SFP_OK;
+}
+
+static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *written,
+		       const float *src, uint64_t n, const uint64_t *shape, unsigned ndim,
+		       const sfp_params *p, sfp_error *err)
+{
+	uint8_t *out = dst;
+	kernels k = pick(isa);
+	qplan q;
+	int rc;
+
+	*written = 0;
+	SFP_TRY(sfp_params_check(p, err));
+	SFP_TRY(check_shape(n, shape, ndim, err));
+	size_t hb = SFP_HEADER_BYTES(ndim);
+	if (cap < hb)
+		return sfp_error_set(err, SFP_ENOSPC, "%zu bytes cannot hold the header", cap);
+	SFP_TRY(make_plan(&q, &k, src, n, p, err));
+
+	if (grow((void **)&c->codes, &c->codes_cap, (size_t)n) < 0 ||
+	    grow((void **)&c->sign, &c->sign_cap, (size_t)div_ceil8(n)) < 0)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for %llu elements",
+				     (unsigned long long)n);
+
+	/* Mantissas stream straight into the payload; signs into scratch. */
+	bitw mw, sw;
+	qcounts cnt = {0, 0, 0};
+	uint64_t bad = 0;
+	uint8_t *pay = out + hb;
+	size_t pcap = cap - hb;
+	bitw_init(&mw, pay, pcap);
+	bitw_init(&sw, c->sign, c->sign_cap);
+	if (k.quant_pass(&q, src, n, c->codes, &mw, &sw, &cnt, &bad) != Q_OK)
+		return overflow_error(err, src, bad, p);
+	bitw_flush(&mw);
+	bitw_flush(&sw);
+
+	unsigned flags = 0;
+	if (cnt.nnz && cnt.nneg == 0)
+		flags |= SFP_FLAG_SIGN_POS;
+	else if (cnt.nnz && cnt.nneg == cnt.nnz)
+		flags |= SFP_FLAG_SIGN_NEG;
+	if (q.stochastic)
+		flags |= SFP_FLAG_STOCHASTIC;
+	if (q.under_min)
+		flags |= SFP_FLAG_UNDER_MIN;
+	if (q.saturate)
+		flags |= SFP_FLAG_SATURATE;
+	if (p->window == SFP_WINDOW_FIXED)
+		flags |= SFP_FLAG_FIXED_WINDOW;
+
+	uint64_t mant_b = div_ceil8(cnt.nnz * q.m), sign_b = sign_region(cnt.nnz, flags);
+	uint64_t exp_raw = div_ceil8(n * q.e);
+	/* Exceptions cost at most 10 bytes each; stored mode caps the total. */
+	uint64_t exc_max = 10 * cnt.nexc;
+	unsigned coder = SFP_EXP_RAW;
+	uint64_t streams_max = mant_b + sign_b + exc_max + exp_raw;
+	size_t exc_b = 0, exp_b = 0;
+
+	if (streams_max > 4 * n && cnt.nexc) {
+		/* Measure the exceptions exactly before giving up on streams. */
+		uint64_t last = 0, first = 1, eb = 0;
+		uint8_t tmp[10];
+		for (uint64_t i = 0; i < n; i++)
+			if (is_exception(&q, f2u(src[i]))) {
+				eb += put_varint(tmp, first ? i : i - last) + 4;
+				last = i;
+				first = 0;
+			}
+		exc_max = eb;
+		streams_max = mant_b + sign_b + exc_max + exp_raw;
+	}
+	if (streams_max > 4 * n) {
+		/* Stored: the quantized values as raw u32. */
+		coder = SFP_EXP_STORED;
+		if (pcap < 4 * n)
+			return sfp_error_set(err, SFP_ENOSPC, "%zu bytes cannot hold the container",
+					     cap);
+		uint64_t mpos = 0, spos = 0;
+		size_t slen = (size_t)div_ceil8(cnt.nnz);
+		/* mw wrote the mantissas at pay; copy them aside first. */
+		uint8_t *mcopy = malloc((size_t)mant_b + 8);
+		if (!mcopy)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		memcpy(mcopy, pay, (size_t)mant_b);
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t u = f2u(src[i]), v = 0;
+			unsigned code = c->codes[i];
+			if (code) {
+				uint32_t f = bits_get(mcopy, (size_t)mant_b, mpos, q.m);
+				unsigned s = bits_get(c->sign, slen, spos++, 1);
+				mpos += q.m;
+				v = assemble(q.lo, q.k, code, s, f);
+			} else if (is_exception(&q, u)) {
+				v = u;
+			}
+			put32(pay + 4 * i, v);
+		}
+		free(mcopy);
+		flags &= ~(SFP_FLAG_SIGN_POS | SFP_FLAG_SIGN_NEG);
+		exp_b = 0;
+		mant_b = sign_b = 0;
+		goto header;
+	}
+
+	if (mw.overflow || pcap < mant_b + sign_b)
+		return sfp_error_set(err, SFP_ENOSPC, "%zu bytes cannot hold the container", cap);
+	if (sign_b)
+		memcpy(pay + mant_b, c->sign, (size_t)sign_b);
+
+	/* Exceptions: LEB128 gap + raw bits. */
+	{
+		uint8_t *e0 = pay + mant_b + sign_b, *ep = e0, *eend = pay + pcap;
+		uint64_t last = 0;
+		int first = 1;
+		for (uint64_t i = 0, left = cnt.nexc; left && i < n; i++) {
+			uint32_t u = f2u(src[i]);
+			if (!is_exception(&q, u))
+				continue;
+			if (eend - ep < 10)
+				return sfp_error_set(err, SFP_ENOSPC,
+						     "%zu bytes cannot hold the container", cap);
+			ep += put_varint(ep, first ? i : i - last);
+			put32(ep, u);
+			ep += 4;
+			last = i;
+			first = 0;
+			left--;
+		}
+		exc_b = (size_t)(ep - e0);
+	}
+
+	/* Exponent codes: Gecko when asked and smaller, else raw. */
+	{
+		uint8_t *xp = pay + mant_b + sign_b + exc_b;
+		size_t room = pcap - (size_t)(mant_b + sign_b) - exc_b;
+		int done = 0;
+		if (p->gecko && n > 0) {
+			size_t wb = sfp_gecko_work_bytes(n);
+			if (grow(&c->work, &c->work_cap, wb) < 0)
+				return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+			size_t gcap = (size_t)exp_raw < room ? (size_t)exp_raw : room, gw = 0;
+			rc = sfp_gecko_encode(xp, gcap, &gw, c->codes, n, q.e, &p->gecko_opts, isa,
+					      c->work, c->work_cap, err);
+			if (rc == SFP_OK && gw < exp_raw) {
+				coder = SFP_EXP_GECKO;
+				exp_b = gw;
+				done = 1;
+			} else if (rc < 0 && rc != SFP_ENOSPC) {
+				return rc;
+			}
+		}
+		if (!done) {
+			if (room < exp_raw)
+				return sfp_error_set(err, SFP_ENOSPC,
+						     "%zu bytes cannot hold the container", cap);
+			sfp__pack_codes(xp, c->codes, n, q.e);
+			exp_b = (size_t)exp_raw;
+		}
+	}
+
+header:;
+	size_t payload = coder == SFP_EXP_STORED ? (size_t)(4 * n)
+						  : (size_t)(mant_b + sign_b) + exc_b + exp_b;
+	uint8_t *h = out;
+	memset(h, 0, SFP_HEADER_FIXED_BYTES);
+	memcpy(h, "SFPT", 4);
+	h[4] = SFP_FORMAT_VERSION;
+	h[5] = (uint8_t)q.e;
+	h[6] = (uint8_t)q.m;
+	h[7] = (uint8_t)q.lo;
+	put16(h + 8, (uint16_t)flags);
+	h[10] = (uint8_t)coder;
+	h[11] = (uint8_t)ndim;
+	put64(h + 16, n);
+	put64(h + 24, cnt.nnz);
+	put64(h + 32, cnt.nexc);
+	put64(h + 40, exp_b);
+	put64(h + 48, payload);
+	for (unsigned i = 0; i < ndim; i++)
+		put64(h + SFP_HEADER_FIXED_BYTES + 8 * i, shape[i]);
+	put32(h + 56, sfp_crc32c(0, pay, payload));
+	put32(h + 60, header_crc(h, ndim));
+	*written = hb + payload;
+	return SFP_OK;
+}
+
+int sfp_encode(sfp_codec *c, void *dst, size_t cap, size_t *written, const float *src,
+	       uint64_t n, const uint64_t *shape, unsigned ndim, const sfp_params *p,
+	       sfp_error *err)
+{
+	return encode_impl(c, c->isa, dst, cap, written, src, n, shape, ndim, p, err);
+}
+
+int sfp_encode_ref(void *dst, size_t cap, size_t *written, const float *src, uint64_t n,
+		   const uint64_t *shape, unsigned ndim, const sfp_params *p, sfp_error *err)
+{
+	sfp_codec c = {SFP_ISA_SCALAR, NULL, 0, NULL, 0, NULL, 0};
+	int rc = encode_impl(&c, SFP_ISA_SCALAR, dst, cap, written, src, n, shape, ndim, p, err);
+	free(c.codes);
+	free(c.sign);
+	free(c.work);
+	return rc;
+}
+
+/* ---- decode -------------------------------------------------------------------- */
+
+/* Zero padding bits after `bits` bits of a region of `len` bytes. */
+static int padding_ok(const uint8_t *r, size_t len, uint64_t bits)
+{
+	if (bits & 7)
+		return (r[len - 1] >> (bits & 7)) == 0;
+	return 1;
+}
+
+/* Is u a value the container (e, m, window) can hold? (stored mode) */
+static int representable(const sfp_info *in, uint32_t u, int *is_exc, int *nonzero)
+{
+	unsigned E = (u >> 23) & 0xff;
+	uint32_t M = u & 0x7fffff;
+	int lossless = in->e == 8 && in->m == 23;
+	*is_exc = E == 255 || (lossless && E == 0 && u != 0);
+	*nonzero = 0;
+	if (*is_exc)
+		return 1;
+	if (u == 0)
+		return 1;
+	if (E == 0)
+		return 0; /* -0 or subnormal in a lossy container */
+	if (E < in->exp_lo || E > in->exp_hi)
+		return 0;
+	if (in->m < 23 && (M & ((1u << (23 - in->m)) - 1)))
+		return 0;
+	*nonzero = 1;
+	return 1;
+}
+
+static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, uint8_t *codes_out,
+		       const void *src, size_t len, sfp_info *info_out, sfp_error *err)
+{
+	sfp_info in;
+	const uint8_t *s = src;
+	kernels k = pick(isa);
+
+	SFP_TRY(sfp_inspect(src, len, &in, err));
+	if (info_out)
+		*info_out = in;
+	if (len != in.total_bytes)
+		return sfp_error_set(err, SFP_ECORRUPT, "%zu trailing bytes after the container",
+				     len - in.total_bytes);
+	if (cap_count < in.count)
+		return sfp_error_set(err, SFP_ENOSPC, "room for %llu values, container has %llu",
+				     (unsigned long long)cap_count,
+				     (unsigned long long)in.count);
+	const uint8_t *pay = s + in.header_bytes;
+	uint32_t crc = sfp_crc32c(0, pay, in.payload_bytes);
+	if (crc != get32(s + 56))
+		return sfp_error_set(err, SFP_ECHECKSUM, "payload crc %08x != stored %08x", crc,
+				     get32(s + 56));
+	uint64_t n = in.count;
+
+	if (in.exp_coder == SFP_EXP_STORED) {
+		uint64_t nz = 0, ne = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t u = get32(pay + 4 * i);
+			int exc, nonzero;
+			if (!representable(&in, u, &exc, &nonzero))
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "stored value 0x%08x at index %llu is not "
+						     "representable",
+						     u, (unsigned long long)i);
+			nz += nonzero;
+			ne += exc;
+			if (dst)
+				dst[i] = u2f(u);
+			if (codes_out)
+				codes_out[i] = nonzero ? (uint8_t)(((u >> 23) & 0xff) - in.exp_lo + 1)
+						       : 0;
+		}
+		if (nz != in.nnz || ne != in.n_exceptions)
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "stored values have %llu nonzero / %llu exceptions, "
+					     "header says %llu / %llu",
+					     (unsigned long long)nz, (unsigned long long)ne,
+					     (unsigned long long)in.nnz,
+					     (unsigned long long)in.n_exceptions);
+		return SFP_OK;
+	}
+
+	const uint8_t *mant = pay, *sign = mant + in.mant_bytes, *exc = sign + in.sign_bytes,
+		      *expr = exc + in.exc_bytes;
+	uint8_t *codes = codes_out;
+	if (!codes) {
+		if (grow((void **)&c->codes, &c->codes_cap, (size_t)n) < 0)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		codes = c->codes;
+	}
+
+	/* Exponent codes. */
+	uint64_t nz = 0;
+	if (in.exp_coder == SFP_EXP_RAW) {
+		if (!padding_ok(expr, in.exp_bytes, n * in.e))
+			return sfp_error_set(err, SFP_ECORRUPT, "nonzero padding in exponent region");
+		nz = sfp__unpack_codes(codes, expr, n, in.e);
+	} else {
+		size_t wb = sfp_gecko_work_bytes(n);
+		if (grow(&c->work, &c->work_cap, wb) < 0)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		SFP_TRY(sfp_gecko_decode(codes, n, in.e, expr, in.exp_bytes, isa, c->work,
+					 c->work_cap, err));
+		for (uint64_t i = 0; i < n; i++)
+			nz += codes[i] != 0;
+	}
+	unsigned max_code = in.exp_hi - in.exp_lo + 1;
+	if (in.e == 8) {
+		for (uint64_t i = 0; i < n; i++)
+			if (codes[i] > max_code)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "exponent code %u at index %llu is outside the "
+						     "window",
+						     codes[i], (unsigned long long)i);
+	}
+	if (nz != in.nnz)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "%llu nonzero exponent codes, header says %llu",
+				     (unsigned long long)nz, (unsigned long long)in.nnz);
+	if (in.mant_bytes && !padding_ok(mant, in.mant_bytes, in.nnz * in.m))
+		return sfp_error_set(err, SFP_ECORRUPT, "nonzero padding in mantissa region");
+	if (in.sign_bytes && !padding_ok(sign, in.sign_bytes, in.nnz))
+		return sfp_error_set(err, SFP_ECORRUPT, "nonzero padding in sign region");
+
+	/* Exceptions: validate all before writing any. */
+	{
+		size_t pos = 0;
+		uint64_t idx = 0;
+		for (uint64_t j = 0; j < in.n_exceptions; j++) {
+			uint64_t d;
+			if (get_varint(exc, in.exc_bytes, &pos, &d) < 0 || in.exc_bytes - pos < 4)
+				return sfp_error_set(err, SFP_ECORRUPT, "exception %llu is malformed",
+						     (unsigned long long)j);
+			if (j > 0 && d == 0)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "exception indices do not increase");
+			idx = j ? idx + d : d;
+			if (idx >= n || (j && idx < d))
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "exception index %llu out of range",
+						     (unsigned long long)idx);
+			if (codes[idx] != 0)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "exception at index %llu has a nonzero code",
+						     (unsigned long long)idx);
+			uint32_t u = get32(exc + pos);
+			pos += 4;
+			qplan q;
+			memset(&q, 0, sizeof q);
+			q.lossless = in.e == 8 && in.m == 23;
+			if (!is_exception(&q, u))
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "exception at index %llu holds an ordinary value "
+						     "0x%08x",
+						     (unsigned long long)idx, u);
+		}
+		if (pos != in.exc_bytes)
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "%zu unused bytes in the exception region",
+					     in.exc_bytes - pos);
+	}
+	if (!dst)
+		return SFP_OK;
+
+	int sign_mode = (in.flags & SFP_FLAG_SIGN_POS) ? 1 : (in.flags & SFP_FLAG_SIGN_NEG) ? 2 : 0;
+	k.assemble(dst, codes, n, in.exp_lo, in.m, mant, in.mant_bytes, sign, in.sign_bytes,
+		   sign_mode);
+	{
+		size_t pos = 0;
+		uint64_t idx = 0;
+		for (uint64_t j = 0; j < in.n_exceptions; j++) {
+			uint64_t d = 0;
+			get_varint(exc, in.exc_bytes, &pos, &d);
+			idx = j ? idx + d : d;
+			dst[idx] = u2f(get32(exc + pos));
+			pos += 4;
+		}
+	}
+	return SFP_OK;
+}
+
+int sfp_decode(sfp_codec *c, float *dst, uint64_t cap_count, const void *src, size_t len,
+	       sfp_info *info, sfp_error *err)
+{
+	if (!dst)
+		return sfp_error_set(err, SFP_EINVAL, "no destination");
+	return decode_impl(c, c->isa, dst, cap_count, NULL, src, len, info, err);
+}
+
+int sfp_decode_ref(float *dst, uint64_t cap_count, const void *src, size_t len, sfp_info *info,
+		   sfp_error *err)
+{
+	sfp_codec c = {SFP_ISA_SCALAR, NULL, 0, NULL, 0, NULL, 0};
+	int rc = dst ? decode_impl(&c, SFP_ISA_SCALAR, dst, cap_count, NULL, src, len, info, err)
+		     : sfp_error_set(err, SFP_EINVAL, "no destination");
+	free(c.codes);
+	free(c.work);
+	return rc;
+}
+
+int sfp_decode_codes(sfp_codec *c, uint8_t *codes, uint64_t cap, const void *src, size_t len,
+		     sfp_error *err)
+{
+	sfp_info in;
+	SFP_TRY(sfp_inspect(src, len, &in, err));
+	if (cap < in.count)
+		return sfp_error_set(err, SFP_ENOSPC, "room for %llu codes, container has %llu",
+				     (unsigned long long)cap, (unsigned long long)in.count);
+	return decode_impl(c, c->isa, NULL, in.count, codes, src, len, NULL, err);
+}
+
+/* ---- fake quantization ------------------------------------------------------- */
+
+int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,
+		 sfp_error *err)
+{
+	kernels k = pick(c->isa);
+	qplan q;
+	SFP_TRY(sfp_params_check(p, err));
+	SFP_TRY(make_plan(&q, &k, src, n, p, err));
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t u = f2u(src[i]);
+		unsigned code, sign;
+		uint32_t mant;
+		int r = quant_one(&q, u, i, &code, &sign, &mant);
+		if (r == Q_OVERFLOW)
+			return overflow_error(err, src, i, p);
+		dst[i] = u2f(r == Q_EXC ? u : assemble(q.lo, q.k, code, sign, mant));
+	}
+	return SFP_OK;
+}

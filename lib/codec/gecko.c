@@ -1,0 +1,534 @@
+/*
+ * gecko.c -- Gecko, lossless coding of exponent codes (docs/gecko.md).
+ *
+ * Three variants, chosen per tensor by AUTO:
+ *  - DELTA, the paper's scheme: groups of G codes, each with a reference and
+ *    a bit width, then every code as a delta of that width. A group of equal
+ *    codes costs only its header.
+ *  - ANS0: a static order-0 range-ANS coder. Exponents of trained networks
+ *    sit in a narrow, lop-sided band; ANS codes each at its information
+ *    content, which grouped deltas cannot (a band of 6 exponents costs 3 bits
+ *    per delta whatever its entropy).
+ *  - ANS1: the same with two contexts, "previous code was zero" or not,
+ *    which captures runs of zeros after ReLU and in image backgrounds.
+ *
+ * rANS here: 32-bit states in [2^16, 2^32), 16-bit renormalization, four
+ * interleaved states (element i uses state i & 3), frequencies quantized to
+ * a total of 2^SCALE. The encoder runs backwards and writes 16-bit words
+ * from the end of a scratch area; the stream stores them in decode order.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/codec_internal.h"
+
+#define SCALE 14
+#define TOTAL (1u << SCALE)
+#define RANS_L (1u << 16)
+#define LANES 4
+#define MAX_CTX 2
+
+void sfp_gecko_opts_init(sfp_gecko_opts *o)
+{
+	o->variant = SFP_GECKO_AUTO;
+	o->group = 16;
+	o->reference = SFP_GECKO_REF_MIN;
+}
+
+/* Streams never exceed: variant + DELTA/ANS headers + the raw codes with
+ * 4-bit group headers per 8 codes and a reference per group. */
+size_t sfp_gecko_bound(uint64_t n, unsigned e)
+{
+	uint64_t groups = (n + 7) / 8;
+	uint64_t delta = 4 + (groups * (4 + 8) + n * 9 + 7) / 8;
+	uint64_t ans = 1 + 1 + MAX_CTX * (2 + 256 * 3) + LANES * 4 + 2 * n * 2 + 16;
+	(void)e;
+	return (size_t)(delta > ans ? delta : ans);
+}
+
+size_t sfp_gecko_work_bytes(uint64_t n)
+{
+	/* ANS encoder: the word stream (at most 2 words per code + flush). */
+	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL;
+}
+
+int sfp_gecko_variant_of(const void *src, size_t len)
+{
+	const uint8_t *s = src;
+	if (len < 1 || s[0] < SFP_GECKO_DELTA || s[0] > SFP_GECKO_ANS1)
+		return SFP_ECORRUPT;
+	return s[0];
+}
+
+double sfp_entropy_u8(const uint8_t *sym, uint64_t n)
+{
+	uint64_t h[256] = {0};
+	double bits = 0;
+	if (n == 0)
+		return 0.0;
+	for (uint64_t i = 0; i < n; i++)
+		h[sym[i]]++;
+	for (int s = 0; s < 256; s++)
+		if (h[s])
+			bits -= (double)h[s] * log2((double)h[s] / (double)n);
+	return bits / (double)n;
+}
+
+static unsigned bit_width(unsigned v)
+{
+	return v ? 32u - (unsigned)__builtin_clz(v) : 0;
+}
+
+static unsigned zigzag(int d) { return d >= 0 ? 2u * (unsigned)d : 2u * (unsigned)(-d) - 1; }
+static int unzigzag(unsigned z) { return (z & 1) ? -(int)((z + 1) >> 1) : (int)(z >> 1); }
+
+/* ---- DELTA ------------------------------------------------------------------------ */
+/* Stream: variant, G, ref kind, fixed ref (REF_FIXED only), then LSB-first
+ * bits: per group a 4-bit width w, the reference (REF_MIN: e bits), and each
+ * code's delta in w bits (REF_PREV: zigzag of code - previous code). */
+
+static int delta_header_bytes(int ref) { return ref == SFP_GECKO_REF_FIXED ? 4 : 3; }
+
+/* Bits of the DELTA body (without the byte header). */
+static uint64_t delta_bits(const uint8_t *c, uint64_t n, unsigned e, unsigned G, int ref,
+			   unsigned fixed)
+{
+	uint64_t bits = 0;
+	unsigned prev = 0;
+	for (uint64_t g = 0; g < n; g += G) {
+		uint64_t end = g + G < n ? g + G : n;
+		unsigned lo = 255, hi = 0, zmax = 0;
+		for (uint64_t i = g; i < end; i++) {
+			lo = c[i] < lo ? c[i] : lo;
+			hi = c[i] > hi ? c[i] : hi;
+			unsigned z = zigzag((int)c[i] - (int)prev);
+			zmax = z > zmax ? z : zmax;
+			prev = c[i];
+		}
+		unsigned w = ref == SFP_GECKO_REF_MIN	? bit_width(hi - lo)
+			     : ref == SFP_GECKO_REF_FIXED ? bit_width(hi - fixed)
+							  : bit_width(zmax);
+		bits += 4 + (ref == SFP_GECKO_REF_MIN ? e : 0) + (end - g) * w;
+	}
+	return bits;
+}
+
+static unsigned min_code(const uint8_t *c, uint64_t n)
+{
+	unsigned m = 255;
+	for (uint64_t i = 0; i < n; i++)
+		m = c[i] < m ? c[i] : m;
+	return n ? m : 0;
+}
+
+static int delta_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *c, uint64_t n,
+			unsigned e, unsigned G, int ref)
+{
+	unsigned fixed = ref == SFP_GECKO_REF_FIXED ? min_code(c, n) : 0;
+	size_t hb = (size_t)delta_header_bytes(ref);
+	if (cap < hb)
+		return SFP_ENOSPC;
+	dst[0] = SFP_GECKO_DELTA;
+	dst[1] = (uint8_t)G;
+	dst[2] = (uint8_t)ref;
+	if (ref == SFP_GECKO_REF_FIXED)
+		dst[3] = (uint8_t)fixed;
+	bitw w;
+	bitw_init(&w, dst + hb, cap - hb);
+	unsigned prev = 0;
+	for (uint64_t g = 0; g < n; g += G) {
+		uint64_t end = g + G < n ? g + G : n;
+		unsigned lo = 255, hi = 0, zmax = 0, p = prev;
+		for (uint64_t i = g; i < end; i++) {
+			lo = c[i] < lo ? c[i] : lo;
+			hi = c[i] > hi ? c[i] : hi;
+			unsigned z = zigzag((int)c[i] - (int)p);
+			zmax = z > zmax ? z : zmax;
+			p = c[i];
+		}
+		unsigned base = ref == SFP_GECKO_REF_MIN ? lo : fixed;
+		unsigned wd = ref == SFP_GECKO_REF_PREV ? bit_width(zmax) : bit_width(hi - base);
+		bitw_put(&w, wd, 4);
+		if (ref == SFP_GECKO_REF_MIN)
+			bitw_put(&w, lo, e);
+		for (uint64_t i = g; i < end; i++) {
+			unsigned v = ref == SFP_GECKO_REF_PREV ? zigzag((int)c[i] - (int)prev)
+							       : c[i] - base;
+			bitw_put(&w, v, wd);
+			prev = c[i];
+		}
+		if (w.overflow)
+			return SFP_ENOSPC;
+	}
+	bitw_flush(&w);
+	if (w.overflow)
+		return SFP_ENOSPC;
+	*written = hb + (size_t)(w.p - (dst + hb));
+	return SFP_OK;
+}
+
+static int delta_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size_t len,
+			sfp_error *err)
+{
+	if (len < 3)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko delta header truncated");
+	unsigned G = s[1];
+	int ref = s[2];
+	if (G != 8 && G != 16 && G != 32 && G != 64)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko group size %u invalid", G);
+	if (ref < SFP_GECKO_REF_MIN || ref > SFP_GECKO_REF_PREV)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko reference kind %d invalid", ref);
+	size_t hb = (size_t)delta_header_bytes(ref);
+	if (len < hb)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko delta header truncated");
+	unsigned fixed = ref == SFP_GECKO_REF_FIXED ? s[3] : 0;
+	if (fixed >> e)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko fixed reference %u exceeds e = %u",
+				     fixed, e);
+	const uint8_t *b = s + hb;
+	size_t blen = len - hb;
+	uint64_t pos = 0, total = 8 * (uint64_t)blen;
+	unsigned prev = 0, limit = (1u << e) - 1;
+	for (uint64_t g = 0; g < n; g += G) {
+		uint64_t end = g + G < n ? g + G : n;
+		if (pos + 4 > total)
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko stream ends early");
+		unsigned wd = bits_get(b, blen, pos, 4);
+		pos += 4;
+		unsigned base = fixed;
+		if (wd > (ref == SFP_GECKO_REF_PREV ? 9u : e))
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko group width %u invalid", wd);
+		if (ref == SFP_GECKO_REF_MIN) {
+			if (pos + e > total)
+				return sfp_error_set(err, SFP_ECORRUPT, "gecko stream ends early");
+			base = bits_get(b, blen, pos, e);
+			pos += e;
+		}
+		if (pos + (end - g) * wd > total)
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko stream ends early");
+		for (uint64_t i = g; i < end; i++) {
+			unsigned v = bits_get(b, blen, pos, wd);
+			int code = ref == SFP_GECKO_REF_PREV ? (int)prev + unzigzag(v)
+							     : (int)(base + v);
+			pos += wd;
+			if (code < 0 || code > (int)limit)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "gecko code %d at %llu exceeds e = %u", code,
+						     (unsigned long long)i, e);
+			c[i] = (uint8_t)code;
+			prev = (unsigned)code;
+		}
+	}
+	if ((pos + 7) / 8 != blen)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko stream has %zu trailing bytes",
+				     blen - (size_t)((pos + 7) / 8));
+	if ((pos & 7) && (b[blen - 1] >> (pos & 7)))
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko stream has nonzero padding");
+	return SFP_OK;
+}
+
+/* ---- rANS --------------------------------------------------------------------------- */
+
+typedef struct ans_table {
+	uint16_t freq[256], cum[256];
+	unsigned nsym;
+} ans_table;
+
+static unsigned ctx_of(int nctx, const uint8_t *c, uint64_t i)
+{
+	return nctx == 2 && i > 0 && c[i - 1] != 0;
+}
+
+/* Quantize counts to frequencies summing to TOTAL, every used symbol >= 1. */
+static void normalize(ans_table *t, const uint64_t *cnt, uint64_t n)
+{
+	memset(t, 0, sizeof *t);
+	if (n == 0)
+		return;
+	int64_t sum = 0;
+	int best = -1;
+	for (int s = 0; s < 256; s++) {
+		if (!cnt[s])
+			continue;
+		uint64_t f = (cnt[s] * TOTAL + n / 2) / n;
+		if (f == 0)
+			f = 1;
+		t->freq[s] = (uint16_t)(f > TOTAL ? TOTAL : f);
+		sum += t->freq[s];
+		t->nsym++;
+		if (best < 0 || cnt[s] > cnt[best])
+			best = s;
+	}
+	/* Fix the total: take from (or give to) the largest symbols. */
+	while (sum != TOTAL) {
+		int64_t diff = (int64_t)TOTAL - sum;
+		int big = -1;
+		for (int s = 0; s < 256; s++)
+			if (t->freq[s] > 1 && (big < 0 || t->freq[s] > t->freq[big]))
+				big = s;
+		if (diff > 0 || big < 0)
+			big = best;
+		int64_t room = (int64_t)t->freq[big] - 1;
+		int64_t step = diff > 0 ? diff : (-diff < room ? -diff : room);
+		if (diff > 0)
+			t->freq[big] = (uint16_t)(t->freq[big] + step);
+		else
+			t->freq[big] = (uint16_t)(t->freq[big] - step);
+		sum += diff > 0 ? step : -step;
+	}
+	unsigned c = 0;
+	for (int s = 0; s < 256; s++) {
+		t->cum[s] = (uint16_t)c;
+		c += t->freq[s];
+	}
+}
+
+/* Estimated bytes of an ANS stream from histograms. */
+static double ans_estimate(const uint64_t (*cnt)[256], int nctx, uint64_t n)
+{
+	double bits = 8.0 * (2 + LANES * 4);
+	for (int x = 0; x < nctx; x++) {
+		uint64_t tot = 0;
+		for (int s = 0; s < 256; s++)
+			tot += cnt[x][s];
+		bits += 16;
+		for (int s = 0; s < 256; s++)
+			if (cnt[x][s]) {
+				bits += 24;
+				bits -= (double)cnt[x][s] * log2((double)cnt[x][s] / (double)tot);
+			}
+	}
+	(void)n;
+	return bits / 8.0 + 4;
+}
+
+static void put_u16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static unsigned get_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+
+static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *c, uint64_t n,
+		      int nctx, const uint64_t (*cnt)[256], void *work, size_t work_bytes)
+{
+	ans_table tab[MAX_CTX];
+	size_t pos = 0;
+	for (int x = 0; x < nctx; x++) {
+		uint64_t tot = 0;
+		for (int s = 0; s < 256; s++)
+			tot += cnt[x][s];
+		normalize(&tab[x], cnt[x], tot);
+	}
+	/* Header: variant, then per context: nsym (u16), (sym, freq u16)*. */
+	if (cap < 1)
+		return SFP_ENOSPC;
+	dst[pos++] = (uint8_t)(nctx == 1 ? SFP_GECKO_ANS0 : SFP_GECKO_ANS1);
+	for (int x = 0; x < nctx; x++) {
+		if (cap - pos < 2 + 3 * (size_t)tab[x].nsym)
+			return SFP_ENOSPC;
+		put_u16(dst + pos, tab[x].nsym);
+		pos += 2;
+		for (int s = 0; s < 256; s++)
+			if (tab[x].freq[s]) {
+				dst[pos++] = (uint8_t)s;
+				put_u16(dst + pos, tab[x].freq[s]);
+				pos += 2;
+			}
+	}
+	/* Encode backwards into the work area, words growing downwards. */
+	size_t maxw = (size_t)(2 * n + 8);
+	if (work_bytes < maxw * 2)
+		return SFP_EINVAL;
+	uint16_t *wend = (uint16_t *)work + maxw, *wp = wend;
+	uint32_t st[LANES];
+	for (int l = 0; l < LANES; l++)
+		st[l] = RANS_L;
+	for (uint64_t i = n; i-- > 0;) {
+		unsigned x = ctx_of(nctx, c, i), s = c[i];
+		uint32_t f = tab[x].freq[s], *sp = &st[i & (LANES - 1)];
+		uint64_t xmax = (uint64_t)f << (32 - SCALE);
+		if (*sp >= xmax) {
+			*--wp = (uint16_t)*sp;
+			*sp >>= 16;
+		}
+		*sp = ((*sp / f) << SCALE) + (*sp % f) + tab[x].cum[s];
+	}
+	size_t nw = (size_t)(wend - wp);
+	if (cap - pos < LANES * 4 + nw * 2)
+		return SFP_ENOSPC;
+	for (int l = 0; l < LANES; l++) {
+		for (int b = 0; b < 4; b++)
+			dst[pos + b] = (uint8_t)(st[l] >> (8 * b));
+		pos += 4;
+	}
+	for (size_t j = 0; j < nw; j++) {
+		put_u16(dst + pos, wp[j]);
+		pos += 2;
+	}
+	*written = pos;
+	return SFP_OK;
+}
+
+static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size_t len,
+		      int nctx, void *work, size_t work_bytes, sfp_error *err)
+{
+	ans_table tab[MAX_CTX];
+	size_t pos = 1;
+	uint8_t *lut = work;
+	if (work_bytes < (size_t)nctx * TOTAL)
+		return sfp_error_set(err, SFP_EINVAL, "gecko work area too small");
+	for (int x = 0; x < nctx; x++) {
+		memset(&tab[x], 0, sizeof tab[x]);
+		if (len - pos < 2)
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko table truncated");
+		unsigned ns = get_u16(s + pos);
+		pos += 2;
+		if (ns > 256 || len - pos < 3 * (size_t)ns)
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko table truncated or too large");
+		unsigned sum = 0;
+		int last = -1;
+		for (unsigned j = 0; j < ns; j++) {
+			int sym = s[pos];
+			unsigned f = get_u16(s + pos + 1);
+			pos += 3;
+			if (f == 0 || f > TOTAL)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "gecko frequency %u invalid", f);
+			if (sym <= last || (unsigned)sym >> e)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "gecko table symbol %d invalid", sym);
+			last = sym;
+			tab[x].freq[sym] = (uint16_t)f;
+			tab[x].cum[sym] = (uint16_t)sum;
+			sum += f;
+			if (sum > TOTAL)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "gecko frequencies exceed the total");
+			memset(lut + (size_t)x * TOTAL + tab[x].cum[sym], sym, f);
+		}
+		if (ns && sum != TOTAL)
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "gecko frequencies sum to %u, not %u", sum, TOTAL);
+		tab[x].nsym = ns;
+	}
+	if (len - pos < LANES * 4)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko states truncated");
+	uint32_t st[LANES];
+	for (int l = 0; l < LANES; l++) {
+		st[l] = (uint32_t)s[pos] | (uint32_t)s[pos + 1] << 8 | (uint32_t)s[pos + 2] << 16 |
+			(uint32_t)s[pos + 3] << 24;
+		pos += 4;
+		if (st[l] < RANS_L)
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko state out of range");
+	}
+	if ((len - pos) & 1)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko word stream has odd length");
+	const uint8_t *wp = s + pos, *wend = s + len;
+	const uint32_t mask = TOTAL - 1;
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned x = ctx_of(nctx, c, i);
+		if (!tab[x].nsym)
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko context %u has no symbols", x);
+		uint32_t *sp = &st[i & (LANES - 1)];
+		uint32_t slot = *sp & mask;
+		unsigned sym = lut[(size_t)x * TOTAL + slot];
+		uint32_t f = tab[x].freq[sym];
+		*sp = f * (*sp >> SCALE) + slot - tab[x].cum[sym];
+		if (*sp < RANS_L) {
+			if (wend - wp < 2)
+				return sfp_error_set(err, SFP_ECORRUPT, "gecko stream ends early");
+			*sp = (*sp << 16) | get_u16(wp);
+			wp += 2;
+		}
+		c[i] = (uint8_t)sym;
+	}
+	if (wp != wend)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko stream has %zu unused bytes",
+				     (size_t)(wend - wp));
+	for (int l = 0; l < LANES; l++)
+		if (st[l] != RANS_L)
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko final state mismatch");
+	return SFP_OK;
+}
+
+/* ---- entry points ------------------------------------------------------------------ */
+
+static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
+{
+	memset(h, 0, sizeof(uint64_t) * 256 * MAX_CTX);
+	unsigned prev = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		h[prev != 0][c[i]]++;
+		prev = c[i];
+	}
+}
+
+int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *codes, uint64_t n,
+		     unsigned e, const sfp_gecko_opts *o, int isa, void *work, size_t work_bytes,
+		     sfp_error *err)
+{
+	uint64_t h2[MAX_CTX][256], h1[1][256];
+	int v = o->variant;
+	unsigned G = o->group;
+	int ref = o->reference;
+	(void)isa;
+	*written = 0;
+	if (e < 1 || e > 8)
+		return sfp_error_set(err, SFP_EINVAL, "exponent bits e = %u is not in 1..8", e);
+	if (G != 8 && G != 16 && G != 32 && G != 64)
+		return sfp_error_set(err, SFP_EINVAL, "gecko group size %u (8, 16, 32 or 64)", G);
+	if (ref < SFP_GECKO_REF_MIN || ref > SFP_GECKO_REF_PREV)
+		return sfp_error_set(err, SFP_EINVAL, "unknown gecko reference %d", ref);
+	for (uint64_t i = 0; i < n; i++)
+		if (codes[i] >> e)
+			return sfp_error_set(err, SFP_EINVAL, "code %u at %llu exceeds e = %u",
+					     codes[i], (unsigned long long)i, e);
+	if (v < SFP_GECKO_AUTO || v > SFP_GECKO_ANS1)
+		return sfp_error_set(err, SFP_EINVAL, "unknown gecko variant %d", v);
+
+	if (v != SFP_GECKO_DELTA) {
+		histograms(codes, n, h2);
+		for (int s = 0; s < 256; s++)
+			h1[0][s] = h2[0][s] + h2[1][s];
+	}
+	if (v == SFP_GECKO_AUTO) {
+		double d = delta_header_bytes(ref) +
+			   (double)((delta_bits(codes, n, e, G, ref, min_code(codes, n)) + 7) / 8);
+		double a0 = ans_estimate((const uint64_t(*)[256])h1, 1, n);
+		double a1 = ans_estimate((const uint64_t(*)[256])h2, 2, n);
+		v = SFP_GECKO_DELTA;
+		if (a0 < d)
+			v = SFP_GECKO_ANS0;
+		if (a1 < (v == SFP_GECKO_ANS0 ? a0 : d))
+			v = SFP_GECKO_ANS1;
+	}
+	int rc;
+	if (v == SFP_GECKO_DELTA)
+		rc = delta_encode(dst, cap, written, codes, n, e, G, ref);
+	else if (v == SFP_GECKO_ANS0)
+		rc = ans_encode(dst, cap, written, codes, n, 1, (const uint64_t(*)[256])h1, work,
+				work_bytes);
+	else
+		rc = ans_encode(dst, cap, written, codes, n, 2, (const uint64_t(*)[256])h2, work,
+				work_bytes);
+	if (rc == SFP_ENOSPC)
+		return sfp_error_set(err, SFP_ENOSPC, "gecko stream does not fit in %zu bytes", cap);
+	if (rc == SFP_EINVAL)
+		return sfp_error_set(err, SFP_EINVAL, "gecko work area of %zu bytes is too small",
+				     work_bytes);
+	return rc;
+}
+
+int sfp_gecko_decode(uint8_t *codes, uint64_t n, unsigned e, const void *src, size_t len,
+		     int isa, void *work, size_t work_bytes, sfp_error *err)
+{
+	const uint8_t *s = src;
+	(void)isa;
+	if (e < 1 || e > 8)
+		return sfp_error_set(err, SFP_EINVAL, "exponent bits e = %u is not in 1..8", e);
+	int v = sfp_gecko_variant_of(src, len);
+	if (v < 0)
+		return sfp_error_set(err, SFP_ECORRUPT, "gecko stream has no valid variant byte");
+	if (v == SFP_GECKO_DELTA)
+		return delta_decode(codes, n, e, s, len, err);
+	return ans_decode(codes, n, e, s, len, v == SFP_GECKO_ANS0 ? 1 : 2, work, work_bytes,
+			  err);
+}
