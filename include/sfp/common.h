@@ -111,6 +111,15 @@ uint32_t sfp_crc32c(uint32_t crc, const void *data, size_t n);
 /* The table-driven portable version (kept for tests). */
 uint32_t sfp_crc32c_ref(uint32_t crc, const void *data, size_t n);
 
+/* ---- files ------------------------------------------------------------- */
+/* Read a whole regular file; on success *buf (malloc'd, the caller frees it)
+ * holds *len bytes. Errors name the file. */
+int sfp_file_read(const char *path, void **buf, size_t *len, sfp_error *err);
+/* Write buf as the whole of `path` atomically: temporary file in the same
+ * directory, fsync, rename. On error the destination is untouched and the
+ * temporary removed. */
+int sfp_file_write_atomic(const char *path, const void *buf, size_t len, sfp_error *err);
+
 /* ---- clock ------------------------------------------------------------- */
 /* Monotonic nanoseconds. */
 uint64_t sfp_clock_ns(void);

@@ -1,0 +1,97 @@
+/*
+ * file.c -- whole-file reads and atomic whole-file writes (temporary file in
+ * the same directory, fsync, rename): a failed write never leaves a partial
+ * destination or a stray temporary behind.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sfp/common.h"
+
+int sfp_file_read(const char *path, void **buf, size_t *len, sfp_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	*buf = NULL;
+	*len = 0;
+	if (!f)
+		return sfp_error_set(err, errno == ENOENT ? SFP_ENOENT : SFP_EIO,
+				     "cannot open '%s': %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		fclose(f);
+		return sfp_error_set(err, SFP_EIO, "cannot read '%s': not a regular file", path);
+	}
+	size_t n = (size_t)st.st_size;
+	char *p = malloc(n ? n : 1);
+	if (!p) {
+		fclose(f);
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory reading '%s'", path);
+	}
+	if (fread(p, 1, n, f) != n) {
+		int e = errno;
+		free(p);
+		fclose(f);
+		return sfp_error_set(err, SFP_EIO, "cannot read '%s': %s", path,
+				     e ? strerror(e) : "short read");
+	}
+	fclose(f);
+	*buf = p;
+	*len = n;
+	return SFP_OK;
+}
+
+int sfp_file_write_atomic(const char *path, const void *buf, size_t len, sfp_error *err)
+{
+	size_t pl = strlen(path);
+	char *tmp = malloc(pl + 16);
+	int fd, rc = SFP_OK;
+	if (!tmp)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	snprintf(tmp, pl + 16, "%s.tmpXXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		rc = sfp_error_set(err, SFP_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+		free(tmp);
+		return rc;
+	}
+	const char *p = buf;
+	size_t left = len;
+	while (left) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = sfp_error_set(err, errno == ENOSPC ? SFP_ENOSPC : SFP_EIO,
+					   "cannot write '%s': %s", path, strerror(errno));
+			goto fail;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
+		rc = sfp_error_set(err, SFP_EIO, "cannot write '%s': %s", path, strerror(errno));
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		rc = sfp_error_set(err, SFP_EIO, "cannot write '%s': %s", path, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		rc = sfp_error_set(err, SFP_EIO, "cannot write '%s': %s", path, strerror(errno));
+		goto fail;
+	}
+	free(tmp);
+	return SFP_OK;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	free(tmp);
+	return rc;
+}

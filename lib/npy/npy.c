@@ -1,0 +1,294 @@
+/*
+ * npy.c -- NumPy .npy files of float32 (little-endian, C order).
+ *
+ * Format: magic "\x93NUMPY", major, minor, header length (u16 for 1.x,
+ * u32 for 2.x/3.x), then an ASCII Python dict literal
+ * {'descr': '<f4', 'fortran_order': False, 'shape': (d0, d1, ), } padded
+ * with spaces and a final '\n' so the data starts on a 64-byte boundary.
+ * The parser accepts exactly that grammar (keys in any order, either quote,
+ * optional trailing commas) and rejects everything else with a message.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sfp/npy.h"
+
+#define NPY_MAX_HEADER 65536
+
+typedef struct cursor {
+	const char *p, *end;
+} cursor;
+
+static void skip_ws(cursor *c)
+{
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t'))
+		c->p++;
+}
+
+static int eat(cursor *c, char ch)
+{
+	skip_ws(c);
+	if (c->p < c->end && *c->p == ch) {
+		c->p++;
+		return 1;
+	}
+	return 0;
+}
+
+/* A quoted string into buf; returns 0 on malformed input. */
+static int parse_str(cursor *c, char *buf, size_t cap)
+{
+	skip_ws(c);
+	if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
+		return 0;
+	char q = *c->p++;
+	size_t n = 0;
+	while (c->p < c->end && *c->p != q) {
+		if (n + 1 >= cap || *c->p == '\\')
+			return 0;
+		buf[n++] = *c->p++;
+	}
+	if (c->p >= c->end)
+		return 0;
+	c->p++;
+	buf[n] = '\0';
+	return 1;
+}
+
+static int parse_shape(cursor *c, sfp_npy *out, sfp_error *err)
+{
+	if (!eat(c, '('))
+		return sfp_error_set(err, SFP_ECORRUPT, "shape is not a tuple");
+	out->ndim = 0;
+	for (;;) {
+		if (eat(c, ')'))
+			return SFP_OK;
+		skip_ws(c);
+		if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+			return sfp_error_set(err, SFP_ECORRUPT, "shape holds a non-integer");
+		uint64_t v = 0;
+		while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+			if (v > (UINT64_MAX - 9) / 10)
+				return sfp_error_set(err, SFP_ECORRUPT, "shape dimension too large");
+			v = v * 10 + (uint64_t)(*c->p++ - '0');
+		}
+		if (c->p < c->end && *c->p == 'L')
+			c->p++; /* Python 2 long suffix */
+		if (out->ndim == SFP_NPY_MAX_DIMS)
+			return sfp_error_set(err, SFP_EUNSUPPORTED, "more than %d dimensions",
+					     SFP_NPY_MAX_DIMS);
+		out->shape[out->ndim++] = v;
+		if (eat(c, ','))
+			continue;
+		if (eat(c, ')')) {
+			if (out->ndim == 1)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "one-element shape tuple needs a comma");
+			return SFP_OK;
+		}
+		return sfp_error_set(err, SFP_ECORRUPT, "malformed shape tuple");
+	}
+}
+
+static int parse_dict(const char *h, size_t len, sfp_npy *out, sfp_error *err)
+{
+	cursor c = {h, h + len};
+	int have_descr = 0, have_fortran = 0, have_shape = 0;
+	if (!eat(&c, '{'))
+		return sfp_error_set(err, SFP_ECORRUPT, "header is not a dict");
+	for (;;) {
+		char key[32], val[32];
+		if (eat(&c, '}'))
+			break;
+		if (!parse_str(&c, key, sizeof key) || !eat(&c, ':'))
+			return sfp_error_set(err, SFP_ECORRUPT, "malformed header dict");
+		if (!strcmp(key, "descr") && !have_descr) {
+			if (!parse_str(&c, val, sizeof val))
+				return sfp_error_set(err, SFP_ECORRUPT, "descr is not a string");
+			if (strcmp(val, "<f4") != 0)
+				return sfp_error_set(err, SFP_EUNSUPPORTED,
+						     "dtype '%s' is not float32 (convert with "
+						     "x.astype('<f4'))",
+						     val);
+			have_descr = 1;
+		} else if (!strcmp(key, "fortran_order") && !have_fortran) {
+			skip_ws(&c);
+			if ((size_t)(c.end - c.p) >= 5 && !memcmp(c.p, "False", 5)) {
+				c.p += 5;
+			} else if ((size_t)(c.end - c.p) >= 4 && !memcmp(c.p, "True", 4)) {
+				return sfp_error_set(err, SFP_EUNSUPPORTED,
+						     "fortran_order arrays are not supported (save "
+						     "with np.ascontiguousarray)");
+			} else {
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "fortran_order is not True or False");
+			}
+			have_fortran = 1;
+		} else if (!strcmp(key, "shape") && !have_shape) {
+			int rc = parse_shape(&c, out, err);
+			if (rc < 0)
+				return rc;
+			have_shape = 1;
+		} else {
+			return sfp_error_set(err, SFP_ECORRUPT, "unexpected or repeated key '%s'", key);
+		}
+		if (eat(&c, ','))
+			continue;
+		if (eat(&c, '}'))
+			break;
+		return sfp_error_set(err, SFP_ECORRUPT, "malformed header dict");
+	}
+	if (!have_descr || !have_fortran || !have_shape)
+		return sfp_error_set(err, SFP_ECORRUPT, "header lacks '%s'",
+				     !have_descr ? "descr" : !have_fortran ? "fortran_order" : "shape");
+	/* Only padding may follow: spaces, then one newline at the very end. */
+	skip_ws(&c);
+	if (c.p < c.end && *c.p == '\n')
+		c.p++;
+	if (c.p != c.end)
+		return sfp_error_set(err, SFP_ECORRUPT, "junk after the header dict");
+	return SFP_OK;
+}
+
+int sfp_npy_parse(const void *buf, size_t len, sfp_npy *out, sfp_error *err)
+{
+	const unsigned char *b = buf;
+	memset(out, 0, sizeof *out);
+	if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
+		return sfp_error_set(err, SFP_ECORRUPT, "not a .npy file (bad magic)");
+	unsigned major = b[6];
+	size_t hl, off;
+	if (major == 1) {
+		hl = (size_t)b[8] | (size_t)b[9] << 8;
+		off = 10;
+	} else if (major == 2 || major == 3) {
+		if (len < 12)
+			return sfp_error_set(err, SFP_ETRUNC, "header truncated");
+		hl = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+		off = 12;
+	} else {
+		return sfp_error_set(err, SFP_EUNSUPPORTED, "format version %u.%u is not supported",
+				     major, b[7]);
+	}
+	if (hl > NPY_MAX_HEADER || hl > len - off)
+		return sfp_error_set(err, SFP_ETRUNC, "header of %zu bytes does not fit the file",
+				     hl);
+	int rc = parse_dict((const char *)b + off, hl, out, err);
+	if (rc < 0) {
+		memset(out, 0, sizeof *out);
+		return rc;
+	}
+	uint64_t count = 1;
+	for (unsigned i = 0; i < out->ndim; i++) {
+		if (out->shape[i] && count > (UINT64_MAX / 4) / out->shape[i]) {
+			memset(out, 0, sizeof *out);
+			return sfp_error_set(err, SFP_ECORRUPT, "shape too large");
+		}
+		count *= out->shape[i];
+	}
+	size_t data = off + hl;
+	if ((len - data) / 4 != count || (len - data) % 4) {
+		size_t have = len - data;
+		memset(out, 0, sizeof *out);
+		return sfp_error_set(err, have < count * 4 ? SFP_ETRUNC : SFP_ECORRUPT,
+				     "shape needs %llu bytes of data, file has %zu",
+				     (unsigned long long)(count * 4), have);
+	}
+	out->count = count;
+	out->data = malloc(count ? count * 4 : 4);
+	if (!out->data) {
+		memset(out, 0, sizeof *out);
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for %llu values",
+				     (unsigned long long)count);
+	}
+	memcpy(out->data, b + data, count * 4);
+	return SFP_OK;
+}
+
+int sfp_npy_read(const char *path, sfp_npy *out, sfp_error *err)
+{
+	void *buf;
+	size_t len;
+	memset(out, 0, sizeof *out);
+	int rc = sfp_file_read(path, &buf, &len, err);
+	if (rc < 0)
+		return rc;
+	rc = sfp_npy_parse(buf, len, out, err);
+	free(buf);
+	if (rc < 0 && err) {
+		char detail[sizeof err->msg];
+		memcpy(detail, err->msg, sizeof detail);
+		snprintf(err->msg, sizeof err->msg, "cannot read '%.80s': %.150s", path, detail);
+	}
+	return rc;
+}
+
+void sfp_npy_release(sfp_npy *a)
+{
+	if (a) {
+		free(a->data);
+		memset(a, 0, sizeof *a);
+	}
+}
+
+/* The header dict padded so that 10 + len is a multiple of 64. */
+static size_t header_text(char *h, size_t cap, const uint64_t *shape, unsigned ndim)
+{
+	int n = snprintf(h, cap, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+	for (unsigned i = 0; i < ndim; i++)
+		n += snprintf(h + n, cap - (size_t)n, "%llu,%s", (unsigned long long)shape[i],
+			      (i + 1 < ndim) ? " " : "");
+	n += snprintf(h + n, cap - (size_t)n, "), }");
+	size_t total = 10 + (size_t)n + 1;
+	size_t padded = (total + 63) / 64 * 64;
+	memset(h + n, ' ', padded - total);
+	h[padded - 10 - 1] = '\n';
+	return padded - 10;
+}
+
+size_t sfp_npy_bound(const uint64_t *shape, unsigned ndim)
+{
+	uint64_t count = 1;
+	for (unsigned i = 0; i < ndim; i++)
+		count *= shape[i];
+	return 10 + 128 + 24 * (size_t)ndim + 64 + 4 * (size_t)count;
+}
+
+int sfp_npy_format(void *dst, size_t cap, size_t *written, const float *data,
+		   const uint64_t *shape, unsigned ndim, sfp_error *err)
+{
+	char h[128 + 24 * SFP_NPY_MAX_DIMS + 64];
+	uint64_t count = 1;
+	if (ndim > SFP_NPY_MAX_DIMS)
+		return sfp_error_set(err, SFP_EINVAL, "%u dimensions (at most %d)", ndim,
+				     SFP_NPY_MAX_DIMS);
+	for (unsigned i = 0; i < ndim; i++)
+		count *= shape[i];
+	size_t hl = header_text(h, sizeof h, shape, ndim);
+	if (cap < 10 + hl + 4 * count)
+		return sfp_error_set(err, SFP_ENOSPC, "buffer too small for the .npy file");
+	unsigned char *o = dst;
+	memcpy(o, "\x93NUMPY\x01\x00", 8);
+	o[8] = (unsigned char)hl;
+	o[9] = (unsigned char)(hl >> 8);
+	memcpy(o + 10, h, hl);
+	if (count)
+		memcpy(o + 10 + hl, data, 4 * count);
+	*written = 10 + hl + 4 * count;
+	return SFP_OK;
+}
+
+int sfp_npy_write(const char *path, const float *data, const uint64_t *shape, unsigned ndim,
+		  sfp_error *err)
+{
+	size_t cap = sfp_npy_bound(shape, ndim), w;
+	void *buf = malloc(cap);
+	if (!buf)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	int rc = sfp_npy_format(buf, cap, &w, data, shape, ndim, err);
+	if (rc == SFP_OK)
+		rc = sfp_file_write_atomic(path, buf, w, err);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,550 @@
+/*
+ * sfp.c -- the user's command-line tool: argv -> options -> lib/ calls.
+ *
+ *   sfp encode -e E -m M [options] IN.npy OUT.sfpt
+ *   sfp decode [--isa L] IN.sfpt OUT.npy
+ *   sfp inspect [--json] IN.sfpt
+ *   sfp bench codec|gecko [...]
+ *   sfp dataset fmnist [--split S] [--count N] OUT.npy
+ *
+ * Exit codes: 0 ok, 2 usage error or bad input, 1 other failure. Messages
+ * go to stderr; outputs are written atomically, so a failure leaves none.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/bench.h"
+#include "sfp/codec.h"
+#include "sfp/data.h"
+#include "sfp/npy.h"
+
+#define SFP_VERSION "0.1.0"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+static const char *usage_text =
+	"usage: sfp <command> [options]\n"
+	"\n"
+	"commands:\n"
+	"  encode -e E -m M [--gecko] [--rounding nearest|stochastic] [--seed S]\n"
+	"         [--window-top E] [--underflow zero|min] [--overflow error|saturate]\n"
+	"         [--isa scalar|avx2|avx512] IN.npy OUT.sfpt\n"
+	"                      float32 .npy -> container (e in 1..8, m in 0..23)\n"
+	"  decode [--isa L] IN.sfpt OUT.npy\n"
+	"                      container -> float32 .npy, shape restored\n"
+	"  inspect [--json] IN.sfpt\n"
+	"                      sizes, window, bits per value, exponent entropy\n"
+	"  bench codec [--quick] [--repeats N] [FILE.npy ...]\n"
+	"                      codec benchmark against zstd, lz4, blosc, zfp, fpzip, fp16, bf16\n"
+	"  bench gecko [--quick] [FILE.npy ...]\n"
+	"                      Gecko ablation (variants, group sizes, references)\n"
+	"  dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
+	"                      Fashion-MNIST images as float32 N x 28 x 28 in [0, 1]\n"
+	"  help [COMMAND]      this text\n"
+	"  --version           the version\n";
+
+/* Exit code for a library error: bad input is 2, the rest 1. */
+static int exit_for(int rc)
+{
+	switch (rc) {
+	case SFP_EINVAL:
+	case SFP_ECORRUPT:
+	case SFP_ETRUNC:
+	case SFP_EVERSION:
+	case SFP_ECHECKSUM:
+	case SFP_ERANGE:
+	case SFP_EUNSUPPORTED:
+	case SFP_ENOENT:
+		return EXIT_USAGE;
+	default:
+		return EXIT_FAIL;
+	}
+}
+
+static int fail(int rc, const char *what, const char *path, const sfp_error *err)
+{
+	if (path)
+		fprintf(stderr, "sfp: cannot %s '%s': %s: %s\n", what, path, sfp_strerror(rc),
+			err->msg);
+	else
+		fprintf(stderr, "sfp: cannot %s: %s: %s\n", what, sfp_strerror(rc), err->msg);
+	return exit_for(rc);
+}
+
+__attribute__((format(printf, 1, 0))) static int usage_error_v(const char *fmt, va_list ap)
+{
+	fprintf(stderr, "sfp: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n(run 'sfp help' for usage)\n");
+	return EXIT_USAGE;
+}
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+	va_start(ap, fmt);
+	rc = usage_error_v(fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* Parse an unsigned integer in [lo, hi]; returns 0 on error. */
+static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	if (!s || !*s || *s == '-')
+		return 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return 0;
+	*out = v;
+	return 1;
+}
+
+/* Fetch the value of option argv[*i]; NULL (and a message) if missing. */
+static const char *optval(int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "sfp: option '%s' needs a value\n", argv[*i]);
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+static int apply_isa(sfp_codec *c, const char *name)
+{
+	int isa = sfp_isa_parse(name);
+	if (isa < 0)
+		return usage_error("unknown --isa '%s' (scalar, avx2 or avx512)", name);
+	if (sfp_codec_set_isa(c, isa) < 0) {
+		fprintf(stderr, "sfp: this CPU cannot run --isa %s (best: %s)\n", name,
+			sfp_isa_name(sfp_cpu_isa()));
+		return EXIT_USAGE;
+	}
+	return EXIT_OK;
+}
+
+static int cmd_encode(int argc, char **argv)
+{
+	sfp_params p;
+	unsigned long e = 0, m = 99, v;
+	int have_e = 0, have_m = 0, rc;
+	const char *in = NULL, *out = NULL, *isa = NULL;
+	sfp_params_init(&p, 8, 23);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *val;
+		if (!strcmp(a, "-e") || !strcmp(a, "-m") || !strcmp(a, "--seed") ||
+		    !strcmp(a, "--rounding") || !strcmp(a, "--window-top") ||
+		    !strcmp(a, "--underflow") || !strcmp(a, "--overflow") || !strcmp(a, "--isa")) {
+			if (!(val = optval(argc, argv, &i)))
+				return EXIT_USAGE;
+			if (!strcmp(a, "-e")) {
+				if (!parse_uint(val, 1, 8, &e))
+					return usage_error("-e must be an integer in 1..8, not '%s'", val);
+				have_e = 1;
+			} else if (!strcmp(a, "-m")) {
+				if (!parse_uint(val, 0, 23, &m))
+					return usage_error("-m must be an integer in 0..23, not '%s'", val);
+				have_m = 1;
+			} else if (!strcmp(a, "--seed")) {
+				if (!parse_uint(val, 0, UINT32_MAX, &v))
+					return usage_error("--seed must be an integer in 0..2^32-1, not '%s'", val);
+				p.seed = (uint32_t)v;
+			} else if (!strcmp(a, "--rounding")) {
+				if (!strcmp(val, "nearest"))
+					p.rounding = SFP_ROUND_NEAREST;
+				else if (!strcmp(val, "stochastic"))
+					p.rounding = SFP_ROUND_STOCHASTIC;
+				else
+					return usage_error("--rounding must be nearest or stochastic, not '%s'", val);
+			} else if (!strcmp(a, "--window-top")) {
+				if (!parse_uint(val, 1, 254, &v))
+					return usage_error("--window-top must be a biased exponent in 1..254, not '%s'", val);
+				p.window = SFP_WINDOW_FIXED;
+				p.exp_hi = (unsigned)v;
+			} else if (!strcmp(a, "--underflow")) {
+				if (!strcmp(val, "zero"))
+					p.underflow = SFP_UNDERFLOW_ZERO;
+				else if (!strcmp(val, "min"))
+					p.underflow = SFP_UNDERFLOW_MIN;
+				else
+					return usage_error("--underflow must be zero or min, not '%s'", val);
+			} else if (!strcmp(a, "--overflow")) {
+				if (!strcmp(val, "error"))
+					p.overflow = SFP_OVERFLOW_ERROR;
+				else if (!strcmp(val, "saturate"))
+					p.overflow = SFP_OVERFLOW_SATURATE;
+				else
+					return usage_error("--overflow must be error or saturate, not '%s'", val);
+			} else {
+				isa = val;
+			}
+		} else if (!strcmp(a, "--gecko")) {
+			p.gecko = 1;
+		} else if (a[0] == '-' && a[1]) {
+			return usage_error("unknown option '%s' for encode", a);
+		} else if (!in) {
+			in = a;
+		} else if (!out) {
+			out = a;
+		} else {
+			return usage_error("unexpected argument '%s'", a);
+		}
+	}
+	if (!have_e || !have_m || !in || !out)
+		return usage_error("%s", "usage: sfp encode -e E -m M [options] IN.npy OUT.sfpt");
+	p.e = (unsigned)e;
+	p.m = (unsigned)m;
+
+	sfp_error err;
+	sfp_npy a;
+	sfp_codec *c = sfp_codec_create();
+	uint8_t *buf = NULL;
+	int ret = EXIT_FAIL;
+	if (!c) {
+		fprintf(stderr, "sfp: out of memory\n");
+		return EXIT_FAIL;
+	}
+	if (isa && (ret = apply_isa(c, isa)) != EXIT_OK)
+		goto out_codec;
+	rc = sfp_npy_read(in, &a, &err);
+	if (rc < 0) {
+		fprintf(stderr, "sfp: %s\n", err.msg);
+		ret = exit_for(rc);
+		goto out_codec;
+	}
+	size_t cap = sfp_encode_bound(a.count, a.ndim), w;
+	buf = malloc(cap);
+	if (!buf) {
+		fprintf(stderr, "sfp: out of memory\n");
+		goto out;
+	}
+	rc = sfp_encode(c, buf, cap, &w, a.data, a.count, a.shape, a.ndim, &p, &err);
+	if (rc < 0) {
+		ret = fail(rc, "encode", in, &err);
+		goto out;
+	}
+	rc = sfp_file_write_atomic(out, buf, w, &err);
+	if (rc < 0) {
+		fprintf(stderr, "sfp: %s\n", err.msg);
+		ret = EXIT_FAIL;
+		goto out;
+	}
+	ret = EXIT_OK;
+out:
+	free(buf);
+	sfp_npy_release(&a);
+out_codec:
+	sfp_codec_free(c);
+	return ret;
+}
+
+static int cmd_decode(int argc, char **argv)
+{
+	const char *in = NULL, *out = NULL, *isa = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--isa")) {
+			if (!(isa = optval(argc, argv, &i)))
+				return EXIT_USAGE;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return usage_error("unknown option '%s' for decode", argv[i]);
+		} else if (!in) {
+			in = argv[i];
+		} else if (!out) {
+			out = argv[i];
+		} else {
+			return usage_error("unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!in || !out)
+		return usage_error("%s", "usage: sfp decode [--isa L] IN.sfpt OUT.npy");
+
+	sfp_error err;
+	sfp_info info;
+	void *buf = NULL;
+	size_t len;
+	float *y = NULL;
+	int ret = EXIT_FAIL, rc;
+	sfp_codec *c = sfp_codec_create();
+	if (!c)
+		return EXIT_FAIL;
+	if (isa && (ret = apply_isa(c, isa)) != EXIT_OK)
+		goto out;
+	ret = EXIT_FAIL;
+	rc = sfp_file_read(in, &buf, &len, &err);
+	if (rc < 0) {
+		fprintf(stderr, "sfp: %s\n", err.msg);
+		ret = exit_for(rc);
+		goto out;
+	}
+	rc = sfp_inspect(buf, len, &info, &err);
+	if (rc < 0) {
+		ret = fail(rc, "decode", in, &err);
+		goto out;
+	}
+	y = malloc(info.count ? info.count * sizeof(float) : 4);
+	if (!y) {
+		fprintf(stderr, "sfp: out of memory for %" PRIu64 " values\n", info.count);
+		goto out;
+	}
+	rc = sfp_decode(c, y, info.count, buf, len, &info, &err);
+	if (rc < 0) {
+		ret = fail(rc, "decode", in, &err);
+		goto out;
+	}
+	rc = sfp_npy_write(out, y, info.shape, info.ndim, &err);
+	if (rc < 0) {
+		fprintf(stderr, "sfp: %s\n", err.msg);
+		goto out;
+	}
+	ret = EXIT_OK;
+out:
+	free(buf);
+	free(y);
+	sfp_codec_free(c);
+	return ret;
+}
+
+static const char *coder_name(unsigned c)
+{
+	return c == SFP_EXP_RAW ? "raw" : c == SFP_EXP_GECKO ? "gecko" : "stored";
+}
+
+static const char *variant_name(unsigned v)
+{
+	switch (v) {
+	case SFP_GECKO_DELTA: return "delta";
+	case SFP_GECKO_ANS0: return "ans0";
+	case SFP_GECKO_ANS1: return "ans1";
+	default: return "none";
+	}
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+	const char *in = NULL;
+	int json = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = 1;
+		else if (argv[i][0] == '-' && argv[i][1])
+			return usage_error("unknown option '%s' for inspect", argv[i]);
+		else if (!in)
+			in = argv[i];
+		else
+			return usage_error("unexpected argument '%s'", argv[i]);
+	}
+	if (!in)
+		return usage_error("%s", "usage: sfp inspect [--json] IN.sfpt");
+
+	sfp_error err;
+	sfp_info info;
+	void *buf = NULL, *work = NULL;
+	size_t len;
+	uint8_t *codes = NULL, *gbuf = NULL;
+	int ret = EXIT_FAIL, rc;
+	sfp_codec *c = sfp_codec_create();
+	if (!c)
+		return EXIT_FAIL;
+	rc = sfp_file_read(in, &buf, &len, &err);
+	if (rc < 0) {
+		fprintf(stderr, "sfp: %s\n", err.msg);
+		ret = exit_for(rc);
+		goto out;
+	}
+	rc = sfp_inspect(buf, len, &info, &err);
+	if (rc == SFP_OK && len != info.total_bytes)
+		rc = sfp_error_set(&err, SFP_ECORRUPT, "%zu trailing bytes", len - info.total_bytes);
+	if (rc < 0) {
+		ret = fail(rc, "inspect", in, &err);
+		goto out;
+	}
+	codes = malloc(info.count ? info.count : 1);
+	if (!codes)
+		goto out;
+	rc = sfp_decode_codes(c, codes, info.count, buf, len, &err);
+	if (rc < 0) {
+		ret = fail(rc, "inspect", in, &err);
+		goto out;
+	}
+	double H = sfp_entropy_u8(codes, info.count);
+	/* Gecko bits per exponent: the stream's own, or what Gecko would give. */
+	double gecko_bpe = 0;
+	unsigned gvar = info.gecko_variant;
+	if (info.exp_coder == SFP_EXP_GECKO) {
+		gecko_bpe = info.count ? 8.0 * (double)info.exp_bytes / (double)info.count : 0;
+	} else if (info.count) {
+		size_t gcap = sfp_gecko_bound(info.count, info.e), wb = sfp_gecko_work_bytes(info.count), gw;
+		sfp_gecko_opts o;
+		sfp_gecko_opts_init(&o);
+		gbuf = malloc(gcap);
+		work = malloc(wb);
+		if (!gbuf || !work)
+			goto out;
+		rc = sfp_gecko_encode(gbuf, gcap, &gw, codes, info.count, info.e, &o, sfp_cpu_isa(),
+				      work, wb, &err);
+		if (rc < 0) {
+			ret = fail(rc, "inspect", in, &err);
+			goto out;
+		}
+		gecko_bpe = 8.0 * (double)gw / (double)info.count;
+		gvar = (unsigned)sfp_gecko_variant_of(gbuf, gw);
+	}
+	double n = info.count ? (double)info.count : 1;
+	double bpv = 8.0 * (double)info.total_bytes / n;
+	double zero_frac = info.count ? 1.0 - (double)(info.nnz + info.n_exceptions) / n : 0;
+	if (json) {
+		printf("{\"file\": \"%s\", \"version\": %u, \"count\": %" PRIu64 ", \"shape\": [", in,
+		       info.version, info.count);
+		for (unsigned i = 0; i < info.ndim; i++)
+			printf("%s%" PRIu64, i ? ", " : "", info.shape[i]);
+		printf("], \"e\": %u, \"m\": %u, \"exp_lo\": %u, \"exp_hi\": %u, \"flags\": %u, "
+		       "\"exp_coder\": \"%s\", \"gecko_variant\": \"%s\", \"total_bytes\": %zu, "
+		       "\"header_bytes\": %zu, \"mant_bytes\": %zu, \"sign_bytes\": %zu, "
+		       "\"exc_bytes\": %zu, \"exp_bytes\": %zu, \"bits_per_value\": %.6f, "
+		       "\"ratio_vs_fp32\": %.6f, \"nnz\": %" PRIu64 ", \"zero_fraction\": %.6f, "
+		       "\"exceptions\": %" PRIu64 ", \"exp_entropy_bits\": %.6f, "
+		       "\"gecko_bits_per_exp\": %.6f}\n",
+		       info.e, info.m, info.exp_lo, info.exp_hi, info.flags, coder_name(info.exp_coder),
+		       variant_name(info.exp_coder == SFP_EXP_GECKO ? info.gecko_variant : 0),
+		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
+		       info.exc_bytes, info.exp_bytes, bpv, 32.0 / bpv, info.nnz, zero_frac,
+		       info.n_exceptions, H, gecko_bpe);
+	} else {
+		printf("file            %s\n", in);
+		printf("shape           (");
+		for (unsigned i = 0; i < info.ndim; i++)
+			printf("%s%" PRIu64, i ? ", " : "", info.shape[i]);
+		printf(")  count %" PRIu64 "\n", info.count);
+		printf("container       e = %u, m = %u  (1 + %u + %u bits per nonzero value)\n", info.e,
+		       info.m, info.e, info.m);
+		printf("window          biased exponents %u..%u  (2^%d .. 2^%d)\n", info.exp_lo,
+		       info.exp_hi, (int)info.exp_lo - 127, (int)info.exp_hi - 127);
+		printf("flags           0x%04x%s%s%s\n", info.flags,
+		       info.flags & SFP_FLAG_SIGN_POS ? " sign-pos" : "",
+		       info.flags & SFP_FLAG_SIGN_NEG ? " sign-neg" : "",
+		       info.flags & SFP_FLAG_STOCHASTIC ? " stochastic" : "");
+		printf("exponent coder  %s%s%s\n", coder_name(info.exp_coder),
+		       info.exp_coder == SFP_EXP_GECKO ? " / " : "",
+		       info.exp_coder == SFP_EXP_GECKO ? variant_name(info.gecko_variant) : "");
+		printf("bytes           %zu total: header %zu, mantissa %zu, sign %zu, exceptions %zu, "
+		       "exponent %zu\n",
+		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
+		       info.exc_bytes, info.exp_bytes);
+		printf("bits per value  %.4f  (%.3fx smaller than float32)\n", bpv, 32.0 / bpv);
+		printf("nonzero         %" PRIu64 "  (%.2f%% zero), exceptions %" PRIu64 "\n", info.nnz,
+		       100.0 * zero_frac, info.n_exceptions);
+		printf("exponent codes  entropy %.4f bits; gecko %.4f bits per exponent (%s%s)\n", H,
+		       gecko_bpe, variant_name(gvar),
+		       info.exp_coder == SFP_EXP_GECKO ? "" : ", if enabled");
+	}
+	ret = EXIT_OK;
+out:
+	free(buf);
+	free(codes);
+	free(gbuf);
+	free(work);
+	sfp_codec_free(c);
+	return ret;
+}
+
+static int cmd_dataset(int argc, char **argv)
+{
+	const char *split = "t10k", *out = NULL, *name = NULL;
+	unsigned long count = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *val;
+		if (!strcmp(argv[i], "--split")) {
+			if (!(split = optval(argc, argv, &i)))
+				return EXIT_USAGE;
+		} else if (!strcmp(argv[i], "--count")) {
+			if (!(val = optval(argc, argv, &i)))
+				return EXIT_USAGE;
+			if (!parse_uint(val, 1, 100000000, &count))
+				return usage_error("--count must be a positive integer, not '%s'", val);
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return usage_error("unknown option '%s' for dataset", argv[i]);
+		} else if (!name) {
+			name = argv[i];
+		} else if (!out) {
+			out = argv[i];
+		} else {
+			return usage_error("unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!name || !out)
+		return usage_error("%s", "usage: sfp dataset fmnist [--split train|t10k] [--count N] OUT.npy");
+	if (strcmp(name, "fmnist") != 0)
+		return usage_error("unknown dataset '%s' (fmnist)", name);
+	sfp_idx img, lab;
+	sfp_error err;
+	int rc = sfp_fmnist_load(NULL, split, &img, &lab, &err);
+	if (rc < 0) {
+		fprintf(stderr, "sfp: %s\n", err.msg);
+		return exit_for(rc);
+	}
+	uint64_t n = img.dims[0];
+	if (count && count < n)
+		n = count;
+	float *x = malloc(n * 784 * sizeof(float));
+	int ret = EXIT_FAIL;
+	if (x) {
+		for (uint64_t i = 0; i < n * 784; i++)
+			x[i] = (float)img.data[i] / 255.0f;
+		uint64_t shape[3] = {n, 28, 28};
+		rc = sfp_npy_write(out, x, shape, 3, &err);
+		if (rc < 0)
+			fprintf(stderr, "sfp: %s\n", err.msg);
+		else
+			ret = EXIT_OK;
+	}
+	free(x);
+	sfp_idx_release(&img);
+	sfp_idx_release(&lab);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(usage_text, stdout);
+			return EXIT_OK;
+		}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		printf("sfp %s (container format %d, %s)\n", SFP_VERSION, SFP_FORMAT_VERSION,
+		       sfp_isa_name(sfp_cpu_isa()));
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		fputs(usage_text, stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "encode"))
+		return cmd_encode(argc - 1, argv + 1);
+	if (!strcmp(cmd, "decode"))
+		return cmd_decode(argc - 1, argv + 1);
+	if (!strcmp(cmd, "inspect"))
+		return cmd_inspect(argc - 1, argv + 1);
+	if (!strcmp(cmd, "dataset"))
+		return cmd_dataset(argc - 1, argv + 1);
+	if (!strcmp(cmd, "bench")) {
+		if (argc >= 3 && !strcmp(argv[2], "codec"))
+			return sfp_bench_codec_main(argc - 2, argv + 2);
+		if (argc >= 3 && !strcmp(argv[2], "gecko"))
+			return sfp_bench_gecko_main(argc - 2, argv + 2);
+		return usage_error("%s", "usage: sfp bench codec|gecko [...]");
+	}
+	return usage_error("unknown command '%s'", cmd);
+}
