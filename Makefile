@@ -11,6 +11,7 @@
 # sanitizers under build/san/ instead of build/.
 
 .DELETE_ON_ERROR:
+.SECONDARY:
 .SUFFIXES:
 .DEFAULT_GOAL := all
 
