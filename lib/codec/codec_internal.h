@@ -210,8 +210,13 @@ void sfp__assemble_avx512(float *dst, const uint8_t *codes, uint64_t n, unsigned
 			  size_t sign_len, int sign_mode);
 
 /* Raw e-bit code packing (all n codes). */
-void sfp__pack_codes(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
+typedef void (*pack_codes_fn)(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
 /* Unpack; returns the number of nonzero codes. */
+typedef uint64_t (*unpack_codes_fn)(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
+void sfp__pack_codes(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
 uint64_t sfp__unpack_codes(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
+void sfp__pack_codes_avx2(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
+uint64_t sfp__unpack_codes_avx2(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
+uint64_t sfp__count_nonzero_avx2(const uint8_t *codes, uint64_t n);
 
 #endif

@@ -300,18 +300,35 @@ static int grow(void **buf, size_t *cap, size_t n)
 	return SFP_OK;
 }
 
-/* Kernels for an ISA level. The AVX2 level uses the scalar kernels for the
- * container (its gain here is in Gecko and CRC). */
+/* Kernels for an ISA level. AVX2 brings the raw exponent-code kernels;
+ * AVX-512 also the quantize and assemble passes. */
 typedef struct kernels {
 	max_exp_fn max_exp;
 	quant_pass_fn quant_pass;
 	assemble_fn assemble;
+	pack_codes_fn pack_codes;
+	unpack_codes_fn unpack_codes;
+	uint64_t (*count_nonzero)(const uint8_t *codes, uint64_t n);
 } kernels;
+
+static uint64_t count_nonzero_ref(const uint8_t *codes, uint64_t n)
+{
+	uint64_t nz = 0;
+	for (uint64_t i = 0; i < n; i++)
+		nz += codes[i] != 0;
+	return nz;
+}
 
 static kernels pick(int isa)
 {
-	kernels k = {sfp__max_exp_ref, sfp__quant_pass_ref, sfp__assemble_ref};
+	kernels k = {sfp__max_exp_ref, sfp__quant_pass_ref, sfp__assemble_ref,
+		     sfp__pack_codes, sfp__unpack_codes, count_nonzero_ref};
 #if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX2) {
+		k.pack_codes = sfp__pack_codes_avx2;
+		k.unpack_codes = sfp__unpack_codes_avx2;
+		k.count_nonzero = sfp__count_nonzero_avx2;
+	}
 	if (isa >= SFP_ISA_AVX512) {
 		k.max_exp = sfp__max_exp_avx512;
 		k.quant_pass = sfp__quant_pass_avx512;
@@ -659,7 +676,7 @@ static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *wri
 			if (room < exp_raw)
 				return sfp_error_set(err, SFP_ENOSPC,
 						     "%zu bytes cannot hold the container", cap);
-			sfp__pack_codes(xp, c->codes, n, q.e);
+			k.pack_codes(xp, c->codes, n, q.e);
 			exp_b = (size_t)exp_raw;
 		}
 	}
@@ -806,18 +823,17 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 	if (in.exp_coder == SFP_EXP_RAW) {
 		if (!padding_ok(expr, in.exp_bytes, n * in.e))
 			return sfp_error_set(err, SFP_ECORRUPT, "nonzero padding in exponent region");
-		nz = sfp__unpack_codes(codes, expr, n, in.e);
+		nz = k.unpack_codes(codes, expr, n, in.e);
 	} else {
 		size_t wb = sfp_gecko_work_bytes(n);
 		if (grow(&c->work, &c->work_cap, wb) < 0)
 			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 		SFP_TRY(sfp_gecko_decode(codes, n, in.e, expr, in.exp_bytes, isa, c->work,
 					 c->work_cap, err));
-		for (uint64_t i = 0; i < n; i++)
-			nz += codes[i] != 0;
+		nz = k.count_nonzero(codes, n);
 	}
 	unsigned max_code = in.exp_hi - in.exp_lo + 1;
-	if (in.e == 8) {
+	if (in.e == 8 && memchr(codes, 255, (size_t)n)) {
 		for (uint64_t i = 0; i < n; i++)
 			if (codes[i] > max_code)
 				return sfp_error_set(err, SFP_ECORRUPT,

@@ -115,7 +115,7 @@ static inline void put_fast(bitw *w, uint64_t v, unsigned n)
 }
 
 /* The scalar rule for one block (any exception inside). */
-static int quant_block_scalar(const qplan *q, const float *x, uint64_t i0, uint64_t cnt,
+static inline __attribute__((always_inline)) int quant_block_scalar(const qplan *q, const float *x, uint64_t i0, uint64_t cnt,
 			      uint8_t *codes, bitw *mw, bitw *sw, qcounts *c, uint64_t *bad)
 {
 	for (uint64_t i = i0; i < i0 + cnt; i++) {
@@ -141,8 +141,27 @@ static int quant_block_scalar(const qplan *q, const float *x, uint64_t i0, uint6
 	return Q_OK;
 }
 
+/* The bit writers are copied into locals for the loop, so their state stays
+ * in registers instead of bouncing through memory on every append. */
+static inline __attribute__((always_inline)) int
+quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw, bitw *sw,
+	   qcounts *c, uint64_t *bad);
+
 int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
 			   bitw *sw, qcounts *c, uint64_t *bad)
+{
+	bitw lm = *mw, ls = *sw;
+	qcounts lc = *c;
+	int r = quant_pass(q, x, n, codes, &lm, &ls, &lc, bad);
+	*mw = lm;
+	*sw = ls;
+	*c = lc;
+	return r;
+}
+
+static inline __attribute__((always_inline)) int
+quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw, bitw *sw,
+	   qcounts *c, uint64_t *bad)
 {
 	const __m512i abs = _mm512_set1_epi32(0x7fffffff);
 	const __m512i lo = _mm512_set1_epi32((int)q->lo), hi = _mm512_set1_epi32((int)q->hi);
@@ -153,6 +172,8 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 	const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
 	const __m128i kk = _mm_cvtsi32_si128((int)q->k);
 	const __m128i mm = _mm_cvtsi32_si128((int)q->m);
+	const __m128i mm2 = _mm_cvtsi32_si128((int)(2 * q->m)), mm4 = _mm_cvtsi32_si128((int)(4 * q->m));
+	const __m512i up2 = _mm512_setr_epi64(2, 3, 4, 5, 6, 7, 7, 7);
 	const unsigned m = q->m;
 	uint64_t i = 0;
 
@@ -186,16 +207,29 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 		unsigned cnt = (unsigned)__builtin_popcount(nz);
 		if (m) {
 			__m512i cm = _mm512_maskz_compress_epi32(nz, mant);
-			/* Pairs: lane 2j | lane 2j+1 << m, as 8 qwords. */
+			/* Pairs: lane 2j | lane 2j+1 << m, as 8 qwords of 2m bits;
+			 * then quads (4m bits) and octets (8m bits) while they fit
+			 * the 49 bits put_fast takes, so fewer scalar appends. */
 			__m512i pr = _mm512_or_si512(_mm512_and_si512(cm, lo32),
 						     _mm512_sll_epi64(_mm512_srli_epi64(cm, 32), mm));
+			unsigned per = 2, step = 1;
+			if (4 * m <= 49) {
+				pr = _mm512_or_si512(pr, _mm512_sll_epi64(_mm512_bsrli_epi128(pr, 8), mm2));
+				per = 4;
+				step = 2;
+				if (8 * m <= 49) {
+					pr = _mm512_or_si512(pr, _mm512_sll_epi64(_mm512_permutexvar_epi64(up2, pr), mm4));
+					per = 8;
+					step = 4;
+				}
+			}
 			uint64_t qw[8];
 			_mm512_storeu_si512(qw, pr);
-			unsigned j = 0;
-			for (; 2 * j + 2 <= cnt; j++)
-				put_fast(mw, qw[j], 2 * m);
-			if (cnt & 1)
-				put_fast(mw, qw[j], m);
+			for (unsigned j = 0, left = cnt; left; j += step) {
+				unsigned take = left < per ? left : per;
+				put_fast(mw, qw[j], take * m);
+				left -= take;
+			}
 		}
 		unsigned sg = (unsigned)_mm512_movepi32_mask(u);
 		unsigned sbits = _pext_u32(sg, nz);

@@ -235,9 +235,12 @@ typedef struct ans_table {
 	unsigned nsym;
 } ans_table;
 
+/* ANS1's context: was the previous code of the same interleaved state zero?
+ * (Element i - LANES rather than i - 1, so the LANES states decode
+ * independently; exponent runs are long enough that little is lost.) */
 static unsigned ctx_of(int nctx, const uint8_t *c, uint64_t i)
 {
-	return nctx == 2 && i > 0 && c[i - 1] != 0;
+	return nctx == 2 && i >= LANES && c[i - LANES] != 0;
 }
 
 /* Quantize counts to frequencies summing to TOTAL, every used symbol >= 1. */
@@ -338,18 +341,29 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 	if (work_bytes < maxw * 2)
 		return SFP_EINVAL;
 	uint16_t *wend = (uint16_t *)work + maxw, *wp = wend;
+	/* x / f as a multiply: with r = ceil(2^64 / f), floor(x * r / 2^64) is
+	 * exactly floor(x / f) for x < 2^32 (the rounding error of r adds less
+	 * than 2^-32, and x / f is at least 1/f < 1 - 2^-32 below the next
+	 * integer). f = 1 is kept apart: its r does not fit 64 bits. */
+	uint64_t rcp[MAX_CTX][256];
+	for (int x = 0; x < nctx; x++)
+		for (int s = 0; s < 256; s++) {
+			uint32_t f = tab[x].freq[s];
+			rcp[x][s] = f > 1 ? UINT64_MAX / f + 1 : 0;
+		}
 	uint32_t st[LANES];
 	for (int l = 0; l < LANES; l++)
 		st[l] = RANS_L;
 	for (uint64_t i = n; i-- > 0;) {
 		unsigned x = ctx_of(nctx, c, i), s = c[i];
 		uint32_t f = tab[x].freq[s], *sp = &st[i & (LANES - 1)];
-		uint64_t xmax = (uint64_t)f << (32 - SCALE);
-		if (*sp >= xmax) {
-			*--wp = (uint16_t)*sp;
-			*sp >>= 16;
+		uint32_t v = *sp;
+		if (v >= ((uint64_t)f << (32 - SCALE))) {
+			*--wp = (uint16_t)v;
+			v >>= 16;
 		}
-		*sp = ((*sp / f) << SCALE) + (*sp % f) + tab[x].cum[s];
+		uint32_t q = f > 1 ? (uint32_t)(((unsigned __int128)v * rcp[x][s]) >> 64) : v;
+		*sp = (q << SCALE) + (v - q * f) + tab[x].cum[s];
 	}
 	size_t nw = (size_t)(wend - wp);
 	if (cap - pos < LANES * 4 + nw * 2)
@@ -423,7 +437,25 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko word stream has odd length");
 	const uint8_t *wp = s + pos, *wend = s + len;
 	const uint32_t mask = TOTAL - 1;
-	for (uint64_t i = 0; i < n; i++) {
+	uint64_t i = 0;
+	int ctx_ok = tab[0].nsym && (nctx == 1 || tab[1].nsym);
+	/* Fast loop: all contexts have symbols and LANES words are left, so no
+	 * check can fail inside; renormalization is branch-free. */
+	for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
+		for (int l = 0; l < LANES; l++) {
+			unsigned x = ctx_of(nctx, c, i + (unsigned)l);
+			uint32_t v = st[l], slot = v & mask;
+			unsigned sym = lut[(size_t)x * TOTAL + slot];
+			v = tab[x].freq[sym] * (v >> SCALE) + slot - tab[x].cum[sym];
+			uint32_t r = v < RANS_L;
+			uint32_t w = get_u16(wp);
+			v = r ? (v << 16) | w : v;
+			wp += 2 * r;
+			st[l] = v;
+			c[i + (unsigned)l] = (uint8_t)sym;
+		}
+	}
+	for (; i < n; i++) {
 		unsigned x = ctx_of(nctx, c, i);
 		if (!tab[x].nsym)
 			return sfp_error_set(err, SFP_ECORRUPT, "gecko context %u has no symbols", x);
@@ -454,11 +486,8 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
 {
 	memset(h, 0, sizeof(uint64_t) * 256 * MAX_CTX);
-	unsigned prev = 0;
-	for (uint64_t i = 0; i < n; i++) {
-		h[prev != 0][c[i]]++;
-		prev = c[i];
-	}
+	for (uint64_t i = 0; i < n; i++)
+		h[ctx_of(2, c, i)][c[i]]++;
 }
 
 int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *codes, uint64_t n,
