@@ -157,6 +157,7 @@ demo-run: $(BINS)
 
 bench: $(BINS)
 	$(Q)$(SFP) bench codec
+	$(Q)$(SFP) bench gecko
 
 clean:
 	rm -rf build
