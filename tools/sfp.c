@@ -93,6 +93,21 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 	return rc;
 }
 
+/* Place a positional argument in the first free slot (second may be NULL
+ * for commands that take one); a usage error when both are taken. */
+static int positional(const char *arg, const char **first, const char **second)
+{
+	if (arg[0] == '-' && arg[1])
+		return usage_error("unknown option '%s'", arg);
+	if (!*first)
+		*first = arg;
+	else if (second && !*second)
+		*second = arg;
+	else
+		return usage_error("unexpected argument '%s'", arg);
+	return EXIT_OK;
+}
+
 /* Parse an unsigned integer in [lo, hi]; returns 0 on error. */
 static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
 {
@@ -187,14 +202,8 @@ static int cmd_encode(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "--gecko")) {
 			p.gecko = 1;
-		} else if (a[0] == '-' && a[1]) {
-			return usage_error("unknown option '%s' for encode", a);
-		} else if (!in) {
-			in = a;
-		} else if (!out) {
-			out = a;
-		} else {
-			return usage_error("unexpected argument '%s'", a);
+		} else if (positional(a, &in, &out) != EXIT_OK) {
+			return EXIT_USAGE;
 		}
 	}
 	if (!have_e || !have_m || !in || !out)
@@ -252,14 +261,8 @@ static int cmd_decode(int argc, char **argv)
 		if (!strcmp(argv[i], "--isa")) {
 			if (!(isa = optval(argc, argv, &i)))
 				return EXIT_USAGE;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			return usage_error("unknown option '%s' for decode", argv[i]);
-		} else if (!in) {
-			in = argv[i];
-		} else if (!out) {
-			out = argv[i];
-		} else {
-			return usage_error("unexpected argument '%s'", argv[i]);
+		} else if (positional(argv[i], &in, &out) != EXIT_OK) {
+			return EXIT_USAGE;
 		}
 	}
 	if (!in || !out)
@@ -333,12 +336,8 @@ static int cmd_inspect(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			json = 1;
-		else if (argv[i][0] == '-' && argv[i][1])
-			return usage_error("unknown option '%s' for inspect", argv[i]);
-		else if (!in)
-			in = argv[i];
-		else
-			return usage_error("unexpected argument '%s'", argv[i]);
+		else if (positional(argv[i], &in, NULL) != EXIT_OK)
+			return EXIT_USAGE;
 	}
 	if (!in)
 		return usage_error("%s", "usage: sfp inspect [--json] IN.sfpt");
@@ -468,14 +467,8 @@ static int cmd_dataset(int argc, char **argv)
 				return EXIT_USAGE;
 			if (!parse_uint(val, 1, 100000000, &count))
 				return usage_error("--count must be a positive integer, not '%s'", val);
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			return usage_error("unknown option '%s' for dataset", argv[i]);
-		} else if (!name) {
-			name = argv[i];
-		} else if (!out) {
-			out = argv[i];
-		} else {
-			return usage_error("unexpected argument '%s'", argv[i]);
+		} else if (positional(argv[i], &name, &out) != EXIT_OK) {
+			return EXIT_USAGE;
 		}
 	}
 	if (!name || !out)

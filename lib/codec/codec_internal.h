@@ -171,6 +171,59 @@ static inline uint32_t bits_get(const uint8_t *buf, size_t len, uint64_t pos, un
 	return (uint32_t)((v >> (pos & 7)) & ((n == 32) ? 0xffffffffull : ((1ull << n) - 1)));
 }
 
+/* ---- the scalar passes, shared by the reference and the SIMD tails --------- */
+typedef struct qcounts {
+	uint64_t nnz, nneg, nexc;
+} qcounts;
+
+/* Largest rounded exponent of x[i0..i1) into *mx (see max_exp_fn). */
+static inline int max_exp_range(const qplan *q, const float *x, uint64_t i0, uint64_t i1,
+				unsigned *mx, uint64_t *bad)
+{
+	for (uint64_t i = i0; i < i1; i++) {
+		uint32_t u = f2u(x[i]);
+		if (is_exception(q, u))
+			continue;
+		unsigned E = round_mag(q, u & 0x7fffffffu, i) >> 23;
+		if (E == 255) {
+			if (!q->saturate) {
+				*bad = i;
+				return Q_OVERFLOW;
+			}
+			E = 254;
+		}
+		*mx = E > *mx ? E : *mx;
+	}
+	return Q_OK;
+}
+
+/* The element rule over x[i0..i1) (see quant_pass_fn). */
+static inline int quant_range(const qplan *q, const float *x, uint64_t i0, uint64_t i1,
+			      uint8_t *codes, bitw *mw, bitw *sw, qcounts *c, uint64_t *bad)
+{
+	for (uint64_t i = i0; i < i1; i++) {
+		unsigned code, sign;
+		uint32_t mant;
+		int r = quant_one(q, f2u(x[i]), i, &code, &sign, &mant);
+		if (r == Q_OVERFLOW) {
+			*bad = i;
+			return Q_OVERFLOW;
+		}
+		codes[i] = (uint8_t)code;
+		if (r == Q_EXC) {
+			c->nexc++;
+			continue;
+		}
+		if (code) {
+			bitw_put(mw, mant, q->m);
+			bitw_put(sw, sign, 1);
+			c->nnz++;
+			c->nneg += sign;
+		}
+	}
+	return Q_OK;
+}
+
 /* ---- kernels ---------------------------------------------------------------- */
 /* Largest rounded exponent of the non-exception values (0 if all zero).
  * Returns Q_OVERFLOW with *bad = index when a value rounds to E = 255 and the
@@ -181,9 +234,6 @@ typedef int (*max_exp_fn)(const qplan *q, const float *x, uint64_t n, unsigned *
 /* Quantize pass: codes[i]; mantissas of nonzero codes appended to *mw, signs
  * to *sw; exceptions get code 0 and are counted (their indices are found
  * again by the caller). Returns Q_OK or Q_OVERFLOW with *bad = index. */
-typedef struct qcounts {
-	uint64_t nnz, nneg, nexc;
-} qcounts;
 typedef int (*quant_pass_fn)(const qplan *q, const float *x, uint64_t n, uint8_t *codes,
 			     bitw *mw, bitw *sw, qcounts *c, uint64_t *bad);
 

@@ -342,50 +342,14 @@ static kernels pick(int isa)
 
 int sfp__max_exp_ref(const qplan *q, const float *x, uint64_t n, unsigned *emax, uint64_t *bad)
 {
-	unsigned mx = 0;
-	for (uint64_t i = 0; i < n; i++) {
-		uint32_t u = f2u(x[i]);
-		if (is_exception(q, u))
-			continue;
-		unsigned E = round_mag(q, u & 0x7fffffffu, i) >> 23;
-		if (E == 255) {
-			if (!q->saturate) {
-				*bad = i;
-				return Q_OVERFLOW;
-			}
-			E = 254;
-		}
-		if (E > mx)
-			mx = E;
-	}
-	*emax = mx;
-	return Q_OK;
+	*emax = 0;
+	return max_exp_range(q, x, 0, n, emax, bad);
 }
 
 int sfp__quant_pass_ref(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
 			bitw *sw, qcounts *c, uint64_t *bad)
 {
-	for (uint64_t i = 0; i < n; i++) {
-		unsigned code, sign;
-		uint32_t mant;
-		int r = quant_one(q, f2u(x[i]), i, &code, &sign, &mant);
-		if (r == Q_OVERFLOW) {
-			*bad = i;
-			return Q_OVERFLOW;
-		}
-		codes[i] = (uint8_t)code;
-		if (r == Q_EXC) {
-			c->nexc++;
-			continue;
-		}
-		if (code) {
-			bitw_put(mw, mant, q->m);
-			bitw_put(sw, sign, 1);
-			c->nnz++;
-			c->nneg += sign;
-		}
-	}
-	return Q_OK;
+	return quant_range(q, x, 0, n, codes, mw, sw, c, bad);
 }
 
 void sfp__assemble_ref(float *dst, const uint8_t *codes, uint64_t n, unsigned lo, unsigned m,

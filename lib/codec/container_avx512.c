@@ -74,20 +74,8 @@ int sfp__max_exp_avx512(const qplan *q, const float *x, uint64_t n, unsigned *em
 		}
 		mx = _mm512_mask_max_epu32(mx, ok, mx, E);
 	}
-	for (; i < n; i++) {
-		uint32_t u = f2u(x[i]);
-		if (is_exception(q, u))
-			continue;
-		unsigned E = round_mag(q, u & 0x7fffffffu, i) >> 23;
-		if (E == 255) {
-			if (!q->saturate) {
-				*bad = i;
-				return Q_OVERFLOW;
-			}
-			E = 254;
-		}
-		tail_max = E > tail_max ? E : tail_max;
-	}
+	if (max_exp_range(q, x, i, n, &tail_max, bad) != Q_OK)
+		return Q_OVERFLOW;
 	unsigned m = _mm512_reduce_max_epu32(mx);
 	*emax = m > tail_max ? m : tail_max;
 	return Q_OK;
@@ -112,33 +100,6 @@ static inline void put_fast(bitw *w, uint64_t v, unsigned n)
 		}
 		bitw_put(w, (uint32_t)v, n);
 	}
-}
-
-/* The scalar rule for one block (any exception inside). */
-static inline __attribute__((always_inline)) int quant_block_scalar(const qplan *q, const float *x, uint64_t i0, uint64_t cnt,
-			      uint8_t *codes, bitw *mw, bitw *sw, qcounts *c, uint64_t *bad)
-{
-	for (uint64_t i = i0; i < i0 + cnt; i++) {
-		unsigned code, sign;
-		uint32_t mant;
-		int r = quant_one(q, f2u(x[i]), i, &code, &sign, &mant);
-		if (r == Q_OVERFLOW) {
-			*bad = i;
-			return Q_OVERFLOW;
-		}
-		codes[i] = (uint8_t)code;
-		if (r == Q_EXC) {
-			c->nexc++;
-			continue;
-		}
-		if (code) {
-			put_fast(mw, mant, q->m);
-			put_fast(sw, sign, 1);
-			c->nnz++;
-			c->nneg += sign;
-		}
-	}
-	return Q_OK;
 }
 
 /* The bit writers are copied into locals for the loop, so their state stays
@@ -180,7 +141,7 @@ quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
 	for (; i + 16 <= n; i += 16) {
 		__m512i u = _mm512_loadu_si512(x + i);
 		if (exc16(q, u)) {
-			if (quant_block_scalar(q, x, i, 16, codes, mw, sw, c, bad) != Q_OK)
+			if (quant_range(q, x, i, i + 16, codes, mw, sw, c, bad) != Q_OK)
 				return Q_OVERFLOW;
 			continue;
 		}
@@ -238,7 +199,7 @@ quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
 		c->nneg += (unsigned)__builtin_popcount(sbits);
 	}
 	if (i < n)
-		return quant_block_scalar(q, x, i, n - i, codes, mw, sw, c, bad);
+		return quant_range(q, x, i, n, codes, mw, sw, c, bad);
 	return Q_OK;
 }
 
