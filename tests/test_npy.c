@@ -127,6 +127,10 @@ static void test_rejects(void)
 	buf[6] = 4;
 	CU_ASSERT_EQUAL(sfp_npy_parse(buf, len, &a, &e), SFP_EUNSUPPORTED);
 	buf[6] = 1;
+	buf[7] = 1; /* 1.1 does not exist */
+	CU_ASSERT_EQUAL(sfp_npy_parse(buf, len, &a, &e), SFP_EUNSUPPORTED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "1.1"));
+	buf[7] = 0;
 	buf[9] = 0x7f; /* header length beyond the file */
 	CU_ASSERT_EQUAL(sfp_npy_parse(buf, len, &a, &e), SFP_ETRUNC);
 	for (size_t l = 0; l < 70; l++)

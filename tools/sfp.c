@@ -44,8 +44,58 @@ static const char *usage_text =
 	"                      Gecko ablation (variants, group sizes, references)\n"
 	"  dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
 	"                      Fashion-MNIST images as float32 N x 28 x 28 in [0, 1]\n"
-	"  help [COMMAND]      this text\n"
+	"  help [COMMAND]      this text, or one command's options\n"
 	"  --version           the version\n";
+
+/* One usage block per command, for `sfp help CMD` and `sfp CMD --help`. */
+static const struct {
+	const char *name, *text;
+} cmd_help[] = {
+	{"encode",
+	 "usage: sfp encode -e E -m M [options] IN.npy OUT.sfpt\n"
+	 "  -e E                    exponent bits, 1..8\n"
+	 "  -m M                    mantissa bits, 0..23 (e = 8, m = 23 is lossless)\n"
+	 "  --gecko                 code the exponents with Gecko instead of e raw bits\n"
+	 "  --rounding nearest|stochastic   (default nearest, ties to even)\n"
+	 "  --seed S                stochastic rounding seed, 0..2^32-1\n"
+	 "  --window-top E          fix the window's top biased exponent (1..254)\n"
+	 "  --underflow zero|min    values below the window (default zero)\n"
+	 "  --overflow error|saturate   values above a fixed window (default error)\n"
+	 "  --isa scalar|avx2|avx512    cap the SIMD level\n"},
+	{"decode", "usage: sfp decode [--isa scalar|avx2|avx512] IN.sfpt OUT.npy\n"
+		   "  writes the values as float32 .npy with the container's shape\n"},
+	{"inspect", "usage: sfp inspect [--json] IN.sfpt\n"
+		    "  shape, window, coder, byte breakdown, bits per value, zero fraction,\n"
+		    "  exponent entropy and Gecko bits per exponent; --json: one JSON object\n"},
+	{"bench", "usage: sfp bench codec [--quick] [--repeats N] [FILE.npy ...]\n"
+		  "       sfp bench gecko [--quick] [FILE.npy ...]\n"},
+	{"dataset", "usage: sfp dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
+		    "  Fashion-MNIST images as float32 N x 28 x 28 scaled to [0, 1]\n"},
+};
+
+static const char *help_for(const char *cmd)
+{
+	for (size_t i = 0; i < sizeof cmd_help / sizeof cmd_help[0]; i++)
+		if (!strcmp(cmd, cmd_help[i].name))
+			return cmd_help[i].text;
+	return NULL;
+}
+
+/* `s` as a JSON string literal (quotes, backslashes and controls escaped). */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
 
 /* Exit code for a library error: bad input is 2, the rest 1. */
 static int exit_for(int rc)
@@ -399,8 +449,10 @@ static int cmd_inspect(int argc, char **argv)
 	double bpv = 8.0 * (double)info.total_bytes / n;
 	double zero_frac = info.count ? 1.0 - (double)(info.nnz + info.n_exceptions) / n : 0;
 	if (json) {
-		printf("{\"file\": \"%s\", \"version\": %u, \"count\": %" PRIu64 ", \"shape\": [", in,
-		       info.version, info.count);
+		printf("{\"file\": ");
+		json_str(stdout, in);
+		printf(", \"version\": %u, \"count\": %" PRIu64 ", \"shape\": [", info.version,
+		       info.count);
 		for (unsigned i = 0; i < info.ndim; i++)
 			printf("%s%" PRIu64, i ? ", " : "", info.shape[i]);
 		printf("], \"e\": %u, \"m\": %u, \"exp_lo\": %u, \"exp_hi\": %u, \"flags\": %u, "
@@ -512,7 +564,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	for (int i = 2; i < argc; i++)
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(usage_text, stdout);
+			const char *h = help_for(cmd);
+			fputs(h ? h : usage_text, stdout);
 			return EXIT_OK;
 		}
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
@@ -521,7 +574,14 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-		fputs(usage_text, stdout);
+		if (argc >= 3) {
+			const char *h = help_for(argv[2]);
+			if (!h)
+				return usage_error("no help for unknown command '%s'", argv[2]);
+			fputs(h, stdout);
+		} else {
+			fputs(usage_text, stdout);
+		}
 		return EXIT_OK;
 	}
 	if (!strcmp(cmd, "encode"))

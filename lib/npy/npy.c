@@ -157,19 +157,20 @@ int sfp_npy_parse(const void *buf, size_t len, sfp_npy *out, sfp_error *err)
 	memset(out, 0, sizeof *out);
 	if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
 		return sfp_error_set(err, SFP_ECORRUPT, "not a .npy file (bad magic)");
-	unsigned major = b[6];
+	unsigned major = b[6], minor = b[7];
 	size_t hl, off;
+	if (minor != 0 || major < 1 || major > 3)
+		return sfp_error_set(err, SFP_EUNSUPPORTED,
+				     "format version %u.%u is not supported (1.0, 2.0 or 3.0)", major,
+				     minor);
 	if (major == 1) {
 		hl = (size_t)b[8] | (size_t)b[9] << 8;
 		off = 10;
-	} else if (major == 2 || major == 3) {
+	} else {
 		if (len < 12)
 			return sfp_error_set(err, SFP_ETRUNC, "header truncated");
 		hl = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
 		off = 12;
-	} else {
-		return sfp_error_set(err, SFP_EUNSUPPORTED, "format version %u.%u is not supported",
-				     major, b[7]);
 	}
 	if (hl > NPY_MAX_HEADER || hl > len - off)
 		return sfp_error_set(err, SFP_ETRUNC, "header of %zu bytes does not fit the file",
