@@ -357,20 +357,8 @@ void sfp__assemble_ref(float *dst, const uint8_t *codes, uint64_t n, unsigned lo
 		       int sign_mode)
 {
 	uint64_t mpos = 0, spos = 0;
-	unsigned k = 23 - m;
-	for (uint64_t i = 0; i < n; i++) {
-		unsigned code = codes[i], s = 0;
-		uint32_t f = 0;
-		if (code) {
-			f = bits_get(mant, mant_len, mpos, m);
-			mpos += m;
-			if (sign_mode == 0)
-				s = bits_get(sign, sign_len, spos++, 1);
-			else
-				s = sign_mode == 2;
-		}
-		dst[i] = u2f(assemble(lo, k, code, s, f));
-	}
+	assemble_range(dst, codes, 0, n, lo, m, mant, mant_len, sign, sign_len, sign_mode, &mpos,
+		       &spos);
 }
 
 /* ---- raw exponent codes ------------------------------------------------------ */
