@@ -446,8 +446,14 @@ static int cmd_inspect(int argc, char **argv)
 		gecko_bpe = 8.0 * (double)gw / (double)info.count;
 		gvar = (unsigned)sfp_gecko_variant_of(gbuf, gw);
 	}
+	/* An empty tensor has no bits per value: 0 in text, null in JSON. */
 	double n = info.count ? (double)info.count : 1;
-	double bpv = 8.0 * (double)info.total_bytes / n;
+	double bpv = info.count ? 8.0 * (double)info.total_bytes / n : 0;
+	char bpv_s[32] = "null", ratio_s[32] = "null";
+	if (info.count) {
+		snprintf(bpv_s, sizeof bpv_s, "%.6f", bpv);
+		snprintf(ratio_s, sizeof ratio_s, "%.6f", 32.0 / bpv);
+	}
 	double zero_frac = info.count ? 1.0 - (double)(info.nnz + info.n_exceptions) / n : 0;
 	if (json) {
 		printf("{\"file\": ");
@@ -456,17 +462,19 @@ static int cmd_inspect(int argc, char **argv)
 		       info.count);
 		for (unsigned i = 0; i < info.ndim; i++)
 			printf("%s%" PRIu64, i ? ", " : "", info.shape[i]);
-		printf("], \"e\": %u, \"m\": %u, \"exp_lo\": %u, \"exp_hi\": %u, \"flags\": %u, "
+		printf("], \"e\": %u, \"m\": %u, \"exp_lo\": %u, \"exp_hi\": %u, \"window_lo_pow2\": %d, "
+		       "\"window_hi_pow2\": %d, \"flags\": %u, "
 		       "\"exp_coder\": \"%s\", \"gecko_variant\": \"%s\", \"total_bytes\": %zu, "
 		       "\"header_bytes\": %zu, \"mant_bytes\": %zu, \"sign_bytes\": %zu, "
-		       "\"exc_bytes\": %zu, \"exp_bytes\": %zu, \"bits_per_value\": %.6f, "
-		       "\"ratio_vs_fp32\": %.6f, \"nnz\": %" PRIu64 ", \"zero_fraction\": %.6f, "
+		       "\"exc_bytes\": %zu, \"exp_bytes\": %zu, \"bits_per_value\": %s, "
+		       "\"ratio_vs_fp32\": %s, \"nnz\": %" PRIu64 ", \"zero_fraction\": %.6f, "
 		       "\"exceptions\": %" PRIu64 ", \"exp_entropy_bits\": %.6f, "
 		       "\"gecko_bits_per_exp\": %.6f}\n",
-		       info.e, info.m, info.exp_lo, info.exp_hi, info.flags, coder_name(info.exp_coder),
+		       info.e, info.m, info.exp_lo, info.exp_hi, (int)info.exp_lo - 127,
+		       (int)info.exp_hi - 127, info.flags, coder_name(info.exp_coder),
 		       variant_name(info.exp_coder == SFP_EXP_GECKO ? info.gecko_variant : 0),
 		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
-		       info.exc_bytes, info.exp_bytes, bpv, 32.0 / bpv, info.nnz, zero_frac,
+		       info.exc_bytes, info.exp_bytes, bpv_s, ratio_s, info.nnz, zero_frac,
 		       info.n_exceptions, H, gecko_bpe);
 	} else {
 		printf("file            %s\n", in);
@@ -489,7 +497,7 @@ static int cmd_inspect(int argc, char **argv)
 		       "exponent %zu\n",
 		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
 		       info.exc_bytes, info.exp_bytes);
-		printf("bits per value  %.4f  (%.3fx smaller than float32)\n", bpv, 32.0 / bpv);
+		printf("bits per value  %.4f  (ratio %.3f vs float32)\n", bpv, info.count ? 32.0 / bpv : 0);
 		printf("nonzero         %" PRIu64 "  (%.2f%% zero), exceptions %" PRIu64 "\n", info.nnz,
 		       100.0 * zero_frac, info.n_exceptions);
 		printf("exponent codes  entropy %.4f bits; gecko %.4f bits per exponent (%s%s)\n", H,

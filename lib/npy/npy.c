@@ -237,10 +237,11 @@ void sfp_npy_release(sfp_npy *a)
 static size_t header_text(char *h, size_t cap, const uint64_t *shape, unsigned ndim)
 {
 	int n = snprintf(h, cap, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+	/* Python's tuple repr, as numpy writes it: (), (3,), (2, 3). */
 	for (unsigned i = 0; i < ndim; i++)
-		n += snprintf(h + n, cap - (size_t)n, "%llu,%s", (unsigned long long)shape[i],
-			      (i + 1 < ndim) ? " " : "");
-	n += snprintf(h + n, cap - (size_t)n, "), }");
+		n += snprintf(h + n, cap - (size_t)n, "%s%llu", i ? ", " : "",
+			      (unsigned long long)shape[i]);
+	n += snprintf(h + n, cap - (size_t)n, "%s), }", ndim == 1 ? "," : "");
 	size_t total = 10 + (size_t)n + 1;
 	size_t padded = (total + 63) / 64 * 64;
 	memset(h + n, ' ', padded - total);
