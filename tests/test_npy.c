@@ -2,6 +2,8 @@
  * test_npy.c -- .npy parsing and writing: round trips, every rejection, and
  * atomic writes.
  */
+#include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +172,154 @@ static void test_file_io(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "x.npy"));
 }
 
+/*
+ * The exact bytes numpy's np.save writes for a float32 array: version 1.0,
+ * the dict with Python's tuple repr, 21 - digits(shape[0]) spare spaces,
+ * space padding to a multiple of 64 and a final newline.
+ */
+static void test_format_exact(void)
+{
+	static const struct {
+		uint64_t shape[4];
+		unsigned ndim;
+		const char *dict;
+		size_t header; /* bytes before the data */
+	} cases[] = {
+		{{2, 3}, 2, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 128},
+		{{3}, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", 128},
+		{{0}, 0, "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", 128},
+		{{1000, 0, 28}, 3,
+		 "{'descr': '<f4', 'fortran_order': False, 'shape': (1000, 0, 28), }", 128},
+		/* 10 + 98 + 1 = 109 fits 128, but with numpy's 20 spare spaces it
+		 * takes 129: the header grows to 192 */
+		{{1, 0, 1234567890123456789ull, 1234567890123456ull}, 4,
+		 "{'descr': '<f4', 'fortran_order': False, "
+		 "'shape': (1, 0, 1234567890123456789, 1234567890123456), }",
+		 192},
+	};
+	uint8_t buf[512];
+	float x[6] = {1, 2, 3, 4, 5, 6};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		size_t w = 0, dl = strlen(cases[c].dict);
+		uint64_t n = 1;
+		for (unsigned i = 0; i < cases[c].ndim; i++)
+			n *= cases[c].shape[i];
+		CU_ASSERT_EQUAL_FATAL(sfp_npy_format(buf, sizeof buf, &w, x, cases[c].shape,
+						     cases[c].ndim, NULL), SFP_OK);
+		CU_ASSERT_EQUAL(w, cases[c].header + 4 * n);
+		CU_ASSERT(memcmp(buf, "\x93NUMPY\x01\x00", 8) == 0);
+		CU_ASSERT_EQUAL((size_t)buf[8] | (size_t)buf[9] << 8, cases[c].header - 10);
+		CU_ASSERT(memcmp(buf + 10, cases[c].dict, dl) == 0);
+		for (size_t i = 10 + dl; i + 1 < cases[c].header; i++)
+			CU_ASSERT_EQUAL(buf[i], ' ');
+		CU_ASSERT_EQUAL(buf[cases[c].header - 1], '\n');
+		CU_ASSERT(memcmp(buf + cases[c].header, x, 4 * n) == 0);
+	}
+	/* One byte short of the needed size: ENOSPC, nothing claimed written. */
+	uint64_t shape[2] = {2, 3};
+	size_t w = 0;
+	CU_ASSERT_EQUAL(sfp_npy_format(buf, 128 + 24 - 1, &w, x, shape, 2, NULL), SFP_ENOSPC);
+	CU_ASSERT_EQUAL(sfp_npy_format(buf, 128 + 24, &w, x, shape, 2, NULL), SFP_OK);
+	CU_ASSERT(sfp_npy_bound(shape, 2) >= w);
+	/* The largest header: 8 dims of 20 digits still fits the bound. */
+	uint64_t wide[8] = {0, UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+			    UINT64_MAX, UINT64_MAX};
+	size_t cap = sfp_npy_bound(wide, 8);
+	uint8_t *big = malloc(cap);
+	CU_ASSERT_FATAL(big != NULL);
+	CU_ASSERT_EQUAL(sfp_npy_format(big, cap, &w, NULL, wide, 8, NULL), SFP_OK);
+	sfp_npy a;
+	CU_ASSERT_EQUAL(sfp_npy_parse(big, w, &a, NULL), SFP_OK);
+	CU_ASSERT_EQUAL(a.ndim, 8);
+	CU_ASSERT_EQUAL(a.shape[7], UINT64_MAX);
+	CU_ASSERT_EQUAL(a.count, 0);
+	sfp_npy_release(&a);
+	free(big);
+	/* A shape whose byte size overflows: no bound, and format refuses it. */
+	uint64_t huge[2] = {(uint64_t)1 << 62, (uint64_t)1 << 62};
+	sfp_error e;
+	CU_ASSERT_EQUAL(sfp_npy_bound(huge, 2), SIZE_MAX);
+	CU_ASSERT_EQUAL(sfp_npy_format(buf, sizeof buf, &w, x, huge, 2, &e), SFP_EINVAL);
+	CU_ASSERT_EQUAL(sfp_npy_bound(shape, 9), SIZE_MAX);
+	CU_ASSERT_EQUAL(sfp_npy_format(buf, sizeof buf, &w, x, shape, 9, &e), SFP_EINVAL);
+}
+
+/* Files in the test directory whose name contains `part`. */
+static int count_files(const char *part)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (strstr(de->d_name, part))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void write_bytes(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	CU_ASSERT_FATAL(f != NULL);
+	CU_ASSERT_EQUAL(fwrite(p, 1, n, f), n);
+	fclose(f);
+}
+
+static void test_atomic_and_messages(void)
+{
+	char path[4096], sub[4096];
+	float x[3] = {1, 2, 3};
+	uint64_t shape[1] = {3};
+	sfp_npy a;
+	sfp_error e;
+	/* A destination that cannot be replaced (a non-empty directory): the
+	 * write fails, the directory and its file are untouched, no temporary. */
+	snprintf(sub, sizeof sub, "%s/dest.npy", dir);
+	CU_ASSERT_EQUAL_FATAL(mkdir(sub, 0755), 0);
+	snprintf(path, sizeof path, "%s/dest.npy/keep", dir);
+	write_bytes(path, "k", 1);
+	CU_ASSERT(sfp_npy_write(sub, x, shape, 1, &e) < 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "dest.npy"));
+	struct stat st;
+	CU_ASSERT(stat(path, &st) == 0 && st.st_size == 1);
+	CU_ASSERT_EQUAL(count_files("tmp"), 0);
+	unlink(path);
+	rmdir(sub);
+	/* Into a missing directory: nothing is created anywhere. */
+	snprintf(path, sizeof path, "%s/missing/y.npy", dir);
+	CU_ASSERT(sfp_npy_write(path, x, shape, 1, &e) < 0);
+	CU_ASSERT_EQUAL(count_files("y.npy"), 0);
+	CU_ASSERT_EQUAL(count_files("missing"), 0);
+	/* A refused format (bad ndim) leaves no file either. */
+	snprintf(path, sizeof path, "%s/z.npy", dir);
+	CU_ASSERT_EQUAL(sfp_npy_write(path, x, shape, 9, &e), SFP_EINVAL);
+	CU_ASSERT_EQUAL(count_files("z.npy"), 0);
+	/* The message of a wrong dtype names the file and says how to fix it. */
+	uint8_t buf[256];
+	size_t len = make(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", 24);
+	snprintf(path, sizeof path, "%s/f8.npy", dir);
+	write_bytes(path, buf, len);
+	CU_ASSERT_EQUAL(sfp_npy_read(path, &a, &e), SFP_EUNSUPPORTED);
+	char want[4200];
+	snprintf(want, sizeof want,
+		 "cannot read '%s': dtype '<f8' is not float32 (convert with x.astype('<f4'))",
+		 path);
+	CU_ASSERT_STRING_EQUAL(e.msg, want);
+	CU_ASSERT_PTR_NULL(a.data);
+	/* Trailing bytes after the data are an error naming the file. */
+	len = make(buf, 2, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", 13);
+	snprintf(path, sizeof path, "%s/trail.npy", dir);
+	write_bytes(path, buf, len);
+	CU_ASSERT_EQUAL(sfp_npy_read(path, &a, &e), SFP_ECORRUPT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "trail.npy"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "12 bytes"));
+	unlink(path);
+	snprintf(path, sizeof path, "%s/f8.npy", dir);
+	unlink(path);
+}
+
 int main(void)
 {
 	static const test_case cases[] = {
@@ -177,6 +327,8 @@ int main(void)
 		{"numpy header variants", test_accepts_numpy_variants},
 		{"malformed files rejected", test_rejects},
 		{"file read/write", test_file_io},
+		{"exact numpy bytes, bounds", test_format_exact},
+		{"atomic writes, messages", test_atomic_and_messages},
 		{NULL, NULL},
 	};
 	dir = test_tmpdir();

@@ -544,11 +544,19 @@ static int cmd_dataset(int argc, char **argv)
 		return exit_for(rc);
 	}
 	uint64_t n = img.dims[0];
-	if (count && count < n)
-		n = count;
-	float *x = malloc(n * 784 * sizeof(float));
 	int ret = EXIT_FAIL;
-	if (x) {
+	float *x = NULL;
+	if (count > n) {
+		ret = usage_error("--count %lu is more than the %" PRIu64 " images of split '%s'",
+				  count, n, split);
+		goto out;
+	}
+	if (count)
+		n = count;
+	x = malloc(n * 784 * sizeof(float));
+	if (!x) {
+		fprintf(stderr, "sfp: out of memory for %" PRIu64 " images\n", n);
+	} else {
 		for (uint64_t i = 0; i < n * 784; i++)
 			x[i] = (float)img.data[i] / 255.0f;
 		uint64_t shape[3] = {n, 28, 28};
@@ -558,6 +566,7 @@ static int cmd_dataset(int argc, char **argv)
 		else
 			ret = EXIT_OK;
 	}
+out:
 	free(x);
 	sfp_idx_release(&img);
 	sfp_idx_release(&lab);

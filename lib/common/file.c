@@ -4,6 +4,7 @@
  * destination or a stray temporary behind.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,33 @@ int sfp_file_read(const char *path, void **buf, size_t *len, sfp_error *err)
 	*buf = p;
 	*len = n;
 	return SFP_OK;
+}
+
+/*
+ * Make the rename itself durable: fsync the directory holding `path`. Best
+ * effort: the file is complete and in place either way, and some file
+ * systems refuse fsync on directories.
+ */
+static void sync_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *d = NULL;
+	int fd;
+	if (!slash) {
+		fd = open(".", O_RDONLY | O_DIRECTORY);
+	} else {
+		size_t n = slash == path ? 1 : (size_t)(slash - path);
+		if (!(d = malloc(n + 1)))
+			return;
+		memcpy(d, path, n);
+		d[n] = '\0';
+		fd = open(d, O_RDONLY | O_DIRECTORY);
+	}
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+	free(d);
 }
 
 int sfp_file_write_atomic(const char *path, const void *buf, size_t len, sfp_error *err)
@@ -86,6 +114,7 @@ int sfp_file_write_atomic(const char *path, const void *buf, size_t len, sfp_err
 		rc = sfp_error_set(err, SFP_EIO, "cannot write '%s': %s", path, strerror(errno));
 		goto fail;
 	}
+	sync_dir(path);
 	free(tmp);
 	return SFP_OK;
 fail:

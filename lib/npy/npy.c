@@ -69,9 +69,11 @@ static int parse_shape(cursor *c, sfp_npy *out, sfp_error *err)
 			return sfp_error_set(err, SFP_ECORRUPT, "shape holds a non-integer");
 		uint64_t v = 0;
 		while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-			if (v > (UINT64_MAX - 9) / 10)
+			uint64_t d = (uint64_t)(*c->p - '0');
+			if (v > (UINT64_MAX - d) / 10)
 				return sfp_error_set(err, SFP_ECORRUPT, "shape dimension too large");
-			v = v * 10 + (uint64_t)(*c->p++ - '0');
+			v = v * 10 + d;
+			c->p++;
 		}
 		if (c->p < c->end && *c->p == 'L')
 			c->p++; /* Python 2 long suffix */
@@ -233,7 +235,12 @@ void sfp_npy_release(sfp_npy *a)
 	}
 }
 
-/* The header dict padded so that 10 + len is a multiple of 64. */
+/*
+ * The header dict padded so that 10 + len is a multiple of 64. Like numpy's
+ * np.save, it leaves 21 - digits(shape[0]) spare spaces after the dict (room
+ * to grow the first axis in place), so for the same array both write the
+ * same bytes.
+ */
 static size_t header_text(char *h, size_t cap, const uint64_t *shape, unsigned ndim)
 {
 	int n = snprintf(h, cap, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
@@ -242,31 +249,62 @@ static size_t header_text(char *h, size_t cap, const uint64_t *shape, unsigned n
 		n += snprintf(h + n, cap - (size_t)n, "%s%llu", i ? ", " : "",
 			      (unsigned long long)shape[i]);
 	n += snprintf(h + n, cap - (size_t)n, "%s), }", ndim == 1 ? "," : "");
-	size_t total = 10 + (size_t)n + 1;
+	size_t spare = 0;
+	if (ndim > 0) {
+		char d0[24];
+		spare = 21 - (size_t)snprintf(d0, sizeof d0, "%llu", (unsigned long long)shape[0]);
+	}
+	size_t total = 10 + (size_t)n + spare + 1;
 	size_t padded = (total + 63) / 64 * 64;
-	memset(h + n, ' ', padded - total);
+	memset(h + n, ' ', padded - 10 - 1 - (size_t)n);
 	h[padded - 10 - 1] = '\n';
 	return padded - 10;
 }
 
-size_t sfp_npy_bound(const uint64_t *shape, unsigned ndim)
+/* Header text capacity: the dict with 8 twenty-digit dims, spare and padding. */
+#define NPY_HEADER_CAP (128 + 24 * SFP_NPY_MAX_DIMS + 64)
+
+/* Element count of a shape; 0 with *ok = 0 when count * 4 overflows size_t. */
+static uint64_t shape_count(const uint64_t *shape, unsigned ndim, int *ok)
 {
 	uint64_t count = 1;
-	for (unsigned i = 0; i < ndim; i++)
+	*ok = 1;
+	for (unsigned i = 0; i < ndim; i++) {
+		if (shape[i] && count > (SIZE_MAX / 4 - NPY_HEADER_CAP - 10) / shape[i])
+			*ok = 0;
 		count *= shape[i];
-	return 10 + 128 + 24 * (size_t)ndim + 64 + 4 * (size_t)count;
+	}
+	return *ok ? count : 0;
+}
+
+/* SFP_EINVAL unless the shape can be written: ndim and byte size in range. */
+static int check_shape(const uint64_t *shape, unsigned ndim, uint64_t *count, sfp_error *err)
+{
+	int ok;
+	if (ndim > SFP_NPY_MAX_DIMS)
+		return sfp_error_set(err, SFP_EINVAL, "%u dimensions (at most %d)", ndim,
+				     SFP_NPY_MAX_DIMS);
+	*count = shape_count(shape, ndim, &ok);
+	if (!ok)
+		return sfp_error_set(err, SFP_EINVAL, "shape has too many elements for memory");
+	return SFP_OK;
+}
+
+size_t sfp_npy_bound(const uint64_t *shape, unsigned ndim)
+{
+	int ok;
+	uint64_t count = shape_count(shape, ndim, &ok);
+	if (!ok || ndim > SFP_NPY_MAX_DIMS)
+		return SIZE_MAX; /* no buffer can hold it; sfp_npy_format refuses it */
+	return 10 + NPY_HEADER_CAP + 4 * (size_t)count;
 }
 
 int sfp_npy_format(void *dst, size_t cap, size_t *written, const float *data,
 		   const uint64_t *shape, unsigned ndim, sfp_error *err)
 {
-	char h[128 + 24 * SFP_NPY_MAX_DIMS + 64];
-	uint64_t count = 1;
-	if (ndim > SFP_NPY_MAX_DIMS)
-		return sfp_error_set(err, SFP_EINVAL, "%u dimensions (at most %d)", ndim,
-				     SFP_NPY_MAX_DIMS);
-	for (unsigned i = 0; i < ndim; i++)
-		count *= shape[i];
+	char h[NPY_HEADER_CAP];
+	uint64_t count;
+	SFP_TRY(check_shape(shape, ndim, &count, err));
 	size_t hl = header_text(h, sizeof h, shape, ndim);
 	if (cap < 10 + hl + 4 * count)
 		return sfp_error_set(err, SFP_ENOSPC, "buffer too small for the .npy file");
@@ -284,6 +322,8 @@ int sfp_npy_format(void *dst, size_t cap, size_t *written, const float *data,
 int sfp_npy_write(const char *path, const float *data, const uint64_t *shape, unsigned ndim,
 		  sfp_error *err)
 {
+	uint64_t count;
+	SFP_TRY(check_shape(shape, ndim, &count, err));
 	size_t cap = sfp_npy_bound(shape, ndim), w;
 	void *buf = malloc(cap);
 	if (!buf)

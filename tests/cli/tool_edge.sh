@@ -54,6 +54,8 @@ expect 2 "option without its value" "$SFP" encode -e 4 -m 3 "$T/a.npy" "$T/z.sfp
 expect 2 "extra positional" "$SFP" encode -e 4 -m 3 "$T/a.npy" "$T/z.sfpt" extra
 expect 2 "inspect without a file" "$SFP" inspect --json
 expect 2 "dataset count 0" "$SFP" dataset fmnist --count 0 "$T/z.npy"
+expect 2 "dataset count beyond the split" "$SFP" dataset fmnist --split t10k --count 10001 "$T/z.npy"
+grep -q "10000 images" "$T/err" && ok "count message says the split size" || bad "count message: $(cat "$T/err")"
 expect 2 "unknown dataset" "$SFP" dataset cifar "$T/z.npy"
 expect 2 "bench without a name" "$SFP" bench
 [ ! -e "$T/z.sfpt" ] && [ ! -e "$T/z.npy" ] && ok "no output after usage errors" || bad "output after a usage error"
