@@ -293,8 +293,10 @@ static int check_shape(const uint64_t *shape, unsigned ndim, uint64_t *count, sf
 size_t sfp_npy_bound(const uint64_t *shape, unsigned ndim)
 {
 	int ok;
+	if (ndim > SFP_NPY_MAX_DIMS)
+		return SIZE_MAX; /* sfp_npy_format refuses it */
 	uint64_t count = shape_count(shape, ndim, &ok);
-	if (!ok || ndim > SFP_NPY_MAX_DIMS)
+	if (!ok)
 		return SIZE_MAX; /* no buffer can hold it; sfp_npy_format refuses it */
 	return 10 + NPY_HEADER_CAP + 4 * (size_t)count;
 }
