@@ -464,13 +464,17 @@ static int make_plan(qplan *q, kernels *k, const float *src, uint64_t n, const s
 		plan_window(q, p->exp_hi);
 		return SFP_OK;
 	}
+	if (p->e == 8) {
+		/* The window is every normal exponent whatever the data; a value
+		 * rounding past 254 is caught by the element rule (E > hi). */
+		plan_window(q, 254);
+		return SFP_OK;
+	}
 	unsigned emax = 0;
 	uint64_t bad = 0;
 	if (k->max_exp(q, src, n, &emax, &bad) != Q_OK)
 		return overflow_error(err, src, bad, p);
 	plan_window(q, emax ? emax : 1);
-	if (p->e == 8) /* the whole normal range: lo = 1 */
-		plan_window(q, 254);
 	return SFP_OK;
 }
 
