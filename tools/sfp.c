@@ -486,10 +486,13 @@ static int cmd_inspect(int argc, char **argv)
 		       info.m, info.e, info.m);
 		printf("window          biased exponents %u..%u  (2^%d .. 2^%d)\n", info.exp_lo,
 		       info.exp_hi, (int)info.exp_lo - 127, (int)info.exp_hi - 127);
-		printf("flags           0x%04x%s%s%s\n", info.flags,
+		printf("flags           0x%04x%s%s%s%s%s%s\n", info.flags,
 		       info.flags & SFP_FLAG_SIGN_POS ? " sign-pos" : "",
 		       info.flags & SFP_FLAG_SIGN_NEG ? " sign-neg" : "",
-		       info.flags & SFP_FLAG_STOCHASTIC ? " stochastic" : "");
+		       info.flags & SFP_FLAG_STOCHASTIC ? " stochastic" : "",
+		       info.flags & SFP_FLAG_UNDER_MIN ? " underflow-min" : "",
+		       info.flags & SFP_FLAG_SATURATE ? " saturate" : "",
+		       info.flags & SFP_FLAG_FIXED_WINDOW ? " fixed-window" : "");
 		printf("exponent coder  %s%s%s\n", coder_name(info.exp_coder),
 		       info.exp_coder == SFP_EXP_GECKO ? " / " : "",
 		       info.exp_coder == SFP_EXP_GECKO ? variant_name(info.gecko_variant) : "");

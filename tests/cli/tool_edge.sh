@@ -115,6 +115,8 @@ cmp -s "$T/r1.sfpt" "$T/r3.sfpt" && bad "seed ignored" || ok "another seed, othe
 # a window whose bottom is above the smallest values: underflow min keeps them
 "$SFP" encode -e 2 -m 2 --window-top 127 --underflow zero "$T/img.npy" "$T/uz.sfpt"
 "$SFP" encode -e 2 -m 2 --window-top 127 --underflow min "$T/img.npy" "$T/um.sfpt"
+expect 0 "inspect a fixed window" "$SFP" inspect "$T/um.sfpt"
+grep -q "underflow-min.*fixed-window" "$T/out" && ok "inspect names the flags" || bad "flags: $(grep flags "$T/out")"
 "$SFP" inspect --json "$T/uz.sfpt" >"$T/uz.json"
 "$SFP" inspect --json "$T/um.sfpt" >"$T/um.json"
 
