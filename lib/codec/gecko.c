@@ -313,6 +313,22 @@ static double ans_estimate(const uint64_t (*cnt)[256], int nctx, uint64_t n)
 static void put_u16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static unsigned get_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
 
+/* One rANS encoder step: push symbol s of context x onto state v. */
+static inline uint32_t ans_put(uint32_t v, unsigned s, unsigned x, const ans_table *tab,
+			       const uint64_t (*rcp)[256], uint16_t **wpp)
+{
+	uint32_t f = tab[x].freq[s];
+	/* Branch-free renormalization: the word is always stored, and kept
+	 * only when the state is too large. */
+	uint32_t r = v >= ((uint64_t)f << (32 - SCALE));
+	uint16_t *wp = *wpp;
+	wp[-1] = (uint16_t)v;
+	*wpp = wp - r;
+	v >>= 16 * r;
+	uint32_t q = f > 1 ? (uint32_t)(((unsigned __int128)v * rcp[x][s]) >> 64) : v;
+	return (q << SCALE) + (v - q * f) + tab[x].cum[s];
+}
+
 static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *c, uint64_t n,
 		      int nctx, const uint64_t (*cnt)[256], void *work, size_t work_bytes)
 {
@@ -358,19 +374,29 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 	uint32_t st[LANES];
 	for (int l = 0; l < LANES; l++)
 		st[l] = RANS_L;
-	for (uint64_t i = n; i-- > 0;) {
-		unsigned x = ctx_of(nctx, c, i), s = c[i];
-		uint32_t f = tab[x].freq[s], *sp = &st[i & (LANES - 1)];
-		uint32_t v = *sp;
-		/* Branch-free renormalization: the word is always stored, and
-		 * kept only when the state is too large. */
-		uint32_t r = v >= ((uint64_t)f << (32 - SCALE));
-		wp[-1] = (uint16_t)v;
-		wp -= r;
-		v >>= 16 * r;
-		uint32_t q = f > 1 ? (uint32_t)(((unsigned __int128)v * rcp[x][s]) >> 64) : v;
-		*sp = (q << SCALE) + (v - q * f) + tab[x].cum[s];
+	/* Backwards: first the last n mod LANES codes, then LANES at a time
+	 * with the states in registers (same order, same bytes). */
+	uint64_t i = n;
+	while (i & (LANES - 1)) {
+		i--;
+		st[i & (LANES - 1)] = ans_put(st[i & (LANES - 1)], c[i], ctx_of(nctx, c, i), tab,
+					      rcp, &wp);
 	}
+	uint32_t s0 = st[0], s1 = st[1], s2 = st[2], s3 = st[3];
+	unsigned cm = nctx == 2;
+	while (i) {
+		i -= LANES;
+		unsigned c0 = c[i], c1 = c[i + 1], c2 = c[i + 2], c3 = c[i + 3];
+		unsigned x0 = cm & (i > 0 && c[i - 1] != 0);
+		s3 = ans_put(s3, c3, cm & (c2 != 0), tab, rcp, &wp);
+		s2 = ans_put(s2, c2, cm & (c1 != 0), tab, rcp, &wp);
+		s1 = ans_put(s1, c1, cm & (c0 != 0), tab, rcp, &wp);
+		s0 = ans_put(s0, c0, x0, tab, rcp, &wp);
+	}
+	st[0] = s0;
+	st[1] = s1;
+	st[2] = s2;
+	st[3] = s3;
 	size_t nw = (size_t)(wend - wp);
 	if (cap - pos < LANES * 4 + nw * 2)
 		return SFP_ENOSPC;
@@ -495,9 +521,28 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 
 static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
 {
-	memset(h, 0, sizeof(uint64_t) * 256 * MAX_CTX);
-	for (uint64_t i = 0; i < n; i++)
-		h[ctx_of(2, c, i)][c[i]]++;
+	/* Four partial tables indexed by (previous code nonzero) * 256 + code,
+	 * so that repeated codes do not serialize on one counter. */
+	uint64_t part[4][MAX_CTX * 256];
+	uint64_t i = 0;
+	unsigned p = 0;
+	memset(part, 0, sizeof part);
+	for (; i + 4 <= n; i += 4) {
+		unsigned a = c[i], b = c[i + 1], d = c[i + 2], f = c[i + 3];
+		part[0][(p != 0) << 8 | a]++;
+		part[1][(a != 0) << 8 | b]++;
+		part[2][(b != 0) << 8 | d]++;
+		part[3][(d != 0) << 8 | f]++;
+		p = f;
+	}
+	for (; i < n; i++) {
+		part[0][(p != 0) << 8 | c[i]]++;
+		p = c[i];
+	}
+	for (int x = 0; x < MAX_CTX; x++)
+		for (int s = 0; s < 256; s++)
+			h[x][s] = part[0][x * 256 + s] + part[1][x * 256 + s] +
+				  part[2][x * 256 + s] + part[3][x * 256 + s];
 }
 
 int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *codes, uint64_t n,
@@ -516,7 +561,11 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 		return sfp_error_set(err, SFP_EINVAL, "gecko group size %u (8, 16, 32 or 64)", G);
 	if (ref < SFP_GECKO_REF_MIN || ref > SFP_GECKO_REF_PREV)
 		return sfp_error_set(err, SFP_EINVAL, "unknown gecko reference %d", ref);
+	/* One OR over all codes (vectorizes); the slow search only on error. */
+	unsigned any = 0;
 	for (uint64_t i = 0; i < n; i++)
+		any |= codes[i];
+	for (uint64_t i = 0; (any >> e) && i < n; i++)
 		if (codes[i] >> e)
 			return sfp_error_set(err, SFP_EINVAL, "code %u at %llu exceeds e = %u",
 					     codes[i], (unsigned long long)i, e);
