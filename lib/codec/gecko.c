@@ -83,7 +83,8 @@ static unsigned bit_width(unsigned v)
 	return v ? 32u - (unsigned)__builtin_clz(v) : 0;
 }
 
-static unsigned zigzag(int d) { return d >= 0 ? 2u * (unsigned)d : 2u * (unsigned)(-d) - 1; }
+/* Branch-free: 2d for d >= 0, -2d - 1 below (|d| < 2^8, no overflow). */
+static unsigned zigzag(int d) { return (unsigned)(d * 2) ^ (unsigned)(d >> 31); }
 static int unzigzag(unsigned z) { return (z & 1) ? -(int)((z + 1) >> 1) : (int)(z >> 1); }
 
 /* ---- DELTA ------------------------------------------------------------------------ */
@@ -93,25 +94,31 @@ static int unzigzag(unsigned z) { return (z & 1) ? -(int)((z + 1) >> 1) : (int)(
 
 static int delta_header_bytes(int ref) { return ref == SFP_GECKO_REF_FIXED ? 4 : 3; }
 
-/* Bits of the DELTA body (without the byte header). */
+/* Bits of the DELTA body (without the byte header). The loops are split by
+ * reference kind and read the previous code from memory, so each group's
+ * reduction is data-parallel (the compiler vectorizes it). */
 static uint64_t delta_bits(const uint8_t *c, uint64_t n, unsigned e, unsigned G, int ref,
 			   unsigned fixed)
 {
 	uint64_t bits = 0;
-	unsigned prev = 0;
 	for (uint64_t g = 0; g < n; g += G) {
 		uint64_t end = g + G < n ? g + G : n;
-		unsigned lo = 255, hi = 0, zmax = 0;
-		for (uint64_t i = g; i < end; i++) {
-			lo = c[i] < lo ? c[i] : lo;
-			hi = c[i] > hi ? c[i] : hi;
-			unsigned z = zigzag((int)c[i] - (int)prev);
-			zmax = z > zmax ? z : zmax;
-			prev = c[i];
+		unsigned w;
+		if (ref == SFP_GECKO_REF_PREV) {
+			unsigned zmax = zigzag((int)c[g] - (g ? (int)c[g - 1] : 0));
+			for (uint64_t i = g + 1; i < end; i++) {
+				unsigned z = zigzag((int)c[i] - (int)c[i - 1]);
+				zmax = z > zmax ? z : zmax;
+			}
+			w = bit_width(zmax);
+		} else {
+			unsigned lo = 255, hi = 0;
+			for (uint64_t i = g; i < end; i++) {
+				lo = c[i] < lo ? c[i] : lo;
+				hi = c[i] > hi ? c[i] : hi;
+			}
+			w = bit_width(hi - (ref == SFP_GECKO_REF_MIN ? lo : fixed));
 		}
-		unsigned w = ref == SFP_GECKO_REF_MIN	? bit_width(hi - lo)
-			     : ref == SFP_GECKO_REF_FIXED ? bit_width(hi - fixed)
-							  : bit_width(zmax);
 		bits += 4 + (ref == SFP_GECKO_REF_MIN ? e : 0) + (end - g) * w;
 	}
 	return bits;
@@ -579,7 +586,9 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 	}
 	if (v == SFP_GECKO_AUTO) {
 		double d = delta_header_bytes(ref) +
-			   (double)((delta_bits(codes, n, e, G, ref, min_code(codes, n)) + 7) / 8);
+			   (double)((delta_bits(codes, n, e, G, ref,
+						       ref == SFP_GECKO_REF_FIXED ? min_code(codes, n) : 0) +
+				    7) / 8);
 		double a0 = ans_estimate((const uint64_t(*)[256])h1, 1, n);
 		double a1 = ans_estimate((const uint64_t(*)[256])h2, 2, n);
 		v = SFP_GECKO_DELTA;
