@@ -144,9 +144,11 @@ check:
 check-run: tests fuzz-build
 	$(Q)BUILD=$(BUILD) tests/run-all.sh $(TEST_BINS)
 
+# The suites and CLI tests under ASan + UBSan (the fuzz targets already run
+# with both sanitizers in `make check`).
 check-asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined tests
-	$(Q)BUILD=build/san tests/run-all.sh $(TEST_BINS:$(BUILD)/%=build/san/%)
+	$(Q)BUILD=build/san SFP_SKIP_FUZZ=1 tests/run-all.sh $(TEST_BINS:$(BUILD)/%=build/san/%)
 
 demo:
 	$(Q)deploy/install-deps.sh

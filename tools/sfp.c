@@ -108,6 +108,15 @@ static int positional(const char *arg, const char **first, const char **second)
 	return EXIT_OK;
 }
 
+/* Index of val in the NULL-terminated names, or -1. */
+static int parse_choice(const char *val, const char *const *names)
+{
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(val, names[i]))
+			return i;
+	return -1;
+}
+
 /* Parse an unsigned integer in [lo, hi]; returns 0 on error. */
 static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
 {
@@ -172,11 +181,9 @@ static int cmd_encode(int argc, char **argv)
 					return usage_error("--seed must be an integer in 0..2^32-1, not '%s'", val);
 				p.seed = (uint32_t)v;
 			} else if (!strcmp(a, "--rounding")) {
-				if (!strcmp(val, "nearest"))
-					p.rounding = SFP_ROUND_NEAREST;
-				else if (!strcmp(val, "stochastic"))
-					p.rounding = SFP_ROUND_STOCHASTIC;
-				else
+				/* the names in enum sfp_rounding order */
+				static const char *const names[] = {"nearest", "stochastic", NULL};
+				if ((p.rounding = parse_choice(val, names)) < 0)
 					return usage_error("--rounding must be nearest or stochastic, not '%s'", val);
 			} else if (!strcmp(a, "--window-top")) {
 				if (!parse_uint(val, 1, 254, &v))
@@ -184,18 +191,12 @@ static int cmd_encode(int argc, char **argv)
 				p.window = SFP_WINDOW_FIXED;
 				p.exp_hi = (unsigned)v;
 			} else if (!strcmp(a, "--underflow")) {
-				if (!strcmp(val, "zero"))
-					p.underflow = SFP_UNDERFLOW_ZERO;
-				else if (!strcmp(val, "min"))
-					p.underflow = SFP_UNDERFLOW_MIN;
-				else
+				static const char *const names[] = {"zero", "min", NULL};
+				if ((p.underflow = parse_choice(val, names)) < 0)
 					return usage_error("--underflow must be zero or min, not '%s'", val);
 			} else if (!strcmp(a, "--overflow")) {
-				if (!strcmp(val, "error"))
-					p.overflow = SFP_OVERFLOW_ERROR;
-				else if (!strcmp(val, "saturate"))
-					p.overflow = SFP_OVERFLOW_SATURATE;
-				else
+				static const char *const names[] = {"error", "saturate", NULL};
+				if ((p.overflow = parse_choice(val, names)) < 0)
 					return usage_error("--overflow must be error or saturate, not '%s'", val);
 			} else {
 				isa = val;

@@ -224,6 +224,28 @@ static inline int quant_range(const qplan *q, const float *x, uint64_t i0, uint6
 	return Q_OK;
 }
 
+/* Decode elements i0..i1 from the streams, starting at bit positions *mpos
+ * (mantissas) and *spos (signs), which it advances (see assemble_fn). */
+static inline void assemble_range(float *dst, const uint8_t *codes, uint64_t i0, uint64_t i1,
+				  unsigned lo, unsigned m, const uint8_t *mant, size_t mant_len,
+				  const uint8_t *sign, size_t sign_len, int sign_mode,
+				  uint64_t *mpos, uint64_t *spos)
+{
+	for (uint64_t i = i0; i < i1; i++) {
+		unsigned code = codes[i], s = 0;
+		uint32_t f = 0;
+		if (code) {
+			f = bits_get(mant, mant_len, *mpos, m);
+			*mpos += m;
+			if (sign_mode == 0)
+				s = bits_get(sign, sign_len, (*spos)++, 1);
+			else
+				s = sign_mode == 2;
+		}
+		dst[i] = u2f(assemble(lo, 23 - m, code, s, f));
+	}
+}
+
 /* ---- kernels ---------------------------------------------------------------- */
 /* Largest rounded exponent of the non-exception values (0 if all zero).
  * Returns Q_OVERFLOW with *bad = index when a value rounds to E = 255 and the

@@ -357,20 +357,8 @@ void sfp__assemble_ref(float *dst, const uint8_t *codes, uint64_t n, unsigned lo
 		       int sign_mode)
 {
 	uint64_t mpos = 0, spos = 0;
-	unsigned k = 23 - m;
-	for (uint64_t i = 0; i < n; i++) {
-		unsigned code = codes[i], s = 0;
-		uint32_t f = 0;
-		if (code) {
-			f = bits_get(mant, mant_len, mpos, m);
-			mpos += m;
-			if (sign_mode == 0)
-				s = bits_get(sign, sign_len, spos++, 1);
-			else
-				s = sign_mode == 2;
-		}
-		dst[i] = u2f(assemble(lo, k, code, s, f));
-	}
+	assemble_range(dst, codes, 0, n, lo, m, mant, mant_len, sign, sign_len, sign_mode, &mpos,
+		       &spos);
 }
 
 /* ---- raw exponent codes ------------------------------------------------------ */
@@ -476,13 +464,17 @@ static int make_plan(qplan *q, kernels *k, const float *src, uint64_t n, const s
 		plan_window(q, p->exp_hi);
 		return SFP_OK;
 	}
+	if (p->e == 8) {
+		/* The window is every normal exponent whatever the data; a value
+		 * rounding past 254 is caught by the element rule (E > hi). */
+		plan_window(q, 254);
+		return SFP_OK;
+	}
 	unsigned emax = 0;
 	uint64_t bad = 0;
 	if (k->max_exp(q, src, n, &emax, &bad) != Q_OK)
 		return overflow_error(err, src, bad, p);
 	plan_window(q, emax ? emax : 1);
-	if (p->e == 8) /* the whole normal range: lo = 1 */
-		plan_window(q, 254);
 	return SFP_OK;
 }
 

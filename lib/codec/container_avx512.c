@@ -253,17 +253,6 @@ void sfp__assemble_avx512(float *dst, const uint8_t *codes, uint64_t n, unsigned
 		mpos += (uint64_t)cnt * m;
 		spos += sign_mode == 0 ? cnt : 0;
 	}
-	for (; i < n; i++) {
-		unsigned c = codes[i], s = 0;
-		uint32_t f = 0;
-		if (c) {
-			f = bits_get(mant, mant_len, mpos, m);
-			mpos += m;
-			if (sign_mode == 0)
-				s = bits_get(sign, sign_len, spos++, 1);
-			else
-				s = sign_mode == 2;
-		}
-		dst[i] = u2f(assemble(lo, k, c, s, f));
-	}
+	assemble_range(dst, codes, i, n, lo, m, mant, mant_len, sign, sign_len, sign_mode, &mpos,
+		       &spos);
 }
