@@ -53,7 +53,9 @@ size_t sfp_gecko_bound(uint64_t n, unsigned e)
 size_t sfp_gecko_work_bytes(uint64_t n)
 {
 	/* ANS encoder: the word stream (at most 2 words per code + flush). */
-	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL;
+	/* ANS decoder: per context a symbol byte and a packed u32 entry per slot
+	 * (+ 4 bytes to align the u32 table). */
+	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL * 5 + 4;
 }
 
 int sfp_gecko_variant_of(const void *src, size_t len)
@@ -425,9 +427,15 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 {
 	ans_table tab[MAX_CTX];
 	size_t pos = 1;
-	uint8_t *lut = work;
-	if (work_bytes < (size_t)nctx * TOTAL)
+	/* Per slot of each context: the symbol (lut) and a packed entry
+	 * (frequency in bits 0..14, slot - cum in bits 15..28) so one state
+	 * update needs two loads that both depend only on the slot. */
+	uintptr_t wa = ((uintptr_t)work + 3) & ~(uintptr_t)3;
+	size_t skip = (size_t)(wa - (uintptr_t)work);
+	if (!work || work_bytes < skip + (size_t)nctx * TOTAL * 5)
 		return sfp_error_set(err, SFP_EINVAL, "gecko work area too small");
+	uint32_t *pk = (uint32_t *)wa;
+	uint8_t *lut = (uint8_t *)(pk + (size_t)nctx * TOTAL);
 	for (int x = 0; x < nctx; x++) {
 		memset(&tab[x], 0, sizeof tab[x]);
 		if (len - pos < 2)
@@ -456,6 +464,8 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 				return sfp_error_set(err, SFP_ECORRUPT,
 						     "gecko frequencies exceed the total");
 			memset(lut + (size_t)x * TOTAL + tab[x].cum[sym], sym, f);
+			for (unsigned k = 0; k < f; k++)
+				pk[(size_t)x * TOTAL + tab[x].cum[sym] + k] = f | k << 15;
 		}
 		if (ns && sum != TOTAL)
 			return sfp_error_set(err, SFP_ECORRUPT,
@@ -479,23 +489,46 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	uint64_t i = 0;
 	int ctx_ok = tab[0].nsym && (nctx == 1 || tab[1].nsym);
 	/* Fast loop: all contexts have symbols and LANES words are left, so no
-	 * check can fail inside; renormalization is branch-free. */
-	for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
-		uint32_t v[LANES];
-		/* The LANES state updates are independent; only the word reads
-		 * that follow share the stream pointer. */
-		for (int l = 0; l < LANES; l++) {
-			unsigned x = ctx_of(nctx, c, i + (unsigned)l);
-			uint32_t slot = st[l] & mask;
-			unsigned sym = lut[(size_t)x * TOTAL + slot];
-			v[l] = tab[x].freq[sym] * (st[l] >> SCALE) + slot - tab[x].cum[sym];
-			c[i + (unsigned)l] = (uint8_t)sym;
+	 * check can fail inside; renormalization is branch-free. With two
+	 * contexts both are looked up from the slot alone and the previous
+	 * symbol only selects one (a conditional move), so the lanes do not
+	 * wait on each other's table loads. */
+	if (nctx == 1) {
+		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
+			uint32_t v[LANES];
+			for (int l = 0; l < LANES; l++) {
+				uint32_t slot = st[l] & mask;
+				uint32_t p = pk[slot];
+				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
+				c[i + (unsigned)l] = lut[slot];
+			}
+			for (int l = 0; l < LANES; l++) {
+				uint32_t r = v[l] < RANS_L;
+				uint32_t w = get_u16(wp);
+				st[l] = r ? (v[l] << 16) | w : v[l];
+				wp += 2 * r;
+			}
 		}
-		for (int l = 0; l < LANES; l++) {
-			uint32_t r = v[l] < RANS_L;
-			uint32_t w = get_u16(wp);
-			st[l] = r ? (v[l] << 16) | w : v[l];
-			wp += 2 * r;
+	} else {
+		unsigned prev = i > 0 ? c[i - 1] : 0;
+		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
+			uint32_t v[LANES];
+			for (int l = 0; l < LANES; l++) {
+				uint32_t slot = st[l] & mask;
+				uint32_t p0 = pk[slot], p1 = pk[TOTAL + slot];
+				unsigned y0 = lut[slot], y1 = lut[TOTAL + slot];
+				uint32_t p = prev ? p1 : p0;
+				unsigned sym = prev ? y1 : y0;
+				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
+				c[i + (unsigned)l] = (uint8_t)sym;
+				prev = sym;
+			}
+			for (int l = 0; l < LANES; l++) {
+				uint32_t r = v[l] < RANS_L;
+				uint32_t w = get_u16(wp);
+				st[l] = r ? (v[l] << 16) | w : v[l];
+				wp += 2 * r;
+			}
 		}
 	}
 	for (; i < n; i++) {
