@@ -192,12 +192,206 @@ static void test_near_entropy(void)
 	free(work);
 }
 
+/* Every capacity below the stream size is SFP_ENOSPC with nothing written
+ * at or past the capacity; the exact size succeeds with the same bytes. */
+static void test_every_capacity(void)
+{
+	enum { N = 300, SLACK = 16 };
+	static const int kinds[] = {D_GEOM, D_SPARSE, D_UNIFORM};
+	uint8_t c[N];
+	size_t cap = sfp_gecko_bound(N, 5), wb = sfp_gecko_work_bytes(N);
+	uint8_t *s = malloc(cap), *t = malloc(cap + SLACK);
+	void *work = malloc(wb);
+	/* (variant, reference) pairs: AUTO, DELTA with each reference, ANS0, ANS1 */
+	static const int cfg[][2] = {{SFP_GECKO_AUTO, 0},  {SFP_GECKO_DELTA, SFP_GECKO_REF_MIN},
+				     {SFP_GECKO_DELTA, SFP_GECKO_REF_FIXED},
+				     {SFP_GECKO_DELTA, SFP_GECKO_REF_PREV},
+				     {SFP_GECKO_ANS0, 0},  {SFP_GECKO_ANS1, 0}};
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+		for (size_t j = 0; j < sizeof cfg / sizeof cfg[0]; j++) {
+			sfp_gecko_opts o;
+			sfp_gecko_opts_init(&o);
+			o.variant = cfg[j][0];
+			o.reference = cfg[j][1];
+			gen(c, N, 5, kinds[k], 77 + k);
+			size_t w, w2;
+			CU_ASSERT_EQUAL_FATAL(sfp_gecko_encode(s, cap, &w, c, N, 5, &o, sfp_cpu_isa(), work, wb, NULL), SFP_OK);
+			for (size_t l = 0; l < w; l++) {
+				memset(t, 0x5a, w + SLACK);
+				CU_ASSERT_EQUAL_FATAL(sfp_gecko_encode(t, l, &w2, c, N, 5, &o, sfp_cpu_isa(), work, wb, NULL), SFP_ENOSPC);
+				for (size_t i = l; i < w + SLACK; i++)
+					CU_ASSERT_EQUAL_FATAL(t[i], 0x5a);
+			}
+			memset(t, 0x5a, w + SLACK);
+			CU_ASSERT_EQUAL_FATAL(sfp_gecko_encode(t, w, &w2, c, N, 5, &o, sfp_cpu_isa(), work, wb, NULL), SFP_OK);
+			CU_ASSERT_FATAL(w2 == w && memcmp(s, t, w) == 0 && t[w] == 0x5a);
+		}
+	free(s);
+	free(t);
+	free(work);
+}
+
+/* Decoding writes exactly n codes, refuses a different n, gives the same
+ * codes at every ISA level the CPU has, and refuses a short work area. */
+static void test_decode_contract(void)
+{
+	enum { N = 4099, CANARY = 64 };
+	uint8_t c[N], d[N + CANARY], d2[N + CANARY];
+	size_t cap = sfp_gecko_bound(N + 1, 8), wb = sfp_gecko_work_bytes(N + 1);
+	uint8_t *s = malloc(cap), *s2 = malloc(cap);
+	void *work = malloc(wb);
+	for (int v = SFP_GECKO_DELTA; v <= SFP_GECKO_ANS1; v++)
+		for (int kind = 0; kind < D_N; kind++) {
+			sfp_gecko_opts o;
+			sfp_gecko_opts_init(&o);
+			o.variant = v;
+			gen(c, N, 8, kind, 500 + (uint64_t)kind);
+			size_t w, w2;
+			CU_ASSERT_EQUAL_FATAL(sfp_gecko_encode(s, cap, &w, c, N, 8, &o, sfp_cpu_isa(), work, wb, NULL), SFP_OK);
+			memset(d, 0xa5, sizeof d);
+			CU_ASSERT_EQUAL_FATAL(sfp_gecko_decode(d, N, 8, s, w, sfp_cpu_isa(), work, wb, NULL), SFP_OK);
+			CU_ASSERT_FATAL(memcmp(c, d, N) == 0);
+			for (int i = 0; i < CANARY; i++)
+				CU_ASSERT_EQUAL_FATAL(d[N + i], 0xa5);
+			/* one code fewer or more than encoded: usually an error; a
+			 * stream may not tell (zero padding bits read as one more
+			 * DELTA delta of 0, ANS contexts that carry no
+			 * information), but then the codes must agree with the
+			 * encoded ones and stay < 2^e (the container stores n
+			 * and checks a CRC) */
+			memset(d2, 0xa5, sizeof d2);
+			int rc = sfp_gecko_decode(d2, N + 1, 8, s, w, sfp_cpu_isa(), work, wb, NULL);
+			CU_ASSERT(rc < 0 || memcmp(d2, c, N) == 0);
+			CU_ASSERT(d2[N + 1] == 0xa5);
+			memset(d2, 0xa5, sizeof d2);
+			rc = sfp_gecko_decode(d2, N - 1, 8, s, w, sfp_cpu_isa(), work, wb, NULL);
+			CU_ASSERT(rc < 0 || memcmp(d2, c, N - 1) == 0);
+			CU_ASSERT(d2[N - 1] == 0xa5);
+			if (kind == D_UNIFORM || kind == D_SPARSE)
+				CU_ASSERT(rc < 0);
+			/* every ISA level up to the CPU's: same bytes, same codes */
+			for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+				CU_ASSERT_EQUAL_FATAL(sfp_gecko_encode(s2, cap, &w2, c, N, 8, &o, isa, work, wb, NULL), SFP_OK);
+				CU_ASSERT_FATAL(w2 == w && memcmp(s, s2, w) == 0);
+				memset(d2, 0xa5, sizeof d2);
+				CU_ASSERT_EQUAL_FATAL(sfp_gecko_decode(d2, N, 8, s, w, isa, work, wb, NULL), SFP_OK);
+				CU_ASSERT_FATAL(memcmp(d, d2, N + CANARY) == 0);
+			}
+			/* ANS needs scratch: a too-small work area is an error, not an overrun */
+			if (v != SFP_GECKO_DELTA) {
+				uint8_t tiny[16];
+				CU_ASSERT(sfp_gecko_encode(s2, cap, &w2, c, N, 8, &o, sfp_cpu_isa(), tiny, sizeof tiny, NULL) < 0);
+				CU_ASSERT(sfp_gecko_decode(d2, N, 8, s, w, sfp_cpu_isa(), tiny, sizeof tiny, NULL) < 0);
+			}
+		}
+	free(s);
+	free(s2);
+	free(work);
+}
+
+/* Hand-forged streams with a known verdict. */
+static void test_forged(void)
+{
+	uint8_t d[16], work[2 * 16384 + 64];
+	sfp_error err;
+	/* DELTA, G 8, REF_MIN: width 1, base 15 (= 2^4 - 1), delta 1 -> code 16 >= 2^4 */
+	uint8_t f1[] = {SFP_GECKO_DELTA, 8, SFP_GECKO_REF_MIN, 0x01 | 0xf0, 0xff};
+	/* bits: w=1 (4 bits), base=15 (4 bits), then 8 deltas of 1 -> 0xff */
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 8, 4, f1, sizeof f1, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	f1[4] = 0x00; /* deltas 0: eight codes 15, valid */
+	CU_ASSERT_EQUAL_FATAL(sfp_gecko_decode(d, 8, 4, f1, sizeof f1, 0, work, sizeof work, &err), SFP_OK);
+	for (int i = 0; i < 8; i++)
+		CU_ASSERT_EQUAL(d[i], 15);
+	/* DELTA REF_PREV: first delta zigzag 1 = -1 from 0 -> code -1 */
+	uint8_t f2[] = {SFP_GECKO_DELTA, 8, SFP_GECKO_REF_PREV, 0x11, 0x00};
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 8, 4, f2, sizeof f2, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	/* e = 3: w = 0 (4 bits), base 3 (3 bits), one code -> 7 bits used; the
+	 * eighth (padding) bit must be zero, and no byte may follow */
+	uint8_t f3[] = {SFP_GECKO_DELTA, 8, SFP_GECKO_REF_MIN, 0x30, 0x00};
+	CU_ASSERT_EQUAL_FATAL(sfp_gecko_decode(d, 1, 3, f3, 4, 0, work, sizeof work, &err), SFP_OK);
+	CU_ASSERT_EQUAL(d[0], 3);
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 1, 3, f3, 5, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	f3[3] = 0xb0;
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 1, 3, f3, 4, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	/* ANS0 with a table symbol >= 2^e */
+	uint8_t f4[] = {SFP_GECKO_ANS0, 1, 0, 9, 0x00, 0x40, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0};
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 1, 3, f4, sizeof f4, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	/* the same stream is valid for e = 4: one symbol of frequency 2^14,
+	 * states at 2^16, no words: any n decodes to 9s */
+	CU_ASSERT_EQUAL_FATAL(sfp_gecko_decode(d, 5, 4, f4, sizeof f4, 0, work, sizeof work, &err), SFP_OK);
+	for (int i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(d[i], 9);
+	/* a final state off by one */
+	f4[6] = 1;
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 5, 4, f4, sizeof f4, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	/* a state below 2^16 */
+	f4[6] = 0;
+	f4[8] = 0;
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 5, 4, f4, sizeof f4, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	/* ANS1: context "previous nonzero" has no symbols; reaching it is corrupt */
+	uint8_t f5[] = {SFP_GECKO_ANS1, 1, 0, 1, 0x00, 0x40, 0, 0,
+			0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0};
+	CU_ASSERT_EQUAL_FATAL(sfp_gecko_decode(d, 1, 2, f5, sizeof f5, 0, work, sizeof work, &err), SFP_OK);
+	CU_ASSERT_EQUAL(d[0], 1);
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 2, 2, f5, sizeof f5, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	/* variant bytes outside 1..3 (0 = AUTO is never stored) */
+	for (int b = 0; b < 256; b++) {
+		f4[0] = (uint8_t)b;
+		if (b < SFP_GECKO_DELTA || b > SFP_GECKO_ANS1) {
+			CU_ASSERT_EQUAL(sfp_gecko_variant_of(f4, sizeof f4), SFP_ECORRUPT);
+			CU_ASSERT_EQUAL(sfp_gecko_decode(d, 1, 4, f4, sizeof f4, 0, work, sizeof work, &err), SFP_ECORRUPT);
+		}
+	}
+	CU_ASSERT_EQUAL(sfp_gecko_variant_of(f4, 0), SFP_ECORRUPT);
+}
+
+/* Random garbage behind each variant byte: an error or codes < 2^e. */
+static void test_garbage(void)
+{
+	enum { MAXN = 600, MAXLEN = 1200 };
+	uint8_t d[MAXN], *g = malloc(MAXLEN);
+	size_t wb = sfp_gecko_work_bytes(MAXN);
+	void *work = malloc(wb);
+	sfp_rng r;
+	long ok = 0;
+	sfp_rng_seed(&r, 4242);
+	for (int k = 0; k < 30000; k++) {
+		size_t len = 1 + sfp_rng_below(&r, MAXLEN - 1);
+		uint64_t n = sfp_rng_below(&r, MAXN + 1);
+		unsigned e = 1 + (unsigned)sfp_rng_below(&r, 8);
+		for (size_t i = 0; i < len; i++)
+			g[i] = (uint8_t)sfp_rng_u64(&r);
+		g[0] = (uint8_t)(1 + k % 3);
+		if (g[0] == SFP_GECKO_DELTA && len > 2) { /* plausible header */
+			g[1] = (uint8_t)(8u << (k / 3 % 4));
+			g[2] = (uint8_t)(k / 12 % 3);
+		} else if (len > 2 && (k & 8)) { /* small table */
+			g[1] = (uint8_t)(k % 5);
+			g[2] = 0;
+		}
+		int rc = sfp_gecko_decode(d, n, e, g, len, sfp_cpu_isa(), work, wb, NULL);
+		CU_ASSERT_FATAL(rc == SFP_OK || rc == SFP_ECORRUPT);
+		if (rc == SFP_OK) {
+			ok++;
+			for (uint64_t i = 0; i < n; i++)
+				CU_ASSERT_FATAL(d[i] >> e == 0);
+		}
+	}
+	printf(" (%ld of 30000 decoded) ", ok);
+	free(g);
+	free(work);
+}
+
 int main(void)
 {
 	static const test_case cases[] = {
 		{"lossless on every variant, e and distribution", test_roundtrip_all},
 		{"short buffers and bad streams", test_short_buffer_and_bad_input},
 		{"close to the entropy", test_near_entropy},
+		{"every capacity below the size is ENOSPC", test_every_capacity},
+		{"decode contract: exact n, ISA levels, work area", test_decode_contract},
+		{"forged streams", test_forged},
+		{"random garbage", test_garbage},
 		{NULL, NULL},
 	};
 	return test_run_suite("gecko", cases);

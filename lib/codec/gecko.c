@@ -53,7 +53,9 @@ size_t sfp_gecko_bound(uint64_t n, unsigned e)
 size_t sfp_gecko_work_bytes(uint64_t n)
 {
 	/* ANS encoder: the word stream (at most 2 words per code + flush). */
-	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL;
+	/* ANS decoder: per context a symbol byte and a packed u32 entry per slot
+	 * (+ 4 bytes to align the u32 table). */
+	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL * 5 + 4;
 }
 
 int sfp_gecko_variant_of(const void *src, size_t len)
@@ -83,7 +85,8 @@ static unsigned bit_width(unsigned v)
 	return v ? 32u - (unsigned)__builtin_clz(v) : 0;
 }
 
-static unsigned zigzag(int d) { return d >= 0 ? 2u * (unsigned)d : 2u * (unsigned)(-d) - 1; }
+/* Branch-free: 2d for d >= 0, -2d - 1 below (|d| < 2^8, no overflow). */
+static unsigned zigzag(int d) { return (unsigned)(d * 2) ^ (unsigned)(d >> 31); }
 static int unzigzag(unsigned z) { return (z & 1) ? -(int)((z + 1) >> 1) : (int)(z >> 1); }
 
 /* ---- DELTA ------------------------------------------------------------------------ */
@@ -93,25 +96,31 @@ static int unzigzag(unsigned z) { return (z & 1) ? -(int)((z + 1) >> 1) : (int)(
 
 static int delta_header_bytes(int ref) { return ref == SFP_GECKO_REF_FIXED ? 4 : 3; }
 
-/* Bits of the DELTA body (without the byte header). */
+/* Bits of the DELTA body (without the byte header). The loops are split by
+ * reference kind and read the previous code from memory, so each group's
+ * reduction is data-parallel (the compiler vectorizes it). */
 static uint64_t delta_bits(const uint8_t *c, uint64_t n, unsigned e, unsigned G, int ref,
 			   unsigned fixed)
 {
 	uint64_t bits = 0;
-	unsigned prev = 0;
 	for (uint64_t g = 0; g < n; g += G) {
 		uint64_t end = g + G < n ? g + G : n;
-		unsigned lo = 255, hi = 0, zmax = 0;
-		for (uint64_t i = g; i < end; i++) {
-			lo = c[i] < lo ? c[i] : lo;
-			hi = c[i] > hi ? c[i] : hi;
-			unsigned z = zigzag((int)c[i] - (int)prev);
-			zmax = z > zmax ? z : zmax;
-			prev = c[i];
+		unsigned w;
+		if (ref == SFP_GECKO_REF_PREV) {
+			unsigned zmax = zigzag((int)c[g] - (g ? (int)c[g - 1] : 0));
+			for (uint64_t i = g + 1; i < end; i++) {
+				unsigned z = zigzag((int)c[i] - (int)c[i - 1]);
+				zmax = z > zmax ? z : zmax;
+			}
+			w = bit_width(zmax);
+		} else {
+			unsigned lo = 255, hi = 0;
+			for (uint64_t i = g; i < end; i++) {
+				lo = c[i] < lo ? c[i] : lo;
+				hi = c[i] > hi ? c[i] : hi;
+			}
+			w = bit_width(hi - (ref == SFP_GECKO_REF_MIN ? lo : fixed));
 		}
-		unsigned w = ref == SFP_GECKO_REF_MIN	? bit_width(hi - lo)
-			     : ref == SFP_GECKO_REF_FIXED ? bit_width(hi - fixed)
-							  : bit_width(zmax);
 		bits += 4 + (ref == SFP_GECKO_REF_MIN ? e : 0) + (end - g) * w;
 	}
 	return bits;
@@ -313,6 +322,22 @@ static double ans_estimate(const uint64_t (*cnt)[256], int nctx, uint64_t n)
 static void put_u16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static unsigned get_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
 
+/* One rANS encoder step: push symbol s of context x onto state v. */
+static inline uint32_t ans_put(uint32_t v, unsigned s, unsigned x, const ans_table *tab,
+			       const uint64_t (*rcp)[256], uint16_t **wpp)
+{
+	uint32_t f = tab[x].freq[s];
+	/* Branch-free renormalization: the word is always stored, and kept
+	 * only when the state is too large. */
+	uint32_t r = v >= ((uint64_t)f << (32 - SCALE));
+	uint16_t *wp = *wpp;
+	wp[-1] = (uint16_t)v;
+	*wpp = wp - r;
+	v >>= 16 * r;
+	uint32_t q = f > 1 ? (uint32_t)(((unsigned __int128)v * rcp[x][s]) >> 64) : v;
+	return (q << SCALE) + (v - q * f) + tab[x].cum[s];
+}
+
 static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *c, uint64_t n,
 		      int nctx, const uint64_t (*cnt)[256], void *work, size_t work_bytes)
 {
@@ -358,19 +383,29 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 	uint32_t st[LANES];
 	for (int l = 0; l < LANES; l++)
 		st[l] = RANS_L;
-	for (uint64_t i = n; i-- > 0;) {
-		unsigned x = ctx_of(nctx, c, i), s = c[i];
-		uint32_t f = tab[x].freq[s], *sp = &st[i & (LANES - 1)];
-		uint32_t v = *sp;
-		/* Branch-free renormalization: the word is always stored, and
-		 * kept only when the state is too large. */
-		uint32_t r = v >= ((uint64_t)f << (32 - SCALE));
-		wp[-1] = (uint16_t)v;
-		wp -= r;
-		v >>= 16 * r;
-		uint32_t q = f > 1 ? (uint32_t)(((unsigned __int128)v * rcp[x][s]) >> 64) : v;
-		*sp = (q << SCALE) + (v - q * f) + tab[x].cum[s];
+	/* Backwards: first the last n mod LANES codes, then LANES at a time
+	 * with the states in registers (same order, same bytes). */
+	uint64_t i = n;
+	while (i & (LANES - 1)) {
+		i--;
+		st[i & (LANES - 1)] = ans_put(st[i & (LANES - 1)], c[i], ctx_of(nctx, c, i), tab,
+					      rcp, &wp);
 	}
+	uint32_t s0 = st[0], s1 = st[1], s2 = st[2], s3 = st[3];
+	unsigned cm = nctx == 2;
+	while (i) {
+		i -= LANES;
+		unsigned c0 = c[i], c1 = c[i + 1], c2 = c[i + 2], c3 = c[i + 3];
+		unsigned x0 = cm & (i > 0 && c[i - 1] != 0);
+		s3 = ans_put(s3, c3, cm & (c2 != 0), tab, rcp, &wp);
+		s2 = ans_put(s2, c2, cm & (c1 != 0), tab, rcp, &wp);
+		s1 = ans_put(s1, c1, cm & (c0 != 0), tab, rcp, &wp);
+		s0 = ans_put(s0, c0, x0, tab, rcp, &wp);
+	}
+	st[0] = s0;
+	st[1] = s1;
+	st[2] = s2;
+	st[3] = s3;
 	size_t nw = (size_t)(wend - wp);
 	if (cap - pos < LANES * 4 + nw * 2)
 		return SFP_ENOSPC;
@@ -392,9 +427,15 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 {
 	ans_table tab[MAX_CTX];
 	size_t pos = 1;
-	uint8_t *lut = work;
-	if (work_bytes < (size_t)nctx * TOTAL)
+	/* Per slot of each context: the symbol (lut) and a packed entry
+	 * (frequency in bits 0..14, slot - cum in bits 15..28) so one state
+	 * update needs two loads that both depend only on the slot. */
+	uintptr_t wa = ((uintptr_t)work + 3) & ~(uintptr_t)3;
+	size_t skip = (size_t)(wa - (uintptr_t)work);
+	if (!work || work_bytes < skip + (size_t)nctx * TOTAL * 5)
 		return sfp_error_set(err, SFP_EINVAL, "gecko work area too small");
+	uint32_t *pk = (uint32_t *)wa;
+	uint8_t *lut = (uint8_t *)(pk + (size_t)nctx * TOTAL);
 	for (int x = 0; x < nctx; x++) {
 		memset(&tab[x], 0, sizeof tab[x]);
 		if (len - pos < 2)
@@ -423,6 +464,8 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 				return sfp_error_set(err, SFP_ECORRUPT,
 						     "gecko frequencies exceed the total");
 			memset(lut + (size_t)x * TOTAL + tab[x].cum[sym], sym, f);
+			for (unsigned k = 0; k < f; k++)
+				pk[(size_t)x * TOTAL + tab[x].cum[sym] + k] = f | k << 15;
 		}
 		if (ns && sum != TOTAL)
 			return sfp_error_set(err, SFP_ECORRUPT,
@@ -446,23 +489,46 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	uint64_t i = 0;
 	int ctx_ok = tab[0].nsym && (nctx == 1 || tab[1].nsym);
 	/* Fast loop: all contexts have symbols and LANES words are left, so no
-	 * check can fail inside; renormalization is branch-free. */
-	for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
-		uint32_t v[LANES];
-		/* The LANES state updates are independent; only the word reads
-		 * that follow share the stream pointer. */
-		for (int l = 0; l < LANES; l++) {
-			unsigned x = ctx_of(nctx, c, i + (unsigned)l);
-			uint32_t slot = st[l] & mask;
-			unsigned sym = lut[(size_t)x * TOTAL + slot];
-			v[l] = tab[x].freq[sym] * (st[l] >> SCALE) + slot - tab[x].cum[sym];
-			c[i + (unsigned)l] = (uint8_t)sym;
+	 * check can fail inside; renormalization is branch-free. With two
+	 * contexts both are looked up from the slot alone and the previous
+	 * symbol only selects one (a conditional move), so the lanes do not
+	 * wait on each other's table loads. */
+	if (nctx == 1) {
+		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
+			uint32_t v[LANES];
+			for (int l = 0; l < LANES; l++) {
+				uint32_t slot = st[l] & mask;
+				uint32_t p = pk[slot];
+				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
+				c[i + (unsigned)l] = lut[slot];
+			}
+			for (int l = 0; l < LANES; l++) {
+				uint32_t r = v[l] < RANS_L;
+				uint32_t w = get_u16(wp);
+				st[l] = r ? (v[l] << 16) | w : v[l];
+				wp += 2 * r;
+			}
 		}
-		for (int l = 0; l < LANES; l++) {
-			uint32_t r = v[l] < RANS_L;
-			uint32_t w = get_u16(wp);
-			st[l] = r ? (v[l] << 16) | w : v[l];
-			wp += 2 * r;
+	} else {
+		unsigned prev = i > 0 ? c[i - 1] : 0;
+		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
+			uint32_t v[LANES];
+			for (int l = 0; l < LANES; l++) {
+				uint32_t slot = st[l] & mask;
+				uint32_t p0 = pk[slot], p1 = pk[TOTAL + slot];
+				unsigned y0 = lut[slot], y1 = lut[TOTAL + slot];
+				uint32_t p = prev ? p1 : p0;
+				unsigned sym = prev ? y1 : y0;
+				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
+				c[i + (unsigned)l] = (uint8_t)sym;
+				prev = sym;
+			}
+			for (int l = 0; l < LANES; l++) {
+				uint32_t r = v[l] < RANS_L;
+				uint32_t w = get_u16(wp);
+				st[l] = r ? (v[l] << 16) | w : v[l];
+				wp += 2 * r;
+			}
 		}
 	}
 	for (; i < n; i++) {
@@ -495,9 +561,28 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 
 static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
 {
-	memset(h, 0, sizeof(uint64_t) * 256 * MAX_CTX);
-	for (uint64_t i = 0; i < n; i++)
-		h[ctx_of(2, c, i)][c[i]]++;
+	/* Four partial tables indexed by (previous code nonzero) * 256 + code,
+	 * so that repeated codes do not serialize on one counter. */
+	uint64_t part[4][MAX_CTX * 256];
+	uint64_t i = 0;
+	unsigned p = 0;
+	memset(part, 0, sizeof part);
+	for (; i + 4 <= n; i += 4) {
+		unsigned a = c[i], b = c[i + 1], d = c[i + 2], f = c[i + 3];
+		part[0][(p != 0) << 8 | a]++;
+		part[1][(a != 0) << 8 | b]++;
+		part[2][(b != 0) << 8 | d]++;
+		part[3][(d != 0) << 8 | f]++;
+		p = f;
+	}
+	for (; i < n; i++) {
+		part[0][(p != 0) << 8 | c[i]]++;
+		p = c[i];
+	}
+	for (int x = 0; x < MAX_CTX; x++)
+		for (int s = 0; s < 256; s++)
+			h[x][s] = part[0][x * 256 + s] + part[1][x * 256 + s] +
+				  part[2][x * 256 + s] + part[3][x * 256 + s];
 }
 
 int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *codes, uint64_t n,
@@ -516,7 +601,11 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 		return sfp_error_set(err, SFP_EINVAL, "gecko group size %u (8, 16, 32 or 64)", G);
 	if (ref < SFP_GECKO_REF_MIN || ref > SFP_GECKO_REF_PREV)
 		return sfp_error_set(err, SFP_EINVAL, "unknown gecko reference %d", ref);
+	/* One OR over all codes (vectorizes); the slow search only on error. */
+	unsigned any = 0;
 	for (uint64_t i = 0; i < n; i++)
+		any |= codes[i];
+	for (uint64_t i = 0; (any >> e) && i < n; i++)
 		if (codes[i] >> e)
 			return sfp_error_set(err, SFP_EINVAL, "code %u at %llu exceeds e = %u",
 					     codes[i], (unsigned long long)i, e);
@@ -530,7 +619,9 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 	}
 	if (v == SFP_GECKO_AUTO) {
 		double d = delta_header_bytes(ref) +
-			   (double)((delta_bits(codes, n, e, G, ref, min_code(codes, n)) + 7) / 8);
+			   (double)((delta_bits(codes, n, e, G, ref,
+						       ref == SFP_GECKO_REF_FIXED ? min_code(codes, n) : 0) +
+				    7) / 8);
 		double a0 = ans_estimate((const uint64_t(*)[256])h1, 1, n);
 		double a1 = ans_estimate((const uint64_t(*)[256])h2, 2, n);
 		v = SFP_GECKO_DELTA;
