@@ -362,6 +362,39 @@ static void test_isa_all_sizes(void)
 	free(r);
 }
 
+/* Gecko falls back to raw codes when it cannot beat ceil(n*e/8) bytes
+ * (incompressible 1-bit codes), and is used when it can (constant codes). */
+static void test_gecko_fallback(void)
+{
+	enum { NG = 50000 };
+	float *x = malloc(NG * 4), *y = malloc(NG * 4);
+	uint64_t shape = NG;
+	sfp_rng r;
+	sfp_rng_seed(&r, 3);
+	for (int t = 0; t < 2; t++) {
+		for (size_t i = 0; i < NG; i++)
+			x[i] = t == 0 ? ((sfp_rng_u64(&r) & 1) ? 1.5f : 0.0f) : 1.25f;
+		sfp_params p;
+		sfp_params_init(&p, 1, 2);
+		p.gecko = 1;
+		size_t len;
+		uint8_t *b = enc(&len, &p, x, NG, &shape, 1);
+		sfp_info in;
+		CU_ASSERT_EQUAL_FATAL(sfp_inspect(b, len, &in, NULL), SFP_OK);
+		CU_ASSERT_EQUAL(in.exp_coder, t == 0 ? SFP_EXP_RAW : SFP_EXP_GECKO);
+		if (t == 0) {
+			CU_ASSERT_EQUAL(in.exp_bytes, (NG + 7) / 8);
+		} else {
+			CU_ASSERT(in.exp_bytes < (NG + 7) / 8);
+		}
+		CU_ASSERT_EQUAL(sfp_decode(codec, y, NG, b, len, NULL, NULL), SFP_OK);
+		CU_ASSERT(memcmp(x, y, NG * 4) == 0);
+		free(b);
+	}
+	free(x);
+	free(y);
+}
+
 int main(void)
 {
 	codec = sfp_codec_create();
@@ -372,6 +405,7 @@ int main(void)
 		{"sign flags", test_sign_flags},
 		{"e=8 window bottom", test_e8_window},
 		{"stored mode forgeries", test_stored},
+		{"Gecko falls back to raw codes", test_gecko_fallback},
 		{"every ISA equals the reference at every size", test_isa_all_sizes},
 		{NULL, NULL},
 	};
