@@ -575,6 +575,63 @@ static void test_isa_vs_ref(void)
 
 /* Dense data with long zero runs: the fast decoder's 64-byte windows near the
  * end of the mantissa stream, for every m. */
+/* Buffer edges on every ISA: encoding into exactly the container's size
+ * succeeds with the same bytes, one byte less is ENOSPC with nothing written
+ * past the capacity, and decoding from an exact-size heap copy into an
+ * exact-size destination leaves the guard words after it untouched (ASan
+ * builds also catch reads past either end). */
+static void test_edges_every_isa(void)
+{
+	enum { NMAX = 1000, GUARD = 64 };
+	static const size_t sizes[] = {1, 15, 17, 64, 65, 333, NMAX};
+	static const unsigned es[] = {1, 3, 5, 8}, ms[] = {0, 1, 7, 12, 23};
+	float *x = malloc(NMAX * 4), *y = malloc((NMAX + GUARD) * 4);
+	size_t cap = sfp_encode_bound(NMAX, 1);
+	uint8_t *ref = malloc(cap), *dst = malloc(cap + GUARD);
+	for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+		CU_ASSERT_EQUAL_FATAL(sfp_codec_set_isa(codec, isa), SFP_OK);
+		for (int kind = 0; kind < D_NKINDS; kind++)
+			for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+				for (size_t ei = 0; ei < sizeof es / sizeof es[0]; ei++)
+					for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+			size_t n = sizes[si], w = 0, w2 = 0;
+			uint64_t shape = n;
+			sfp_params p;
+			fill(x, n, kind, 31 + si);
+			sfp_params_init(&p, es[ei], ms[mi]);
+			p.gecko = (int)(si & 1);
+			CU_ASSERT_EQUAL_FATAL(sfp_encode_ref(ref, cap, &w, x, n, &shape, 1, &p, NULL), SFP_OK);
+			memset(dst, 0xa5, w + GUARD);
+			CU_ASSERT_EQUAL_FATAL(sfp_encode(codec, dst, w, &w2, x, n, &shape, 1, &p, NULL), SFP_OK);
+			CU_ASSERT_EQUAL(w2, w);
+			CU_ASSERT(memcmp(dst, ref, w) == 0);
+			memset(dst, 0xa5, w + GUARD);
+			w2 = 99;
+			CU_ASSERT_EQUAL(sfp_encode(codec, dst, w - 1, &w2, x, n, &shape, 1, &p, NULL), SFP_ENOSPC);
+			CU_ASSERT_EQUAL(w2, 0);
+			for (size_t i = w - 1; i < w + GUARD; i++)
+				if (dst[i] != 0xa5) {
+					fprintf(stderr, "\n  isa %s e=%u m=%u n=%zu: byte %zu written past cap %zu\n",
+						sfp_isa_name(isa), es[ei], ms[mi], n, i, w - 1);
+					CU_FAIL_FATAL("write past capacity");
+				}
+			uint8_t *exact = malloc(w);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(exact);
+			memcpy(exact, ref, w);
+			memset(y, 0xa5, (n + GUARD) * 4);
+			CU_ASSERT_EQUAL(sfp_decode(codec, y, n, exact, w, NULL, NULL), SFP_OK);
+			for (size_t i = n * 4; i < (n + GUARD) * 4; i++)
+				CU_ASSERT_EQUAL_FATAL(((uint8_t *)y)[i], 0xa5);
+			free(exact);
+		}
+	}
+	CU_ASSERT_EQUAL(sfp_codec_set_isa(codec, sfp_cpu_isa()), SFP_OK);
+	free(x);
+	free(y);
+	free(ref);
+	free(dst);
+}
+
 static void test_stream_ends(void)
 {
 	enum { N = 4096 };
@@ -630,6 +687,7 @@ int main(void)
 		{"windows and policies", test_windows_and_policies},
 		{"sign flags and shapes", test_signs_and_shapes},
 		{"every ISA equals the reference", test_isa_vs_ref},
+		{"buffer edges on every ISA", test_edges_every_isa},
 		{"stream ends", test_stream_ends},
 		{"decode codes", test_decode_codes},
 		{NULL, NULL},
