@@ -5,253 +5,19 @@
  * For each tensor and m, every codec sees the tensor rounded to m mantissa
  * bits (nearest-even, the values sfp represents), so lossless peers compress
  * exactly what sfp stores. Speed is float32 bytes per second on one core:
- * each repeat times a loop of at least --min-ms, the median of --repeats is
- * printed. Lossless codecs are checked bit for bit after every run.
+ * each repeat times a loop of at least 50 ms (2 ms with --quick), the median
+ * of --repeats is printed. Lossless codecs are checked bit for bit after
+ * every run. The rows themselves live in peers.c.
  */
-#include <blosc.h>
-#include <fpzip.h>
-#include <immintrin.h>
-#include <lz4.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zfp.h>
-#include <zstd.h>
 
 #include "bench/bench.h"
+#include "bench/peers.h"
 #include "bench/tensors.h"
 #include "sfp/codec.h"
-
-typedef struct bctx {
-	unsigned e, m;
-	int gecko;
-	double zfp_rate;
-	sfp_codec *codec;
-	const uint64_t *shape;
-	unsigned ndim;
-} bctx;
-
-typedef struct peer {
-	const char *name;
-	int lossy;
-	/* Returns compressed bytes, 0 on failure. */
-	size_t (*enc)(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap);
-	int (*dec)(bctx *c, const uint8_t *in, size_t len, float *y, size_t n);
-} peer;
-
-/* ---- peers ----------------------------------------------------------------- */
-
-static size_t memcpy_enc(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap)
-{
-	(void)c;
-	if (cap < 4 * n)
-		return 0;
-	memcpy(out, x, 4 * n);
-	return 4 * n;
-}
-static int memcpy_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	(void)c;
-	memcpy(y, in, len < 4 * n ? len : 4 * n);
-	return 0;
-}
-
-static size_t sfp_enc(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap)
-{
-	sfp_params p;
-	size_t w;
-	sfp_params_init(&p, c->e, c->m);
-	p.gecko = c->gecko;
-	return sfp_encode(c->codec, out, cap, &w, x, n, c->shape, c->ndim, &p, NULL) == SFP_OK ? w : 0;
-}
-static int sfp_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	return sfp_decode(c->codec, y, n, in, len, NULL, NULL);
-}
-
-static size_t zstd_enc(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap)
-{
-	(void)c;
-	size_t r = ZSTD_compress(out, cap, x, 4 * n, 1);
-	return ZSTD_isError(r) ? 0 : r;
-}
-static int zstd_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	(void)c;
-	size_t r = ZSTD_decompress(y, 4 * n, in, len);
-	return ZSTD_isError(r) || r != 4 * n;
-}
-
-static size_t lz4_enc(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap)
-{
-	(void)c;
-	int r = LZ4_compress_default((const char *)x, (char *)out, (int)(4 * n), (int)cap);
-	return r > 0 ? (size_t)r : 0;
-}
-static int lz4_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	(void)c;
-	return LZ4_decompress_safe((const char *)in, (char *)y, (int)len, (int)(4 * n)) != (int)(4 * n);
-}
-
-static size_t blosc_enc(int shuffle, const char *comp, const float *x, size_t n, uint8_t *out,
-			size_t cap)
-{
-	int r = blosc_compress_ctx(5, shuffle, 4, 4 * n, x, out, cap, comp, 0, 1);
-	return r > 0 ? (size_t)r : 0;
-}
-static int blosc_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	(void)c;
-	(void)len;
-	return blosc_decompress_ctx(in, y, 4 * n, 1) != (int)(4 * n);
-}
-static size_t bs_lz4(bctx *c, const float *x, size_t n, uint8_t *o, size_t cap)
-{
-	(void)c;
-	return blosc_enc(BLOSC_SHUFFLE, "lz4", x, n, o, cap);
-}
-static size_t bs_zstd(bctx *c, const float *x, size_t n, uint8_t *o, size_t cap)
-{
-	(void)c;
-	return blosc_enc(BLOSC_SHUFFLE, "zstd", x, n, o, cap);
-}
-static size_t bb_lz4(bctx *c, const float *x, size_t n, uint8_t *o, size_t cap)
-{
-	(void)c;
-	return blosc_enc(BLOSC_BITSHUFFLE, "lz4", x, n, o, cap);
-}
-static size_t bb_zstd(bctx *c, const float *x, size_t n, uint8_t *o, size_t cap)
-{
-	(void)c;
-	return blosc_enc(BLOSC_BITSHUFFLE, "zstd", x, n, o, cap);
-}
-
-static size_t zfp_enc(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap)
-{
-	zfp_field *f = zfp_field_1d((void *)x, zfp_type_float, n);
-	zfp_stream *z = zfp_stream_open(NULL);
-	zfp_stream_set_rate(z, c->zfp_rate, zfp_type_float, 1, zfp_false);
-	if (zfp_stream_maximum_size(z, f) > cap) {
-		zfp_field_free(f);
-		zfp_stream_close(z);
-		return 0;
-	}
-	bitstream *b = stream_open(out, cap);
-	zfp_stream_set_bit_stream(z, b);
-	zfp_stream_rewind(z);
-	size_t r = zfp_compress(z, f);
-	stream_close(b);
-	zfp_field_free(f);
-	zfp_stream_close(z);
-	return r;
-}
-static int zfp_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	zfp_field *f = zfp_field_1d(y, zfp_type_float, n);
-	zfp_stream *z = zfp_stream_open(NULL);
-	zfp_stream_set_rate(z, c->zfp_rate, zfp_type_float, 1, zfp_false);
-	bitstream *b = stream_open((void *)in, len);
-	zfp_stream_set_bit_stream(z, b);
-	zfp_stream_rewind(z);
-	size_t r = zfp_decompress(z, f);
-	stream_close(b);
-	zfp_field_free(f);
-	zfp_stream_close(z);
-	return r == 0;
-}
-
-static size_t fpzip_enc(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap)
-{
-	FPZ *f = fpzip_write_to_buffer(out, cap);
-	f->type = FPZIP_TYPE_FLOAT;
-	f->prec = c->m == 23 ? 0 : (int)(9 + c->m);
-	f->nx = (int)n;
-	f->ny = f->nz = f->nf = 1;
-	size_t r = fpzip_write_header(f) ? fpzip_write(f, x) : 0;
-	fpzip_write_close(f);
-	return r;
-}
-static int fpzip_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	(void)c;
-	(void)len;
-	FPZ *f = fpzip_read_from_buffer(in);
-	int ok = fpzip_read_header(f) && (size_t)f->nx * f->ny * f->nz * f->nf == n &&
-		 fpzip_read(f, y) != 0;
-	fpzip_read_close(f);
-	return !ok;
-}
-
-__attribute__((target("avx2,f16c"))) static size_t fp16_enc(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap)
-{
-	(void)c;
-	if (cap < 2 * n)
-		return 0;
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		_mm_storeu_si128((__m128i *)(out + 2 * i),
-				 _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-	for (; i < n; i++) {
-		uint16_t h = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
-		memcpy(out + 2 * i, &h, 2);
-	}
-	return 2 * n;
-}
-__attribute__((target("avx2,f16c"))) static int fp16_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	(void)c;
-	(void)len;
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + 2 * i))));
-	for (; i < n; i++) {
-		uint16_t h;
-		memcpy(&h, in + 2 * i, 2);
-		y[i] = _cvtsh_ss(h);
-	}
-	return 0;
-}
-
-static size_t bf16_enc(bctx *c, const float *x, size_t n, uint8_t *out, size_t cap)
-{
-	(void)c;
-	if (cap < 2 * n)
-		return 0;
-	const uint32_t *u = (const uint32_t *)x;
-	uint16_t *o = (uint16_t *)out;
-	for (size_t i = 0; i < n; i++)
-		o[i] = (uint16_t)((u[i] + 0x7fffu + ((u[i] >> 16) & 1)) >> 16);
-	return 2 * n;
-}
-static int bf16_dec(bctx *c, const uint8_t *in, size_t len, float *y, size_t n)
-{
-	(void)c;
-	(void)len;
-	const uint16_t *h = (const uint16_t *)in;
-	uint32_t *o = (uint32_t *)y;
-	for (size_t i = 0; i < n; i++)
-		o[i] = (uint32_t)h[i] << 16;
-	return 0;
-}
-
-static const peer peers[] = {
-	{"memcpy", 0, memcpy_enc, memcpy_dec},
-	{"sfp", 0, sfp_enc, sfp_dec},
-	{"sfp+gecko", 0, sfp_enc, sfp_dec},
-	{"zstd-1", 0, zstd_enc, zstd_dec},
-	{"lz4", 0, lz4_enc, lz4_dec},
-	{"blosc-shuf-lz4", 0, bs_lz4, blosc_dec},
-	{"blosc-shuf-zstd", 0, bs_zstd, blosc_dec},
-	{"blosc-bshuf-lz4", 0, bb_lz4, blosc_dec},
-	{"blosc-bshuf-zstd", 0, bb_zstd, blosc_dec},
-	{"fpzip", 0, fpzip_enc, fpzip_dec},
-	{"zfp-rate", 1, zfp_enc, zfp_dec},
-	{"fp16", 1, fp16_enc, fp16_dec},
-	{"bf16", 1, bf16_enc, bf16_dec},
-};
-enum { NPEERS = sizeof peers / sizeof peers[0] };
 
 /* ---- harness ------------------------------------------------------------- */
 
@@ -268,7 +34,7 @@ typedef struct opts {
 } opts;
 
 /* Median seconds per call of enc (which = 0) or dec (which = 1). */
-static double time_op(const peer *p, bctx *c, int which, const float *x, size_t n, uint8_t *buf,
+static double time_op(const bench_peer *p, bench_peer_ctx *c, int which, const float *x, size_t n, uint8_t *buf,
 		      size_t cap, size_t len, float *y, const opts *o)
 {
 	double t[64];
@@ -331,19 +97,16 @@ static int run(bench_tensor *t, int nt, const unsigned *ms, int nm, const opts *
 {
 	sfp_codec *codec = sfp_codec_create();
 	int fails = 0;
-	printf("sfp bench codec: one core, CPU ISA %s; zstd %s, lz4 %s, blosc %s, zfp %s, fpzip %d.%d\n",
-	       sfp_isa_name(sfp_cpu_isa()), ZSTD_versionString(), LZ4_versionString(),
-	       BLOSC_VERSION_STRING, ZFP_VERSION_STRING, FPZIP_VERSION_MAJOR, FPZIP_VERSION_MINOR);
+	char versions[160];
+	bench_peers_versions(versions, sizeof versions);
+	printf("sfp bench codec: one core, CPU ISA %s; %s\n", sfp_isa_name(sfp_codec_isa(codec)),
+	       versions);
 	printf("GB/s = float32 bytes per second, median of %d repeats of >= %.0f ms; data rounded to m "
 	       "bits (nearest-even) for every codec\n\n",
 	       o->repeats, o->min_ms);
-	if (!__builtin_cpu_supports("f16c") || !__builtin_cpu_supports("avx2")) {
-		fprintf(stderr, "sfp bench: this CPU lacks AVX2/F16C, needed by the fp16 peer\n");
-		return 1;
-	}
 	for (int mi = 0; mi < nm; mi++) {
 		unsigned m = ms[mi];
-		total tot[NPEERS];
+		total tot[BENCH_NPEERS];
 		double gecko_bits = 0, ent_bits = 0, nvals = 0, g_enc = 0, g_dec = 0, g_bytes = 0;
 		memset(tot, 0, sizeof tot);
 		printf("== m = %u\n", m);
@@ -352,9 +115,7 @@ static int run(bench_tensor *t, int nt, const unsigned *ms, int nm, const opts *
 		for (int ti = 0; ti < nt; ti++) {
 			size_t n = t[ti].count;
 			float *x = malloc(n * 4 + 64), *y = malloc(n * 4 + 64);
-			size_t cap = sfp_encode_bound(n, t[ti].ndim) + 4 * n + 65536;
-			if (ZSTD_compressBound(4 * n) > cap)
-				cap = ZSTD_compressBound(4 * n);
+			size_t cap = bench_peers_bound(n, t[ti].ndim);
 			uint8_t *buf = malloc(cap);
 			sfp_params q;
 			sfp_params_init(&q, 8, m);
@@ -362,11 +123,11 @@ static int run(bench_tensor *t, int nt, const unsigned *ms, int nm, const opts *
 				fprintf(stderr, "sfp bench: cannot prepare '%s'\n", t[ti].name);
 				return 1;
 			}
-			bctx c = {min_e(x, n), m, 0, 8.0, codec, t[ti].shape, t[ti].ndim};
+			bench_peer_ctx c = {min_e(x, n), m, 0, 8.0, codec, t[ti].shape, t[ti].ndim};
 			double sfp_gecko_bits = 16;
-			for (int pi = 0; pi < NPEERS; pi++) {
-				const peer *p = &peers[pi];
-				c.gecko = !strcmp(p->name, "sfp+gecko");
+			for (int pi = 0; pi < BENCH_NPEERS; pi++) {
+				const bench_peer *p = &bench_peers[pi];
+				int is_gecko = !strcmp(p->name, "sfp+gecko");
 				if (!strcmp(p->name, "zfp-rate"))
 					c.zfp_rate = sfp_gecko_bits < 1 ? 1 : round(4 * sfp_gecko_bits) / 4;
 				size_t len = p->enc(&c, x, n, buf, cap);
@@ -397,7 +158,7 @@ static int run(bench_tensor *t, int nt, const unsigned *ms, int nm, const opts *
 					continue;
 				}
 				double bits = 8.0 * (double)len / (double)n;
-				if (c.gecko)
+				if (is_gecko)
 					sfp_gecko_bits = bits;
 				double te = time_op(p, &c, 0, x, n, buf, cap, len, y, o);
 				len = p->enc(&c, x, n, buf, cap);
@@ -412,7 +173,7 @@ static int run(bench_tensor *t, int nt, const unsigned *ms, int nm, const opts *
 					sfp_decode_codes(codec, codes, n, buf, len, NULL);
 					double H = sfp_entropy_u8(codes, n);
 					printf("  e=%u", c.e);
-					if (c.gecko) {
+					if (is_gecko) {
 						double gb = 8.0 * (double)in.exp_bytes / (double)n;
 						printf(" exp: %.3f bits vs entropy %.3f (%s)", gb, H,
 						       in.exp_coder == SFP_EXP_GECKO ? "gecko" : "raw");
@@ -477,22 +238,22 @@ static int run(bench_tensor *t, int nt, const unsigned *ms, int nm, const opts *
 		       "/ total time\n",
 		       m, nvals);
 		int best = -1;
-		for (int pi = 0; pi < NPEERS; pi++) {
+		for (int pi = 0; pi < BENCH_NPEERS; pi++) {
 			if (tot[pi].failed || tot[pi].bytes == 0)
 				continue;
-			printf("   %-17s %9.3f %9.2f %9.2f %11.3g %10.3g\n", peers[pi].name,
+			printf("   %-17s %9.3f %9.2f %9.2f %11.3g %10.3g\n", bench_peers[pi].name,
 			       tot[pi].bits / nvals, tot[pi].bytes / tot[pi].enc_s / 1e9,
 			       tot[pi].bytes / tot[pi].dec_s / 1e9, tot[pi].max_rel,
 			       sqrt(tot[pi].sq_err / nvals));
 			/* Only lossless codecs compete on size: fp16/bf16/zfp change the values. */
-			if (strncmp(peers[pi].name, "sfp", 3) && strcmp(peers[pi].name, "memcpy") &&
-			    !peers[pi].lossy && (best < 0 || tot[pi].bits < tot[best].bits))
+			if (strncmp(bench_peers[pi].name, "sfp", 3) && strcmp(bench_peers[pi].name, "memcpy") &&
+			    !bench_peers[pi].lossy && (best < 0 || tot[pi].bits < tot[best].bits))
 				best = pi;
 		}
 		const total *sg = &tot[2], *sp = &tot[1];
 		if (best >= 0 && !sg->failed)
 			printf("   sfp+gecko %.3f bits/val vs best other lossless codec (%s) %.3f: %s (%.2fx)\n",
-			       sg->bits / nvals, peers[best].name, tot[best].bits / nvals,
+			       sg->bits / nvals, bench_peers[best].name, tot[best].bits / nvals,
 			       sg->bits < tot[best].bits ? "PASS" : "MISS", tot[best].bits / sg->bits);
 		if (ent_bits > 0)
 			printf("   gecko %.3f bits/exponent vs entropy %.3f: %s (%.1f%% %s)\n",
@@ -566,9 +327,13 @@ int sfp_bench_codec_main(int argc, char **argv)
 		fprintf(stderr, "sfp: %s\n", err.msg);
 		return 2;
 	}
-	blosc_init();
+	if (bench_peers_init() < 0) {
+		fprintf(stderr, "sfp: this CPU lacks AVX2/F16C, needed by the fp16 peer\n");
+		bench_tensors_free(t, nt);
+		return 1;
+	}
 	int rc = run(t, nt, ms, nm, &o);
-	blosc_destroy();
+	bench_peers_release();
 	bench_tensors_free(t, nt);
 	return rc;
 }
