@@ -2,20 +2,7 @@
 # tool.sh -- the sfp command line: every command, exit codes, shapes kept,
 # lossless round trip, no partial output on failure, JSON output.
 set -u
-SFP=${BUILD:-build}/bin/sfp
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
-# expect CODE DESCRIPTION COMMAND...: the command exits with CODE
-expect() {
-	want=$1 what=$2
-	shift 2
-	"$@" >"$T/out" 2>"$T/err"
-	got=$?
-	if [ "$got" -eq "$want" ]; then ok "$what"; else bad "$what (exit $got, wanted $want): $(cat "$T/err")"; fi
-}
+. "$(dirname "$0")/common.inc"
 
 expect 0 "version" "$SFP" --version
 expect 0 "help" "$SFP" help

@@ -4,19 +4,7 @@
 # arrays, ISA-independent output, seeded determinism, I/O failures (exit 1),
 # and inspect's numbers checked against the data they describe.
 set -u
-SFP=${BUILD:-build}/bin/sfp
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
-expect() {
-	want=$1 what=$2
-	shift 2
-	"$@" >"$T/out" 2>"$T/err"
-	got=$?
-	if [ "$got" -eq "$want" ]; then ok "$what"; else bad "$what (exit $got, wanted $want): $(cat "$T/err")"; fi
-}
+. "$(dirname "$0")/common.inc"
 # npy MAJOR SHAPE_TEXT DATA_OCTAL_ESCAPES > file: a hand-built .npy (padded to 64)
 npy() {
 	d="{'descr': '<f4', 'fortran_order': False, 'shape': $2, }"
