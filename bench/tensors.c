@@ -227,23 +227,21 @@ int bench_tensors_standard(bench_tensor **out, double scale, sfp_error *err)
 		free(d);
 	}
 
-	free(scratch);
-	free(z1);
-	free(p1);
-	free(z2);
-	sfp_idx_release(&img);
-	sfp_idx_release(&lab);
 	*out = t;
-	return n;
+	rc = n;
+	t = NULL;
+	goto out;
 nomem:
+	rc = sfp_error_set(err, SFP_ENOMEM, "out of memory building the benchmark tensors");
+out:
 	free(scratch);
 	free(z1);
 	free(p1);
 	free(z2);
 	sfp_idx_release(&img);
 	sfp_idx_release(&lab);
-	bench_tensors_free(t, n);
-	return sfp_error_set(err, SFP_ENOMEM, "out of memory building the benchmark tensors");
+	bench_tensors_free(t, n); /* NULL after success */
+	return rc;
 }
 
 int bench_tensors_from_files(bench_tensor **out, char **paths, int n, sfp_error *err)
