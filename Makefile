@@ -41,7 +41,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unu
 CPPFLAGS := -I. -Iinclude -Ilib -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L
 CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN_FLAGS) $(EXTRA_LDFLAGS)
-LDLIBS := -lz -lm
+LDLIBS := -lyaml -lopenblas -lz -lm -ldl -lpthread
 
 # Files named *_avx2.c / *_avx512.c hold the SIMD kernels; they are compiled
 # for that ISA and only called after a run-time CPU check.
@@ -157,13 +157,17 @@ demo:
 demo-run: $(BINS)
 	$(Q)tools/demo.sh $(BUILD)
 
-bench: $(BINS)
+bench:
+	$(Q)deploy/install-deps.sh --bench
+	$(Q)$(MAKE) --no-print-directory bench-run
+
+bench-run: $(BINS)
 	$(Q)$(SFP) bench codec
 	$(Q)$(SFP) bench gecko
 
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-run check-asan demo demo-run bench fuzz fuzz-build deps clean
+.PHONY: all tests check check-run check-asan demo demo-run bench bench-run fuzz fuzz-build deps clean
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d)

@@ -20,7 +20,14 @@ libblosc-dev
 libzfp-dev
 libfpzip-dev
 python3
+libyaml-dev
+libopenblas-dev
 "
+
+# `--bench` adds the peers that only `make bench` runs (PyTorch is large).
+if [ "${1:-}" = "--bench" ]; then
+	PKGS="$PKGS python3-torch"
+fi
 
 missing=""
 for p in $PKGS; do

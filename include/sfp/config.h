@@ -1,0 +1,179 @@
+/*
+ * sfp/config.h -- the job configuration: YAML file + `--set section.key=value`
+ * overrides -> one plain struct (design.md §4 names the sections and keys).
+ *
+ * The loader is strict: unknown keys, wrong types, out-of-range values and
+ * malformed YAML are errors whose message names the file, the line and the
+ * key ("cnn.yaml:12: train.batch_size: expected a positive integer, got
+ * 'many'"). Defaults are filled first (sfp_config_defaults), so a file only
+ * names what it changes.
+ *
+ * Everything is stored inline (fixed-size arrays), so a config is a value:
+ * copy it, compare it, free nothing.
+ */
+#ifndef SFP_CONFIG_H
+#define SFP_CONFIG_H
+
+#include <stdint.h>
+
+#include "sfp/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SFP_CFG_MAX_LAYERS 128
+#define SFP_CFG_MAX_DIMS 4
+#define SFP_CFG_NAME 64
+#define SFP_CFG_PATH 512
+#define SFP_CFG_MAX_PLUGIN_ARGS 16
+#define SFP_CFG_MAX_TARGETS 4
+
+/* One `key: value` pair handed to a plug-in layer unparsed. */
+typedef struct sfp_cfg_kv {
+	char key[SFP_CFG_NAME];
+	char value[SFP_CFG_NAME];
+} sfp_cfg_kv;
+
+/*
+ * One entry of model.layers. `type` is one of: linear, conv2d, maxpool,
+ * avgpool, relu, gelu, tanh, flatten, dropout, batchnorm, add, plugin.
+ * Keys that a type does not use are rejected by the loader (a `kernel` on a
+ * relu is an error), so an option left at its default here was not given.
+ */
+typedef struct sfp_cfg_layer {
+	char type[SFP_CFG_NAME];
+	char name[SFP_CFG_NAME]; /* optional; default "<type><index>", e.g. "linear3" */
+	int line;                /* line of the entry in the file (0: from defaults) */
+
+	int out_features;        /* linear (required) */
+	int out_channels;        /* conv2d (required) */
+	int kernel;              /* conv2d (required), pools (default 2) */
+	int stride;              /* conv2d (default 1), pools (default = kernel) */
+	int padding;             /* conv2d, pools (default 0) */
+	int bias;                /* linear, conv2d: 1 (default) or 0 */
+	float p;                 /* dropout probability, 0 <= p < 1 (default 0.5) */
+	float eps;               /* batchnorm (default 1e-5) */
+	float momentum;          /* batchnorm running-stat momentum (default 0.1) */
+	char from[SFP_CFG_NAME]; /* add: the name of an earlier layer (required) */
+
+	/* plugin */
+	char library[SFP_CFG_PATH]; /* path of the shared library (required) */
+	char symbol[SFP_CFG_NAME];  /* its entry point (default "sfp_plugin_layer") */
+	int n_args;
+	sfp_cfg_kv args[SFP_CFG_MAX_PLUGIN_ARGS]; /* the `args:` mapping, in file order */
+} sfp_cfg_layer;
+
+typedef struct sfp_cfg_model {
+	int input_ndim;                  /* 1..3 */
+	int input[SFP_CFG_MAX_DIMS];     /* per-sample shape, e.g. [1, 28, 28] or [784] */
+	int n_layers;
+	sfp_cfg_layer layers[SFP_CFG_MAX_LAYERS];
+} sfp_cfg_model;
+
+typedef struct sfp_cfg_data {
+	char dataset[SFP_CFG_NAME]; /* "fashion-mnist" (the only one for now) */
+	char path[SFP_CFG_PATH];    /* default SFP_FMNIST_DIR */
+	int normalize;              /* 1 (default): (x/255 - mean) / std of the train set */
+	int shuffle;                /* 1 (default): reshuffle every epoch, seeded */
+	int train_limit;            /* use the first N training samples (0 = all) */
+	int test_limit;             /* use the first N test samples (0 = all) */
+} sfp_cfg_data;
+
+typedef struct sfp_cfg_optimizer {
+	char type[SFP_CFG_NAME]; /* "sgd" or "adamw" (default "sgd") */
+	float lr;                /* default 0.01 */
+	float momentum;          /* sgd (default 0.9) */
+	int nesterov;            /* sgd (default 0) */
+	float weight_decay;      /* default 0 (decoupled for adamw) */
+	float beta1, beta2, eps; /* adamw (defaults 0.9, 0.999, 1e-8) */
+} sfp_cfg_optimizer;
+
+typedef struct sfp_cfg_schedule {
+	char type[SFP_CFG_NAME]; /* "constant" (default), "step", "cosine" */
+	int warmup_steps;        /* linear warm-up from 0 over N steps (default 0) */
+	int step_every;          /* step: multiply by gamma every N steps (required for step) */
+	float gamma;             /* step (default 0.1) */
+	float min_lr;            /* cosine floor (default 0) */
+} sfp_cfg_schedule;
+
+typedef struct sfp_cfg_train {
+	int epochs;              /* default 1 */
+	int64_t max_steps;       /* stop after N steps (0 = no limit) */
+	int batch_size;          /* default 64 */
+	uint64_t seed;           /* default 1 */
+	int threads;             /* GEMM threads (default 1) */
+	int eval_every_epochs;   /* test accuracy every N epochs (default 1; 0 = only at the end) */
+	sfp_cfg_optimizer optimizer;
+	sfp_cfg_schedule schedule;
+} sfp_cfg_train;
+
+/* Parsed now so the key names are fixed; the learned-bitlength issue uses them. */
+typedef struct sfp_cfg_bitlength {
+	char policy[SFP_CFG_NAME];  /* "fixed" (default), "quantum", "bitwave" */
+	int n_targets;
+	char targets[SFP_CFG_MAX_TARGETS][SFP_CFG_NAME]; /* weights, activations, gradients */
+	float e;                    /* initial exponent width (default 8) */
+	float m;                    /* initial mantissa width (default 23) */
+	float gamma;                /* footprint penalty weight (default 0) */
+	int gecko;                  /* default 0 */
+} sfp_cfg_bitlength;
+
+typedef struct sfp_cfg_parallel {
+	int pipeline_stages;          /* default 1 */
+	char transport[SFP_CFG_NAME]; /* "mpi" (default) or "nng" */
+} sfp_cfg_parallel;
+
+typedef struct sfp_cfg_daemon {
+	char address[SFP_CFG_PATH]; /* "" = no daemon */
+	char token[SFP_CFG_NAME];
+} sfp_cfg_daemon;
+
+typedef struct sfp_cfg_log {
+	char metrics[SFP_CFG_PATH]; /* JSON-lines metrics log ("" = none) */
+	int every;                  /* training record every N steps (default 50) */
+} sfp_cfg_log;
+
+typedef struct sfp_cfg_checkpoint {
+	char dir[SFP_CFG_PATH]; /* "" = no checkpoints */
+	int every_steps;        /* default 0 = only at the end of each epoch */
+	int keep;               /* newest checkpoints kept (default 2) */
+} sfp_cfg_checkpoint;
+
+typedef struct sfp_config {
+	char file[SFP_CFG_PATH]; /* where it was loaded from ("" = defaults only) */
+	sfp_cfg_model model;
+	sfp_cfg_data data;
+	sfp_cfg_train train;
+	sfp_cfg_bitlength bitlength;
+	sfp_cfg_parallel parallel;
+	sfp_cfg_daemon daemon;
+	sfp_cfg_log log;
+	sfp_cfg_checkpoint checkpoint;
+} sfp_config;
+
+/* Every default (an empty model). */
+void sfp_config_defaults(sfp_config *cfg);
+
+/* Defaults, then the YAML file `path`. Errors name file, line and key. */
+int sfp_config_load(sfp_config *cfg, const char *path, sfp_error *err);
+/* Same, from a buffer; `name` is used in messages in place of the file name. */
+int sfp_config_load_string(sfp_config *cfg, const char *name, const char *text, size_t len,
+			   sfp_error *err);
+
+/*
+ * Apply one override "section.key=value" (value in YAML scalar syntax; for
+ * list-valued keys a flow list "[1, 28, 28]"). Layer keys are addressed by
+ * index or name: "model.layers.2.out_features=64", "model.layers.fc1.p=0.2".
+ * Errors name the override.
+ */
+int sfp_config_set(sfp_config *cfg, const char *assignment, sfp_error *err);
+
+/* Cross-field checks after loading and overriding (e.g. step schedule needs
+ * step_every, batch_size > 0, an empty layer list). */
+int sfp_config_validate(const sfp_config *cfg, sfp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
