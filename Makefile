@@ -94,7 +94,15 @@ $(BUILD)/bin/sfpd: $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(LIBSFP)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 endif
 
-all: $(BINS)
+# ---- example plug-in layers (examples/plugins/*.c -> build/plugins/*.so) -----
+PLUGIN_SRC := $(sort $(wildcard examples/plugins/*.c))
+PLUGINS := $(PLUGIN_SRC:examples/plugins/%.c=$(BUILD)/plugins/%.so)
+
+$(BUILD)/plugins/%.so: examples/plugins/%.c include/sfp/plugin.h
+	@mkdir -p $(@D)
+	$(call say,CC,$@)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -shared -o $@ $< -lm
+
+all: $(BINS) $(PLUGINS)
 
 # ---- tests: tests/test_<module>.c, each its own CUnit binary ----------------
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -106,7 +114,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_UTIL_OBJ) $(LIBSFP)
 	@mkdir -p $(@D)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
-tests: $(TEST_BINS) $(BINS)
+tests: $(TEST_BINS) $(BINS) $(PLUGINS)
 
 # ---- fuzzing (libFuzzer, clang): tests/fuzz/fuzz_<target>.c ------------------
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))

@@ -59,7 +59,7 @@ typedef struct sfp_cfg_layer {
 
 	/* plugin */
 	char library[SFP_CFG_PATH]; /* path of the shared library (required) */
-	char symbol[SFP_CFG_NAME];  /* its entry point (default "sfp_plugin_layer") */
+	char symbol[SFP_CFG_NAME];  /* its entry point (default "sfp_plugin_entry") */
 	int n_args;
 	sfp_cfg_kv args[SFP_CFG_MAX_PLUGIN_ARGS]; /* the `args:` mapping, in file order */
 } sfp_cfg_layer;

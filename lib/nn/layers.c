@@ -1,0 +1,521 @@
+/*
+ * layers.c -- forward/backward kernels of the built-in layers. GEMMs go
+ * through OpenBLAS (cblas); convolution is im2col per sample + GEMM, which
+ * keeps the column buffer of one sample in cache.
+ */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "nn/nn_internal.h"
+
+/* ---- linear ------------------------------------------------------------- */
+void sfp_linear_forward(float *out, const float *in, const float *w, const float *b, int B, int ni,
+			int no)
+{
+	/* out (B,O) = in (B,I) . W^T */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, no, ni, 1.0f, in, ni, w, ni, 0.0f, out,
+		    no);
+	if (b)
+		for (int s = 0; s < B; s++) {
+			float *o = out + (size_t)s * no;
+			for (int j = 0; j < no; j++)
+				o[j] += b[j];
+		}
+}
+
+void sfp_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+			 const float *w, int B, int ni, int no)
+{
+	/* dW (O,I) += dout^T (O,B) . in (B,I) */
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, no, ni, B, 1.0f, dout, no, in, ni, 1.0f,
+		    dw, ni);
+	if (db)
+		for (int s = 0; s < B; s++) {
+			const float *g = dout + (size_t)s * no;
+			for (int j = 0; j < no; j++)
+				db[j] += g[j];
+		}
+	/* din (B,I) += dout (B,O) . W (O,I) */
+	if (din)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, ni, no, 1.0f, dout, no, w,
+			    ni, 1.0f, din, ni);
+}
+
+/* ---- conv2d ------------------------------------------------------------- */
+static int conv_is_pointwise(const sfp_conv_dims *d)
+{
+	return d->k == 1 && d->stride == 1 && d->pad == 0;
+}
+
+size_t sfp_conv_ws_floats(const sfp_conv_dims *d)
+{
+	return conv_is_pointwise(d) ? 0 : 2 * (size_t)d->ci * d->k * d->k * d->ho * d->wo;
+}
+
+/* col (ci*k*k, ho*wo): row (c, ky, kx), column (oy, ox). */
+static void im2col(float *col, const float *in, const sfp_conv_dims *d)
+{
+	const int hw = d->ho * d->wo;
+	for (int c = 0; c < d->ci; c++) {
+		const float *plane = in + (size_t)c * d->h * d->w;
+		for (int ky = 0; ky < d->k; ky++)
+			for (int kx = 0; kx < d->k; kx++) {
+				float *row = col + ((size_t)(c * d->k + ky) * d->k + kx) * hw;
+				for (int oy = 0; oy < d->ho; oy++) {
+					int iy = oy * d->stride - d->pad + ky;
+					float *r = row + oy * d->wo;
+					if (iy < 0 || iy >= d->h) {
+						memset(r, 0, sizeof(float) * d->wo);
+						continue;
+					}
+					const float *src = plane + (size_t)iy * d->w;
+					if (d->stride == 1) {
+						/* contiguous run with zero edges */
+						int ox0 = d->pad - kx, ox1 = d->w + d->pad - kx;
+						if (ox0 < 0)
+							ox0 = 0;
+						if (ox1 > d->wo)
+							ox1 = d->wo;
+						if (ox1 < ox0)
+							ox1 = ox0;
+						for (int ox = 0; ox < ox0; ox++)
+							r[ox] = 0.0f;
+						if (ox1 > ox0)
+							memcpy(r + ox0, src + ox0 - d->pad + kx,
+							       sizeof(float) * (size_t)(ox1 - ox0));
+						for (int ox = ox1; ox < d->wo; ox++)
+							r[ox] = 0.0f;
+					} else {
+						for (int ox = 0; ox < d->wo; ox++) {
+							int ix = ox * d->stride - d->pad + kx;
+							r[ox] = (ix >= 0 && ix < d->w) ? src[ix] : 0.0f;
+						}
+					}
+				}
+			}
+	}
+}
+
+/* din += col2im(dcol) */
+static void col2im_add(float *din, const float *col, const sfp_conv_dims *d)
+{
+	const int hw = d->ho * d->wo;
+	for (int c = 0; c < d->ci; c++) {
+		float *plane = din + (size_t)c * d->h * d->w;
+		for (int ky = 0; ky < d->k; ky++)
+			for (int kx = 0; kx < d->k; kx++) {
+				const float *row = col + ((size_t)(c * d->k + ky) * d->k + kx) * hw;
+				for (int oy = 0; oy < d->ho; oy++) {
+					int iy = oy * d->stride - d->pad + ky;
+					if (iy < 0 || iy >= d->h)
+						continue;
+					float *dst = plane + (size_t)iy * d->w;
+					const float *r = row + oy * d->wo;
+					for (int ox = 0; ox < d->wo; ox++) {
+						int ix = ox * d->stride - d->pad + kx;
+						if (ix >= 0 && ix < d->w)
+							dst[ix] += r[ox];
+					}
+				}
+			}
+	}
+}
+
+void sfp_conv2d_forward(float *out, const float *in, const float *w, const float *b, int B,
+			const sfp_conv_dims *d, float *ws)
+{
+	const int K = d->ci * d->k * d->k, hw = d->ho * d->wo;
+	const size_t in_n = (size_t)d->ci * d->h * d->w, out_n = (size_t)d->co * hw;
+	for (int s = 0; s < B; s++) {
+		const float *x = in + s * in_n;
+		float *y = out + s * out_n;
+		const float *col = x;
+		if (!conv_is_pointwise(d)) {
+			im2col(ws, x, d);
+			col = ws;
+		}
+		/* y (co, hw) = W (co, K) . col (K, hw) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->co, hw, K, 1.0f, w, K,
+			    col, hw, 0.0f, y, hw);
+		if (b)
+			for (int o = 0; o < d->co; o++) {
+				float *yo = y + (size_t)o * hw, bo = b[o];
+				for (int i = 0; i < hw; i++)
+					yo[i] += bo;
+			}
+	}
+}
+
+void sfp_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+			 const float *w, int B, const sfp_conv_dims *d, float *ws)
+{
+	const int K = d->ci * d->k * d->k, hw = d->ho * d->wo;
+	const size_t in_n = (size_t)d->ci * d->h * d->w, out_n = (size_t)d->co * hw;
+	const int pw = conv_is_pointwise(d);
+	float *col = ws, *dcol = ws + (size_t)K * hw;
+	for (int s = 0; s < B; s++) {
+		const float *x = in + s * in_n, *g = dout + s * out_n;
+		const float *c = x;
+		if (!pw) {
+			im2col(col, x, d);
+			c = col;
+		}
+		/* dW (co, K) += g (co, hw) . col^T (hw, K) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->co, K, hw, 1.0f, g, hw, c,
+			    hw, 1.0f, dw, K);
+		if (db)
+			for (int o = 0; o < d->co; o++) {
+				const float *go = g + (size_t)o * hw;
+				float acc = 0.0f;
+				for (int i = 0; i < hw; i++)
+					acc += go[i];
+				db[o] += acc;
+			}
+		if (!din)
+			continue;
+		if (pw) {
+			/* din (ci, hw) += W^T (ci, co) . g (co, hw) */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, hw, d->co, 1.0f, w, K,
+				    g, hw, 1.0f, din + s * in_n, hw);
+		} else {
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, hw, d->co, 1.0f, w, K,
+				    g, hw, 0.0f, dcol, hw);
+			col2im_add(din + s * in_n, dcol, d);
+		}
+	}
+}
+
+/* ---- pools -------------------------------------------------------------- */
+void sfp_maxpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d)
+{
+	const size_t planes = (size_t)B * d->c;
+	for (size_t p = 0; p < planes; p++) {
+		const float *x = in + p * d->h * d->w;
+		float *y = out + p * d->ho * d->wo;
+		for (int oy = 0; oy < d->ho; oy++)
+			for (int ox = 0; ox < d->wo; ox++) {
+				float m = -INFINITY;
+				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
+				for (int ky = 0; ky < d->k; ky++) {
+					int iy = y0 + ky;
+					if (iy < 0 || iy >= d->h)
+						continue;
+					for (int kx = 0; kx < d->k; kx++) {
+						int ix = x0 + kx;
+						if (ix >= 0 && ix < d->w && x[iy * d->w + ix] > m)
+							m = x[iy * d->w + ix];
+					}
+				}
+				y[oy * d->wo + ox] = m;
+			}
+	}
+}
+
+void sfp_maxpool_backward(float *din, const float *dout, const float *in, int B,
+			  const sfp_pool_dims *d)
+{
+	if (!din)
+		return;
+	const size_t planes = (size_t)B * d->c;
+	for (size_t p = 0; p < planes; p++) {
+		const float *x = in + p * d->h * d->w;
+		float *dx = din + p * d->h * d->w;
+		const float *g = dout + p * d->ho * d->wo;
+		for (int oy = 0; oy < d->ho; oy++)
+			for (int ox = 0; ox < d->wo; ox++) {
+				/* the first maximum of the window gets the gradient */
+				float m = -INFINITY;
+				int arg = -1;
+				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
+				for (int ky = 0; ky < d->k; ky++) {
+					int iy = y0 + ky;
+					if (iy < 0 || iy >= d->h)
+						continue;
+					for (int kx = 0; kx < d->k; kx++) {
+						int ix = x0 + kx;
+						if (ix >= 0 && ix < d->w &&
+						    (arg < 0 || x[iy * d->w + ix] > m)) {
+							m = x[iy * d->w + ix];
+							arg = iy * d->w + ix;
+						}
+					}
+				}
+				if (arg >= 0)
+					dx[arg] += g[oy * d->wo + ox];
+			}
+	}
+}
+
+static int pool_count(const sfp_pool_dims *d, int oy, int ox)
+{
+	int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
+	int y1 = y0 + d->k, x1 = x0 + d->k;
+	if (y0 < 0)
+		y0 = 0;
+	if (x0 < 0)
+		x0 = 0;
+	if (y1 > d->h)
+		y1 = d->h;
+	if (x1 > d->w)
+		x1 = d->w;
+	return (y1 - y0) * (x1 - x0);
+}
+
+void sfp_avgpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d)
+{
+	const size_t planes = (size_t)B * d->c;
+	for (size_t p = 0; p < planes; p++) {
+		const float *x = in + p * d->h * d->w;
+		float *y = out + p * d->ho * d->wo;
+		for (int oy = 0; oy < d->ho; oy++)
+			for (int ox = 0; ox < d->wo; ox++) {
+				float acc = 0.0f;
+				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
+				for (int ky = 0; ky < d->k; ky++) {
+					int iy = y0 + ky;
+					if (iy < 0 || iy >= d->h)
+						continue;
+					for (int kx = 0; kx < d->k; kx++) {
+						int ix = x0 + kx;
+						if (ix >= 0 && ix < d->w)
+							acc += x[iy * d->w + ix];
+					}
+				}
+				y[oy * d->wo + ox] = acc / (float)pool_count(d, oy, ox);
+			}
+	}
+}
+
+void sfp_avgpool_backward(float *din, const float *dout, int B, const sfp_pool_dims *d)
+{
+	if (!din)
+		return;
+	const size_t planes = (size_t)B * d->c;
+	for (size_t p = 0; p < planes; p++) {
+		float *dx = din + p * d->h * d->w;
+		const float *g = dout + p * d->ho * d->wo;
+		for (int oy = 0; oy < d->ho; oy++)
+			for (int ox = 0; ox < d->wo; ox++) {
+				float v = g[oy * d->wo + ox] / (float)pool_count(d, oy, ox);
+				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
+				for (int ky = 0; ky < d->k; ky++) {
+					int iy = y0 + ky;
+					if (iy < 0 || iy >= d->h)
+						continue;
+					for (int kx = 0; kx < d->k; kx++) {
+						int ix = x0 + kx;
+						if (ix >= 0 && ix < d->w)
+							dx[iy * d->w + ix] += v;
+					}
+				}
+			}
+	}
+}
+
+/* ---- elementwise -------------------------------------------------------- */
+void sfp_relu_forward(float *out, const float *in, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
+void sfp_relu_backward(float *din, const float *dout, const float *in, size_t n)
+{
+	if (!din)
+		return;
+	for (size_t i = 0; i < n; i++)
+		din[i] += in[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+/* GELU, tanh approximation: 0.5 x (1 + tanh(s (x + 0.044715 x^3))), s = sqrt(2/pi) */
+#define GELU_S 0.7978845608028654f
+#define GELU_C 0.044715f
+
+void sfp_gelu_forward(float *out, const float *in, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		float x = in[i];
+		out[i] = 0.5f * x * (1.0f + tanhf(GELU_S * (x + GELU_C * x * x * x)));
+	}
+}
+
+void sfp_gelu_backward(float *din, const float *dout, const float *in, size_t n)
+{
+	if (!din)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		float x = in[i];
+		float u = GELU_S * (x + GELU_C * x * x * x);
+		float t = tanhf(u);
+		float du = GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+		din[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+	}
+}
+
+void sfp_tanh_forward(float *out, const float *in, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = tanhf(in[i]);
+}
+
+void sfp_tanh_backward(float *din, const float *dout, const float *out, size_t n)
+{
+	if (!din)
+		return;
+	for (size_t i = 0; i < n; i++)
+		din[i] += dout[i] * (1.0f - out[i] * out[i]);
+}
+
+/* Keep element i when its hash, as a fraction of 2^32, is >= p. */
+static inline int dropout_keep(uint32_t seed, size_t i, uint32_t threshold)
+{
+	return sfp_hash32(seed, (uint32_t)i) >= threshold;
+}
+
+static uint32_t dropout_threshold(float p)
+{
+	double t = (double)p * 4294967296.0;
+	return t >= 4294967295.0 ? 4294967295u : (uint32_t)t;
+}
+
+void sfp_dropout_forward(float *out, const float *in, size_t n, float p, uint32_t seed)
+{
+	const uint32_t th = dropout_threshold(p);
+	const float scale = 1.0f / (1.0f - p);
+	for (size_t i = 0; i < n; i++)
+		out[i] = dropout_keep(seed, i, th) ? in[i] * scale : 0.0f;
+}
+
+void sfp_dropout_backward(float *din, const float *dout, size_t n, float p, uint32_t seed)
+{
+	if (!din)
+		return;
+	const uint32_t th = dropout_threshold(p);
+	const float scale = 1.0f / (1.0f - p);
+	for (size_t i = 0; i < n; i++)
+		if (dropout_keep(seed, i, th))
+			din[i] += dout[i] * scale;
+}
+
+void sfp_add_forward(float *out, const float *a, const float *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = a[i] + b[i];
+}
+
+/* ---- batch norm --------------------------------------------------------- */
+void sfp_batchnorm_forward(float *out, float *mean, float *invstd, float *run_mean,
+			   float *run_var, const float *in, const float *gamma, const float *beta,
+			   int B, int c, int hw, float eps, float momentum, int training)
+{
+	const double cnt = (double)B * hw;
+	for (int ch = 0; ch < c; ch++) {
+		float mu, is;
+		if (training) {
+			/* two passes in double: the mean, then the centred variance */
+			double s = 0.0;
+			for (int b = 0; b < B; b++) {
+				const float *x = in + ((size_t)b * c + ch) * hw;
+				for (int i = 0; i < hw; i++)
+					s += x[i];
+			}
+			double m = s / cnt, v = 0.0;
+			for (int b = 0; b < B; b++) {
+				const float *x = in + ((size_t)b * c + ch) * hw;
+				for (int i = 0; i < hw; i++) {
+					double dx = x[i] - m;
+					v += dx * dx;
+				}
+			}
+			v /= cnt;
+			mu = (float)m;
+			is = (float)(1.0 / sqrt(v + eps));
+			mean[ch] = mu;
+			invstd[ch] = is;
+			double unbiased = cnt > 1 ? v * cnt / (cnt - 1) : v;
+			run_mean[ch] = (1.0f - momentum) * run_mean[ch] + momentum * mu;
+			run_var[ch] = (1.0f - momentum) * run_var[ch] + momentum * (float)unbiased;
+		} else {
+			mu = run_mean[ch];
+			is = 1.0f / sqrtf(run_var[ch] + eps);
+		}
+		const float g = gamma[ch] * is, sh = beta[ch] - mu * g;
+		for (int b = 0; b < B; b++) {
+			const float *x = in + ((size_t)b * c + ch) * hw;
+			float *y = out + ((size_t)b * c + ch) * hw;
+			for (int i = 0; i < hw; i++)
+				y[i] = x[i] * g + sh;
+		}
+	}
+}
+
+void sfp_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+			    const float *in, const float *mean, const float *invstd,
+			    const float *gamma, int B, int c, int hw)
+{
+	const float cnt = (float)B * hw;
+	for (int ch = 0; ch < c; ch++) {
+		const float mu = mean[ch], is = invstd[ch];
+		double sg = 0.0, sgx = 0.0; /* sum dout, sum dout * xhat */
+		for (int b = 0; b < B; b++) {
+			const float *x = in + ((size_t)b * c + ch) * hw;
+			const float *g = dout + ((size_t)b * c + ch) * hw;
+			for (int i = 0; i < hw; i++) {
+				sg += g[i];
+				sgx += g[i] * (x[i] - mu) * is;
+			}
+		}
+		dgamma[ch] += (float)sgx;
+		dbeta[ch] += (float)sg;
+		if (!din)
+			continue;
+		/* dx = gamma * invstd / N * (N dy - sum dy - xhat sum dy xhat) */
+		const float k = gamma[ch] * is / cnt;
+		const float a = (float)sg, bx = (float)sgx;
+		for (int b = 0; b < B; b++) {
+			const float *x = in + ((size_t)b * c + ch) * hw;
+			const float *g = dout + ((size_t)b * c + ch) * hw;
+			float *dx = din + ((size_t)b * c + ch) * hw;
+			for (int i = 0; i < hw; i++) {
+				float xh = (x[i] - mu) * is;
+				dx[i] += k * (cnt * g[i] - a - xh * bx);
+			}
+		}
+	}
+}
+
+/* ---- loss --------------------------------------------------------------- */
+float sfp_softmax_xent(float *dlogits, int *correct, const float *logits, const uint8_t *labels,
+		       int B, int K)
+{
+	double loss = 0.0;
+	int ok = 0;
+	for (int s = 0; s < B; s++) {
+		const float *z = logits + (size_t)s * K;
+		int arg = 0;
+		float mx = z[0];
+		for (int k = 1; k < K; k++)
+			if (z[k] > mx) {
+				mx = z[k];
+				arg = k;
+			}
+		ok += arg == labels[s];
+		double sum = 0.0;
+		for (int k = 0; k < K; k++)
+			sum += exp((double)(z[k] - mx));
+		double lse = log(sum) + mx;
+		loss += lse - z[labels[s]];
+		if (dlogits) {
+			float *d = dlogits + (size_t)s * K;
+			for (int k = 0; k < K; k++) {
+				float p = (float)exp(z[k] - lse);
+				d[k] = (p - (k == labels[s] ? 1.0f : 0.0f)) / (float)B;
+			}
+		}
+	}
+	if (correct)
+		*correct = ok;
+	return (float)(loss / B);
+}

@@ -1,0 +1,698 @@
+/*
+ * model.c -- a model built from the config's layer list: shape inference,
+ * plug-in loading, the arenas, and the forward/backward passes that walk the
+ * layers and call the kernels of layers.c.
+ *
+ * Every layer owns one output slice of the activation arena (B x out) and
+ * the same slice of the activation-gradient arena; `flatten` aliases its
+ * input's slice (it moves no data). Backward walks the layers in reverse and
+ * each layer adds its input gradient into the producer's slice, so a tensor
+ * read by two layers (a residual branch) sums both gradients.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn_internal.h"
+#include "sfp/plugin.h"
+
+enum layer_kind {
+	L_LINEAR,
+	L_CONV2D,
+	L_MAXPOOL,
+	L_AVGPOOL,
+	L_RELU,
+	L_GELU,
+	L_TANH,
+	L_FLATTEN,
+	L_DROPOUT,
+	L_BATCHNORM,
+	L_ADD,
+	L_PLUGIN
+};
+
+static const char *const kind_names[] = {"linear",  "conv2d",  "maxpool", "avgpool",
+					 "relu",    "gelu",    "tanh",    "flatten",
+					 "dropout", "batchnorm", "add",   "plugin"};
+
+typedef struct layer {
+	int kind;
+	char name[SFP_CFG_NAME];
+	int line;
+	sfp_shape in, out;
+	int input; /* producer of the input (-1 = model input) */
+	int from;  /* add: second operand */
+	/* options */
+	int bias;
+	float p, eps, momentum;
+	sfp_conv_dims conv;
+	sfp_pool_dims pool;
+	/* arena slices (float offsets) */
+	size_t param_off, nparams; /* weights first, then bias / gamma then beta */
+	size_t buf_off, nbufs;     /* batch norm: running mean, running var */
+	size_t act_off;            /* output, max_batch x out */
+	size_t aux_off;            /* batch norm: mean, invstd */
+	/* plug-in */
+	void *dl;
+	const sfp_plugin_layer *plugin;
+	void *pstate;
+} layer;
+
+struct sfp_model {
+	int n;
+	layer *layers;
+	sfp_shape input;
+	int classes, max_batch;
+	float *params, *grads, *bufs, *acts, *dacts, *ws, *dlogits, *dinput;
+	size_t nparams, nbufs, nacts, nws;
+	int want_dinput;
+	uint64_t noise_seed;
+	int training;
+};
+
+static int kind_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++)
+		if (!strcmp(s, kind_names[i]))
+			return (int)i;
+	return -1;
+}
+
+/* Where a layer is named in errors: "layer 'conv2' (conv2d, line 9)". */
+static int layer_error(sfp_error *err, int code, const layer *l, const char *what)
+{
+	if (l->line > 0)
+		return sfp_error_set(err, code, "layer '%s' (%s, line %d): %s", l->name,
+				     kind_names[l->kind], l->line, what);
+	return sfp_error_set(err, code, "layer '%s' (%s): %s", l->name, kind_names[l->kind], what);
+}
+
+static char *shape_str(char *buf, size_t cap, sfp_shape s)
+{
+	if (s.h == 1 && s.w == 1)
+		snprintf(buf, cap, "(%d)", s.c);
+	else
+		snprintf(buf, cap, "(%d, %d, %d)", s.c, s.h, s.w);
+	return buf;
+}
+
+static int load_plugin(layer *l, const sfp_cfg_layer *c, const char *base_dir, sfp_error *err)
+{
+	char path[2 * SFP_CFG_PATH + 2], msg[2 * SFP_CFG_PATH + 256];
+	if (c->library[0] != '/' && base_dir && base_dir[0])
+		snprintf(path, sizeof path, "%s/%s", base_dir, c->library);
+	else
+		snprintf(path, sizeof path, "%s", c->library);
+	l->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!l->dl) {
+		snprintf(msg, sizeof msg, "cannot load plug-in library '%s': %s", path, dlerror());
+		return layer_error(err, SFP_ENOENT, l, msg);
+	}
+	const char *sym = c->symbol[0] ? c->symbol : SFP_PLUGIN_DEFAULT_SYMBOL;
+	sfp_plugin_entry_fn entry;
+	*(void **)&entry = dlsym(l->dl, sym);
+	if (!entry) {
+		snprintf(msg, sizeof msg, "plug-in library '%s' has no symbol '%s'", path, sym);
+		return layer_error(err, SFP_EINVAL, l, msg);
+	}
+	const sfp_plugin_layer *p = entry();
+	if (!p) {
+		snprintf(msg, sizeof msg, "plug-in '%s' returned no layer table", sym);
+		return layer_error(err, SFP_EINVAL, l, msg);
+	}
+	if (p->abi_version != SFP_PLUGIN_ABI_VERSION) {
+		snprintf(msg, sizeof msg, "plug-in '%s' speaks ABI version %u, sfp speaks %u", sym,
+			 p->abi_version, SFP_PLUGIN_ABI_VERSION);
+		return layer_error(err, SFP_EVERSION, l, msg);
+	}
+	if (!p->shape || !p->nparams || !p->forward || !p->backward) {
+		snprintf(msg, sizeof msg, "plug-in '%s' lacks shape, nparams, forward or backward",
+			 sym);
+		return layer_error(err, SFP_EINVAL, l, msg);
+	}
+	l->plugin = p;
+	if (p->create) {
+		const char *keys[SFP_CFG_MAX_PLUGIN_ARGS], *vals[SFP_CFG_MAX_PLUGIN_ARGS];
+		for (int i = 0; i < c->n_args; i++) {
+			keys[i] = c->args[i].key;
+			vals[i] = c->args[i].value;
+		}
+		char pmsg[200] = "";
+		if (p->create(&l->pstate, c->n_args, keys, vals, pmsg, sizeof pmsg) < 0) {
+			snprintf(msg, sizeof msg, "plug-in '%s': %s", p->name ? p->name : sym,
+				 pmsg[0] ? pmsg : "create failed");
+			return layer_error(err, SFP_EINVAL, l, msg);
+		}
+	}
+	return SFP_OK;
+}
+
+/* Infer l->out from l->in and the options; count parameters and buffers. */
+static int layer_shape(layer *l, const sfp_cfg_layer *c, sfp_error *err)
+{
+	char a[64], msg[256];
+	sfp_shape in = l->in;
+	l->out = in;
+	switch (l->kind) {
+	case L_LINEAR:
+		if (in.h != 1 || in.w != 1) {
+			snprintf(msg, sizeof msg, "input %s is not flat; add a flatten layer before it",
+				 shape_str(a, sizeof a, in));
+			return layer_error(err, SFP_EINVAL, l, msg);
+		}
+		if (c->out_features <= 0)
+			return layer_error(err, SFP_EINVAL, l, "out_features must be positive");
+		l->out = (sfp_shape){c->out_features, 1, 1};
+		l->bias = c->bias;
+		l->nparams = (size_t)in.c * c->out_features + (l->bias ? c->out_features : 0);
+		return SFP_OK;
+	case L_CONV2D: {
+		int k = c->kernel, s = c->stride > 0 ? c->stride : 1, pad = c->padding;
+		if (k <= 0 || c->out_channels <= 0 || pad < 0)
+			return layer_error(err, SFP_EINVAL, l,
+					   "kernel and out_channels must be positive, padding >= 0");
+		int ho = (in.h + 2 * pad - k) / s + 1, wo = (in.w + 2 * pad - k) / s + 1;
+		if (in.h + 2 * pad < k || in.w + 2 * pad < k || ho <= 0 || wo <= 0) {
+			snprintf(msg, sizeof msg, "kernel %d does not fit input %s with padding %d",
+				 k, shape_str(a, sizeof a, in), pad);
+			return layer_error(err, SFP_EINVAL, l, msg);
+		}
+		l->conv = (sfp_conv_dims){in.c, in.h, in.w, c->out_channels, ho, wo, k, s, pad};
+		l->out = (sfp_shape){c->out_channels, ho, wo};
+		l->bias = c->bias;
+		l->nparams = (size_t)c->out_channels * in.c * k * k + (l->bias ? c->out_channels : 0);
+		return SFP_OK;
+	}
+	case L_MAXPOOL:
+	case L_AVGPOOL: {
+		int k = c->kernel > 0 ? c->kernel : 2, s = c->stride > 0 ? c->stride : k;
+		int pad = c->padding;
+		if (pad < 0 || 2 * pad > k)
+			return layer_error(err, SFP_EINVAL, l,
+					   "padding must be between 0 and half the kernel");
+		if (in.h + 2 * pad < k || in.w + 2 * pad < k) {
+			snprintf(msg, sizeof msg, "kernel %d does not fit input %s", k,
+				 shape_str(a, sizeof a, in));
+			return layer_error(err, SFP_EINVAL, l, msg);
+		}
+		int ho = (in.h + 2 * pad - k) / s + 1, wo = (in.w + 2 * pad - k) / s + 1;
+		l->pool = (sfp_pool_dims){in.c, in.h, in.w, ho, wo, k, s, pad};
+		l->out = (sfp_shape){in.c, ho, wo};
+		return SFP_OK;
+	}
+	case L_RELU:
+	case L_GELU:
+	case L_TANH:
+		return SFP_OK;
+	case L_FLATTEN:
+		l->out = (sfp_shape){(int)sfp_shape_numel(in), 1, 1};
+		return SFP_OK;
+	case L_DROPOUT:
+		if (!(c->p >= 0.0f && c->p < 1.0f))
+			return layer_error(err, SFP_EINVAL, l, "p must be in [0, 1)");
+		l->p = c->p;
+		return SFP_OK;
+	case L_BATCHNORM:
+		if (!(c->eps > 0.0f) || !(c->momentum >= 0.0f && c->momentum <= 1.0f))
+			return layer_error(err, SFP_EINVAL, l,
+					   "eps must be positive and momentum in [0, 1]");
+		l->eps = c->eps;
+		l->momentum = c->momentum;
+		l->nparams = 2 * (size_t)in.c;
+		l->nbufs = 2 * (size_t)in.c;
+		return SFP_OK;
+	case L_ADD:
+		return SFP_OK; /* checked against `from` by the caller */
+	case L_PLUGIN: {
+		int i3[3] = {in.c, in.h, in.w}, o3[3] = {0, 0, 0};
+		char pmsg[200] = "";
+		if (l->plugin->shape(l->pstate, i3, o3, pmsg, sizeof pmsg) < 0) {
+			snprintf(msg, sizeof msg, "input %s: %s", shape_str(a, sizeof a, in),
+				 pmsg[0] ? pmsg : "shape refused");
+			return layer_error(err, SFP_EINVAL, l, msg);
+		}
+		if (o3[0] <= 0 || o3[1] <= 0 || o3[2] <= 0)
+			return layer_error(err, SFP_EINVAL, l, "plug-in returned an empty shape");
+		l->out = (sfp_shape){o3[0], o3[1], o3[2]};
+		l->nparams = l->plugin->nparams(l->pstate, i3);
+		return SFP_OK;
+	}
+	}
+	return layer_error(err, SFP_EINVAL, l, "unknown layer type");
+}
+
+void sfp_model_free(sfp_model *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < m->n; i++) {
+		layer *l = &m->layers[i];
+		if (l->plugin && l->plugin->destroy)
+			l->plugin->destroy(l->pstate);
+		if (l->dl)
+			dlclose(l->dl);
+	}
+	free(m->layers);
+	free(m->params);
+	free(m->grads);
+	free(m->bufs);
+	free(m->acts);
+	free(m->dacts);
+	free(m->ws);
+	free(m->dlogits);
+	free(m->dinput);
+	free(m);
+}
+
+static float *alloc_floats(size_t n)
+{
+	return calloc(n ? n : 1, sizeof(float));
+}
+
+int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base_dir,
+		     int max_batch, sfp_error *err)
+{
+	*out = NULL;
+	if (max_batch <= 0)
+		return sfp_error_set(err, SFP_EINVAL, "batch size must be positive");
+	if (cfg->n_layers <= 0)
+		return sfp_error_set(err, SFP_EINVAL, "model has no layers");
+	if (cfg->input_ndim < 1 || cfg->input_ndim > 3)
+		return sfp_error_set(err, SFP_EINVAL, "model.input must have 1 to 3 dimensions");
+	int rc = SFP_OK;
+	sfp_model *m = calloc(1, sizeof *m);
+	if (!m)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
+	if (!m->layers) {
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		goto out;
+	}
+	m->max_batch = max_batch;
+	int d[3] = {1, 1, 1};
+	for (int i = 0; i < cfg->input_ndim; i++) {
+		if (cfg->input[i] <= 0) {
+			rc = sfp_error_set(err, SFP_EINVAL, "model.input dimensions must be positive");
+			goto out;
+		}
+		d[i] = cfg->input[i];
+	}
+	m->input = (sfp_shape){d[0], d[1], d[2]};
+
+	size_t poff = 0, boff = 0, aoff = 0;
+	sfp_shape cur = m->input;
+	for (int i = 0; i < cfg->n_layers; i++) {
+		const sfp_cfg_layer *c = &cfg->layers[i];
+		layer *l = &m->layers[i];
+		m->n = i + 1;
+		l->kind = kind_parse(c->type);
+		l->line = c->line;
+		l->input = i - 1;
+		l->from = -1;
+		if (c->name[0])
+			snprintf(l->name, sizeof l->name, "%s", c->name);
+		else
+			snprintf(l->name, sizeof l->name, "%s%d", c->type, i);
+		if (l->kind < 0) {
+			rc = sfp_error_set(err, SFP_EINVAL, "layer %d (line %d): unknown type '%s'", i,
+					   c->line, c->type);
+			goto out;
+		}
+		l->in = cur;
+		if (l->kind == L_PLUGIN && (rc = load_plugin(l, c, base_dir, err)) < 0)
+			goto out;
+		if ((rc = layer_shape(l, c, err)) < 0)
+			goto out;
+		if (l->kind == L_ADD) {
+			for (int j = 0; j < i; j++)
+				if (!strcmp(m->layers[j].name, c->from))
+					l->from = j;
+			if (l->from < 0) {
+				char msg[128];
+				snprintf(msg, sizeof msg, "from '%s' names no earlier layer", c->from);
+				rc = layer_error(err, SFP_EINVAL, l, msg);
+				goto out;
+			}
+			sfp_shape f = m->layers[l->from].out;
+			if (f.c != cur.c || f.h != cur.h || f.w != cur.w) {
+				char a[64], b[64], msg[256];
+				snprintf(msg, sizeof msg, "input %s and '%s' output %s differ",
+					 shape_str(a, sizeof a, cur), c->from, shape_str(b, sizeof b, f));
+				rc = layer_error(err, SFP_EINVAL, l, msg);
+				goto out;
+			}
+		}
+		l->param_off = poff;
+		poff += l->nparams;
+		l->buf_off = boff;
+		boff += l->nbufs;
+		if (l->kind == L_FLATTEN && i > 0) {
+			l->act_off = m->layers[i - 1].act_off; /* an alias: no data moves */
+		} else {
+			l->act_off = aoff;
+			aoff += (size_t)max_batch * sfp_shape_numel(l->out);
+		}
+		if (l->kind == L_BATCHNORM) {
+			l->aux_off = aoff;
+			aoff += 2 * (size_t)l->in.c;
+		}
+		if (l->kind == L_CONV2D) {
+			size_t w = sfp_conv_ws_floats(&l->conv);
+			if (w > m->nws)
+				m->nws = w;
+		}
+		cur = l->out;
+	}
+	layer *last = &m->layers[m->n - 1];
+	if (last->kind == L_FLATTEN && m->n == 1) {
+		rc = sfp_error_set(err, SFP_EINVAL, "model is a single flatten layer");
+		goto out;
+	}
+	if (cur.h != 1 || cur.w != 1 || cur.c < 2) {
+		char a[64], msg[160];
+		snprintf(msg, sizeof msg, "output %s is not a flat vector of class scores",
+			 shape_str(a, sizeof a, cur));
+		rc = layer_error(err, SFP_EINVAL, last, msg);
+		goto out;
+	}
+	m->classes = cur.c;
+	m->nparams = poff;
+	m->nbufs = boff;
+	m->nacts = aoff;
+	m->params = alloc_floats(poff);
+	m->grads = alloc_floats(poff);
+	m->bufs = alloc_floats(boff);
+	m->acts = alloc_floats(aoff);
+	m->dacts = alloc_floats(aoff);
+	m->ws = alloc_floats(m->nws);
+	m->dlogits = alloc_floats((size_t)max_batch * m->classes);
+	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->ws || !m->dlogits) {
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's arenas");
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+out:
+	sfp_model_free(m);
+	return rc;
+}
+
+int sfp_model_n_layers(const sfp_model *m)
+{
+	return m->n;
+}
+
+void sfp_model_layer(const sfp_model *m, int i, sfp_layer_info *info)
+{
+	const layer *l = &m->layers[i];
+	info->name = l->name;
+	info->type = kind_names[l->kind];
+	info->in = l->in;
+	info->out = l->out;
+	info->param_offset = l->param_off;
+	info->nparams = l->nparams;
+	info->input = l->input;
+	info->from = l->from;
+	info->line = l->line;
+}
+
+sfp_shape sfp_model_input_shape(const sfp_model *m)
+{
+	return m->input;
+}
+
+int sfp_model_classes(const sfp_model *m)
+{
+	return m->classes;
+}
+
+int sfp_model_max_batch(const sfp_model *m)
+{
+	return m->max_batch;
+}
+
+float *sfp_model_params(sfp_model *m, size_t *n)
+{
+	if (n)
+		*n = m->nparams;
+	return m->params;
+}
+
+float *sfp_model_grads(sfp_model *m, size_t *n)
+{
+	if (n)
+		*n = m->nparams;
+	return m->grads;
+}
+
+float *sfp_model_buffers(sfp_model *m, size_t *n)
+{
+	if (n)
+		*n = m->nbufs;
+	return m->bufs;
+}
+
+size_t sfp_model_bytes(const sfp_model *m)
+{
+	size_t f = 2 * m->nparams + m->nbufs + 2 * m->nacts + m->nws +
+		   (size_t)m->max_batch * m->classes;
+	if (m->dinput)
+		f += (size_t)m->max_batch * sfp_shape_numel(m->input);
+	return f * sizeof(float);
+}
+
+void sfp_model_init(sfp_model *m, uint64_t seed)
+{
+	sfp_rng rng;
+	sfp_rng_seed(&rng, seed);
+	memset(m->params, 0, m->nparams * sizeof(float));
+	for (int i = 0; i < m->n; i++) {
+		layer *l = &m->layers[i];
+		float *p = m->params + l->param_off;
+		size_t nw = 0, fan_in = 1;
+		switch (l->kind) {
+		case L_LINEAR:
+			fan_in = (size_t)l->in.c;
+			nw = fan_in * l->out.c;
+			break;
+		case L_CONV2D:
+			fan_in = (size_t)l->conv.ci * l->conv.k * l->conv.k;
+			nw = fan_in * l->conv.co;
+			break;
+		case L_BATCHNORM:
+			for (int c = 0; c < l->in.c; c++) {
+				p[c] = 1.0f;                              /* gamma */
+				m->bufs[l->buf_off + l->in.c + c] = 1.0f; /* running var */
+			}
+			break;
+		case L_PLUGIN:
+			if (l->plugin->init) {
+				int i3[3] = {l->in.c, l->in.h, l->in.w};
+				l->plugin->init(l->pstate, p, i3, sfp_rng_u64(&rng));
+			}
+			break;
+		default:
+			break;
+		}
+		/* He uniform: U(-b, b), b = sqrt(6 / fan_in) */
+		float bound = sqrtf(6.0f / (float)fan_in);
+		for (size_t j = 0; j < nw; j++)
+			p[j] = (2.0f * sfp_rng_uniform(&rng) - 1.0f) * bound;
+	}
+}
+
+static inline float *act(sfp_model *m, int i)
+{
+	return m->acts + m->layers[i].act_off;
+}
+
+static inline float *dact(sfp_model *m, int i)
+{
+	return m->dacts + m->layers[i].act_off;
+}
+
+const float *sfp_model_activation(const sfp_model *m, int i)
+{
+	return m->acts + m->layers[i].act_off;
+}
+
+const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training,
+			       uint64_t noise_seed)
+{
+	m->training = training;
+	m->noise_seed = noise_seed;
+	for (int i = 0; i < m->n; i++) {
+		layer *l = &m->layers[i];
+		const float *in = l->input < 0 ? x : act(m, l->input);
+		float *y = act(m, i);
+		const float *w = m->params + l->param_off;
+		const size_t n = (size_t)B * sfp_shape_numel(l->out);
+		switch (l->kind) {
+		case L_LINEAR:
+			sfp_linear_forward(y, in, w, l->bias ? w + (size_t)l->in.c * l->out.c : NULL,
+					   B, l->in.c, l->out.c);
+			break;
+		case L_CONV2D:
+			sfp_conv2d_forward(y, in, w,
+					   l->bias ? w + (size_t)l->conv.co * l->conv.ci * l->conv.k *
+							     l->conv.k
+						   : NULL,
+					   B, &l->conv, m->ws);
+			break;
+		case L_MAXPOOL:
+			sfp_maxpool_forward(y, in, B, &l->pool);
+			break;
+		case L_AVGPOOL:
+			sfp_avgpool_forward(y, in, B, &l->pool);
+			break;
+		case L_RELU:
+			sfp_relu_forward(y, in, n);
+			break;
+		case L_GELU:
+			sfp_gelu_forward(y, in, n);
+			break;
+		case L_TANH:
+			sfp_tanh_forward(y, in, n);
+			break;
+		case L_FLATTEN:
+			if (l->input < 0) /* first layer: copy the caller's batch */
+				memcpy(y, in, n * sizeof(float));
+			break; /* else it aliases its input */
+		case L_DROPOUT:
+			if (training && l->p > 0.0f)
+				sfp_dropout_forward(y, in, n, l->p,
+						    (uint32_t)sfp_hash32((uint32_t)noise_seed,
+									 (uint32_t)i));
+			else
+				memcpy(y, in, n * sizeof(float));
+			break;
+		case L_BATCHNORM: {
+			float *aux = m->acts + l->aux_off, *buf = m->bufs + l->buf_off;
+			sfp_batchnorm_forward(y, aux, aux + l->in.c, buf, buf + l->in.c, in, w,
+					      w + l->in.c, B, l->in.c, l->in.h * l->in.w, l->eps,
+					      l->momentum, training);
+			break;
+		}
+		case L_ADD:
+			sfp_add_forward(y, in, act(m, l->from), n);
+			break;
+		case L_PLUGIN: {
+			int i3[3] = {l->in.c, l->in.h, l->in.w};
+			l->plugin->forward(l->pstate, y, in, w, B, i3, training);
+			break;
+		}
+		}
+	}
+	return act(m, m->n - 1);
+}
+
+float sfp_model_loss(sfp_model *m, const uint8_t *labels, int B, int *correct, int want_grad)
+{
+	return sfp_softmax_xent(want_grad ? m->dlogits : NULL, correct, act(m, m->n - 1), labels, B,
+				m->classes);
+}
+
+void sfp_model_zero_grad(sfp_model *m)
+{
+	memset(m->grads, 0, m->nparams * sizeof(float));
+}
+
+void sfp_model_want_input_grad(sfp_model *m, int on)
+{
+	if (on && !m->dinput)
+		m->dinput = alloc_floats((size_t)m->max_batch * sfp_shape_numel(m->input));
+	m->want_dinput = on && m->dinput;
+}
+
+const float *sfp_model_input_grad(const sfp_model *m)
+{
+	return m->want_dinput ? m->dinput : NULL;
+}
+
+void sfp_model_backward(sfp_model *m, const float *x, int B)
+{
+	/* zero every activation gradient that this batch uses, then seed the last */
+	for (int i = 0; i < m->n; i++) {
+		layer *l = &m->layers[i];
+		if (l->kind != L_FLATTEN || i == 0)
+			memset(dact(m, i), 0, (size_t)B * sfp_shape_numel(l->out) * sizeof(float));
+	}
+	memcpy(dact(m, m->n - 1), m->dlogits, (size_t)B * m->classes * sizeof(float));
+	if (m->want_dinput)
+		memset(m->dinput, 0, (size_t)B * sfp_shape_numel(m->input) * sizeof(float));
+
+	for (int i = m->n - 1; i >= 0; i--) {
+		layer *l = &m->layers[i];
+		const float *in = l->input < 0 ? x : act(m, l->input);
+		float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL) : dact(m, l->input);
+		const float *g = dact(m, i), *y = act(m, i);
+		const float *w = m->params + l->param_off;
+		float *dw = m->grads + l->param_off;
+		const size_t n = (size_t)B * sfp_shape_numel(l->out);
+		switch (l->kind) {
+		case L_LINEAR:
+			sfp_linear_backward(din, dw, l->bias ? dw + (size_t)l->in.c * l->out.c : NULL,
+					    g, in, w, B, l->in.c, l->out.c);
+			break;
+		case L_CONV2D:
+			sfp_conv2d_backward(din, dw,
+					    l->bias ? dw + (size_t)l->conv.co * l->conv.ci *
+								   l->conv.k * l->conv.k
+						    : NULL,
+					    g, in, w, B, &l->conv, m->ws);
+			break;
+		case L_MAXPOOL:
+			sfp_maxpool_backward(din, g, in, B, &l->pool);
+			break;
+		case L_AVGPOOL:
+			sfp_avgpool_backward(din, g, B, &l->pool);
+			break;
+		case L_RELU:
+			sfp_relu_backward(din, g, in, n);
+			break;
+		case L_GELU:
+			sfp_gelu_backward(din, g, in, n);
+			break;
+		case L_TANH:
+			sfp_tanh_backward(din, g, y, n);
+			break;
+		case L_FLATTEN:
+			if (l->input < 0 && din) /* else its gradient slice is its input's */
+				for (size_t j = 0; j < n; j++)
+					din[j] += g[j];
+			break;
+		case L_DROPOUT:
+			if (m->training && l->p > 0.0f)
+				sfp_dropout_backward(din, g, n, l->p,
+						     (uint32_t)sfp_hash32((uint32_t)m->noise_seed,
+									  (uint32_t)i));
+			else if (din)
+				for (size_t j = 0; j < n; j++)
+					din[j] += g[j];
+			break;
+		case L_BATCHNORM: {
+			const float *aux = m->acts + l->aux_off;
+			sfp_batchnorm_backward(din, dw, dw + l->in.c, g, in, aux, aux + l->in.c, w, B,
+					       l->in.c, l->in.h * l->in.w);
+			break;
+		}
+		case L_ADD: {
+			float *df = dact(m, l->from);
+			if (din)
+				for (size_t j = 0; j < n; j++)
+					din[j] += g[j];
+			for (size_t j = 0; j < n; j++)
+				df[j] += g[j];
+			break;
+		}
+		case L_PLUGIN: {
+			int i3[3] = {l->in.c, l->in.h, l->in.w};
+			l->plugin->backward(l->pstate, din, dw, g, in, y, w, B, i3);
+			break;
+		}
+		}
+	}
+}

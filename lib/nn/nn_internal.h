@@ -1,0 +1,70 @@
+/*
+ * nn_internal.h -- the layer kernels of lib/nn. Each layer is a forward /
+ * backward pair; arguments are ordered outputs, inputs, weights, dimensions;
+ * backward accumulates (+=) into din and the parameter gradients, and skips
+ * din when it is NULL. None of them allocates: scratch comes from `ws`.
+ */
+#ifndef SFP_NN_INTERNAL_H
+#define SFP_NN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sfp/nn.h"
+
+/* linear: out (B,O) = in (B,I) W^T (O,I) + b (O) */
+void sfp_linear_forward(float *out, const float *in, const float *w, const float *b, int B, int ni,
+			int no);
+void sfp_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+			 const float *w, int B, int ni, int no);
+
+/* conv2d, NCHW: w (Co, Ci, k, k), b (Co); ws holds 2 * Ci*k*k * Ho*Wo floats */
+typedef struct sfp_conv_dims {
+	int ci, h, w;   /* input */
+	int co, ho, wo; /* output */
+	int k, stride, pad;
+} sfp_conv_dims;
+size_t sfp_conv_ws_floats(const sfp_conv_dims *d);
+void sfp_conv2d_forward(float *out, const float *in, const float *w, const float *b, int B,
+			const sfp_conv_dims *d, float *ws);
+void sfp_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+			 const float *w, int B, const sfp_conv_dims *d, float *ws);
+
+/* pools over (c, h, w) -> (c, ho, wo); padding cells are ignored (max) or
+ * not counted (average). */
+typedef struct sfp_pool_dims {
+	int c, h, w, ho, wo, k, stride, pad;
+} sfp_pool_dims;
+void sfp_maxpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d);
+void sfp_maxpool_backward(float *din, const float *dout, const float *in, int B,
+			  const sfp_pool_dims *d);
+void sfp_avgpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d);
+void sfp_avgpool_backward(float *din, const float *dout, int B, const sfp_pool_dims *d);
+
+/* elementwise over n values */
+void sfp_relu_forward(float *out, const float *in, size_t n);
+void sfp_relu_backward(float *din, const float *dout, const float *in, size_t n);
+void sfp_gelu_forward(float *out, const float *in, size_t n);
+void sfp_gelu_backward(float *din, const float *dout, const float *in, size_t n);
+void sfp_tanh_forward(float *out, const float *in, size_t n);
+void sfp_tanh_backward(float *din, const float *dout, const float *out, size_t n);
+/* inverted dropout; the mask is a pure function of (seed, index) */
+void sfp_dropout_forward(float *out, const float *in, size_t n, float p, uint32_t seed);
+void sfp_dropout_backward(float *din, const float *dout, size_t n, float p, uint32_t seed);
+void sfp_add_forward(float *out, const float *a, const float *b, size_t n);
+
+/* batch norm over channels c of (B, c, hw): train mode uses batch statistics,
+ * saves mean/invstd (c each) and updates the running stats; eval mode uses
+ * the running stats. */
+void sfp_batchnorm_forward(float *out, float *mean, float *invstd, float *run_mean,
+			   float *run_var, const float *in, const float *gamma, const float *beta,
+			   int B, int c, int hw, float eps, float momentum, int training);
+void sfp_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+			    const float *in, const float *mean, const float *invstd,
+			    const float *gamma, int B, int c, int hw);
+
+/* softmax cross-entropy; dlogits (if non-NULL) = (softmax - onehot) / B */
+float sfp_softmax_xent(float *dlogits, int *correct, const float *logits, const uint8_t *labels,
+		       int B, int K);
+
+#endif
