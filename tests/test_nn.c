@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/nn_internal.h"
 #include "sfp/nn.h"
 #include "tests/util/testutil.h"
 
@@ -251,6 +252,62 @@ static void test_grad_plugin(void)
 	gradcheck("plugin swish", &m, 3);
 }
 
+/* sfp_gemm at every ISA level against the double-accumulating reference,
+ * for all transposes, edge sizes around the tile and block sizes, alpha and
+ * beta. Tolerance: float accumulation over K terms of O(1) products. */
+static void test_gemm(void)
+{
+	static const int dims[][3] = {{1, 1, 1},    {7, 31, 5},    {8, 32, 256}, {9, 33, 257},
+				      {64, 256, 784}, {130, 70, 600}, {16, 1100, 25}, {3, 2, 0}};
+	float *ws = malloc(SFP_GEMM_WS_FLOATS * sizeof(float));
+	sfp_rng r;
+	sfp_rng_seed(&r, 11);
+	double maxdiff = 0.0;
+	for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+		int M = dims[d][0], N = dims[d][1], K = dims[d][2];
+		size_t na = (size_t)M * (K ? K : 1), nb = (size_t)(K ? K : 1) * N, nc = (size_t)M * N;
+		float *a = malloc(na * 4), *b = malloc(nb * 4), *c0 = malloc(nc * 4),
+		      *c1 = malloc(nc * 4), *c2 = malloc(nc * 4);
+		for (size_t i = 0; i < na; i++)
+			a[i] = sfp_rng_normal(&r);
+		for (size_t i = 0; i < nb; i++)
+			b[i] = sfp_rng_normal(&r);
+		for (size_t i = 0; i < nc; i++)
+			c0[i] = sfp_rng_normal(&r);
+		for (int t = 0; t < 4; t++) {
+			int ta = t & 1, tb = t >> 1;
+			int lda = ta ? M : K, ldb = tb ? K : N;
+			float alpha = t == 3 ? -0.5f : 1.0f, beta = (float)(t % 3) * 0.5f;
+			memcpy(c1, c0, nc * 4);
+			sfp_gemm_ref(ta, tb, M, N, K, alpha, a, lda ? lda : 1, b, ldb ? ldb : 1, beta,
+				     c1, N);
+			for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+				memcpy(c2, c0, nc * 4);
+				sfp_gemm(isa, ta, tb, M, N, K, alpha, a, lda ? lda : 1, b, ldb ? ldb : 1,
+					 beta, c2, N, ws);
+				int bad = 0;
+				for (size_t i = 0; i < nc; i++) {
+					double e = fabs((double)c1[i] - c2[i]);
+					if (e > maxdiff)
+						maxdiff = e;
+					bad += e > 1e-5 * (K + 1) * 4;
+				}
+				if (bad)
+					fprintf(stderr, "\ngemm %dx%dx%d t%d isa %d: %d bad", M, N, K, t,
+						isa, bad);
+				CU_ASSERT_EQUAL(bad, 0);
+			}
+		}
+		free(a);
+		free(b);
+		free(c0);
+		free(c1);
+		free(c2);
+	}
+	printf("\n    gemm maxdiff %.2e ", maxdiff);
+	free(ws);
+}
+
 /* Shape errors name the layer and its line. */
 static void test_shape_errors(void)
 {
@@ -407,6 +464,7 @@ int main(void)
 		{"gradient: conv2d + pools", test_grad_conv_pool},
 		{"gradient: batchnorm + residual + dropout", test_grad_batchnorm_residual_dropout},
 		{"gradient: plug-in ABI (swish)", test_grad_plugin},
+		{"gemm against the reference, every ISA level", test_gemm},
 		{"shape and plug-in errors name the layer", test_shape_errors},
 		{"optimizers", test_optimizers},
 		{"schedules", test_schedules},

@@ -193,6 +193,9 @@ int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err
 int sfp_trainer_save(sfp_trainer *t, const char *path, sfp_error *err);
 int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err);
 int64_t sfp_trainer_step(const sfp_trainer *t);
+/* `path` itself when it is a file; for a folder, its newest ckpt-<step>.sfpk.
+ * SFP_ENOENT (naming the folder) when there is none. */
+int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *err);
 
 #ifdef __cplusplus
 }

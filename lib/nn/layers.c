@@ -1,9 +1,8 @@
 /*
  * layers.c -- forward/backward kernels of the built-in layers. GEMMs go
- * through OpenBLAS (cblas); convolution is im2col per sample + GEMM, which
+ * through sfp_gemm (gemm.c); convolution is im2col per sample + GEMM, which
  * keeps the column buffer of one sample in cache.
  */
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -11,12 +10,11 @@
 #include "nn/nn_internal.h"
 
 /* ---- linear ------------------------------------------------------------- */
-void sfp_linear_forward(float *out, const float *in, const float *w, const float *b, int B, int ni,
+void sfp_linear_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w, const float *b, int B, int ni,
 			int no)
 {
 	/* out (B,O) = in (B,I) . W^T */
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, no, ni, 1.0f, in, ni, w, ni, 0.0f, out,
-		    no);
+	sfp_gemm(ctx->isa, 0, 1, B, no, ni, 1.0f, in, ni, w, ni, 0.0f, out, no, ctx->gemm_ws);
 	if (b)
 		for (int s = 0; s < B; s++) {
 			float *o = out + (size_t)s * no;
@@ -25,12 +23,11 @@ void sfp_linear_forward(float *out, const float *in, const float *w, const float
 		}
 }
 
-void sfp_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+void sfp_linear_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
 			 const float *w, int B, int ni, int no)
 {
 	/* dW (O,I) += dout^T (O,B) . in (B,I) */
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, no, ni, B, 1.0f, dout, no, in, ni, 1.0f,
-		    dw, ni);
+	sfp_gemm(ctx->isa, 1, 0, no, ni, B, 1.0f, dout, no, in, ni, 1.0f, dw, ni, ctx->gemm_ws);
 	if (db)
 		for (int s = 0; s < B; s++) {
 			const float *g = dout + (size_t)s * no;
@@ -39,8 +36,7 @@ void sfp_linear_backward(float *din, float *dw, float *db, const float *dout, co
 		}
 	/* din (B,I) += dout (B,O) . W (O,I) */
 	if (din)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, ni, no, 1.0f, dout, no, w,
-			    ni, 1.0f, din, ni);
+		sfp_gemm(ctx->isa, 0, 0, B, ni, no, 1.0f, dout, no, w, ni, 1.0f, din, ni, ctx->gemm_ws);
 }
 
 /* ---- conv2d ------------------------------------------------------------- */
@@ -123,7 +119,7 @@ static void col2im_add(float *din, const float *col, const sfp_conv_dims *d)
 	}
 }
 
-void sfp_conv2d_forward(float *out, const float *in, const float *w, const float *b, int B,
+void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w, const float *b, int B,
 			const sfp_conv_dims *d, float *ws)
 {
 	const int K = d->ci * d->k * d->k, hw = d->ho * d->wo;
@@ -137,8 +133,7 @@ void sfp_conv2d_forward(float *out, const float *in, const float *w, const float
 			col = ws;
 		}
 		/* y (co, hw) = W (co, K) . col (K, hw) */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->co, hw, K, 1.0f, w, K,
-			    col, hw, 0.0f, y, hw);
+		sfp_gemm(ctx->isa, 0, 0, d->co, hw, K, 1.0f, w, K, col, hw, 0.0f, y, hw, ctx->gemm_ws);
 		if (b)
 			for (int o = 0; o < d->co; o++) {
 				float *yo = y + (size_t)o * hw, bo = b[o];
@@ -148,7 +143,7 @@ void sfp_conv2d_forward(float *out, const float *in, const float *w, const float
 	}
 }
 
-void sfp_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
 			 const float *w, int B, const sfp_conv_dims *d, float *ws)
 {
 	const int K = d->ci * d->k * d->k, hw = d->ho * d->wo;
@@ -163,8 +158,7 @@ void sfp_conv2d_backward(float *din, float *dw, float *db, const float *dout, co
 			c = col;
 		}
 		/* dW (co, K) += g (co, hw) . col^T (hw, K) */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->co, K, hw, 1.0f, g, hw, c,
-			    hw, 1.0f, dw, K);
+		sfp_gemm(ctx->isa, 0, 1, d->co, K, hw, 1.0f, g, hw, c, hw, 1.0f, dw, K, ctx->gemm_ws);
 		if (db)
 			for (int o = 0; o < d->co; o++) {
 				const float *go = g + (size_t)o * hw;
@@ -177,57 +171,28 @@ void sfp_conv2d_backward(float *din, float *dw, float *db, const float *dout, co
 			continue;
 		if (pw) {
 			/* din (ci, hw) += W^T (ci, co) . g (co, hw) */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, hw, d->co, 1.0f, w, K,
-				    g, hw, 1.0f, din + s * in_n, hw);
+			sfp_gemm(ctx->isa, 1, 0, K, hw, d->co, 1.0f, w, K, g, hw, 1.0f, din + s * in_n, hw, ctx->gemm_ws);
 		} else {
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, hw, d->co, 1.0f, w, K,
-				    g, hw, 0.0f, dcol, hw);
+			sfp_gemm(ctx->isa, 1, 0, K, hw, d->co, 1.0f, w, K, g, hw, 0.0f, dcol, hw, ctx->gemm_ws);
 			col2im_add(din + s * in_n, dcol, d);
 		}
 	}
 }
 
 /* ---- pools -------------------------------------------------------------- */
-void sfp_maxpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d)
+void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
+			 const sfp_pool_dims *d)
 {
 	const size_t planes = (size_t)B * d->c;
 	for (size_t p = 0; p < planes; p++) {
 		const float *x = in + p * d->h * d->w;
 		float *y = out + p * d->ho * d->wo;
+		int32_t *ai = arg + p * d->ho * d->wo;
 		for (int oy = 0; oy < d->ho; oy++)
 			for (int ox = 0; ox < d->wo; ox++) {
+				/* the first maximum of the window; its index feeds backward */
 				float m = -INFINITY;
-				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
-				for (int ky = 0; ky < d->k; ky++) {
-					int iy = y0 + ky;
-					if (iy < 0 || iy >= d->h)
-						continue;
-					for (int kx = 0; kx < d->k; kx++) {
-						int ix = x0 + kx;
-						if (ix >= 0 && ix < d->w && x[iy * d->w + ix] > m)
-							m = x[iy * d->w + ix];
-					}
-				}
-				y[oy * d->wo + ox] = m;
-			}
-	}
-}
-
-void sfp_maxpool_backward(float *din, const float *dout, const float *in, int B,
-			  const sfp_pool_dims *d)
-{
-	if (!din)
-		return;
-	const size_t planes = (size_t)B * d->c;
-	for (size_t p = 0; p < planes; p++) {
-		const float *x = in + p * d->h * d->w;
-		float *dx = din + p * d->h * d->w;
-		const float *g = dout + p * d->ho * d->wo;
-		for (int oy = 0; oy < d->ho; oy++)
-			for (int ox = 0; ox < d->wo; ox++) {
-				/* the first maximum of the window gets the gradient */
-				float m = -INFINITY;
-				int arg = -1;
+				int best = -1;
 				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
 				for (int ky = 0; ky < d->k; ky++) {
 					int iy = y0 + ky;
@@ -236,15 +201,30 @@ void sfp_maxpool_backward(float *din, const float *dout, const float *in, int B,
 					for (int kx = 0; kx < d->k; kx++) {
 						int ix = x0 + kx;
 						if (ix >= 0 && ix < d->w &&
-						    (arg < 0 || x[iy * d->w + ix] > m)) {
+						    (best < 0 || x[iy * d->w + ix] > m)) {
 							m = x[iy * d->w + ix];
-							arg = iy * d->w + ix;
+							best = iy * d->w + ix;
 						}
 					}
 				}
-				if (arg >= 0)
-					dx[arg] += g[oy * d->wo + ox];
+				y[oy * d->wo + ox] = m;
+				ai[oy * d->wo + ox] = best;
 			}
+	}
+}
+
+void sfp_maxpool_backward(float *din, const float *dout, const int32_t *arg, int B,
+			  const sfp_pool_dims *d)
+{
+	if (!din)
+		return;
+	const size_t planes = (size_t)B * d->c, no = (size_t)d->ho * d->wo;
+	for (size_t p = 0; p < planes; p++) {
+		float *dx = din + p * d->h * d->w;
+		const float *g = dout + p * no;
+		const int32_t *ai = arg + p * no;
+		for (size_t o = 0; o < no; o++)
+			dx[ai[o]] += g[o];
 	}
 }
 

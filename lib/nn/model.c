@@ -55,6 +55,7 @@ typedef struct layer {
 	size_t buf_off, nbufs;     /* batch norm: running mean, running var */
 	size_t act_off;            /* output, max_batch x out */
 	size_t aux_off;            /* batch norm: mean, invstd */
+	size_t idx_off;            /* maxpool: argmax per output, in the index arena */
 	/* plug-in */
 	void *dl;
 	const sfp_plugin_layer *plugin;
@@ -67,8 +68,11 @@ struct sfp_model {
 	sfp_shape input;
 	int classes, max_batch;
 	float *params, *grads, *bufs, *acts, *dacts, *ws, *dlogits, *dinput;
-	size_t nparams, nbufs, nacts, nws;
+	int32_t *idx;
+	size_t nparams, nbufs, nacts, nws, nidx;
 	int want_dinput;
+	sfp_nn_ctx ctx;
+	float *gemm_ws;
 	uint64_t noise_seed;
 	int training;
 };
@@ -264,6 +268,8 @@ void sfp_model_free(sfp_model *m)
 	free(m->ws);
 	free(m->dlogits);
 	free(m->dinput);
+	free(m->gemm_ws);
+	free(m->idx);
 	free(m);
 }
 
@@ -355,6 +361,10 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 			l->act_off = aoff;
 			aoff += (size_t)max_batch * sfp_shape_numel(l->out);
 		}
+		if (l->kind == L_MAXPOOL) {
+			l->idx_off = m->nidx;
+			m->nidx += (size_t)max_batch * sfp_shape_numel(l->out);
+		}
 		if (l->kind == L_BATCHNORM) {
 			l->aux_off = aoff;
 			aoff += 2 * (size_t)l->in.c;
@@ -389,7 +399,12 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 	m->dacts = alloc_floats(aoff);
 	m->ws = alloc_floats(m->nws);
 	m->dlogits = alloc_floats((size_t)max_batch * m->classes);
-	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->ws || !m->dlogits) {
+	m->gemm_ws = alloc_floats(SFP_GEMM_WS_FLOATS);
+	m->idx = calloc(m->nidx ? m->nidx : 1, sizeof(int32_t));
+	m->ctx.isa = sfp_cpu_isa();
+	m->ctx.gemm_ws = m->gemm_ws;
+	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->ws || !m->dlogits ||
+	    !m->gemm_ws || !m->idx) {
 		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's arenas");
 		goto out;
 	}
@@ -457,8 +472,8 @@ float *sfp_model_buffers(sfp_model *m, size_t *n)
 
 size_t sfp_model_bytes(const sfp_model *m)
 {
-	size_t f = 2 * m->nparams + m->nbufs + 2 * m->nacts + m->nws +
-		   (size_t)m->max_batch * m->classes;
+	size_t f = 2 * m->nparams + m->nbufs + 2 * m->nacts + m->nws + SFP_GEMM_WS_FLOATS +
+		   m->nidx + (size_t)m->max_batch * m->classes;
 	if (m->dinput)
 		f += (size_t)m->max_batch * sfp_shape_numel(m->input);
 	return f * sizeof(float);
@@ -532,18 +547,18 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 		const size_t n = (size_t)B * sfp_shape_numel(l->out);
 		switch (l->kind) {
 		case L_LINEAR:
-			sfp_linear_forward(y, in, w, l->bias ? w + (size_t)l->in.c * l->out.c : NULL,
+			sfp_linear_forward(&m->ctx, y, in, w, l->bias ? w + (size_t)l->in.c * l->out.c : NULL,
 					   B, l->in.c, l->out.c);
 			break;
 		case L_CONV2D:
-			sfp_conv2d_forward(y, in, w,
+			sfp_conv2d_forward(&m->ctx, y, in, w,
 					   l->bias ? w + (size_t)l->conv.co * l->conv.ci * l->conv.k *
 							     l->conv.k
 						   : NULL,
 					   B, &l->conv, m->ws);
 			break;
 		case L_MAXPOOL:
-			sfp_maxpool_forward(y, in, B, &l->pool);
+			sfp_maxpool_forward(y, m->idx + l->idx_off, in, B, &l->pool);
 			break;
 		case L_AVGPOOL:
 			sfp_avgpool_forward(y, in, B, &l->pool);
@@ -634,18 +649,18 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 		const size_t n = (size_t)B * sfp_shape_numel(l->out);
 		switch (l->kind) {
 		case L_LINEAR:
-			sfp_linear_backward(din, dw, l->bias ? dw + (size_t)l->in.c * l->out.c : NULL,
+			sfp_linear_backward(&m->ctx, din, dw, l->bias ? dw + (size_t)l->in.c * l->out.c : NULL,
 					    g, in, w, B, l->in.c, l->out.c);
 			break;
 		case L_CONV2D:
-			sfp_conv2d_backward(din, dw,
+			sfp_conv2d_backward(&m->ctx, din, dw,
 					    l->bias ? dw + (size_t)l->conv.co * l->conv.ci *
 								   l->conv.k * l->conv.k
 						    : NULL,
 					    g, in, w, B, &l->conv, m->ws);
 			break;
 		case L_MAXPOOL:
-			sfp_maxpool_backward(din, g, in, B, &l->pool);
+			sfp_maxpool_backward(din, g, m->idx + l->idx_off, B, &l->pool);
 			break;
 		case L_AVGPOOL:
 			sfp_avgpool_backward(din, g, B, &l->pool);

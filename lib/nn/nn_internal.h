@@ -12,10 +12,33 @@
 
 #include "sfp/nn.h"
 
+/* ---- GEMM: C (M x N) = alpha op(A) (M x K) op(B) (K x N) + beta C ------------
+ * Row-major; ta/tb select A^T / B^T as stored. `ws` holds SFP_GEMM_WS_FLOATS
+ * floats of packing space; `isa` is the level to use (sfp_cpu_isa()). */
+#define SFP_GEMM_MR 8
+#define SFP_GEMM_NR 32
+#define SFP_GEMM_MC 128
+#define SFP_GEMM_KC 256
+#define SFP_GEMM_NC 1024
+#define SFP_GEMM_WS_FLOATS (SFP_GEMM_MC * SFP_GEMM_KC + SFP_GEMM_KC * SFP_GEMM_NC)
+void sfp_gemm(int isa, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+	      const float *B, int ldb, float beta, float *C, int ldc, float *ws);
+/* The obviously right version (double accumulation), for tests. */
+void sfp_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		  const float *B, int ldb, float beta, float *C, int ldc);
+void sfp_gemm_kernel_avx512(int kc, const float *ap, const float *bp, float *c, int ldc, int m,
+			    int n, float alpha, float beta);
+
+/* What the GEMM-based kernels need: the ISA level and packing space. */
+typedef struct sfp_nn_ctx {
+	int isa;
+	float *gemm_ws; /* SFP_GEMM_WS_FLOATS */
+} sfp_nn_ctx;
+
 /* linear: out (B,O) = in (B,I) W^T (O,I) + b (O) */
-void sfp_linear_forward(float *out, const float *in, const float *w, const float *b, int B, int ni,
+void sfp_linear_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w, const float *b, int B, int ni,
 			int no);
-void sfp_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+void sfp_linear_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
 			 const float *w, int B, int ni, int no);
 
 /* conv2d, NCHW: w (Co, Ci, k, k), b (Co); ws holds 2 * Ci*k*k * Ho*Wo floats */
@@ -25,9 +48,9 @@ typedef struct sfp_conv_dims {
 	int k, stride, pad;
 } sfp_conv_dims;
 size_t sfp_conv_ws_floats(const sfp_conv_dims *d);
-void sfp_conv2d_forward(float *out, const float *in, const float *w, const float *b, int B,
+void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w, const float *b, int B,
 			const sfp_conv_dims *d, float *ws);
-void sfp_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
 			 const float *w, int B, const sfp_conv_dims *d, float *ws);
 
 /* pools over (c, h, w) -> (c, ho, wo); padding cells are ignored (max) or
@@ -35,8 +58,11 @@ void sfp_conv2d_backward(float *din, float *dw, float *db, const float *dout, co
 typedef struct sfp_pool_dims {
 	int c, h, w, ho, wo, k, stride, pad;
 } sfp_pool_dims;
-void sfp_maxpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d);
-void sfp_maxpool_backward(float *din, const float *dout, const float *in, int B,
+/* maxpool keeps the input index of each output's maximum in `arg` (one per
+ * output value) for backward */
+void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
+			 const sfp_pool_dims *d);
+void sfp_maxpool_backward(float *din, const float *dout, const int32_t *arg, int B,
 			  const sfp_pool_dims *d);
 void sfp_avgpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d);
 void sfp_avgpool_backward(float *din, const float *dout, int B, const sfp_pool_dims *d);

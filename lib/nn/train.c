@@ -329,6 +329,36 @@ out:
 	return rc;
 }
 
+int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *err)
+{
+	DIR *d = opendir(path);
+	if (!d) {
+		if (errno != ENOTDIR && errno != ENOENT)
+			return sfp_error_set(err, SFP_EIO, "cannot read '%s': %s", path,
+					     strerror(errno));
+		if (errno == ENOENT)
+			return sfp_error_set(err, SFP_ENOENT, "checkpoint '%s' does not exist", path);
+		if ((size_t)snprintf(out, cap, "%s", path) >= cap)
+			return sfp_error_set(err, SFP_EINVAL, "checkpoint path '%s' is too long", path);
+		return SFP_OK;
+	}
+	int64_t best = -1;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int64_t s;
+		char tail[8];
+		if (sscanf(e->d_name, "ckpt-%" SCNd64 ".%7s", &s, tail) == 2 && !strcmp(tail, "sfpk") &&
+		    s > best)
+			best = s;
+	}
+	closedir(d);
+	if (best < 0)
+		return sfp_error_set(err, SFP_ENOENT, "no checkpoint (ckpt-<step>.sfpk) in '%s'", path);
+	if ((size_t)snprintf(out, cap, "%s/ckpt-%" PRId64 ".sfpk", path, best) >= cap)
+		return sfp_error_set(err, SFP_EINVAL, "checkpoint path in '%s' is too long", path);
+	return SFP_OK;
+}
+
 /* Delete all but the newest `keep` ckpt-<step>.sfpk files of `dir`. */
 static void prune_checkpoints(const char *dir, int keep)
 {
