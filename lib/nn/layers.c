@@ -103,17 +103,24 @@ static void col2im_add(float *din, const float *col, const sfp_conv_dims *d)
 		for (int ky = 0; ky < d->k; ky++)
 			for (int kx = 0; kx < d->k; kx++) {
 				const float *row = col + ((size_t)(c * d->k + ky) * d->k + kx) * hw;
+				/* output columns whose input column is inside the image */
+				int ox0 = 0, ox1 = d->wo;
+				while (ox0 < ox1 && ox0 * d->stride - d->pad + kx < 0)
+					ox0++;
+				while (ox1 > ox0 && (ox1 - 1) * d->stride - d->pad + kx >= d->w)
+					ox1--;
 				for (int oy = 0; oy < d->ho; oy++) {
 					int iy = oy * d->stride - d->pad + ky;
 					if (iy < 0 || iy >= d->h)
 						continue;
-					float *dst = plane + (size_t)iy * d->w;
+					float *dst = plane + (size_t)iy * d->w - d->pad + kx;
 					const float *r = row + oy * d->wo;
-					for (int ox = 0; ox < d->wo; ox++) {
-						int ix = ox * d->stride - d->pad + kx;
-						if (ix >= 0 && ix < d->w)
-							dst[ix] += r[ox];
-					}
+					if (d->stride == 1)
+						for (int ox = ox0; ox < ox1; ox++)
+							dst[ox] += r[ox];
+					else
+						for (int ox = ox0; ox < ox1; ox++)
+							dst[ox * d->stride] += r[ox];
 				}
 			}
 	}
@@ -184,6 +191,36 @@ void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
 			 const sfp_pool_dims *d)
 {
 	const size_t planes = (size_t)B * d->c;
+	if (d->k == 2 && d->stride == 2 && d->pad == 0) {
+		/* the common 2x2 window, without bounds checks (same first-max rule) */
+		for (size_t p = 0; p < planes; p++) {
+			const float *x = in + p * d->h * d->w;
+			float *y = out + p * d->ho * d->wo;
+			int32_t *ai = arg + p * d->ho * d->wo;
+			for (int oy = 0; oy < d->ho; oy++) {
+				const float *r0 = x + (size_t)(2 * oy) * d->w, *r1 = r0 + d->w;
+				for (int ox = 0; ox < d->wo; ox++) {
+					int i0 = 2 * ox, best = 2 * oy * d->w + i0;
+					float m = r0[i0];
+					if (r0[i0 + 1] > m) {
+						m = r0[i0 + 1];
+						best = 2 * oy * d->w + i0 + 1;
+					}
+					if (r1[i0] > m) {
+						m = r1[i0];
+						best = (2 * oy + 1) * d->w + i0;
+					}
+					if (r1[i0 + 1] > m) {
+						m = r1[i0 + 1];
+						best = (2 * oy + 1) * d->w + i0 + 1;
+					}
+					y[oy * d->wo + ox] = m;
+					ai[oy * d->wo + ox] = best;
+				}
+			}
+		}
+		return;
+	}
 	for (size_t p = 0; p < planes; p++) {
 		const float *x = in + p * d->h * d->w;
 		float *y = out + p * d->ho * d->wo;
