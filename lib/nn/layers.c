@@ -346,6 +346,12 @@ void sfp_relu_backward(float *din, const float *dout, const float *in, size_t n)
 		din[i] += in[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+void sfp_relu_mask_inplace(float *g, const float *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		g[i] = out[i] > 0.0f ? g[i] : 0.0f;
+}
+
 /* GELU, tanh approximation: 0.5 x (1 + tanh(s (x + 0.044715 x^3))), s = sqrt(2/pi) */
 #define GELU_S 0.7978845608028654f
 #define GELU_C 0.044715f

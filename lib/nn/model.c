@@ -44,6 +44,7 @@ typedef struct layer {
 	int line;
 	sfp_shape in, out;
 	int input; /* producer of the input (-1 = model input) */
+	int inplace; /* relu writing over its producer's output (see relu_can_be_inplace) */
 	int from;  /* add: second operand */
 	/* options */
 	int bias;
@@ -248,6 +249,25 @@ static int layer_shape(layer *l, const sfp_cfg_layer *c, sfp_error *err)
 	return layer_error(err, SFP_EINVAL, l, "unknown layer type");
 }
 
+/*
+ * A ReLU may overwrite its producer's output (and share its gradient slice)
+ * when nothing else reads that output: the producer is a layer whose
+ * backward does not read its own output, and no `add` names it. This saves
+ * a tensor of memory and a pass over it in both directions.
+ */
+static int relu_can_be_inplace(const sfp_model *m, const sfp_cfg_model *cfg, int i)
+{
+	if (i == 0)
+		return 0;
+	const layer *p = &m->layers[i - 1];
+	if (p->kind == L_TANH || p->kind == L_PLUGIN || p->kind == L_FLATTEN || p->inplace)
+		return 0;
+	for (int j = 0; j < cfg->n_layers; j++)
+		if (!strcmp(cfg->layers[j].type, "add") && !strcmp(cfg->layers[j].from, p->name))
+			return 0;
+	return 1;
+}
+
 void sfp_model_free(sfp_model *m)
 {
 	if (!m)
@@ -357,6 +377,9 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 		boff += l->nbufs;
 		if (l->kind == L_FLATTEN && i > 0) {
 			l->act_off = m->layers[i - 1].act_off; /* an alias: no data moves */
+		} else if (l->kind == L_RELU && relu_can_be_inplace(m, cfg, i)) {
+			l->inplace = 1;
+			l->act_off = m->layers[i - 1].act_off;
 		} else {
 			l->act_off = aoff;
 			aoff += (size_t)max_batch * sfp_shape_numel(l->out);
@@ -564,7 +587,7 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 			sfp_avgpool_forward(y, in, B, &l->pool);
 			break;
 		case L_RELU:
-			sfp_relu_forward(y, in, n);
+			sfp_relu_forward(y, in, n); /* in == y when in place */
 			break;
 		case L_GELU:
 			sfp_gelu_forward(y, in, n);
@@ -632,7 +655,7 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 	/* zero every activation gradient that this batch uses, then seed the last */
 	for (int i = 0; i < m->n; i++) {
 		layer *l = &m->layers[i];
-		if (l->kind != L_FLATTEN || i == 0)
+		if ((l->kind != L_FLATTEN || i == 0) && !l->inplace)
 			memset(dact(m, i), 0, (size_t)B * sfp_shape_numel(l->out) * sizeof(float));
 	}
 	memcpy(dact(m, m->n - 1), m->dlogits, (size_t)B * m->classes * sizeof(float));
@@ -666,7 +689,10 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 			sfp_avgpool_backward(din, g, B, &l->pool);
 			break;
 		case L_RELU:
-			sfp_relu_backward(din, g, in, n);
+			if (l->inplace) /* g is also the producer's slice, holding only dy */
+				sfp_relu_mask_inplace(dact(m, i), y, n);
+			else
+				sfp_relu_backward(din, g, in, n);
 			break;
 		case L_GELU:
 			sfp_gelu_backward(din, g, in, n);

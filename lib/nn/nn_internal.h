@@ -70,6 +70,8 @@ void sfp_avgpool_backward(float *din, const float *dout, int B, const sfp_pool_d
 /* elementwise over n values */
 void sfp_relu_forward(float *out, const float *in, size_t n);
 void sfp_relu_backward(float *din, const float *dout, const float *in, size_t n);
+/* in-place ReLU backward: g = dy where out > 0, else 0 */
+void sfp_relu_mask_inplace(float *g, const float *out, size_t n);
 void sfp_gelu_forward(float *out, const float *in, size_t n);
 void sfp_gelu_backward(float *din, const float *dout, const float *in, size_t n);
 void sfp_tanh_forward(float *out, const float *in, size_t n);
