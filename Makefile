@@ -39,8 +39,8 @@ WERROR ?=
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
 	-Wvla -Wformat=2 $(if $(WERROR),-Werror)
 CPPFLAGS := -I. -Iinclude -Ilib -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L
-CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
-LDFLAGS := $(SAN_FLAGS) $(EXTRA_LDFLAGS)
+CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing -fopenmp $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS := -fopenmp $(SAN_FLAGS) $(EXTRA_LDFLAGS)
 LDLIBS := -lyaml -lopenblas -lz -lm -ldl -lpthread
 
 # Files named *_avx2.c / *_avx512.c hold the SIMD kernels; they are compiled

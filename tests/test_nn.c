@@ -99,6 +99,19 @@ static void gradcheck(const char *what, const sfp_cfg_model *cfg, int B)
 	memcpy(g, sfp_model_grads(m, NULL), np * sizeof(float));
 	memcpy(gx, sfp_model_input_grad(m), nx * sizeof(float));
 
+	/* two threads split samples and rows; the gradients agree to rounding */
+	CU_ASSERT_EQUAL_FATAL(sfp_model_set_threads(m, 2, &err), SFP_OK);
+	sfp_model_forward(m, x, B, 1, 7);
+	sfp_model_loss(m, y, B, NULL, 1);
+	sfp_model_zero_grad(m);
+	sfp_model_backward(m, x, B);
+	const float *g2 = sfp_model_grads(m, NULL);
+	int tbad = 0;
+	for (size_t i = 0; i < np; i++)
+		tbad += fabsf(g2[i] - g[i]) > 1e-5f + 1e-4f * fabsf(g[i]);
+	CU_ASSERT_EQUAL(tbad, 0);
+	CU_ASSERT_EQUAL_FATAL(sfp_model_set_threads(m, 1, &err), SFP_OK);
+
 	double maxdiff = 0.0;
 	int bad = 0, checked = 0;
 	for (int li = 0; li < sfp_model_n_layers(m); li++) {

@@ -60,6 +60,10 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 		     int max_batch, sfp_error *err);
 void sfp_model_free(sfp_model *m);
 
+/* Threads for the layers' kernels (default 1). A given count always gives
+ * the same bits; different counts may differ in the last bits of sums. */
+int sfp_model_set_threads(sfp_model *m, int threads, sfp_error *err);
+
 int sfp_model_n_layers(const sfp_model *m);
 void sfp_model_layer(const sfp_model *m, int i, sfp_layer_info *info);
 sfp_shape sfp_model_input_shape(const sfp_model *m);

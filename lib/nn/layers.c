@@ -5,16 +5,63 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "nn/nn_internal.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Thread `t`'s slices of the context's workspaces. */
+static float *gemm_ws_of(const sfp_nn_ctx *ctx, int t)
+{
+	return ctx->gemm_ws + (size_t)t * SFP_GEMM_WS_FLOATS;
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+	return omp_get_thread_num();
+#else
+	return 0;
+#endif
+}
+
 /* ---- linear ------------------------------------------------------------- */
-void sfp_linear_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w, const float *b, int B, int ni,
-			int no)
+/* C rows split among the context's threads (in MR multiples); each thread
+ * packs into its own workspace. The split does not change any sum. */
+static void gemm_rows_mt(const sfp_nn_ctx *ctx, int ta, int tb, int M, int N, int K,
+			 const float *A, int lda, const float *Bm, int ldb, float beta, float *C,
+			 int ldc)
+{
+	int T = ctx->threads;
+	if (T > 1 && M < 2 * SFP_GEMM_MR * T)
+		T = M / (2 * SFP_GEMM_MR) > 1 ? M / (2 * SFP_GEMM_MR) : 1;
+	if (T <= 1) {
+		sfp_gemm(ctx->isa, ta, tb, M, N, K, 1.0f, A, lda, Bm, ldb, beta, C, ldc,
+			 ctx->gemm_ws);
+		return;
+	}
+#pragma omp parallel num_threads(T)
+	{
+		const int t = thread_id();
+		int per = ((M + T - 1) / T + SFP_GEMM_MR - 1) / SFP_GEMM_MR * SFP_GEMM_MR;
+		int m0 = t * per, m1 = m0 + per < M ? m0 + per : M;
+		if (m0 < m1) {
+			const float *a = ta ? A + m0 : A + (size_t)m0 * lda;
+			sfp_gemm(ctx->isa, ta, tb, m1 - m0, N, K, 1.0f, a, lda, Bm, ldb, beta,
+				 C + (size_t)m0 * ldc, ldc, gemm_ws_of(ctx, t));
+		}
+	}
+}
+
+void sfp_linear_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w,
+			const float *b, int B, int ni, int no)
 {
 	/* out (B,O) = in (B,I) . W^T */
-	sfp_gemm(ctx->isa, 0, 1, B, no, ni, 1.0f, in, ni, w, ni, 0.0f, out, no, ctx->gemm_ws);
+	gemm_rows_mt(ctx, 0, 1, B, no, ni, in, ni, w, ni, 0.0f, out, no);
 	if (b)
 		for (int s = 0; s < B; s++) {
 			float *o = out + (size_t)s * no;
@@ -23,11 +70,11 @@ void sfp_linear_forward(const sfp_nn_ctx *ctx, float *out, const float *in, cons
 		}
 }
 
-void sfp_linear_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
-			 const float *w, int B, int ni, int no)
+void sfp_linear_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db,
+			 const float *dout, const float *in, const float *w, int B, int ni, int no)
 {
 	/* dW (O,I) += dout^T (O,B) . in (B,I) */
-	sfp_gemm(ctx->isa, 1, 0, no, ni, B, 1.0f, dout, no, in, ni, 1.0f, dw, ni, ctx->gemm_ws);
+	gemm_rows_mt(ctx, 1, 0, no, ni, B, dout, no, in, ni, 1.0f, dw, ni);
 	if (db)
 		for (int s = 0; s < B; s++) {
 			const float *g = dout + (size_t)s * no;
@@ -36,7 +83,7 @@ void sfp_linear_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db
 		}
 	/* din (B,I) += dout (B,O) . W (O,I) */
 	if (din)
-		sfp_gemm(ctx->isa, 0, 0, B, ni, no, 1.0f, dout, no, w, ni, 1.0f, din, ni, ctx->gemm_ws);
+		gemm_rows_mt(ctx, 0, 0, B, ni, no, dout, no, w, ni, 1.0f, din, ni);
 }
 
 /* ---- conv2d ------------------------------------------------------------- */
@@ -126,12 +173,15 @@ static void col2im_add(float *din, const float *col, const sfp_conv_dims *d)
 	}
 }
 
-void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w, const float *b, int B,
-			const sfp_conv_dims *d, float *ws)
+void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w,
+			const float *b, int B, const sfp_conv_dims *d)
 {
 	const int K = d->ci * d->k * d->k, hw = d->ho * d->wo;
 	const size_t in_n = (size_t)d->ci * d->h * d->w, out_n = (size_t)d->co * hw;
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (ctx->threads > 1)
 	for (int s = 0; s < B; s++) {
+		const int t = thread_id();
+		float *ws = ctx->conv_ws + (size_t)t * ctx->conv_ws_floats;
 		const float *x = in + s * in_n;
 		float *y = out + s * out_n;
 		const float *col = x;
@@ -140,7 +190,8 @@ void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, cons
 			col = ws;
 		}
 		/* y (co, hw) = W (co, K) . col (K, hw) */
-		sfp_gemm(ctx->isa, 0, 0, d->co, hw, K, 1.0f, w, K, col, hw, 0.0f, y, hw, ctx->gemm_ws);
+		sfp_gemm(ctx->isa, 0, 0, d->co, hw, K, 1.0f, w, K, col, hw, 0.0f, y, hw,
+			 gemm_ws_of(ctx, t));
 		if (b)
 			for (int o = 0; o < d->co; o++) {
 				float *yo = y + (size_t)o * hw, bo = b[o];
@@ -150,14 +201,17 @@ void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, cons
 	}
 }
 
-void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
-			 const float *w, int B, const sfp_conv_dims *d, float *ws)
+/* Samples [s0, s1) of the backward pass, accumulating into dw/db. */
+static void conv2d_backward_range(const sfp_nn_ctx *ctx, int t, float *din, float *dw, float *db,
+				  const float *dout, const float *in, const float *w, int s0,
+				  int s1, const sfp_conv_dims *d)
 {
 	const int K = d->ci * d->k * d->k, hw = d->ho * d->wo;
 	const size_t in_n = (size_t)d->ci * d->h * d->w, out_n = (size_t)d->co * hw;
 	const int pw = conv_is_pointwise(d);
-	float *col = ws, *dcol = ws + (size_t)K * hw;
-	for (int s = 0; s < B; s++) {
+	float *col = ctx->conv_ws + (size_t)t * ctx->conv_ws_floats, *dcol = col + (size_t)K * hw;
+	float *gws = gemm_ws_of(ctx, t);
+	for (int s = s0; s < s1; s++) {
 		const float *x = in + s * in_n, *g = dout + s * out_n;
 		const float *c = x;
 		if (!pw) {
@@ -165,7 +219,7 @@ void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db
 			c = col;
 		}
 		/* dW (co, K) += g (co, hw) . col^T (hw, K) */
-		sfp_gemm(ctx->isa, 0, 1, d->co, K, hw, 1.0f, g, hw, c, hw, 1.0f, dw, K, ctx->gemm_ws);
+		sfp_gemm(ctx->isa, 0, 1, d->co, K, hw, 1.0f, g, hw, c, hw, 1.0f, dw, K, gws);
 		if (db)
 			for (int o = 0; o < d->co; o++) {
 				const float *go = g + (size_t)o * hw;
@@ -178,11 +232,45 @@ void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db
 			continue;
 		if (pw) {
 			/* din (ci, hw) += W^T (ci, co) . g (co, hw) */
-			sfp_gemm(ctx->isa, 1, 0, K, hw, d->co, 1.0f, w, K, g, hw, 1.0f, din + s * in_n, hw, ctx->gemm_ws);
+			sfp_gemm(ctx->isa, 1, 0, K, hw, d->co, 1.0f, w, K, g, hw, 1.0f, din + s * in_n,
+				 hw, gws);
 		} else {
-			sfp_gemm(ctx->isa, 1, 0, K, hw, d->co, 1.0f, w, K, g, hw, 0.0f, dcol, hw, ctx->gemm_ws);
+			sfp_gemm(ctx->isa, 1, 0, K, hw, d->co, 1.0f, w, K, g, hw, 0.0f, dcol, hw, gws);
 			col2im_add(din + s * in_n, dcol, d);
 		}
+	}
+}
+
+/*
+ * With several threads each takes a contiguous range of samples and sums
+ * its weight gradient into its own buffer; the buffers are then added to
+ * dw in thread order, so a given thread count always gives the same bits.
+ */
+void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db,
+			 const float *dout, const float *in, const float *w, int B,
+			 const sfp_conv_dims *d)
+{
+	const int T = ctx->threads < B ? ctx->threads : B;
+	if (T <= 1) {
+		conv2d_backward_range(ctx, 0, din, dw, db, dout, in, w, 0, B, d);
+		return;
+	}
+	const size_t nw = (size_t)d->co * d->ci * d->k * d->k, np = nw + (size_t)d->co;
+#pragma omp parallel num_threads(T)
+	{
+		const int t = thread_id();
+		float *pw = ctx->partial + (size_t)t * ctx->partial_floats;
+		memset(pw, 0, np * sizeof(float));
+		int s0 = (int)((int64_t)B * t / T), s1 = (int)((int64_t)B * (t + 1) / T);
+		conv2d_backward_range(ctx, t, din, pw, db ? pw + nw : NULL, dout, in, w, s0, s1, d);
+	}
+	for (int t = 0; t < T; t++) {
+		const float *pw = ctx->partial + (size_t)t * ctx->partial_floats;
+		for (size_t i = 0; i < nw; i++)
+			dw[i] += pw[i];
+		if (db)
+			for (int o = 0; o < d->co; o++)
+				db[o] += pw[nw + o];
 	}
 }
 

@@ -68,12 +68,11 @@ struct sfp_model {
 	layer *layers;
 	sfp_shape input;
 	int classes, max_batch;
-	float *params, *grads, *bufs, *acts, *dacts, *ws, *dlogits, *dinput;
+	float *params, *grads, *bufs, *acts, *dacts, *dlogits, *dinput;
 	int32_t *idx;
-	size_t nparams, nbufs, nacts, nws, nidx;
+	size_t nparams, nbufs, nacts, nws, nidx, npartial;
 	int want_dinput;
-	sfp_nn_ctx ctx;
-	float *gemm_ws;
+	sfp_nn_ctx ctx; /* owns its workspaces */
 	uint64_t noise_seed;
 	int training;
 };
@@ -285,10 +284,11 @@ void sfp_model_free(sfp_model *m)
 	free(m->bufs);
 	free(m->acts);
 	free(m->dacts);
-	free(m->ws);
 	free(m->dlogits);
 	free(m->dinput);
-	free(m->gemm_ws);
+	free(m->ctx.gemm_ws);
+	free(m->ctx.conv_ws);
+	free(m->ctx.partial);
 	free(m->idx);
 	free(m);
 }
@@ -396,6 +396,8 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 			size_t w = sfp_conv_ws_floats(&l->conv);
 			if (w > m->nws)
 				m->nws = w;
+			if (l->nparams + (l->bias ? 0 : (size_t)l->conv.co) > m->npartial)
+				m->npartial = l->nparams + (l->bias ? 0 : (size_t)l->conv.co);
 		}
 		cur = l->out;
 	}
@@ -420,14 +422,11 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 	m->bufs = alloc_floats(boff);
 	m->acts = alloc_floats(aoff);
 	m->dacts = alloc_floats(aoff);
-	m->ws = alloc_floats(m->nws);
 	m->dlogits = alloc_floats((size_t)max_batch * m->classes);
-	m->gemm_ws = alloc_floats(SFP_GEMM_WS_FLOATS);
 	m->idx = calloc(m->nidx ? m->nidx : 1, sizeof(int32_t));
 	m->ctx.isa = sfp_cpu_isa();
-	m->ctx.gemm_ws = m->gemm_ws;
-	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->ws || !m->dlogits ||
-	    !m->gemm_ws || !m->idx) {
+	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->dlogits ||
+	    !m->idx || sfp_model_set_threads(m, 1, err) < 0) {
 		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's arenas");
 		goto out;
 	}
@@ -436,6 +435,32 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 out:
 	sfp_model_free(m);
 	return rc;
+}
+
+int sfp_model_set_threads(sfp_model *m, int threads, sfp_error *err)
+{
+	if (threads < 1 || threads > 256)
+		return sfp_error_set(err, SFP_EINVAL, "thread count %d is not in 1..256", threads);
+	const size_t T = (size_t)threads;
+	float *g = alloc_floats(T * SFP_GEMM_WS_FLOATS), *c = alloc_floats(T * m->nws);
+	float *p = threads > 1 ? alloc_floats(T * m->npartial) : NULL;
+	if (!g || !c || (threads > 1 && !p)) {
+		free(g);
+		free(c);
+		free(p);
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for %d threads' workspaces",
+				     threads);
+	}
+	free(m->ctx.gemm_ws);
+	free(m->ctx.conv_ws);
+	free(m->ctx.partial);
+	m->ctx.threads = threads;
+	m->ctx.gemm_ws = g;
+	m->ctx.conv_ws = c;
+	m->ctx.conv_ws_floats = m->nws;
+	m->ctx.partial = p;
+	m->ctx.partial_floats = m->npartial;
+	return SFP_OK;
 }
 
 int sfp_model_n_layers(const sfp_model *m)
@@ -495,7 +520,9 @@ float *sfp_model_buffers(sfp_model *m, size_t *n)
 
 size_t sfp_model_bytes(const sfp_model *m)
 {
-	size_t f = 2 * m->nparams + m->nbufs + 2 * m->nacts + m->nws + SFP_GEMM_WS_FLOATS +
+	const size_t T = (size_t)m->ctx.threads;
+	size_t f = 2 * m->nparams + m->nbufs + 2 * m->nacts + T * (m->nws + SFP_GEMM_WS_FLOATS) +
+		   (T > 1 ? T * m->npartial : 0) +
 		   m->nidx + (size_t)m->max_batch * m->classes;
 	if (m->dinput)
 		f += (size_t)m->max_batch * sfp_shape_numel(m->input);
@@ -578,7 +605,7 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 					   l->bias ? w + (size_t)l->conv.co * l->conv.ci * l->conv.k *
 							     l->conv.k
 						   : NULL,
-					   B, &l->conv, m->ws);
+					   B, &l->conv);
 			break;
 		case L_MAXPOOL:
 			sfp_maxpool_forward(y, m->idx + l->idx_off, in, B, &l->pool);
@@ -680,7 +707,7 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 					    l->bias ? dw + (size_t)l->conv.co * l->conv.ci *
 								   l->conv.k * l->conv.k
 						    : NULL,
-					    g, in, w, B, &l->conv, m->ws);
+					    g, in, w, B, &l->conv);
 			break;
 		case L_MAXPOOL:
 			sfp_maxpool_backward(din, g, m->idx + l->idx_off, B, &l->pool);

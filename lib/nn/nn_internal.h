@@ -29,10 +29,17 @@ void sfp_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float 
 void sfp_gemm_kernel_avx512(int kc, const float *ap, const float *bp, float *c, int ldc, int m,
 			    int n, float alpha, float beta);
 
-/* What the GEMM-based kernels need: the ISA level and packing space. */
+/* What the GEMM-based kernels need: the ISA level, the thread count and,
+ * per thread, packing space, a convolution column buffer and a partial
+ * weight-gradient buffer. */
 typedef struct sfp_nn_ctx {
 	int isa;
-	float *gemm_ws; /* SFP_GEMM_WS_FLOATS */
+	int threads;
+	float *gemm_ws;           /* threads x SFP_GEMM_WS_FLOATS */
+	float *conv_ws;           /* threads x conv_ws_floats */
+	size_t conv_ws_floats;
+	float *partial;           /* threads x partial_floats (only when threads > 1) */
+	size_t partial_floats;
 } sfp_nn_ctx;
 
 /* linear: out (B,O) = in (B,I) W^T (O,I) + b (O) */
@@ -41,17 +48,19 @@ void sfp_linear_forward(const sfp_nn_ctx *ctx, float *out, const float *in, cons
 void sfp_linear_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
 			 const float *w, int B, int ni, int no);
 
-/* conv2d, NCHW: w (Co, Ci, k, k), b (Co); ws holds 2 * Ci*k*k * Ho*Wo floats */
+/* conv2d, NCHW: w (Co, Ci, k, k), b (Co); per-thread column space of
+ * sfp_conv_ws_floats, and with threads > 1 partial gradients of Co*(Ci*k*k+1) */
 typedef struct sfp_conv_dims {
 	int ci, h, w;   /* input */
 	int co, ho, wo; /* output */
 	int k, stride, pad;
 } sfp_conv_dims;
 size_t sfp_conv_ws_floats(const sfp_conv_dims *d);
-void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w, const float *b, int B,
-			const sfp_conv_dims *d, float *ws);
-void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
-			 const float *w, int B, const sfp_conv_dims *d, float *ws);
+void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, const float *w,
+			const float *b, int B, const sfp_conv_dims *d);
+void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db,
+			 const float *dout, const float *in, const float *w, int B,
+			 const sfp_conv_dims *d);
 
 /* pools over (c, h, w) -> (c, ho, wo); padding cells are ignored (max) or
  * not counted (average). */

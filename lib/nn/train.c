@@ -14,7 +14,6 @@
  * (payload, then header with its own CRC field zero).
  */
 #include <assert.h>
-#include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -24,9 +23,6 @@
 #include <string.h>
 
 #include "sfp/nn.h"
-
-/* OpenBLAS's own thread control (not in cblas.h on every build). */
-void openblas_set_num_threads(int n);
 
 #define CKPT_MAGIC "SFPK"
 #define CKPT_VERSION 1u
@@ -109,8 +105,9 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 		rc = sfp_error_set(err, SFP_EINVAL, "train.batch_size must be positive");
 		goto out;
 	}
-	openblas_set_num_threads(cfg->train.threads > 0 ? cfg->train.threads : 1);
-	if ((rc = sfp_model_create(&t->model, &cfg->model, config_dir, B, err)) < 0)
+	if ((rc = sfp_model_create(&t->model, &cfg->model, config_dir, B, err)) < 0 ||
+	    (rc = sfp_model_set_threads(t->model, cfg->train.threads > 0 ? cfg->train.threads : 1,
+					err)) < 0)
 		goto out;
 	if ((rc = sfp_dataset_load(&t->train, &t->test, &cfg->data, err)) < 0)
 		goto out;
