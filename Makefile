@@ -57,11 +57,13 @@ LIBSFP := $(BUILD)/lib/libsfp.a
 
 $(BUILD)/obj/%_avx2.o: ISA := $(ISA_AVX2)
 $(BUILD)/obj/%_avx512.o: ISA := $(ISA_AVX512)
+# the layer loops are written for the vectoriser; -O3 turns it fully on
+$(BUILD)/obj/lib/nn/%.o: XOPT := -O3
 $(BUILD)/obj/%_sse42.o: ISA := $(ISA_SSE42)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) $(ISA) -c $< -o $@
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) $(ISA) $(XOPT) -c $< -o $@
 
 $(LIBSFP): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -119,7 +121,7 @@ tests: $(TEST_BINS) $(BINS) $(PLUGINS)
 # ---- fuzzing (libFuzzer, clang): tests/fuzz/fuzz_<target>.c ------------------
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1 -DSFP_NO_CLONES
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_SECONDS ?= 60
 
@@ -129,7 +131,7 @@ build/fuzz/obj/%_sse42.o: ISA := $(ISA_SSE42)
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(call say,CLANG,$<)$(CLANG) $(CPPFLAGS) -std=c11 -Wall -MMD -MP \
-		-fsanitize=fuzzer-no-link,address,undefined -g -O1 $(ISA) -c $< -o $@
+		-fsanitize=fuzzer-no-link,address,undefined -g -O1 -DSFP_NO_CLONES $(ISA) -c $< -o $@
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	$(call say,CLANG,$@)$(CLANG) $(CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)

@@ -36,7 +36,8 @@ static void kernel_ref(int kc, const float *ap, const float *bp, float *c, int l
 
 /* Pack rows [i0, i0+mc) x cols [k0, k0+kc) of op(A) into MR-row panels:
  * panel p holds, for each k, MR consecutive values. */
-static void pack_a(float *dst, int trans, const float *a, int lda, int i0, int mc, int k0, int kc)
+static void pack_a(int isa, float *dst, int trans, const float *a, int lda, int i0, int mc, int k0,
+		   int kc)
 {
 	for (int p = 0; p < mc; p += SFP_GEMM_MR) {
 		int rows = mc - p < SFP_GEMM_MR ? mc - p : SFP_GEMM_MR;
@@ -54,6 +55,11 @@ static void pack_a(float *dst, int trans, const float *a, int lda, int i0, int m
 			continue;
 		}
 		/* read each row of A contiguously */
+		if (isa >= SFP_ISA_AVX512 && rows == SFP_GEMM_MR) {
+			sfp_gemm_transpose8_avx512(panel, SFP_GEMM_MR,
+						   a + (size_t)(i0 + p) * lda + k0, (size_t)lda, kc);
+			continue;
+		}
 		for (int r = 0; r < rows; r++) {
 			const float *src = a + (size_t)(i0 + p + r) * lda + k0;
 			for (int k = 0; k < kc; k++)
@@ -66,13 +72,21 @@ static void pack_a(float *dst, int trans, const float *a, int lda, int i0, int m
 }
 
 /* Pack rows [k0, k0+kc) x cols [j0, j0+nc) of op(B) into NR-column panels. */
-static void pack_b(float *dst, int trans, const float *b, int ldb, int k0, int kc, int j0, int nc)
+static void pack_b(int isa, float *dst, int trans, const float *b, int ldb, int k0, int kc, int j0,
+		   int nc)
 {
 	for (int p = 0; p < nc; p += SFP_GEMM_NR) {
 		int cols = nc - p < SFP_GEMM_NR ? nc - p : SFP_GEMM_NR;
 		float *panel = dst + (size_t)p * kc;
 		if (trans) {
 			/* op(B) = B^T: read each row of B contiguously */
+			if (isa >= SFP_ISA_AVX512 && cols == SFP_GEMM_NR) {
+				for (int c = 0; c < SFP_GEMM_NR; c += 8)
+					sfp_gemm_transpose8_avx512(
+						panel + c, SFP_GEMM_NR,
+						b + (size_t)(j0 + p + c) * ldb + k0, (size_t)ldb, kc);
+				continue;
+			}
 			for (int c = 0; c < cols; c++) {
 				const float *src = b + (size_t)(j0 + p + c) * ldb + k0;
 				for (int k = 0; k < kc; k++)
@@ -110,10 +124,10 @@ static void gemm_blocked(int isa, int ta, int tb, int M, int N, int K, float alp
 		for (int k0 = 0; k0 < K; k0 += SFP_GEMM_KC) {
 			int kc = K - k0 < SFP_GEMM_KC ? K - k0 : SFP_GEMM_KC;
 			float bk = k0 == 0 ? beta : 1.0f;
-			pack_b(pb, tb, B, ldb, k0, kc, j0, nc);
+			pack_b(isa, pb, tb, B, ldb, k0, kc, j0, nc);
 			for (int i0 = 0; i0 < M; i0 += SFP_GEMM_MC) {
 				int mc = M - i0 < SFP_GEMM_MC ? M - i0 : SFP_GEMM_MC;
-				pack_a(pa, ta, A, lda, i0, mc, k0, kc);
+				pack_a(isa, pa, ta, A, lda, i0, mc, k0, kc);
 				for (int jr = 0; jr < nc; jr += SFP_GEMM_NR) {
 					int n = nc - jr < SFP_GEMM_NR ? nc - jr : SFP_GEMM_NR;
 					const float *bp = pb + (size_t)jr * kc;

@@ -48,3 +48,45 @@ void sfp_gemm_kernel_avx512(int kc, const float *ap, const float *bp, float *c, 
 		_mm512_mask_storeu_ps(ci + 16, m1, r1);
 	}
 }
+
+/* Transpose the 8 x 8 block held in r[0..7] (rows) in registers. */
+static inline void transpose8(__m256 r[8])
+{
+	__m256 t[8], u[8];
+	for (int i = 0; i < 8; i += 2) {
+		t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+		t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+	}
+	for (int i = 0; i < 8; i += 4) {
+		u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+		u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+		u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+		u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+	}
+	for (int i = 0; i < 4; i++) {
+		r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+		r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+	}
+}
+
+/*
+ * Transposing copy: dst[k * dst_stride + r] = src[r * lda + k] for r < 8 and
+ * k < kc (8 source rows of kc values -> kc destination rows of 8 values).
+ * Full 8 x 8 blocks go through registers, the tail element by element.
+ */
+void sfp_gemm_transpose8_avx512(float *dst, size_t dst_stride, const float *src, size_t lda,
+				int kc)
+{
+	int k = 0;
+	for (; k + 8 <= kc; k += 8) {
+		__m256 r[8];
+		for (int i = 0; i < 8; i++)
+			r[i] = _mm256_loadu_ps(src + (size_t)i * lda + k);
+		transpose8(r);
+		for (int i = 0; i < 8; i++)
+			_mm256_storeu_ps(dst + (size_t)(k + i) * dst_stride, r[i]);
+	}
+	for (; k < kc; k++)
+		for (int i = 0; i < 8; i++)
+			dst[(size_t)k * dst_stride + i] = src[(size_t)i * lda + k];
+}

@@ -98,6 +98,7 @@ size_t sfp_conv_ws_floats(const sfp_conv_dims *d)
 }
 
 /* col (ci*k*k, ho*wo): row (c, ky, kx), column (oy, ox). */
+SFP_VECTOR_CLONES
 static void im2col(float *col, const float *in, const sfp_conv_dims *d)
 {
 	const int hw = d->ho * d->wo;
@@ -142,6 +143,7 @@ static void im2col(float *col, const float *in, const sfp_conv_dims *d)
 }
 
 /* din += col2im(dcol) */
+SFP_VECTOR_CLONES
 static void col2im_add(float *din, const float *col, const sfp_conv_dims *d)
 {
 	const int hw = d->ho * d->wo;
@@ -275,6 +277,7 @@ void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db
 }
 
 /* ---- pools -------------------------------------------------------------- */
+SFP_VECTOR_CLONES
 void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
 			 const sfp_pool_dims *d)
 {
@@ -338,6 +341,7 @@ void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
 	}
 }
 
+SFP_VECTOR_CLONES
 void sfp_maxpool_backward(float *din, const float *dout, const int32_t *arg, int B,
 			  const sfp_pool_dims *d)
 {
@@ -368,6 +372,7 @@ static int pool_count(const sfp_pool_dims *d, int oy, int ox)
 	return (y1 - y0) * (x1 - x0);
 }
 
+SFP_VECTOR_CLONES
 void sfp_avgpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d)
 {
 	const size_t planes = (size_t)B * d->c;
@@ -393,6 +398,7 @@ void sfp_avgpool_forward(float *out, const float *in, int B, const sfp_pool_dims
 	}
 }
 
+SFP_VECTOR_CLONES
 void sfp_avgpool_backward(float *din, const float *dout, int B, const sfp_pool_dims *d)
 {
 	if (!din)
@@ -420,12 +426,23 @@ void sfp_avgpool_backward(float *din, const float *dout, int B, const sfp_pool_d
 }
 
 /* ---- elementwise -------------------------------------------------------- */
+/* The ReLU loops are written without branches (signs are random, so a
+ * branch would be mispredicted half the time) and so that gcc vectorises
+ * them; in place (out == in) takes its own loop, as the vectoriser gives up
+ * on exactly overlapping arrays. NaN maps to 0, as `x > 0` is false. */
+SFP_VECTOR_CLONES
 void sfp_relu_forward(float *out, const float *in, size_t n)
 {
+	if (out == in) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+		return;
+	}
 	for (size_t i = 0; i < n; i++)
 		out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
+SFP_VECTOR_CLONES
 void sfp_relu_backward(float *din, const float *dout, const float *in, size_t n)
 {
 	if (!din)
@@ -434,6 +451,7 @@ void sfp_relu_backward(float *din, const float *dout, const float *in, size_t n)
 		din[i] += in[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+SFP_VECTOR_CLONES
 void sfp_relu_mask_inplace(float *g, const float *out, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -491,6 +509,7 @@ static uint32_t dropout_threshold(float p)
 	return t >= 4294967295.0 ? 4294967295u : (uint32_t)t;
 }
 
+SFP_VECTOR_CLONES
 void sfp_dropout_forward(float *out, const float *in, size_t n, float p, uint32_t seed)
 {
 	const uint32_t th = dropout_threshold(p);
@@ -499,6 +518,7 @@ void sfp_dropout_forward(float *out, const float *in, size_t n, float p, uint32_
 		out[i] = dropout_keep(seed, i, th) ? in[i] * scale : 0.0f;
 }
 
+SFP_VECTOR_CLONES
 void sfp_dropout_backward(float *din, const float *dout, size_t n, float p, uint32_t seed)
 {
 	if (!din)
@@ -510,6 +530,7 @@ void sfp_dropout_backward(float *din, const float *dout, size_t n, float p, uint
 			din[i] += dout[i] * scale;
 }
 
+SFP_VECTOR_CLONES
 void sfp_add_forward(float *out, const float *a, const float *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -517,6 +538,7 @@ void sfp_add_forward(float *out, const float *a, const float *b, size_t n)
 }
 
 /* ---- batch norm --------------------------------------------------------- */
+SFP_VECTOR_CLONES
 void sfp_batchnorm_forward(float *out, float *mean, float *invstd, float *run_mean,
 			   float *run_var, const float *in, const float *gamma, const float *beta,
 			   int B, int c, int hw, float eps, float momentum, int training)
@@ -562,6 +584,7 @@ void sfp_batchnorm_forward(float *out, float *mean, float *invstd, float *run_me
 	}
 }
 
+SFP_VECTOR_CLONES
 void sfp_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
 			    const float *in, const float *mean, const float *invstd,
 			    const float *gamma, int B, int c, int hw)

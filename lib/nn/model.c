@@ -77,6 +77,11 @@ struct sfp_model {
 	int training;
 };
 
+static const char *kind_name(int k)
+{
+	return k >= 0 && k < (int)(sizeof kind_names / sizeof kind_names[0]) ? kind_names[k] : "?";
+}
+
 static int kind_parse(const char *s)
 {
 	for (size_t i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++)
@@ -90,8 +95,8 @@ static int layer_error(sfp_error *err, int code, const layer *l, const char *wha
 {
 	if (l->line > 0)
 		return sfp_error_set(err, code, "layer '%s' (%s, line %d): %s", l->name,
-				     kind_names[l->kind], l->line, what);
-	return sfp_error_set(err, code, "layer '%s' (%s): %s", l->name, kind_names[l->kind], what);
+				     kind_name(l->kind), l->line, what);
+	return sfp_error_set(err, code, "layer '%s' (%s): %s", l->name, kind_name(l->kind), what);
 }
 
 static char *shape_str(char *buf, size_t cap, sfp_shape s)
@@ -472,7 +477,7 @@ void sfp_model_layer(const sfp_model *m, int i, sfp_layer_info *info)
 {
 	const layer *l = &m->layers[i];
 	info->name = l->name;
-	info->type = kind_names[l->kind];
+	info->type = kind_name(l->kind);
 	info->in = l->in;
 	info->out = l->out;
 	info->param_offset = l->param_off;

@@ -12,6 +12,14 @@
 
 #include "sfp/nn.h"
 
+/* Element-wise loops are compiled for AVX-512, AVX2 and the baseline, and
+ * the loader picks one for this CPU (gcc/clang function multi-versioning). */
+#if defined(__x86_64__) && !defined(SFP_NO_CLONES)
+#define SFP_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SFP_VECTOR_CLONES
+#endif
+
 /* ---- GEMM: C (M x N) = alpha op(A) (M x K) op(B) (K x N) + beta C ------------
  * Row-major; ta/tb select A^T / B^T as stored. `ws` holds SFP_GEMM_WS_FLOATS
  * floats of packing space; `isa` is the level to use (sfp_cpu_isa()). */
@@ -26,6 +34,8 @@ void sfp_gemm(int isa, int ta, int tb, int M, int N, int K, float alpha, const f
 /* The obviously right version (double accumulation), for tests. */
 void sfp_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
 		  const float *B, int ldb, float beta, float *C, int ldc);
+void sfp_gemm_transpose8_avx512(float *dst, size_t dst_stride, const float *src, size_t lda,
+				int kc);
 void sfp_gemm_kernel_avx512(int kc, const float *ap, const float *bp, float *c, int ldc, int m,
 			    int n, float alpha, float beta);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/nn_internal.h"
 #include "sfp/nn.h"
 
 enum { OPT_SGD, OPT_ADAMW };
@@ -61,6 +62,7 @@ float *sfp_optim_state(sfp_optim *o, size_t *n)
 	return o->state;
 }
 
+SFP_VECTOR_CLONES
 void sfp_optim_step(sfp_optim *o, float *params, const float *grads, float lr, int64_t t)
 {
 	const sfp_cfg_optimizer *c = &o->cfg;
