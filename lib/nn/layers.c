@@ -290,21 +290,24 @@ void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
 			int32_t *ai = arg + p * d->ho * d->wo;
 			for (int oy = 0; oy < d->ho; oy++) {
 				const float *r0 = x + (size_t)(2 * oy) * d->w, *r1 = r0 + d->w;
+				const int base0 = 2 * oy * d->w, base1 = base0 + d->w;
 				for (int ox = 0; ox < d->wo; ox++) {
-					int i0 = 2 * ox, best = 2 * oy * d->w + i0;
-					float m = r0[i0];
-					if (r0[i0 + 1] > m) {
-						m = r0[i0 + 1];
-						best = 2 * oy * d->w + i0 + 1;
-					}
-					if (r1[i0] > m) {
-						m = r1[i0];
-						best = (2 * oy + 1) * d->w + i0;
-					}
-					if (r1[i0 + 1] > m) {
-						m = r1[i0 + 1];
-						best = (2 * oy + 1) * d->w + i0 + 1;
-					}
+					/* selects, not branches: the comparisons are data-random */
+					int i0 = 2 * ox, best = base0 + i0;
+					float m = r0[i0], v;
+					int t;
+					v = r0[i0 + 1];
+					t = v > m;
+					m = t ? v : m;
+					best = t ? base0 + i0 + 1 : best;
+					v = r1[i0];
+					t = v > m;
+					m = t ? v : m;
+					best = t ? base1 + i0 : best;
+					v = r1[i0 + 1];
+					t = v > m;
+					m = t ? v : m;
+					best = t ? base1 + i0 + 1 : best;
 					y[oy * d->wo + ox] = m;
 					ai[oy * d->wo + ox] = best;
 				}
