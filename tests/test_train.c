@@ -1,0 +1,226 @@
+/*
+ * test_train.c -- the trainer end to end on slices of Fashion-MNIST: the loss
+ * falls, the metrics log holds the documented records, checkpoints round-trip
+ * and reject corruption, and a resumed run is bit-identical to one that never
+ * stopped.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sfp/config.h"
+#include "sfp/nn.h"
+#include "tests/util/testutil.h"
+
+static char *dir;
+
+/* A small CNN with every kind of state a checkpoint must carry: batch-norm
+ * running statistics, dropout (seeded by step), momentum. */
+static const char *cfg_text = "model:\n"
+			      "  input: [1, 28, 28]\n"
+			      "  layers:\n"
+			      "    - {type: conv2d, out_channels: 4, kernel: 3, padding: 1}\n"
+			      "    - {type: batchnorm}\n"
+			      "    - {type: relu}\n"
+			      "    - {type: maxpool, kernel: 2}\n"
+			      "    - {type: flatten}\n"
+			      "    - {type: dropout, p: 0.1}\n"
+			      "    - {type: linear, out_features: 32}\n"
+			      "    - {type: relu}\n"
+			      "    - {type: linear, out_features: 10}\n"
+			      "data:\n"
+			      "  train_limit: 1200\n"
+			      "  test_limit: 500\n"
+			      "train:\n"
+			      "  epochs: 2\n"
+			      "  batch_size: 32\n"
+			      "  seed: 5\n"
+			      "  optimizer: {type: sgd, lr: 0.05, momentum: 0.9}\n"
+			      "  schedule: {type: cosine, warmup_steps: 5}\n"
+			      "log:\n"
+			      "  every: 10\n";
+
+static void load_cfg(sfp_config *c, const char *extra)
+{
+	char text[4096];
+	snprintf(text, sizeof text, "%s%s", cfg_text, extra ? extra : "");
+	sfp_error err;
+	int rc = sfp_config_load_string(c, "test.yaml", text, strlen(text), &err);
+	if (rc < 0)
+		fprintf(stderr, "\nconfig: %s\n", err.msg);
+	CU_ASSERT_EQUAL_FATAL(rc, SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_config_validate(c, &err), SFP_OK);
+}
+
+typedef struct losses {
+	int n;
+	float first, last, test_acc;
+} losses;
+
+static void record(void *user, const sfp_progress *p)
+{
+	losses *l = user;
+	if (p->is_eval) {
+		l->test_acc = p->test_acc;
+		return;
+	}
+	if (l->n++ == 0)
+		l->first = p->loss;
+	l->last = p->loss;
+}
+
+static void test_loss_falls_and_log(void)
+{
+	static sfp_config c;
+	load_cfg(&c, NULL);
+	snprintf(c.log.metrics, sizeof c.log.metrics, "%s/metrics.jsonl", dir);
+	sfp_trainer *t = NULL;
+	sfp_error err;
+	int rc = sfp_trainer_create(&t, &c, NULL, &err);
+	if (rc < 0)
+		fprintf(stderr, "\n%s\n", err.msg);
+	CU_ASSERT_EQUAL_FATAL(rc, SFP_OK);
+	losses l = {0};
+	sfp_trainer_on_progress(t, record, &l);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(t, &err), SFP_OK);
+	printf("\n    loss %.3f -> %.3f, test_acc %.3f ", (double)l.first, (double)l.last,
+	       (double)l.test_acc);
+	CU_ASSERT(l.n >= 5);
+	CU_ASSERT(l.last < 0.7f * l.first);
+	CU_ASSERT(l.test_acc > 0.6f);
+	CU_ASSERT_EQUAL(sfp_trainer_step(t), 2 * ((1200 + 31) / 32));
+	sfp_trainer_free(t);
+
+	/* every record has "step"; training records "loss", evaluations "test_acc" */
+	FILE *f = fopen(c.log.metrics, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	char line[512];
+	int train = 0, eval = 0, bad = 0;
+	while (fgets(line, sizeof line, f)) {
+		bad += line[0] != '{' || !strstr(line, "\"step\":");
+		train += strstr(line, "\"loss\":") != NULL;
+		eval += strstr(line, "\"test_acc\":") != NULL;
+	}
+	fclose(f);
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT(train >= 8);
+	CU_ASSERT_EQUAL(eval, 2);
+}
+
+static int files_equal_floats(const float *a, const float *b, size_t n)
+{
+	return memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+/* Run A trains 60 steps straight, writing a checkpoint every 20. Run B
+ * loads A's step-20 checkpoint and trains to 60: every parameter, buffer
+ * and moment must be bit-identical. */
+static void test_resume_bit_identical(void)
+{
+	static sfp_config c;
+	load_cfg(&c, NULL);
+	c.train.max_steps = 60;
+	char ck[400];
+	snprintf(ck, sizeof ck, "%s/ck", dir);
+	snprintf(c.checkpoint.dir, sizeof c.checkpoint.dir, "%s", ck);
+	c.checkpoint.every_steps = 20;
+	c.checkpoint.keep = 5;
+	CU_ASSERT_EQUAL_FATAL(mkdir(ck, 0755), 0);
+	sfp_error err;
+	sfp_trainer *a = NULL, *b = NULL;
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&a, &c, NULL, &err), SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(a, &err), SFP_OK);
+
+	c.checkpoint.dir[0] = 0; /* run B writes none */
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&b, &c, NULL, &err), SFP_OK);
+	char path[700];
+	snprintf(path, sizeof path, "%s/ckpt-20.sfpk", ck);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_load(b, path, &err), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_trainer_step(b), 20);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(b, &err), SFP_OK);
+	size_t na, nb;
+	float *pa = sfp_model_params(sfp_trainer_model(a), &na);
+	float *pb = sfp_model_params(sfp_trainer_model(b), &nb);
+	CU_ASSERT_EQUAL(na, nb);
+	CU_ASSERT(files_equal_floats(pa, pb, na));
+	pa = sfp_model_buffers(sfp_trainer_model(a), &na);
+	pb = sfp_model_buffers(sfp_trainer_model(b), &nb);
+	CU_ASSERT(na > 0 && files_equal_floats(pa, pb, na));
+
+	/* the folder form picks the newest checkpoint */
+	char latest[700];
+	CU_ASSERT_EQUAL(sfp_checkpoint_resolve(ck, latest, sizeof latest, &err), SFP_OK);
+	CU_ASSERT_PTR_NOT_NULL(strstr(latest, "ckpt-60.sfpk"));
+	sfp_trainer_free(a);
+	sfp_trainer_free(b);
+}
+
+/* Save, then damage the file in every way a disk or a user can. */
+static void test_checkpoint_corruption(void)
+{
+	static sfp_config c;
+	load_cfg(&c, NULL);
+	c.train.max_steps = 3;
+	sfp_error err;
+	sfp_trainer *t = NULL;
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&t, &c, NULL, &err), SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(t, &err), SFP_OK);
+	char path[600], bad[600];
+	snprintf(path, sizeof path, "%s/one.sfpk", dir);
+	snprintf(bad, sizeof bad, "%s/bad.sfpk", dir);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_save(t, path, &err), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_trainer_load(t, path, &err), SFP_OK);
+
+	void *buf;
+	size_t len;
+	CU_ASSERT_EQUAL_FATAL(sfp_file_read(path, &buf, &len, &err), SFP_OK);
+	unsigned char *b = buf;
+	struct {
+		size_t off;
+		int code;
+	} flips[] = {{0, SFP_ECORRUPT}, {20, SFP_ECHECKSUM}, {len / 2, SFP_ECHECKSUM},
+		     {len - 1, SFP_ECHECKSUM}};
+	for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+		b[flips[i].off] ^= 0x10;
+		CU_ASSERT_EQUAL(sfp_file_write_atomic(bad, b, len, &err), SFP_OK);
+		b[flips[i].off] ^= 0x10;
+		int rc = sfp_trainer_load(t, bad, &err);
+		CU_ASSERT_EQUAL(rc, flips[i].code);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "bad.sfpk"));
+	}
+	CU_ASSERT_EQUAL(sfp_file_write_atomic(bad, b, len - 4, &err), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_trainer_load(t, bad, &err), SFP_ETRUNC);
+	CU_ASSERT_EQUAL(sfp_file_write_atomic(bad, b, 10, &err), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_trainer_load(t, bad, &err), SFP_ETRUNC);
+	free(buf);
+	sfp_trainer_free(t);
+
+	/* a checkpoint of another model is refused, naming the reason */
+	static sfp_config c2;
+	load_cfg(&c2, NULL);
+	c2.model.layers[6].out_features = 16;
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&t, &c2, NULL, &err), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_trainer_load(t, path, &err), SFP_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "different model"));
+	CU_ASSERT_EQUAL(sfp_trainer_load(t, "/nonexistent/x.sfpk", &err), SFP_ENOENT);
+	sfp_trainer_free(t);
+}
+
+int main(void)
+{
+	dir = test_tmpdir();
+	static const test_case cases[] = {
+		{"a short run: loss falls, metrics log records", test_loss_falls_and_log},
+		{"resume is bit-identical", test_resume_bit_identical},
+		{"checkpoint corruption is rejected", test_checkpoint_corruption},
+		{NULL, NULL},
+	};
+	int rc = test_run_suite("train", cases);
+	char ck[600];
+	snprintf(ck, sizeof ck, "%s/ck", dir);
+	test_rmdir(ck);
+	test_rmdir(dir);
+	free(dir);
+	return rc;
+}
