@@ -637,6 +637,13 @@ int sfp_config_set(sfp_config *cfg, const char *assignment, sfp_error *err)
 	int rc = parse_doc(&doc, "--set", text, strlen(text), err);
 	if (rc < 0)
 		return sfp_error_set(err, SFP_EINVAL, "--set %s: value is not valid YAML", assignment);
+	/* a failed override leaves the config as it was (a list may fail midway) */
+	sfp_config *saved = malloc(sizeof *saved);
+	if (!saved) {
+		yaml_document_delete(&doc);
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	}
+	*saved = *cfg;
 	walker w = {NULL, assignment, &doc, cfg, err};
 	yaml_node_t *v = yaml_document_get_root_node(&doc);
 	const key_desc *k = find_key(path);
@@ -659,6 +666,9 @@ int sfp_config_set(sfp_config *cfg, const char *assignment, sfp_error *err)
 	} else {
 		rc = fail(&w, NULL, NULL, "unknown key '%s'", path);
 	}
+	if (rc < 0)
+		*cfg = *saved;
+	free(saved);
 	yaml_document_delete(&doc);
 	return rc;
 }
