@@ -22,6 +22,8 @@ libfpzip-dev
 python3
 libyaml-dev
 libopenblas-dev
+openmpi-bin
+libopenmpi-dev
 "
 
 # `--bench` adds the peers that only `make bench` runs (PyTorch is large).

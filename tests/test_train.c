@@ -126,7 +126,7 @@ static void test_resume_bit_identical(void)
 	snprintf(c.checkpoint.dir, sizeof c.checkpoint.dir, "%s", ck);
 	c.checkpoint.every_steps = 20;
 	c.checkpoint.keep = 5;
-	CU_ASSERT_EQUAL_FATAL(mkdir(ck, 0755), 0);
+	/* the trainer creates the folder */
 	sfp_error err;
 	sfp_trainer *a = NULL, *b = NULL;
 	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&a, &c, NULL, &err), SFP_OK);

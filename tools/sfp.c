@@ -19,7 +19,9 @@
 
 #include "bench/bench.h"
 #include "sfp/codec.h"
+#include "sfp/config.h"
 #include "sfp/data.h"
+#include "sfp/nn.h"
 #include "sfp/npy.h"
 
 #define SFP_VERSION "0.1.0"
@@ -44,6 +46,10 @@ static const char *usage_text =
 	"                      Gecko ablation (variants, group sizes, references)\n"
 	"  dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
 	"                      Fashion-MNIST images as float32 N x 28 x 28 in [0, 1]\n"
+	"  eval --config FILE --checkpoint CKPT|DIR [--set K=V ...]\n"
+	"                      test-set accuracy of a trained checkpoint\n"
+	"  bench train [--quick] [--threads N]\n"
+	"                      training speed of the example models (PyTorch side by side: make bench)\n"
 	"  help [COMMAND]      this text, or one command's options\n"
 	"  --version           the version\n";
 
@@ -69,6 +75,9 @@ static const struct {
 		    "  exponent entropy and Gecko bits per exponent; --json: one JSON object\n"},
 	{"bench", "usage: sfp bench codec [--quick] [--repeats N] [FILE.npy ...]\n"
 		  "       sfp bench gecko [--quick] [FILE.npy ...]\n"},
+	{"eval", "usage: sfp eval --config FILE --checkpoint CKPT|DIR [--set section.key=value ...]\n"
+		 "  builds the model of FILE, loads the checkpoint (a folder: its newest)\n"
+		 "  and prints test-set accuracy and loss\n"},
 	{"dataset", "usage: sfp dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
 		    "  Fashion-MNIST images as float32 N x 28 x 28 scaled to [0, 1]\n"},
 };
@@ -576,6 +585,66 @@ out:
 	return ret;
 }
 
+#define MAX_SETS 256
+
+static int cmd_eval(int argc, char **argv)
+{
+	const char *config = NULL, *ckpt = NULL, *sets[MAX_SETS];
+	int nsets = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *val;
+		if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--checkpoint") ||
+		    !strcmp(argv[i], "--set")) {
+			if (!(val = optval(argc, argv, &i)))
+				return EXIT_USAGE;
+			if (!strcmp(argv[i - 1], "--config"))
+				config = val;
+			else if (!strcmp(argv[i - 1], "--checkpoint"))
+				ckpt = val;
+			else if (nsets == MAX_SETS)
+				return usage_error("more than %d --set options", MAX_SETS);
+			else
+				sets[nsets++] = val;
+		} else {
+			return usage_error("unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!config || !ckpt)
+		return usage_error("%s", "usage: sfp eval --config FILE --checkpoint CKPT|DIR");
+	static sfp_config cfg;
+	sfp_error err;
+	sfp_trainer *t = NULL;
+	char path[SFP_CFG_PATH + 64], dir[SFP_CFG_PATH];
+	int rc = sfp_config_load(&cfg, config, &err);
+	for (int i = 0; rc == SFP_OK && i < nsets; i++)
+		rc = sfp_config_set(&cfg, sets[i], &err);
+	if (rc == SFP_OK)
+		rc = sfp_config_validate(&cfg, &err);
+	snprintf(dir, sizeof dir, "%s", config);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		snprintf(dir, sizeof dir, ".");
+	cfg.log.metrics[0] = 0; /* evaluation writes no training log */
+	if (rc == SFP_OK)
+		rc = sfp_checkpoint_resolve(ckpt, path, sizeof path, &err);
+	if (rc == SFP_OK)
+		rc = sfp_trainer_create(&t, &cfg, dir, &err);
+	if (rc == SFP_OK)
+		rc = sfp_trainer_load(t, path, &err);
+	float acc = 0, loss = 0;
+	if (rc == SFP_OK)
+		rc = sfp_trainer_evaluate(t, &acc, &loss, &err);
+	if (rc == SFP_OK)
+		printf("test_acc %.4f  test_loss %.4f  (checkpoint '%s', step %" PRId64 ")\n",
+		       (double)acc, (double)loss, path, sfp_trainer_step(t));
+	else
+		fprintf(stderr, "sfp: %s\n", err.msg);
+	sfp_trainer_free(t);
+	return rc == SFP_OK ? EXIT_OK : exit_for(rc);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -613,6 +682,8 @@ int main(int argc, char **argv)
 		return cmd_inspect(argc - 1, argv + 1);
 	if (!strcmp(cmd, "dataset"))
 		return cmd_dataset(argc - 1, argv + 1);
+	if (!strcmp(cmd, "eval"))
+		return cmd_eval(argc - 1, argv + 1);
 	if (!strcmp(cmd, "bench")) {
 		if (argc >= 3 && !strcmp(argv[2], "codec"))
 			return sfp_bench_codec_main(argc - 2, argv + 2);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "sfp/nn.h"
 
@@ -73,6 +74,29 @@ static uint32_t model_signature(sfp_model *m)
 		h = sfp_crc32c(h, &np, sizeof np);
 	}
 	return h;
+}
+
+/* mkdir -p, naming the folder on failure */
+static int make_dirs(const char *path, sfp_error *err)
+{
+	char buf[SFP_CFG_PATH];
+	snprintf(buf, sizeof buf, "%s", path);
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p)
+			continue;
+		char c = *p;
+		*p = 0;
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return sfp_error_set(err, SFP_EIO, "cannot create checkpoint folder '%s': %s",
+					     buf, strerror(errno));
+		*p = c;
+		if (!c)
+			break;
+	}
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		return sfp_error_set(err, SFP_EIO, "checkpoint folder '%s' is not a folder", path);
+	return SFP_OK;
 }
 
 void sfp_trainer_free(sfp_trainer *t)
@@ -141,6 +165,8 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 	t->total_steps = (int64_t)cfg->train.epochs * t->steps_per_epoch;
 	if (cfg->train.max_steps > 0 && cfg->train.max_steps < t->total_steps)
 		t->total_steps = cfg->train.max_steps;
+	if (cfg->checkpoint.dir[0] && (rc = make_dirs(cfg->checkpoint.dir, err)) < 0)
+		goto out;
 	if (cfg->log.metrics[0]) {
 		t->metrics = fopen(cfg->log.metrics, "a");
 		if (!t->metrics) {

@@ -1,0 +1,65 @@
+#!/bin/sh
+# worker.sh -- sfp-worker and `sfp eval` from the command line: usage and
+# config errors (exit 2, file:line:key), a short real run on a slice of
+# Fashion-MNIST with metrics log and checkpoints, --resume, a corrupted
+# checkpoint, evaluation, a plug-in layer, and runs under real mpirun.
+set -u
+. "$(dirname "$0")/common.inc"
+W=${BUILD:-build}/bin/sfp-worker
+SLICE="--set data.train_limit=640 --set data.test_limit=256 --set log.every=5"
+
+expect 0 "worker --help" "$W" --help
+expect 2 "worker without --config" "$W"
+expect 2 "worker with an unknown option" "$W" --config x.yaml --frobnicate
+expect 2 "worker with a missing config" "$W" --config "$T/none.yaml"
+grep -q "none.yaml" "$T/err" && ok "missing config is named" || bad "missing config message: $(cat "$T/err")"
+
+printf 'model:\n  input: [1, 28, 28]\n  layers:\n    - {type: linear, out_features: 10}\ntrain:\n  batch_size: many\n' >"$T/bad.yaml"
+expect 2 "wrong type in config" "$W" --config "$T/bad.yaml"
+grep -q "bad.yaml:6: train.batch_size: expected an integer, got 'many'" "$T/err" && ok "error names file, line, key" || bad "config error message: $(cat "$T/err")"
+printf 'model:\n  input: [1, 28, 28]\n  layers:\n    - {type: linear, name: fc, out_features: 10}\n' >"$T/shape.yaml"
+expect 2 "layer that does not fit" "$W" --config "$T/shape.yaml"
+grep -q "layer 'fc' (linear, line 4)" "$T/err" && ok "shape error names the layer and line" || bad "shape message: $(cat "$T/err")"
+expect 2 "bad --set" "$W" --config deploy/examples/fmnist-mlp.yaml --set train.epochs=zero
+grep -q -- "--set train.epochs=zero" "$T/err" && ok "--set error names the override" || bad "--set message: $(cat "$T/err")"
+
+# a real run: 10 steps, checkpoint every 5, metrics log
+expect 0 "train 10 steps" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=10 \
+	--set checkpoint.dir="$T/ck" --set checkpoint.every_steps=5 --set log.metrics="$T/m.jsonl"
+grep -q "step 10/10" "$T/err" && grep -q "samples/s" "$T/err" && grep -q "ETA" "$T/err" && ok "progress line" || bad "progress: $(cat "$T/err")"
+grep -q "test_acc" "$T/err" && ok "test accuracy printed" || bad "no test accuracy"
+[ -f "$T/ck/ckpt-10.sfpk" ] && [ -f "$T/ck/ckpt-5.sfpk" ] && ok "checkpoints written" || bad "checkpoints: $(ls "$T/ck")"
+grep -q '"step":10,.*"loss":' "$T/m.jsonl" && grep -q '"test_acc":' "$T/m.jsonl" && ok "metrics log records" || bad "metrics log: $(cat "$T/m.jsonl")"
+grep -v '^{"step":' "$T/m.jsonl" | grep -q . && bad "a metrics record without step first" || ok "every record has step"
+
+# resume from the folder (newest checkpoint) and train to 20
+expect 0 "resume to 20 steps" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=20 --resume "$T/ck"
+grep -q "resumed from '$T/ck/ckpt-10.sfpk' at step 10" "$T/err" && ok "resume names the checkpoint" || bad "resume: $(cat "$T/err")"
+
+# evaluation of a checkpoint
+expect 0 "sfp eval" "$SFP" eval --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=10 --checkpoint "$T/ck/ckpt-10.sfpk"
+grep -q "^test_acc 0\.[0-9]*  test_loss" "$T/out" && ok "eval prints accuracy" || bad "eval output: $(cat "$T/out")"
+expect 2 "sfp eval with a model that does not match" "$SFP" eval --config deploy/examples/fmnist-mlp.yaml $SLICE --checkpoint "$T/ck/ckpt-10.sfpk"
+grep -q "different model" "$T/err" && ok "mismatched checkpoint refused" || bad "eval mismatch: $(cat "$T/err")"
+
+# a corrupted checkpoint is refused, naming the file
+cp "$T/ck/ckpt-10.sfpk" "$T/broken.sfpk"
+printf '\377' | dd of="$T/broken.sfpk" bs=1 seek=200 conv=notrunc 2>/dev/null
+expect 2 "corrupted checkpoint" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=20 --resume "$T/broken.sfpk"
+grep -q "broken.sfpk': payload checksum mismatch" "$T/err" && ok "corruption detected" || bad "corrupt: $(cat "$T/err")"
+
+# the plug-in example trains
+expect 0 "plug-in layer trains" "$W" --config deploy/examples/fmnist-plugin.yaml $SLICE --set train.max_steps=5
+
+# under real mpirun, one rank trains
+if command -v mpirun >/dev/null 2>&1; then
+	MPI="mpirun --oversubscribe"
+	[ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
+	expect 0 "mpirun -np 1" $MPI -np 1 "$W" --config deploy/examples/fmnist-mlp.yaml $SLICE --set train.max_steps=5
+	grep -q "test_acc" "$T/err" && ok "mpirun -np 1 trains" || bad "mpirun -np 1: $(cat "$T/err")"
+else
+	echo "skip mpirun (not installed)"
+fi
+
+echo "worker.sh: $fails failed"
+[ "$fails" -eq 0 ]
