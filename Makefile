@@ -172,6 +172,7 @@ bench:
 	$(Q)$(MAKE) --no-print-directory bench-run
 
 bench-run: $(BINS)
+	$(Q)BUILD=$(BUILD) bench/train.sh
 	$(Q)$(SFP) bench codec
 	$(Q)$(SFP) bench gecko
 

@@ -10,4 +10,9 @@ int sfp_bench_codec_main(int argc, char **argv);
 /* `sfp bench gecko [FILE.npy ...]`: the Gecko ablation of docs/gecko.md. */
 int sfp_bench_gecko_main(int argc, char **argv);
 
+/* `sfp bench train --config FILE [--threads N] [--seconds S] [--repeats R]`:
+ * training steps per second of one model on random batches, one JSON line
+ * (bench/train.sh runs it beside PyTorch). */
+int sfp_bench_train_main(int argc, char **argv);
+
 #endif

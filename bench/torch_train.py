@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--tag", default="")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -62,7 +63,8 @@ def main():
             if dt >= a.seconds:
                 break
         rates.append(n * a.batch / dt)
-    print(json.dumps({"peer": "pytorch " + torch.__version__, "model": a.model,
+    peer = ("pytorch-skx " if a.tag else "pytorch ") + torch.__version__
+    print(json.dumps({"peer": peer, "tag": a.tag, "model": a.model,
                       "threads": a.threads, "batch": a.batch, "samples_per_s": rates,
                       "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 

@@ -48,8 +48,8 @@ static const char *usage_text =
 	"                      Fashion-MNIST images as float32 N x 28 x 28 in [0, 1]\n"
 	"  eval --config FILE --checkpoint CKPT|DIR [--set K=V ...]\n"
 	"                      test-set accuracy of a trained checkpoint\n"
-	"  bench train [--quick] [--threads N]\n"
-	"                      training speed of the example models (PyTorch side by side: make bench)\n"
+	"  bench train --config FILE [--threads N] [--seconds S] [--repeats R]\n"
+	"                      training speed of one model (beside PyTorch: bench/train.sh)\n"
 	"  help [COMMAND]      this text, or one command's options\n"
 	"  --version           the version\n";
 
@@ -74,7 +74,8 @@ static const struct {
 		    "  shape, window, coder, byte breakdown, bits per value, zero fraction,\n"
 		    "  exponent entropy and Gecko bits per exponent; --json: one JSON object\n"},
 	{"bench", "usage: sfp bench codec [--quick] [--repeats N] [FILE.npy ...]\n"
-		  "       sfp bench gecko [--quick] [FILE.npy ...]\n"},
+		  "       sfp bench gecko [--quick] [FILE.npy ...]\n"
+		  "       sfp bench train --config FILE [--name N] [--threads T] [--seconds S] [--repeats R]\n"},
 	{"eval", "usage: sfp eval --config FILE --checkpoint CKPT|DIR [--set section.key=value ...]\n"
 		 "  builds the model of FILE, loads the checkpoint (a folder: its newest)\n"
 		 "  and prints test-set accuracy and loss\n"},
@@ -689,7 +690,9 @@ int main(int argc, char **argv)
 			return sfp_bench_codec_main(argc - 2, argv + 2);
 		if (argc >= 3 && !strcmp(argv[2], "gecko"))
 			return sfp_bench_gecko_main(argc - 2, argv + 2);
-		return usage_error("%s", "usage: sfp bench codec|gecko [...]");
+		if (argc >= 3 && !strcmp(argv[2], "train"))
+			return sfp_bench_train_main(argc - 2, argv + 2);
+		return usage_error("%s", "usage: sfp bench codec|gecko|train [...]");
 	}
 	return usage_error("unknown command '%s'", cmd);
 }

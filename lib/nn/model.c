@@ -45,6 +45,7 @@ typedef struct layer {
 	sfp_shape in, out;
 	int input; /* producer of the input (-1 = model input) */
 	int inplace; /* relu writing over its producer's output (see relu_can_be_inplace) */
+	int grad_out; /* does anything need the gradient of this layer's output? */
 	int from;  /* add: second operand */
 	/* options */
 	int bias;
@@ -682,8 +683,23 @@ const float *sfp_model_input_grad(const sfp_model *m)
 	return m->want_dinput ? m->dinput : NULL;
 }
 
+/* grad_out[i]: layer i, or something it reads from, has parameters (or the
+ * caller wants the input gradient). */
+static void mark_grad_out(sfp_model *m)
+{
+	for (int i = 0; i < m->n; i++) {
+		layer *l = &m->layers[i];
+		int g = l->nparams > 0;
+		g |= l->input < 0 ? m->want_dinput : m->layers[l->input].grad_out;
+		if (l->from >= 0)
+			g |= m->layers[l->from].grad_out;
+		l->grad_out = g;
+	}
+}
+
 void sfp_model_backward(sfp_model *m, const float *x, int B)
 {
+	mark_grad_out(m);
 	/* zero every activation gradient that this batch uses, then seed the last */
 	for (int i = 0; i < m->n; i++) {
 		layer *l = &m->layers[i];
@@ -697,7 +713,10 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 	for (int i = m->n - 1; i >= 0; i--) {
 		layer *l = &m->layers[i];
 		const float *in = l->input < 0 ? x : act(m, l->input);
-		float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL) : dact(m, l->input);
+		/* no input gradient where nothing upstream learns (e.g. a first
+		 * linear layer after a flatten of the data) */
+		float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL)
+			     : m->layers[l->input].grad_out ? dact(m, l->input) : NULL;
 		const float *g = dact(m, i), *y = act(m, i);
 		const float *w = m->params + l->param_off;
 		float *dw = m->grads + l->param_off;

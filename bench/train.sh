@@ -1,0 +1,65 @@
+#!/bin/sh
+# train.sh -- training speed of sfp beside PyTorch (Debian's python3-torch,
+# CPU), same models (deploy/examples/fmnist-{mlp,cnn}.yaml and the same
+# layers in bench/torch_train.py), batch 64, SGD with momentum, random
+# batches, at 1 and 2 threads. Runs alternate between the peers in rounds
+# (the machine is shared and noisy); the table shows medians over every
+# timed window of every round.
+#
+# PyTorch runs twice: as the machine has it, and with OPENBLAS_CORETYPE=
+# SkylakeX set in that one command. Debian's OpenBLAS 0.3.21 does not know
+# this CPU generation and falls back to its SSE3 ("Prescott") kernels; that
+# setting forces its AVX-512 kernels (PyTorch's linear layers run on
+# OpenBLAS; its convolutions run on oneDNN, which does not read it).
+#
+#   bench/train.sh [ROUNDS] [SECONDS]     (defaults 2 rounds of 3 x 1.5 s)
+set -eu
+cd "$(dirname "$0")/.."
+SFP=${BUILD:-build}/bin/sfp
+PY=/usr/bin/python3
+ROUNDS=${1:-2}
+SECS=${2:-1.5}
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+if ! $PY -c 'import torch' 2>/dev/null; then
+	echo "train.sh: python3-torch is not installed (deploy/install-deps.sh --bench)" >&2
+	exit 2
+fi
+echo "training speed: batch 64, $ROUNDS rounds x 3 windows of ${SECS}s per peer (medians)" >&2
+for r in $(seq "$ROUNDS"); do
+	for m in mlp cnn; do
+		for t in 1 2; do
+			echo "  round $r: $m, $t thread(s)" >&2
+			"$SFP" bench train --config "deploy/examples/fmnist-$m.yaml" --name "$m" \
+				--threads "$t" --seconds "$SECS" --repeats 3 >>"$OUT"
+			$PY bench/torch_train.py --model "$m" --threads "$t" --seconds "$SECS" \
+				--repeats 3 >>"$OUT"
+			OPENBLAS_CORETYPE=SkylakeX $PY bench/torch_train.py --model "$m" --threads "$t" \
+				--seconds "$SECS" --repeats 3 --tag "OPENBLAS_CORETYPE=SkylakeX" >>"$OUT"
+		done
+	done
+done
+$PY - "$OUT" <<'PYEOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def pick(peer, m, t):
+    xs = [x for x in rows if x["peer"].startswith(peer) and x["model"] == m and x["threads"] == t]
+    rates = [r for x in xs for r in x["samples_per_s"]]
+    return xs, (statistics.median(rates) if rates else float("nan"))
+print("| model | threads | sfp samples/s | PyTorch samples/s | sfp / PyTorch | PyTorch, OpenBLAS SkylakeX | sfp / that | sfp GFLOP/s (% of SGEMM peak) | peak RSS sfp / PyTorch |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for m in ("mlp", "cnn"):
+    for t in (1, 2):
+        sx, s = pick("sfp", m, t)
+        px, p = pick("pytorch ", m, t)
+        kx, k = pick("pytorch-skx", m, t)
+        gf = s * sx[0]["gflop_per_sample"]
+        peak = statistics.median(x["sgemm_peak_gflops"] for x in sx)
+        rss_s = max(x["peak_rss_kb"] for x in sx) / 1024
+        rss_p = max(x["peak_rss_kb"] for x in px) / 1024
+        print(f"| {m} | {t} | {s:,.0f} | {p:,.0f} | {s/p:.2f}x | {k:,.0f} | {s/k:.2f}x | "
+              f"{gf:.1f} ({100*gf/peak:.0f}% of {peak:.0f}) | {rss_s:.0f} / {rss_p:.0f} MiB |")
+print()
+print("PyTorch:", sorted({x["peer"] for x in rows if x["peer"].startswith("pytorch ")})[0],
+      "| SGEMM peak: sfp's own kernel, 512^3, one core | GFLOP/s counts linear and conv multiply-adds x2")
+PYEOF
