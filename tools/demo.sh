@@ -1,5 +1,8 @@
 #!/bin/sh
-# demo.sh -- `make demo`: the codec on real Fashion-MNIST tensors. Exports
+# demo.sh -- `make demo`: the main job. First trains the example CNN on
+# Fashion-MNIST for DEMO_EPOCHS epochs (default 2) with sfp-worker, with a
+# metrics log and checkpoints, and evaluates the last checkpoint with
+# `sfp eval`. Then the codec on real Fashion-MNIST tensors: exports
 # 1000 test images as float32, encodes them at several (e, m) with and
 # without Gecko, inspects, decodes, and prints for each: size, bits per value,
 # ratio to float32, max abs error and the median wall time of 3 runs of the
@@ -32,8 +35,16 @@ median_ms() {
 	sort -n "$D/times" | sed -n "$(((REPEATS + 1) / 2))p" | awk '{ printf "%.1f", $1 / 1000 }'
 }
 
-echo "== sfp demo: variable-width float containers on Fashion-MNIST"
+echo "== sfp demo 1/2: training the example CNN on Fashion-MNIST"
 run "$SFP" --version
+EPOCHS=${DEMO_EPOCHS:-2}
+rm -rf "$D/ck" "$D/metrics.jsonl"
+run "$BUILD/bin/sfp-worker" --config deploy/examples/fmnist-cnn.yaml --set train.epochs="$EPOCHS" \
+	--set log.every=300 --set log.metrics="$D/metrics.jsonl" --set checkpoint.dir="$D/ck"
+run "$SFP" eval --config deploy/examples/fmnist-cnn.yaml --set train.epochs="$EPOCHS" --checkpoint "$D/ck"
+echo "(metrics log: $D/metrics.jsonl, $(wc -l <"$D/metrics.jsonl") records; checkpoints: $D/ck)"
+echo
+echo "== sfp demo 2/2: variable-width float containers on Fashion-MNIST"
 run "$SFP" dataset fmnist --split t10k --count 1000 "$D/images.npy"
 echo
 printf '%-3s %-3s %-5s %9s %8s %7s %11s %8s %8s\n' e m gecko bytes bits/val ratio "max abs err" "enc ms" "dec ms"
