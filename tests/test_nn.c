@@ -473,6 +473,59 @@ static void test_order(void)
 	CU_ASSERT_EQUAL(a[999], 999);
 }
 
+/* Shards of 10 samples over 3 ranks: 4, 3, 3, disjoint, covering all. */
+static void test_shard(void)
+{
+	sfp_error err;
+	int seen[10] = {0};
+	for (int r = 0; r < 3; r++) {
+		sfp_dataset d = {.n = 10, .shape = {1, 1, 2}, .classes = 10};
+		d.x = malloc(20 * sizeof(float));
+		d.y = malloc(10);
+		for (int i = 0; i < 10; i++) {
+			d.x[2 * i] = d.x[2 * i + 1] = (float)i;
+			d.y[i] = (uint8_t)i;
+		}
+		CU_ASSERT_EQUAL_FATAL(sfp_dataset_shard(&d, r, 3, &err), SFP_OK);
+		CU_ASSERT_EQUAL(d.n, r == 0 ? 4 : 3);
+		for (int i = 0; i < d.n; i++) {
+			CU_ASSERT_EQUAL(d.y[i] % 3, r);
+			CU_ASSERT_EQUAL(d.x[2 * i + 1], (float)d.y[i]);
+			seen[d.y[i]]++;
+		}
+		CU_ASSERT_EQUAL(sfp_dataset_shard(&d, 3, 3, &err), SFP_EINVAL);
+		sfp_dataset_release(&d);
+	}
+	for (int i = 0; i < 10; i++)
+		CU_ASSERT_EQUAL(seen[i], 1);
+}
+
+/* Batch norm in eval mode is (x - running mean) / sqrt(running var + eps)
+ * * gamma + beta, with the running statistics training left behind. */
+static void test_batchnorm_eval(void)
+{
+	sfp_cfg_model m = model_cfg(3, 1, 1);
+	push(&m, L("batchnorm"));
+	sfp_model *mm = NULL;
+	sfp_error err;
+	CU_ASSERT_EQUAL_FATAL(sfp_model_create(&mm, &m, NULL, 4, &err), SFP_OK);
+	sfp_model_init(mm, 1);
+	float x[12], *p = sfp_model_params(mm, NULL), *b = sfp_model_buffers(mm, NULL);
+	for (int i = 0; i < 12; i++)
+		x[i] = (float)(i * i % 7) - 2.0f;
+	p[0] = 1.5f;
+	p[3] = 0.25f;
+	for (int s = 0; s < 3; s++)
+		sfp_model_forward(mm, x, 4, 1, 0); /* training: running stats move */
+	CU_ASSERT(b[0] != 0.0f && b[3] != 1.0f);
+	const float *y = sfp_model_forward(mm, x, 4, 0, 0);
+	for (int s = 0; s < 4; s++) {
+		float want = (x[s * 3] - b[0]) / sqrtf(b[3] + 1e-5f) * 1.5f + 0.25f;
+		CU_ASSERT_DOUBLE_EQUAL(y[s * 3], want, 1e-5);
+	}
+	sfp_model_free(mm);
+}
+
 int main(void)
 {
 	/* plug-in paths in this suite are relative to the build folder */
@@ -490,6 +543,8 @@ int main(void)
 		{"optimizers", test_optimizers},
 		{"schedules", test_schedules},
 		{"epoch order", test_order},
+		{"data shards by rank", test_shard},
+		{"batch norm in eval mode", test_batchnorm_eval},
 		{NULL, NULL},
 	};
 	return test_run_suite("nn", cases);

@@ -150,6 +150,9 @@ void sfp_dataset_release(sfp_dataset *d);
 /* The order of epoch `epoch`: identity without shuffling, else a seeded
  * Fisher-Yates permutation that depends only on (seed, epoch). */
 void sfp_dataset_order(uint32_t *perm, int n, uint64_t seed, int64_t epoch, int shuffle);
+/* Keep this rank's shard: samples i with i % nranks == rank, in order
+ * (every rank gets n / nranks or one more). For data-parallel workers. */
+int sfp_dataset_shard(sfp_dataset *d, int rank, int nranks, sfp_error *err);
 /* Copy samples idx[0..B) into x (B x shape) and y. */
 void sfp_dataset_gather(const sfp_dataset *d, const uint32_t *idx, int B, float *x, uint8_t *y);
 

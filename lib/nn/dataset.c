@@ -104,6 +104,23 @@ void sfp_dataset_order(uint32_t *perm, int n, uint64_t seed, int64_t epoch, int 
 	}
 }
 
+int sfp_dataset_shard(sfp_dataset *d, int rank, int nranks, sfp_error *err)
+{
+	if (nranks < 1 || rank < 0 || rank >= nranks)
+		return sfp_error_set(err, SFP_EINVAL, "rank %d is not in 0..%d", rank, nranks - 1);
+	if (d->n < nranks)
+		return sfp_error_set(err, SFP_EINVAL, "%d samples cannot be shared by %d ranks", d->n,
+				     nranks);
+	const size_t per = sfp_shape_numel(d->shape);
+	int k = 0;
+	for (int i = rank; i < d->n; i += nranks, k++) {
+		memmove(d->x + (size_t)k * per, d->x + (size_t)i * per, per * sizeof(float));
+		d->y[k] = d->y[i];
+	}
+	d->n = k;
+	return SFP_OK;
+}
+
 void sfp_dataset_gather(const sfp_dataset *d, const uint32_t *idx, int B, float *x, uint8_t *y)
 {
 	const size_t per = sfp_shape_numel(d->shape);
