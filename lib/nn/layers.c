@@ -513,23 +513,25 @@ static uint32_t dropout_threshold(float p)
 }
 
 SFP_VECTOR_CLONES
-void sfp_dropout_forward(float *out, const float *in, size_t n, float p, uint32_t seed)
+void sfp_dropout_forward(float *out, const float *in, size_t first, size_t n, float p,
+			 uint32_t seed)
 {
 	const uint32_t th = dropout_threshold(p);
 	const float scale = 1.0f / (1.0f - p);
 	for (size_t i = 0; i < n; i++)
-		out[i] = dropout_keep(seed, i, th) ? in[i] * scale : 0.0f;
+		out[i] = dropout_keep(seed, first + i, th) ? in[i] * scale : 0.0f;
 }
 
 SFP_VECTOR_CLONES
-void sfp_dropout_backward(float *din, const float *dout, size_t n, float p, uint32_t seed)
+void sfp_dropout_backward(float *din, const float *dout, size_t first, size_t n, float p,
+			  uint32_t seed)
 {
 	if (!din)
 		return;
 	const uint32_t th = dropout_threshold(p);
 	const float scale = 1.0f / (1.0f - p);
 	for (size_t i = 0; i < n; i++)
-		if (dropout_keep(seed, i, th))
+		if (dropout_keep(seed, first + i, th))
 			din[i] += dout[i] * scale;
 }
 

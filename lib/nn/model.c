@@ -590,72 +590,118 @@ const float *sfp_model_activation(const sfp_model *m, int i)
 	return m->acts + m->layers[i].act_off;
 }
 
+/*
+ * Layers that treat each sample on its own (convolution, pooling,
+ * element-wise, residual add, flatten, dropout) run in chunks of a few
+ * samples through a whole run of such layers, so a chunk's activations stay
+ * in cache from one layer to the next instead of streaming the whole batch
+ * through memory once per layer. Linear, batch norm (batch statistics) and
+ * plug-ins run on the whole batch. Chunking changes no result: every
+ * per-sample layer computes each sample the same way whatever the chunk.
+ */
+#define CHUNK_BYTES (512u * 1024u)
+
+static int per_sample(const layer *l)
+{
+	return l->kind != L_LINEAR && l->kind != L_BATCHNORM && l->kind != L_PLUGIN;
+}
+
+/* Samples per chunk for the run of layers [i, j): the largest output of the
+ * run in CHUNK_BYTES, at least 1. */
+static int chunk_samples(const sfp_model *m, int i, int j)
+{
+	size_t big = 1;
+	for (int k = i; k < j; k++) {
+		size_t b = sfp_shape_numel(m->layers[k].out) * sizeof(float);
+		if (b > big)
+			big = b;
+	}
+	size_t c = CHUNK_BYTES / big;
+	return c < 1 ? 1 : c > (size_t)m->max_batch ? m->max_batch : (int)c;
+}
+
+/* Forward of layer i for samples [s0, s0 + b). */
+static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
+{
+	layer *l = &m->layers[i];
+	const size_t ni = sfp_shape_numel(l->in), no = sfp_shape_numel(l->out);
+	const float *in = (l->input < 0 ? x : act(m, l->input)) + (size_t)s0 * ni;
+	float *y = act(m, i) + (size_t)s0 * no;
+	const float *w = m->params + l->param_off;
+	const size_t n = (size_t)b * no;
+	switch (l->kind) {
+	case L_LINEAR:
+		sfp_linear_forward(&m->ctx, y, in, w, l->bias ? w + (size_t)l->in.c * l->out.c : NULL, b,
+				   l->in.c, l->out.c);
+		break;
+	case L_CONV2D:
+		sfp_conv2d_forward(&m->ctx, y, in, w,
+				   l->bias ? w + (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k
+					   : NULL,
+				   b, &l->conv);
+		break;
+	case L_MAXPOOL:
+		sfp_maxpool_forward(y, m->idx + l->idx_off + (size_t)s0 * no, in, b, &l->pool);
+		break;
+	case L_AVGPOOL:
+		sfp_avgpool_forward(y, in, b, &l->pool);
+		break;
+	case L_RELU:
+		sfp_relu_forward(y, in, n); /* in == y when in place */
+		break;
+	case L_GELU:
+		sfp_gelu_forward(y, in, n);
+		break;
+	case L_TANH:
+		sfp_tanh_forward(y, in, n);
+		break;
+	case L_FLATTEN:
+		if (l->input < 0) /* first layer: copy the caller's batch */
+			memcpy(y, in, n * sizeof(float));
+		break; /* else it aliases its input */
+	case L_DROPOUT:
+		if (m->training && l->p > 0.0f)
+			sfp_dropout_forward(y, in, (size_t)s0 * no, n, l->p,
+					    sfp_hash32((uint32_t)m->noise_seed, (uint32_t)i));
+		else if (y != in)
+			memcpy(y, in, n * sizeof(float));
+		break;
+	case L_BATCHNORM: {
+		float *aux = m->acts + l->aux_off, *buf = m->bufs + l->buf_off;
+		sfp_batchnorm_forward(y, aux, aux + l->in.c, buf, buf + l->in.c, in, w, w + l->in.c, b,
+				      l->in.c, l->in.h * l->in.w, l->eps, l->momentum, m->training);
+		break;
+	}
+	case L_ADD:
+		sfp_add_forward(y, in, act(m, l->from) + (size_t)s0 * no, n);
+		break;
+	case L_PLUGIN: {
+		int i3[3] = {l->in.c, l->in.h, l->in.w};
+		l->plugin->forward(l->pstate, y, in, w, b, i3, m->training);
+		break;
+	}
+	}
+}
+
 const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training,
 			       uint64_t noise_seed)
 {
 	m->training = training;
 	m->noise_seed = noise_seed;
-	for (int i = 0; i < m->n; i++) {
-		layer *l = &m->layers[i];
-		const float *in = l->input < 0 ? x : act(m, l->input);
-		float *y = act(m, i);
-		const float *w = m->params + l->param_off;
-		const size_t n = (size_t)B * sfp_shape_numel(l->out);
-		switch (l->kind) {
-		case L_LINEAR:
-			sfp_linear_forward(&m->ctx, y, in, w, l->bias ? w + (size_t)l->in.c * l->out.c : NULL,
-					   B, l->in.c, l->out.c);
-			break;
-		case L_CONV2D:
-			sfp_conv2d_forward(&m->ctx, y, in, w,
-					   l->bias ? w + (size_t)l->conv.co * l->conv.ci * l->conv.k *
-							     l->conv.k
-						   : NULL,
-					   B, &l->conv);
-			break;
-		case L_MAXPOOL:
-			sfp_maxpool_forward(y, m->idx + l->idx_off, in, B, &l->pool);
-			break;
-		case L_AVGPOOL:
-			sfp_avgpool_forward(y, in, B, &l->pool);
-			break;
-		case L_RELU:
-			sfp_relu_forward(y, in, n); /* in == y when in place */
-			break;
-		case L_GELU:
-			sfp_gelu_forward(y, in, n);
-			break;
-		case L_TANH:
-			sfp_tanh_forward(y, in, n);
-			break;
-		case L_FLATTEN:
-			if (l->input < 0) /* first layer: copy the caller's batch */
-				memcpy(y, in, n * sizeof(float));
-			break; /* else it aliases its input */
-		case L_DROPOUT:
-			if (training && l->p > 0.0f)
-				sfp_dropout_forward(y, in, n, l->p,
-						    (uint32_t)sfp_hash32((uint32_t)noise_seed,
-									 (uint32_t)i));
-			else
-				memcpy(y, in, n * sizeof(float));
-			break;
-		case L_BATCHNORM: {
-			float *aux = m->acts + l->aux_off, *buf = m->bufs + l->buf_off;
-			sfp_batchnorm_forward(y, aux, aux + l->in.c, buf, buf + l->in.c, in, w,
-					      w + l->in.c, B, l->in.c, l->in.h * l->in.w, l->eps,
-					      l->momentum, training);
-			break;
+	for (int i = 0; i < m->n;) {
+		if (!per_sample(&m->layers[i])) {
+			layer_forward(m, i, x, 0, B);
+			i++;
+			continue;
 		}
-		case L_ADD:
-			sfp_add_forward(y, in, act(m, l->from), n);
-			break;
-		case L_PLUGIN: {
-			int i3[3] = {l->in.c, l->in.h, l->in.w};
-			l->plugin->forward(l->pstate, y, in, w, B, i3, training);
-			break;
-		}
-		}
+		int j = i;
+		while (j < m->n && per_sample(&m->layers[j]))
+			j++;
+		const int ch = chunk_samples(m, i, j);
+		for (int s0 = 0; s0 < B; s0 += ch)
+			for (int k = i; k < j; k++)
+				layer_forward(m, k, x, s0, B - s0 < ch ? B - s0 : ch);
+		i = j;
 	}
 	return act(m, m->n - 1);
 }
@@ -697,6 +743,88 @@ static void mark_grad_out(sfp_model *m)
 	}
 }
 
+/* Backward of layer i for samples [s0, s0 + b). */
+static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
+{
+	layer *l = &m->layers[i];
+	const size_t ni = sfp_shape_numel(l->in), no = sfp_shape_numel(l->out);
+	const float *in = (l->input < 0 ? x : act(m, l->input)) + (size_t)s0 * ni;
+	/* no input gradient where nothing upstream learns (e.g. a first
+	 * linear layer after a flatten of the data) */
+	float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL)
+		     : m->layers[l->input].grad_out ? dact(m, l->input) : NULL;
+	if (din)
+		din += (size_t)s0 * ni;
+	float *g = dact(m, i) + (size_t)s0 * no;
+	const float *y = act(m, i) + (size_t)s0 * no;
+	const float *w = m->params + l->param_off;
+	float *dw = m->grads + l->param_off;
+	const size_t n = (size_t)b * no;
+	switch (l->kind) {
+	case L_LINEAR:
+		sfp_linear_backward(&m->ctx, din, dw, l->bias ? dw + (size_t)l->in.c * l->out.c : NULL, g,
+				    in, w, b, l->in.c, l->out.c);
+		break;
+	case L_CONV2D:
+		sfp_conv2d_backward(&m->ctx, din, dw,
+				    l->bias ? dw + (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k
+					    : NULL,
+				    g, in, w, b, &l->conv);
+		break;
+	case L_MAXPOOL:
+		sfp_maxpool_backward(din, g, m->idx + l->idx_off + (size_t)s0 * no, b, &l->pool);
+		break;
+	case L_AVGPOOL:
+		sfp_avgpool_backward(din, g, b, &l->pool);
+		break;
+	case L_RELU:
+		if (l->inplace) /* g is also the producer's slice, holding only dy */
+			sfp_relu_mask_inplace(g, y, n);
+		else
+			sfp_relu_backward(din, g, in, n);
+		break;
+	case L_GELU:
+		sfp_gelu_backward(din, g, in, n);
+		break;
+	case L_TANH:
+		sfp_tanh_backward(din, g, y, n);
+		break;
+	case L_FLATTEN:
+		if (l->input < 0 && din) /* else its gradient slice is its input's */
+			for (size_t j = 0; j < n; j++)
+				din[j] += g[j];
+		break;
+	case L_DROPOUT:
+		if (m->training && l->p > 0.0f)
+			sfp_dropout_backward(din, g, (size_t)s0 * no, n, l->p,
+					     sfp_hash32((uint32_t)m->noise_seed, (uint32_t)i));
+		else if (din)
+			for (size_t j = 0; j < n; j++)
+				din[j] += g[j];
+		break;
+	case L_BATCHNORM: {
+		const float *aux = m->acts + l->aux_off;
+		sfp_batchnorm_backward(din, dw, dw + l->in.c, g, in, aux, aux + l->in.c, w, b, l->in.c,
+				       l->in.h * l->in.w);
+		break;
+	}
+	case L_ADD: {
+		float *df = dact(m, l->from) + (size_t)s0 * no;
+		if (din)
+			for (size_t j = 0; j < n; j++)
+				din[j] += g[j];
+		for (size_t j = 0; j < n; j++)
+			df[j] += g[j];
+		break;
+	}
+	case L_PLUGIN: {
+		int i3[3] = {l->in.c, l->in.h, l->in.w};
+		l->plugin->backward(l->pstate, din, dw, g, in, y, w, b, i3);
+		break;
+	}
+	}
+}
+
 void sfp_model_backward(sfp_model *m, const float *x, int B)
 {
 	mark_grad_out(m);
@@ -710,81 +838,19 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 	if (m->want_dinput)
 		memset(m->dinput, 0, (size_t)B * sfp_shape_numel(m->input) * sizeof(float));
 
-	for (int i = m->n - 1; i >= 0; i--) {
-		layer *l = &m->layers[i];
-		const float *in = l->input < 0 ? x : act(m, l->input);
-		/* no input gradient where nothing upstream learns (e.g. a first
-		 * linear layer after a flatten of the data) */
-		float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL)
-			     : m->layers[l->input].grad_out ? dact(m, l->input) : NULL;
-		const float *g = dact(m, i), *y = act(m, i);
-		const float *w = m->params + l->param_off;
-		float *dw = m->grads + l->param_off;
-		const size_t n = (size_t)B * sfp_shape_numel(l->out);
-		switch (l->kind) {
-		case L_LINEAR:
-			sfp_linear_backward(&m->ctx, din, dw, l->bias ? dw + (size_t)l->in.c * l->out.c : NULL,
-					    g, in, w, B, l->in.c, l->out.c);
-			break;
-		case L_CONV2D:
-			sfp_conv2d_backward(&m->ctx, din, dw,
-					    l->bias ? dw + (size_t)l->conv.co * l->conv.ci *
-								   l->conv.k * l->conv.k
-						    : NULL,
-					    g, in, w, B, &l->conv);
-			break;
-		case L_MAXPOOL:
-			sfp_maxpool_backward(din, g, m->idx + l->idx_off, B, &l->pool);
-			break;
-		case L_AVGPOOL:
-			sfp_avgpool_backward(din, g, B, &l->pool);
-			break;
-		case L_RELU:
-			if (l->inplace) /* g is also the producer's slice, holding only dy */
-				sfp_relu_mask_inplace(dact(m, i), y, n);
-			else
-				sfp_relu_backward(din, g, in, n);
-			break;
-		case L_GELU:
-			sfp_gelu_backward(din, g, in, n);
-			break;
-		case L_TANH:
-			sfp_tanh_backward(din, g, y, n);
-			break;
-		case L_FLATTEN:
-			if (l->input < 0 && din) /* else its gradient slice is its input's */
-				for (size_t j = 0; j < n; j++)
-					din[j] += g[j];
-			break;
-		case L_DROPOUT:
-			if (m->training && l->p > 0.0f)
-				sfp_dropout_backward(din, g, n, l->p,
-						     (uint32_t)sfp_hash32((uint32_t)m->noise_seed,
-									  (uint32_t)i));
-			else if (din)
-				for (size_t j = 0; j < n; j++)
-					din[j] += g[j];
-			break;
-		case L_BATCHNORM: {
-			const float *aux = m->acts + l->aux_off;
-			sfp_batchnorm_backward(din, dw, dw + l->in.c, g, in, aux, aux + l->in.c, w, B,
-					       l->in.c, l->in.h * l->in.w);
-			break;
+	for (int j = m->n; j > 0;) {
+		if (!per_sample(&m->layers[j - 1])) {
+			layer_backward(m, j - 1, x, 0, B);
+			j--;
+			continue;
 		}
-		case L_ADD: {
-			float *df = dact(m, l->from);
-			if (din)
-				for (size_t j = 0; j < n; j++)
-					din[j] += g[j];
-			for (size_t j = 0; j < n; j++)
-				df[j] += g[j];
-			break;
-		}
-		case L_PLUGIN: {
-			int i3[3] = {l->in.c, l->in.h, l->in.w};
-			l->plugin->backward(l->pstate, din, dw, g, in, y, w, B, i3);
-			break;
-		}
-		}
+		int i = j - 1;
+		while (i > 0 && per_sample(&m->layers[i - 1]))
+			i--;
+		const int ch = chunk_samples(m, i, j);
+		for (int s0 = 0; s0 < B; s0 += ch)
+			for (int k = j - 1; k >= i; k--)
+				layer_backward(m, k, x, s0, B - s0 < ch ? B - s0 : ch);
+		j = i;
 	}
 }

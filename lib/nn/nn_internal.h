@@ -95,9 +95,12 @@ void sfp_gelu_forward(float *out, const float *in, size_t n);
 void sfp_gelu_backward(float *din, const float *dout, const float *in, size_t n);
 void sfp_tanh_forward(float *out, const float *in, size_t n);
 void sfp_tanh_backward(float *din, const float *dout, const float *out, size_t n);
-/* inverted dropout; the mask is a pure function of (seed, index) */
-void sfp_dropout_forward(float *out, const float *in, size_t n, float p, uint32_t seed);
-void sfp_dropout_backward(float *din, const float *dout, size_t n, float p, uint32_t seed);
+/* inverted dropout over elements [first, first + n) of a tensor; the mask
+ * is a pure function of (seed, element index) */
+void sfp_dropout_forward(float *out, const float *in, size_t first, size_t n, float p,
+			 uint32_t seed);
+void sfp_dropout_backward(float *din, const float *dout, size_t first, size_t n, float p,
+			  uint32_t seed);
 void sfp_add_forward(float *out, const float *a, const float *b, size_t n);
 
 /* batch norm over channels c of (B, c, hw): train mode uses batch statistics,
