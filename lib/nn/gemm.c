@@ -80,14 +80,13 @@ static void pack_b(int isa, float *dst, int trans, const float *b, int ldb, int 
 		float *panel = dst + (size_t)p * kc;
 		if (trans) {
 			/* op(B) = B^T: read each row of B contiguously */
-			if (isa >= SFP_ISA_AVX512 && cols == SFP_GEMM_NR) {
-				for (int c = 0; c < SFP_GEMM_NR; c += 8)
+			int c0 = 0;
+			if (isa >= SFP_ISA_AVX512)
+				for (; c0 + 8 <= cols; c0 += 8)
 					sfp_gemm_transpose8_avx512(
-						panel + c, SFP_GEMM_NR,
-						b + (size_t)(j0 + p + c) * ldb + k0, (size_t)ldb, kc);
-				continue;
-			}
-			for (int c = 0; c < cols; c++) {
+						panel + c0, SFP_GEMM_NR,
+						b + (size_t)(j0 + p + c0) * ldb + k0, (size_t)ldb, kc);
+			for (int c = c0; c < cols; c++) {
 				const float *src = b + (size_t)(j0 + p + c) * ldb + k0;
 				for (int k = 0; k < kc; k++)
 					panel[(size_t)k * SFP_GEMM_NR + c] = src[k];

@@ -124,11 +124,12 @@ static void im2col(float *col, const float *in, const sfp_conv_dims *d)
 							ox1 = d->wo;
 						if (ox1 < ox0)
 							ox1 = ox0;
+						/* short rows: an inline loop beats a memcpy call */
+						const float *sx = src - d->pad + kx;
 						for (int ox = 0; ox < ox0; ox++)
 							r[ox] = 0.0f;
-						if (ox1 > ox0)
-							memcpy(r + ox0, src + ox0 - d->pad + kx,
-							       sizeof(float) * (size_t)(ox1 - ox0));
+						for (int ox = ox0; ox < ox1; ox++)
+							r[ox] = sx[ox];
 						for (int ox = ox1; ox < d->wo; ox++)
 							r[ox] = 0.0f;
 					} else {
