@@ -1,0 +1,120 @@
+/*
+ * sfp/quant.h -- learned bitlengths: Quantum Mantissa / Quantum Exponent
+ * widths (design.md §1.3), the footprint penalty, and the BitWave
+ * controller (§1.4).
+ *
+ * A tensor's container width is a pair of real parameters (n_m, n_e). In a
+ * forward pass the tensor is quantized at floor(n) or ceil(n) bits, picked at
+ * random with probability given by the fractional part; backward passes
+ * dL/dx straight through and gives each width the gradient of the linearly
+ * interpolated quantizer
+ *     Q_n(x) = (1 - a) Q(x, floor n) + a Q(x, ceil n),  a = n - floor n,
+ *     dL/dn  = sum_i dL/dx^_i (Q(x_i, ceil n) - Q(x_i, floor n)),
+ * plus the penalty gamma * size_l / sum(size). Q is exactly the container
+ * of lib/codec (sfp_quantize: nearest-even rounding, the exponent window's
+ * top at the tensor's largest exponent, values below it flushed to zero), so
+ * what training sees is what packing stores.
+ */
+#ifndef SFP_QUANT_H
+#define SFP_QUANT_H
+
+#include <stdint.h>
+
+#include "sfp/codec.h"
+#include "sfp/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A learned width n in [lo, hi] and its gradient. */
+typedef struct sfp_qwidth {
+	float n;
+	float grad;
+	float lo, hi;
+} sfp_qwidth;
+
+/* The learned container of one tensor (one layer's weights or activations). */
+typedef struct sfp_qtensor {
+	sfp_qwidth m;     /* mantissa bits, in [0, 23] */
+	sfp_qwidth e;     /* exponent bits, in [1, 8] */
+	uint64_t size;    /* elements: the footprint weight of the penalty */
+	unsigned use_m;   /* widths of the last forward (floor or ceil) */
+	unsigned use_e;
+} sfp_qtensor;
+
+/* Start at (e, m) bits, clamped to [1, 8] x [0, 23]. */
+void sfp_qtensor_init(sfp_qtensor *t, float e, float m, uint64_t size);
+
+/* Integer widths the tensor is packed with: ceil(n) (so both forward
+ * choices can be recovered from the packed copy). */
+unsigned sfp_qwidth_pack_bits(const sfp_qwidth *w);
+
+/* Pick this step's widths: ceil(n) with probability n - floor(n). */
+void sfp_qtensor_pick(sfp_qtensor *t, sfp_rng *rng);
+
+/* dst = Q(src, e, m) for n values (dst may equal src). */
+int sfp_quant_apply(sfp_codec *c, float *dst, const float *src, uint64_t n, unsigned e,
+		    unsigned m, sfp_error *err);
+
+/*
+ * Accumulate into t->m.grad and t->e.grad the interpolation gradients
+ *   sum_i g_i (Q(x_i, use_e, ceil m) - Q(x_i, use_e, floor m))  and
+ *   sum_i g_i (Q(x_i, ceil e, use_m) - Q(x_i, floor e, use_m)),
+ * given the upstream gradient g of the quantized tensor and its
+ * unquantized values x. `scratch` holds 2n floats. A width already at an
+ * integer (floor = ceil) gets the one-sided difference toward the next
+ * width down, so an integer width can still move.
+ */
+int sfp_qtensor_grad(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x, uint64_t n,
+		     float *scratch, sfp_error *err);
+
+/*
+ * Footprint penalty over k tensors: returns gamma * sum_l(size_l * (n_m,l +
+ * n_e,l + 1)) / sum_l(size_l) (bits per value, sign included, weighted by
+ * size) and adds its gradient gamma * size_l / sum(size) to every width.
+ */
+float sfp_quant_penalty(sfp_qtensor *const *t, int k, float gamma);
+
+/* n -= lr * grad, clamped to [lo, hi]; grad reset to 0. */
+void sfp_qwidth_step(sfp_qwidth *w, float lr);
+
+/* Average bits per value of k tensors at their packing widths (sign +
+ * ceil(n_e) + ceil(n_m)), weighted by size. */
+double sfp_quant_bits_per_value(sfp_qtensor *const *t, int k);
+
+/* ---- BitWave: one network-wide width pair driven by the loss ----------- */
+typedef struct sfp_bitwave_cfg {
+	float ema;        /* smoothing of the loss average, 0 < ema < 1 (e.g. 0.9) */
+	float threshold;  /* relative change that counts, e.g. 0.02 */
+	int period;       /* steps between decisions */
+	unsigned m_min, m_max, e_min, e_max;
+} sfp_bitwave_cfg;
+
+typedef struct sfp_bitwave {
+	sfp_bitwave_cfg cfg;
+	double avg;       /* EMA of the loss (0 before the first observation) */
+	double ref;       /* the average at the last decision */
+	int64_t seen;
+	unsigned m, e;    /* current widths */
+	int last;         /* last decision: -1 removed a bit, +1 added, 0 held */
+} sfp_bitwave;
+
+/* Start at (e, m); SFP_EINVAL naming the bad constant. */
+int sfp_bitwave_init(sfp_bitwave *b, const sfp_bitwave_cfg *cfg, unsigned e, unsigned m,
+		     sfp_error *err);
+/*
+ * Observe one step's loss. Every `period` steps compare the loss average to
+ * the one at the previous decision: improved by more than `threshold`
+ * (relative) -> remove a bit (mantissa first; exponent once the mantissa is
+ * at its floor); worse by more than `threshold` -> add one back (exponent
+ * first when it has been narrowed, since a narrow window flushes values to
+ * zero; else mantissa); else hold.
+ * Returns -1, 0 or +1 (the decision this step; 0 between decisions).
+ */
+int sfp_bitwave_observe(sfp_bitwave *b, double loss);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
