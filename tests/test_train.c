@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <stdint.h>
+
 #include "sfp/config.h"
 #include "sfp/nn.h"
 #include "tests/util/testutil.h"
@@ -207,6 +209,136 @@ static void test_checkpoint_corruption(void)
 	sfp_trainer_free(t);
 }
 
+/* Quantum policy on a slice: the loss falls, the widths move down from
+ * where they started, the footprint shrinks, width records are logged, and
+ * a resumed run (widths in the checkpoint) is bit-identical. */
+static void test_quantum_run(void)
+{
+	static sfp_config c;
+	load_cfg(&c, "bitlength: {policy: quantum, e: 6, m: 6, gamma: 0.5, lr: 0.2}\n");
+	c.train.max_steps = 40;
+	snprintf(c.log.metrics, sizeof c.log.metrics, "%s/q.jsonl", dir);
+	char ck[400];
+	snprintf(ck, sizeof ck, "%s/qck", dir);
+	snprintf(c.checkpoint.dir, sizeof c.checkpoint.dir, "%s", ck);
+	c.checkpoint.every_steps = 20;
+	c.checkpoint.keep = 5;
+	sfp_error err;
+	sfp_trainer *a = NULL, *b = NULL;
+	int rc = sfp_trainer_create(&a, &c, NULL, &err);
+	if (rc)
+		fprintf(stderr, "\n%s\n", err.msg);
+	CU_ASSERT_EQUAL_FATAL(rc, SFP_OK);
+	losses l = {0};
+	sfp_trainer_on_progress(a, record, &l);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(a, &err), SFP_OK);
+	CU_ASSERT(l.last < 0.8f * l.first);
+	sfp_model *m = sfp_trainer_model(a);
+	int nt = sfp_model_n_qtensors(m), moved = 0;
+	CU_ASSERT(nt >= 6); /* conv, fc1, fc2 weights; bn, relu/pool, dropout, ... outputs */
+	for (int k = 0; k < nt; k++) {
+		sfp_qtensor_info qi;
+		sfp_model_qtensor(m, k, &qi);
+		moved += qi.n_m < 6.0f - 0.5f && qi.n_e < 6.0f - 0.5f;
+		CU_ASSERT(qi.n_m <= 6.0f && qi.n_e <= 6.0f);
+	}
+	CU_ASSERT(moved >= 2); /* the penalty weighs by size: the big tensors move first */
+	double bw, ba, cw, ca;
+	sfp_model_footprint(m, &bw, &ba, &cw, &ca);
+	CU_ASSERT((bw + ba) / (cw + ca) < 13.0);
+	printf("\n    quantum: loss %.3f -> %.3f, %.2f bits/value ", (double)l.first, (double)l.last,
+	       (bw + ba) / (cw + ca));
+	FILE *f = fopen(c.log.metrics, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	char line[512];
+	int widths = 0, foot = 0;
+	while (fgets(line, sizeof line, f)) {
+		widths += strstr(line, "\"layer\":") && strstr(line, "\"kind\":") &&
+			  strstr(line, "\"e\":") && strstr(line, "\"m\":");
+		foot += strstr(line, "\"footprint_bits_per_value\":") != NULL;
+	}
+	fclose(f);
+	CU_ASSERT(widths >= nt);
+	CU_ASSERT(foot >= 1);
+
+	c.checkpoint.dir[0] = 0;
+	c.log.metrics[0] = 0;
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&b, &c, NULL, &err), SFP_OK);
+	char path[500];
+	snprintf(path, sizeof path, "%s/ckpt-20.sfpk", ck);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_load(b, path, &err), SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(b, &err), SFP_OK);
+	size_t na, nb2;
+	float *pa = sfp_model_params(sfp_trainer_model(a), &na);
+	float *pb = sfp_model_params(sfp_trainer_model(b), &nb2);
+	CU_ASSERT(na == nb2 && memcmp(pa, pb, na * sizeof(float)) == 0);
+	for (int k = 0; k < nt; k++) {
+		sfp_qtensor_info x, y;
+		sfp_model_qtensor(sfp_trainer_model(a), k, &x);
+		sfp_model_qtensor(sfp_trainer_model(b), k, &y);
+		CU_ASSERT(x.n_m == y.n_m && x.n_e == y.n_e);
+	}
+	/* a float32 config cannot load a quantum checkpoint */
+	sfp_trainer_free(b);
+	load_cfg(&c, NULL);
+	c.train.max_steps = 40;
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&b, &c, NULL, &err), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_trainer_load(b, path, &err), SFP_EINVAL);
+	sfp_trainer_free(a);
+	sfp_trainer_free(b);
+	test_rmdir(ck);
+}
+
+/* Footprint by hand: flatten, linear 4->3, relu, linear 3->2, batch 5.
+ * Stored activations: linear1+relu (in place, one tensor of 5 x 3); the
+ * logits are not stored, nor is the input the first flatten copies. At
+ * fixed e = 4, m = 3: 8 bits per stored value and weight. */
+static void test_footprint_by_hand(void)
+{
+	static sfp_cfg_model mc;
+	memset(&mc, 0, sizeof mc);
+	mc.input_ndim = 1;
+	mc.input[0] = 4;
+	const char *types[] = {"flatten", "linear", "relu", "linear"};
+	int outs[] = {0, 3, 0, 2};
+	for (int i = 0; i < 4; i++) {
+		snprintf(mc.layers[i].type, sizeof mc.layers[i].type, "%s", types[i]);
+		mc.layers[i].out_features = outs[i];
+		mc.layers[i].bias = 1;
+	}
+	mc.n_layers = 4;
+	sfp_model *m = NULL;
+	sfp_error err;
+	CU_ASSERT_EQUAL_FATAL(sfp_model_create(&m, &mc, NULL, 5, &err), SFP_OK);
+	double bw, ba, cw, ca;
+	sfp_model_footprint(m, &bw, &ba, &cw, &ca);
+	CU_ASSERT_DOUBLE_EQUAL(cw, 12 + 6, 0);      /* weights, no biases */
+	CU_ASSERT_DOUBLE_EQUAL(ca, 5 * 3, 0); /* relu1 */
+	CU_ASSERT_DOUBLE_EQUAL(bw, 32 * cw, 0);
+	CU_ASSERT_EQUAL_FATAL(sfp_model_set_quant(m, SFP_QPOLICY_FIXED,
+						  SFP_QTARGET_WEIGHTS | SFP_QTARGET_ACTIVATIONS, 4, 3,
+						  &err),
+			      SFP_OK);
+	sfp_model_footprint(m, &bw, &ba, &cw, &ca);
+	CU_ASSERT_DOUBLE_EQUAL(bw, 8 * 18, 0);
+	CU_ASSERT_DOUBLE_EQUAL(ba, 8 * 15, 0);
+	CU_ASSERT_EQUAL(sfp_model_n_qtensors(m), 3);
+	/* the stored activation is exactly the codec's container of the output */
+	sfp_model_init(m, 3);
+	float x[20];
+	for (int i = 0; i < 20; i++)
+		x[i] = 0.37f * (float)(i - 9);
+	sfp_model_forward(m, x, 5, 1, 1);
+	const float *h = sfp_model_activation(m, 2);
+	for (int i = 0; i < 15; i++) {
+		uint32_t u;
+		memcpy(&u, &h[i], 4);
+		CU_ASSERT(h[i] >= 0.0f);
+		CU_ASSERT((u & ((1u << 20) - 1)) == 0); /* 3 mantissa bits */
+	}
+	sfp_model_free(m);
+}
+
 int main(void)
 {
 	dir = test_tmpdir();
@@ -214,6 +346,8 @@ int main(void)
 		{"a short run: loss falls, metrics log records", test_loss_falls_and_log},
 		{"resume is bit-identical", test_resume_bit_identical},
 		{"checkpoint corruption is rejected", test_checkpoint_corruption},
+		{"quantum policy: loss falls, widths move, resume", test_quantum_run},
+		{"footprint by hand, stored activations are containers", test_footprint_by_hand},
 		{NULL, NULL},
 	};
 	int rc = test_run_suite("train", cases);

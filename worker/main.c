@@ -73,11 +73,15 @@ static void on_progress(void *user, const sfp_progress *p)
 	}
 	char eta[32];
 	fmt_duration(eta, sizeof eta, p->eta_s);
+	char bits[48] = "";
+	if (p->bits_per_value < 32.0f)
+		snprintf(bits, sizeof bits, "  %.2f bits/value (%.2fx)", (double)p->bits_per_value,
+			 32.0 / (double)p->bits_per_value);
 	fprintf(stderr,
 		"epoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64
-		"  loss %.4f  acc %.3f  lr %.3g  %.0f samples/s  ETA %s\n",
+		"  loss %.4f  acc %.3f  lr %.3g%s  %.0f samples/s  ETA %s\n",
 		p->epoch + 1, c->epochs, p->step, p->total_steps, (double)p->loss,
-		(double)p->train_acc, (double)p->lr, p->samples_per_s, eta);
+		(double)p->train_acc, (double)p->lr, bits, p->samples_per_s, eta);
 }
 
 /* Under mpirun with more than one rank, this worker would silently train N

@@ -117,6 +117,12 @@ typedef struct sfp_cfg_bitlength {
 	float m;                    /* initial mantissa width (default 23) */
 	float gamma;                /* footprint penalty weight (default 0) */
 	int gecko;                  /* default 0 */
+	float lr;                   /* quantum: learning rate of the widths (default 0.05) */
+	float ema;                  /* bitwave: loss smoothing (default 0.9) */
+	float threshold;            /* bitwave: relative loss change that counts (default 0.02) */
+	int period;                 /* bitwave: steps between decisions (default 100) */
+	int m_min;                  /* bitwave: mantissa floor (default 1) */
+	int e_min;                  /* bitwave: exponent floor (default 3) */
 } sfp_cfg_bitlength;
 
 typedef struct sfp_cfg_parallel {

@@ -113,6 +113,46 @@ void sfp_model_backward(sfp_model *m, const float *x, int B);
 void sfp_model_want_input_grad(sfp_model *m, int on);
 const float *sfp_model_input_grad(const sfp_model *m);
 
+/* ---- learned containers (lib/nn/qmodel.c, widths from lib/quant) ------- */
+enum sfp_qpolicy {
+	SFP_QPOLICY_OFF = 0,     /* float32 everywhere */
+	SFP_QPOLICY_FIXED = 1,   /* every tensor at the given (e, m) */
+	SFP_QPOLICY_QUANTUM = 2, /* QM + QE: per-tensor widths learned with the weights */
+	SFP_QPOLICY_BITWAVE = 3  /* one width pair for all, set by sfp_model_set_widths */
+};
+
+#define SFP_QTARGET_WEIGHTS 1
+#define SFP_QTARGET_ACTIVATIONS 2
+/* Put the weights of linear/conv layers and/or every stored activation (all
+ * but the logits), as `targets` says, in containers starting at (e, m)
+ * bits under `policy`. */
+int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mbits,
+			sfp_error *err);
+
+typedef struct sfp_qtensor_info {
+	const char *layer; /* owned by the model */
+	const char *kind;  /* "weights" or "activations" */
+	float n_e, n_m;    /* learned real widths */
+	unsigned e, m;     /* packing widths (ceil) */
+	uint64_t count;    /* values (activations: at the largest batch) */
+} sfp_qtensor_info;
+
+int sfp_model_n_qtensors(const sfp_model *m);
+void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info);
+/* Every tensor to (e, m) (BitWave). */
+void sfp_model_set_widths(sfp_model *m, unsigned e, unsigned mbits);
+/* After backward (quantum policy): the weights' width gradients, the
+ * footprint penalty gamma, one step of size lr on every width. Returns the
+ * penalty term. */
+float sfp_model_quant_update(sfp_model *m, float lr, float gamma);
+/* Bits held by weights and stored activations at the current packing
+ * widths (32 per value without containers), and their value counts. */
+void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_acts,
+			 double *count_weights, double *count_acts);
+/* The widths (n_e, n_m per tensor) for checkpoints: save returns the count. */
+int sfp_model_widths_save(const sfp_model *m, float *dst, int cap);
+int sfp_model_widths_load(sfp_model *m, const float *src, int n);
+
 /* ---- optimizers and schedules ------------------------------------------ */
 typedef struct sfp_optim sfp_optim;
 
@@ -170,6 +210,7 @@ typedef struct sfp_progress {
 	float train_acc;     /* over the interval */
 	float test_acc;      /* is_eval */
 	float lr;
+	float bits_per_value; /* weights + stored activations (32 without containers) */
 	double samples_per_s;
 	double eta_s;
 } sfp_progress;

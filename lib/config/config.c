@@ -77,6 +77,12 @@ static const key_desc keys[] = {
 	{"bitlength.m", K_FLOAT, F(bitlength.m), 0, 23, 0, NULL},
 	{"bitlength.gamma", K_FLOAT, F(bitlength.gamma), 0, 1e6, 0, NULL},
 	{"bitlength.gecko", K_BOOL, F(bitlength.gecko), 0, 1, 0, NULL},
+	{"bitlength.lr", K_FLOAT, F(bitlength.lr), 0, 1e6, 0, NULL},
+	{"bitlength.ema", K_FLOAT, F(bitlength.ema), 0.001, 0.999999, 0, NULL},
+	{"bitlength.threshold", K_FLOAT, F(bitlength.threshold), 0, 1, 0, NULL},
+	{"bitlength.period", K_INT, F(bitlength.period), 1, INT_MAX, 0, NULL},
+	{"bitlength.m_min", K_INT, F(bitlength.m_min), 0, 23, 0, NULL},
+	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL},
 	{"parallel.pipeline_stages", K_INT, F(parallel.pipeline_stages), 1, 4096, 0, NULL},
 	ENUM("parallel.transport", parallel.transport, transports),
 	STR("daemon.address", daemon.address),
@@ -544,6 +550,12 @@ void sfp_config_defaults(sfp_config *c)
 	snprintf(c->bitlength.targets[1], SFP_CFG_NAME, "activations");
 	c->bitlength.e = 8.0f;
 	c->bitlength.m = 23.0f;
+	c->bitlength.lr = 0.05f;
+	c->bitlength.ema = 0.9f;
+	c->bitlength.threshold = 0.02f;
+	c->bitlength.period = 100;
+	c->bitlength.m_min = 1;
+	c->bitlength.e_min = 3;
 	c->parallel.pipeline_stages = 1;
 	snprintf(c->parallel.transport, sizeof c->parallel.transport, "mpi");
 	c->log.every = 50;

@@ -16,67 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/model_internal.h"
 #include "nn/nn_internal.h"
 #include "sfp/plugin.h"
-
-enum layer_kind {
-	L_LINEAR,
-	L_CONV2D,
-	L_MAXPOOL,
-	L_AVGPOOL,
-	L_RELU,
-	L_GELU,
-	L_TANH,
-	L_FLATTEN,
-	L_DROPOUT,
-	L_BATCHNORM,
-	L_ADD,
-	L_PLUGIN
-};
 
 static const char *const kind_names[] = {"linear",  "conv2d",  "maxpool", "avgpool",
 					 "relu",    "gelu",    "tanh",    "flatten",
 					 "dropout", "batchnorm", "add",   "plugin"};
-
-typedef struct layer {
-	int kind;
-	char name[SFP_CFG_NAME];
-	int line;
-	sfp_shape in, out;
-	int input; /* producer of the input (-1 = model input) */
-	int inplace; /* relu writing over its producer's output (see relu_can_be_inplace) */
-	int grad_out; /* does anything need the gradient of this layer's output? */
-	int from;  /* add: second operand */
-	/* options */
-	int bias;
-	float p, eps, momentum;
-	sfp_conv_dims conv;
-	sfp_pool_dims pool;
-	/* arena slices (float offsets) */
-	size_t param_off, nparams; /* weights first, then bias / gamma then beta */
-	size_t buf_off, nbufs;     /* batch norm: running mean, running var */
-	size_t act_off;            /* output, max_batch x out */
-	size_t aux_off;            /* batch norm: mean, invstd */
-	size_t idx_off;            /* maxpool: argmax per output, in the index arena */
-	/* plug-in */
-	void *dl;
-	const sfp_plugin_layer *plugin;
-	void *pstate;
-} layer;
-
-struct sfp_model {
-	int n;
-	layer *layers;
-	sfp_shape input;
-	int classes, max_batch;
-	float *params, *grads, *bufs, *acts, *dacts, *dlogits, *dinput;
-	int32_t *idx;
-	size_t nparams, nbufs, nacts, nws, nidx, npartial;
-	int want_dinput;
-	sfp_nn_ctx ctx; /* owns its workspaces */
-	uint64_t noise_seed;
-	int training;
-};
 
 static const char *kind_name(int k)
 {
@@ -284,6 +230,7 @@ void sfp_model_free(sfp_model *m)
 		if (l->dl)
 			dlclose(l->dl);
 	}
+	sfp_qm_free(m->q);
 	free(m->layers);
 	free(m->params);
 	free(m->grads);
@@ -575,16 +522,6 @@ void sfp_model_init(sfp_model *m, uint64_t seed)
 	}
 }
 
-static inline float *act(sfp_model *m, int i)
-{
-	return m->acts + m->layers[i].act_off;
-}
-
-static inline float *dact(sfp_model *m, int i)
-{
-	return m->dacts + m->layers[i].act_off;
-}
-
 const float *sfp_model_activation(const sfp_model *m, int i)
 {
 	return m->acts + m->layers[i].act_off;
@@ -625,10 +562,11 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 {
 	layer *l = &m->layers[i];
 	const size_t ni = sfp_shape_numel(l->in), no = sfp_shape_numel(l->out);
-	const float *in = (l->input < 0 ? x : act(m, l->input)) + (size_t)s0 * ni;
+	const float *in = sfp_qm_input(m, i, 0, x, s0, b);
 	float *y = act(m, i) + (size_t)s0 * no;
-	const float *w = m->params + l->param_off;
+	const float *w = sfp_qm_weights(m, i);
 	const size_t n = (size_t)b * no;
+	(void)ni;
 	switch (l->kind) {
 	case L_LINEAR:
 		sfp_linear_forward(&m->ctx, y, in, w, l->bias ? w + (size_t)l->in.c * l->out.c : NULL, b,
@@ -673,7 +611,7 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	}
 	case L_ADD:
-		sfp_add_forward(y, in, act(m, l->from) + (size_t)s0 * no, n);
+		sfp_add_forward(y, in, sfp_qm_input(m, i, 1, x, s0, b), n);
 		break;
 	case L_PLUGIN: {
 		int i3[3] = {l->in.c, l->in.h, l->in.w};
@@ -681,6 +619,8 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	}
 	}
+	if (m->q)
+		sfp_qm_after_forward(m, i, s0, b);
 }
 
 const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training,
@@ -688,6 +628,8 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 {
 	m->training = training;
 	m->noise_seed = noise_seed;
+	if (m->q)
+		sfp_qm_begin_forward(m);
 	for (int i = 0; i < m->n;) {
 		if (!per_sample(&m->layers[i])) {
 			layer_forward(m, i, x, 0, B);
@@ -748,7 +690,9 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 {
 	layer *l = &m->layers[i];
 	const size_t ni = sfp_shape_numel(l->in), no = sfp_shape_numel(l->out);
-	const float *in = (l->input < 0 ? x : act(m, l->input)) + (size_t)s0 * ni;
+	if (m->q)
+		sfp_qm_before_backward(m, i, s0, b);
+	const float *in = sfp_qm_input(m, i, 0, x, s0, b);
 	/* no input gradient where nothing upstream learns (e.g. a first
 	 * linear layer after a flatten of the data) */
 	float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL)
@@ -757,7 +701,7 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		din += (size_t)s0 * ni;
 	float *g = dact(m, i) + (size_t)s0 * no;
 	const float *y = act(m, i) + (size_t)s0 * no;
-	const float *w = m->params + l->param_off;
+	const float *w = sfp_qm_weights(m, i);
 	float *dw = m->grads + l->param_off;
 	const size_t n = (size_t)b * no;
 	switch (l->kind) {

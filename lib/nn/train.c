@@ -20,10 +20,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "sfp/nn.h"
+#include "sfp/quant.h"
 
 #define CKPT_MAGIC "SFPK"
 #define CKPT_VERSION 1u
@@ -58,7 +60,101 @@ struct sfp_trainer {
 	FILE *metrics;
 	sfp_progress_fn on_progress;
 	void *user;
+	int policy;          /* enum sfp_qpolicy */
+	sfp_bitwave bw;      /* policy BITWAVE */
+	float *extra;        /* checkpointed state beyond the arenas: widths, BitWave */
+	size_t nextra;
 };
+
+/* Widths (n_e, n_m per tensor), then for BitWave its averages (as raw
+ * double bits), step count and widths: all in one float array so a
+ * checkpoint carries them beside the buffers. */
+static size_t extra_count(const sfp_trainer *t)
+{
+	return (size_t)2 * sfp_model_n_qtensors(t->model) +
+	       (t->policy == SFP_QPOLICY_BITWAVE ? 8 : 0);
+}
+
+static void extra_gather(sfp_trainer *t)
+{
+	int nw = sfp_model_widths_save(t->model, t->extra, (int)t->nextra);
+	if (t->policy == SFP_QPOLICY_BITWAVE) {
+		float *e = t->extra + nw;
+		double d[3] = {t->bw.avg, t->bw.ref, (double)t->bw.seen};
+		memcpy(e, d, sizeof d);
+		e[6] = (float)t->bw.m;
+		e[7] = (float)t->bw.e;
+	}
+}
+
+static void extra_scatter(sfp_trainer *t)
+{
+	int nw = 2 * sfp_model_n_qtensors(t->model);
+	if (nw)
+		sfp_model_widths_load(t->model, t->extra, nw);
+	if (t->policy == SFP_QPOLICY_BITWAVE) {
+		const float *e = t->extra + nw;
+		double d[3];
+		memcpy(d, e, sizeof d);
+		t->bw.avg = d[0];
+		t->bw.ref = d[1];
+		t->bw.seen = (int64_t)d[2];
+		t->bw.m = (unsigned)e[6];
+		t->bw.e = (unsigned)e[7];
+	}
+}
+
+/* bitlength section -> containers on the model (and the BitWave state) */
+static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error *err)
+{
+	int targets = 0;
+	for (int i = 0; i < b->n_targets; i++) {
+		if (!strcmp(b->targets[i], "weights"))
+			targets |= SFP_QTARGET_WEIGHTS;
+		else if (!strcmp(b->targets[i], "activations"))
+			targets |= SFP_QTARGET_ACTIVATIONS;
+		else
+			return sfp_error_set(err, SFP_EUNSUPPORTED,
+					     "bitlength.targets: '%s' is not supported yet (weights, "
+					     "activations)",
+					     b->targets[i]);
+	}
+	if (!strcmp(b->policy, "quantum"))
+		t->policy = SFP_QPOLICY_QUANTUM;
+	else if (!strcmp(b->policy, "bitwave"))
+		t->policy = SFP_QPOLICY_BITWAVE;
+	else
+		t->policy = b->e >= 8.0f && b->m >= 23.0f ? SFP_QPOLICY_OFF : SFP_QPOLICY_FIXED;
+	if (!targets)
+		t->policy = SFP_QPOLICY_OFF;
+	if (t->policy == SFP_QPOLICY_FIXED && (b->e != floorf(b->e) || b->m != floorf(b->m)))
+		return sfp_error_set(err, SFP_EINVAL,
+				     "bitlength: the fixed policy needs integer e and m (got %g, %g)",
+				     (double)b->e, (double)b->m);
+	if (t->policy == SFP_QPOLICY_BITWAVE) {
+		sfp_bitwave_cfg c = {.ema = b->ema,
+				     .threshold = b->threshold,
+				     .period = b->period,
+				     .m_min = (unsigned)b->m_min,
+				     .m_max = (unsigned)ceilf(b->m),
+				     .e_min = (unsigned)b->e_min,
+				     .e_max = (unsigned)ceilf(b->e)};
+		SFP_TRY(sfp_bitwave_init(&t->bw, &c, c.e_max, c.m_max, err));
+	}
+	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
+	t->nextra = extra_count(t);
+	if (t->nextra && !(t->extra = calloc(t->nextra, sizeof(float))))
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	return SFP_OK;
+}
+
+/* Bits per value of weights + stored activations at the packing widths. */
+static float footprint_bits(const sfp_trainer *t)
+{
+	double bw, ba, cw, ca;
+	sfp_model_footprint(t->model, &bw, &ba, &cw, &ca);
+	return cw + ca > 0 ? (float)((bw + ba) / (cw + ca)) : 32.0f;
+}
 
 static uint32_t model_signature(sfp_model *m)
 {
@@ -108,6 +204,7 @@ void sfp_trainer_free(sfp_trainer *t)
 	sfp_dataset_release(&t->train);
 	sfp_dataset_release(&t->test);
 	free(t->order);
+	free(t->extra);
 	free(t->bx);
 	free(t->by);
 	if (t->metrics)
@@ -149,6 +246,8 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 		goto out;
 	}
 	sfp_model_init(t->model, cfg->train.seed);
+	if ((rc = setup_bitlength(t, &cfg->bitlength, err)) < 0)
+		goto out;
 	size_t np;
 	sfp_model_params(t->model, &np);
 	if ((rc = sfp_optim_create(&t->opt, &cfg->train.optimizer, np, err)) < 0)
@@ -241,7 +340,9 @@ int sfp_trainer_save(sfp_trainer *t, const char *path, sfp_error *err)
 	size_t np, nb, ns;
 	float *p = sfp_model_params(t->model, &np), *b = sfp_model_buffers(t->model, &nb);
 	float *s = sfp_optim_state(t->opt, &ns);
-	size_t len = sizeof(ckpt_header) + (np + nb + ns) * sizeof(float);
+	const size_t nx = t->nextra;
+	extra_gather(t);
+	size_t len = sizeof(ckpt_header) + (np + nb + nx + ns) * sizeof(float);
 	unsigned char *buf = malloc(len);
 	if (!buf)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory for checkpoint '%s'", path);
@@ -254,13 +355,15 @@ int sfp_trainer_save(sfp_trainer *t, const char *path, sfp_error *err)
 	h.step = t->step;
 	h.seed = t->cfg.train.seed;
 	h.n_params = np;
-	h.n_bufs = nb;
+	h.n_bufs = nb + nx;
 	h.n_state = ns;
 	h.batch_size = (uint32_t)t->cfg.train.batch_size;
 	unsigned char *q = buf + sizeof h;
 	memcpy(q, p, np * sizeof(float));
 	memcpy(q + np * sizeof(float), b, nb * sizeof(float));
-	memcpy(q + (np + nb) * sizeof(float), s, ns * sizeof(float));
+	if (nx)
+		memcpy(q + (np + nb) * sizeof(float), t->extra, nx * sizeof(float));
+	memcpy(q + (np + nb + nx) * sizeof(float), s, ns * sizeof(float));
 	h.payload_crc = sfp_crc32c(0, q, len - sizeof h);
 	h.header_crc = sfp_crc32c(0, &h, sizeof h);
 	memcpy(buf, &h, sizeof h);
@@ -304,10 +407,11 @@ int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err)
 				   h.version, CKPT_VERSION);
 		goto out;
 	}
-	if (h.model_sig != model_signature(t->model) || h.n_params != np || h.n_bufs != nb) {
+	const size_t nx = t->nextra;
+	if (h.model_sig != model_signature(t->model) || h.n_params != np || h.n_bufs != nb + nx) {
 		rc = sfp_error_set(err, SFP_EINVAL,
-				   "checkpoint '%s' belongs to a different model (layers or shapes "
-				   "differ from the config)",
+				   "checkpoint '%s' belongs to a different model (layers, shapes or "
+				   "bitlength policy differ from the config)",
 				   path);
 		goto out;
 	}
@@ -330,7 +434,7 @@ int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err)
 				   t->cfg.train.seed);
 		goto out;
 	}
-	size_t want = sizeof h + (np + nb + ns) * sizeof(float);
+	size_t want = sizeof h + (np + nb + nx + ns) * sizeof(float);
 	if (len != want) {
 		rc = sfp_error_set(err, len < want ? SFP_ETRUNC : SFP_ECORRUPT,
 				   "checkpoint '%s' has %zu bytes, its header says %zu", path, len,
@@ -345,7 +449,11 @@ int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err)
 	}
 	memcpy(p, q, np * sizeof(float));
 	memcpy(b, q + np * sizeof(float), nb * sizeof(float));
-	memcpy(s, q + (np + nb) * sizeof(float), ns * sizeof(float));
+	if (nx) {
+		memcpy(t->extra, q + (np + nb) * sizeof(float), nx * sizeof(float));
+		extra_scatter(t);
+	}
+	memcpy(s, q + (np + nb + nx) * sizeof(float), ns * sizeof(float));
 	t->step = h.step;
 out:
 	free(data);
@@ -419,6 +527,32 @@ static int checkpoint_now(sfp_trainer *t, sfp_error *err)
 	return metrics_write(t, err, "{\"step\":%" PRId64 ",\"checkpoint\":\"%s\"}", t->step, path);
 }
 
+/* One record per container: layer, kind, packing widths and the learned
+ * real widths; then the footprint. */
+static int log_widths(sfp_trainer *t, sfp_error *err)
+{
+	int k, n = sfp_model_n_qtensors(t->model);
+	if (!n)
+		return SFP_OK;
+	for (k = 0; k < n; k++) {
+		sfp_qtensor_info qi;
+		sfp_model_qtensor(t->model, k, &qi);
+		SFP_TRY(metrics_write(t, err,
+				      "{\"step\":%" PRId64 ",\"layer\":\"%s\",\"kind\":\"%s\",\"e\":%u,"
+				      "\"m\":%u,\"n_e\":%.4f,\"n_m\":%.4f,\"count\":%" PRIu64 "}",
+				      t->step, qi.layer, qi.kind, qi.e, qi.m, (double)qi.n_e,
+				      (double)qi.n_m, qi.count));
+	}
+	double bw, ba, cw, ca;
+	sfp_model_footprint(t->model, &bw, &ba, &cw, &ca);
+	return metrics_write(t, err,
+			     "{\"step\":%" PRId64 ",\"footprint_bits_per_value\":%.4f,"
+			     "\"weights_bits_per_value\":%.4f,\"activations_bits_per_value\":%.4f,"
+			     "\"reduction_vs_fp32\":%.4f}",
+			     t->step, (bw + ba) / (cw + ca), cw ? bw / cw : 0.0, ca ? ba / ca : 0.0,
+			     32.0 * (cw + ca) / (bw + ba));
+}
+
 /* ---- the loop ----------------------------------------------------------- */
 static int evaluate_and_log(sfp_trainer *t, int64_t epoch, sfp_error *err)
 {
@@ -474,6 +608,10 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 		size_t np;
 		float *p = sfp_model_params(t->model, &np);
 		sfp_optim_step(t->opt, p, sfp_model_grads(t->model, NULL), lr, t->step + 1);
+		if (t->policy == SFP_QPOLICY_QUANTUM)
+			sfp_model_quant_update(t->model, c->bitlength.lr, c->bitlength.gamma);
+		else if (t->policy == SFP_QPOLICY_BITWAVE && sfp_bitwave_observe(&t->bw, loss) != 0)
+			sfp_model_set_widths(t->model, t->bw.e, t->bw.m);
 		t->step++;
 		done_here++;
 		iv_loss += loss;
@@ -494,6 +632,7 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 					   .loss = (float)(iv_loss / iv_steps),
 					   .train_acc = (float)iv_ok / (float)iv_n,
 					   .lr = lr,
+					   .bits_per_value = footprint_bits(t),
 					   .samples_per_s = rate,
 					   .eta_s = eta};
 			if (t->on_progress)
@@ -503,6 +642,7 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 					      ",\"loss\":%.6f,\"train_acc\":%.6f,\"lr\":%.6g,"
 					      "\"samples_per_s\":%.1f}",
 					      t->step, epoch, pr.loss, pr.train_acc, lr, rate));
+			SFP_TRY(log_widths(t, err));
 			iv_loss = 0.0;
 			iv_ok = iv_n = iv_steps = 0;
 			iv_t0 = sfp_clock_ns();

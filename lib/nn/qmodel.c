@@ -1,0 +1,324 @@
+/*
+ * qmodel.c -- a model's weights and activations in learned-width containers
+ * (Quantum Mantissa / Quantum Exponent, or widths set by BitWave).
+ *
+ * Which tensors: the weights of every linear and conv2d layer (not biases,
+ * not batch-norm scales), and the stored output of every layer except the
+ * logits. A ReLU that runs in place over its producer's output stores one
+ * tensor for the pair (the ReLU's), and a flatten stores nothing (it aliases).
+ *
+ * How (design.md §1.3): each tensor has real widths (n_e, n_m). At each
+ * training step every tensor picks floor or ceil of each width at random
+ * (probability = the fractional part; the draw is a hash of the step seed
+ * and the tensor, so a resumed run draws the same). Weights: the forward
+ * and backward passes read a copy quantized at the picked widths; gradients
+ * reach the float32 masters straight through. Activations: the stored copy
+ * is quantized at the packing widths (ceil n_e, ceil n_m) -- what a packed
+ * stash holds -- and whoever reads it gets it re-quantized at the picked
+ * widths, so the width gradient sum g (Q(x, ceil) - Q(x, floor)) can be
+ * formed in backward from the stored copy. Eval mode uses the packing
+ * widths. Q is the codec's own quantizer (sfp_quantize), window per call.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/model_internal.h"
+#include "sfp/codec.h"
+
+typedef struct sfp_qmodel {
+	int policy; /* SFP_QPOLICY_* */
+	sfp_codec *codec;
+	int nt;              /* tensors */
+	sfp_qtensor *t;
+	int *layer_of;       /* tensor -> layer */
+	int *is_weight;      /* tensor -> 1 weights, 0 activations */
+	int *wq, *aq;        /* layer -> tensor index or -1 */
+	float *qparams;      /* parameters as forward reads them */
+	float *tmp[2];       /* re-quantized inputs (max batch x largest input) */
+	float *scratch;      /* 2 x largest tensor, for width gradients */
+	int warned;          /* activations that could not be quantized (NaN/Inf) */
+} sfp_qmodel;
+
+void sfp_qm_free(sfp_qmodel *q)
+{
+	if (!q)
+		return;
+	sfp_codec_free(q->codec);
+	free(q->t);
+	free(q->layer_of);
+	free(q->is_weight);
+	free(q->wq);
+	free(q->aq);
+	free(q->qparams);
+	free(q->tmp[0]);
+	free(q->tmp[1]);
+	free(q->scratch);
+	free(q);
+}
+
+static size_t weight_count(const layer *l)
+{
+	if (l->kind == L_LINEAR)
+		return (size_t)l->in.c * l->out.c;
+	if (l->kind == L_CONV2D)
+		return (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k;
+	return 0;
+}
+
+/* The layer that last writes the slice layer i's output lives in. */
+static int owner(const sfp_model *m, int i)
+{
+	while (i >= 0 && m->layers[i].kind == L_FLATTEN && m->layers[i].input >= 0)
+		i = m->layers[i].input;
+	return i;
+}
+
+int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mbits,
+			sfp_error *err)
+{
+	sfp_qm_free(m->q);
+	m->q = NULL;
+	if (policy == SFP_QPOLICY_OFF)
+		return SFP_OK;
+	if (policy != SFP_QPOLICY_FIXED && policy != SFP_QPOLICY_QUANTUM &&
+	    policy != SFP_QPOLICY_BITWAVE)
+		return sfp_error_set(err, SFP_EINVAL, "unknown bitlength policy %d", policy);
+	sfp_qmodel *q = calloc(1, sizeof *q);
+	if (!q)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	q->policy = policy;
+	q->codec = sfp_codec_create();
+	q->t = calloc((size_t)2 * m->n, sizeof *q->t);
+	q->layer_of = calloc((size_t)2 * m->n, sizeof(int));
+	q->is_weight = calloc((size_t)2 * m->n, sizeof(int));
+	q->wq = malloc((size_t)m->n * sizeof(int));
+	q->aq = malloc((size_t)m->n * sizeof(int));
+	q->qparams = malloc((m->nparams ? m->nparams : 1) * sizeof(float));
+	if (!q->codec || !q->t || !q->layer_of || !q->is_weight || !q->wq || !q->aq || !q->qparams)
+		goto nomem;
+	size_t big_in = 1, big_t = 1;
+	for (int i = 0; i < m->n; i++) {
+		const layer *l = &m->layers[i];
+		q->wq[i] = q->aq[i] = -1;
+		size_t nw = targets & SFP_QTARGET_WEIGHTS ? weight_count(l) : 0;
+		if (nw) {
+			q->wq[i] = q->nt;
+			q->layer_of[q->nt] = i;
+			q->is_weight[q->nt] = 1;
+			sfp_qtensor_init(&q->t[q->nt++], e, mbits, nw);
+			if (nw > big_t)
+				big_t = nw;
+		}
+		const int stores = (targets & SFP_QTARGET_ACTIVATIONS) && i < m->n - 1 && !(l->kind == L_FLATTEN) &&
+				   !(m->layers[i + 1].inplace && m->layers[i + 1].input == i);
+		if (stores) {
+			size_t na = (size_t)m->max_batch * sfp_shape_numel(l->out);
+			q->aq[i] = q->nt;
+			q->layer_of[q->nt] = i;
+			sfp_qtensor_init(&q->t[q->nt++], e, mbits, na);
+			if (na > big_t)
+				big_t = na;
+		}
+		size_t ni = (size_t)m->max_batch * sfp_shape_numel(l->in);
+		if (ni > big_in)
+			big_in = ni;
+	}
+	q->tmp[0] = malloc(big_in * sizeof(float));
+	q->tmp[1] = malloc(big_in * sizeof(float));
+	q->scratch = malloc(2 * big_t * sizeof(float));
+	if (!q->tmp[0] || !q->tmp[1] || !q->scratch)
+		goto nomem;
+	memcpy(q->qparams, m->params, m->nparams * sizeof(float));
+	m->q = q;
+	return SFP_OK;
+nomem:
+	sfp_qm_free(q);
+	return sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's containers");
+}
+
+int sfp_model_n_qtensors(const sfp_model *m)
+{
+	return m->q ? m->q->nt : 0;
+}
+
+void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info)
+{
+	const sfp_qmodel *q = m->q;
+	const sfp_qtensor *t = &q->t[k];
+	info->layer = m->layers[q->layer_of[k]].name;
+	info->kind = q->is_weight[k] ? "weights" : "activations";
+	info->n_e = t->e.n;
+	info->n_m = t->m.n;
+	info->e = sfp_qwidth_pack_bits(&t->e);
+	info->m = sfp_qwidth_pack_bits(&t->m);
+	info->count = t->size;
+}
+
+void sfp_model_set_widths(sfp_model *m, unsigned e, unsigned mbits)
+{
+	if (!m->q)
+		return;
+	for (int k = 0; k < m->q->nt; k++) {
+		m->q->t[k].e.n = (float)e;
+		m->q->t[k].m.n = (float)mbits;
+	}
+}
+
+/* Pick this step's widths and quantize the weights (training), or use the
+ * packing widths (eval). */
+void sfp_qm_begin_forward(sfp_model *m)
+{
+	sfp_qmodel *q = m->q;
+	for (int k = 0; k < q->nt; k++) {
+		sfp_qtensor *t = &q->t[k];
+		if (m->training && q->policy == SFP_QPOLICY_QUANTUM) {
+			sfp_rng r;
+			sfp_rng_seed(&r, m->noise_seed * 0x9e3779b97f4a7c15ull + (uint64_t)k);
+			sfp_qtensor_pick(t, &r);
+		} else {
+			t->use_e = sfp_qwidth_pack_bits(&t->e);
+			t->use_m = sfp_qwidth_pack_bits(&t->m);
+		}
+	}
+	memcpy(q->qparams, m->params, m->nparams * sizeof(float));
+	for (int i = 0; i < m->n; i++) {
+		int k = q->wq[i];
+		if (k < 0)
+			continue;
+		const layer *l = &m->layers[i];
+		/* finite weights always fit an automatic window: no error path */
+		(void)sfp_quant_apply(q->codec, q->qparams + l->param_off, m->params + l->param_off,
+				      q->t[k].size, q->t[k].use_e, q->t[k].use_m, NULL);
+	}
+}
+
+const float *sfp_qm_weights(sfp_model *m, int i)
+{
+	return (m->q ? m->q->qparams : m->params) + m->layers[i].param_off;
+}
+
+const float *sfp_qm_input(sfp_model *m, int i, int which, const float *x, int s0, int b)
+{
+	const layer *l = &m->layers[i];
+	int j = which ? l->from : l->input;
+	const size_t n1 = sfp_shape_numel(which ? m->layers[j].out : l->in);
+	if (j < 0)
+		return x + (size_t)s0 * n1;
+	const float *src = act(m, j) + (size_t)s0 * n1;
+	sfp_qmodel *q = m->q;
+	if (!q)
+		return src;
+	int k = q->aq[owner(m, j)];
+	if (k < 0)
+		return src;
+	const sfp_qtensor *t = &q->t[k];
+	if (t->use_e == sfp_qwidth_pack_bits(&t->e) && t->use_m == sfp_qwidth_pack_bits(&t->m))
+		return src;
+	float *dst = q->tmp[which];
+	(void)sfp_quant_apply(q->codec, dst, src, (uint64_t)b * n1, t->use_e, t->use_m, NULL);
+	return dst;
+}
+
+void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
+{
+	sfp_qmodel *q = m->q;
+	int k = q->aq[i];
+	if (k < 0)
+		return;
+	const size_t no = sfp_shape_numel(m->layers[i].out);
+	float *y = act(m, i) + (size_t)s0 * no;
+	const sfp_qtensor *t = &q->t[k];
+	if (sfp_quant_apply(q->codec, y, y, (uint64_t)b * no, sfp_qwidth_pack_bits(&t->e),
+			    sfp_qwidth_pack_bits(&t->m), NULL) < 0)
+		q->warned++; /* a NaN/Inf activation: left as is, the loss check stops the run */
+}
+
+void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
+{
+	sfp_qmodel *q = m->q;
+	int k = q->aq[i];
+	if (k < 0 || q->policy != SFP_QPOLICY_QUANTUM)
+		return;
+	const size_t no = sfp_shape_numel(m->layers[i].out);
+	(void)sfp_qtensor_grad(q->codec, &q->t[k], dact(m, i) + (size_t)s0 * no,
+			       act(m, i) + (size_t)s0 * no, (uint64_t)b * no, q->scratch, NULL);
+}
+
+float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
+{
+	sfp_qmodel *q = m->q;
+	if (!q || q->policy != SFP_QPOLICY_QUANTUM)
+		return 0.0f;
+	for (int i = 0; i < m->n; i++) {
+		int k = q->wq[i];
+		if (k < 0)
+			continue;
+		const layer *l = &m->layers[i];
+		(void)sfp_qtensor_grad(q->codec, &q->t[k], m->grads + l->param_off,
+				       m->params + l->param_off, q->t[k].size, q->scratch, NULL);
+	}
+	sfp_qtensor **list = malloc((size_t)q->nt * sizeof *list);
+	float pen = 0.0f;
+	if (list) {
+		for (int k = 0; k < q->nt; k++)
+			list[k] = &q->t[k];
+		pen = sfp_quant_penalty(list, q->nt, gamma);
+		free(list);
+	}
+	for (int k = 0; k < q->nt; k++) {
+		sfp_qwidth_step(&q->t[k].m, lr);
+		sfp_qwidth_step(&q->t[k].e, lr);
+	}
+	return pen;
+}
+
+void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_acts,
+			 double *count_weights, double *count_acts)
+{
+	double bw = 0, ba = 0, cw = 0, ca = 0;
+	const sfp_qmodel *q = m->q;
+	for (int i = 0; i < m->n; i++) {
+		const layer *l = &m->layers[i];
+		double nw = (double)weight_count(l);
+		double na = (double)m->max_batch * (double)sfp_shape_numel(l->out);
+		int stores = i < m->n - 1 && l->kind != L_FLATTEN &&
+			     !(m->layers[i + 1].inplace && m->layers[i + 1].input == i);
+		if (nw > 0) {
+			const sfp_qtensor *t = q && q->wq[i] >= 0 ? &q->t[q->wq[i]] : NULL;
+			bw += nw * (t ? 1 + sfp_qwidth_pack_bits(&t->e) + sfp_qwidth_pack_bits(&t->m) : 32);
+			cw += nw;
+		}
+		if (stores) {
+			const sfp_qtensor *t = q && q->aq[i] >= 0 ? &q->t[q->aq[i]] : NULL;
+			ba += na * (t ? 1 + sfp_qwidth_pack_bits(&t->e) + sfp_qwidth_pack_bits(&t->m) : 32);
+			ca += na;
+		}
+	}
+	*bits_weights = bw;
+	*bits_acts = ba;
+	*count_weights = cw;
+	*count_acts = ca;
+}
+
+int sfp_model_widths_save(const sfp_model *m, float *dst, int cap)
+{
+	if (!m->q)
+		return 0;
+	for (int k = 0; k < m->q->nt && 2 * k + 1 < cap; k++) {
+		dst[2 * k] = m->q->t[k].e.n;
+		dst[2 * k + 1] = m->q->t[k].m.n;
+	}
+	return 2 * m->q->nt;
+}
+
+int sfp_model_widths_load(sfp_model *m, const float *src, int n)
+{
+	if (!m->q || n != 2 * m->q->nt)
+		return SFP_EINVAL;
+	for (int k = 0; k < m->q->nt; k++) {
+		m->q->t[k].e.n = src[2 * k];
+		m->q->t[k].m.n = src[2 * k + 1];
+	}
+	return SFP_OK;
+}
