@@ -559,6 +559,12 @@ static void test_isa_vs_ref(void)
 						fprintf(stderr, "\n  isa %s e=%u m=%u n=%zu kind %d: values differ\n", sfp_isa_name(isa), e, m, n, kind);
 						CU_FAIL_FATAL("decode differs from reference");
 					}
+					/* fake quantization at this level = the reference's round trip */
+					CU_ASSERT_EQUAL_FATAL(sfp_quantize(codec, y1, x, n, &p, NULL), SFP_OK);
+					if (memcmp(y1, y2, n * 4) != 0) {
+						fprintf(stderr, "\n  isa %s e=%u m=%u n=%zu kind %d: quantize differs\n", sfp_isa_name(isa), e, m, n, kind);
+						CU_FAIL_FATAL("quantize differs from the reference round trip");
+					}
 					checked++;
 				}
 		}

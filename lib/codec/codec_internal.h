@@ -291,4 +291,7 @@ void sfp__pack_codes_avx2(uint8_t *dst, const uint8_t *codes, uint64_t n, unsign
 uint64_t sfp__unpack_codes_avx2(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
 uint64_t sfp__count_nonzero_avx2(const uint8_t *codes, uint64_t n);
 
+/* AVX-512 fake quantization for nearest rounding (quantize_avx512.c). */
+uint64_t sfp__quantize_nearest_avx512(const qplan *q, float *dst, const float *src, uint64_t n);
+
 #endif

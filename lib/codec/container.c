@@ -895,6 +895,46 @@ int sfp_decode_codes(sfp_codec *c, uint8_t *codes, uint64_t cap, const void *src
 
 /* ---- fake quantization ------------------------------------------------------- */
 
+/*
+ * The element rule for nearest rounding without saturation, written without
+ * branches so the compiler vectorises it (AVX-512/AVX2 clones): the result
+ * is x itself for exceptions, 0 (or the window's smallest value under MIN)
+ * for zeros and values below the window, else sign | rounded magnitude
+ * (code + lo - 1 and the kept mantissa bits are exactly those bits). Returns
+ * n, or the index of the first value past the window (the caller reports
+ * it through the reference loop). Tested bit for bit against that loop.
+ */
+#if defined(__x86_64__) && !defined(SFP_NO_CLONES)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static uint64_t quantize_nearest(const qplan *q, float *dst, const float *src, uint64_t n)
+{
+	const uint32_t k = q->k, mask = k ? (1u << k) - 1 : 0, half = k ? (1u << (k - 1)) - 1 : 0;
+	const uint32_t lo = q->lo, hi = q->hi, lossless = (uint32_t)q->lossless;
+	const uint32_t minv = q->under_min ? lo << 23 : 0;
+	uint32_t over = 0;
+	const uint64_t block = 1024;
+	for (uint64_t b0 = 0; b0 < n; b0 += block) {
+		const uint64_t b1 = b0 + block < n ? b0 + block : n;
+		for (uint64_t i = b0; i < b1; i++) {
+			uint32_t x, r;
+			memcpy(&x, &src[i], 4);
+			const uint32_t a = x & 0x7fffffffu, E = a >> 23;
+			const uint32_t exc = (E == 255) | (lossless & (E == 0) & (x != 0));
+			const uint32_t ar = (a + half + ((a >> k) & 1u & (k != 0))) & ~mask;
+			const uint32_t Er = ar >> 23;
+			const uint32_t sign = x & 0x80000000u;
+			r = ar == 0 ? 0 : Er < lo ? (minv ? sign | minv : 0) : sign | ar;
+			r = exc ? x : r;
+			over |= (uint32_t)(!exc & (Er > hi));
+			memcpy(&dst[i], &r, 4);
+		}
+		if (over)
+			return b0;
+	}
+	return n;
+}
+
 int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,
 		 sfp_error *err)
 {
@@ -902,7 +942,12 @@ int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const s
 	qplan q;
 	SFP_TRY(sfp_params_check(p, err));
 	SFP_TRY(make_plan(&q, &k, src, n, p, err));
-	for (uint64_t i = 0; i < n; i++) {
+	uint64_t start = 0;
+	if (!q.stochastic && !q.saturate && c->isa >= SFP_ISA_AVX512)
+		start = sfp__quantize_nearest_avx512(&q, dst, src, n);
+	else if (!q.stochastic && !q.saturate && c->isa > SFP_ISA_SCALAR)
+		start = quantize_nearest(&q, dst, src, n);
+	for (uint64_t i = start; i < n; i++) {
 		uint32_t u = f2u(src[i]);
 		unsigned code, sign;
 		uint32_t mant;
