@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "tools/tools.h"
 #include "sfp/codec.h"
 #include "sfp/config.h"
 #include "sfp/data.h"
@@ -50,6 +51,8 @@ static const char *usage_text =
 	"                      test-set accuracy of a trained checkpoint\n"
 	"  bench train --config FILE [--threads N] [--seconds S] [--repeats R]\n"
 	"                      training speed of one model (beside PyTorch: bench/train.sh)\n"
+	"  report LOG.jsonl [--png OUT.png]\n"
+	"                      learned widths per layer, footprint, and a plot of widths over steps\n"
 	"  help [COMMAND]      this text, or one command's options\n"
 	"  --version           the version\n";
 
@@ -79,6 +82,9 @@ static const struct {
 	{"eval", "usage: sfp eval --config FILE --checkpoint CKPT|DIR [--set section.key=value ...]\n"
 		 "  builds the model of FILE, loads the checkpoint (a folder: its newest)\n"
 		 "  and prints test-set accuracy and loss\n"},
+	{"report", "usage: sfp report LOG.jsonl [--png OUT.png]\n"
+		   "  the width records of a metrics log: evolution table per tensor, footprint\n"
+		   "  reduction against float32, and a PNG (default LOG.jsonl.png)\n"},
 	{"dataset", "usage: sfp dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
 		    "  Fashion-MNIST images as float32 N x 28 x 28 scaled to [0, 1]\n"},
 };
@@ -685,6 +691,8 @@ int main(int argc, char **argv)
 		return cmd_dataset(argc - 1, argv + 1);
 	if (!strcmp(cmd, "eval"))
 		return cmd_eval(argc - 1, argv + 1);
+	if (!strcmp(cmd, "report"))
+		return sfp_report_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "bench")) {
 		if (argc >= 3 && !strcmp(argv[2], "codec"))
 			return sfp_bench_codec_main(argc - 2, argv + 2);

@@ -48,6 +48,16 @@ printf '\377' | dd of="$T/broken.sfpk" bs=1 seek=200 conv=notrunc 2>/dev/null
 expect 2 "corrupted checkpoint" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=20 --resume "$T/broken.sfpk"
 grep -q "broken.sfpk': payload checksum mismatch" "$T/err" && ok "corruption detected" || bad "corrupt: $(cat "$T/err")"
 
+# learned widths: a short quantum run, then sfp report (table + PNG)
+expect 0 "quantum policy trains" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=10 \
+	--set bitlength.policy=quantum --set bitlength.m=6 --set bitlength.e=6 --set log.metrics="$T/q.jsonl"
+grep -q "bits/value" "$T/err" && ok "progress shows bits per value" || bad "quantum progress: $(cat "$T/err")"
+grep -q '"layer":"conv1","kind":"weights","e":6,"m":[67],"n_e":' "$T/q.jsonl" && ok "width records logged" || bad "width records: $(head -3 "$T/q.jsonl")"
+expect 0 "sfp report" "$SFP" report "$T/q.jsonl" --png "$T/q.png"
+grep -q "relu1 *activations" "$T/out" && grep -q "smaller than float32" "$T/out" && ok "report table" || bad "report: $(cat "$T/out")"
+head -c 8 "$T/q.png" | od -An -c | grep -q "P   N   G" && ok "report writes a PNG" || bad "no PNG"
+expect 2 "sfp report on a log without widths" "$SFP" report "$T/m.jsonl"
+
 # the plug-in example trains
 expect 0 "plug-in layer trains" "$W" --config deploy/examples/fmnist-plugin.yaml $SLICE --set train.max_steps=5
 

@@ -1,0 +1,11 @@
+/*
+ * tools.h -- commands of the sfp tool that live in their own files.
+ * Each returns a process exit code (0 ok, 2 usage or bad input, 1 failure).
+ */
+#ifndef SFP_TOOLS_H
+#define SFP_TOOLS_H
+
+/* `sfp report LOG.jsonl [--png OUT.png]`: widths, footprint, plot. */
+int sfp_report_main(int argc, char **argv);
+
+#endif
