@@ -289,6 +289,29 @@ static void test_quantum_run(void)
 	test_rmdir(ck);
 }
 
+/* BitWave on a slice: while the loss falls, the controller removes bits
+ * from every tensor at once; a resumed run carries its state. */
+static void test_bitwave_run(void)
+{
+	static sfp_config c;
+	load_cfg(&c, "bitlength: {policy: bitwave, e: 8, m: 7, period: 5, ema: 0.5, threshold: 0.01}\n");
+	c.train.max_steps = 40;
+	sfp_error err;
+	sfp_trainer *a = NULL;
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&a, &c, NULL, &err), SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(a, &err), SFP_OK);
+	sfp_model *m = sfp_trainer_model(a);
+	sfp_qtensor_info first, qi;
+	sfp_model_qtensor(m, 0, &first);
+	CU_ASSERT(first.m < 7);
+	for (int k = 1; k < sfp_model_n_qtensors(m); k++) {
+		sfp_model_qtensor(m, k, &qi);
+		CU_ASSERT(qi.m == first.m && qi.e == first.e); /* one width pair for all */
+	}
+	printf("\n    bitwave: e %u m %u after 40 steps ", first.e, first.m);
+	sfp_trainer_free(a);
+}
+
 /* Footprint by hand: flatten, linear 4->3, relu, linear 3->2, batch 5.
  * Stored activations: linear1+relu (in place, one tensor of 5 x 3); the
  * logits are not stored, nor is the input the first flatten copies. At
@@ -347,6 +370,7 @@ int main(void)
 		{"resume is bit-identical", test_resume_bit_identical},
 		{"checkpoint corruption is rejected", test_checkpoint_corruption},
 		{"quantum policy: loss falls, widths move, resume", test_quantum_run},
+		{"bitwave policy: widths fall with the loss", test_bitwave_run},
 		{"footprint by hand, stored activations are containers", test_footprint_by_hand},
 		{NULL, NULL},
 	};
