@@ -176,6 +176,19 @@ static void test_grad_linear_act(void)
 	}
 }
 
+/* Wide enough that two threads split GEMMs by column panels. */
+static void test_grad_wide_linear(void)
+{
+	sfp_cfg_model m = model_cfg(200, 1, 1);
+	sfp_cfg_layer l = L("linear");
+	l.out_features = 150;
+	push(&m, l);
+	push(&m, L("relu"));
+	l.out_features = 10;
+	push(&m, l);
+	gradcheck("wide linear", &m, 3);
+}
+
 static void test_grad_conv_pool(void)
 {
 	/* conv with padding and stride, both pools, flatten, linear */
@@ -535,6 +548,7 @@ int main(void)
 	setenv("SFP_PLUGIN_BASE", base, 1);
 	static const test_case cases[] = {
 		{"gradient: linear + activations", test_grad_linear_act},
+		{"gradient: wide linear (threads split columns)", test_grad_wide_linear},
 		{"gradient: conv2d + pools", test_grad_conv_pool},
 		{"gradient: batchnorm + residual + dropout", test_grad_batchnorm_residual_dropout},
 		{"gradient: plug-in ABI (swish)", test_grad_plugin},

@@ -30,16 +30,17 @@ static int thread_id(void)
 }
 
 /* ---- linear ------------------------------------------------------------- */
-/* C rows split among the context's threads (in MR multiples); each thread
- * packs into its own workspace. The split does not change any sum. */
+/* C split among the context's threads, by column panels when there are
+ * enough (each thread then packs only its own part of B), else by rows in
+ * MR multiples; each thread packs into its own workspace. The split changes
+ * no sum: every C element is computed whole by one thread. */
 static void gemm_rows_mt(const sfp_nn_ctx *ctx, int ta, int tb, int M, int N, int K,
 			 const float *A, int lda, const float *Bm, int ldb, float beta, float *C,
 			 int ldc)
 {
-	int T = ctx->threads;
-	if (T > 1 && M < 2 * SFP_GEMM_MR * T)
-		T = M / (2 * SFP_GEMM_MR) > 1 ? M / (2 * SFP_GEMM_MR) : 1;
-	if (T <= 1) {
+	const int T = ctx->threads;
+	const int by_cols = N >= 2 * SFP_GEMM_NR * T, by_rows = M >= 2 * SFP_GEMM_MR * T;
+	if (T <= 1 || (!by_cols && !by_rows)) {
 		sfp_gemm(ctx->isa, ta, tb, M, N, K, 1.0f, A, lda, Bm, ldb, beta, C, ldc,
 			 ctx->gemm_ws);
 		return;
@@ -47,12 +48,22 @@ static void gemm_rows_mt(const sfp_nn_ctx *ctx, int ta, int tb, int M, int N, in
 #pragma omp parallel num_threads(T)
 	{
 		const int t = thread_id();
-		int per = ((M + T - 1) / T + SFP_GEMM_MR - 1) / SFP_GEMM_MR * SFP_GEMM_MR;
-		int m0 = t * per, m1 = m0 + per < M ? m0 + per : M;
-		if (m0 < m1) {
-			const float *a = ta ? A + m0 : A + (size_t)m0 * lda;
-			sfp_gemm(ctx->isa, ta, tb, m1 - m0, N, K, 1.0f, a, lda, Bm, ldb, beta,
-				 C + (size_t)m0 * ldc, ldc, gemm_ws_of(ctx, t));
+		if (by_cols) {
+			int per = ((N + T - 1) / T + SFP_GEMM_NR - 1) / SFP_GEMM_NR * SFP_GEMM_NR;
+			int n0 = t * per, n1 = n0 + per < N ? n0 + per : N;
+			if (n0 < n1) {
+				const float *b = tb ? Bm + (size_t)n0 * ldb : Bm + n0;
+				sfp_gemm(ctx->isa, ta, tb, M, n1 - n0, K, 1.0f, A, lda, b, ldb, beta,
+					 C + n0, ldc, gemm_ws_of(ctx, t));
+			}
+		} else {
+			int per = ((M + T - 1) / T + SFP_GEMM_MR - 1) / SFP_GEMM_MR * SFP_GEMM_MR;
+			int m0 = t * per, m1 = m0 + per < M ? m0 + per : M;
+			if (m0 < m1) {
+				const float *a = ta ? A + m0 : A + (size_t)m0 * lda;
+				sfp_gemm(ctx->isa, ta, tb, m1 - m0, N, K, 1.0f, a, lda, Bm, ldb, beta,
+					 C + (size_t)m0 * ldc, ldc, gemm_ws_of(ctx, t));
+			}
 		}
 	}
 }
