@@ -43,6 +43,15 @@ static const char *cfg_text = "model:\n"
 			      "log:\n"
 			      "  every: 10\n";
 
+/* Checkpoints into DIR/sub every `every` steps, keeping 5; returns the folder. */
+static const char *with_checkpoints(sfp_config *c, const char *sub, int every)
+{
+	snprintf(c->checkpoint.dir, sizeof c->checkpoint.dir, "%s/%s", dir, sub);
+	c->checkpoint.every_steps = every;
+	c->checkpoint.keep = 5;
+	return c->checkpoint.dir;
+}
+
 static void load_cfg(sfp_config *c, const char *extra)
 {
 	char text[4096];
@@ -123,12 +132,8 @@ static void test_resume_bit_identical(void)
 	static sfp_config c;
 	load_cfg(&c, NULL);
 	c.train.max_steps = 60;
-	char ck[400];
-	snprintf(ck, sizeof ck, "%s/ck", dir);
-	snprintf(c.checkpoint.dir, sizeof c.checkpoint.dir, "%s", ck);
-	c.checkpoint.every_steps = 20;
-	c.checkpoint.keep = 5;
-	/* the trainer creates the folder */
+	char ck[600];
+	snprintf(ck, sizeof ck, "%s", with_checkpoints(&c, "ck", 20)); /* the trainer creates it */
 	sfp_error err;
 	sfp_trainer *a = NULL, *b = NULL;
 	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&a, &c, NULL, &err), SFP_OK);
@@ -218,11 +223,8 @@ static void test_quantum_run(void)
 	load_cfg(&c, "bitlength: {policy: quantum, e: 6, m: 6, gamma: 0.5, lr: 0.2}\n");
 	c.train.max_steps = 40;
 	snprintf(c.log.metrics, sizeof c.log.metrics, "%s/q.jsonl", dir);
-	char ck[400];
-	snprintf(ck, sizeof ck, "%s/qck", dir);
-	snprintf(c.checkpoint.dir, sizeof c.checkpoint.dir, "%s", ck);
-	c.checkpoint.every_steps = 20;
-	c.checkpoint.keep = 5;
+	char ck[600];
+	snprintf(ck, sizeof ck, "%s", with_checkpoints(&c, "qck", 20));
 	sfp_error err;
 	sfp_trainer *a = NULL, *b = NULL;
 	int rc = sfp_trainer_create(&a, &c, NULL, &err);
@@ -264,7 +266,7 @@ static void test_quantum_run(void)
 	c.checkpoint.dir[0] = 0;
 	c.log.metrics[0] = 0;
 	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&b, &c, NULL, &err), SFP_OK);
-	char path[500];
+	char path[700];
 	snprintf(path, sizeof path, "%s/ckpt-20.sfpk", ck);
 	CU_ASSERT_EQUAL_FATAL(sfp_trainer_load(b, path, &err), SFP_OK);
 	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(b, &err), SFP_OK);

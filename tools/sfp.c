@@ -113,22 +113,6 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-/* Exit code for a library error: bad input is 2, the rest 1. */
-static int exit_for(int rc)
-{
-	switch (rc) {
-	case SFP_EINVAL:
-	case SFP_ECORRUPT:
-	case SFP_ETRUNC:
-	case SFP_EVERSION:
-	case SFP_ECHECKSUM:
-	case SFP_ERANGE:
-	case SFP_EUNSUPPORTED:
-	case SFP_ENOENT:
-		return EXIT_USAGE;
-	default:
-		return EXIT_FAIL;
-	}
 }
 
 static int fail(int rc, const char *what, const char *path, const sfp_error *err)
@@ -138,7 +122,7 @@ static int fail(int rc, const char *what, const char *path, const sfp_error *err
 			err->msg);
 	else
 		fprintf(stderr, "sfp: cannot %s: %s: %s\n", what, sfp_strerror(rc), err->msg);
-	return exit_for(rc);
+	return sfp_exit_code(rc);
 }
 
 __attribute__((format(printf, 1, 0))) static int usage_error_v(const char *fmt, va_list ap)
@@ -292,7 +276,7 @@ static int cmd_encode(int argc, char **argv)
 	rc = sfp_npy_read(in, &a, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
-		ret = exit_for(rc);
+		ret = sfp_exit_code(rc);
 		goto out_codec;
 	}
 	size_t cap = sfp_encode_bound(a.count, a.ndim), w;
@@ -350,7 +334,7 @@ static int cmd_decode(int argc, char **argv)
 	rc = sfp_file_read(in, &buf, &len, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
-		ret = exit_for(rc);
+		ret = sfp_exit_code(rc);
 		goto out;
 	}
 	rc = sfp_inspect(buf, len, &info, &err);
@@ -421,7 +405,7 @@ static int cmd_inspect(int argc, char **argv)
 	rc = sfp_file_read(in, &buf, &len, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
-		ret = exit_for(rc);
+		ret = sfp_exit_code(rc);
 		goto out;
 	}
 	rc = sfp_inspect(buf, len, &info, &err);
@@ -560,7 +544,7 @@ static int cmd_dataset(int argc, char **argv)
 	int rc = sfp_fmnist_load(NULL, split, &img, &lab, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
-		return exit_for(rc);
+		return sfp_exit_code(rc);
 	}
 	uint64_t n = img.dims[0];
 	int ret = EXIT_FAIL;
@@ -649,7 +633,7 @@ static int cmd_eval(int argc, char **argv)
 	else
 		fprintf(stderr, "sfp: %s\n", err.msg);
 	sfp_trainer_free(t);
-	return rc == SFP_OK ? EXIT_OK : exit_for(rc);
+	return rc == SFP_OK ? EXIT_OK : sfp_exit_code(rc);
 }
 
 int main(int argc, char **argv)

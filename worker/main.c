@@ -30,19 +30,6 @@ static const char *usage_text =
 	"  --quiet              no progress lines (errors still go to stderr)\n"
 	"  --help, --version\n";
 
-static int exit_code(int rc)
-{
-	switch (rc) {
-	case SFP_EINVAL:
-	case SFP_ECORRUPT:
-	case SFP_ETRUNC:
-	case SFP_EVERSION:
-	case SFP_ECHECKSUM:
-	case SFP_ENOENT:
-		return EXIT_USAGE;
-	default:
-		return EXIT_FAIL;
-	}
 }
 
 static void fmt_duration(char *buf, size_t cap, double s)
@@ -150,7 +137,7 @@ int main(int argc, char **argv)
 		rc = sfp_config_validate(&cfg, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp-worker: %s\n", err.msg);
-		return exit_code(rc);
+		return sfp_exit_code(rc);
 	}
 	char dirbuf[SFP_CFG_PATH];
 	snprintf(dirbuf, sizeof dirbuf, "%s", config);
@@ -180,5 +167,5 @@ out:
 	if (rc < 0)
 		fprintf(stderr, "sfp-worker: %s\n", err.msg);
 	sfp_trainer_free(t);
-	return rc < 0 ? exit_code(rc) : EXIT_OK;
+	return rc < 0 ? sfp_exit_code(rc) : EXIT_OK;
 }

@@ -52,6 +52,11 @@ int sfp_error_set(sfp_error *err, int code, const char *fmt, ...)
 /* Reset to SFP_OK with an empty message. */
 void sfp_error_clear(sfp_error *err);
 
+/* Process exit code for the command-line programs: 0 for SFP_OK, 2 for
+ * errors about their input (usage, config, malformed or unreadable data),
+ * 1 for the rest (I/O, memory, a full disk). */
+int sfp_exit_code(int err);
+
 /* Propagate a negative return code. */
 #define SFP_TRY(expr)                     \
 	do {                              \

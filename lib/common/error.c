@@ -57,3 +57,22 @@ void sfp_logf(const sfp_log *log, int level, const char *fmt, ...)
 	va_end(ap);
 	log->fn(log->user, level, buf);
 }
+
+int sfp_exit_code(int err)
+{
+	switch (err) {
+	case SFP_OK:
+		return 0;
+	case SFP_EINVAL:
+	case SFP_ECORRUPT:
+	case SFP_ETRUNC:
+	case SFP_EVERSION:
+	case SFP_ECHECKSUM:
+	case SFP_ERANGE:
+	case SFP_EUNSUPPORTED:
+	case SFP_ENOENT:
+		return 2;
+	default:
+		return 1;
+	}
+}
