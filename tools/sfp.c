@@ -113,8 +113,6 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-}
-
 static int fail(int rc, const char *what, const char *path, const sfp_error *err)
 {
 	if (path)
