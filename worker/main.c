@@ -30,8 +30,6 @@ static const char *usage_text =
 	"  --quiet              no progress lines (errors still go to stderr)\n"
 	"  --help, --version\n";
 
-}
-
 static void fmt_duration(char *buf, size_t cap, double s)
 {
 	long t = (long)(s + 0.5);
