@@ -146,6 +146,7 @@ int sfp_report_main(int argc, char **argv)
 	static series s[MAX_TENSORS];
 	int ns = 0, rc = 0;
 	double first_fp = 0, last_fp = 0, last_red = 0, acc = -1, fp32_bits = 32, steps = 0;
+	double last_packed = 0, last_gecko = 0, red_packed = 0, red_gecko = 0;
 	char line[1024];
 	long lineno = 0, bad = 0;
 	while (fgets(line, sizeof line, f)) {
@@ -186,6 +187,10 @@ int sfp_report_main(int argc, char **argv)
 				first_fp = v;
 			last_fp = v;
 			get_num(line, "reduction_vs_fp32", &last_red);
+			get_num(line, "packed_bits_per_value", &last_packed);
+			get_num(line, "packed_reduction_vs_fp32", &red_packed);
+			get_num(line, "gecko_bits_per_value", &last_gecko);
+			get_num(line, "gecko_reduction_vs_fp32", &red_gecko);
 		} else if (get_num(line, "test_acc", &v)) {
 			acc = v;
 		}
@@ -217,6 +222,10 @@ int sfp_report_main(int argc, char **argv)
 		printf("footprint (weights + stored activations): %.2f -> %.2f bits per value; "
 		       "%.2fx smaller than float32 (%.0f bits)\n",
 		       first_fp, last_fp, last_red, fp32_bits);
+	if (last_packed > 0)
+		printf("encoded containers at the last record: %.2f bits per value packed (%.2fx), "
+		       "%.2f with Gecko (%.2fx)\n",
+		       last_packed, red_packed, last_gecko, red_gecko);
 	if (acc >= 0)
 		printf("last test accuracy: %.4f (step %.0f)\n", acc, steps);
 	char def[1100];

@@ -149,6 +149,13 @@ float sfp_model_quant_update(sfp_model *m, float lr, float gamma);
  * widths (32 per value without containers), and their value counts. */
 void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_acts,
 			 double *count_weights, double *count_acts);
+/* Bits the containers of those tensors take when encoded (lib/codec, headers
+ * included; `gecko` codes the exponents): each tensor encoded now at its
+ * packing widths, activations as left by the last forward. The engine keeps
+ * its stash as float32 values on the container grid for now; this measures
+ * what the packed stash will hold. */
+int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double *bits_acts,
+			  sfp_error *err);
 /* The widths (n_e, n_m per tensor) for checkpoints: save returns the count. */
 int sfp_model_widths_save(const sfp_model *m, float *dst, int cap);
 int sfp_model_widths_load(sfp_model *m, const float *src, int n);

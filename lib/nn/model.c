@@ -628,6 +628,7 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 {
 	m->training = training;
 	m->noise_seed = noise_seed;
+	m->last_batch = B;
 	if (m->q)
 		sfp_qm_begin_forward(m);
 	for (int i = 0; i < m->n;) {

@@ -64,6 +64,7 @@ struct sfp_model {
 	sfp_nn_ctx ctx; /* owns its workspaces */
 	uint64_t noise_seed;
 	int training;
+	int last_batch; /* B of the last forward */
 	struct sfp_qmodel *q; /* learned containers (qmodel.c); NULL = float32 */
 };
 

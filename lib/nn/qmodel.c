@@ -38,6 +38,8 @@ typedef struct sfp_qmodel {
 	float *tmp[2];       /* re-quantized inputs (max batch x largest input) */
 	float *scratch;      /* 2 x largest tensor, for width gradients */
 	int warned;          /* activations that could not be quantized (NaN/Inf) */
+	uint8_t *enc;        /* scratch for measuring packed sizes */
+	size_t enc_cap;
 } sfp_qmodel;
 
 void sfp_qm_free(sfp_qmodel *q)
@@ -54,6 +56,7 @@ void sfp_qm_free(sfp_qmodel *q)
 	free(q->tmp[0]);
 	free(q->tmp[1]);
 	free(q->scratch);
+	free(q->enc);
 	free(q);
 }
 
@@ -319,6 +322,44 @@ int sfp_model_widths_load(sfp_model *m, const float *src, int n)
 	for (int k = 0; k < m->q->nt; k++) {
 		m->q->t[k].e.n = src[2 * k];
 		m->q->t[k].m.n = src[2 * k + 1];
+	}
+	return SFP_OK;
+}
+
+int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double *bits_acts,
+			  sfp_error *err)
+{
+	sfp_qmodel *q = m->q;
+	*bits_weights = *bits_acts = 0.0;
+	if (!q)
+		return SFP_OK;
+	const int B = m->last_batch > 0 ? m->last_batch : m->max_batch;
+	for (int k = 0; k < q->nt; k++) {
+		const int i = q->layer_of[k];
+		const layer *l = &m->layers[i];
+		const sfp_qtensor *t = &q->t[k];
+		const float *src = q->is_weight[k] ? m->params + l->param_off : act(m, i);
+		const uint64_t n = q->is_weight[k] ? t->size : (uint64_t)B * sfp_shape_numel(l->out);
+		const size_t need = sfp_encode_bound(n, 1);
+		if (need > q->enc_cap) {
+			uint8_t *p = realloc(q->enc, need);
+			if (!p)
+				return sfp_error_set(err, SFP_ENOMEM, "out of memory for packing");
+			q->enc = p;
+			q->enc_cap = need;
+		}
+		sfp_params p;
+		sfp_params_init(&p, sfp_qwidth_pack_bits(&t->e), sfp_qwidth_pack_bits(&t->m));
+		p.gecko = gecko;
+		size_t w = 0;
+		uint64_t shape = n;
+		SFP_TRY(sfp_encode(q->codec, q->enc, q->enc_cap, &w, src, n, &shape, 1, &p, err));
+		/* activations are scaled to the largest batch, like the footprint */
+		double bits = 8.0 * (double)w * (q->is_weight[k] ? 1.0 : (double)m->max_batch / B);
+		if (q->is_weight[k])
+			*bits_weights += bits;
+		else
+			*bits_acts += bits;
 	}
 	return SFP_OK;
 }

@@ -543,14 +543,20 @@ static int log_widths(sfp_trainer *t, sfp_error *err)
 				      t->step, qi.layer, qi.kind, qi.e, qi.m, (double)qi.n_e,
 				      (double)qi.n_m, qi.count));
 	}
-	double bw, ba, cw, ca;
+	double bw, ba, cw, ca, pw, pa, gw, ga;
 	sfp_model_footprint(t->model, &bw, &ba, &cw, &ca);
+	SFP_TRY(sfp_model_packed_bits(t->model, 0, &pw, &pa, err));
+	SFP_TRY(sfp_model_packed_bits(t->model, 1, &gw, &ga, err));
+	const double nv = cw + ca;
 	return metrics_write(t, err,
 			     "{\"step\":%" PRId64 ",\"footprint_bits_per_value\":%.4f,"
 			     "\"weights_bits_per_value\":%.4f,\"activations_bits_per_value\":%.4f,"
-			     "\"reduction_vs_fp32\":%.4f}",
-			     t->step, (bw + ba) / (cw + ca), cw ? bw / cw : 0.0, ca ? ba / ca : 0.0,
-			     32.0 * (cw + ca) / (bw + ba));
+			     "\"reduction_vs_fp32\":%.4f,\"packed_bits_per_value\":%.4f,"
+			     "\"packed_reduction_vs_fp32\":%.4f,\"gecko_bits_per_value\":%.4f,"
+			     "\"gecko_reduction_vs_fp32\":%.4f}",
+			     t->step, (bw + ba) / nv, cw ? bw / cw : 0.0, ca ? ba / ca : 0.0,
+			     32.0 * nv / (bw + ba), (pw + pa) / nv, 32.0 * nv / (pw + pa),
+			     (gw + ga) / nv, 32.0 * nv / (gw + ga));
 }
 
 /* ---- the loop ----------------------------------------------------------- */
