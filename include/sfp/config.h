@@ -121,8 +121,8 @@ typedef struct sfp_cfg_bitlength {
 	float ema;                  /* bitwave: loss smoothing (default 0.9) */
 	float threshold;            /* bitwave: relative loss change that counts (default 0.02) */
 	int period;                 /* bitwave: steps between decisions (default 100) */
-	int m_min;                  /* bitwave: mantissa floor (default 1) */
-	int e_min;                  /* bitwave: exponent floor (default 3) */
+	int m_min;                  /* quantum and bitwave: mantissa floor (default 1) */
+	int e_min;                  /* quantum and bitwave: exponent floor (default 3) */
 } sfp_cfg_bitlength;
 
 typedef struct sfp_cfg_parallel {

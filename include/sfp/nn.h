@@ -139,6 +139,8 @@ typedef struct sfp_qtensor_info {
 
 int sfp_model_n_qtensors(const sfp_model *m);
 void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info);
+/* The smallest widths learning may reach (quantum policy clamps there). */
+void sfp_model_set_floors(sfp_model *m, float e_min, float m_min);
 /* Every tensor to (e, m) (BitWave). */
 void sfp_model_set_widths(sfp_model *m, unsigned e, unsigned mbits);
 /* After backward (quantum policy): the weights' width gradients, the

@@ -158,6 +158,19 @@ void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info)
 	info->count = t->size;
 }
 
+void sfp_model_set_floors(sfp_model *m, float e_min, float m_min)
+{
+	if (!m->q)
+		return;
+	for (int k = 0; k < m->q->nt; k++) {
+		sfp_qtensor *t = &m->q->t[k];
+		t->e.lo = e_min < 1.0f ? 1.0f : e_min > t->e.hi ? t->e.hi : e_min;
+		t->m.lo = m_min < 0.0f ? 0.0f : m_min > t->m.hi ? t->m.hi : m_min;
+		t->e.n = t->e.n < t->e.lo ? t->e.lo : t->e.n;
+		t->m.n = t->m.n < t->m.lo ? t->m.lo : t->m.n;
+	}
+}
+
 void sfp_model_set_widths(sfp_model *m, unsigned e, unsigned mbits)
 {
 	if (!m->q)

@@ -142,6 +142,8 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 		SFP_TRY(sfp_bitwave_init(&t->bw, &c, c.e_max, c.m_max, err));
 	}
 	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
+	if (t->policy == SFP_QPOLICY_QUANTUM)
+		sfp_model_set_floors(t->model, (float)b->e_min, (float)b->m_min);
 	t->nextra = extra_count(t);
 	if (t->nextra && !(t->extra = calloc(t->nextra, sizeof(float))))
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
