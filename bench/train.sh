@@ -38,6 +38,10 @@ for r in $(seq "$ROUNDS"); do
 				--seconds "$SECS" --repeats 3 --tag "OPENBLAS_CORETYPE=SkylakeX" >>"$OUT"
 		done
 	done
+	# learned containers on versus off, same model, same round
+	"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name cnn-quantum --threads 1 \
+		--seconds "$SECS" --repeats 3 --set bitlength.policy=quantum --set bitlength.m=7 \
+		--set bitlength.gamma=0.05 >>"$OUT"
 done
 $PY - "$OUT" <<'PYEOF'
 import json, statistics, sys
@@ -59,6 +63,11 @@ for m in ("mlp", "cnn"):
         rss_p = max(x["peak_rss_kb"] for x in px) / 1024
         print(f"| {m} | {t} | {s:,.0f} | {p:,.0f} | {s/p:.2f}x | {k:,.0f} | {s/k:.2f}x | "
               f"{gf:.1f} ({100*gf/peak:.0f}% of {peak:.0f}) | {rss_s:.0f} / {rss_p:.0f} MiB |")
+print()
+_, q = pick("sfp", "cnn-quantum", 1)
+_, f = pick("sfp", "cnn", 1)
+print(f"Learned containers (Quantum Mantissa/Exponent on weights and activations, width updates included),")
+print(f"CNN, 1 thread: {q:,.0f} samples/s against {f:,.0f} in float32: {100 * (1 - q / f):.0f}% slower.")
 print()
 print("PyTorch:", sorted({x["peer"] for x in rows if x["peer"].startswith("pytorch ")})[0],
       "| SGEMM peak: sfp's own kernel, 512^3, one core | GFLOP/s counts linear and conv multiply-adds x2")

@@ -8,7 +8,9 @@
  *    "peak_rss_kb": K}
  * The FLOP count is the multiply-adds of the linear and convolution layers
  * (x2), forward and backward (no input gradient before the first layer
- * that learns).
+ * that learns). `--set bitlength.policy=quantum` runs with Quantum Mantissa
+ * / Exponent containers on weights and activations (the width updates
+ * included), for the on/off comparison.
  * bench/train.sh runs this beside PyTorch and prints the ratio table.
  */
 #include <stdio.h>
@@ -65,8 +67,8 @@ static double sgemm_peak(void)
 
 int sfp_bench_train_main(int argc, char **argv)
 {
-	const char *config = NULL, *name = NULL;
-	int threads = 1, repeats = 5;
+	const char *config = NULL, *name = NULL, *sets[16];
+	int threads = 1, repeats = 5, nsets = 0;
 	double seconds = 2.0;
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -80,9 +82,11 @@ int sfp_bench_train_main(int argc, char **argv)
 			repeats = atoi(v), i++;
 		else if (!strcmp(argv[i], "--seconds") && v)
 			seconds = atof(v), i++;
+		else if (!strcmp(argv[i], "--set") && v && nsets < 16)
+			sets[nsets++] = v, i++;
 		else {
 			fprintf(stderr, "usage: sfp bench train --config FILE [--name N] [--threads T] "
-					"[--seconds S] [--repeats R]\n");
+					"[--seconds S] [--repeats R] [--set K=V ...]\n");
 			return 2;
 		}
 	}
@@ -98,6 +102,8 @@ int sfp_bench_train_main(int argc, char **argv)
 	float *x = NULL;
 	uint8_t *y = NULL;
 	int rc = sfp_config_load(&cfg, config, &err);
+	for (int i = 0; rc == SFP_OK && i < nsets; i++)
+		rc = sfp_config_set(&cfg, sets[i], &err);
 	if (rc == SFP_OK)
 		rc = sfp_config_validate(&cfg, &err);
 	const int B = cfg.train.batch_size;
@@ -105,6 +111,11 @@ int sfp_bench_train_main(int argc, char **argv)
 		rc = sfp_model_create(&m, &cfg.model, NULL, B, &err);
 	if (rc == SFP_OK)
 		rc = sfp_model_set_threads(m, threads, &err);
+	const int quantum = !strcmp(cfg.bitlength.policy, "quantum");
+	if (rc == SFP_OK && quantum)
+		rc = sfp_model_set_quant(m, SFP_QPOLICY_QUANTUM,
+					 SFP_QTARGET_WEIGHTS | SFP_QTARGET_ACTIVATIONS, cfg.bitlength.e,
+					 cfg.bitlength.m, &err);
 	size_t np = 0;
 	if (rc == SFP_OK) {
 		sfp_model_init(m, 1);
@@ -143,6 +154,8 @@ int sfp_bench_train_main(int argc, char **argv)
 			sfp_model_zero_grad(m);
 			sfp_model_backward(m, bx, B);
 			sfp_optim_step(o, p, sfp_model_grads(m, NULL), 0.01f, step + 1);
+			if (quantum)
+				sfp_model_quant_update(m, cfg.bitlength.lr, cfg.bitlength.gamma);
 			step++;
 			n++;
 			t = sfp_clock_ns();
