@@ -182,6 +182,14 @@ static void test_errors(void)
 	expect_error("model:\n  input: [1, 0]\n  layers:\n    - {type: relu}\n", "model.input: 0 is out of range");
 	expect_error("model:\n  layers: {type: relu}\n", "model.layers: expected a list of layers");
 
+	/* deep nesting is refused quickly, before the document is built */
+	static char deep[200002];
+	memset(deep, '[', 200000);
+	deep[200000] = '\n';
+	deep[200001] = 0;
+	CU_ASSERT_EQUAL(sfp_config_load_string(&cfg, "deep.yaml", deep, strlen(deep), NULL), SFP_EINVAL);
+	expect_error("a: [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]\n", "t.yaml:1: nested more than 16 levels deep");
+
 	/* a missing file names the file */
 	sfp_error err;
 	CU_ASSERT_EQUAL(sfp_config_load(&cfg, "/nonexistent/x.yaml", &err), SFP_ENOENT);

@@ -562,10 +562,49 @@ void sfp_config_defaults(sfp_config *c)
 	c->checkpoint.keep = 2;
 }
 
+/*
+ * Refuse nesting deeper than any config needs before building the document:
+ * libyaml's loader slows down quadratically with depth (a file of 200,000
+ * '[' takes minutes), and a config is at most 5 levels deep.
+ */
+#define MAX_DEPTH 16
+
+static int check_depth(const char *name, const char *text, size_t len, sfp_error *err)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	int depth = 0, rc = SFP_OK;
+	if (!yaml_parser_initialize(&parser))
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	for (;;) {
+		if (!yaml_parser_parse(&parser, &ev))
+			break; /* the loader reports syntax errors with their line */
+		int type = ev.type;
+		int line = (int)ev.start_mark.line + 1;
+		yaml_event_delete(&ev);
+		if (type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT) {
+			if (++depth > MAX_DEPTH) {
+				rc = sfp_error_set(err, SFP_EINVAL,
+						   "%s:%d: nested more than %d levels deep", name, line,
+						   MAX_DEPTH);
+				break;
+			}
+		} else if (type == YAML_MAPPING_END_EVENT || type == YAML_SEQUENCE_END_EVENT) {
+			depth--;
+		} else if (type == YAML_STREAM_END_EVENT) {
+			break;
+		}
+	}
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
 /* Parse `text` into `doc`; a syntax error becomes "NAME:LINE: problem". */
 static int parse_doc(yaml_document_t *doc, const char *name, const char *text, size_t len,
 		     sfp_error *err)
 {
+	SFP_TRY(check_depth(name, text, len, err));
 	yaml_parser_t parser;
 	if (!yaml_parser_initialize(&parser))
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
