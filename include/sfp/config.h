@@ -115,7 +115,7 @@ typedef struct sfp_cfg_bitlength {
 	char targets[SFP_CFG_MAX_TARGETS][SFP_CFG_NAME]; /* weights, activations, gradients */
 	float e;                    /* initial exponent width (default 8) */
 	float m;                    /* initial mantissa width (default 23) */
-	float gamma;                /* footprint penalty weight (default 0) */
+	float gamma;                /* footprint penalty weight (default 0.05) */
 	int gecko;                  /* default 0 */
 	float lr;                   /* quantum: learning rate of the widths (default 0.05) */
 	float ema;                  /* bitwave: loss smoothing (default 0.9) */

@@ -551,6 +551,7 @@ void sfp_config_defaults(sfp_config *c)
 	c->bitlength.e = 8.0f;
 	c->bitlength.m = 23.0f;
 	c->bitlength.lr = 0.05f;
+	c->bitlength.gamma = 0.05f;
 	c->bitlength.ema = 0.9f;
 	c->bitlength.threshold = 0.02f;
 	c->bitlength.period = 100;
