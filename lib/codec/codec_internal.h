@@ -294,29 +294,4 @@ uint64_t sfp__count_nonzero_avx2(const uint8_t *codes, uint64_t n);
 /* AVX-512 fake quantization for nearest rounding (quantize_avx512.c). */
 uint64_t sfp__quantize_nearest_avx512(const qplan *q, float *dst, const float *src, uint64_t n);
 
-/* ---- Gecko rANS kernels (gecko.c, docs/gecko.md) ------------------------------ */
-#define GECKO_SCALE 14
-#define GECKO_TOTAL (1u << GECKO_SCALE)
-#define GECKO_RANS_L (1u << 16)
-#define GECKO_LANES 16
-
-/*
- * Decode whole steps t = 0, 1, ... (lane l's code b[l] + t, all 16 lanes)
- * while t + 4 <= L (every lane has step t) and 128 bytes of words are left;
- * returns the first step not decoded. st / prev (each lane's previous
- * symbol) and *wp are updated. pk / lut are the decoder's slot tables of
- * gecko.c; lut is readable 3 bytes past its end. Every context used must
- * have symbols (the caller checks).
- */
-uint64_t sfp__ans_decode_avx512(uint8_t *c, const uint64_t *b, uint64_t L, uint32_t *st,
-				uint32_t *prev, const uint8_t **wp, const uint8_t *wend,
-				const uint32_t *pk, const uint8_t *lut, int nctx);
-/*
- * Encode steps t = t_hi - 1 down to t_lo (1 <= t_lo, t_hi + 2 <= every lane's
- * length), lanes 15..0 within a step, words written downwards from *wp.
- * enc[ctx * 256 + sym] = frequency | cumulative << 15.
- */
-void sfp__ans_encode_avx512(const uint8_t *c, const uint64_t *b, uint64_t t_hi, uint64_t t_lo,
-			    uint32_t *st, uint16_t **wp, const uint32_t *enc, int nctx);
-
 #endif

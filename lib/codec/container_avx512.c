@@ -53,42 +53,9 @@ static inline __mmask16 exc16(const qplan *q, __m512i u)
 	return m;
 }
 
-/* Nearest-even rounding is monotone, so the largest rounded exponent is the
- * exponent of the rounded largest magnitude: one max per vector. Exceptions
- * (E = 255; lossless plans never get here) are left out. A value that
- * rounds past 254 sends it to the exact pass, which finds its index. */
-static int max_exp_nearest(const qplan *q, const float *x, uint64_t n, unsigned *emax)
-{
-	const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
-	__m512i m0 = _mm512_setzero_si512(), m1 = m0;
-	uint64_t i = 0;
-	for (; i + 32 <= n; i += 32) {
-		__m512i a0 = _mm512_and_si512(_mm512_loadu_si512(x + i), abs);
-		__m512i a1 = _mm512_and_si512(_mm512_loadu_si512(x + i + 16), abs);
-		m0 = _mm512_mask_max_epu32(m0, _mm512_cmplt_epu32_mask(a0, inf), m0, a0);
-		m1 = _mm512_mask_max_epu32(m1, _mm512_cmplt_epu32_mask(a1, inf), m1, a1);
-	}
-	uint32_t amax = _mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1));
-	for (; i < n; i++) {
-		uint32_t a = f2u(x[i]) & 0x7fffffffu;
-		if (a < 0x7f800000u && a > amax)
-			amax = a;
-	}
-	unsigned E = round_mag(q, amax, 0) >> 23;
-	if (E == 255) {
-		if (!q->saturate)
-			return Q_OVERFLOW;
-		E = 254;
-	}
-	*emax = E;
-	return Q_OK;
-}
-
 int sfp__max_exp_avx512(const qplan *q, const float *x, uint64_t n, unsigned *emax,
 			uint64_t *bad)
 {
-	if (!q->stochastic && !q->lossless && max_exp_nearest(q, x, n, emax) == Q_OK)
-		return Q_OK;
 	__m512i mx = _mm512_setzero_si512();
 	const __m512i abs = _mm512_set1_epi32(0x7fffffff), e255 = _mm512_set1_epi32(255);
 	uint64_t i = 0;
@@ -135,86 +102,6 @@ static inline void put_fast(bitw *w, uint64_t v, unsigned n)
 	}
 }
 
-/*
- * Fixed-width packing of one block: 16 values of m bits (32-bit lanes, value
- * j in lane j, lanes past the block's count zero) into one 16m-bit string,
- * value j at bit j*m of the 512-bit vector. First pairs in each qword
- * (2m bits), then three levels that each join the upper half of a group of
- * G qwords to its lower half: the upper half moves up by G*m bits, i.e. by
- * o = G*m / 64 qwords and t = G*m % 64 bits (two qword permutes with zero
- * fill and one concatenating shift). The constants depend on m only.
- */
-typedef struct pack16 {
-	__m128i m;       /* shift count m, for the pairs */
-	__m512i hi[3], lo[3], t[3];
-	__mmask8 keep[3]; /* qwords of each group's lower half */
-} pack16;
-
-static void pack16_init(pack16 *k, unsigned m)
-{
-	k->m = _mm_cvtsi32_si128((int)m);
-	for (int lv = 0; lv < 3; lv++) {
-		unsigned G = 2u << lv, s = G * m, o = s >> 6;
-		int64_t hi[8], lo[8];
-		unsigned keep = 0;
-		for (unsigned q = 0; q < 8; q++) {
-			unsigned b = q & ~(G - 1), r = q - b; /* group base, position */
-			int kh = (int)r - (int)o, kl = kh - 1;
-			hi[q] = kh >= 0 && kh < (int)G / 2 ? (int64_t)(b + G / 2 + (unsigned)kh) : 8;
-			lo[q] = kl >= 0 && kl < (int)G / 2 ? (int64_t)(b + G / 2 + (unsigned)kl) : 8;
-			if (r < G / 2)
-				keep |= 1u << q;
-		}
-		k->hi[lv] = _mm512_loadu_si512(hi);
-		k->lo[lv] = _mm512_loadu_si512(lo);
-		k->t[lv] = _mm512_set1_epi64(s & 63);
-		k->keep[lv] = (__mmask8)keep;
-	}
-}
-
-static inline __m512i pack16_level(const pack16 *k, int lv, __m512i p)
-{
-	const __m512i zero = _mm512_setzero_si512();
-	__m512i h = _mm512_permutex2var_epi64(p, k->hi[lv], zero);
-	__m512i l = _mm512_permutex2var_epi64(p, k->lo[lv], zero);
-	return _mm512_or_si512(_mm512_shldv_epi64(h, l, k->t[lv]),
-			       _mm512_maskz_mov_epi64(k->keep[lv], p));
-}
-
-static inline __m512i pack16_run(const pack16 *k, __m512i v)
-{
-	__m512i p = _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi64(0xffffffff)),
-				    _mm512_sll_epi64(_mm512_srli_epi64(v, 32), k->m));
-	p = pack16_level(k, 0, p);
-	p = pack16_level(k, 1, p);
-	return pack16_level(k, 2, p);
-}
-
-/*
- * A bit writer that appends up to 505 bits with one 64-byte store: the bits
- * pending in the last byte (s0 of them) sit in byte 0 of `pend`, the string
- * is shifted up by s0 across qwords and stored at p; bytes past the new bits
- * are written as zeros and overwritten by the next append. Needs 64 bytes of
- * room at p (the caller checks). Same state as bitw: (p, nb = s0, acc = pend).
- */
-typedef struct vbw {
-	uint8_t *p;
-	unsigned s0;
-	__m512i pend;
-} vbw;
-
-static inline void vbw_put(vbw *w, __m512i v, unsigned nbits)
-{
-	const __m512i zero = _mm512_setzero_si512();
-	__m512i prev = _mm512_alignr_epi64(v, zero, 7); /* qword i = v's qword i - 1 */
-	__m512i r = _mm512_or_si512(_mm512_shldv_epi64(v, prev, _mm512_set1_epi64(w->s0)), w->pend);
-	_mm512_storeu_si512(w->p, r);
-	unsigned end = w->s0 + nbits;
-	w->p += end >> 3;
-	w->s0 = end & 7;
-	w->pend = _mm512_maskz_permutexvar_epi8(1, _mm512_set1_epi8((char)(end >> 3)), r);
-}
-
 /* The bit writers are copied into locals for the loop, so their state stays
  * in registers instead of bouncing through memory on every append. */
 static inline __attribute__((always_inline)) int
@@ -233,9 +120,6 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 	return r;
 }
 
-/* Blocks are branch-free apart from exceptions and overflow (rare): the
- * number of nonzero values per block is data, and branching on it
- * mispredicts on sparse tensors. */
 static inline __attribute__((always_inline)) int
 quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw, bitw *sw,
 	   qcounts *c, uint64_t *bad)
@@ -246,24 +130,19 @@ quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
 	const __m512i mmask = _mm512_set1_epi32((int)((1u << q->m) - 1));
 	const __m512i maxc = _mm512_set1_epi32((int)q->max_code);
 	const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+	const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
 	const __m128i kk = _mm_cvtsi32_si128((int)q->k);
+	const __m128i mm = _mm_cvtsi32_si128((int)q->m);
+	const __m128i mm2 = _mm_cvtsi32_si128((int)(2 * q->m)), mm4 = _mm_cvtsi32_si128((int)(4 * q->m));
+	const __m512i up2 = _mm512_setr_epi64(2, 3, 4, 5, 6, 7, 7, 7);
 	const unsigned m = q->m;
-	pack16 pk;
-	vbw vw = {mw->p, mw->nb, _mm512_castsi128_si512(_mm_cvtsi32_si128((int)(mw->acc & 0xff)))};
 	uint64_t i = 0;
 
-	pack16_init(&pk, m);
-	for (; i + 16 <= n && mw->end - vw.p >= 64; i += 16) {
+	for (; i + 16 <= n; i += 16) {
 		__m512i u = _mm512_loadu_si512(x + i);
 		if (exc16(q, u)) {
-			mw->p = vw.p;
-			mw->nb = vw.s0;
-			mw->acc = (uint8_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(vw.pend));
 			if (quant_range(q, x, i, i + 16, codes, mw, sw, c, bad) != Q_OK)
 				return Q_OVERFLOW;
-			vw.p = mw->p;
-			vw.s0 = mw->nb;
-			vw.pend = _mm512_castsi128_si512(_mm_cvtsi32_si128((int)(mw->acc & 0xff)));
 			continue;
 		}
 		__m512i a = round16(q, _mm512_and_si512(u, abs), i);
@@ -284,18 +163,41 @@ quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
 			code = _mm512_mask_mov_epi32(code, under, one);
 		_mm_storeu_si128((__m128i *)(codes + i), _mm512_cvtepi32_epi8(code));
 		__mmask16 nz = _mm512_cmpneq_epi32_mask(code, zero);
+		if (!nz)
+			continue;
 		unsigned cnt = (unsigned)__builtin_popcount(nz);
-		if (m)
-			vbw_put(&vw, pack16_run(&pk, _mm512_maskz_compress_epi32(nz, mant)), cnt * m);
+		if (m) {
+			__m512i cm = _mm512_maskz_compress_epi32(nz, mant);
+			/* Pairs: lane 2j | lane 2j+1 << m, as 8 qwords of 2m bits;
+			 * then quads (4m bits) and octets (8m bits) while they fit
+			 * the 49 bits put_fast takes, so fewer scalar appends. */
+			__m512i pr = _mm512_or_si512(_mm512_and_si512(cm, lo32),
+						     _mm512_sll_epi64(_mm512_srli_epi64(cm, 32), mm));
+			unsigned per = 2, step = 1;
+			if (4 * m <= 49) {
+				pr = _mm512_or_si512(pr, _mm512_sll_epi64(_mm512_bsrli_epi128(pr, 8), mm2));
+				per = 4;
+				step = 2;
+				if (8 * m <= 49) {
+					pr = _mm512_or_si512(pr, _mm512_sll_epi64(_mm512_permutexvar_epi64(up2, pr), mm4));
+					per = 8;
+					step = 4;
+				}
+			}
+			uint64_t qw[8];
+			_mm512_storeu_si512(qw, pr);
+			for (unsigned j = 0, left = cnt; left; j += step) {
+				unsigned take = left < per ? left : per;
+				put_fast(mw, qw[j], take * m);
+				left -= take;
+			}
+		}
 		unsigned sg = (unsigned)_mm512_movepi32_mask(u);
 		unsigned sbits = _pext_u32(sg, nz);
 		put_fast(sw, sbits, cnt);
 		c->nnz += cnt;
 		c->nneg += (unsigned)__builtin_popcount(sbits);
 	}
-	mw->p = vw.p;
-	mw->nb = vw.s0;
-	mw->acc = (uint8_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(vw.pend));
 	if (i < n)
 		return quant_range(q, x, i, n, codes, mw, sw, c, bad);
 	return Q_OK;

@@ -12,12 +12,10 @@
  *  - ANS1: the same with two contexts, "previous code was zero" or not,
  *    which captures runs of zeros after ReLU and in image backgrounds.
  *
- * rANS here: 32-bit states in [2^16, 2^32), 16-bit renormalization, 16
- * states, each coding one contiguous chunk of the codes (so ANS1's context,
- * the previous code, is the state's own previous symbol and the 16 states
- * decode independently, one per SIMD lane), frequencies quantized to a total
- * of 2^SCALE. The encoder runs backwards and writes 16-bit words from the end
- * of a scratch area; the stream stores them in decode order.
+ * rANS here: 32-bit states in [2^16, 2^32), 16-bit renormalization, four
+ * interleaved states (element i uses state i & 3), frequencies quantized to
+ * a total of 2^SCALE. The encoder runs backwards and writes 16-bit words
+ * from the end of a scratch area; the stream stores them in decode order.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -25,10 +23,10 @@
 
 #include "codec/codec_internal.h"
 
-#define SCALE GECKO_SCALE
-#define TOTAL GECKO_TOTAL
-#define RANS_L GECKO_RANS_L
-#define LANES GECKO_LANES
+#define SCALE 14
+#define TOTAL (1u << SCALE)
+#define RANS_L (1u << 16)
+#define LANES 4
 #define MAX_CTX 2
 
 void sfp_gecko_opts_init(sfp_gecko_opts *o)
@@ -56,9 +54,8 @@ size_t sfp_gecko_work_bytes(uint64_t n)
 {
 	/* ANS encoder: the word stream (at most 2 words per code + flush). */
 	/* ANS decoder: per context a symbol byte and a packed u32 entry per slot
-	 * (+ 4 bytes to align the u32 table, + 4 so a 4-byte gather may read the
-	 * last symbol byte). */
-	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL * 5 + 8;
+	 * (+ 4 bytes to align the u32 table). */
+	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL * 5 + 4;
 }
 
 int sfp_gecko_variant_of(const void *src, size_t len)
@@ -250,22 +247,13 @@ typedef struct ans_table {
 	unsigned nsym;
 } ans_table;
 
-/* Lane l codes codes[b_l, b_l + len_l): the first n mod LANES lanes take
- * floor(n / LANES) + 1 codes, the others floor(n / LANES). */
-static void lane_split(uint64_t n, uint64_t *b, uint64_t *len)
+/* ANS1's context: was the previous code zero? (The previous code of the
+ * same interleaved state, i - LANES, would let the states decode
+ * independently, but it costs 18% more bits on images: measured in
+ * docs/gecko.md.) */
+static unsigned ctx_of(int nctx, const uint8_t *c, uint64_t i)
 {
-	uint64_t L = n / LANES, r = n % LANES;
-	for (uint64_t l = 0; l < LANES; l++) {
-		b[l] = l * L + (l < r ? l : r);
-		len[l] = L + (l < r);
-	}
-}
-
-/* ANS1's context of element b + t of a lane: was the lane's previous code
- * nonzero? (0 at the start of a lane's chunk.) */
-static unsigned ctx_of(int nctx, const uint8_t *c, uint64_t b, uint64_t t)
-{
-	return nctx == 2 && t > 0 && c[b + t - 1] != 0;
+	return nctx == 2 && i > 0 && c[i - 1] != 0;
 }
 
 /* Quantize counts to frequencies summing to TOTAL, every used symbol >= 1. */
@@ -351,7 +339,7 @@ static inline uint32_t ans_put(uint32_t v, unsigned s, unsigned x, const ans_tab
 }
 
 static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *c, uint64_t n,
-		      int nctx, const uint64_t (*cnt)[256], int isa, void *work, size_t work_bytes)
+		      int nctx, const uint64_t (*cnt)[256], void *work, size_t work_bytes)
 {
 	ans_table tab[MAX_CTX];
 	size_t pos = 0;
@@ -393,48 +381,37 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 			rcp[x][s] = f > 1 ? UINT64_MAX / f + 1 : 0;
 		}
 	uint32_t st[LANES];
-	uint64_t b[LANES], len[LANES];
 	for (int l = 0; l < LANES; l++)
 		st[l] = RANS_L;
-	lane_split(n, b, len);
-	/* Backwards: step t of lanes 15..0, from the last step to the first.
-	 * The AVX-512 kernel takes the middle steps (all lanes busy, previous
-	 * and next codes in range); the same bytes either way. */
-	uint64_t steps = len[0], L = n / LANES, t = steps;
-	uint64_t simd_lo = 1, simd_hi = L >= 3 ? L - 2 : 0;
-#if defined(__x86_64__)
-	if (isa < SFP_ISA_AVX512 || simd_hi <= simd_lo)
-		simd_hi = simd_lo = 0;
-#else
-	(void)isa;
-	simd_hi = simd_lo = 0;
-#endif
-	while (t > 0) {
-		if (t == simd_hi) {
-			uint32_t enc[MAX_CTX * 256];
-			for (int x = 0; x < MAX_CTX; x++)
-				for (int y = 0; y < 256; y++)
-					enc[x * 256 + y] = x < nctx ? (uint32_t)tab[x].freq[y] |
-									(uint32_t)tab[x].cum[y] << 15
-								    : 0;
-#if defined(__x86_64__)
-			sfp__ans_encode_avx512(c, b, simd_hi, simd_lo, st, &wp, enc, nctx);
-#endif
-			t = simd_lo;
-			continue;
-		}
-		t--;
-		for (int l = LANES - 1; l >= 0; l--)
-			if (t < len[l])
-				st[l] = ans_put(st[l], c[b[l] + t], ctx_of(nctx, c, b[l], t), tab, rcp,
-						&wp);
+	/* Backwards: first the last n mod LANES codes, then LANES at a time
+	 * with the states in registers (same order, same bytes). */
+	uint64_t i = n;
+	while (i & (LANES - 1)) {
+		i--;
+		st[i & (LANES - 1)] = ans_put(st[i & (LANES - 1)], c[i], ctx_of(nctx, c, i), tab,
+					      rcp, &wp);
 	}
+	uint32_t s0 = st[0], s1 = st[1], s2 = st[2], s3 = st[3];
+	unsigned cm = nctx == 2;
+	while (i) {
+		i -= LANES;
+		unsigned c0 = c[i], c1 = c[i + 1], c2 = c[i + 2], c3 = c[i + 3];
+		unsigned x0 = cm & (i > 0 && c[i - 1] != 0);
+		s3 = ans_put(s3, c3, cm & (c2 != 0), tab, rcp, &wp);
+		s2 = ans_put(s2, c2, cm & (c1 != 0), tab, rcp, &wp);
+		s1 = ans_put(s1, c1, cm & (c0 != 0), tab, rcp, &wp);
+		s0 = ans_put(s0, c0, x0, tab, rcp, &wp);
+	}
+	st[0] = s0;
+	st[1] = s1;
+	st[2] = s2;
+	st[3] = s3;
 	size_t nw = (size_t)(wend - wp);
 	if (cap - pos < LANES * 4 + nw * 2)
 		return SFP_ENOSPC;
 	for (int l = 0; l < LANES; l++) {
-		for (int k = 0; k < 4; k++)
-			dst[pos + k] = (uint8_t)(st[l] >> (8 * k));
+		for (int b = 0; b < 4; b++)
+			dst[pos + b] = (uint8_t)(st[l] >> (8 * b));
 		pos += 4;
 	}
 	for (size_t j = 0; j < nw; j++) {
@@ -446,7 +423,7 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 }
 
 static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size_t len,
-		      int nctx, int isa, void *work, size_t work_bytes, sfp_error *err)
+		      int nctx, void *work, size_t work_bytes, sfp_error *err)
 {
 	ans_table tab[MAX_CTX];
 	size_t pos = 1;
@@ -455,7 +432,7 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	 * update needs two loads that both depend only on the slot. */
 	uintptr_t wa = ((uintptr_t)work + 3) & ~(uintptr_t)3;
 	size_t skip = (size_t)(wa - (uintptr_t)work);
-	if (!work || work_bytes < skip + (size_t)nctx * TOTAL * 5 + 4)
+	if (!work || work_bytes < skip + (size_t)nctx * TOTAL * 5)
 		return sfp_error_set(err, SFP_EINVAL, "gecko work area too small");
 	uint32_t *pk = (uint32_t *)wa;
 	uint8_t *lut = (uint8_t *)(pk + (size_t)nctx * TOTAL);
@@ -497,12 +474,11 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	}
 	if (len - pos < LANES * 4)
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko states truncated");
-	uint32_t st[LANES], prev[LANES];
+	uint32_t st[LANES];
 	for (int l = 0; l < LANES; l++) {
 		st[l] = (uint32_t)s[pos] | (uint32_t)s[pos + 1] << 8 | (uint32_t)s[pos + 2] << 16 |
 			(uint32_t)s[pos + 3] << 24;
 		pos += 4;
-		prev[l] = 0;
 		if (st[l] < RANS_L)
 			return sfp_error_set(err, SFP_ECORRUPT, "gecko state out of range");
 	}
@@ -510,38 +486,67 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko word stream has odd length");
 	const uint8_t *wp = s + pos, *wend = s + len;
 	const uint32_t mask = TOTAL - 1;
-	uint64_t b[LANES], lens[LANES], t = 0;
-	lane_split(n, b, lens);
-	/* The AVX-512 kernel decodes whole steps while every lane is busy, every
-	 * context has symbols and enough words are left that no check can fail
-	 * inside; it returns the first step it did not decode. */
-#if defined(__x86_64__)
-	if (isa >= SFP_ISA_AVX512 && tab[0].nsym && (nctx == 1 || tab[1].nsym))
-		t = sfp__ans_decode_avx512(c, b, n / LANES, st, prev, &wp, wend, pk, lut, nctx);
-#else
-	(void)isa;
-#endif
-	for (; t < lens[0]; t++) {
-		for (int l = 0; l < LANES; l++) {
-			if (t >= lens[l])
-				break;
-			unsigned x = nctx == 2 && prev[l] != 0;
-			if (!tab[x].nsym)
-				return sfp_error_set(err, SFP_ECORRUPT, "gecko context %u has no symbols",
-						     x);
-			uint32_t v = st[l], slot = v & mask;
-			uint32_t p = pk[(size_t)x * TOTAL + slot];
-			v = (p & 0x7fffu) * (v >> SCALE) + (p >> 15);
-			if (v < RANS_L) {
-				if (wend - wp < 2)
-					return sfp_error_set(err, SFP_ECORRUPT, "gecko stream ends early");
-				v = (v << 16) | get_u16(wp);
-				wp += 2;
+	uint64_t i = 0;
+	int ctx_ok = tab[0].nsym && (nctx == 1 || tab[1].nsym);
+	/* Fast loop: all contexts have symbols and LANES words are left, so no
+	 * check can fail inside; renormalization is branch-free. With two
+	 * contexts both are looked up from the slot alone and the previous
+	 * symbol only selects one (a conditional move), so the lanes do not
+	 * wait on each other's table loads. */
+	if (nctx == 1) {
+		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
+			uint32_t v[LANES];
+			for (int l = 0; l < LANES; l++) {
+				uint32_t slot = st[l] & mask;
+				uint32_t p = pk[slot];
+				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
+				c[i + (unsigned)l] = lut[slot];
 			}
-			st[l] = v;
-			prev[l] = lut[(size_t)x * TOTAL + slot];
-			c[b[l] + t] = (uint8_t)prev[l];
+			for (int l = 0; l < LANES; l++) {
+				uint32_t r = v[l] < RANS_L;
+				uint32_t w = get_u16(wp);
+				st[l] = r ? (v[l] << 16) | w : v[l];
+				wp += 2 * r;
+			}
 		}
+	} else {
+		unsigned prev = i > 0 ? c[i - 1] : 0;
+		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
+			uint32_t v[LANES];
+			for (int l = 0; l < LANES; l++) {
+				uint32_t slot = st[l] & mask;
+				uint32_t p0 = pk[slot], p1 = pk[TOTAL + slot];
+				unsigned y0 = lut[slot], y1 = lut[TOTAL + slot];
+				uint32_t p = prev ? p1 : p0;
+				unsigned sym = prev ? y1 : y0;
+				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
+				c[i + (unsigned)l] = (uint8_t)sym;
+				prev = sym;
+			}
+			for (int l = 0; l < LANES; l++) {
+				uint32_t r = v[l] < RANS_L;
+				uint32_t w = get_u16(wp);
+				st[l] = r ? (v[l] << 16) | w : v[l];
+				wp += 2 * r;
+			}
+		}
+	}
+	for (; i < n; i++) {
+		unsigned x = ctx_of(nctx, c, i);
+		if (!tab[x].nsym)
+			return sfp_error_set(err, SFP_ECORRUPT, "gecko context %u has no symbols", x);
+		uint32_t *sp = &st[i & (LANES - 1)];
+		uint32_t slot = *sp & mask;
+		unsigned sym = lut[(size_t)x * TOTAL + slot];
+		uint32_t f = tab[x].freq[sym];
+		*sp = f * (*sp >> SCALE) + slot - tab[x].cum[sym];
+		if (*sp < RANS_L) {
+			if (wend - wp < 2)
+				return sfp_error_set(err, SFP_ECORRUPT, "gecko stream ends early");
+			*sp = (*sp << 16) | get_u16(wp);
+			wp += 2;
+		}
+		c[i] = (uint8_t)sym;
 	}
 	if (wp != wend)
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko stream has %zu unused bytes",
@@ -588,6 +593,7 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 	int v = o->variant;
 	unsigned G = o->group;
 	int ref = o->reference;
+	(void)isa;
 	*written = 0;
 	if (e < 1 || e > 8)
 		return sfp_error_set(err, SFP_EINVAL, "exponent bits e = %u is not in 1..8", e);
@@ -608,14 +614,6 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 
 	if (v != SFP_GECKO_DELTA) {
 		histograms(codes, n, h2);
-		/* A lane's first code has context 0 whatever precedes it. */
-		uint64_t b[LANES], len[LANES];
-		lane_split(n, b, len);
-		for (int l = 1; l < LANES; l++)
-			if (len[l] && codes[b[l] - 1] != 0) {
-				h2[1][codes[b[l]]]--;
-				h2[0][codes[b[l]]]++;
-			}
 		for (int s = 0; s < 256; s++)
 			h1[0][s] = h2[0][s] + h2[1][s];
 	}
@@ -636,10 +634,10 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 	if (v == SFP_GECKO_DELTA)
 		rc = delta_encode(dst, cap, written, codes, n, e, G, ref);
 	else if (v == SFP_GECKO_ANS0)
-		rc = ans_encode(dst, cap, written, codes, n, 1, (const uint64_t(*)[256])h1, isa, work,
+		rc = ans_encode(dst, cap, written, codes, n, 1, (const uint64_t(*)[256])h1, work,
 				work_bytes);
 	else
-		rc = ans_encode(dst, cap, written, codes, n, 2, (const uint64_t(*)[256])h2, isa, work,
+		rc = ans_encode(dst, cap, written, codes, n, 2, (const uint64_t(*)[256])h2, work,
 				work_bytes);
 	if (rc == SFP_ENOSPC)
 		return sfp_error_set(err, SFP_ENOSPC, "gecko stream does not fit in %zu bytes", cap);
@@ -653,6 +651,7 @@ int sfp_gecko_decode(uint8_t *codes, uint64_t n, unsigned e, const void *src, si
 		     int isa, void *work, size_t work_bytes, sfp_error *err)
 {
 	const uint8_t *s = src;
+	(void)isa;
 	if (e < 1 || e > 8)
 		return sfp_error_set(err, SFP_EINVAL, "exponent bits e = %u is not in 1..8", e);
 	int v = sfp_gecko_variant_of(src, len);
@@ -660,6 +659,6 @@ int sfp_gecko_decode(uint8_t *codes, uint64_t n, unsigned e, const void *src, si
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko stream has no valid variant byte");
 	if (v == SFP_GECKO_DELTA)
 		return delta_decode(codes, n, e, s, len, err);
-	return ans_decode(codes, n, e, s, len, v == SFP_GECKO_ANS0 ? 1 : 2, isa, work, work_bytes,
+	return ans_decode(codes, n, e, s, len, v == SFP_GECKO_ANS0 ? 1 : 2, work, work_bytes,
 			  err);
 }
