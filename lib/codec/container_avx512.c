@@ -5,9 +5,9 @@
  *
  * Encode: round the magnitudes in-vector (nearest-even, or stochastic with
  * sfp_hash32 computed in-vector), derive codes, compress the mantissas of the
- * nonzero lanes (vpcompressd), pair them into 2m-bit words and append those
- * to the bit writer with 8-byte stores; signs of the nonzero lanes are
- * gathered with pext. Blocks holding an exception take the scalar rule.
+ * nonzero lanes (vpcompressd), fold them into one bit string in-vector and
+ * store it with one 64-byte store (see pack16); signs of the nonzero lanes
+ * are gathered with pext. Blocks holding an exception take the scalar rule.
  * Decode: gather each lane's 4 bytes of the mantissa stream with vpermb,
  * shift and mask, expand them into the nonzero lanes (vpexpandd), place the
  * sign bits with pdep, assemble and store.
@@ -81,126 +81,212 @@ int sfp__max_exp_avx512(const qplan *q, const float *x, uint64_t n, unsigned *em
 	return Q_OK;
 }
 
-/* Append the low n (<= 49) bits of v with one 8-byte store when there
- * is room; the byte-wise writer otherwise. */
-static inline void put_fast(bitw *w, uint64_t v, unsigned n)
+/*
+ * Mantissa packing, one block of 16 values per step without scalar bit
+ * loops. The nonzero lanes' m-bit fields are compressed to the front, then
+ * folded in-vector: pairs inside each qword (2m bits), then pairs of those
+ * while the result still fits a qword. Each group is then placed at its bit
+ * offset in the output block, which starts at the writer's bit phase
+ * (0..7), with per-lane shifts and at most three two-source qword permutes.
+ * The plan for that depends only on (m, phase), so all eight are built once
+ * per call. The pending partial byte is ORed in and 64 bytes are stored at
+ * the writer's byte position; bits past the block are zero, so the next
+ * pending byte is just the byte of this block at the new position.
+ */
+typedef struct packplan {
+	__m512i shl, shr;     /* per source lane: left shift into its qword, right shift of the spill
+			       * (64, giving 0, for lanes that are not sources) */
+	__m512i idx[3];       /* per pass: destination qword <- lane of lo (0..7) or hi (8..15) */
+	__mmask8 mask[3];     /* per pass: destinations with a contributor */
+} packplan;
+
+typedef struct packplans {
+	unsigned levels;      /* in-qword folds: 1 (pairs) .. 4 (all 16 in one qword) */
+	unsigned passes;      /* permutes needed by the worst phase, 1..3 */
+	packplan ph[8];
+} packplans;
+
+static void packplans_init(packplans *pp, unsigned m)
 {
-	if (w->end - w->p >= 8) {
-		uint64_t acc = w->acc | v << w->nb;
-		unsigned nb = w->nb + n;
-		memcpy(w->p, &acc, 8);
-		w->p += nb >> 3;
-		w->acc = acc >> ((nb >> 3) * 8);
-		w->nb = nb & 7;
-	} else {
-		while (n > 32) {
-			bitw_put(w, (uint32_t)v, 32);
-			v >>= 32;
-			n -= 32;
+	memset(pp, 0, sizeof *pp);
+	pp->levels = 1;
+	while (pp->levels < 4 && (2u * m << pp->levels) <= 64)
+		pp->levels++;
+	unsigned groups = 8u >> (pp->levels - 1), width = 16 * m / groups, stride = 8 / groups;
+	for (unsigned s = 0; s < 8; s++) {
+		uint64_t shl[8], shr[8], idx[3][8] = {{0}};
+		unsigned cnt[8] = {0};
+		packplan *pl = &pp->ph[s];
+		for (unsigned l = 0; l < 8; l++)
+			shl[l] = shr[l] = 64;
+		for (unsigned j = 0; j < groups; j++) {
+			unsigned lane = j * stride, off = s + j * width, d = off >> 6, r = off & 63;
+			shl[lane] = r;
+			shr[lane] = 64 - r;
+			idx[cnt[d]][d] = lane;
+			pl->mask[cnt[d]++] |= (__mmask8)(1u << d);
+			if (r + width > 64) {
+				idx[cnt[d + 1]][d + 1] = 8 + lane;
+				pl->mask[cnt[d + 1]++] |= (__mmask8)(1u << (d + 1));
+			}
 		}
-		bitw_put(w, (uint32_t)v, n);
+		for (unsigned d = 0; d < 8; d++)
+			pp->passes = cnt[d] > pp->passes ? cnt[d] : pp->passes;
+		pl->shl = _mm512_loadu_si512(shl);
+		pl->shr = _mm512_loadu_si512(shr);
+		for (unsigned p = 0; p < 3; p++)
+			pl->idx[p] = _mm512_loadu_si512(idx[p]);
 	}
 }
 
-/* The bit writers are copied into locals for the loop, so their state stays
- * in registers instead of bouncing through memory on every append. */
-static inline __attribute__((always_inline)) int
-quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw, bitw *sw,
-	   qcounts *c, uint64_t *bad);
-
-int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
-			   bitw *sw, qcounts *c, uint64_t *bad)
+/* The 16 m-bit fields of cm (zero past the nonzero count) as one bit string
+ * starting at bit `phase` of the result. */
+static inline __m512i pack16(const packplans *pp, unsigned levels, unsigned passes, __m512i cm,
+			     unsigned m, unsigned phase)
 {
-	bitw lm = *mw, ls = *sw;
-	qcounts lc = *c;
-	int r = quant_pass(q, x, n, codes, &lm, &ls, &lc, bad);
-	*mw = lm;
-	*sw = ls;
-	*c = lc;
+	const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
+	const packplan *pl = &pp->ph[phase];
+	__m512i v = _mm512_or_si512(_mm512_and_si512(cm, lo32),
+				    _mm512_sll_epi64(_mm512_srli_epi64(cm, 32),
+						     _mm_cvtsi32_si128((int)m)));
+	if (levels >= 2)
+		v = _mm512_or_si512(v, _mm512_sll_epi64(_mm512_bsrli_epi128(v, 8),
+							_mm_cvtsi32_si128((int)(2 * m))));
+	if (levels >= 3)
+		v = _mm512_or_si512(v, _mm512_sll_epi64(_mm512_permutexvar_epi64(
+								_mm512_setr_epi64(2, 3, 4, 5, 6, 7, 7, 7), v),
+							_mm_cvtsi32_si128((int)(4 * m))));
+	if (levels >= 4)
+		v = _mm512_or_si512(v, _mm512_sll_epi64(_mm512_permutexvar_epi64(
+								_mm512_set1_epi64(4), v),
+							_mm_cvtsi32_si128((int)(8 * m))));
+	__m512i lo = _mm512_sllv_epi64(v, pl->shl), hi = _mm512_srlv_epi64(v, pl->shr);
+	__m512i r = _mm512_maskz_permutex2var_epi64(pl->mask[0], lo, pl->idx[0], hi);
+	if (passes >= 2)
+		r = _mm512_or_si512(r, _mm512_maskz_permutex2var_epi64(pl->mask[1], lo, pl->idx[1], hi));
+	if (passes >= 3)
+		r = _mm512_or_si512(r, _mm512_maskz_permutex2var_epi64(pl->mask[2], lo, pl->idx[2], hi));
 	return r;
 }
 
-static inline __attribute__((always_inline)) int
-quant_pass(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw, bitw *sw,
-	   qcounts *c, uint64_t *bad)
+/* Quantize pass, AVX-512. Blocks go through the vector writer while 64
+ * bytes of room remain at the mantissa position (and 8 at the sign
+ * position); exception blocks and the last blocks use the scalar rule on
+ * the bit writers. All writer state lives in locals (the byte stores would
+ * otherwise force it through memory on every block). */
+int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
+			   bitw *sw, qcounts *cnts, uint64_t *bad)
 {
+	const qplan ql = *q;
 	const __m512i abs = _mm512_set1_epi32(0x7fffffff);
-	const __m512i lo = _mm512_set1_epi32((int)q->lo), hi = _mm512_set1_epi32((int)q->hi);
-	const __m512i lo_m1 = _mm512_set1_epi32((int)q->lo - 1);
-	const __m512i mmask = _mm512_set1_epi32((int)((1u << q->m) - 1));
-	const __m512i maxc = _mm512_set1_epi32((int)q->max_code);
-	const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
-	const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
-	const __m128i kk = _mm_cvtsi32_si128((int)q->k);
-	const __m128i mm = _mm_cvtsi32_si128((int)q->m);
-	const __m128i mm2 = _mm_cvtsi32_si128((int)(2 * q->m)), mm4 = _mm_cvtsi32_si128((int)(4 * q->m));
-	const __m512i up2 = _mm512_setr_epi64(2, 3, 4, 5, 6, 7, 7, 7);
-	const unsigned m = q->m;
+	const __m512i lo = _mm512_set1_epi32((int)ql.lo), hi = _mm512_set1_epi32((int)ql.hi);
+	const __m512i lo_m1 = _mm512_set1_epi32((int)ql.lo - 1);
+	const __m512i mmask = _mm512_set1_epi32((int)((1u << ql.m) - 1));
+	const __m512i maxc = _mm512_set1_epi32((int)ql.max_code);
+	const __m512i one = _mm512_set1_epi32(1);
+	const __m128i kk = _mm_cvtsi32_si128((int)ql.k);
+	const unsigned m = ql.m;
+	const int saturate = ql.saturate, under_min = ql.under_min;
+	packplans pp;
+	unsigned levels = 0, passes = 0;
+	if (m) {
+		packplans_init(&pp, m);
+		levels = pp.levels;
+		passes = pp.passes;
+	}
+	uint8_t *const mend = mw->end, *const send = sw->end;
+	uint8_t *mp = mw->p;            /* mantissa bytes before mp are final */
+	uint64_t pos = mw->nb;          /* bit position relative to mp */
+	__m512i pend = _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)(mw->acc & 0xff)));
+	uint8_t *sp = sw->p;            /* the sign writer: 8-byte stores */
+	uint64_t sacc = sw->acc;
+	unsigned snb = sw->nb;
+	uint64_t nnz = cnts->nnz, nneg = cnts->nneg, nexc = cnts->nexc;
+	int movf = mw->overflow, sovf = sw->overflow;
 	uint64_t i = 0;
+	int r = Q_OK;
+	bitw lm, ls;
+	qcounts c;
 
 	for (; i + 16 <= n; i += 16) {
+		if (mend - (mp + (pos >> 3)) < 64 || send - sp < 8)
+			break;
 		__m512i u = _mm512_loadu_si512(x + i);
-		if (exc16(q, u)) {
-			if (quant_range(q, x, i, i + 16, codes, mw, sw, c, bad) != Q_OK)
-				return Q_OVERFLOW;
+		if (exc16(&ql, u)) {
+			lm = (bitw){mp + (pos >> 3), mend,
+				    (uint64_t)(_mm_cvtsi128_si32(_mm512_castsi512_si128(pend)) & 0xff),
+				    (unsigned)(pos & 7), movf};
+			ls = (bitw){sp, send, sacc, snb, sovf};
+			c = (qcounts){nnz, nneg, nexc};
+			r = quant_range(q, x, i, i + 16, codes, &lm, &ls, &c, bad);
+			if (r != Q_OK)
+				goto out;
+			mp = lm.p;
+			pos = lm.nb;
+			pend = _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)(lm.acc & 0xff)));
+			movf = lm.overflow;
+			sp = ls.p;
+			sacc = ls.acc;
+			snb = ls.nb;
+			sovf = ls.overflow;
+			nnz = c.nnz;
+			nneg = c.nneg;
+			nexc = c.nexc;
 			continue;
 		}
-		__m512i a = round16(q, _mm512_and_si512(u, abs), i);
+		__m512i a = round16(&ql, _mm512_and_si512(u, abs), i);
 		__m512i E = _mm512_srli_epi32(a, 23);
 		__mmask16 nzv = _mm512_test_epi32_mask(a, a);
 		__mmask16 over = _mm512_mask_cmpgt_epu32_mask(nzv, E, hi);
-		if (over && !q->saturate) {
+		if (over && !saturate) {
 			*bad = i + (uint64_t)__builtin_ctz(over);
 			return Q_OVERFLOW;
 		}
 		__mmask16 under = _mm512_mask_cmplt_epu32_mask(nzv, E, lo);
 		__mmask16 inwin = nzv & (__mmask16)~over & (__mmask16)~under;
 		__m512i code = _mm512_maskz_sub_epi32(inwin, E, lo_m1);
-		__m512i mant = _mm512_maskz_and_epi32(inwin, _mm512_srl_epi32(a, kk), mmask);
 		code = _mm512_mask_mov_epi32(code, over, maxc);
-		mant = _mm512_mask_mov_epi32(mant, over, mmask);
-		if (q->under_min)
+		__mmask16 nz = inwin | over;
+		if (under_min) {
 			code = _mm512_mask_mov_epi32(code, under, one);
+			nz |= under;
+		}
 		_mm_storeu_si128((__m128i *)(codes + i), _mm512_cvtepi32_epi8(code));
-		__mmask16 nz = _mm512_cmpneq_epi32_mask(code, zero);
-		if (!nz)
-			continue;
 		unsigned cnt = (unsigned)__builtin_popcount(nz);
 		if (m) {
-			__m512i cm = _mm512_maskz_compress_epi32(nz, mant);
-			/* Pairs: lane 2j | lane 2j+1 << m, as 8 qwords of 2m bits;
-			 * then quads (4m bits) and octets (8m bits) while they fit
-			 * the 49 bits put_fast takes, so fewer scalar appends. */
-			__m512i pr = _mm512_or_si512(_mm512_and_si512(cm, lo32),
-						     _mm512_sll_epi64(_mm512_srli_epi64(cm, 32), mm));
-			unsigned per = 2, step = 1;
-			if (4 * m <= 49) {
-				pr = _mm512_or_si512(pr, _mm512_sll_epi64(_mm512_bsrli_epi128(pr, 8), mm2));
-				per = 4;
-				step = 2;
-				if (8 * m <= 49) {
-					pr = _mm512_or_si512(pr, _mm512_sll_epi64(_mm512_permutexvar_epi64(up2, pr), mm4));
-					per = 8;
-					step = 4;
-				}
-			}
-			uint64_t qw[8];
-			_mm512_storeu_si512(qw, pr);
-			for (unsigned j = 0, left = cnt; left; j += step) {
-				unsigned take = left < per ? left : per;
-				put_fast(mw, qw[j], take * m);
-				left -= take;
-			}
+			__m512i mant = _mm512_maskz_and_epi32(inwin, _mm512_srl_epi32(a, kk), mmask);
+			mant = _mm512_mask_mov_epi32(mant, over, mmask);
+			__m512i bits = pack16(&pp, levels, passes, _mm512_maskz_compress_epi32(nz, mant),
+					      m, (unsigned)(pos & 7));
+			bits = _mm512_or_si512(bits, pend);
+			_mm512_storeu_si512(mp + (pos >> 3), bits);
+			uint64_t np = pos + (uint64_t)cnt * m;
+			pend = _mm512_maskz_permutexvar_epi8(
+				1, _mm512_set1_epi8((char)((np >> 3) - (pos >> 3))), bits);
+			pos = np;
 		}
-		unsigned sg = (unsigned)_mm512_movepi32_mask(u);
-		unsigned sbits = _pext_u32(sg, nz);
-		put_fast(sw, sbits, cnt);
-		c->nnz += cnt;
-		c->nneg += (unsigned)__builtin_popcount(sbits);
+		uint64_t sbits = _pext_u32((unsigned)_mm512_movepi32_mask(u), nz);
+		sacc |= sbits << snb;
+		snb += cnt;
+		memcpy(sp, &sacc, 8);
+		sp += snb >> 3;
+		sacc >>= 8 * (snb >> 3); /* snb < 24: at most 2 bytes done */
+		snb &= 7;
+		nnz += cnt;
+		nneg += (unsigned)__builtin_popcountll(sbits);
 	}
+	lm = (bitw){mp + (pos >> 3), mend,
+		    (uint64_t)(_mm_cvtsi128_si32(_mm512_castsi512_si128(pend)) & 0xff),
+		    (unsigned)(pos & 7), movf};
+	ls = (bitw){sp, send, sacc, snb, sovf};
+	c = (qcounts){nnz, nneg, nexc};
 	if (i < n)
-		return quant_range(q, x, i, n, codes, mw, sw, c, bad);
-	return Q_OK;
+		r = quant_range(q, x, i, n, codes, &lm, &ls, &c, bad);
+	*mw = lm;
+	*sw = ls;
+	*cnts = c;
+out:
+	return r;
 }
 
 void sfp__assemble_avx512(float *dst, const uint8_t *codes, uint64_t n, unsigned lo, unsigned m,
