@@ -37,7 +37,9 @@ static inline __m512i round16(const qplan *q, __m512i a, uint64_t i)
 		x = _mm512_andnot_si512(keep, x);
 		return _mm512_and_si512(_mm512_add_epi32(a, x), keep);
 	}
-	__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(a, q->k), _mm512_set1_epi32(1));
+	/* Per-lane shift counts: the uniform-count (xmm) forms cost a shuffle uop. */
+	__m512i lsb = _mm512_and_si512(_mm512_srlv_epi32(a, _mm512_set1_epi32((int)q->k)),
+				       _mm512_set1_epi32(1));
 	__m512i bias = _mm512_add_epi32(_mm512_set1_epi32((int)((1u << (q->k - 1)) - 1)), lsb);
 	return _mm512_and_si512(_mm512_add_epi32(a, bias), keep);
 }
@@ -45,11 +47,12 @@ static inline __m512i round16(const qplan *q, __m512i a, uint64_t i)
 /* Lanes holding exceptions. */
 static inline __mmask16 exc16(const qplan *q, __m512i u)
 {
-	__m512i E = _mm512_and_si512(_mm512_srli_epi32(u, 23), _mm512_set1_epi32(0xff));
-	__mmask16 m = _mm512_cmpeq_epi32_mask(E, _mm512_set1_epi32(255));
+	/* E = 255 <=> |u| >= 0x7f800000; E = 0 <=> |u| < 0x00800000. */
+	__m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+	__mmask16 m = _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(0x7f800000));
 	if (q->lossless)
-		m |= _mm512_mask_cmpeq_epi32_mask(_mm512_test_epi32_mask(u, u), E,
-						  _mm512_setzero_si512());
+		m |= _mm512_mask_cmplt_epu32_mask(_mm512_test_epi32_mask(u, u), a,
+						  _mm512_set1_epi32(0x00800000));
 	return m;
 }
 
@@ -147,19 +150,19 @@ static inline __m512i pack16(const packplans *pp, unsigned levels, unsigned pass
 	const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
 	const packplan *pl = &pp->ph[phase];
 	__m512i v = _mm512_or_si512(_mm512_and_si512(cm, lo32),
-				    _mm512_sll_epi64(_mm512_srli_epi64(cm, 32),
-						     _mm_cvtsi32_si128((int)m)));
+				    _mm512_sllv_epi64(_mm512_srli_epi64(cm, 32),
+						     _mm512_set1_epi64((long long)m)));
 	if (levels >= 2)
-		v = _mm512_or_si512(v, _mm512_sll_epi64(_mm512_bsrli_epi128(v, 8),
-							_mm_cvtsi32_si128((int)(2 * m))));
+		v = _mm512_or_si512(v, _mm512_sllv_epi64(_mm512_bsrli_epi128(v, 8),
+							_mm512_set1_epi64((long long)(2 * m))));
 	if (levels >= 3)
-		v = _mm512_or_si512(v, _mm512_sll_epi64(_mm512_permutexvar_epi64(
+		v = _mm512_or_si512(v, _mm512_sllv_epi64(_mm512_permutexvar_epi64(
 								_mm512_setr_epi64(2, 3, 4, 5, 6, 7, 7, 7), v),
-							_mm_cvtsi32_si128((int)(4 * m))));
+							_mm512_set1_epi64((long long)(4 * m))));
 	if (levels >= 4)
-		v = _mm512_or_si512(v, _mm512_sll_epi64(_mm512_permutexvar_epi64(
+		v = _mm512_or_si512(v, _mm512_sllv_epi64(_mm512_permutexvar_epi64(
 								_mm512_set1_epi64(4), v),
-							_mm_cvtsi32_si128((int)(8 * m))));
+							_mm512_set1_epi64((long long)(8 * m))));
 	__m512i lo = _mm512_sllv_epi64(v, pl->shl), hi = _mm512_srlv_epi64(v, pl->shr);
 	__m512i r = _mm512_maskz_permutex2var_epi64(pl->mask[0], lo, pl->idx[0], hi);
 	if (passes >= 2)
@@ -184,7 +187,7 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 	const __m512i mmask = _mm512_set1_epi32((int)((1u << ql.m) - 1));
 	const __m512i maxc = _mm512_set1_epi32((int)ql.max_code);
 	const __m512i one = _mm512_set1_epi32(1);
-	const __m128i kk = _mm_cvtsi32_si128((int)ql.k);
+	const __m512i kk = _mm512_set1_epi32((int)ql.k);
 	const unsigned m = ql.m;
 	const int saturate = ql.saturate, under_min = ql.under_min;
 	packplans pp;
@@ -254,7 +257,7 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 		_mm_storeu_si128((__m128i *)(codes + i), _mm512_cvtepi32_epi8(code));
 		unsigned cnt = (unsigned)__builtin_popcount(nz);
 		if (m) {
-			__m512i mant = _mm512_maskz_and_epi32(inwin, _mm512_srl_epi32(a, kk), mmask);
+			__m512i mant = _mm512_maskz_and_epi32(inwin, _mm512_srlv_epi32(a, kk), mmask);
 			mant = _mm512_mask_mov_epi32(mant, over, mmask);
 			__m512i bits = pack16(&pp, levels, passes, _mm512_maskz_compress_epi32(nz, mant),
 					      m, (unsigned)(pos & 7));
