@@ -292,56 +292,100 @@ out:
 	return r;
 }
 
+/* Decode, 16 values per step. Lane j's mantissa field starts at bit
+ * phase + j*m of the 64-byte window at the block's first byte, where phase =
+ * mpos & 7; the bytes each lane needs and the shift that drops the phase
+ * bits depend only on (m, phase), so the eight byte-gather and shift vectors
+ * are built once per call. The window is a masked load, so it never reads
+ * past the stream and needs no scalar tail; signs come through bits_get. */
 void sfp__assemble_avx512(float *dst, const uint8_t *codes, uint64_t n, unsigned lo, unsigned m,
 			  const uint8_t *mant, size_t mant_len, const uint8_t *sign,
 			  size_t sign_len, int sign_mode)
 {
 	const unsigned k = 23 - m;
-	const __m512i iota_m = _mm512_mullo_epi32(
-		_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-		_mm512_set1_epi32((int)m));
-	const __m512i bytes4 = _mm512_set1_epi32(0x03020100), rep = _mm512_set1_epi32(0x01010101);
-	const __m512i mmask = _mm512_set1_epi32((int)((1u << m) - 1)), seven = _mm512_set1_epi32(7);
-	const __m512i lo_m1 = _mm512_set1_epi32((int)lo - 1), zero = _mm512_setzero_si512();
+	uint32_t gidx[8][16], gsh[8][16];
+	for (unsigned p = 0; p < 8; p++)
+		for (unsigned j = 0; j < 16; j++) {
+			unsigned off = p + j * m, b = off >> 3; /* b <= 44: b + 3 < 64 */
+			gidx[p][j] = b | (b + 1) << 8 | (b + 2) << 16 | (b + 3) << 24;
+			gsh[p][j] = off & 7;
+		}
+	const __m512i mmask = _mm512_set1_epi32((int)((1u << m) - 1));
+	const __m512i base = _mm512_set1_epi32((int)((lo - 1) << 23));
+	const __m512i kv = _mm512_set1_epi32((int)k), zero = _mm512_setzero_si512();
 	const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
-	const __m128i kk = _mm_cvtsi32_si128((int)k);
 	uint64_t mpos = 0, spos = 0, i = 0;
 
 	for (; i + 16 <= n; i += 16) {
-		__m512i code = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + i)));
-		__mmask16 nz = _mm512_cmpneq_epi32_mask(code, zero);
+		__m128i c8 = _mm_loadu_si128((const __m128i *)(codes + i));
+		__mmask16 nz = _mm_test_epi8_mask(c8, c8);
 		unsigned cnt = (unsigned)__builtin_popcount(nz);
-		size_t mb = (size_t)(mpos >> 3);
-		if (nz && (mb + 64 > mant_len && m)) {
-			break; /* near the end of the mantissa stream: scalar tail */
+		__m512i code = _mm512_cvtepu8_epi32(c8);
+		__m512i r = _mm512_add_epi32(_mm512_slli_epi32(code, 23), base);
+		if (m) {
+			size_t mb = (size_t)(mpos >> 3), left = mant_len - mb;
+			__mmask64 lm = left >= 64 ? ~(__mmask64)0 : _bzhi_u64(~0ull, (unsigned)left);
+			unsigned p = (unsigned)(mpos & 7);
+			__m512i data = _mm512_maskz_loadu_epi8(lm, mant + mb);
+			__m512i v = _mm512_permutexvar_epi8(_mm512_loadu_si512(gidx[p]), data);
+			v = _mm512_and_si512(_mm512_srlv_epi32(v, _mm512_loadu_si512(gsh[p])), mmask);
+			r = _mm512_or_si512(r, _mm512_sllv_epi32(_mm512_maskz_expand_epi32(nz, v), kv));
+			mpos += (uint64_t)cnt * m;
 		}
-		if (sign_mode == 0 && nz && (spos >> 3) + 4 > sign_len)
-			break;
-		__m512i mv = zero;
-		if (m && nz) {
-			__m512i data = _mm512_loadu_si512(mant + mb);
-			__m512i offs = _mm512_add_epi32(iota_m, _mm512_set1_epi32((int)(mpos & 7)));
-			__m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_srli_epi32(offs, 3), rep),
-						       bytes4);
-			__m512i v = _mm512_permutexvar_epi8(idx, data);
-			v = _mm512_and_si512(_mm512_srlv_epi32(v, _mm512_and_si512(offs, seven)), mmask);
-			mv = _mm512_maskz_expand_epi32(nz, v);
-		}
-		__m512i r = _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(code, lo_m1), 23),
-					    _mm512_sll_epi32(mv, kk));
 		__mmask16 neg = 0;
 		if (sign_mode == 2) {
 			neg = nz;
-		} else if (sign_mode == 0 && nz) {
-			uint32_t sw;
-			memcpy(&sw, sign + (spos >> 3), 4);
-			neg = (__mmask16)_pdep_u32((sw >> (spos & 7)) & 0xffff, nz);
+		} else if (sign_mode == 0) {
+			neg = (__mmask16)_pdep_u32(bits_get(sign, sign_len, spos, 16), nz);
+			spos += cnt;
 		}
 		r = _mm512_mask_or_epi32(r, neg, r, signbit);
-		_mm512_storeu_si512(dst + i, _mm512_maskz_mov_epi32(nz, r));
-		mpos += (uint64_t)cnt * m;
-		spos += sign_mode == 0 ? cnt : 0;
+		_mm512_storeu_si512(dst + i, _mm512_mask_mov_epi32(zero, nz, r));
 	}
 	assemble_range(dst, codes, i, n, lo, m, mant, mant_len, sign, sign_len, sign_mode, &mpos,
 		       &spos);
+}
+
+/*
+ * Raw exponent codes, 64 per step: 64 e-bit codes are 8e bytes; vpermb puts
+ * the e bytes of each group of 8 codes into its qword, vpmultishiftqb pulls
+ * each code's e bits (at bit j*e of the qword) into its byte, and the
+ * nonzero count comes from the byte-test mask. Loads and the last store are
+ * masked, so nothing outside src[0 .. ceil(n*e/8)) or codes[0..n) is touched.
+ */
+uint64_t sfp__unpack_codes_avx512(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e)
+{
+	uint64_t idx[8], sel[8];
+	for (unsigned l = 0; l < 8; l++) {
+		idx[l] = sel[l] = 0;
+		for (unsigned b = 0; b < 8; b++) {
+			idx[l] |= (uint64_t)((l * e + b) & 63) << (8 * b);
+			sel[l] |= (uint64_t)(b * e) << (8 * b);
+		}
+	}
+	const __m512i vidx = _mm512_loadu_si512(idx), vsel = _mm512_loadu_si512(sel);
+	const __m512i mask = _mm512_set1_epi8((char)((1u << e) - 1));
+	const size_t len = (size_t)((n * e + 7) >> 3);
+	uint64_t nz = 0, i = 0;
+	size_t off = 0;
+	for (; i + 64 <= n; i += 64, off += 8 * e) {
+		size_t left = len - off;
+		__mmask64 lm = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+		__m512i raw = _mm512_maskz_loadu_epi8(lm, src + off);
+		__m512i v = _mm512_and_si512(
+			_mm512_multishift_epi64_epi8(vsel, _mm512_permutexvar_epi8(vidx, raw)), mask);
+		_mm512_storeu_si512(codes + i, v);
+		nz += (uint64_t)__builtin_popcountll(_mm512_test_epi8_mask(v, v));
+	}
+	if (i < n) {
+		/* Fewer than 64 codes: fewer than 64 bytes left. */
+		__mmask64 lm = ((__mmask64)1 << (len - off)) - 1;
+		__mmask64 sm = ((__mmask64)1 << (n - i)) - 1;
+		__m512i raw = _mm512_maskz_loadu_epi8(lm, src + off);
+		__m512i v = _mm512_and_si512(
+			_mm512_multishift_epi64_epi8(vsel, _mm512_permutexvar_epi8(vidx, raw)), mask);
+		_mm512_mask_storeu_epi8(codes + i, sm, v);
+		nz += (uint64_t)__builtin_popcountll(_mm512_mask_test_epi8_mask(sm, v, v));
+	}
+	return nz;
 }
