@@ -177,8 +177,9 @@ static inline __m512i pack16(const packplans *pp, unsigned levels, unsigned pass
  * position); exception blocks and the last blocks use the scalar rule on
  * the bit writers. All writer state lives in locals (the byte stores would
  * otherwise force it through memory on every block). */
-int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
-			   bitw *sw, qcounts *cnts, uint64_t *bad)
+static inline __attribute__((always_inline)) int
+quant_loop(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw, bitw *sw,
+	   qcounts *cnts, uint64_t *bad, const packplans *pp, const unsigned levels)
 {
 	const qplan ql = *q;
 	const __m512i abs = _mm512_set1_epi32(0x7fffffff);
@@ -190,13 +191,7 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 	const __m512i kk = _mm512_set1_epi32((int)ql.k);
 	const unsigned m = ql.m;
 	const int saturate = ql.saturate, under_min = ql.under_min;
-	packplans pp;
-	unsigned levels = 0, passes = 0;
-	if (m) {
-		packplans_init(&pp, m);
-		levels = pp.levels;
-		passes = pp.passes;
-	}
+	const unsigned passes = m ? pp->passes : 0;
 	uint8_t *const mend = mw->end, *const send = sw->end;
 	uint8_t *mp = mw->p;            /* mantissa bytes before mp are final */
 	uint64_t pos = mw->nb;          /* bit position relative to mp */
@@ -259,7 +254,7 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 		if (m) {
 			__m512i mant = _mm512_maskz_and_epi32(inwin, _mm512_srlv_epi32(a, kk), mmask);
 			mant = _mm512_mask_mov_epi32(mant, over, mmask);
-			__m512i bits = pack16(&pp, levels, passes, _mm512_maskz_compress_epi32(nz, mant),
+			__m512i bits = pack16(pp, levels, passes, _mm512_maskz_compress_epi32(nz, mant),
 					      m, (unsigned)(pos & 7));
 			bits = _mm512_or_si512(bits, pend);
 			_mm512_storeu_si512(mp + (pos >> 3), bits);
@@ -290,6 +285,24 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 	*cnts = c;
 out:
 	return r;
+}
+
+/* The loop compiled once per fold depth, so its shifts and branches are fixed. */
+int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
+			   bitw *sw, qcounts *cnts, uint64_t *bad)
+{
+	packplans pp;
+	if (!q->m) {
+		memset(&pp, 0, sizeof pp);
+		return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 0);
+	}
+	packplans_init(&pp, q->m);
+	switch (pp.levels) {
+	case 1: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 1);
+	case 2: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 2);
+	case 3: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 3);
+	default: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 4);
+	}
 }
 
 /* Decode, 16 values per step. Lane j's mantissa field starts at bit
