@@ -5,8 +5,8 @@
  *
  * Encode: round the magnitudes in-vector (nearest-even, or stochastic with
  * sfp_hash32 computed in-vector), derive codes, compress the mantissas of the
- * nonzero lanes (vpcompressd), fold them into one bit string in-vector and
- * store it with one 64-byte store (see pack16); signs of the nonzero lanes
+ * nonzero lanes (vpcompressd), place their bits with two byte permutes and
+ * store the block with one 64-byte store (see pack16); signs of the nonzero lanes
  * are gathered with pext. Blocks holding an exception take the scalar rule.
  * Decode: gather each lane's 4 bytes of the mantissa stream with vpermb,
  * shift and mask, expand them into the nonzero lanes (vpexpandd), place the
@@ -86,90 +86,83 @@ int sfp__max_exp_avx512(const qplan *q, const float *x, uint64_t n, unsigned *em
 
 /*
  * Mantissa packing, one block of 16 values per step without scalar bit
- * loops. The nonzero lanes' m-bit fields are compressed to the front, then
- * folded in-vector: pairs inside each qword (2m bits), then pairs of those
- * while the result still fits a qword. Each group is then placed at its bit
- * offset in the output block, which starts at the writer's bit phase
- * (0..7), with per-lane shifts and at most three two-source qword permutes.
- * The plan for that depends only on (m, phase), so all eight are built once
- * per call. The pending partial byte is ORed in and 64 bytes are stored at
- * the writer's byte position; bits past the block are zero, so the next
- * pending byte is just the byte of this block at the new position.
+ * loops. The nonzero lanes' m-bit fields are compressed to the front; for
+ * m < 7 they are first folded in-vector into groups of W = m << folds >= 7
+ * bits (pairs in each qword, then pairs of those). Group g belongs at bit
+ * phase + g*W of the block, where phase (0..7) is the writer's bit position
+ * mod 8: a per-lane shift by that offset mod 8 lines its bits up with the
+ * output bytes, and because W >= 7 groups g and g+2 never share an output
+ * byte, so two byte permutes (even groups, odd groups) move every byte into
+ * place and an OR merges them. The shifts, byte indices and masks depend
+ * only on (m, phase): all eight plans are built once per call. The pending
+ * partial byte is ORed in and 64 bytes are stored at the writer's byte
+ * position; bits past the block are zero, so the next pending byte is just
+ * the byte of this block at the new position.
  */
 typedef struct packplan {
-	__m512i shl, shr;     /* per source lane: left shift into its qword, right shift of the spill
-			       * (64, giving 0, for lanes that are not sources) */
-	__m512i idx[3];       /* per pass: destination qword <- lane of lo (0..7) or hi (8..15) */
-	__mmask8 mask[3];     /* per pass: destinations with a contributor */
+	__m512i shift;        /* per source lane (dword if folds = 0, else qword) */
+	__m512i idx[2];       /* output byte <- source byte, even and odd groups */
+	__mmask64 mask[2];    /* output bytes each class fills */
 } packplan;
 
 typedef struct packplans {
-	unsigned levels;      /* in-qword folds: 1 (pairs) .. 4 (all 16 in one qword) */
-	unsigned passes;      /* permutes needed by the worst phase, 1..3 */
+	unsigned folds;       /* 0 (m >= 7) .. 3 (m = 1) */
 	packplan ph[8];
 } packplans;
 
 static void packplans_init(packplans *pp, unsigned m)
 {
 	memset(pp, 0, sizeof *pp);
-	pp->levels = 1;
-	while (pp->levels < 4 && (2u * m << pp->levels) <= 64)
-		pp->levels++;
-	unsigned groups = 8u >> (pp->levels - 1), width = 16 * m / groups, stride = 8 / groups;
+	while ((m << pp->folds) < 7)
+		pp->folds++;
+	const unsigned f = pp->folds, groups = 16u >> f, width = m << f;
 	for (unsigned s = 0; s < 8; s++) {
-		uint64_t shl[8], shr[8], idx[3][8] = {{0}};
-		unsigned cnt[8] = {0};
+		uint8_t idx[2][64];
+		uint32_t sh32[16] = {0};
+		uint64_t sh64[8] = {0};
 		packplan *pl = &pp->ph[s];
-		for (unsigned l = 0; l < 8; l++)
-			shl[l] = shr[l] = 64;
-		for (unsigned j = 0; j < groups; j++) {
-			unsigned lane = j * stride, off = s + j * width, d = off >> 6, r = off & 63;
-			shl[lane] = r;
-			shr[lane] = 64 - r;
-			idx[cnt[d]][d] = lane;
-			pl->mask[cnt[d]++] |= (__mmask8)(1u << d);
-			if (r + width > 64) {
-				idx[cnt[d + 1]][d + 1] = 8 + lane;
-				pl->mask[cnt[d + 1]++] |= (__mmask8)(1u << (d + 1));
+		memset(idx, 0, sizeof idx);
+		for (unsigned g = 0; g < groups; g++) {
+			unsigned off = s + g * width, sb = off & 7, b0 = off >> 3;
+			unsigned nb = (sb + width + 7) / 8;  /* <= 4 (dwords), <= 3 (qwords) */
+			unsigned src = (4u << f) * g;         /* first byte of the group's lane */
+			if (f == 0)
+				sh32[g] = sb;
+			else
+				sh64[g << (f - 1)] = sb;
+			for (unsigned t = 0; t < nb; t++) { /* b0 + t <= 46 */
+				idx[g & 1][b0 + t] = (uint8_t)(src + t);
+				pl->mask[g & 1] |= (__mmask64)1 << (b0 + t);
 			}
 		}
-		for (unsigned d = 0; d < 8; d++)
-			pp->passes = cnt[d] > pp->passes ? cnt[d] : pp->passes;
-		pl->shl = _mm512_loadu_si512(shl);
-		pl->shr = _mm512_loadu_si512(shr);
-		for (unsigned p = 0; p < 3; p++)
-			pl->idx[p] = _mm512_loadu_si512(idx[p]);
+		pl->shift = f == 0 ? _mm512_loadu_si512(sh32) : _mm512_loadu_si512(sh64);
+		pl->idx[0] = _mm512_loadu_si512(idx[0]);
+		pl->idx[1] = _mm512_loadu_si512(idx[1]);
 	}
 }
 
 /* The 16 m-bit fields of cm (zero past the nonzero count) as one bit string
- * starting at bit `phase` of the result. */
-static inline __m512i pack16(const packplans *pp, unsigned levels, unsigned passes, __m512i cm,
-			     unsigned m, unsigned phase)
+ * starting at bit `phase` of the result, ORed with pend. */
+static inline __m512i pack16(const packplans *pp, const unsigned folds, __m512i cm, unsigned m,
+			     unsigned phase, __m512i pend)
 {
-	const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
 	const packplan *pl = &pp->ph[phase];
-	__m512i v = _mm512_or_si512(_mm512_and_si512(cm, lo32),
-				    _mm512_sllv_epi64(_mm512_srli_epi64(cm, 32),
-						     _mm512_set1_epi64((long long)m)));
-	if (levels >= 2)
+	__m512i v = cm;
+	if (folds >= 1)
+		v = _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi64(0xffffffff)),
+				    _mm512_sllv_epi64(_mm512_srli_epi64(v, 32),
+						      _mm512_set1_epi64((long long)m)));
+	if (folds >= 2)
 		v = _mm512_or_si512(v, _mm512_sllv_epi64(_mm512_bsrli_epi128(v, 8),
-							_mm512_set1_epi64((long long)(2 * m))));
-	if (levels >= 3)
+							 _mm512_set1_epi64((long long)(2 * m))));
+	if (folds >= 3)
 		v = _mm512_or_si512(v, _mm512_sllv_epi64(_mm512_permutexvar_epi64(
-								_mm512_setr_epi64(2, 3, 4, 5, 6, 7, 7, 7), v),
-							_mm512_set1_epi64((long long)(4 * m))));
-	if (levels >= 4)
-		v = _mm512_or_si512(v, _mm512_sllv_epi64(_mm512_permutexvar_epi64(
-								_mm512_set1_epi64(4), v),
-							_mm512_set1_epi64((long long)(8 * m))));
-	__m512i lo = _mm512_sllv_epi64(v, pl->shl), hi = _mm512_srlv_epi64(v, pl->shr);
-	__m512i r = _mm512_maskz_permutex2var_epi64(pl->mask[0], lo, pl->idx[0], hi);
-	if (passes >= 2)
-		r = _mm512_or_si512(r, _mm512_maskz_permutex2var_epi64(pl->mask[1], lo, pl->idx[1], hi));
-	if (passes >= 3)
-		r = _mm512_or_si512(r, _mm512_maskz_permutex2var_epi64(pl->mask[2], lo, pl->idx[2], hi));
-	return r;
+								 _mm512_setr_epi64(2, 3, 4, 5, 6, 7, 7, 7), v),
+							 _mm512_set1_epi64((long long)(4 * m))));
+	v = folds == 0 ? _mm512_sllv_epi32(v, pl->shift) : _mm512_sllv_epi64(v, pl->shift);
+	__m512i even = _mm512_maskz_permutexvar_epi8(pl->mask[0], pl->idx[0], v);
+	__m512i odd = _mm512_maskz_permutexvar_epi8(pl->mask[1], pl->idx[1], v);
+	return _mm512_ternarylogic_epi32(even, odd, pend, 0xfe); /* a | b | c */
 }
 
 /* Quantize pass, AVX-512. Blocks go through the vector writer while 64
@@ -179,7 +172,7 @@ static inline __m512i pack16(const packplans *pp, unsigned levels, unsigned pass
  * otherwise force it through memory on every block). */
 static inline __attribute__((always_inline)) int
 quant_loop(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw, bitw *sw,
-	   qcounts *cnts, uint64_t *bad, const packplans *pp, const unsigned levels)
+	   qcounts *cnts, uint64_t *bad, const packplans *pp, const unsigned folds)
 {
 	const qplan ql = *q;
 	const __m512i abs = _mm512_set1_epi32(0x7fffffff);
@@ -191,7 +184,6 @@ quant_loop(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
 	const __m512i kk = _mm512_set1_epi32((int)ql.k);
 	const unsigned m = ql.m;
 	const int saturate = ql.saturate, under_min = ql.under_min;
-	const unsigned passes = m ? pp->passes : 0;
 	uint8_t *const mend = mw->end, *const send = sw->end;
 	uint8_t *mp = mw->p;            /* mantissa bytes before mp are final */
 	uint64_t pos = mw->nb;          /* bit position relative to mp */
@@ -254,9 +246,8 @@ quant_loop(const qplan *q, const float *x, uint64_t n, uint8_t *codes, bitw *mw,
 		if (m) {
 			__m512i mant = _mm512_maskz_and_epi32(inwin, _mm512_srlv_epi32(a, kk), mmask);
 			mant = _mm512_mask_mov_epi32(mant, over, mmask);
-			__m512i bits = pack16(pp, levels, passes, _mm512_maskz_compress_epi32(nz, mant),
-					      m, (unsigned)(pos & 7));
-			bits = _mm512_or_si512(bits, pend);
+			__m512i bits = pack16(pp, folds, _mm512_maskz_compress_epi32(nz, mant), m,
+					      (unsigned)(pos & 7), pend);
 			_mm512_storeu_si512(mp + (pos >> 3), bits);
 			uint64_t np = pos + (uint64_t)cnt * m;
 			pend = _mm512_maskz_permutexvar_epi8(
@@ -297,11 +288,11 @@ int sfp__quant_pass_avx512(const qplan *q, const float *x, uint64_t n, uint8_t *
 		return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 0);
 	}
 	packplans_init(&pp, q->m);
-	switch (pp.levels) {
+	switch (pp.folds) {
 	case 1: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 1);
 	case 2: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 2);
 	case 3: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 3);
-	default: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 4);
+	default: return quant_loop(q, x, n, codes, mw, sw, cnts, bad, &pp, 0);
 	}
 }
 
