@@ -613,6 +613,27 @@ static void test_kernels_every_m(void)
 				checked++;
 			}
 	}
+	/* The max pass finds the first value that rounds to infinity (the fast
+	 * one rounds only the largest magnitude, then rescans), and saturates
+	 * like the reference. */
+	{
+		size_t n = 1000, w1, w2;
+		uint64_t shape = n;
+		sfp_params p;
+		sfp_error e1, e2;
+		fill(x, n, D_GAUSS, 5);
+		x[37] = -FLT_MAX;
+		x[500] = FLT_MAX;
+		sfp_params_init(&p, 5, 3);
+		CU_ASSERT_EQUAL(sfp_encode(codec, a, cap, &w1, x, n, &shape, 1, &p, &e1), SFP_ERANGE);
+		CU_ASSERT_EQUAL(sfp_encode_ref(b, cap, &w2, x, n, &shape, 1, &p, &e2), SFP_ERANGE);
+		CU_ASSERT_STRING_EQUAL(e1.msg, e2.msg);
+		CU_ASSERT_PTR_NOT_NULL(strstr(e1.msg, "index 37 "));
+		p.overflow = SFP_OVERFLOW_SATURATE;
+		CU_ASSERT_EQUAL_FATAL(sfp_encode(codec, a, cap, &w1, x, n, &shape, 1, &p, NULL), SFP_OK);
+		CU_ASSERT_EQUAL_FATAL(sfp_encode_ref(b, cap, &w2, x, n, &shape, 1, &p, NULL), SFP_OK);
+		CU_ASSERT(w1 == w2 && memcmp(a, b, w1) == 0);
+	}
 	printf(" (%ld configurations, ISA %s) ", checked, sfp_isa_name(sfp_cpu_isa()));
 	free(x);
 	free(y1);

@@ -63,6 +63,31 @@ int sfp__max_exp_avx512(const qplan *q, const float *x, uint64_t n, unsigned *em
 	const __m512i abs = _mm512_set1_epi32(0x7fffffff), e255 = _mm512_set1_epi32(255);
 	uint64_t i = 0;
 	unsigned tail_max = 0;
+	if (!q->stochastic) {
+		/* Nearest-even rounding is monotonic, so the largest rounded
+		 * exponent is that of the rounded largest magnitude: one max per
+		 * block, one rounding at the end. An overflow there means some
+		 * value overflows; the scalar rule then finds the first one. */
+		for (; i + 16 <= n; i += 16) {
+			__m512i u = _mm512_loadu_si512(x + i);
+			mx = _mm512_mask_max_epu32(mx, (__mmask16)~exc16(q, u), mx,
+						   _mm512_and_si512(u, abs));
+		}
+		uint32_t amax = _mm512_reduce_max_epu32(mx);
+		for (; i < n; i++) {
+			uint32_t u = f2u(x[i]);
+			if (!is_exception(q, u) && (u & 0x7fffffffu) > amax)
+				amax = u & 0x7fffffffu;
+		}
+		unsigned E = round_mag(q, amax, 0) >> 23;
+		if (E == 255) {
+			if (!q->saturate)
+				return max_exp_range(q, x, 0, n, &tail_max, bad);
+			E = 254;
+		}
+		*emax = E;
+		return Q_OK;
+	}
 	for (; i + 16 <= n; i += 16) {
 		__m512i u = _mm512_loadu_si512(x + i);
 		__mmask16 ok = (__mmask16)~exc16(q, u);
