@@ -290,6 +290,7 @@ uint64_t sfp__unpack_codes(uint8_t *codes, const uint8_t *src, uint64_t n, unsig
 void sfp__pack_codes_avx2(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
 uint64_t sfp__unpack_codes_avx2(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
 uint64_t sfp__count_nonzero_avx2(const uint8_t *codes, uint64_t n);
+void sfp__pack_codes_avx512(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
 uint64_t sfp__unpack_codes_avx512(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
 
 #endif

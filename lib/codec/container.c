@@ -333,6 +333,7 @@ static kernels pick(int isa)
 		k.max_exp = sfp__max_exp_avx512;
 		k.quant_pass = sfp__quant_pass_avx512;
 		k.assemble = sfp__assemble_avx512;
+		k.pack_codes = sfp__pack_codes_avx512;
 		k.unpack_codes = sfp__unpack_codes_avx512;
 	}
 #endif

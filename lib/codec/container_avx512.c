@@ -418,3 +418,44 @@ uint64_t sfp__unpack_codes_avx512(uint8_t *codes, const uint8_t *src, uint64_t n
 	}
 	return nz;
 }
+
+/*
+ * Raw exponent codes packed 64 per step: three in-register folds (byte pairs
+ * into 2e bits per word, word pairs into 4e bits per dword, dword pairs into
+ * 8e bits per qword) leave each group of 8 codes in the low e bytes of its
+ * qword; one byte permute closes the gaps and a masked store writes the 8e
+ * bytes. The last partial step is a masked load and store, so nothing
+ * outside codes[0..n) or dst[0 .. ceil(n*e/8)) is touched.
+ */
+void sfp__pack_codes_avx512(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e)
+{
+	if (e == 8) {
+		memcpy(dst, codes, n);
+		return;
+	}
+	uint8_t idx[64];
+	for (unsigned b = 0; b < 64; b++)
+		idx[b] = (uint8_t)(b < 8 * e ? 8 * (b / e) + b % e : 0);
+	const __m512i vidx = _mm512_loadu_si512(idx);
+	const __m512i e1 = _mm512_set1_epi16((short)e), e2 = _mm512_set1_epi32((int)(2 * e));
+	const __m512i e4 = _mm512_set1_epi64((long long)(4 * e));
+	const size_t total = (size_t)((n * e + 7) >> 3);
+	uint64_t i = 0;
+	size_t off = 0;
+	while (i < n) {
+		uint64_t left = n - i < 64 ? n - i : 64;
+		__mmask64 lm = left == 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
+		size_t ob = left == 64 ? 8 * e : total - off;
+		__mmask64 sm = ob == 64 ? ~(__mmask64)0 : ((__mmask64)1 << ob) - 1;
+		__m512i v = _mm512_maskz_loadu_epi8(lm, codes + i);
+		v = _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi16(0xff)),
+				    _mm512_sllv_epi16(_mm512_srli_epi16(v, 8), e1));
+		v = _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xffff)),
+				    _mm512_sllv_epi32(_mm512_srli_epi32(v, 16), e2));
+		v = _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi64(0xffffffff)),
+				    _mm512_sllv_epi64(_mm512_srli_epi64(v, 32), e4));
+		_mm512_mask_storeu_epi8(dst + off, sm, _mm512_permutexvar_epi8(vidx, v));
+		i += left;
+		off += 8 * e;
+	}
+}
