@@ -321,6 +321,13 @@ static double ans_estimate(const uint64_t (*cnt)[256], int nctx, uint64_t n)
 
 static void put_u16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static unsigned get_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int b = 7; b >= 0; b--)
+		v = v << 8 | p[b];
+	return v;
+}
 
 /* One rANS encoder step: push symbol s of context x onto state v. */
 static inline uint32_t ans_put(uint32_t v, unsigned s, unsigned x, const ans_table *tab,
@@ -422,6 +429,44 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 	return SFP_OK;
 }
 
+/* Decoder step of one state (order 0): its symbol into *out, the state
+ * before renormalization returned. */
+static inline __attribute__((always_inline)) uint32_t
+dec_step(uint32_t s, const uint32_t *pk, const uint8_t *lut, uint8_t *out)
+{
+	uint32_t slot = s & (TOTAL - 1), p = pk[slot];
+	*out = lut[slot];
+	return (p & 0x7fffu) * (s >> SCALE) + (p >> 15);
+}
+
+/* The same with two contexts: both entries are looked up from the slot
+ * alone and the previous symbol only selects one (a conditional move), so
+ * the states do not wait on each other's table loads. */
+static inline __attribute__((always_inline)) uint32_t
+dec_step2(uint32_t s, const uint32_t *pk, const uint8_t *lut, unsigned *prev, uint8_t *out)
+{
+	uint32_t slot = s & (TOTAL - 1);
+	uint32_t p0 = pk[slot], p1 = pk[TOTAL + slot];
+	unsigned y0 = lut[slot], y1 = lut[TOTAL + slot];
+	uint32_t p = *prev ? p1 : p0;
+	unsigned sym = *prev ? y1 : y0;
+	*out = (uint8_t)sym;
+	*prev = sym;
+	return (p & 0x7fffu) * (s >> SCALE) + (p >> 15);
+}
+
+/* Branch-free renormalization from `words`, the next LANES words of the
+ * stream read at once: a state that needs a word takes word number *used,
+ * so the states do not wait on each other's pointer updates. */
+static inline __attribute__((always_inline)) uint32_t renorm(uint32_t v, uint64_t words,
+							     unsigned *used)
+{
+	uint32_t r = v < RANS_L;
+	uint32_t w = (uint32_t)(words >> (16 * *used)) & 0xffffu;
+	*used += r;
+	return r ? (v << 16) | w : v;
+}
+
 static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size_t len,
 		      int nctx, void *work, size_t work_bytes, sfp_error *err)
 {
@@ -489,48 +534,40 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	uint64_t i = 0;
 	int ctx_ok = tab[0].nsym && (nctx == 1 || tab[1].nsym);
 	/* Fast loop: all contexts have symbols and LANES words are left, so no
-	 * check can fail inside; renormalization is branch-free. With two
-	 * contexts both are looked up from the slot alone and the previous
-	 * symbol only selects one (a conditional move), so the lanes do not
-	 * wait on each other's table loads. */
+	 * check can fail inside; the four states live in registers. */
+	uint32_t s0 = st[0], s1 = st[1], s2 = st[2], s3 = st[3];
 	if (nctx == 1) {
 		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
-			uint32_t v[LANES];
-			for (int l = 0; l < LANES; l++) {
-				uint32_t slot = st[l] & mask;
-				uint32_t p = pk[slot];
-				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
-				c[i + (unsigned)l] = lut[slot];
-			}
-			for (int l = 0; l < LANES; l++) {
-				uint32_t r = v[l] < RANS_L;
-				uint32_t w = get_u16(wp);
-				st[l] = r ? (v[l] << 16) | w : v[l];
-				wp += 2 * r;
-			}
+			uint32_t v0 = dec_step(s0, pk, lut, &c[i]), v1 = dec_step(s1, pk, lut, &c[i + 1]);
+			uint32_t v2 = dec_step(s2, pk, lut, &c[i + 2]), v3 = dec_step(s3, pk, lut, &c[i + 3]);
+			uint64_t words = get_u64(wp);
+			unsigned used = 0;
+			s0 = renorm(v0, words, &used);
+			s1 = renorm(v1, words, &used);
+			s2 = renorm(v2, words, &used);
+			s3 = renorm(v3, words, &used);
+			wp += 2 * used;
 		}
 	} else {
 		unsigned prev = i > 0 ? c[i - 1] : 0;
 		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
-			uint32_t v[LANES];
-			for (int l = 0; l < LANES; l++) {
-				uint32_t slot = st[l] & mask;
-				uint32_t p0 = pk[slot], p1 = pk[TOTAL + slot];
-				unsigned y0 = lut[slot], y1 = lut[TOTAL + slot];
-				uint32_t p = prev ? p1 : p0;
-				unsigned sym = prev ? y1 : y0;
-				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
-				c[i + (unsigned)l] = (uint8_t)sym;
-				prev = sym;
-			}
-			for (int l = 0; l < LANES; l++) {
-				uint32_t r = v[l] < RANS_L;
-				uint32_t w = get_u16(wp);
-				st[l] = r ? (v[l] << 16) | w : v[l];
-				wp += 2 * r;
-			}
+			uint32_t v0 = dec_step2(s0, pk, lut, &prev, &c[i]);
+			uint32_t v1 = dec_step2(s1, pk, lut, &prev, &c[i + 1]);
+			uint32_t v2 = dec_step2(s2, pk, lut, &prev, &c[i + 2]);
+			uint32_t v3 = dec_step2(s3, pk, lut, &prev, &c[i + 3]);
+			uint64_t words = get_u64(wp);
+			unsigned used = 0;
+			s0 = renorm(v0, words, &used);
+			s1 = renorm(v1, words, &used);
+			s2 = renorm(v2, words, &used);
+			s3 = renorm(v3, words, &used);
+			wp += 2 * used;
 		}
 	}
+	st[0] = s0;
+	st[1] = s1;
+	st[2] = s2;
+	st[3] = s3;
 	for (; i < n; i++) {
 		unsigned x = ctx_of(nctx, c, i);
 		if (!tab[x].nsym)
