@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define SFP_FORMAT_VERSION 1
+#define SFP_FORMAT_VERSION 2
 #define SFP_MAX_DIMS 8
 #define SFP_HEADER_FIXED_BYTES 64
 #define SFP_HEADER_BYTES(ndim) (SFP_HEADER_FIXED_BYTES + 8u * (size_t)(ndim))

@@ -1,0 +1,97 @@
+/*
+ * gecko_avx512.c -- AVX-512 kernels of Gecko's rANS: the sixteen states of
+ * the segment layout (docs/gecko.md) in one vector, one step (one code per
+ * lane) per iteration. Same words and states as sfp__ans_enc_ref /
+ * sfp__ans_dec_ref in gecko.c; tests/test_gecko.c compares them.
+ *
+ * Decode: table entries and symbols by gathers; the renormalizing lanes
+ * take the next words of the stream in lane order (vpexpandw from memory,
+ * which reads only the words it uses). Encode: frequency and start by
+ * gather; the renormalizing lanes' low words go out with one compress store
+ * below the previous step's; the division x / f is floor(x * (1/f) + 2^-20)
+ * in double precision, exact here (below).
+ */
+#include <immintrin.h>
+
+#include "codec/codec_internal.h"
+
+int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *pk,
+			const uint8_t *lut, uint32_t *st, const uint8_t **wpp, const uint8_t *wend)
+{
+	const __m512i slotm = _mm512_set1_epi32((int)(ANS_TOTAL - 1)), fm = _mm512_set1_epi32(0x7fff);
+	const __m512i lowl = _mm512_set1_epi32((int)ANS_L), bytem = _mm512_set1_epi32(0xff);
+	const __m512i ctx1 = _mm512_set1_epi32((int)ANS_TOTAL), zero = _mm512_setzero_si512();
+	const uint8_t *wp = *wpp;
+	__m512i s = _mm512_loadu_si512(st), ctx = zero;
+	for (uint64_t t = 0; t < ly->steps; t++) {
+		__mmask16 act = (__mmask16)sfp__ans_active(ly, t);
+		__m512i idx = _mm512_add_epi32(_mm512_and_si512(s, slotm), ctx);
+		__m512i p = _mm512_mask_i32gather_epi32(zero, act, idx, pk, 4);
+		__m512i y = _mm512_and_si512(_mm512_mask_i32gather_epi32(zero, act, idx, lut, 1), bytem);
+		__m512i v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(p, fm),
+								_mm512_srli_epi32(s, ANS_SCALE)),
+					     _mm512_srli_epi32(p, 15));
+		__mmask16 r = _mm512_mask_cmplt_epu32_mask(act, v, lowl);
+		unsigned cnt = (unsigned)__builtin_popcount(r);
+		if ((size_t)(wend - wp) < 2 * (size_t)cnt)
+			return SFP_ECORRUPT;
+		__m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expandloadu_epi16(r, wp));
+		wp += 2 * cnt;
+		s = _mm512_mask_mov_epi32(s, act, v);
+		s = _mm512_mask_or_epi32(s, r, _mm512_slli_epi32(v, 16), w);
+		if (nctx == 2)
+			ctx = _mm512_mask_mov_epi32(ctx, act,
+						    _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(y, y), ctx1));
+		_mm_storeu_si128((__m128i *)(T + t * ANS_LANES), _mm512_cvtepi32_epi8(y));
+	}
+	_mm512_storeu_si512(st, s);
+	*wpp = wp;
+	return SFP_OK;
+}
+
+/*
+ * Why floor(x * inv + 2^-20) is x / f: after renormalization x < f * 2^18,
+ * so q = x / f < 2^18. inv = 1/f rounded has relative error <= 2^-53 and
+ * the fused multiply-add rounds once more, so the computed value is within
+ * 2^18 * 2^-52 = 2^-34 of x/f + 2^-20. The fraction of x/f is 0 or in
+ * [1/f, 1 - 1/f] with f <= 2^14, so adding 2^-20 +- 2^-34 never crosses an
+ * integer the wrong way.
+ */
+void sfp__ans_enc_avx512(const uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *fc,
+			 const double *inv, uint32_t *st, uint16_t **wpp)
+{
+	const __m512i fm = _mm512_set1_epi32(0x7fff), total = _mm512_set1_epi32((int)ANS_TOTAL);
+	const __m512i c256 = _mm512_set1_epi32(256);
+	const __m512d eps = _mm512_set1_pd(0x1p-20);
+	uint16_t *wp = *wpp;
+	__m512i s = _mm512_loadu_si512(st);
+	for (uint64_t t = ly->steps; t-- > 0;) {
+		__mmask16 act = (__mmask16)sfp__ans_active(ly, t);
+		__m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(T + t * ANS_LANES)));
+		if (nctx == 2 && t > 0) {
+			__m128i prev = _mm_loadu_si128((const __m128i *)(T + (t - 1) * ANS_LANES));
+			idx = _mm512_mask_add_epi32(idx, _mm_test_epi8_mask(prev, prev), idx, c256);
+		}
+		__m512i fcv = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), act, idx, fc, 4);
+		__m512i f = _mm512_and_si512(fcv, fm), cum = _mm512_srli_epi32(fcv, 15);
+		__mmask16 r = _mm512_mask_cmpge_epu32_mask(act, _mm512_srli_epi32(s, 32 - ANS_SCALE), f);
+		unsigned cnt = (unsigned)__builtin_popcount(r);
+		wp -= cnt;
+		_mm256_mask_compressstoreu_epi16(wp, r, _mm512_cvtepi32_epi16(s));
+		__m512i x = _mm512_mask_srli_epi32(s, r, s, 16);
+		__m512d i0 = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), (__mmask8)act,
+						      _mm512_castsi512_si256(idx), inv, 8);
+		__m512d i1 = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), (__mmask8)(act >> 8),
+						      _mm512_extracti64x4_epi64(idx, 1), inv, 8);
+		__m256i q0 = _mm512_cvttpd_epu32(
+			_mm512_fmadd_pd(_mm512_cvtepu32_pd(_mm512_castsi512_si256(x)), i0, eps));
+		__m256i q1 = _mm512_cvttpd_epu32(
+			_mm512_fmadd_pd(_mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(x, 1)), i1, eps));
+		__m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+		__m512i nx = _mm512_add_epi32(
+			_mm512_add_epi32(x, _mm512_mullo_epi32(q, _mm512_sub_epi32(total, f))), cum);
+		s = _mm512_mask_mov_epi32(s, act, nx);
+	}
+	_mm512_storeu_si512(st, s);
+	*wpp = wp;
+}
