@@ -5,10 +5,10 @@
  * sfp__ans_dec_ref in gecko.c; tests/test_gecko.c compares them.
  *
  * Decode: table entries and symbols by gathers; the renormalizing lanes
- * take the next words of the stream in lane order (vpexpandw from memory,
- * which reads only the words it uses). Encode: frequency and start by
- * gather; the renormalizing lanes' low words go out with one compress store
- * below the previous step's; the division x / f is floor(x * (1/f) + 2^-20)
+ * take the next words of the stream in lane order (a masked load of just
+ * those words, then vpexpandw). Encode: frequency and start by gather; the
+ * renormalizing lanes' low words are compressed (vpcompressw) and stored
+ * with a masked store below the previous step's; the division x / f is floor(x * (1/f) + 2^-20)
  * in double precision, exact here (below).
  */
 #include <immintrin.h>
@@ -35,7 +35,10 @@ int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_
 		unsigned cnt = (unsigned)__builtin_popcount(r);
 		if ((size_t)(wend - wp) < 2 * (size_t)cnt)
 			return SFP_ECORRUPT;
-		__m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expandloadu_epi16(r, wp));
+		/* masked load of the cnt words, expanded in-register (as in the
+		 * encoder, no memory-form compress/expand) */
+		__m256i wl = _mm256_maskz_loadu_epi16((__mmask16)((1u << cnt) - 1), wp);
+		__m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expand_epi16(r, wl));
 		wp += 2 * cnt;
 		s = _mm512_mask_mov_epi32(s, act, v);
 		s = _mm512_mask_or_epi32(s, r, _mm512_slli_epi32(v, 16), w);
@@ -77,7 +80,11 @@ void sfp__ans_enc_avx512(const uint8_t *T, const ans_lanes *ly, int nctx, const 
 		__mmask16 r = _mm512_mask_cmpge_epu32_mask(act, _mm512_srli_epi32(s, 32 - ANS_SCALE), f);
 		unsigned cnt = (unsigned)__builtin_popcount(r);
 		wp -= cnt;
-		_mm256_mask_compressstoreu_epi16(wp, r, _mm512_cvtepi32_epi16(s));
+		/* compress in-register, then a masked store of cnt words (with
+		 * the memory form of vpcompressw the clang fuzz build, -O1 with
+		 * sanitizers, wrote words out of place; not investigated) */
+		_mm256_mask_storeu_epi16(wp, (__mmask16)((1u << cnt) - 1),
+					 _mm256_maskz_compress_epi16(r, _mm512_cvtepi32_epi16(s)));
 		__m512i x = _mm512_mask_srli_epi32(s, r, s, 16);
 		__m512d i0 = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), (__mmask8)act,
 						      _mm512_castsi512_si256(idx), inv, 8);
