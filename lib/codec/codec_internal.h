@@ -329,4 +329,9 @@ int sfp__ans_dec_ref(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *
 int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *pk,
 			const uint8_t *lut, uint32_t *st, const uint8_t **wpp, const uint8_t *wend);
 
+/* Encoder helpers: the OR of all codes; DELTA's bits (groups of 8,
+ * previous-code reference) over the first n & ~63 codes. */
+unsigned sfp__gecko_or_avx512(const uint8_t *c, uint64_t n);
+uint64_t sfp__delta_bits_prev8_avx512(const uint8_t *c, uint64_t n);
+
 #endif

@@ -99,11 +99,11 @@ static int delta_header_bytes(int ref) { return ref == SFP_GECKO_REF_FIXED ? 4 :
 /* Bits of the DELTA body (without the byte header). The loops are split by
  * reference kind and read the previous code from memory, so each group's
  * reduction is data-parallel (the compiler vectorizes it). */
-static uint64_t delta_bits(const uint8_t *c, uint64_t n, unsigned e, unsigned G, int ref,
-			   unsigned fixed)
+static uint64_t delta_bits(const uint8_t *c, uint64_t g0, uint64_t n, unsigned e, unsigned G,
+			   int ref, unsigned fixed)
 {
 	uint64_t bits = 0;
-	for (uint64_t g = 0; g < n; g += G) {
+	for (uint64_t g = g0; g < n; g += G) {
 		uint64_t end = g + G < n ? g + G : n;
 		unsigned w;
 		if (ref == SFP_GECKO_REF_PREV) {
@@ -594,28 +594,35 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 
 static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
 {
-	/* Four partial tables indexed by (previous code nonzero) * 256 + code,
-	 * so that repeated codes do not serialize on one counter. */
-	uint64_t part[4][MAX_CTX * 256];
-	uint64_t i = 0;
+	/* Eight partial tables indexed by (previous code nonzero) * 256 + code,
+	 * so that runs of one code do not serialize on one counter; their u32
+	 * counters are added into h every 2^28 codes. */
+	enum { PARTS = 8 };
+	const uint64_t chunk = (uint64_t)1 << 28;
+	uint32_t part[PARTS][MAX_CTX * 256];
 	unsigned p = 0;
-	memset(part, 0, sizeof part);
-	for (; i + 4 <= n; i += 4) {
-		unsigned a = c[i], b = c[i + 1], d = c[i + 2], f = c[i + 3];
-		part[0][(p != 0) << 8 | a]++;
-		part[1][(a != 0) << 8 | b]++;
-		part[2][(b != 0) << 8 | d]++;
-		part[3][(d != 0) << 8 | f]++;
-		p = f;
+	memset(h, 0, sizeof(uint64_t) * MAX_CTX * 256);
+	for (uint64_t i0 = 0; i0 < n; i0 += chunk) {
+		uint64_t i1 = n - i0 > chunk ? i0 + chunk : n, i = i0;
+		memset(part, 0, sizeof part);
+		for (; i + PARTS <= i1; i += PARTS) {
+			unsigned a[PARTS];
+			for (int k = 0; k < PARTS; k++)
+				a[k] = c[i + (unsigned)k];
+			part[0][(p != 0) << 8 | a[0]]++;
+			for (int k = 1; k < PARTS; k++)
+				part[k][(a[k - 1] != 0) << 8 | a[k]]++;
+			p = a[PARTS - 1];
+		}
+		for (; i < i1; i++) {
+			part[0][(p != 0) << 8 | c[i]]++;
+			p = c[i];
+		}
+		for (int x = 0; x < MAX_CTX; x++)
+			for (int s = 0; s < 256; s++)
+				for (int k = 0; k < PARTS; k++)
+					h[x][s] += part[k][x * 256 + s];
 	}
-	for (; i < n; i++) {
-		part[0][(p != 0) << 8 | c[i]]++;
-		p = c[i];
-	}
-	for (int x = 0; x < MAX_CTX; x++)
-		for (int s = 0; s < 256; s++)
-			h[x][s] = part[0][x * 256 + s] + part[1][x * 256 + s] +
-				  part[2][x * 256 + s] + part[3][x * 256 + s];
 	/* The first code of each segment (ans_layout) has context 0. */
 	ans_lanes ly;
 	ans_layout(n, &ly);
@@ -646,10 +653,15 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 		return sfp_error_set(err, SFP_EINVAL, "gecko group size %u (8, 16, 32 or 64)", G);
 	if (ref < SFP_GECKO_REF_MIN || ref > SFP_GECKO_REF_PREV)
 		return sfp_error_set(err, SFP_EINVAL, "unknown gecko reference %d", ref);
-	/* One OR over all codes (vectorizes); the slow search only on error. */
+	/* One OR over all codes; the slow search only on error. */
 	unsigned any = 0;
-	for (uint64_t i = 0; i < n; i++)
-		any |= codes[i];
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512)
+		any = sfp__gecko_or_avx512(codes, n);
+	else
+#endif
+		for (uint64_t i = 0; i < n; i++)
+			any |= codes[i];
 	for (uint64_t i = 0; (any >> e) && i < n; i++)
 		if (codes[i] >> e)
 			return sfp_error_set(err, SFP_EINVAL, "code %u at %llu exceeds e = %u",
@@ -663,10 +675,19 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 			h1[0][s] = h2[0][s] + h2[1][s];
 	}
 	if (v == SFP_GECKO_AUTO) {
-		double d = delta_header_bytes(ref) +
-			   (double)((delta_bits(codes, n, e, G, ref,
-						       ref == SFP_GECKO_REF_FIXED ? min_code(codes, n) : 0) +
-				    7) / 8);
+		/* DELTA sized exactly; the AVX-512 kernel covers the default
+		 * setting (groups of 8, previous-code reference) up to a
+		 * multiple of 64 codes, the scalar loop the rest. */
+		uint64_t db = 0, g0 = 0;
+#if defined(__x86_64__)
+		if (isa >= SFP_ISA_AVX512 && G == 8 && ref == SFP_GECKO_REF_PREV) {
+			g0 = n & ~(uint64_t)63;
+			db = sfp__delta_bits_prev8_avx512(codes, n);
+		}
+#endif
+		db += delta_bits(codes, g0, n, e, G, ref,
+				 ref == SFP_GECKO_REF_FIXED ? min_code(codes, n) : 0);
+		double d = delta_header_bytes(ref) + (double)((db + 7) / 8);
 		double a0 = ans_estimate((const uint64_t(*)[256])h1, 1, n);
 		double a1 = ans_estimate((const uint64_t(*)[256])h2, 2, n);
 		v = SFP_GECKO_DELTA;

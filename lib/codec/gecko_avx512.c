@@ -102,3 +102,59 @@ void sfp__ans_enc_avx512(const uint8_t *T, const ans_lanes *ly, int nctx, const 
 	_mm512_storeu_si512(st, s);
 	*wpp = wp;
 }
+
+/* OR of all codes (the encoder's range check), 64 per step. */
+unsigned sfp__gecko_or_avx512(const uint8_t *c, uint64_t n)
+{
+	__m512i acc = _mm512_setzero_si512();
+	uint64_t i = 0;
+	for (; i + 64 <= n; i += 64)
+		acc = _mm512_or_si512(acc, _mm512_loadu_si512(c + i));
+	if (i < n)
+		acc = _mm512_or_si512(acc, _mm512_maskz_loadu_epi8(_bzhi_u64(~0ull, (unsigned)(n - i)),
+								 c + i));
+	uint64_t v = (uint64_t)_mm512_reduce_or_epi64(acc);
+	v |= v >> 32;
+	v |= v >> 16;
+	v |= v >> 8;
+	return (unsigned)(v & 0xff);
+}
+
+/*
+ * DELTA's size with groups of 8 and the previous code as reference, over
+ * the first n & ~63 codes (the caller adds the rest): per group 4 header
+ * bits and 8 deltas of the bit width of the largest zigzag delta. The width
+ * of the largest equals the width of the OR of the zigzags, so each group
+ * is OR-reduced inside its 128-bit lane (16-bit lanes: zigzags reach 511).
+ */
+uint64_t sfp__delta_bits_prev8_avx512(const uint8_t *c, uint64_t n)
+{
+	const __m512i down1 = _mm512_set_epi8(
+		62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42,
+		41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21,
+		20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 63);
+	uint64_t bits = 0;
+	unsigned carry = 0;
+	for (uint64_t i = 0; i + 64 <= n; i += 64) {
+		__m512i cur = _mm512_loadu_si512(c + i);
+		__m512i prev = _mm512_mask_mov_epi8(_mm512_permutexvar_epi8(down1, cur), 1,
+						    _mm512_set1_epi8((char)carry));
+		carry = c[i + 63];
+		uint16_t w[64];
+		for (int h = 0; h < 2; h++) {
+			__m256i c8 = h ? _mm512_extracti64x4_epi64(cur, 1) : _mm512_castsi512_si256(cur);
+			__m256i p8 = h ? _mm512_extracti64x4_epi64(prev, 1) : _mm512_castsi512_si256(prev);
+			__m512i d = _mm512_sub_epi16(_mm512_cvtepu8_epi16(c8), _mm512_cvtepu8_epi16(p8));
+			__m512i z = _mm512_xor_si512(_mm512_slli_epi16(d, 1), _mm512_srai_epi16(d, 15));
+			z = _mm512_or_si512(z, _mm512_bsrli_epi128(z, 8));
+			z = _mm512_or_si512(z, _mm512_bsrli_epi128(z, 4));
+			z = _mm512_or_si512(z, _mm512_bsrli_epi128(z, 2));
+			_mm512_storeu_si512(w + 32 * h, z); /* word 0 of each 128-bit lane */
+		}
+		for (int g = 0; g < 8; g++) {
+			unsigned v = w[8 * g];
+			bits += 4 + 8 * (v ? 32u - (unsigned)__builtin_clz(v) : 0);
+		}
+	}
+	return bits;
+}
