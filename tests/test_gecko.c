@@ -333,7 +333,7 @@ static void test_encoder_helpers(void)
 static void test_forged(void)
 {
 	uint8_t d[32];
-	static uint8_t work[5 * 2 * 16384 + 128]; /* >= sfp_gecko_work_bytes(16) */
+	static uint8_t work[5 * 2 * 16384 + 1024]; /* >= sfp_gecko_work_bytes(17) */
 	sfp_error err;
 	/* DELTA, G 8, REF_MIN: width 1, base 15 (= 2^4 - 1), delta 1 -> code 16 >= 2^4 */
 	uint8_t f1[] = {SFP_GECKO_DELTA, 8, SFP_GECKO_REF_MIN, 0x01 | 0xf0, 0xff};

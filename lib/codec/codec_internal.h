@@ -331,6 +331,10 @@ int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_
 
 /* Encoder helpers: the OR of all codes; DELTA's bits (groups of 8,
  * previous-code reference) over the first n & ~63 codes. */
+/* Codes to step order T[t * ANS_LANES + l] (0 where a lane has no code t)
+ * and back; T spans whole blocks of 16 steps (ceil(steps / 16) * 256 bytes). */
+void sfp__to_steps_avx512(uint8_t *T, const uint8_t *c, const ans_lanes *ly);
+void sfp__from_steps_avx512(uint8_t *c, const uint8_t *T, const ans_lanes *ly);
 unsigned sfp__gecko_or_avx512(const uint8_t *c, uint64_t n);
 uint64_t sfp__delta_bits_prev8_avx512(const uint8_t *c, uint64_t n);
 

@@ -52,10 +52,12 @@ size_t sfp_gecko_bound(uint64_t n, unsigned e)
 
 size_t sfp_gecko_work_bytes(uint64_t n)
 {
-	/* ANS encoder: the word stream (at most 2 words per code + flush). */
-	/* ANS decoder: per context a symbol byte and a packed u32 entry per slot
-	 * (+ 4 bytes to align the u32 table). */
-	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL * 5 + 4;
+	/* ANS encoder: the codes in step order (whole blocks of 16 steps, at
+	 * most n + 255 bytes, + 64 slack) and the words (at most one per code,
+	 * + 32, aligned to 64): below 4n + 512. ANS decoder: 64 bytes of
+	 * alignment, per context a symbol byte and a packed u32 entry per slot
+	 * (+ 4 bytes of gather slack), then the codes in step order. */
+	return (size_t)(4 * n + 512) + MAX_CTX * TOTAL * 5 + 4;
 }
 
 int sfp_gecko_variant_of(const void *src, size_t len)
@@ -451,14 +453,19 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 	}
 	/* Work: the codes in step order, then the words (at most one per
 	 * code), written backwards from the end. */
-	size_t tbytes = (size_t)(ly.steps * LANES + 64) & ~(size_t)63;
+	size_t tbytes = (size_t)((ly.steps + 15) / 16 * 256 + 64); /* whole transpose blocks */
 	size_t maxw = (size_t)n + 32;
 	if (work_bytes < tbytes + 2 * maxw + 64)
 		return SFP_EINVAL;
 	uint8_t *T = work;
 	uint16_t *wend = (uint16_t *)(((uintptr_t)(T + tbytes) + 63) & ~(uintptr_t)63) + maxw;
 	uint16_t *wp = wend;
-	to_steps(T, c, n, &ly);
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512)
+		sfp__to_steps_avx512(T, c, &ly);
+	else
+#endif
+		to_steps(T, c, n, &ly);
 	/* Per (context, symbol): frequency | start << 15, and 1/frequency for
 	 * the vector encoder's division. */
 	uint32_t fc[MAX_CTX * 256];
@@ -509,7 +516,8 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	 * bytes of slack for 4-byte gathers), then the codes in step order. */
 	uintptr_t wa = ((uintptr_t)work + 63) & ~(uintptr_t)63;
 	size_t skip = (size_t)(wa - (uintptr_t)work);
-	size_t tabbytes = (size_t)nctx * TOTAL * 5 + 4, tbytes = (size_t)(ly.steps * LANES);
+	size_t tabbytes = (size_t)nctx * TOTAL * 5 + 4;
+	size_t tbytes = (size_t)((ly.steps + 15) / 16 * 256); /* whole transpose blocks */
 	if (!work || work_bytes < skip || work_bytes - skip < tabbytes + tbytes)
 		return sfp_error_set(err, SFP_EINVAL, "gecko work area too small");
 	uint32_t *pk = (uint32_t *)wa;
@@ -586,7 +594,12 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	for (int l = 0; l < LANES; l++)
 		if (st[l] != RANS_L)
 			return sfp_error_set(err, SFP_ECORRUPT, "gecko final state mismatch");
-	from_steps(c, T, n, &ly);
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512)
+		sfp__from_steps_avx512(c, T, &ly);
+	else
+#endif
+		from_steps(c, T, n, &ly);
 	return SFP_OK;
 }
 

@@ -158,3 +158,100 @@ uint64_t sfp__delta_bits_prev8_avx512(const uint8_t *c, uint64_t n)
 	}
 	return bits;
 }
+
+/*
+ * Segment order <-> step order, 16 steps of all 16 lanes (256 codes) per
+ * block: a 16 x 16 byte transpose in four vectors by twelve two-source byte
+ * permutes. Rows (one lane's 16 codes) are masked loads and stores cut at
+ * the lane's length, so nothing past c[0..n) is touched; the step-order
+ * buffer is read and written in whole blocks (ceil(steps / 16) * 256 bytes).
+ */
+typedef struct tr16 {
+	__m512i a[4], c;
+} tr16;
+
+/* Index vectors of the transpose: out row c = column c, so out[k] byte
+ * j*16 + r = in row r, byte 4k + j, which sits in z[r / 4] at byte
+ * (r % 4) * 16 + 4k + j. First rows 0..7 and 8..15 separately (a[k]), then
+ * the two halves merged (c). */
+static void tr16_init(tr16 *t)
+{
+	uint8_t ia[64], ic[64];
+	for (unsigned k = 0; k < 4; k++) {
+		for (unsigned p = 0; p < 64; p++) {
+			unsigned j = p / 16, r = p % 16 % 8;
+			ia[p] = (uint8_t)((r / 4) * 64 + (r % 4) * 16 + 4 * k + j);
+		}
+		t->a[k] = _mm512_loadu_si512(ia);
+	}
+	for (unsigned p = 0; p < 64; p++)
+		ic[p] = (uint8_t)(p % 16 < 8 ? p : 64 + p - 8);
+	t->c = _mm512_loadu_si512(ic);
+}
+
+static inline void transpose16(const tr16 *t, __m512i z[4])
+{
+	__m512i out[4];
+	for (unsigned k = 0; k < 4; k++) {
+		__m512i lo = _mm512_permutex2var_epi8(z[0], t->a[k], z[1]);
+		__m512i hi = _mm512_permutex2var_epi8(z[2], t->a[k], z[3]);
+		out[k] = _mm512_permutex2var_epi8(lo, t->c, hi);
+	}
+	for (unsigned k = 0; k < 4; k++)
+		z[k] = out[k];
+}
+
+static inline __mmask16 row_mask(const ans_lanes *ly, unsigned l, uint64_t t0)
+{
+	uint64_t len = l < ly->full ? ly->steps : l == ly->full ? ly->rem : 0;
+	if (len <= t0)
+		return 0;
+	return len - t0 >= 16 ? 0xffff : (__mmask16)((1u << (len - t0)) - 1);
+}
+
+static inline __m128i row_load(const uint8_t *c, const ans_lanes *ly, unsigned l, uint64_t t0)
+{
+	return _mm_maskz_loadu_epi8(row_mask(ly, l, t0), c + (uint64_t)l * ly->steps + t0);
+}
+
+static inline void row_store(uint8_t *c, const ans_lanes *ly, unsigned l, uint64_t t0,
+			     __m128i row)
+{
+	_mm_mask_storeu_epi8(c + (uint64_t)l * ly->steps + t0, row_mask(ly, l, t0), row);
+}
+
+void sfp__to_steps_avx512(uint8_t *T, const uint8_t *c, const ans_lanes *ly)
+{
+	tr16 tr;
+	tr16_init(&tr);
+	for (uint64_t t0 = 0; t0 < ly->steps; t0 += 16) {
+		__m512i z[4];
+		for (unsigned q = 0; q < 4; q++) {
+			__m512i v = _mm512_castsi128_si512(row_load(c, ly, 4 * q, t0));
+			v = _mm512_inserti32x4(v, row_load(c, ly, 4 * q + 1, t0), 1);
+			v = _mm512_inserti32x4(v, row_load(c, ly, 4 * q + 2, t0), 2);
+			z[q] = _mm512_inserti32x4(v, row_load(c, ly, 4 * q + 3, t0), 3);
+		}
+		transpose16(&tr, z);
+		for (unsigned q = 0; q < 4; q++)
+			_mm512_storeu_si512(T + t0 * ANS_LANES + 64 * q, z[q]);
+	}
+}
+
+void sfp__from_steps_avx512(uint8_t *c, const uint8_t *T, const ans_lanes *ly)
+{
+	tr16 tr;
+	tr16_init(&tr);
+	for (uint64_t t0 = 0; t0 < ly->steps; t0 += 16) {
+		__m512i z[4];
+		for (unsigned q = 0; q < 4; q++)
+			z[q] = _mm512_loadu_si512(T + t0 * ANS_LANES + 64 * q);
+		transpose16(&tr, z);
+		for (unsigned q = 0; q < 4; q++) {
+			row_store(c, ly, 4 * q, t0, _mm512_castsi512_si128(z[q]));
+			row_store(c, ly, 4 * q + 1, t0, _mm512_extracti32x4_epi32(z[q], 1));
+			row_store(c, ly, 4 * q + 2, t0, _mm512_extracti32x4_epi32(z[q], 2));
+			row_store(c, ly, 4 * q + 3, t0, _mm512_extracti32x4_epi32(z[q], 3));
+		}
+	}
+}
