@@ -332,8 +332,8 @@ static void test_encoder_helpers(void)
 /* Hand-forged streams with a known verdict. */
 static void test_forged(void)
 {
-	uint8_t d[32];
-	static uint8_t work[5 * 2 * 16384 + 1024]; /* >= sfp_gecko_work_bytes(17) */
+	uint8_t d[64];
+	static uint8_t work[5 * 2 * 16384 + 2048]; /* >= sfp_gecko_work_bytes(33) */
 	sfp_error err;
 	/* DELTA, G 8, REF_MIN: width 1, base 15 (= 2^4 - 1), delta 1 -> code 16 >= 2^4 */
 	uint8_t f1[] = {SFP_GECKO_DELTA, 8, SFP_GECKO_REF_MIN, 0x01 | 0xf0, 0xff};
@@ -355,9 +355,9 @@ static void test_forged(void)
 	f3[3] = 0xb0;
 	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 1, 3, f3, 4, 0, work, sizeof work, &err), SFP_ECORRUPT);
 	/* ANS0 with a table symbol >= 2^e */
-	/* (16 final states of 2^16 follow the table) */
-	uint8_t f4[6 + 64] = {SFP_GECKO_ANS0, 1, 0, 9, 0x00, 0x40};
-	for (int l = 0; l < 16; l++)
+	/* (32 final states of 2^16 follow the table) */
+	uint8_t f4[6 + 128] = {SFP_GECKO_ANS0, 1, 0, 9, 0x00, 0x40};
+	for (int l = 0; l < 32; l++)
 		f4[6 + 4 * l + 2] = 1;
 	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 1, 3, f4, sizeof f4, 0, work, sizeof work, &err), SFP_ECORRUPT);
 	/* the same stream is valid for e = 4: one symbol of frequency 2^14,
@@ -373,16 +373,16 @@ static void test_forged(void)
 	f4[8] = 0;
 	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 5, 4, f4, sizeof f4, 0, work, sizeof work, &err), SFP_ECORRUPT);
 	/* ANS1: context "previous nonzero" has no symbols; reaching it is corrupt */
-	uint8_t f5[8 + 64] = {SFP_GECKO_ANS1, 1, 0, 1, 0x00, 0x40, 0, 0};
-	for (int l = 0; l < 16; l++)
+	uint8_t f5[8 + 128] = {SFP_GECKO_ANS1, 1, 0, 1, 0x00, 0x40, 0, 0};
+	for (int l = 0; l < 32; l++)
 		f5[8 + 4 * l + 2] = 1;
 	CU_ASSERT_EQUAL_FATAL(sfp_gecko_decode(d, 1, 2, f5, sizeof f5, 0, work, sizeof work, &err), SFP_OK);
 	CU_ASSERT_EQUAL(d[0], 1);
-	/* 16 codes: one per segment, each the first of its segment (context 0) */
-	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 16, 2, f5, sizeof f5, 0, work, sizeof work, &err), SFP_OK);
-	/* 17: segments of 2, the second code of segment 0 follows a 1 */
+	/* 32 codes: one per segment, each the first of its segment (context 0) */
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 32, 2, f5, sizeof f5, 0, work, sizeof work, &err), SFP_OK);
+	/* 33: segments of 2, the second code of segment 0 follows a 1 */
 	for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++)
-		CU_ASSERT_EQUAL(sfp_gecko_decode(d, 17, 2, f5, sizeof f5, isa, work, sizeof work, &err), SFP_ECORRUPT);
+		CU_ASSERT_EQUAL(sfp_gecko_decode(d, 33, 2, f5, sizeof f5, isa, work, sizeof work, &err), SFP_ECORRUPT);
 	/* variant bytes outside 1..3 (0 = AUTO is never stored) */
 	for (int b = 0; b < 256; b++) {
 		f4[0] = (uint8_t)b;

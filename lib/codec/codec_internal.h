@@ -297,7 +297,7 @@ uint64_t sfp__unpack_codes_avx512(uint8_t *codes, const uint8_t *src, uint64_t n
 #define ANS_SCALE 14                /* frequencies sum to 2^14 */
 #define ANS_TOTAL (1u << ANS_SCALE)
 #define ANS_L (1u << 16)            /* states live in [2^16, 2^32) */
-#define ANS_LANES 16                /* states, each coding one segment */
+#define ANS_LANES 32                /* states, each coding one segment */
 
 /* Segment layout of n codes: steps = ceil(n / ANS_LANES); lanes 0..full-1
  * code `steps` codes each, lane `full` (if < ANS_LANES) codes rem < steps. */
@@ -332,7 +332,8 @@ int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_
 /* Encoder helpers: the OR of all codes; DELTA's bits (groups of 8,
  * previous-code reference) over the first n & ~63 codes. */
 /* Codes to step order T[t * ANS_LANES + l] (0 where a lane has no code t)
- * and back; T spans whole blocks of 16 steps (ceil(steps / 16) * 256 bytes). */
+ * and back; T spans whole blocks of 16 steps (ceil(steps / 16) * 16 *
+ * ANS_LANES bytes). */
 void sfp__to_steps_avx512(uint8_t *T, const uint8_t *c, const ans_lanes *ly);
 void sfp__from_steps_avx512(uint8_t *c, const uint8_t *T, const ans_lanes *ly);
 unsigned sfp__gecko_or_avx512(const uint8_t *c, uint64_t n);

@@ -53,11 +53,11 @@ size_t sfp_gecko_bound(uint64_t n, unsigned e)
 size_t sfp_gecko_work_bytes(uint64_t n)
 {
 	/* ANS encoder: the codes in step order (whole blocks of 16 steps, at
-	 * most n + 255 bytes, + 64 slack) and the words (at most one per code,
-	 * + 32, aligned to 64): below 4n + 512. ANS decoder: 64 bytes of
+	 * most n + 16 * LANES bytes, + 64 slack) and the words (at most one
+	 * per code, + 32, aligned to 64): below 4n + 1024. ANS decoder: 64 bytes of
 	 * alignment, per context a symbol byte and a packed u32 entry per slot
 	 * (+ 4 bytes of gather slack), then the codes in step order. */
-	return (size_t)(4 * n + 512) + MAX_CTX * TOTAL * 5 + 4;
+	return (size_t)(4 * n + 1024) + MAX_CTX * TOTAL * 5 + 4;
 }
 
 int sfp_gecko_variant_of(const void *src, size_t len)
@@ -354,7 +354,7 @@ static void from_steps(uint8_t *c, const uint8_t *T, uint64_t n, const ans_lanes
 
 uint32_t sfp__ans_active(const ans_lanes *ly, uint64_t t)
 {
-	uint32_t m = ly->full >= LANES ? 0xffffu : (1u << ly->full) - 1;
+	uint32_t m = ly->full >= LANES ? 0xffffffffu : (1u << ly->full) - 1;
 	if (t < ly->rem)
 		m |= 1u << ly->full;
 	return m;
@@ -453,7 +453,7 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 	}
 	/* Work: the codes in step order, then the words (at most one per
 	 * code), written backwards from the end. */
-	size_t tbytes = (size_t)((ly.steps + 15) / 16 * 256 + 64); /* whole transpose blocks */
+	size_t tbytes = (size_t)((ly.steps + 15) / 16 * 16 * LANES + 64); /* whole blocks */
 	size_t maxw = (size_t)n + 32;
 	if (work_bytes < tbytes + 2 * maxw + 64)
 		return SFP_EINVAL;
@@ -517,7 +517,7 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	uintptr_t wa = ((uintptr_t)work + 63) & ~(uintptr_t)63;
 	size_t skip = (size_t)(wa - (uintptr_t)work);
 	size_t tabbytes = (size_t)nctx * TOTAL * 5 + 4;
-	size_t tbytes = (size_t)((ly.steps + 15) / 16 * 256); /* whole transpose blocks */
+	size_t tbytes = (size_t)((ly.steps + 15) / 16 * 16 * LANES); /* whole blocks */
 	if (!work || work_bytes < skip || work_bytes - skip < tabbytes + tbytes)
 		return sfp_error_set(err, SFP_EINVAL, "gecko work area too small");
 	uint32_t *pk = (uint32_t *)wa;

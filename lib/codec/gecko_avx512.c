@@ -1,6 +1,6 @@
 /*
- * gecko_avx512.c -- AVX-512 kernels of Gecko's rANS: the sixteen states of
- * the segment layout (docs/gecko.md) in one vector, one step (one code per
+ * gecko_avx512.c -- AVX-512 kernels of Gecko's rANS: the 32 states of the
+ * segment layout (docs/gecko.md) in two vectors, one step (one code per
  * lane) per iteration. Same words and states as sfp__ans_enc_ref /
  * sfp__ans_dec_ref in gecko.c; tests/test_gecko.c compares them.
  *
@@ -15,41 +15,131 @@
 
 #include "codec/codec_internal.h"
 
+/* One half (16 lanes) of a decoder step up to the renormalization: the
+ * state before it (returned), the symbols, the lanes needing a word. */
+static inline __attribute__((always_inline)) __m512i
+dec_half(__m512i s, __m512i ctx, __mmask16 act, const uint32_t *pk, const uint8_t *lut,
+	 __m512i *y, __mmask16 *r)
+{
+	const __m512i slotm = _mm512_set1_epi32((int)(ANS_TOTAL - 1));
+	const __m512i zero = _mm512_setzero_si512();
+	__m512i idx = _mm512_add_epi32(_mm512_and_si512(s, slotm), ctx);
+	__m512i p = _mm512_mask_i32gather_epi32(zero, act, idx, pk, 4);
+	*y = _mm512_and_si512(_mm512_mask_i32gather_epi32(zero, act, idx, lut, 1),
+			      _mm512_set1_epi32(0xff));
+	__m512i v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(p, _mm512_set1_epi32(0x7fff)),
+							_mm512_srli_epi32(s, ANS_SCALE)),
+				     _mm512_srli_epi32(p, 15));
+	*r = _mm512_mask_cmplt_epu32_mask(act, v, _mm512_set1_epi32((int)ANS_L));
+	return v;
+}
+
+/* The renormalization of one half: its cnt words (a masked load of just
+ * those, expanded in-register into the lanes that take them). */
+static inline __attribute__((always_inline)) __m512i
+dec_words(__m512i s, __m512i v, __mmask16 act, __mmask16 r, const uint8_t *wp, unsigned cnt)
+{
+	__m256i wl = _mm256_maskz_loadu_epi16((__mmask16)((1u << cnt) - 1), wp);
+	__m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expand_epi16(r, wl));
+	s = _mm512_mask_mov_epi32(s, act, v);
+	return _mm512_mask_or_epi32(s, r, _mm512_slli_epi32(v, 16), w);
+}
+
+static inline __attribute__((always_inline)) __m512i next_ctx(__m512i ctx, __mmask16 act,
+							      __m512i y)
+{
+	return _mm512_mask_mov_epi32(ctx, act,
+				     _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(y, y),
+							    _mm512_set1_epi32((int)ANS_TOTAL)));
+}
+
+/* Two vectors of 16 states (lanes 0..15, 16..31): independent chains, so
+ * one's gathers overlap the other's. */
 int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *pk,
 			const uint8_t *lut, uint32_t *st, const uint8_t **wpp, const uint8_t *wend)
 {
-	const __m512i slotm = _mm512_set1_epi32((int)(ANS_TOTAL - 1)), fm = _mm512_set1_epi32(0x7fff);
-	const __m512i lowl = _mm512_set1_epi32((int)ANS_L), bytem = _mm512_set1_epi32(0xff);
-	const __m512i ctx1 = _mm512_set1_epi32((int)ANS_TOTAL), zero = _mm512_setzero_si512();
 	const uint8_t *wp = *wpp;
-	__m512i s = _mm512_loadu_si512(st), ctx = zero;
+	__m512i sa = _mm512_loadu_si512(st), sb = _mm512_loadu_si512(st + 16);
+	__m512i ca = _mm512_setzero_si512(), cb = ca;
 	for (uint64_t t = 0; t < ly->steps; t++) {
-		__mmask16 act = (__mmask16)sfp__ans_active(ly, t);
-		__m512i idx = _mm512_add_epi32(_mm512_and_si512(s, slotm), ctx);
-		__m512i p = _mm512_mask_i32gather_epi32(zero, act, idx, pk, 4);
-		__m512i y = _mm512_and_si512(_mm512_mask_i32gather_epi32(zero, act, idx, lut, 1), bytem);
-		__m512i v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(p, fm),
-								_mm512_srli_epi32(s, ANS_SCALE)),
-					     _mm512_srli_epi32(p, 15));
-		__mmask16 r = _mm512_mask_cmplt_epu32_mask(act, v, lowl);
-		unsigned cnt = (unsigned)__builtin_popcount(r);
-		if ((size_t)(wend - wp) < 2 * (size_t)cnt)
+		uint32_t act = sfp__ans_active(ly, t);
+		__mmask16 aa = (__mmask16)act, ab = (__mmask16)(act >> 16), ra, rb;
+		__m512i ya, yb;
+		__m512i va = dec_half(sa, ca, aa, pk, lut, &ya, &ra);
+		__m512i vb = dec_half(sb, cb, ab, pk, lut, &yb, &rb);
+		unsigned na = (unsigned)__builtin_popcount(ra), nb = (unsigned)__builtin_popcount(rb);
+		if ((size_t)(wend - wp) < 2 * (size_t)(na + nb))
 			return SFP_ECORRUPT;
-		/* masked load of the cnt words, expanded in-register (as in the
-		 * encoder, no memory-form compress/expand) */
-		__m256i wl = _mm256_maskz_loadu_epi16((__mmask16)((1u << cnt) - 1), wp);
-		__m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_expand_epi16(r, wl));
-		wp += 2 * cnt;
-		s = _mm512_mask_mov_epi32(s, act, v);
-		s = _mm512_mask_or_epi32(s, r, _mm512_slli_epi32(v, 16), w);
-		if (nctx == 2)
-			ctx = _mm512_mask_mov_epi32(ctx, act,
-						    _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(y, y), ctx1));
-		_mm_storeu_si128((__m128i *)(T + t * ANS_LANES), _mm512_cvtepi32_epi8(y));
+		sa = dec_words(sa, va, aa, ra, wp, na);
+		sb = dec_words(sb, vb, ab, rb, wp + 2 * na, nb);
+		wp += 2 * (na + nb);
+		if (nctx == 2) {
+			ca = next_ctx(ca, aa, ya);
+			cb = next_ctx(cb, ab, yb);
+		}
+		_mm_storeu_si128((__m128i *)(T + t * ANS_LANES), _mm512_cvtepi32_epi8(ya));
+		_mm_storeu_si128((__m128i *)(T + t * ANS_LANES + 16), _mm512_cvtepi32_epi8(yb));
 	}
-	_mm512_storeu_si512(st, s);
+	_mm512_storeu_si512(st, sa);
+	_mm512_storeu_si512(st + 16, sb);
 	*wpp = wp;
 	return SFP_OK;
+}
+
+/* One half of an encoder step: the table entry of each lane's (context,
+ * symbol), the lanes that shed a word, the state after the symbol. */
+typedef struct enc_half {
+	__m512i f, cum, idx;
+	__mmask16 r;
+} enc_half;
+
+static inline __attribute__((always_inline)) enc_half
+enc_lookup(__m512i s, const uint8_t *row, const uint8_t *prev_row, __mmask16 act,
+	   const uint32_t *fc)
+{
+	enc_half h;
+	h.idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)row));
+	if (prev_row) {
+		__m128i prev = _mm_loadu_si128((const __m128i *)prev_row);
+		h.idx = _mm512_mask_add_epi32(h.idx, _mm_test_epi8_mask(prev, prev), h.idx,
+					      _mm512_set1_epi32(256));
+	}
+	__m512i fcv = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), act, h.idx, fc, 4);
+	h.f = _mm512_and_si512(fcv, _mm512_set1_epi32(0x7fff));
+	h.cum = _mm512_srli_epi32(fcv, 15);
+	h.r = _mm512_mask_cmpge_epu32_mask(act, _mm512_srli_epi32(s, 32 - ANS_SCALE), h.f);
+	return h;
+}
+
+/* Store the half's shed words (compressed in-register, then a masked store
+ * of cnt words: with the memory form of vpcompressw the clang fuzz build,
+ * -O1 with sanitizers, wrote words out of place; not investigated). */
+static inline __attribute__((always_inline)) void enc_words(uint16_t *wp, __m512i s, __mmask16 r,
+							    unsigned cnt)
+{
+	_mm256_mask_storeu_epi16(wp, (__mmask16)((1u << cnt) - 1),
+				 _mm256_maskz_compress_epi16(r, _mm512_cvtepi32_epi16(s)));
+}
+
+static inline __attribute__((always_inline)) __m512i enc_state(__m512i s, const enc_half *h,
+							       __mmask16 act, const double *inv)
+{
+	const __m512d eps = _mm512_set1_pd(0x1p-20);
+	__m512i x = _mm512_mask_srli_epi32(s, h->r, s, 16);
+	__m512d i0 = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), (__mmask8)act,
+					      _mm512_castsi512_si256(h->idx), inv, 8);
+	__m512d i1 = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), (__mmask8)(act >> 8),
+					      _mm512_extracti64x4_epi64(h->idx, 1), inv, 8);
+	__m256i q0 = _mm512_cvttpd_epu32(
+		_mm512_fmadd_pd(_mm512_cvtepu32_pd(_mm512_castsi512_si256(x)), i0, eps));
+	__m256i q1 = _mm512_cvttpd_epu32(
+		_mm512_fmadd_pd(_mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(x, 1)), i1, eps));
+	__m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+	__m512i nx = _mm512_add_epi32(
+		_mm512_add_epi32(x, _mm512_mullo_epi32(q, _mm512_sub_epi32(
+								  _mm512_set1_epi32((int)ANS_TOTAL), h->f))),
+		h->cum);
+	return _mm512_mask_mov_epi32(s, act, nx);
 }
 
 /*
@@ -63,43 +153,26 @@ int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_
 void sfp__ans_enc_avx512(const uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *fc,
 			 const double *inv, uint32_t *st, uint16_t **wpp)
 {
-	const __m512i fm = _mm512_set1_epi32(0x7fff), total = _mm512_set1_epi32((int)ANS_TOTAL);
-	const __m512i c256 = _mm512_set1_epi32(256);
-	const __m512d eps = _mm512_set1_pd(0x1p-20);
 	uint16_t *wp = *wpp;
-	__m512i s = _mm512_loadu_si512(st);
+	__m512i sa = _mm512_loadu_si512(st), sb = _mm512_loadu_si512(st + 16);
 	for (uint64_t t = ly->steps; t-- > 0;) {
-		__mmask16 act = (__mmask16)sfp__ans_active(ly, t);
-		__m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(T + t * ANS_LANES)));
-		if (nctx == 2 && t > 0) {
-			__m128i prev = _mm_loadu_si128((const __m128i *)(T + (t - 1) * ANS_LANES));
-			idx = _mm512_mask_add_epi32(idx, _mm_test_epi8_mask(prev, prev), idx, c256);
-		}
-		__m512i fcv = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), act, idx, fc, 4);
-		__m512i f = _mm512_and_si512(fcv, fm), cum = _mm512_srli_epi32(fcv, 15);
-		__mmask16 r = _mm512_mask_cmpge_epu32_mask(act, _mm512_srli_epi32(s, 32 - ANS_SCALE), f);
-		unsigned cnt = (unsigned)__builtin_popcount(r);
-		wp -= cnt;
-		/* compress in-register, then a masked store of cnt words (with
-		 * the memory form of vpcompressw the clang fuzz build, -O1 with
-		 * sanitizers, wrote words out of place; not investigated) */
-		_mm256_mask_storeu_epi16(wp, (__mmask16)((1u << cnt) - 1),
-					 _mm256_maskz_compress_epi16(r, _mm512_cvtepi32_epi16(s)));
-		__m512i x = _mm512_mask_srli_epi32(s, r, s, 16);
-		__m512d i0 = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), (__mmask8)act,
-						      _mm512_castsi512_si256(idx), inv, 8);
-		__m512d i1 = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), (__mmask8)(act >> 8),
-						      _mm512_extracti64x4_epi64(idx, 1), inv, 8);
-		__m256i q0 = _mm512_cvttpd_epu32(
-			_mm512_fmadd_pd(_mm512_cvtepu32_pd(_mm512_castsi512_si256(x)), i0, eps));
-		__m256i q1 = _mm512_cvttpd_epu32(
-			_mm512_fmadd_pd(_mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(x, 1)), i1, eps));
-		__m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
-		__m512i nx = _mm512_add_epi32(
-			_mm512_add_epi32(x, _mm512_mullo_epi32(q, _mm512_sub_epi32(total, f))), cum);
-		s = _mm512_mask_mov_epi32(s, act, nx);
+		uint32_t act = sfp__ans_active(ly, t);
+		__mmask16 aa = (__mmask16)act, ab = (__mmask16)(act >> 16);
+		const uint8_t *row = T + t * ANS_LANES;
+		const uint8_t *prev = nctx == 2 && t > 0 ? row - ANS_LANES : NULL;
+		enc_half ha = enc_lookup(sa, row, prev, aa, fc);
+		enc_half hb = enc_lookup(sb, row + 16, prev ? prev + 16 : NULL, ab, fc);
+		/* Lanes 16..31's words above lanes 0..15's: read forward, in lane order. */
+		unsigned na = (unsigned)__builtin_popcount(ha.r), nb = (unsigned)__builtin_popcount(hb.r);
+		wp -= nb;
+		enc_words(wp, sb, hb.r, nb);
+		wp -= na;
+		enc_words(wp, sa, ha.r, na);
+		sa = enc_state(sa, &ha, aa, inv);
+		sb = enc_state(sb, &hb, ab, inv);
 	}
-	_mm512_storeu_si512(st, s);
+	_mm512_storeu_si512(st, sa);
+	_mm512_storeu_si512(st + 16, sb);
 	*wpp = wp;
 }
 
@@ -160,11 +233,11 @@ uint64_t sfp__delta_bits_prev8_avx512(const uint8_t *c, uint64_t n)
 }
 
 /*
- * Segment order <-> step order, 16 steps of all 16 lanes (256 codes) per
- * block: a 16 x 16 byte transpose in four vectors by twelve two-source byte
- * permutes. Rows (one lane's 16 codes) are masked loads and stores cut at
+ * Segment order <-> step order in blocks of 16 steps of 16 lanes (256
+ * codes): a 16 x 16 byte transpose in four vectors by twelve two-source
+ * byte permutes. Rows (one lane's 16 codes) are masked loads and stores cut at
  * the lane's length, so nothing past c[0..n) is touched; the step-order
- * buffer is read and written in whole blocks (ceil(steps / 16) * 256 bytes).
+ * buffer is read and written in whole blocks (ceil(steps / 16) * 16 steps).
  */
 typedef struct tr16 {
 	__m512i a[4], c;
@@ -220,38 +293,62 @@ static inline void row_store(uint8_t *c, const ans_lanes *ly, unsigned l, uint64
 	_mm_mask_storeu_epi8(c + (uint64_t)l * ly->steps + t0, row_mask(ly, l, t0), row);
 }
 
+/* Each block: lanes 16h .. 16h+15 by steps t0 .. t0+15, i.e. 16-byte pieces
+ * of 16 rows of T (ANS_LANES bytes per step). */
 void sfp__to_steps_avx512(uint8_t *T, const uint8_t *c, const ans_lanes *ly)
 {
 	tr16 tr;
 	tr16_init(&tr);
-	for (uint64_t t0 = 0; t0 < ly->steps; t0 += 16) {
-		__m512i z[4];
-		for (unsigned q = 0; q < 4; q++) {
-			__m512i v = _mm512_castsi128_si512(row_load(c, ly, 4 * q, t0));
-			v = _mm512_inserti32x4(v, row_load(c, ly, 4 * q + 1, t0), 1);
-			v = _mm512_inserti32x4(v, row_load(c, ly, 4 * q + 2, t0), 2);
-			z[q] = _mm512_inserti32x4(v, row_load(c, ly, 4 * q + 3, t0), 3);
+	for (uint64_t t0 = 0; t0 < ly->steps; t0 += 16)
+		for (unsigned h = 0; h < ANS_LANES / 16; h++) {
+			__m512i z[4];
+			for (unsigned q = 0; q < 4; q++) {
+				unsigned l = 16 * h + 4 * q;
+				__m512i v = _mm512_castsi128_si512(row_load(c, ly, l, t0));
+				v = _mm512_inserti32x4(v, row_load(c, ly, l + 1, t0), 1);
+				v = _mm512_inserti32x4(v, row_load(c, ly, l + 2, t0), 2);
+				z[q] = _mm512_inserti32x4(v, row_load(c, ly, l + 3, t0), 3);
+			}
+			transpose16(&tr, z);
+			uint8_t *o = T + t0 * ANS_LANES + 16 * h;
+			for (unsigned q = 0; q < 4; q++) {
+				_mm_storeu_si128((__m128i *)(o + (4 * q) * ANS_LANES),
+						 _mm512_castsi512_si128(z[q]));
+				_mm_storeu_si128((__m128i *)(o + (4 * q + 1) * ANS_LANES),
+						 _mm512_extracti32x4_epi32(z[q], 1));
+				_mm_storeu_si128((__m128i *)(o + (4 * q + 2) * ANS_LANES),
+						 _mm512_extracti32x4_epi32(z[q], 2));
+				_mm_storeu_si128((__m128i *)(o + (4 * q + 3) * ANS_LANES),
+						 _mm512_extracti32x4_epi32(z[q], 3));
+			}
 		}
-		transpose16(&tr, z);
-		for (unsigned q = 0; q < 4; q++)
-			_mm512_storeu_si512(T + t0 * ANS_LANES + 64 * q, z[q]);
-	}
 }
 
 void sfp__from_steps_avx512(uint8_t *c, const uint8_t *T, const ans_lanes *ly)
 {
 	tr16 tr;
 	tr16_init(&tr);
-	for (uint64_t t0 = 0; t0 < ly->steps; t0 += 16) {
-		__m512i z[4];
-		for (unsigned q = 0; q < 4; q++)
-			z[q] = _mm512_loadu_si512(T + t0 * ANS_LANES + 64 * q);
-		transpose16(&tr, z);
-		for (unsigned q = 0; q < 4; q++) {
-			row_store(c, ly, 4 * q, t0, _mm512_castsi512_si128(z[q]));
-			row_store(c, ly, 4 * q + 1, t0, _mm512_extracti32x4_epi32(z[q], 1));
-			row_store(c, ly, 4 * q + 2, t0, _mm512_extracti32x4_epi32(z[q], 2));
-			row_store(c, ly, 4 * q + 3, t0, _mm512_extracti32x4_epi32(z[q], 3));
+	for (uint64_t t0 = 0; t0 < ly->steps; t0 += 16)
+		for (unsigned h = 0; h < ANS_LANES / 16; h++) {
+			const uint8_t *in = T + t0 * ANS_LANES + 16 * h;
+			__m512i z[4];
+			for (unsigned q = 0; q < 4; q++) {
+				const uint8_t *r = in + 4 * q * ANS_LANES;
+				__m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
+				v = _mm512_inserti32x4(
+					v, _mm_loadu_si128((const __m128i *)(r + ANS_LANES)), 1);
+				v = _mm512_inserti32x4(
+					v, _mm_loadu_si128((const __m128i *)(r + 2 * ANS_LANES)), 2);
+				z[q] = _mm512_inserti32x4(
+					v, _mm_loadu_si128((const __m128i *)(r + 3 * ANS_LANES)), 3);
+			}
+			transpose16(&tr, z);
+			for (unsigned q = 0; q < 4; q++) {
+				unsigned l = 16 * h + 4 * q;
+				row_store(c, ly, l, t0, _mm512_castsi512_si128(z[q]));
+				row_store(c, ly, l + 1, t0, _mm512_extracti32x4_epi32(z[q], 1));
+				row_store(c, ly, l + 2, t0, _mm512_extracti32x4_epi32(z[q], 2));
+				row_store(c, ly, l + 3, t0, _mm512_extracti32x4_epi32(z[q], 3));
+			}
 		}
-	}
 }
