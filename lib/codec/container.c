@@ -301,7 +301,8 @@ static int grow(void **buf, size_t *cap, size_t n)
 }
 
 /* Kernels for an ISA level. AVX2 brings the raw exponent-code kernels;
- * AVX-512 also the quantize and assemble passes. */
+ * AVX-512 its own versions of those (64 codes per step) and the max,
+ * quantize and assemble passes. */
 typedef struct kernels {
 	max_exp_fn max_exp;
 	quant_pass_fn quant_pass;

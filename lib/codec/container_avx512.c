@@ -3,14 +3,18 @@
  * container, 16 values per step. They must match the scalar reference in
  * container.c bit for bit; tests/test_codec.c checks every (e, m).
  *
- * Encode: round the magnitudes in-vector (nearest-even, or stochastic with
- * sfp_hash32 computed in-vector), derive codes, compress the mantissas of the
- * nonzero lanes (vpcompressd), place their bits with two byte permutes and
- * store the block with one 64-byte store (see pack16); signs of the nonzero lanes
- * are gathered with pext. Blocks holding an exception take the scalar rule.
- * Decode: gather each lane's 4 bytes of the mantissa stream with vpermb,
- * shift and mask, expand them into the nonzero lanes (vpexpandd), place the
- * sign bits with pdep, assemble and store.
+ * Encode: the max pass rounds only the largest magnitude (nearest-even is
+ * monotonic); the quantize pass rounds the magnitudes in-vector
+ * (nearest-even, or stochastic with sfp_hash32 computed in-vector), derives
+ * codes, compresses the mantissas of the nonzero lanes (vpcompressd), places
+ * their bits with two byte permutes and stores the block with one 64-byte
+ * store (see pack16); signs of the nonzero lanes are gathered with pext.
+ * Blocks holding an exception take the scalar rule.
+ * Decode: gather each lane's 4 bytes of the mantissa stream with vpermb
+ * (per-phase index tables), shift and mask, expand them into the nonzero
+ * lanes (vpexpandd), place the sign bits with pdep, assemble and store.
+ * Raw exponent codes are packed and unpacked 64 per step (vpermb,
+ * vpmultishiftqb).
  */
 #include <immintrin.h>
 
