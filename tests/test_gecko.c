@@ -291,9 +291,9 @@ static void test_decode_contract(void)
 }
 
 /* The AVX-512 encoder helpers against plain loops on every distribution and
- * e, at lengths around multiples of 64: the OR of the codes, and DELTA's
- * size for groups of 8 with the previous code as reference (it decides
- * AUTO's variant, so the stream bytes). The ANS kernels are covered by the
+ * e, at lengths around multiples of 64: the OR of the codes, DELTA's size
+ * for groups of 8 with the previous code as reference (it decides AUTO's
+ * variant, so the stream bytes) and the context histogram of codes < 32. The ANS kernels are covered by the
  * byte-for-byte ISA comparisons above. */
 static void test_encoder_helpers(void)
 {
@@ -323,6 +323,15 @@ static void test_encoder_helpers(void)
 					want += 4 + 8 * w;
 				}
 				CU_ASSERT_EQUAL_FATAL(sfp__delta_bits_prev8_avx512(c, n), want);
+				if (any < 32) {
+					static uint64_t h[2][256], hw[2][256];
+					memset(h, 0, sizeof h);
+					memset(hw, 0, sizeof hw);
+					for (size_t i = 0; i < n; i++)
+						hw[i > 0 && c[i - 1] != 0][c[i]]++;
+					sfp__gecko_hist32_avx512(c, n, any, h);
+					CU_ASSERT_FATAL(memcmp(h, hw, sizeof h) == 0);
+				}
 				checked++;
 			}
 		}

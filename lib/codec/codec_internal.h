@@ -336,6 +336,9 @@ int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_
  * ANS_LANES bytes). */
 void sfp__to_steps_avx512(uint8_t *T, const uint8_t *c, const ans_lanes *ly);
 void sfp__from_steps_avx512(uint8_t *c, const uint8_t *T, const ans_lanes *ly);
+/* h[x][s] for s < 32 (the rest untouched): codes with the previous code
+ * nonzero (x = 1) or not; needs every code < 32, `any` their OR. */
+void sfp__gecko_hist32_avx512(const uint8_t *c, uint64_t n, unsigned any, uint64_t (*h)[256]);
 unsigned sfp__gecko_or_avx512(const uint8_t *c, uint64_t n);
 uint64_t sfp__delta_bits_prev8_avx512(const uint8_t *c, uint64_t n);
 

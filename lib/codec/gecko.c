@@ -605,7 +605,8 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 
 /* ---- entry points ------------------------------------------------------------------ */
 
-static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
+/* The (previous code nonzero, code) histogram, scalar. */
+static void histograms_ref(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
 {
 	/* Eight partial tables indexed by (previous code nonzero) * 256 + code,
 	 * so that runs of one code do not serialize on one counter; their u32
@@ -614,7 +615,6 @@ static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
 	const uint64_t chunk = (uint64_t)1 << 28;
 	uint32_t part[PARTS][MAX_CTX * 256];
 	unsigned p = 0;
-	memset(h, 0, sizeof(uint64_t) * MAX_CTX * 256);
 	for (uint64_t i0 = 0; i0 < n; i0 += chunk) {
 		uint64_t i1 = n - i0 > chunk ? i0 + chunk : n, i = i0;
 		memset(part, 0, sizeof part);
@@ -636,6 +636,21 @@ static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
 				for (int k = 0; k < PARTS; k++)
 					h[x][s] += part[k][x * 256 + s];
 	}
+}
+
+/* The histogram of the codes ANS1 codes: h[x][s], x = previous code of the
+ * same segment nonzero. `any` is the OR of the codes. */
+static void histograms(const uint8_t *c, uint64_t n, unsigned any, int isa, uint64_t (*h)[256])
+{
+	memset(h, 0, sizeof(uint64_t) * MAX_CTX * 256);
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512 && any < 32)
+		sfp__gecko_hist32_avx512(c, n, any, h);
+	else
+#endif
+		histograms_ref(c, n, h);
+	(void)any;
+	(void)isa;
 	/* The first code of each segment (ans_layout) has context 0. */
 	ans_lanes ly;
 	ans_layout(n, &ly);
@@ -683,7 +698,7 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 		return sfp_error_set(err, SFP_EINVAL, "unknown gecko variant %d", v);
 
 	if (v != SFP_GECKO_DELTA) {
-		histograms(codes, n, h2);
+		histograms(codes, n, any, isa, h2);
 		for (int s = 0; s < 256; s++)
 			h1[0][s] = h2[0][s] + h2[1][s];
 	}

@@ -352,3 +352,39 @@ void sfp__from_steps_avx512(uint8_t *c, const uint8_t *T, const ans_lanes *ly)
 			}
 		}
 }
+
+/*
+ * The (previous code nonzero, code) histogram for codes < 32, 64 codes per
+ * step: each code becomes a key code | (previous nonzero) << 5 and every
+ * possible key (2 * (max + 1) of them, max = the OR of the codes, < 32) is
+ * counted with a byte compare and a popcount. h[x][s] is set for s < 32.
+ * The previous code of element 0 counts as zero.
+ */
+void sfp__gecko_hist32_avx512(const uint8_t *c, uint64_t n, unsigned any, uint64_t (*h)[256])
+{
+	const __m512i down1 = _mm512_set_epi8(
+		62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42,
+		41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21,
+		20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 63);
+	const unsigned top = any | (any >> 1) | (any >> 2) | (any >> 3) | (any >> 4); /* 2^k - 1 >= max */
+	uint64_t cnt[64] = {0};
+	unsigned carry = 0;
+	for (uint64_t i = 0; i < n; i += 64) {
+		__mmask64 lm = n - i >= 64 ? ~(__mmask64)0 : _bzhi_u64(~0ull, (unsigned)(n - i));
+		__m512i cur = _mm512_maskz_loadu_epi8(lm, c + i);
+		__m512i prev = _mm512_mask_mov_epi8(_mm512_permutexvar_epi8(down1, cur), 1,
+						    _mm512_set1_epi8((char)carry));
+		carry = n - i >= 64 ? c[i + 63] : 0;
+		__mmask64 pnz = _mm512_test_epi8_mask(prev, prev);
+		__m512i key = _mm512_mask_add_epi8(cur, pnz, cur, _mm512_set1_epi8(32));
+		for (unsigned x = 0; x < 2; x++)
+			for (unsigned s = 0; s <= top; s++) {
+				__mmask64 eq = _mm512_mask_cmpeq_epi8_mask(
+					lm, key, _mm512_set1_epi8((char)(x << 5 | s)));
+				cnt[x << 5 | s] += (uint64_t)__builtin_popcountll(eq);
+			}
+	}
+	for (unsigned x = 0; x < 2; x++)
+		for (unsigned s = 0; s < 32; s++)
+			h[x][s] = cnt[x << 5 | s];
+}
