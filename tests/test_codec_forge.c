@@ -108,7 +108,8 @@ static void test_header_fields(void)
 		EXPECT(c, len, want, what); \
 	} while (0)
 		FORGE(c[0] = 'X', SFP_ECORRUPT, "magic");
-		FORGE(c[4] = 2, SFP_EVERSION, "version 2");
+		FORGE(c[4] = 1, SFP_EVERSION, "version 1 (before the 32-state Gecko rANS)");
+		FORGE(c[4] = 3, SFP_EVERSION, "version 3");
 		FORGE(c[4] = 0, SFP_EVERSION, "version 0");
 		FORGE(c[5] = 0, SFP_ECORRUPT, "e = 0");
 		FORGE(c[5] = 9, SFP_ECORRUPT, "e = 9");

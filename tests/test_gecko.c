@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sfp/codec.h"
+#include "codec/codec_internal.h" /* the AVX-512 encoder helpers, tested directly */
 #include "tests/util/testutil.h"
 
 /* ANS0 on a large i.i.d. stream may exceed the entropy by at most this. */
@@ -289,11 +290,59 @@ static void test_decode_contract(void)
 	free(work);
 }
 
+/* The AVX-512 encoder helpers against plain loops on every distribution and
+ * e, at lengths around multiples of 64: the OR of the codes, DELTA's size
+ * for groups of 8 with the previous code as reference (it decides AUTO's
+ * variant, so the stream bytes) and the context histogram of codes < 32. The ANS kernels are covered by the
+ * byte-for-byte ISA comparisons above. */
+static void test_encoder_helpers(void)
+{
+	enum { N = 4096 + 63 };
+	static uint8_t c[N];
+	long checked = 0;
+	if (sfp_cpu_isa() < SFP_ISA_AVX512)
+		return;
+	for (unsigned e = 1; e <= 8; e++)
+		for (int kind = 0; kind < D_N; kind++) {
+			gen(c, N, e, kind, 900 + 10 * e + (uint64_t)kind);
+			for (size_t n = 0; n <= N; n += (n < 200 ? 1 : 61)) {
+				unsigned any = 0;
+				for (size_t i = 0; i < n; i++)
+					any |= c[i];
+				CU_ASSERT_EQUAL_FATAL(sfp__gecko_or_avx512(c, n), any);
+				uint64_t want = 0;
+				for (size_t g = 0; g + 8 <= (n & ~(size_t)63); g += 8) {
+					unsigned acc = 0;
+					for (size_t i = g; i < g + 8; i++) {
+						int d = (int)c[i] - (i ? (int)c[i - 1] : 0);
+						acc |= d >= 0 ? 2u * (unsigned)d : 2u * (unsigned)-d - 1;
+					}
+					unsigned w = 0;
+					while (acc >> w)
+						w++;
+					want += 4 + 8 * w;
+				}
+				CU_ASSERT_EQUAL_FATAL(sfp__delta_bits_prev8_avx512(c, n), want);
+				if (any < 32) {
+					static uint64_t h[2][256], hw[2][256];
+					memset(h, 0, sizeof h);
+					memset(hw, 0, sizeof hw);
+					for (size_t i = 0; i < n; i++)
+						hw[i > 0 && c[i - 1] != 0][c[i]]++;
+					sfp__gecko_hist32_avx512(c, n, any, h);
+					CU_ASSERT_FATAL(memcmp(h, hw, sizeof h) == 0);
+				}
+				checked++;
+			}
+		}
+	printf(" (%ld streams) ", checked);
+}
+
 /* Hand-forged streams with a known verdict. */
 static void test_forged(void)
 {
-	uint8_t d[16];
-	static uint8_t work[5 * 2 * 16384 + 128]; /* >= sfp_gecko_work_bytes(16) */
+	uint8_t d[64];
+	static uint8_t work[5 * 2 * 16384 + 2048]; /* >= sfp_gecko_work_bytes(33) */
 	sfp_error err;
 	/* DELTA, G 8, REF_MIN: width 1, base 15 (= 2^4 - 1), delta 1 -> code 16 >= 2^4 */
 	uint8_t f1[] = {SFP_GECKO_DELTA, 8, SFP_GECKO_REF_MIN, 0x01 | 0xf0, 0xff};
@@ -315,7 +364,10 @@ static void test_forged(void)
 	f3[3] = 0xb0;
 	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 1, 3, f3, 4, 0, work, sizeof work, &err), SFP_ECORRUPT);
 	/* ANS0 with a table symbol >= 2^e */
-	uint8_t f4[] = {SFP_GECKO_ANS0, 1, 0, 9, 0x00, 0x40, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0};
+	/* (32 final states of 2^16 follow the table) */
+	uint8_t f4[6 + 128] = {SFP_GECKO_ANS0, 1, 0, 9, 0x00, 0x40};
+	for (int l = 0; l < 32; l++)
+		f4[6 + 4 * l + 2] = 1;
 	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 1, 3, f4, sizeof f4, 0, work, sizeof work, &err), SFP_ECORRUPT);
 	/* the same stream is valid for e = 4: one symbol of frequency 2^14,
 	 * states at 2^16, no words: any n decodes to 9s */
@@ -330,11 +382,16 @@ static void test_forged(void)
 	f4[8] = 0;
 	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 5, 4, f4, sizeof f4, 0, work, sizeof work, &err), SFP_ECORRUPT);
 	/* ANS1: context "previous nonzero" has no symbols; reaching it is corrupt */
-	uint8_t f5[] = {SFP_GECKO_ANS1, 1, 0, 1, 0x00, 0x40, 0, 0,
-			0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0};
+	uint8_t f5[8 + 128] = {SFP_GECKO_ANS1, 1, 0, 1, 0x00, 0x40, 0, 0};
+	for (int l = 0; l < 32; l++)
+		f5[8 + 4 * l + 2] = 1;
 	CU_ASSERT_EQUAL_FATAL(sfp_gecko_decode(d, 1, 2, f5, sizeof f5, 0, work, sizeof work, &err), SFP_OK);
 	CU_ASSERT_EQUAL(d[0], 1);
-	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 2, 2, f5, sizeof f5, 0, work, sizeof work, &err), SFP_ECORRUPT);
+	/* 32 codes: one per segment, each the first of its segment (context 0) */
+	CU_ASSERT_EQUAL(sfp_gecko_decode(d, 32, 2, f5, sizeof f5, 0, work, sizeof work, &err), SFP_OK);
+	/* 33: segments of 2, the second code of segment 0 follows a 1 */
+	for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++)
+		CU_ASSERT_EQUAL(sfp_gecko_decode(d, 33, 2, f5, sizeof f5, isa, work, sizeof work, &err), SFP_ECORRUPT);
 	/* variant bytes outside 1..3 (0 = AUTO is never stored) */
 	for (int b = 0; b < 256; b++) {
 		f4[0] = (uint8_t)b;
@@ -391,6 +448,7 @@ int main(void)
 		{"close to the entropy", test_near_entropy},
 		{"every capacity below the size is ENOSPC", test_every_capacity},
 		{"decode contract: exact n, ISA levels, work area", test_decode_contract},
+		{"AVX-512 encoder helpers equal plain loops", test_encoder_helpers},
 		{"forged streams", test_forged},
 		{"random garbage", test_garbage},
 		{NULL, NULL},

@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define SFP_FORMAT_VERSION 1
+#define SFP_FORMAT_VERSION 2
 #define SFP_MAX_DIMS 8
 #define SFP_HEADER_FIXED_BYTES 64
 #define SFP_HEADER_BYTES(ndim) (SFP_HEADER_FIXED_BYTES + 8u * (size_t)(ndim))
@@ -184,9 +184,9 @@ size_t sfp_gecko_work_bytes(uint64_t n);
 
 /*
  * Encode codes[0..n) (each < 2^e) into dst[0..cap). `isa` caps the SIMD
- * level (pass sfp_cpu_isa() for the best; Gecko has only scalar kernels so
- * far, so it does not change the result or the speed yet). SFP_ENOSPC if it does not fit:
- * callers that pass cap = the raw size use that to fall back to raw.
+ * level (pass sfp_cpu_isa() for the best; AVX-512 has kernels for the rANS
+ * variants, every level gives the same bytes). SFP_ENOSPC if it does not
+ * fit: callers that pass cap = the raw size use that to fall back to raw.
  */
 int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *codes, uint64_t n,
 		     unsigned e, const sfp_gecko_opts *o, int isa, void *work, size_t work_bytes,

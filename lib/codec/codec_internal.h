@@ -290,6 +290,57 @@ uint64_t sfp__unpack_codes(uint8_t *codes, const uint8_t *src, uint64_t n, unsig
 void sfp__pack_codes_avx2(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
 uint64_t sfp__unpack_codes_avx2(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
 uint64_t sfp__count_nonzero_avx2(const uint8_t *codes, uint64_t n);
+void sfp__pack_codes_avx512(uint8_t *dst, const uint8_t *codes, uint64_t n, unsigned e);
+uint64_t sfp__unpack_codes_avx512(uint8_t *codes, const uint8_t *src, uint64_t n, unsigned e);
+
+/* ---- Gecko's rANS (gecko.c, docs/gecko.md) ---------------------------------- */
+#define ANS_SCALE 14                /* frequencies sum to 2^14 */
+#define ANS_TOTAL (1u << ANS_SCALE)
+#define ANS_L (1u << 16)            /* states live in [2^16, 2^32) */
+#define ANS_LANES 32                /* states, each coding one segment */
+
+/* Segment layout of n codes: steps = ceil(n / ANS_LANES); lanes 0..full-1
+ * code `steps` codes each, lane `full` (if < ANS_LANES) codes rem < steps. */
+typedef struct ans_lanes {
+	uint64_t steps, rem;
+	unsigned full;
+} ans_lanes;
+
+/* Lanes with a code at step t (bit l = lane l). */
+uint32_t sfp__ans_active(const ans_lanes *ly, uint64_t t);
+
+/* Encode the step-major codes T[t * ANS_LANES + l] backwards into the
+ * states st[] and 16-bit words written downwards from *wpp (room for one
+ * word per code). fc[ctx * 256 + sym] = freq | cum << 15; inv[] = 1 / freq
+ * (the vector kernel's division). Reference and AVX-512: same words, same
+ * states. */
+void sfp__ans_enc_ref(const uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *fc,
+		      const double *inv, uint32_t *st, uint16_t **wpp);
+void sfp__ans_enc_avx512(const uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *fc,
+			 const double *inv, uint32_t *st, uint16_t **wpp);
+/* Decode into T from the states and the words at *wpp .. wend. pk[ctx *
+ * ANS_TOTAL + slot] = freq | (slot - cum) << 15, lut[] the symbols (4 bytes
+ * of slack after it). SFP_OK or SFP_ECORRUPT (words run out; the reference
+ * also when a needed context has nsym 0 -- the AVX-512 kernel is only
+ * called when every context has symbols). */
+int sfp__ans_dec_ref(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *pk,
+		     const uint8_t *lut, const unsigned *nsym, uint32_t *st, const uint8_t **wpp,
+		     const uint8_t *wend);
+int sfp__ans_dec_avx512(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *pk,
+			const uint8_t *lut, uint32_t *st, const uint8_t **wpp, const uint8_t *wend);
+
+/* Encoder helpers: the OR of all codes; DELTA's bits (groups of 8,
+ * previous-code reference) over the first n & ~63 codes. */
+/* Codes to step order T[t * ANS_LANES + l] (0 where a lane has no code t)
+ * and back; T spans whole blocks of 16 steps (ceil(steps / 16) * 16 *
+ * ANS_LANES bytes). */
+void sfp__to_steps_avx512(uint8_t *T, const uint8_t *c, const ans_lanes *ly);
+void sfp__from_steps_avx512(uint8_t *c, const uint8_t *T, const ans_lanes *ly);
+/* h[x][s] for s < 32 (the rest untouched): codes with the previous code
+ * nonzero (x = 1) or not; needs every code < 32, `any` their OR. */
+void sfp__gecko_hist32_avx512(const uint8_t *c, uint64_t n, unsigned any, uint64_t (*h)[256]);
+unsigned sfp__gecko_or_avx512(const uint8_t *c, uint64_t n);
+uint64_t sfp__delta_bits_prev8_avx512(const uint8_t *c, uint64_t n);
 
 /* AVX-512 fake quantization for nearest rounding (quantize_avx512.c). */
 uint64_t sfp__quantize_nearest_avx512(const qplan *q, float *dst, const float *src, uint64_t n);

@@ -301,7 +301,8 @@ static int grow(void **buf, size_t *cap, size_t n)
 }
 
 /* Kernels for an ISA level. AVX2 brings the raw exponent-code kernels;
- * AVX-512 also the quantize and assemble passes. */
+ * AVX-512 its own versions of those (64 codes per step) and the max,
+ * quantize and assemble passes. */
 typedef struct kernels {
 	max_exp_fn max_exp;
 	quant_pass_fn quant_pass;
@@ -333,6 +334,8 @@ static kernels pick(int isa)
 		k.max_exp = sfp__max_exp_avx512;
 		k.quant_pass = sfp__quant_pass_avx512;
 		k.assemble = sfp__assemble_avx512;
+		k.pack_codes = sfp__pack_codes_avx512;
+		k.unpack_codes = sfp__unpack_codes_avx512;
 	}
 #endif
 	return k;

@@ -23,10 +23,10 @@
 
 #include "codec/codec_internal.h"
 
-#define SCALE 14
-#define TOTAL (1u << SCALE)
-#define RANS_L (1u << 16)
-#define LANES 4
+#define SCALE ANS_SCALE
+#define TOTAL ANS_TOTAL
+#define RANS_L ANS_L
+#define LANES ANS_LANES
 #define MAX_CTX 2
 
 void sfp_gecko_opts_init(sfp_gecko_opts *o)
@@ -52,10 +52,12 @@ size_t sfp_gecko_bound(uint64_t n, unsigned e)
 
 size_t sfp_gecko_work_bytes(uint64_t n)
 {
-	/* ANS encoder: the word stream (at most 2 words per code + flush). */
-	/* ANS decoder: per context a symbol byte and a packed u32 entry per slot
-	 * (+ 4 bytes to align the u32 table). */
-	return (size_t)(4 * n + 64) + MAX_CTX * TOTAL * 5 + 4;
+	/* ANS encoder: the codes in step order (whole blocks of 16 steps, at
+	 * most n + 16 * LANES bytes, + 64 slack) and the words (at most one
+	 * per code, + 32, aligned to 64): below 4n + 1024. ANS decoder: 64 bytes of
+	 * alignment, per context a symbol byte and a packed u32 entry per slot
+	 * (+ 4 bytes of gather slack), then the codes in step order. */
+	return (size_t)(4 * n + 1024) + MAX_CTX * TOTAL * 5 + 4;
 }
 
 int sfp_gecko_variant_of(const void *src, size_t len)
@@ -99,11 +101,11 @@ static int delta_header_bytes(int ref) { return ref == SFP_GECKO_REF_FIXED ? 4 :
 /* Bits of the DELTA body (without the byte header). The loops are split by
  * reference kind and read the previous code from memory, so each group's
  * reduction is data-parallel (the compiler vectorizes it). */
-static uint64_t delta_bits(const uint8_t *c, uint64_t n, unsigned e, unsigned G, int ref,
-			   unsigned fixed)
+static uint64_t delta_bits(const uint8_t *c, uint64_t g0, uint64_t n, unsigned e, unsigned G,
+			   int ref, unsigned fixed)
 {
 	uint64_t bits = 0;
-	for (uint64_t g = 0; g < n; g += G) {
+	for (uint64_t g = g0; g < n; g += G) {
 		uint64_t end = g + G < n ? g + G : n;
 		unsigned w;
 		if (ref == SFP_GECKO_REF_PREV) {
@@ -247,15 +249,10 @@ typedef struct ans_table {
 	unsigned nsym;
 } ans_table;
 
-/* ANS1's context: was the previous code zero? (The previous code of the
- * same interleaved state, i - LANES, would let the states decode
- * independently, but it costs 18% more bits on images: measured in
- * docs/gecko.md.) */
-static unsigned ctx_of(int nctx, const uint8_t *c, uint64_t i)
-{
-	return nctx == 2 && i > 0 && c[i - 1] != 0;
-}
-
+/* ANS1's context: was the previous code of the same segment zero? Each
+ * of the LANES states codes one contiguous segment of the stream (see
+ * ans_layout), so the previous code is the true neighbour everywhere but
+ * at the first code of a segment, whose context is 0. */
 /* Quantize counts to frequencies summing to TOTAL, every used symbol >= 1. */
 static void normalize(ans_table *t, const uint64_t *cnt, uint64_t n)
 {
@@ -322,27 +319,116 @@ static double ans_estimate(const uint64_t (*cnt)[256], int nctx, uint64_t n)
 static void put_u16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static unsigned get_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
 
-/* One rANS encoder step: push symbol s of context x onto state v. */
-static inline uint32_t ans_put(uint32_t v, unsigned s, unsigned x, const ans_table *tab,
-			       const uint64_t (*rcp)[256], uint16_t **wpp)
+/* Segment layout: S = ceil(n / LANES) steps; lane l codes elements
+ * l*S .. l*S + len_l - 1, where the first `full` lanes have len S, lane
+ * `full` (if < LANES) has `rem` < S, and the rest none. */
+static void ans_layout(uint64_t n, ans_lanes *ly)
 {
-	uint32_t f = tab[x].freq[s];
-	/* Branch-free renormalization: the word is always stored, and kept
-	 * only when the state is too large. */
-	uint32_t r = v >= ((uint64_t)f << (32 - SCALE));
+	ly->steps = (n + LANES - 1) / LANES;
+	ly->full = ly->steps ? (unsigned)(n / ly->steps) : 0;
+	ly->rem = ly->steps ? n - (uint64_t)ly->full * ly->steps : 0;
+}
+
+/* Codes into step-major order: T[t*LANES + l] = code t of lane l (0 when
+ * the lane has no code t), and back. */
+static void to_steps(uint8_t *T, const uint8_t *c, uint64_t n, const ans_lanes *ly)
+{
+	memset(T, 0, (size_t)(ly->steps * LANES));
+	for (unsigned l = 0; l < LANES; l++) {
+		uint64_t b = (uint64_t)l * ly->steps, len = b < n ? n - b : 0;
+		len = len < ly->steps ? len : ly->steps;
+		for (uint64_t t = 0; t < len; t++)
+			T[t * LANES + l] = c[b + t];
+	}
+}
+
+static void from_steps(uint8_t *c, const uint8_t *T, uint64_t n, const ans_lanes *ly)
+{
+	for (unsigned l = 0; l < LANES; l++) {
+		uint64_t b = (uint64_t)l * ly->steps, len = b < n ? n - b : 0;
+		len = len < ly->steps ? len : ly->steps;
+		for (uint64_t t = 0; t < len; t++)
+			c[b + t] = T[t * LANES + l];
+	}
+}
+
+uint32_t sfp__ans_active(const ans_lanes *ly, uint64_t t)
+{
+	uint32_t m = ly->full >= LANES ? 0xffffffffu : (1u << ly->full) - 1;
+	if (t < ly->rem)
+		m |= 1u << ly->full;
+	return m;
+}
+
+/* The reference encoder over the steps, last to first; in each step the
+ * lanes go from LANES-1 down to 0, so a decoder reading forward meets a
+ * step's words in lane order. A state x >= f * 2^18 first sheds its low 16
+ * bits (at most once: 16-bit words, states in [2^16, 2^32)), then
+ * x' = (x / f) * 2^SCALE + x % f + cum. */
+void sfp__ans_enc_ref(const uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *fc,
+		      const double *inv, uint32_t *st, uint16_t **wpp)
+{
 	uint16_t *wp = *wpp;
-	wp[-1] = (uint16_t)v;
-	*wpp = wp - r;
-	v >>= 16 * r;
-	uint32_t q = f > 1 ? (uint32_t)(((unsigned __int128)v * rcp[x][s]) >> 64) : v;
-	return (q << SCALE) + (v - q * f) + tab[x].cum[s];
+	(void)inv;
+	for (uint64_t t = ly->steps; t-- > 0;) {
+		uint32_t act = sfp__ans_active(ly, t);
+		for (int l = LANES - 1; l >= 0; l--) {
+			if (!(act >> l & 1))
+				continue;
+			unsigned sym = T[t * LANES + (unsigned)l];
+			unsigned x = nctx == 2 && t > 0 && T[(t - 1) * LANES + (unsigned)l] != 0;
+			uint32_t f = fc[x * 256 + sym] & 0x7fffu, cum = fc[x * 256 + sym] >> 15;
+			uint32_t v = st[l];
+			if ((v >> (32 - SCALE)) >= f) {
+				*--wp = (uint16_t)v;
+				v >>= 16;
+			}
+			st[l] = (v / f) * TOTAL + v % f + cum;
+		}
+	}
+	*wpp = wp;
+}
+
+/* The reference decoder over the steps, first to last (lanes in order),
+ * into T. Returns SFP_OK or SFP_ECORRUPT (a context without symbols, the
+ * words run out). */
+int sfp__ans_dec_ref(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *pk,
+		     const uint8_t *lut, const unsigned *nsym, uint32_t *st, const uint8_t **wpp,
+		     const uint8_t *wend)
+{
+	const uint8_t *wp = *wpp;
+	for (uint64_t t = 0; t < ly->steps; t++) {
+		uint32_t act = sfp__ans_active(ly, t);
+		for (unsigned l = 0; l < LANES; l++) {
+			if (!(act >> l & 1))
+				continue;
+			unsigned x = nctx == 2 && t > 0 && T[(t - 1) * LANES + l] != 0;
+			if (!nsym[x])
+				return SFP_ECORRUPT;
+			uint32_t slot = st[l] & (TOTAL - 1), p = pk[x * TOTAL + slot];
+			uint32_t v = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
+			if (v < RANS_L) {
+				if (wend - wp < 2)
+					return SFP_ECORRUPT;
+				v = v << 16 | get_u16(wp);
+				wp += 2;
+			}
+			st[l] = v;
+			T[t * LANES + l] = lut[x * TOTAL + slot];
+		}
+	}
+	*wpp = wp;
+	return SFP_OK;
 }
 
 static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *c, uint64_t n,
-		      int nctx, const uint64_t (*cnt)[256], void *work, size_t work_bytes)
+		      int nctx, const uint64_t (*cnt)[256], int isa, void *work,
+		      size_t work_bytes)
 {
 	ans_table tab[MAX_CTX];
 	size_t pos = 0;
+	ans_lanes ly;
+	ans_layout(n, &ly);
 	for (int x = 0; x < nctx; x++) {
 		uint64_t tot = 0;
 		for (int s = 0; s < 256; s++)
@@ -365,47 +451,43 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 				pos += 2;
 			}
 	}
-	/* Encode backwards into the work area, words growing downwards. */
-	size_t maxw = (size_t)(2 * n + 8);
-	if (work_bytes < maxw * 2)
+	/* Work: the codes in step order, then the words (at most one per
+	 * code), written backwards from the end. */
+	size_t tbytes = (size_t)((ly.steps + 15) / 16 * 16 * LANES + 64); /* whole blocks */
+	size_t maxw = (size_t)n + 32;
+	if (work_bytes < tbytes + 2 * maxw + 64)
 		return SFP_EINVAL;
-	uint16_t *wend = (uint16_t *)work + maxw, *wp = wend;
-	/* x / f as a multiply: with r = ceil(2^64 / f), floor(x * r / 2^64) is
-	 * exactly floor(x / f) for x < 2^32 (the rounding error of r adds less
-	 * than 2^-32, and x / f is at least 1/f < 1 - 2^-32 below the next
-	 * integer). f = 1 is kept apart: its r does not fit 64 bits. */
-	uint64_t rcp[MAX_CTX][256];
+	uint8_t *T = work;
+	uint16_t *wend = (uint16_t *)(((uintptr_t)(T + tbytes) + 63) & ~(uintptr_t)63) + maxw;
+	uint16_t *wp = wend;
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512)
+		sfp__to_steps_avx512(T, c, &ly);
+	else
+#endif
+		to_steps(T, c, n, &ly);
+	/* Per (context, symbol): frequency | start << 15, and 1/frequency for
+	 * the vector encoder's division. */
+	uint32_t fc[MAX_CTX * 256];
+	double inv[MAX_CTX * 256];
+	memset(fc, 0, sizeof fc);
+	memset(inv, 0, sizeof inv);
 	for (int x = 0; x < nctx; x++)
-		for (int s = 0; s < 256; s++) {
-			uint32_t f = tab[x].freq[s];
-			rcp[x][s] = f > 1 ? UINT64_MAX / f + 1 : 0;
-		}
+		for (int s = 0; s < 256; s++)
+			if (tab[x].freq[s]) {
+				fc[x * 256 + s] = tab[x].freq[s] | (uint32_t)tab[x].cum[s] << 15;
+				inv[x * 256 + s] = 1.0 / tab[x].freq[s];
+			}
 	uint32_t st[LANES];
 	for (int l = 0; l < LANES; l++)
 		st[l] = RANS_L;
-	/* Backwards: first the last n mod LANES codes, then LANES at a time
-	 * with the states in registers (same order, same bytes). */
-	uint64_t i = n;
-	while (i & (LANES - 1)) {
-		i--;
-		st[i & (LANES - 1)] = ans_put(st[i & (LANES - 1)], c[i], ctx_of(nctx, c, i), tab,
-					      rcp, &wp);
-	}
-	uint32_t s0 = st[0], s1 = st[1], s2 = st[2], s3 = st[3];
-	unsigned cm = nctx == 2;
-	while (i) {
-		i -= LANES;
-		unsigned c0 = c[i], c1 = c[i + 1], c2 = c[i + 2], c3 = c[i + 3];
-		unsigned x0 = cm & (i > 0 && c[i - 1] != 0);
-		s3 = ans_put(s3, c3, cm & (c2 != 0), tab, rcp, &wp);
-		s2 = ans_put(s2, c2, cm & (c1 != 0), tab, rcp, &wp);
-		s1 = ans_put(s1, c1, cm & (c0 != 0), tab, rcp, &wp);
-		s0 = ans_put(s0, c0, x0, tab, rcp, &wp);
-	}
-	st[0] = s0;
-	st[1] = s1;
-	st[2] = s2;
-	st[3] = s3;
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512)
+		sfp__ans_enc_avx512(T, &ly, nctx, fc, inv, st, &wp);
+	else
+#endif
+		sfp__ans_enc_ref(T, &ly, nctx, fc, inv, st, &wp);
+	(void)isa;
 	size_t nw = (size_t)(wend - wp);
 	if (cap - pos < LANES * 4 + nw * 2)
 		return SFP_ENOSPC;
@@ -423,19 +505,26 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 }
 
 static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size_t len,
-		      int nctx, void *work, size_t work_bytes, sfp_error *err)
+		      int nctx, int isa, void *work, size_t work_bytes, sfp_error *err)
 {
 	ans_table tab[MAX_CTX];
 	size_t pos = 1;
-	/* Per slot of each context: the symbol (lut) and a packed entry
-	 * (frequency in bits 0..14, slot - cum in bits 15..28) so one state
-	 * update needs two loads that both depend only on the slot. */
-	uintptr_t wa = ((uintptr_t)work + 3) & ~(uintptr_t)3;
+	ans_lanes ly;
+	ans_layout(n, &ly);
+	/* Work: per slot of each context a packed u32 entry (frequency in
+	 * bits 0..14, slot - cum in bits 15..28) and the symbol (lut, with 4
+	 * bytes of slack for 4-byte gathers), then the codes in step order. */
+	uintptr_t wa = ((uintptr_t)work + 63) & ~(uintptr_t)63;
 	size_t skip = (size_t)(wa - (uintptr_t)work);
-	if (!work || work_bytes < skip + (size_t)nctx * TOTAL * 5)
+	size_t tabbytes = (size_t)nctx * TOTAL * 5 + 4;
+	size_t tbytes = (size_t)((ly.steps + 15) / 16 * 16 * LANES); /* whole blocks */
+	if (!work || work_bytes < skip || work_bytes - skip < tabbytes + tbytes)
 		return sfp_error_set(err, SFP_EINVAL, "gecko work area too small");
 	uint32_t *pk = (uint32_t *)wa;
 	uint8_t *lut = (uint8_t *)(pk + (size_t)nctx * TOTAL);
+	uint8_t *T = lut + (size_t)nctx * TOTAL + 4;
+	memset(lut + (size_t)nctx * TOTAL, 0, 4);
+	unsigned nsym[MAX_CTX] = {0, 0};
 	for (int x = 0; x < nctx; x++) {
 		memset(&tab[x], 0, sizeof tab[x]);
 		if (len - pos < 2)
@@ -471,6 +560,7 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 			return sfp_error_set(err, SFP_ECORRUPT,
 					     "gecko frequencies sum to %u, not %u", sum, TOTAL);
 		tab[x].nsym = ns;
+		nsym[x] = ns;
 	}
 	if (len - pos < LANES * 4)
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko states truncated");
@@ -485,104 +575,94 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 	if ((len - pos) & 1)
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko word stream has odd length");
 	const uint8_t *wp = s + pos, *wend = s + len;
-	const uint32_t mask = TOTAL - 1;
-	uint64_t i = 0;
-	int ctx_ok = tab[0].nsym && (nctx == 1 || tab[1].nsym);
-	/* Fast loop: all contexts have symbols and LANES words are left, so no
-	 * check can fail inside; renormalization is branch-free. With two
-	 * contexts both are looked up from the slot alone and the previous
-	 * symbol only selects one (a conditional move), so the lanes do not
-	 * wait on each other's table loads. */
-	if (nctx == 1) {
-		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
-			uint32_t v[LANES];
-			for (int l = 0; l < LANES; l++) {
-				uint32_t slot = st[l] & mask;
-				uint32_t p = pk[slot];
-				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
-				c[i + (unsigned)l] = lut[slot];
-			}
-			for (int l = 0; l < LANES; l++) {
-				uint32_t r = v[l] < RANS_L;
-				uint32_t w = get_u16(wp);
-				st[l] = r ? (v[l] << 16) | w : v[l];
-				wp += 2 * r;
-			}
-		}
-	} else {
-		unsigned prev = i > 0 ? c[i - 1] : 0;
-		for (; ctx_ok && i + LANES <= n && wend - wp >= 2 * LANES; i += LANES) {
-			uint32_t v[LANES];
-			for (int l = 0; l < LANES; l++) {
-				uint32_t slot = st[l] & mask;
-				uint32_t p0 = pk[slot], p1 = pk[TOTAL + slot];
-				unsigned y0 = lut[slot], y1 = lut[TOTAL + slot];
-				uint32_t p = prev ? p1 : p0;
-				unsigned sym = prev ? y1 : y0;
-				v[l] = (p & 0x7fffu) * (st[l] >> SCALE) + (p >> 15);
-				c[i + (unsigned)l] = (uint8_t)sym;
-				prev = sym;
-			}
-			for (int l = 0; l < LANES; l++) {
-				uint32_t r = v[l] < RANS_L;
-				uint32_t w = get_u16(wp);
-				st[l] = r ? (v[l] << 16) | w : v[l];
-				wp += 2 * r;
-			}
-		}
-	}
-	for (; i < n; i++) {
-		unsigned x = ctx_of(nctx, c, i);
-		if (!tab[x].nsym)
-			return sfp_error_set(err, SFP_ECORRUPT, "gecko context %u has no symbols", x);
-		uint32_t *sp = &st[i & (LANES - 1)];
-		uint32_t slot = *sp & mask;
-		unsigned sym = lut[(size_t)x * TOTAL + slot];
-		uint32_t f = tab[x].freq[sym];
-		*sp = f * (*sp >> SCALE) + slot - tab[x].cum[sym];
-		if (*sp < RANS_L) {
-			if (wend - wp < 2)
-				return sfp_error_set(err, SFP_ECORRUPT, "gecko stream ends early");
-			*sp = (*sp << 16) | get_u16(wp);
-			wp += 2;
-		}
-		c[i] = (uint8_t)sym;
-	}
+	int rc;
+	/* The vector decoder needs every context to have symbols; the
+	 * reference one finds out which context is missing. */
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512 && nsym[0] && (nctx == 1 || nsym[1]))
+		rc = sfp__ans_dec_avx512(T, &ly, nctx, pk, lut, st, &wp, wend);
+	else
+#endif
+		rc = sfp__ans_dec_ref(T, &ly, nctx, pk, lut, nsym, st, &wp, wend);
+	(void)isa;
+	if (rc < 0)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "gecko stream ends early or uses a context without symbols");
 	if (wp != wend)
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko stream has %zu unused bytes",
 				     (size_t)(wend - wp));
 	for (int l = 0; l < LANES; l++)
 		if (st[l] != RANS_L)
 			return sfp_error_set(err, SFP_ECORRUPT, "gecko final state mismatch");
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512)
+		sfp__from_steps_avx512(c, T, &ly);
+	else
+#endif
+		from_steps(c, T, n, &ly);
 	return SFP_OK;
 }
 
 /* ---- entry points ------------------------------------------------------------------ */
 
-static void histograms(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
+/* The (previous code nonzero, code) histogram, scalar. */
+static void histograms_ref(const uint8_t *c, uint64_t n, uint64_t (*h)[256])
 {
-	/* Four partial tables indexed by (previous code nonzero) * 256 + code,
-	 * so that repeated codes do not serialize on one counter. */
-	uint64_t part[4][MAX_CTX * 256];
-	uint64_t i = 0;
+	/* Eight partial tables indexed by (previous code nonzero) * 256 + code,
+	 * so that runs of one code do not serialize on one counter; their u32
+	 * counters are added into h every 2^28 codes. */
+	enum { PARTS = 8 };
+	const uint64_t chunk = (uint64_t)1 << 28;
+	uint32_t part[PARTS][MAX_CTX * 256];
 	unsigned p = 0;
-	memset(part, 0, sizeof part);
-	for (; i + 4 <= n; i += 4) {
-		unsigned a = c[i], b = c[i + 1], d = c[i + 2], f = c[i + 3];
-		part[0][(p != 0) << 8 | a]++;
-		part[1][(a != 0) << 8 | b]++;
-		part[2][(b != 0) << 8 | d]++;
-		part[3][(d != 0) << 8 | f]++;
-		p = f;
+	for (uint64_t i0 = 0; i0 < n; i0 += chunk) {
+		uint64_t i1 = n - i0 > chunk ? i0 + chunk : n, i = i0;
+		memset(part, 0, sizeof part);
+		for (; i + PARTS <= i1; i += PARTS) {
+			unsigned a[PARTS];
+			for (int k = 0; k < PARTS; k++)
+				a[k] = c[i + (unsigned)k];
+			part[0][(p != 0) << 8 | a[0]]++;
+			for (int k = 1; k < PARTS; k++)
+				part[k][(a[k - 1] != 0) << 8 | a[k]]++;
+			p = a[PARTS - 1];
+		}
+		for (; i < i1; i++) {
+			part[0][(p != 0) << 8 | c[i]]++;
+			p = c[i];
+		}
+		for (int x = 0; x < MAX_CTX; x++)
+			for (int s = 0; s < 256; s++)
+				for (int k = 0; k < PARTS; k++)
+					h[x][s] += part[k][x * 256 + s];
 	}
-	for (; i < n; i++) {
-		part[0][(p != 0) << 8 | c[i]]++;
-		p = c[i];
+}
+
+/* The histogram of the codes ANS1 codes: h[x][s], x = previous code of the
+ * same segment nonzero. `any` is the OR of the codes. */
+static void histograms(const uint8_t *c, uint64_t n, unsigned any, int isa, uint64_t (*h)[256])
+{
+	memset(h, 0, sizeof(uint64_t) * MAX_CTX * 256);
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512 && any < 32)
+		sfp__gecko_hist32_avx512(c, n, any, h);
+	else
+#endif
+		histograms_ref(c, n, h);
+	(void)any;
+	(void)isa;
+	/* The first code of each segment (ans_layout) has context 0. */
+	ans_lanes ly;
+	ans_layout(n, &ly);
+	for (unsigned l = 1; l < LANES; l++) {
+		uint64_t i0 = (uint64_t)l * ly.steps;
+		if (i0 >= n)
+			break;
+		if (c[i0 - 1] != 0) {
+			h[1][c[i0]]--;
+			h[0][c[i0]]++;
+		}
 	}
-	for (int x = 0; x < MAX_CTX; x++)
-		for (int s = 0; s < 256; s++)
-			h[x][s] = part[0][x * 256 + s] + part[1][x * 256 + s] +
-				  part[2][x * 256 + s] + part[3][x * 256 + s];
 }
 
 int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *codes, uint64_t n,
@@ -601,10 +681,15 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 		return sfp_error_set(err, SFP_EINVAL, "gecko group size %u (8, 16, 32 or 64)", G);
 	if (ref < SFP_GECKO_REF_MIN || ref > SFP_GECKO_REF_PREV)
 		return sfp_error_set(err, SFP_EINVAL, "unknown gecko reference %d", ref);
-	/* One OR over all codes (vectorizes); the slow search only on error. */
+	/* One OR over all codes; the slow search only on error. */
 	unsigned any = 0;
-	for (uint64_t i = 0; i < n; i++)
-		any |= codes[i];
+#if defined(__x86_64__)
+	if (isa >= SFP_ISA_AVX512)
+		any = sfp__gecko_or_avx512(codes, n);
+	else
+#endif
+		for (uint64_t i = 0; i < n; i++)
+			any |= codes[i];
 	for (uint64_t i = 0; (any >> e) && i < n; i++)
 		if (codes[i] >> e)
 			return sfp_error_set(err, SFP_EINVAL, "code %u at %llu exceeds e = %u",
@@ -613,15 +698,24 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 		return sfp_error_set(err, SFP_EINVAL, "unknown gecko variant %d", v);
 
 	if (v != SFP_GECKO_DELTA) {
-		histograms(codes, n, h2);
+		histograms(codes, n, any, isa, h2);
 		for (int s = 0; s < 256; s++)
 			h1[0][s] = h2[0][s] + h2[1][s];
 	}
 	if (v == SFP_GECKO_AUTO) {
-		double d = delta_header_bytes(ref) +
-			   (double)((delta_bits(codes, n, e, G, ref,
-						       ref == SFP_GECKO_REF_FIXED ? min_code(codes, n) : 0) +
-				    7) / 8);
+		/* DELTA sized exactly; the AVX-512 kernel covers the default
+		 * setting (groups of 8, previous-code reference) up to a
+		 * multiple of 64 codes, the scalar loop the rest. */
+		uint64_t db = 0, g0 = 0;
+#if defined(__x86_64__)
+		if (isa >= SFP_ISA_AVX512 && G == 8 && ref == SFP_GECKO_REF_PREV) {
+			g0 = n & ~(uint64_t)63;
+			db = sfp__delta_bits_prev8_avx512(codes, n);
+		}
+#endif
+		db += delta_bits(codes, g0, n, e, G, ref,
+				 ref == SFP_GECKO_REF_FIXED ? min_code(codes, n) : 0);
+		double d = delta_header_bytes(ref) + (double)((db + 7) / 8);
 		double a0 = ans_estimate((const uint64_t(*)[256])h1, 1, n);
 		double a1 = ans_estimate((const uint64_t(*)[256])h2, 2, n);
 		v = SFP_GECKO_DELTA;
@@ -634,11 +728,11 @@ int sfp_gecko_encode(void *dst, size_t cap, size_t *written, const uint8_t *code
 	if (v == SFP_GECKO_DELTA)
 		rc = delta_encode(dst, cap, written, codes, n, e, G, ref);
 	else if (v == SFP_GECKO_ANS0)
-		rc = ans_encode(dst, cap, written, codes, n, 1, (const uint64_t(*)[256])h1, work,
-				work_bytes);
+		rc = ans_encode(dst, cap, written, codes, n, 1, (const uint64_t(*)[256])h1, isa,
+				work, work_bytes);
 	else
-		rc = ans_encode(dst, cap, written, codes, n, 2, (const uint64_t(*)[256])h2, work,
-				work_bytes);
+		rc = ans_encode(dst, cap, written, codes, n, 2, (const uint64_t(*)[256])h2, isa,
+				work, work_bytes);
 	if (rc == SFP_ENOSPC)
 		return sfp_error_set(err, SFP_ENOSPC, "gecko stream does not fit in %zu bytes", cap);
 	if (rc == SFP_EINVAL)
@@ -659,6 +753,6 @@ int sfp_gecko_decode(uint8_t *codes, uint64_t n, unsigned e, const void *src, si
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko stream has no valid variant byte");
 	if (v == SFP_GECKO_DELTA)
 		return delta_decode(codes, n, e, s, len, err);
-	return ans_decode(codes, n, e, s, len, v == SFP_GECKO_ANS0 ? 1 : 2, work, work_bytes,
+	return ans_decode(codes, n, e, s, len, v == SFP_GECKO_ANS0 ? 1 : 2, isa, work, work_bytes,
 			  err);
 }
