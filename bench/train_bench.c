@@ -101,11 +101,7 @@ int sfp_bench_train_main(int argc, char **argv)
 	sfp_optim *o = NULL;
 	float *x = NULL;
 	uint8_t *y = NULL;
-	int rc = sfp_config_load(&cfg, config, &err);
-	for (int i = 0; rc == SFP_OK && i < nsets; i++)
-		rc = sfp_config_set(&cfg, sets[i], &err);
-	if (rc == SFP_OK)
-		rc = sfp_config_validate(&cfg, &err);
+	int rc = sfp_config_load_all(&cfg, config, sets, nsets, &err);
 	const int B = cfg.train.batch_size;
 	if (rc == SFP_OK)
 		rc = sfp_model_create(&m, &cfg.model, NULL, B, &err);

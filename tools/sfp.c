@@ -604,11 +604,7 @@ static int cmd_eval(int argc, char **argv)
 	sfp_error err;
 	sfp_trainer *t = NULL;
 	char path[SFP_CFG_PATH + 64], dir[SFP_CFG_PATH];
-	int rc = sfp_config_load(&cfg, config, &err);
-	for (int i = 0; rc == SFP_OK && i < nsets; i++)
-		rc = sfp_config_set(&cfg, sets[i], &err);
-	if (rc == SFP_OK)
-		rc = sfp_config_validate(&cfg, &err);
+	int rc = sfp_config_load_all(&cfg, config, sets, nsets, &err);
 	snprintf(dir, sizeof dir, "%s", config);
 	char *slash = strrchr(dir, '/');
 	if (slash)

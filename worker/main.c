@@ -128,11 +128,7 @@ int main(int argc, char **argv)
 	static sfp_config cfg;
 	sfp_error err;
 	sfp_trainer *t = NULL;
-	int rc = sfp_config_load(&cfg, config, &err);
-	for (int i = 0; rc == SFP_OK && i < nsets; i++)
-		rc = sfp_config_set(&cfg, sets[i], &err);
-	if (rc == SFP_OK)
-		rc = sfp_config_validate(&cfg, &err);
+	int rc = sfp_config_load_all(&cfg, config, sets, nsets, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp-worker: %s\n", err.msg);
 		return sfp_exit_code(rc);

@@ -179,6 +179,11 @@ int sfp_config_set(sfp_config *cfg, const char *assignment, sfp_error *err);
  * step_every, batch_size > 0, an empty layer list). */
 int sfp_config_validate(const sfp_config *cfg, sfp_error *err);
 
+/* What a command line does: load `path`, apply the `nsets` overrides in
+ * order, validate. */
+int sfp_config_load_all(sfp_config *cfg, const char *path, const char *const *sets, int nsets,
+			sfp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

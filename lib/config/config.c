@@ -776,3 +776,12 @@ int sfp_config_validate(const sfp_config *c, sfp_error *err)
 	}
 	return SFP_OK;
 }
+
+int sfp_config_load_all(sfp_config *cfg, const char *path, const char *const *sets, int nsets,
+			sfp_error *err)
+{
+	SFP_TRY(sfp_config_load(cfg, path, err));
+	for (int i = 0; i < nsets; i++)
+		SFP_TRY(sfp_config_set(cfg, sets[i], err));
+	return sfp_config_validate(cfg, err);
+}
