@@ -41,7 +41,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unu
 CPPFLAGS := -I. -Iinclude -Ilib -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L
 CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing -fopenmp $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN_FLAGS) $(EXTRA_LDFLAGS)
-LDLIBS := -lyaml -lopenblas -lz -lm -ldl -lpthread
+LDLIBS := -lyaml -lz -lm -ldl -lpthread
 
 # Files named *_avx2.c / *_avx512.c hold the SIMD kernels; they are compiled
 # for that ISA and only called after a run-time CPU check.

@@ -21,7 +21,6 @@ libzfp-dev
 libfpzip-dev
 python3
 libyaml-dev
-libopenblas-dev
 openmpi-bin
 libopenmpi-dev
 "

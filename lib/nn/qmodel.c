@@ -69,6 +69,16 @@ static size_t weight_count(const layer *l)
 	return 0;
 }
 
+/* Does layer i's output count as a stored activation? Not the logits, not
+ * a flatten (an alias), not a producer whose next layer is a ReLU in place
+ * over it (the pair stores one tensor: the ReLU's). */
+static int stores_activation(const sfp_model *m, int i)
+{
+	const layer *l = &m->layers[i];
+	return i < m->n - 1 && l->kind != L_FLATTEN &&
+	       !(m->layers[i + 1].inplace && m->layers[i + 1].input == i);
+}
+
 /* The layer that last writes the slice layer i's output lives in. */
 static int owner(const sfp_model *m, int i)
 {
@@ -113,8 +123,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			if (nw > big_t)
 				big_t = nw;
 		}
-		const int stores = (targets & SFP_QTARGET_ACTIVATIONS) && i < m->n - 1 && !(l->kind == L_FLATTEN) &&
-				   !(m->layers[i + 1].inplace && m->layers[i + 1].input == i);
+		const int stores = (targets & SFP_QTARGET_ACTIVATIONS) && stores_activation(m, i);
 		if (stores) {
 			size_t na = (size_t)m->max_batch * sfp_shape_numel(l->out);
 			q->aq[i] = q->nt;
@@ -298,8 +307,7 @@ void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_
 		const layer *l = &m->layers[i];
 		double nw = (double)weight_count(l);
 		double na = (double)m->max_batch * (double)sfp_shape_numel(l->out);
-		int stores = i < m->n - 1 && l->kind != L_FLATTEN &&
-			     !(m->layers[i + 1].inplace && m->layers[i + 1].input == i);
+		const int stores = stores_activation(m, i);
 		if (nw > 0) {
 			const sfp_qtensor *t = q && q->wq[i] >= 0 ? &q->t[q->wq[i]] : NULL;
 			bw += nw * (t ? 1 + sfp_qwidth_pack_bits(&t->e) + sfp_qwidth_pack_bits(&t->m) : 32);
