@@ -23,6 +23,7 @@ python3
 libyaml-dev
 openmpi-bin
 libopenmpi-dev
+libnng-dev
 "
 
 # `--bench` adds the peers that only `make bench` runs (PyTorch is large).

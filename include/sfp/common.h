@@ -29,7 +29,9 @@ typedef enum sfp_err {
 	SFP_ERANGE = -8,       /* value cannot be represented as asked */
 	SFP_EIO = -9,          /* read/write failed (see the message for errno) */
 	SFP_ENOENT = -10,      /* file not found */
-	SFP_EUNSUPPORTED = -11 /* valid input that this build does not handle */
+	SFP_EUNSUPPORTED = -11, /* valid input that this build does not handle */
+	SFP_ETIMEDOUT = -12,    /* a peer did not answer in time */
+	SFP_EPEER = -13         /* a peer failed or closed the connection */
 } sfp_err;
 
 /* Static, lowercase description of an error code; never NULL. */

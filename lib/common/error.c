@@ -21,6 +21,8 @@ const char *sfp_strerror(int err)
 	case SFP_EIO: return "input/output error";
 	case SFP_ENOENT: return "no such file";
 	case SFP_EUNSUPPORTED: return "not supported";
+	case SFP_ETIMEDOUT: return "timed out";
+	case SFP_EPEER: return "peer failed";
 	default: return "unknown error";
 	}
 }
