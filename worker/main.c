@@ -9,12 +9,16 @@
  */
 #include <inttypes.h>
 #include <libgen.h>
+#include <mpi.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sfp/config.h"
 #include "sfp/nn.h"
+#include "sfp/transport.h"
 
 #define SFP_VERSION "0.1.0"
 #define MAX_SETS 256
@@ -62,21 +66,45 @@ static void on_progress(void *user, const sfp_progress *p)
 	if (p->bits_per_value < 32.0f)
 		snprintf(bits, sizeof bits, "  %.2f bits/value (%.2fx)", (double)p->bits_per_value,
 			 32.0 / (double)p->bits_per_value);
+	char wire[64] = "";
+	if (p->wire_bytes_per_step > 0)
+		snprintf(wire, sizeof wire, "  wire %.2f MB/step (%.1fx)",
+			 p->wire_bytes_per_step * 1e-6, p->raw_bytes_per_step / p->wire_bytes_per_step);
 	fprintf(stderr,
 		"epoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64
-		"  loss %.4f  acc %.3f  lr %.3g%s  %.0f samples/s  ETA %s\n",
+		"  loss %.4f  acc %.3f  lr %.3g%s%s  %.0f samples/s  ETA %s\n",
 		p->epoch + 1, c->epochs, p->step, p->total_steps, (double)p->loss,
-		(double)p->train_acc, (double)p->lr, bits, p->samples_per_s, eta);
+		(double)p->train_acc, (double)p->lr, bits, wire, p->samples_per_s, eta);
 }
 
-/* Under mpirun with more than one rank, this worker would silently train N
- * copies: refuse until the distributed worker exists. */
-static int mpi_world_size(void)
+/* Started by an MPI launcher (mpirun, srun)? Then this process is one rank. */
+static int under_mpi_launcher(void)
 {
-	const char *v = getenv("OMPI_COMM_WORLD_SIZE");
-	if (!v)
-		v = getenv("PMI_SIZE");
-	return v ? atoi(v) : 1;
+	return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
+static int g_rank = -1;
+
+/* mpirun stops the other ranks with SIGTERM when one fails: say so. */
+static void on_term(int sig)
+{
+	char msg[160];
+	int n = snprintf(msg, sizeof msg,
+			 "sfp-worker rank %d: stopped by signal %d (the launcher ends the job when "
+			 "a rank fails or is killed)\n",
+			 g_rank, sig);
+	if (n > 0)
+		(void)!write(2, msg, (size_t)n);
+	_exit(1);
+}
+
+/* An MPI job's transport: MPI itself, or nng with endpoints exchanged over MPI. */
+static int open_transport(const sfp_config *cfg, sfp_transport **tr, sfp_error *err)
+{
+	if (!strcmp(cfg->parallel.transport, "nng"))
+		return sfp_error_set(err, SFP_EUNSUPPORTED,
+				     "parallel.transport: nng is not available in this build yet");
+	return sfp_transport_open_mpi(tr, err);
 }
 
 int main(int argc, char **argv)
@@ -118,16 +146,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sfp-worker: --config FILE is required\n%s", usage_text);
 		return EXIT_USAGE;
 	}
-	if (mpi_world_size() > 1) {
-		fprintf(stderr, "sfp-worker: started as one of %d ranks, but this build trains in one "
-				"process only (use mpirun -np 1)\n",
-			mpi_world_size());
-		return EXIT_USAGE;
-	}
 
 	static sfp_config cfg;
 	sfp_error err;
 	sfp_trainer *t = NULL;
+	sfp_transport *tr = NULL;
 	int rc = sfp_config_load_all(&cfg, config, sets, nsets, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp-worker: %s\n", err.msg);
@@ -137,7 +160,18 @@ int main(int argc, char **argv)
 	snprintf(dirbuf, sizeof dirbuf, "%s", config);
 	const char *config_dir = dirname(dirbuf);
 
-	if ((rc = sfp_trainer_create(&t, &cfg, config_dir, &err)) < 0)
+	int mpi = under_mpi_launcher(), world = 1;
+	if (mpi) {
+		MPI_Init(&argc, &argv);
+		MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+		MPI_Comm_size(MPI_COMM_WORLD, &world);
+		signal(SIGTERM, on_term);
+		if (g_rank != 0)
+			quiet = 1;
+		if ((rc = open_transport(&cfg, &tr, &err)) < 0)
+			goto out;
+	}
+	if ((rc = sfp_trainer_create_dist(&t, &cfg, config_dir, tr, &err)) < 0)
 		goto out;
 	if (resume) {
 		char path[SFP_CFG_PATH + 64];
@@ -151,15 +185,34 @@ int main(int argc, char **argv)
 	sfp_model *m = sfp_trainer_model(t);
 	size_t np;
 	sfp_model_params(m, &np);
-	if (!quiet)
-		fprintf(stderr, "model: %d layers, %zu parameters, %.1f MiB of arenas\n",
-			sfp_model_n_layers(m), np, (double)sfp_model_bytes(m) / 1048576.0);
+	if (!quiet) {
+		int stage, replica, stages, replicas;
+		sfp_trainer_topology(t, &stage, &replica, &stages, &replicas);
+		if (world > 1)
+			fprintf(stderr, "job: %d ranks = %d data-parallel replicas x %d pipeline "
+					"stages, transport %s\n",
+				world, replicas, stages, sfp_transport_name(tr));
+		fprintf(stderr, "model%s: %d layers, %zu parameters, %.1f MiB of arenas\n",
+			stages > 1 ? " (stage 0)" : "", sfp_model_n_layers(m), np,
+			(double)sfp_model_bytes(m) / 1048576.0);
+	}
 	progress_ctx pc = {cfg.train.epochs, quiet, 0};
 	sfp_trainer_on_progress(t, on_progress, &pc);
 	rc = sfp_trainer_run(t, &err);
 out:
-	if (rc < 0)
-		fprintf(stderr, "sfp-worker: %s\n", err.msg);
+	if (rc < 0) {
+		if (world > 1)
+			fprintf(stderr, "sfp-worker rank %d: %s\n", g_rank, err.msg);
+		else
+			fprintf(stderr, "sfp-worker: %s\n", err.msg);
+	}
 	sfp_trainer_free(t);
+	if (rc < 0 && world > 1) {
+		/* the other ranks may be waiting on this one: end the job now */
+		MPI_Abort(MPI_COMM_WORLD, sfp_exit_code(rc));
+	}
+	sfp_transport_close(tr);
+	if (mpi)
+		MPI_Finalize();
 	return rc < 0 ? sfp_exit_code(rc) : EXIT_OK;
 }

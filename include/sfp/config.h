@@ -128,6 +128,14 @@ typedef struct sfp_cfg_bitlength {
 typedef struct sfp_cfg_parallel {
 	int pipeline_stages;          /* default 1 */
 	char transport[SFP_CFG_NAME]; /* "mpi" (default) or "nng" */
+	int micro_batches;            /* per replica batch with stages > 1 (0: 2 x stages) */
+	int grad_e, grad_m;           /* gradient containers on the wire (default 8, 23: lossless) */
+	int grad_gecko;               /* Gecko on gradient exponents (default off) */
+	int error_feedback;           /* carry gradient rounding into the next step (default on) */
+	char allreduce[SFP_CFG_NAME]; /* "ring" (default) or "allgather" */
+	float timeout_s;              /* a peer silent this long has failed (default 60) */
+	char nng_endpoint[SFP_CFG_NAME]; /* nng: "tcp" (default, host name + port) or "ipc" */
+	int nng_port;                 /* nng tcp: base port, + local rank (default 23700) */
 } sfp_cfg_parallel;
 
 typedef struct sfp_cfg_daemon {

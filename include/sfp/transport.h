@@ -32,6 +32,16 @@ extern "C" {
 
 typedef struct sfp_transport sfp_transport;
 
+/* Part k of n items split into `parts` near-equal parts (the first n % parts
+ * get one more): how batches split over replicas and micro-batches, and
+ * tensors over the members of a ring. */
+static inline void sfp_split(size_t n, int parts, int k, size_t *off, size_t *len)
+{
+	size_t base = n / (size_t)parts, extra = n % (size_t)parts, kk = (size_t)k;
+	*off = kk * base + (kk < extra ? kk : extra);
+	*len = base + (kk < extra ? 1 : 0);
+}
+
 /* What a backend implements. All calls are made from one thread. */
 typedef struct sfp_transport_ops {
 	const char *name;

@@ -39,6 +39,8 @@ static const char *const schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const policies[] = {"fixed", "quantum", "bitwave", NULL};
 static const char *const targets[] = {"weights", "activations", "gradients", NULL};
 static const char *const transports[] = {"mpi", "nng", NULL};
+static const char *const allreduces[] = {"ring", "allgather", NULL};
+static const char *const nng_schemes[] = {"tcp", "ipc", NULL};
 
 #define F(field) offsetof(sfp_config, field)
 #define STR(path, field) {path, K_STR, F(field), 0, 0, sizeof(((sfp_config *)0)->field), NULL}
@@ -85,6 +87,15 @@ static const key_desc keys[] = {
 	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL},
 	{"parallel.pipeline_stages", K_INT, F(parallel.pipeline_stages), 1, 4096, 0, NULL},
 	ENUM("parallel.transport", parallel.transport, transports),
+	{"parallel.micro_batches", K_INT, F(parallel.micro_batches), 0, 65536, 0, NULL},
+	{"parallel.grad_e", K_INT, F(parallel.grad_e), 1, 8, 0, NULL},
+	{"parallel.grad_m", K_INT, F(parallel.grad_m), 0, 23, 0, NULL},
+	{"parallel.grad_gecko", K_BOOL, F(parallel.grad_gecko), 0, 1, 0, NULL},
+	{"parallel.error_feedback", K_BOOL, F(parallel.error_feedback), 0, 1, 0, NULL},
+	ENUM("parallel.allreduce", parallel.allreduce, allreduces),
+	{"parallel.timeout_s", K_FLOAT, F(parallel.timeout_s), 0, 1e6, 0, NULL},
+	ENUM("parallel.nng_endpoint", parallel.nng_endpoint, nng_schemes),
+	{"parallel.nng_port", K_INT, F(parallel.nng_port), 1, 65535, 0, NULL},
 	STR("daemon.address", daemon.address),
 	STR("daemon.token", daemon.token),
 	STR("log.metrics", log.metrics),
@@ -559,6 +570,13 @@ void sfp_config_defaults(sfp_config *c)
 	c->bitlength.e_min = 3;
 	c->parallel.pipeline_stages = 1;
 	snprintf(c->parallel.transport, sizeof c->parallel.transport, "mpi");
+	c->parallel.grad_e = 8;
+	c->parallel.grad_m = 23;
+	c->parallel.error_feedback = 1;
+	snprintf(c->parallel.allreduce, sizeof c->parallel.allreduce, "ring");
+	c->parallel.timeout_s = 60.0f;
+	snprintf(c->parallel.nng_endpoint, sizeof c->parallel.nng_endpoint, "tcp");
+	c->parallel.nng_port = 23700;
 	c->log.every = 50;
 	c->checkpoint.keep = 2;
 }

@@ -24,8 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "sfp/nn.h"
-#include "sfp/quant.h"
+#include "nn/train_internal.h"
 
 #define CKPT_MAGIC "SFPK"
 #define CKPT_VERSION 1u
@@ -46,25 +45,6 @@ typedef struct ckpt_header {
 	uint32_t header_crc;
 } ckpt_header;
 static_assert(sizeof(ckpt_header) == 72, "checkpoint header layout");
-
-struct sfp_trainer {
-	sfp_config cfg;
-	sfp_model *model;
-	sfp_optim *opt;
-	sfp_dataset train, test;
-	uint32_t *order;
-	int64_t order_epoch;
-	float *bx;
-	uint8_t *by;
-	int64_t step, steps_per_epoch, total_steps;
-	FILE *metrics;
-	sfp_progress_fn on_progress;
-	void *user;
-	int policy;          /* enum sfp_qpolicy */
-	sfp_bitwave bw;      /* policy BITWAVE */
-	float *extra;        /* checkpointed state beyond the arenas: widths, BitWave */
-	size_t nextra;
-};
 
 /* Widths (n_e, n_m per tensor), then for BitWave its averages (as raw
  * double bits), step count and widths: all in one float array so a
@@ -205,6 +185,7 @@ void sfp_trainer_free(sfp_trainer *t)
 	sfp_optim_free(t->opt);
 	sfp_dataset_release(&t->train);
 	sfp_dataset_release(&t->test);
+	sfp_dist_free(t->dist);
 	free(t->order);
 	free(t->extra);
 	free(t->bx);
@@ -214,11 +195,26 @@ void sfp_trainer_free(sfp_trainer *t)
 	free(t);
 }
 
+static int cfg_input_numel(const sfp_cfg_model *c)
+{
+	int n = 1;
+	for (int i = 0; i < c->input_ndim; i++)
+		n *= c->input[i];
+	return n;
+}
+
 int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
 		       sfp_error *err)
 {
+	return sfp_trainer_create_dist(out, cfg, config_dir, NULL, err);
+}
+
+int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
+			    sfp_transport *tr, sfp_error *err)
+{
 	*out = NULL;
 	int rc;
+	sfp_cfg_model *stage_cfg = NULL;
 	sfp_trainer *t = calloc(1, sizeof *t);
 	if (!t)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
@@ -228,26 +224,47 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 		rc = sfp_error_set(err, SFP_EINVAL, "train.batch_size must be positive");
 		goto out;
 	}
-	if ((rc = sfp_model_create(&t->model, &cfg->model, config_dir, B, err)) < 0 ||
+	/* a distributed rank builds its stage only, for its share of a batch */
+	const sfp_cfg_model *mcfg = &cfg->model;
+	int max_batch = B;
+	if (tr && sfp_transport_size(tr) > 1) {
+		if (!(stage_cfg = malloc(sizeof *stage_cfg))) {
+			rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = sfp_dist_create(t, tr, &cfg->model, config_dir, stage_cfg, &max_batch,
+					  err)) < 0)
+			goto out;
+		mcfg = stage_cfg;
+	}
+	const sfp_dist *d = t->dist;
+	const int is_last = !d || d->stage == d->stages - 1;
+	if ((rc = sfp_model_create_ex(&t->model, mcfg, config_dir, max_batch,
+				      is_last ? 0 : SFP_MODEL_STAGE, err)) < 0 ||
 	    (rc = sfp_model_set_threads(t->model, cfg->train.threads > 0 ? cfg->train.threads : 1,
 					err)) < 0)
 		goto out;
+	if (d && d->stage > 0)
+		sfp_model_want_input_grad(t->model, 1);
+	if (!is_last)
+		sfp_model_set_output_stored(t->model, 1);
 	if ((rc = sfp_dataset_load(&t->train, &t->test, &cfg->data, err)) < 0)
 		goto out;
-	sfp_shape in = sfp_model_input_shape(t->model);
-	if (sfp_shape_numel(in) != sfp_shape_numel(t->train.shape)) {
+	if ((size_t)cfg_input_numel(&cfg->model) != sfp_shape_numel(t->train.shape)) {
 		rc = sfp_error_set(err, SFP_EINVAL,
-				   "model.input has %zu values per sample but the data has %zu",
-				   sfp_shape_numel(in), sfp_shape_numel(t->train.shape));
+				   "model.input has %d values per sample but the data has %zu",
+				   cfg_input_numel(&cfg->model), sfp_shape_numel(t->train.shape));
 		goto out;
 	}
-	if (sfp_model_classes(t->model) != t->train.classes) {
+	if (is_last && sfp_model_classes(t->model) != t->train.classes) {
 		rc = sfp_error_set(err, SFP_EINVAL,
 				   "the model outputs %d classes but the data has %d",
 				   sfp_model_classes(t->model), t->train.classes);
 		goto out;
 	}
 	sfp_model_init(t->model, cfg->train.seed);
+	if (d && (rc = sfp_dist_finish_setup(t, config_dir, err)) < 0)
+		goto out;
 	if ((rc = setup_bitlength(t, &cfg->bitlength, err)) < 0)
 		goto out;
 	size_t np;
@@ -255,8 +272,9 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 	if ((rc = sfp_optim_create(&t->opt, &cfg->train.optimizer, np, err)) < 0)
 		goto out;
 	t->order = malloc((size_t)t->train.n * sizeof *t->order);
-	t->bx = malloc((size_t)B * sfp_shape_numel(in) * sizeof(float));
-	t->by = malloc((size_t)B);
+	t->bx = malloc((size_t)max_batch * sfp_shape_numel(sfp_model_input_shape(t->model)) *
+		       sizeof(float));
+	t->by = malloc((size_t)max_batch);
 	if (!t->order || !t->bx || !t->by) {
 		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
 		goto out;
@@ -266,9 +284,10 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 	t->total_steps = (int64_t)cfg->train.epochs * t->steps_per_epoch;
 	if (cfg->train.max_steps > 0 && cfg->train.max_steps < t->total_steps)
 		t->total_steps = cfg->train.max_steps;
-	if (cfg->checkpoint.dir[0] && (rc = make_dirs(cfg->checkpoint.dir, err)) < 0)
+	const int writer = !d || d->rank == 0;
+	if (writer && cfg->checkpoint.dir[0] && (rc = make_dirs(cfg->checkpoint.dir, err)) < 0)
 		goto out;
-	if (cfg->log.metrics[0]) {
+	if (writer && cfg->log.metrics[0]) {
 		t->metrics = fopen(cfg->log.metrics, "a");
 		if (!t->metrics) {
 			rc = sfp_error_set(err, SFP_EIO, "cannot open metrics log '%s': %s",
@@ -280,8 +299,19 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 	t = NULL;
 	rc = SFP_OK;
 out:
+	free(stage_cfg);
 	sfp_trainer_free(t);
 	return rc;
+}
+
+void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *stages,
+			  int *replicas)
+{
+	const sfp_dist *d = t->dist;
+	*stage = d ? d->stage : 0;
+	*replica = d ? d->replica : 0;
+	*stages = d ? d->stages : 1;
+	*replicas = d ? d->replicas : 1;
 }
 
 void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user)
@@ -319,6 +349,10 @@ __attribute__((format(printf, 3, 4))) static int metrics_write(sfp_trainer *t, s
 
 int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 {
+	if (t->dist) {
+		SFP_TRY(sfp_dist_sync_buffers(t, err));
+		return sfp_dist_evaluate(t, acc, loss, err);
+	}
 	const int B = t->cfg.train.batch_size;
 	const size_t per = sfp_shape_numel(t->test.shape);
 	double lsum = 0.0;
@@ -522,6 +556,12 @@ static void prune_checkpoints(const char *dir, int keep)
 
 static int checkpoint_now(sfp_trainer *t, sfp_error *err)
 {
+	if (t->dist) {
+		/* the replicas are equal but for batch-norm statistics */
+		SFP_TRY(sfp_dist_sync_buffers(t, err));
+		if (t->dist->rank != 0)
+			return SFP_OK;
+	}
 	char path[SFP_CFG_PATH + 64];
 	snprintf(path, sizeof path, "%s/ckpt-%" PRId64 ".sfpk", t->cfg.checkpoint.dir, t->step);
 	SFP_TRY(sfp_trainer_save(t, path, err));
@@ -534,7 +574,7 @@ static int checkpoint_now(sfp_trainer *t, sfp_error *err)
 static int log_widths(sfp_trainer *t, sfp_error *err)
 {
 	int k, n = sfp_model_n_qtensors(t->model);
-	if (!n)
+	if (!n || !t->metrics)
 		return SFP_OK;
 	for (k = 0; k < n; k++) {
 		sfp_qtensor_info qi;
@@ -559,6 +599,29 @@ static int log_widths(sfp_trainer *t, sfp_error *err)
 			     t->step, (bw + ba) / nv, cw ? bw / cw : 0.0, ca ? ba / ca : 0.0,
 			     32.0 * nv / (bw + ba), (pw + pa) / nv, 32.0 * nv / (pw + pa),
 			     (gw + ga) / nv, 32.0 * nv / (gw + ga));
+}
+
+/* One communication record per tensor kind that moved: per-step means over
+ * the interval, summed over every rank. */
+static int log_traffic(sfp_trainer *t, const sfp_wire_stats *ws, int64_t steps, sfp_error *err)
+{
+	static const char *const kinds[WIRE_KINDS] = {"gradients", "activations",
+						      "activation_gradients"};
+	for (int k = 0; k < WIRE_KINDS; k++) {
+		const sfp_wire_stats *w = &ws[k];
+		if (!w->messages)
+			continue;
+		const double s = (double)steps;
+		SFP_TRY(metrics_write(t, err,
+				      "{\"step\":%" PRId64 ",\"kind\":\"%s\",\"raw_bytes\":%.0f,"
+				      "\"wire_bytes\":%.0f,\"messages\":%.1f,\"encode_ms\":%.3f,"
+				      "\"decode_ms\":%.3f,\"comm_ms\":%.3f}",
+				      t->step, kinds[k], (double)w->raw_bytes / s,
+				      (double)w->wire_bytes / s, (double)w->messages / s,
+				      (double)w->encode_ns * 1e-6 / s, (double)w->decode_ns * 1e-6 / s,
+				      (double)w->comm_ns * 1e-6 / s));
+	}
+	return SFP_OK;
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -600,25 +663,38 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 		}
 		const int64_t first = pos * B;
 		const int b = (int)(t->train.n - first < B ? t->train.n - first : B);
-		sfp_dataset_gather(&t->train, t->order + first, b, t->bx, t->by);
 
 		int ok = 0;
-		sfp_model_forward(t->model, t->bx, b, 1, c->train.seed * 0x100000001b3ull + (uint64_t)t->step);
-		float loss = sfp_model_loss(t->model, t->by, b, &ok, 1);
+		float loss;
+		if (t->dist) {
+			double sums[3];
+			SFP_TRY(sfp_dist_step(t, first, b, sums, err));
+			loss = (float)(sums[0] / sums[2]);
+			ok = (int)sums[1];
+		} else {
+			sfp_dataset_gather(&t->train, t->order + first, b, t->bx, t->by);
+			sfp_model_forward(t->model, t->bx, b, SFP_FORWARD_TRAIN,
+					  c->train.seed * 0x100000001b3ull + (uint64_t)t->step);
+			loss = sfp_model_loss(t->model, t->by, b, &ok, 1);
+		}
 		if (!(loss == loss) || loss > 1e30f)
 			return sfp_error_set(err, SFP_ERANGE,
 					     "loss is %g at step %" PRId64
 					     "; lower train.optimizer.lr",
 					     (double)loss, t->step);
-		sfp_model_zero_grad(t->model);
-		sfp_model_backward(t->model, t->bx, b);
+		if (!t->dist) {
+			sfp_model_zero_grad(t->model);
+			sfp_model_backward(t->model, t->bx, b);
+		}
 		float lr = sfp_lr_at(&c->train.optimizer, &c->train.schedule, t->step, t->total_steps);
 		size_t np;
 		float *p = sfp_model_params(t->model, &np);
 		sfp_optim_step(t->opt, p, sfp_model_grads(t->model, NULL), lr, t->step + 1);
-		if (t->policy == SFP_QPOLICY_QUANTUM)
+		if (t->policy == SFP_QPOLICY_QUANTUM) {
 			sfp_model_quant_update(t->model, c->bitlength.lr, c->bitlength.gamma);
-		else if (t->policy == SFP_QPOLICY_BITWAVE && sfp_bitwave_observe(&t->bw, loss) != 0)
+			if (t->dist)
+				SFP_TRY(sfp_dist_sync_widths(t, err));
+		} else if (t->policy == SFP_QPOLICY_BITWAVE && sfp_bitwave_observe(&t->bw, loss) != 0)
 			sfp_model_set_widths(t->model, t->bw.e, t->bw.m);
 		t->step++;
 		done_here++;
@@ -643,6 +719,14 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 					   .bits_per_value = footprint_bits(t),
 					   .samples_per_s = rate,
 					   .eta_s = eta};
+			sfp_wire_stats ws[WIRE_KINDS];
+			if (t->dist) {
+				SFP_TRY(sfp_dist_traffic(t, ws, err));
+				for (int k = 0; k < WIRE_KINDS; k++) {
+					pr.wire_bytes_per_step += (double)ws[k].wire_bytes / iv_steps;
+					pr.raw_bytes_per_step += (double)ws[k].raw_bytes / iv_steps;
+				}
+			}
 			if (t->on_progress)
 				t->on_progress(t->user, &pr);
 			SFP_TRY(metrics_write(t, err,
@@ -650,6 +734,8 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 					      ",\"loss\":%.6f,\"train_acc\":%.6f,\"lr\":%.6g,"
 					      "\"samples_per_s\":%.1f}",
 					      t->step, epoch, pr.loss, pr.train_acc, lr, rate));
+			if (t->dist)
+				SFP_TRY(log_traffic(t, ws, iv_steps, err));
 			SFP_TRY(log_widths(t, err));
 			iv_loss = 0.0;
 			iv_ok = iv_n = iv_steps = 0;

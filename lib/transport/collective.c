@@ -1,0 +1,346 @@
+/*
+ * collective.c -- reductions and tensor messages over a transport, with the
+ * tensors encoded as containers on the wire.
+ *
+ * Two all-reduce schemes (docs/distributed.md compares them):
+ *
+ *   RING       reduce-scatter then all-gather over D chunks. In the
+ *              reduce-scatter each hop encodes a partial sum, the next rank
+ *              decodes it and adds its own chunk; the rank that finishes a
+ *              chunk encodes it once and the all-gather forwards those bytes
+ *              unchanged. Each rank sends 2 (D-1)/D of the tensor. With lossy
+ *              widths every hop rounds again (D quantizations of a sum).
+ *   ALLGATHER  every rank encodes its whole tensor once; the encodings go
+ *              round the ring and every rank decodes and sums them in rank
+ *              order. Each rank sends (D-1) tensors, but every contribution
+ *              is rounded exactly once, which is what error feedback needs.
+ *
+ * Either way every member ends with the same bits: the final values are
+ * decoded from the same bytes (RING) or summed in the same order
+ * (ALLGATHER). Error feedback adds the residual of the previous call before
+ * encoding and keeps what this encoding dropped (exact for ALLGATHER; for
+ * RING it covers the first rounding only).
+ *
+ * A received container is validated like any input (sfp_decode checks the
+ * header, its CRC32C and the payload's); a bad one is an error naming the
+ * sender, and nothing of it is used.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sfp/transport.h"
+
+enum {
+	TAG_RING = SFP_TAG_USER_MAX + 1,
+	TAG_GATHER = SFP_TAG_USER_MAX + 2,
+	TAG_F64 = SFP_TAG_USER_MAX + 3,
+	TAG_BCAST = SFP_TAG_USER_MAX + 4
+};
+
+struct sfp_collective {
+	sfp_transport *t;
+	sfp_codec *codec;
+	uint8_t *sbuf, *rbuf; /* one encoded message each */
+	size_t scap, rcap;
+	uint8_t **gather;     /* ALLGATHER: every member's encoding */
+	size_t *glen, *gcap;
+	int ngather;
+	float *tmp;           /* decoded values */
+	size_t tmp_cap;
+};
+
+static int grow(void *pp, size_t *cap, size_t need, size_t elem, sfp_error *err)
+{
+	void **p = pp;
+	if (*cap >= need)
+		return SFP_OK;
+	size_t n = need + need / 4;
+	void *q = realloc(*p, n * elem);
+	if (!q)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory (%zu bytes for a message)", n * elem);
+	*p = q;
+	*cap = n;
+	return SFP_OK;
+}
+
+int sfp_collective_create(sfp_collective **out, sfp_transport *t, sfp_error *err)
+{
+	*out = NULL;
+	sfp_collective *c = calloc(1, sizeof *c);
+	if (!c || !(c->codec = sfp_codec_create())) {
+		free(c);
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	}
+	c->t = t;
+	*out = c;
+	return SFP_OK;
+}
+
+void sfp_collective_free(sfp_collective *c)
+{
+	if (!c)
+		return;
+	sfp_codec_free(c->codec);
+	free(c->sbuf);
+	free(c->rbuf);
+	for (int i = 0; i < c->ngather; i++)
+		free(c->gather[i]);
+	free(c->gather);
+	free(c->glen);
+	free(c->gcap);
+	free(c->tmp);
+	free(c);
+}
+
+static int check_group(const sfp_collective *c, const sfp_group *g, sfp_error *err)
+{
+	if (g->n < 1 || g->n > SFP_MAX_RANKS || g->me < 0 || g->me >= g->n ||
+	    g->ranks[g->me] != sfp_transport_rank(c->t))
+		return sfp_error_set(err, SFP_EINVAL, "collective: rank %d is not member %d of its group",
+				     sfp_transport_rank(c->t), g->me);
+	return SFP_OK;
+}
+
+/* Encode x[0..n) into *buf (grown as needed); *len is the container size. */
+static int encode(sfp_collective *c, uint8_t **buf, size_t *cap, size_t *len, const float *x,
+		  size_t n, const sfp_params *p, sfp_wire_stats *st, sfp_error *err)
+{
+	SFP_TRY(grow(buf, cap, sfp_encode_bound(n, 1), 1, err));
+	uint64_t shape = n, t0 = sfp_clock_ns();
+	int rc = sfp_encode(c->codec, *buf, *cap, len, x, n, &shape, 1, p, err);
+	st->encode_ns += sfp_clock_ns() - t0;
+	return rc;
+}
+
+/* Decode a message from world rank `from` that must hold exactly n values. */
+static int decode(sfp_collective *c, float *x, size_t n, const uint8_t *buf, size_t len, int from,
+		  sfp_wire_stats *st, sfp_error *err)
+{
+	uint64_t t0 = sfp_clock_ns();
+	sfp_info info;
+	sfp_error e2;
+	int rc = sfp_decode(c->codec, x, n, buf, len, &info, &e2);
+	if (rc == SFP_OK && info.count != n)
+		rc = sfp_error_set(&e2, SFP_ECORRUPT, "%" PRIu64 " values where %zu were expected",
+				   info.count, n);
+	st->decode_ns += sfp_clock_ns() - t0;
+	if (rc < 0)
+		return sfp_error_set(err, rc, "rank %d: bad tensor message from rank %d: %s",
+				     sfp_transport_rank(c->t), from, e2.msg);
+	return SFP_OK;
+}
+
+static int xchg(sfp_collective *c, int to, const void *s, size_t slen, int from, void *r,
+		size_t rcap, size_t *rlen, int tag, size_t raw, sfp_wire_stats *st, sfp_error *err)
+{
+	uint64_t t0 = sfp_clock_ns();
+	int rc = sfp_transport_sendrecv(c->t, to, s, slen, from, r, rcap, rlen, tag, err);
+	st->comm_ns += sfp_clock_ns() - t0;
+	st->wire_bytes += slen;
+	st->raw_bytes += raw;
+	st->messages++;
+	return rc;
+}
+
+static int ring(sfp_collective *c, const sfp_group *g, float *x, size_t n, const sfp_params *p,
+		sfp_wire_stats *st, sfp_error *err)
+{
+	const int d = g->n, me = g->me;
+	const int next = g->ranks[(me + 1) % d], prev = g->ranks[(me + d - 1) % d];
+	size_t maxlen = n / (size_t)d + 1, slen, rlen, off, len;
+	SFP_TRY(grow(&c->rbuf, &c->rcap, sfp_encode_bound(maxlen, 1), 1, err));
+	SFP_TRY(grow(&c->tmp, &c->tmp_cap, maxlen, sizeof(float), err));
+	/* reduce-scatter: after step s, chunk (me - s - 1) holds s + 2 terms */
+	for (int s = 0; s < d - 1; s++) {
+		int ks = ((me - s) % d + d) % d, kr = ((me - s - 1) % d + d) % d;
+		sfp_split(n, d, ks, &off, &len);
+		SFP_TRY(encode(c, &c->sbuf, &c->scap, &slen, x + off, len, p, st, err));
+		SFP_TRY(xchg(c, next, c->sbuf, slen, prev, c->rbuf, c->rcap, &rlen, TAG_RING,
+			     len * sizeof(float), st, err));
+		sfp_split(n, d, kr, &off, &len);
+		SFP_TRY(decode(c, c->tmp, len, c->rbuf, rlen, prev, st, err));
+		for (size_t i = 0; i < len; i++)
+			x[off + i] += c->tmp[i];
+	}
+	/* all-gather: this rank finished chunk me + 1; its bytes travel unchanged */
+	int own = (me + 1) % d;
+	sfp_split(n, d, own, &off, &len);
+	SFP_TRY(encode(c, &c->sbuf, &c->scap, &slen, x + off, len, p, st, err));
+	SFP_TRY(decode(c, x + off, len, c->sbuf, slen, sfp_transport_rank(c->t), st, err));
+	for (int s = 0; s < d - 1; s++) {
+		int ks = ((own - s) % d + d) % d, kr = ((own - s - 1) % d + d) % d;
+		sfp_split(n, d, ks, &off, &len);
+		size_t raw = len * sizeof(float);
+		sfp_split(n, d, kr, &off, &len);
+		SFP_TRY(xchg(c, next, c->sbuf, slen, prev, c->rbuf, c->rcap, &rlen, TAG_RING, raw,
+			     st, err));
+		SFP_TRY(decode(c, x + off, len, c->rbuf, rlen, prev, st, err));
+		/* forward what arrived: swap the buffers */
+		uint8_t *b = c->sbuf;
+		size_t cap = c->scap;
+		c->sbuf = c->rbuf;
+		c->scap = c->rcap;
+		c->rbuf = b;
+		c->rcap = cap;
+		slen = rlen;
+	}
+	return SFP_OK;
+}
+
+static int ensure_gather(sfp_collective *c, int d, sfp_error *err)
+{
+	if (c->ngather >= d)
+		return SFP_OK;
+	uint8_t **g = realloc(c->gather, (size_t)d * sizeof *g);
+	if (!g)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	c->gather = g;
+	size_t *l = realloc(c->glen, (size_t)d * sizeof *l), *k;
+	if (!l)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	c->glen = l;
+	if (!(k = realloc(c->gcap, (size_t)d * sizeof *k)))
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	c->gcap = k;
+	for (int i = c->ngather; i < d; i++) {
+		c->gather[i] = NULL;
+		c->gcap[i] = c->glen[i] = 0;
+	}
+	c->ngather = d;
+	return SFP_OK;
+}
+
+static int allgather(sfp_collective *c, const sfp_group *g, float *x, size_t n,
+		     const sfp_params *p, sfp_wire_stats *st, sfp_error *err)
+{
+	const int d = g->n, me = g->me;
+	const int next = g->ranks[(me + 1) % d], prev = g->ranks[(me + d - 1) % d];
+	SFP_TRY(ensure_gather(c, d, err));
+	const size_t bound = sfp_encode_bound(n, 1);
+	for (int k = 0; k < d; k++)
+		SFP_TRY(grow(&c->gather[k], &c->gcap[k], bound, 1, err));
+	SFP_TRY(encode(c, &c->gather[me], &c->gcap[me], &c->glen[me], x, n, p, st, err));
+	for (int s = 0; s < d - 1; s++) {
+		int ks = ((me - s) % d + d) % d, kr = ((me - s - 1) % d + d) % d;
+		SFP_TRY(xchg(c, next, c->gather[ks], c->glen[ks], prev, c->gather[kr], c->gcap[kr],
+			     &c->glen[kr], TAG_GATHER, n * sizeof(float), st, err));
+	}
+	SFP_TRY(grow(&c->tmp, &c->tmp_cap, n, sizeof(float), err));
+	for (int k = 0; k < d; k++) {
+		float *dst = k == 0 ? x : c->tmp;
+		SFP_TRY(decode(c, dst, n, c->gather[k], c->glen[k], g->ranks[k], st, err));
+		if (k > 0)
+			for (size_t i = 0; i < n; i++)
+				x[i] += c->tmp[i];
+	}
+	return SFP_OK;
+}
+
+int sfp_allreduce(sfp_collective *c, const sfp_group *g, float *x, size_t n,
+		  const sfp_wire_cfg *w, float *residual, sfp_wire_stats *st, sfp_error *err)
+{
+	SFP_TRY(check_group(c, g, err));
+	SFP_TRY(sfp_params_check(&w->params, err));
+	if (g->n == 1 || n == 0)
+		return SFP_OK;
+	const int lossless = w->params.e >= 8 && w->params.m >= 23;
+	if (w->error_feedback && residual && !lossless) {
+		/* y = x + r; x = Q(y); r = y - Q(y) */
+		SFP_TRY(grow(&c->tmp, &c->tmp_cap, n, sizeof(float), err));
+		for (size_t i = 0; i < n; i++)
+			x[i] += residual[i];
+		uint64_t t0 = sfp_clock_ns();
+		int rc = sfp_quantize(c->codec, c->tmp, x, n, &w->params, err);
+		st->encode_ns += sfp_clock_ns() - t0;
+		SFP_TRY(rc);
+		for (size_t i = 0; i < n; i++) {
+			residual[i] = x[i] - c->tmp[i];
+			x[i] = c->tmp[i];
+		}
+	}
+	if (w->algo == SFP_ALLREDUCE_ALLGATHER)
+		return allgather(c, g, x, n, &w->params, st, err);
+	return ring(c, g, x, n, &w->params, st, err);
+}
+
+int sfp_allreduce_f64(sfp_collective *c, const sfp_group *g, double *x, int n, sfp_error *err)
+{
+	SFP_TRY(check_group(c, g, err));
+	const int d = g->n, me = g->me;
+	if (d == 1 || n <= 0)
+		return SFP_OK;
+	const int next = g->ranks[(me + 1) % d], prev = g->ranks[(me + d - 1) % d];
+	const size_t bytes = (size_t)n * sizeof(double);
+	double *all = malloc((size_t)d * bytes);
+	if (!all)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	memcpy(all + (size_t)me * n, x, bytes);
+	int rc = SFP_OK;
+	for (int s = 0; s < d - 1 && rc == SFP_OK; s++) {
+		int ks = ((me - s) % d + d) % d, kr = ((me - s - 1) % d + d) % d;
+		size_t len = 0;
+		rc = sfp_transport_sendrecv(c->t, next, all + (size_t)ks * n, bytes, prev,
+					    all + (size_t)kr * n, bytes, &len, TAG_F64, err);
+		if (rc == SFP_OK && len != bytes)
+			rc = sfp_error_set(err, SFP_ECORRUPT, "rank %d: %zu bytes of sums from rank %d, expected %zu",
+					   sfp_transport_rank(c->t), len, prev, bytes);
+	}
+	if (rc == SFP_OK)
+		for (int i = 0; i < n; i++) {
+			double s = 0.0;
+			for (int k = 0; k < d; k++)
+				s += all[(size_t)k * n + i];
+			x[i] = s;
+		}
+	free(all);
+	return rc;
+}
+
+int sfp_broadcast(sfp_collective *c, const sfp_group *g, int root, void *x, size_t n,
+		  sfp_error *err)
+{
+	SFP_TRY(check_group(c, g, err));
+	const int d = g->n, me = g->me;
+	if (root < 0 || root >= d)
+		return sfp_error_set(err, SFP_EINVAL, "broadcast: root %d of %d", root, d);
+	if (d == 1)
+		return SFP_OK;
+	const int next = (me + 1) % d, prev = (me + d - 1) % d;
+	if (me != root) {
+		size_t len = 0;
+		SFP_TRY(sfp_transport_recv(c->t, g->ranks[prev], TAG_BCAST, x, n, &len, err));
+		if (len != n)
+			return sfp_error_set(err, SFP_ECORRUPT, "rank %d: broadcast of %zu bytes, expected %zu",
+					     sfp_transport_rank(c->t), len, n);
+	}
+	if (next != root)
+		SFP_TRY(sfp_transport_send(c->t, g->ranks[next], TAG_BCAST, x, n, err));
+	return SFP_OK;
+}
+
+int sfp_send_tensor(sfp_collective *c, int peer, int tag, const float *x, size_t n,
+		    const sfp_params *p, sfp_wire_stats *st, sfp_error *err)
+{
+	size_t len;
+	SFP_TRY(encode(c, &c->sbuf, &c->scap, &len, x, n, p, st, err));
+	uint64_t t0 = sfp_clock_ns();
+	int rc = sfp_transport_send(c->t, peer, tag, c->sbuf, len, err);
+	st->comm_ns += sfp_clock_ns() - t0;
+	st->wire_bytes += len;
+	st->raw_bytes += n * sizeof(float);
+	st->messages++;
+	return rc;
+}
+
+int sfp_recv_tensor(sfp_collective *c, int peer, int tag, float *x, size_t n,
+		    sfp_wire_stats *st, sfp_error *err)
+{
+	size_t len = 0;
+	SFP_TRY(grow(&c->rbuf, &c->rcap, sfp_encode_bound(n, 1), 1, err));
+	uint64_t t0 = sfp_clock_ns();
+	int rc = sfp_transport_recv(c->t, peer, tag, c->rbuf, c->rcap, &len, err);
+	st->comm_ns += sfp_clock_ns() - t0;
+	SFP_TRY(rc);
+	return decode(c, x, n, c->rbuf, len, peer, st, err);
+}
