@@ -119,7 +119,15 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_UTIL_OBJ) $(LIBSFP)
 	@mkdir -p $(@D)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
-tests: $(TEST_BINS) $(BINS) $(PLUGINS)
+# multi-process programs run under real mpirun by tests/cli/dist.sh
+MPI_TEST_SRC := $(sort $(wildcard tests/mpi/*.c))
+MPI_TEST_BINS := $(MPI_TEST_SRC:tests/mpi/%.c=$(BUILD)/tests/mpi/%)
+
+$(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(LIBSFP)
+	@mkdir -p $(@D)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+tests: $(TEST_BINS) $(MPI_TEST_BINS) $(BINS) $(PLUGINS)
 
 # ---- fuzzing (libFuzzer, clang): tests/fuzz/fuzz_<target>.c ------------------
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -184,4 +192,4 @@ clean:
 
 .PHONY: all tests check check-run check-asan demo demo-run bench bench-run fuzz fuzz-build deps clean
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d)

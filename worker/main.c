@@ -8,6 +8,7 @@
  * (including a full disk while writing a checkpoint or the metrics log).
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <libgen.h>
 #include <mpi.h>
 #include <signal.h>
@@ -107,6 +108,23 @@ static int open_transport(const sfp_config *cfg, sfp_transport **tr, sfp_error *
 	return sfp_transport_open_mpi(tr, err);
 }
 
+/* Set-up fails the same way on every rank (a config or layout error) or on
+ * a few (a missing file on one host): either way the ranks agree, the
+ * first failing rank prints why, and all exit with its code -- one message,
+ * no rank left waiting for the others. */
+static int agree_on_setup(int rc, const sfp_error *err)
+{
+	int world, mine[2] = {rc < 0 ? g_rank : INT_MAX, rc}, first[2];
+	MPI_Comm_size(MPI_COMM_WORLD, &world);
+	MPI_Allreduce(mine, first, 1, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD);
+	if (first[0] == INT_MAX)
+		return SFP_OK;
+	if (first[0] == g_rank)
+		fprintf(stderr, "sfp-worker: %s%s\n", err->msg,
+			world > 1 ? " (every rank stops)" : "");
+	return first[1] < 0 ? first[1] : SFP_EINVAL; /* MINLOC carries the failing rank's code */
+}
+
 int main(int argc, char **argv)
 {
 	const char *config = NULL, *resume = NULL;
@@ -171,17 +189,23 @@ int main(int argc, char **argv)
 		if ((rc = open_transport(&cfg, &tr, &err)) < 0)
 			goto out;
 	}
-	if ((rc = sfp_trainer_create_dist(&t, &cfg, config_dir, tr, &err)) < 0)
-		goto out;
-	if (resume) {
-		char path[SFP_CFG_PATH + 64];
-		if ((rc = sfp_checkpoint_resolve(resume, path, sizeof path, &err)) < 0 ||
-		    (rc = sfp_trainer_load(t, path, &err)) < 0)
-			goto out;
-		if (!quiet)
-			fprintf(stderr, "resumed from '%s' at step %" PRId64 "\n", path,
-				sfp_trainer_step(t));
+	rc = sfp_trainer_create_dist(&t, &cfg, config_dir, tr, &err);
+	char path[SFP_CFG_PATH + 64];
+	if (rc == SFP_OK && resume &&
+	    (rc = sfp_checkpoint_resolve(resume, path, sizeof path, &err)) == SFP_OK &&
+	    (rc = sfp_trainer_load(t, path, &err)) == SFP_OK && !quiet)
+		fprintf(stderr, "resumed from '%s' at step %" PRId64 "\n", path, sfp_trainer_step(t));
+	if (world > 1 && (rc = agree_on_setup(rc, &err)) < 0) {
+		/* every rank stops; the first that failed has said why (and the
+		 * launcher's SIGTERM to the others needs no second message) */
+		signal(SIGTERM, SIG_DFL);
+		sfp_trainer_free(t);
+		sfp_transport_close(tr);
+		MPI_Finalize();
+		return sfp_exit_code(rc);
 	}
+	if (rc < 0)
+		goto out;
 	sfp_model *m = sfp_trainer_model(t);
 	size_t np;
 	sfp_model_params(m, &np);

@@ -39,7 +39,7 @@ static const char *const schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const policies[] = {"fixed", "quantum", "bitwave", NULL};
 static const char *const targets[] = {"weights", "activations", "gradients", NULL};
 static const char *const transports[] = {"mpi", "nng", NULL};
-static const char *const allreduces[] = {"ring", "allgather", NULL};
+static const char *const allreduces[] = {"auto", "ring", "allgather", NULL};
 static const char *const nng_schemes[] = {"tcp", "ipc", NULL};
 
 #define F(field) offsetof(sfp_config, field)
@@ -573,7 +573,7 @@ void sfp_config_defaults(sfp_config *c)
 	c->parallel.grad_e = 8;
 	c->parallel.grad_m = 23;
 	c->parallel.error_feedback = 1;
-	snprintf(c->parallel.allreduce, sizeof c->parallel.allreduce, "ring");
+	snprintf(c->parallel.allreduce, sizeof c->parallel.allreduce, "auto");
 	c->parallel.timeout_s = 60.0f;
 	snprintf(c->parallel.nng_endpoint, sizeof c->parallel.nng_endpoint, "tcp");
 	c->parallel.nng_port = 23700;

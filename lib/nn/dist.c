@@ -197,8 +197,14 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 
 	sfp_params_init(&d->gwire.params, (unsigned)pc->grad_e, (unsigned)pc->grad_m);
 	d->gwire.params.gecko = pc->grad_gecko;
-	d->gwire.algo = !strcmp(pc->allreduce, "allgather") ? SFP_ALLREDUCE_ALLGATHER
-							      : SFP_ALLREDUCE_RING;
+	/* auto: the ring sends least; when the widths are lossy, all-gather
+	 * rounds each replica's gradient once, so error feedback is exact
+	 * (docs/distributed.md measures both) */
+	const int lossless = pc->grad_e >= 8 && pc->grad_m >= 23;
+	if (!strcmp(pc->allreduce, "ring") || (!strcmp(pc->allreduce, "auto") && lossless))
+		d->gwire.algo = SFP_ALLREDUCE_RING;
+	else
+		d->gwire.algo = SFP_ALLREDUCE_ALLGATHER;
 	d->gwire.error_feedback = pc->error_feedback;
 	d->agrad = d->gwire.params;
 
@@ -429,20 +435,21 @@ int sfp_dist_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 	sfp_split((size_t)t->test.n, d->replicas, d->replica, &off, &len);
 	sfp_params ap;
 	act_params(t, &ap);
+	sfp_wire_stats ev = {0}; /* not training traffic: kept out of the per-step records */
 	double s[3] = {0.0, 0.0, 0.0};
 	for (size_t i = 0; i < len; i += (size_t)bs) {
 		int b = (int)(len - i < (size_t)bs ? len - i : (size_t)bs);
 		const float *x = t->test.x + (off + i) * in_n;
 		if (!is_first) {
 			SFP_TRY(sfp_recv_tensor(d->coll, d->rank - 1, TAG_EVAL, d->mbx, (size_t)b * in_n,
-						&d->ws[WIRE_ACTS], err));
+						&ev, err));
 			x = d->mbx;
 		}
 		sfp_model_forward(m, x, b, SFP_FORWARD_EVAL, 0);
 		if (!is_last) {
 			SFP_TRY(sfp_send_tensor(d->coll, d->rank + 1, TAG_EVAL,
 						sfp_model_activation(m, sfp_model_n_layers(m) - 1),
-						(size_t)b * out_n, &ap, &d->ws[WIRE_ACTS], err));
+						(size_t)b * out_n, &ap, &ev, err));
 			continue;
 		}
 		int c = 0;
