@@ -132,7 +132,9 @@ typedef struct sfp_cfg_parallel {
 	int grad_e, grad_m;           /* gradient containers on the wire (default 8, 23: lossless) */
 	int grad_gecko;               /* Gecko on gradient exponents (default off) */
 	int error_feedback;           /* carry gradient rounding into the next step (default on) */
-	char allreduce[SFP_CFG_NAME]; /* "auto" (default: ring lossless, else allgather), "ring", "allgather" */
+	char allreduce[SFP_CFG_NAME]; /* "auto" (ring when lossless, else allgather), "ring",
+					 "allgather", "native" (MPI_Allreduce, float32: the baseline) */
+	char grad_cast[SFP_CFG_NAME]; /* "none" (containers), "fp16", "bf16": plain casts (peers) */
 	float timeout_s;              /* a peer silent this long has failed (default 60) */
 	char nng_endpoint[SFP_CFG_NAME]; /* nng: "tcp" (default, host name + port) or "ipc" */
 	int nng_port;                 /* nng tcp: base port, + local rank (default 23700) */

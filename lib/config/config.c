@@ -39,7 +39,8 @@ static const char *const schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const policies[] = {"fixed", "quantum", "bitwave", NULL};
 static const char *const targets[] = {"weights", "activations", "gradients", NULL};
 static const char *const transports[] = {"mpi", "nng", NULL};
-static const char *const allreduces[] = {"auto", "ring", "allgather", NULL};
+static const char *const allreduces[] = {"auto", "ring", "allgather", "native", NULL};
+static const char *const casts[] = {"none", "fp16", "bf16", NULL};
 static const char *const nng_schemes[] = {"tcp", "ipc", NULL};
 
 #define F(field) offsetof(sfp_config, field)
@@ -93,6 +94,7 @@ static const key_desc keys[] = {
 	{"parallel.grad_gecko", K_BOOL, F(parallel.grad_gecko), 0, 1, 0, NULL},
 	{"parallel.error_feedback", K_BOOL, F(parallel.error_feedback), 0, 1, 0, NULL},
 	ENUM("parallel.allreduce", parallel.allreduce, allreduces),
+	ENUM("parallel.grad_cast", parallel.grad_cast, casts),
 	{"parallel.timeout_s", K_FLOAT, F(parallel.timeout_s), 0, 1e6, 0, NULL},
 	ENUM("parallel.nng_endpoint", parallel.nng_endpoint, nng_schemes),
 	{"parallel.nng_port", K_INT, F(parallel.nng_port), 1, 65535, 0, NULL},
@@ -574,6 +576,7 @@ void sfp_config_defaults(sfp_config *c)
 	c->parallel.grad_m = 23;
 	c->parallel.error_feedback = 1;
 	snprintf(c->parallel.allreduce, sizeof c->parallel.allreduce, "auto");
+	snprintf(c->parallel.grad_cast, sizeof c->parallel.grad_cast, "none");
 	c->parallel.timeout_s = 60.0f;
 	snprintf(c->parallel.nng_endpoint, sizeof c->parallel.nng_endpoint, "tcp");
 	c->parallel.nng_port = 23700;

@@ -201,7 +201,13 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 	 * rounds each replica's gradient once, so error feedback is exact
 	 * (docs/distributed.md measures both) */
 	const int lossless = pc->grad_e >= 8 && pc->grad_m >= 23;
-	if (!strcmp(pc->allreduce, "ring") || (!strcmp(pc->allreduce, "auto") && lossless))
+	d->gwire.cast = !strcmp(pc->grad_cast, "fp16")   ? SFP_CAST_FP16
+			: !strcmp(pc->grad_cast, "bf16") ? SFP_CAST_BF16
+							 : SFP_CAST_NONE;
+	if (!strcmp(pc->allreduce, "native"))
+		d->gwire.algo = SFP_ALLREDUCE_NATIVE;
+	else if (!strcmp(pc->allreduce, "ring") ||
+		 (!strcmp(pc->allreduce, "auto") && (lossless || d->gwire.cast)))
 		d->gwire.algo = SFP_ALLREDUCE_RING;
 	else
 		d->gwire.algo = SFP_ALLREDUCE_ALLGATHER;
@@ -273,7 +279,8 @@ int sfp_dist_finish_setup(sfp_trainer *t, const char *config_dir, sfp_error *err
 		SFP_TRY(init_stage_params(t, config_dir, err));
 	size_t np;
 	sfp_model_params(t->model, &np);
-	if (d->replicas > 1 && d->gwire.error_feedback &&
+	if (d->replicas > 1 && d->gwire.error_feedback && !d->gwire.cast &&
+	    d->gwire.algo != SFP_ALLREDUCE_NATIVE &&
 	    !(d->gwire.params.e >= 8 && d->gwire.params.m >= 23)) {
 		d->residual = calloc(np ? np : 1, sizeof(float));
 		if (!d->residual)

@@ -102,28 +102,105 @@ static int check_group(const sfp_collective *c, const sfp_group *g, sfp_error *e
 	return SFP_OK;
 }
 
-/* Encode x[0..n) into *buf (grown as needed); *len is the container size. */
+/* ---- 16-bit casts (the peers) ----------------------------------------- */
+uint16_t sfp_f32_to_f16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+	const uint32_t ax = x & 0x7fffffffu;
+	if (ax > 0x7f800000u)
+		return sign | 0x7e00u; /* NaN */
+	if (ax >= 0x477ff000u)
+		return sign | 0x7c00u; /* >= 65520 rounds to infinity */
+	if (ax >= 0x38800000u)         /* normal: re-bias, round 13 bits away */
+		return sign | (uint16_t)((ax - (112u << 23) + 0xfffu + ((ax >> 13) & 1u)) >> 13);
+	if (ax < 0x33000000u)          /* below half the smallest subnormal */
+		return sign;
+	const uint32_t mant = (ax & 0x7fffffu) | 0x800000u, shift = 126u - (ax >> 23);
+	uint32_t q = mant >> shift;
+	const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+	if (rem > half || (rem == half && (q & 1u)))
+		q++;
+	return sign | (uint16_t)q;
+}
+
+float sfp_f16_to_f32(uint16_t h)
+{
+	const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+	uint32_t x;
+	if (e == 0) {
+		float v = (float)m * 0x1p-24f;
+		return sign ? -v : v;
+	}
+	x = sign | (e == 31 ? 0x7f800000u : (e + 112u) << 23) | (m << 13);
+	float f;
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+uint16_t sfp_f32_to_bf16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	if ((x & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((x >> 16) | 0x40u); /* NaN stays NaN */
+	return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+float sfp_bf16_to_f32(uint16_t h)
+{
+	uint32_t x = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+/* Encode x[0..n) into *buf (grown as needed): a container, or with a cast
+ * the raw 16-bit values; *len is the message size. */
 static int encode(sfp_collective *c, uint8_t **buf, size_t *cap, size_t *len, const float *x,
-		  size_t n, const sfp_params *p, sfp_wire_stats *st, sfp_error *err)
+		  size_t n, const sfp_params *p, int cast, sfp_wire_stats *st, sfp_error *err)
 {
 	SFP_TRY(grow(buf, cap, sfp_encode_bound(n, 1), 1, err));
 	uint64_t shape = n, t0 = sfp_clock_ns();
-	int rc = sfp_encode(c->codec, *buf, *cap, len, x, n, &shape, 1, p, err);
+	int rc = SFP_OK;
+	if (cast) {
+		uint8_t *o = *buf;
+		for (size_t i = 0; i < n; i++) {
+			uint16_t h = cast == SFP_CAST_FP16 ? sfp_f32_to_f16(x[i]) : sfp_f32_to_bf16(x[i]);
+			o[2 * i] = (uint8_t)h;
+			o[2 * i + 1] = (uint8_t)(h >> 8);
+		}
+		*len = 2 * n;
+	} else {
+		rc = sfp_encode(c->codec, *buf, *cap, len, x, n, &shape, 1, p, err);
+	}
 	st->encode_ns += sfp_clock_ns() - t0;
 	return rc;
 }
 
 /* Decode a message from world rank `from` that must hold exactly n values. */
-static int decode(sfp_collective *c, float *x, size_t n, const uint8_t *buf, size_t len, int from,
-		  sfp_wire_stats *st, sfp_error *err)
+static int decode(sfp_collective *c, float *x, size_t n, const uint8_t *buf, size_t len,
+		  int cast, int from, sfp_wire_stats *st, sfp_error *err)
 {
 	uint64_t t0 = sfp_clock_ns();
 	sfp_info info;
 	sfp_error e2;
-	int rc = sfp_decode(c->codec, x, n, buf, len, &info, &e2);
-	if (rc == SFP_OK && info.count != n)
-		rc = sfp_error_set(&e2, SFP_ECORRUPT, "%" PRIu64 " values where %zu were expected",
-				   info.count, n);
+	int rc = SFP_OK;
+	if (cast) {
+		if (len != 2 * n)
+			rc = sfp_error_set(&e2, SFP_ECORRUPT, "%zu bytes where %zu 16-bit values were expected",
+					   len, n);
+		for (size_t i = 0; rc == SFP_OK && i < n; i++) {
+			uint16_t h = (uint16_t)(buf[2 * i] | buf[2 * i + 1] << 8);
+			x[i] = cast == SFP_CAST_FP16 ? sfp_f16_to_f32(h) : sfp_bf16_to_f32(h);
+		}
+	} else {
+		rc = sfp_decode(c->codec, x, n, buf, len, &info, &e2);
+		if (rc == SFP_OK && info.count != n)
+			rc = sfp_error_set(&e2, SFP_ECORRUPT, "%" PRIu64 " values where %zu were expected",
+					   info.count, n);
+	}
 	st->decode_ns += sfp_clock_ns() - t0;
 	if (rc < 0)
 		return sfp_error_set(err, rc, "rank %d: bad tensor message from rank %d: %s",
@@ -143,9 +220,11 @@ static int xchg(sfp_collective *c, int to, const void *s, size_t slen, int from,
 	return rc;
 }
 
-static int ring(sfp_collective *c, const sfp_group *g, float *x, size_t n, const sfp_params *p,
+static int ring(sfp_collective *c, const sfp_group *g, float *x, size_t n, const sfp_wire_cfg *w,
 		sfp_wire_stats *st, sfp_error *err)
 {
+	const sfp_params *p = &w->params;
+	const int cast = w->cast;
 	const int d = g->n, me = g->me;
 	const int next = g->ranks[(me + 1) % d], prev = g->ranks[(me + d - 1) % d];
 	size_t maxlen = n / (size_t)d + 1, slen, rlen, off, len;
@@ -155,19 +234,19 @@ static int ring(sfp_collective *c, const sfp_group *g, float *x, size_t n, const
 	for (int s = 0; s < d - 1; s++) {
 		int ks = ((me - s) % d + d) % d, kr = ((me - s - 1) % d + d) % d;
 		sfp_split(n, d, ks, &off, &len);
-		SFP_TRY(encode(c, &c->sbuf, &c->scap, &slen, x + off, len, p, st, err));
+		SFP_TRY(encode(c, &c->sbuf, &c->scap, &slen, x + off, len, p, cast, st, err));
 		SFP_TRY(xchg(c, next, c->sbuf, slen, prev, c->rbuf, c->rcap, &rlen, TAG_RING,
 			     len * sizeof(float), st, err));
 		sfp_split(n, d, kr, &off, &len);
-		SFP_TRY(decode(c, c->tmp, len, c->rbuf, rlen, prev, st, err));
+		SFP_TRY(decode(c, c->tmp, len, c->rbuf, rlen, cast, prev, st, err));
 		for (size_t i = 0; i < len; i++)
 			x[off + i] += c->tmp[i];
 	}
 	/* all-gather: this rank finished chunk me + 1; its bytes travel unchanged */
 	int own = (me + 1) % d;
 	sfp_split(n, d, own, &off, &len);
-	SFP_TRY(encode(c, &c->sbuf, &c->scap, &slen, x + off, len, p, st, err));
-	SFP_TRY(decode(c, x + off, len, c->sbuf, slen, sfp_transport_rank(c->t), st, err));
+	SFP_TRY(encode(c, &c->sbuf, &c->scap, &slen, x + off, len, p, cast, st, err));
+	SFP_TRY(decode(c, x + off, len, c->sbuf, slen, cast, sfp_transport_rank(c->t), st, err));
 	for (int s = 0; s < d - 1; s++) {
 		int ks = ((own - s) % d + d) % d, kr = ((own - s - 1) % d + d) % d;
 		sfp_split(n, d, ks, &off, &len);
@@ -175,7 +254,7 @@ static int ring(sfp_collective *c, const sfp_group *g, float *x, size_t n, const
 		sfp_split(n, d, kr, &off, &len);
 		SFP_TRY(xchg(c, next, c->sbuf, slen, prev, c->rbuf, c->rcap, &rlen, TAG_RING, raw,
 			     st, err));
-		SFP_TRY(decode(c, x + off, len, c->rbuf, rlen, prev, st, err));
+		SFP_TRY(decode(c, x + off, len, c->rbuf, rlen, cast, prev, st, err));
 		/* forward what arrived: swap the buffers */
 		uint8_t *b = c->sbuf;
 		size_t cap = c->scap;
@@ -212,15 +291,17 @@ static int ensure_gather(sfp_collective *c, int d, sfp_error *err)
 }
 
 static int allgather(sfp_collective *c, const sfp_group *g, float *x, size_t n,
-		     const sfp_params *p, sfp_wire_stats *st, sfp_error *err)
+		     const sfp_wire_cfg *w, sfp_wire_stats *st, sfp_error *err)
 {
+	const sfp_params *p = &w->params;
+	const int cast = w->cast;
 	const int d = g->n, me = g->me;
 	const int next = g->ranks[(me + 1) % d], prev = g->ranks[(me + d - 1) % d];
 	SFP_TRY(ensure_gather(c, d, err));
 	const size_t bound = sfp_encode_bound(n, 1);
 	for (int k = 0; k < d; k++)
 		SFP_TRY(grow(&c->gather[k], &c->gcap[k], bound, 1, err));
-	SFP_TRY(encode(c, &c->gather[me], &c->gcap[me], &c->glen[me], x, n, p, st, err));
+	SFP_TRY(encode(c, &c->gather[me], &c->gcap[me], &c->glen[me], x, n, p, cast, st, err));
 	for (int s = 0; s < d - 1; s++) {
 		int ks = ((me - s) % d + d) % d, kr = ((me - s - 1) % d + d) % d;
 		SFP_TRY(xchg(c, next, c->gather[ks], c->glen[ks], prev, c->gather[kr], c->gcap[kr],
@@ -229,7 +310,7 @@ static int allgather(sfp_collective *c, const sfp_group *g, float *x, size_t n,
 	SFP_TRY(grow(&c->tmp, &c->tmp_cap, n, sizeof(float), err));
 	for (int k = 0; k < d; k++) {
 		float *dst = k == 0 ? x : c->tmp;
-		SFP_TRY(decode(c, dst, n, c->gather[k], c->glen[k], g->ranks[k], st, err));
+		SFP_TRY(decode(c, dst, n, c->gather[k], c->glen[k], cast, g->ranks[k], st, err));
 		if (k > 0)
 			for (size_t i = 0; i < n; i++)
 				x[i] += c->tmp[i];
@@ -244,8 +325,22 @@ int sfp_allreduce(sfp_collective *c, const sfp_group *g, float *x, size_t n,
 	SFP_TRY(sfp_params_check(&w->params, err));
 	if (g->n == 1 || n == 0)
 		return SFP_OK;
-	const int lossless = w->params.e >= 8 && w->params.m >= 23;
-	if (w->error_feedback && residual && !lossless) {
+	if (w->algo == SFP_ALLREDUCE_NATIVE) {
+		if (g->n != sfp_transport_size(c->t))
+			return sfp_error_set(err, SFP_EUNSUPPORTED,
+					     "the native all-reduce spans every rank (no pipeline stages)");
+		uint64_t t0 = sfp_clock_ns();
+		int rc = sfp_transport_allreduce_f32(c->t, x, n, err);
+		st->comm_ns += sfp_clock_ns() - t0;
+		/* what a ring sends; MPI may choose another algorithm */
+		uint64_t b = (uint64_t)(2.0 * (g->n - 1) / g->n * (double)n * sizeof(float));
+		st->wire_bytes += b;
+		st->raw_bytes += b;
+		st->messages += 2 * (uint64_t)(g->n - 1);
+		return rc;
+	}
+	const int lossless = !w->cast && w->params.e >= 8 && w->params.m >= 23;
+	if (w->error_feedback && residual && !lossless && !w->cast) {
 		/* y = x + r; x = Q(y); r = y - Q(y) */
 		SFP_TRY(grow(&c->tmp, &c->tmp_cap, n, sizeof(float), err));
 		for (size_t i = 0; i < n; i++)
@@ -260,8 +355,8 @@ int sfp_allreduce(sfp_collective *c, const sfp_group *g, float *x, size_t n,
 		}
 	}
 	if (w->algo == SFP_ALLREDUCE_ALLGATHER)
-		return allgather(c, g, x, n, &w->params, st, err);
-	return ring(c, g, x, n, &w->params, st, err);
+		return allgather(c, g, x, n, w, st, err);
+	return ring(c, g, x, n, w, st, err);
 }
 
 int sfp_allreduce_f64(sfp_collective *c, const sfp_group *g, double *x, int n, sfp_error *err)
@@ -323,7 +418,7 @@ int sfp_send_tensor(sfp_collective *c, int peer, int tag, const float *x, size_t
 		    const sfp_params *p, sfp_wire_stats *st, sfp_error *err)
 {
 	size_t len;
-	SFP_TRY(encode(c, &c->sbuf, &c->scap, &len, x, n, p, st, err));
+	SFP_TRY(encode(c, &c->sbuf, &c->scap, &len, x, n, p, SFP_CAST_NONE, st, err));
 	uint64_t t0 = sfp_clock_ns();
 	int rc = sfp_transport_send(c->t, peer, tag, c->sbuf, len, err);
 	st->comm_ns += sfp_clock_ns() - t0;
@@ -342,5 +437,5 @@ int sfp_recv_tensor(sfp_collective *c, int peer, int tag, float *x, size_t n,
 	int rc = sfp_transport_recv(c->t, peer, tag, c->rbuf, c->rcap, &len, err);
 	st->comm_ns += sfp_clock_ns() - t0;
 	SFP_TRY(rc);
-	return decode(c, x, n, c->rbuf, len, peer, st, err);
+	return decode(c, x, n, c->rbuf, len, SFP_CAST_NONE, peer, st, err);
 }
