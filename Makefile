@@ -4,6 +4,7 @@
 #   make check        install deps, build and run every test (CUnit, CLI, brief fuzzing)
 #   make demo         install deps, run the main job
 #   make bench        benchmarks against named peers, side by side
+#   make bench-dist   distributed gradient exchange against MPI, casts, PyTorch DDP
 #   make fuzz         run every fuzz target for FUZZ_SECONDS each
 #   make deps         install the Debian packages the project needs
 #
@@ -187,9 +188,17 @@ bench-run: $(BINS)
 	$(Q)$(SFP) bench codec
 	$(Q)$(SFP) bench gecko
 
+# distributed: gradient exchange against MPI_Allreduce, casts and PyTorch DDP
+bench-dist:
+	$(Q)deploy/install-deps.sh --bench
+	$(Q)$(MAKE) --no-print-directory bench-dist-run
+
+bench-dist-run: $(BINS)
+	$(Q)BUILD=$(BUILD) bench/dist.sh
+
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-run check-asan demo demo-run bench bench-run fuzz fuzz-build deps clean
+.PHONY: all tests check check-run check-asan demo demo-run bench bench-run bench-dist bench-dist-run fuzz fuzz-build deps clean
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d)
