@@ -189,23 +189,28 @@ int main(int argc, char **argv)
 		if ((rc = open_transport(&cfg, &tr, &err)) < 0)
 			goto out;
 	}
-	rc = sfp_trainer_create_dist(&t, &cfg, config_dir, tr, &err);
+	/* set-up, then resuming (collective for pipeline stages): the ranks
+	 * agree after each, so none waits on a rank that already failed */
 	char path[SFP_CFG_PATH + 64];
-	if (rc == SFP_OK && resume &&
-	    (rc = sfp_checkpoint_resolve(resume, path, sizeof path, &err)) == SFP_OK &&
-	    (rc = sfp_trainer_load(t, path, &err)) == SFP_OK && !quiet)
-		fprintf(stderr, "resumed from '%s' at step %" PRId64 "\n", path, sfp_trainer_step(t));
-	if (world > 1 && (rc = agree_on_setup(rc, &err)) < 0) {
-		/* every rank stops; the first that failed has said why (and the
-		 * launcher's SIGTERM to the others needs no second message) */
-		signal(SIGTERM, SIG_DFL);
-		sfp_trainer_free(t);
-		sfp_transport_close(tr);
-		MPI_Finalize();
-		return sfp_exit_code(rc);
+	for (int phase = 0; phase < 2; phase++) {
+		if (phase == 0)
+			rc = sfp_trainer_create_dist(&t, &cfg, config_dir, tr, &err);
+		else if (resume && (rc = sfp_trainer_resume(t, resume, path, sizeof path, &err)) == SFP_OK &&
+			 !quiet)
+			fprintf(stderr, "resumed from '%s' at step %" PRId64 "\n", path,
+				sfp_trainer_step(t));
+		if (world > 1 && (rc = agree_on_setup(rc, &err)) < 0) {
+			/* every rank stops; the first that failed has said why (and the
+			 * launcher's SIGTERM to the others needs no second message) */
+			signal(SIGTERM, SIG_DFL);
+			sfp_trainer_free(t);
+			sfp_transport_close(tr);
+			MPI_Finalize();
+			return sfp_exit_code(rc);
+		}
+		if (rc < 0)
+			goto out;
 	}
-	if (rc < 0)
-		goto out;
 	sfp_model *m = sfp_trainer_model(t);
 	size_t np;
 	sfp_model_params(m, &np);

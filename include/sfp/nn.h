@@ -296,6 +296,11 @@ int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err
 int sfp_trainer_save(sfp_trainer *t, const char *path, sfp_error *err);
 int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err);
 int64_t sfp_trainer_step(const sfp_trainer *t);
+/* Load the checkpoint `path` names (sfp_checkpoint_resolve; the path used
+ * goes to used[0..cap)). A pipeline stage of a distributed job takes its
+ * own file, ckpt-<step>-stage<s>.sfpk, from the folder `path`, at the
+ * newest step every stage has (a collective call). */
+int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err);
 /* `path` itself when it is a file; for a folder, its newest ckpt-<step>.sfpk.
  * SFP_ENOENT (naming the folder) when there is none. */
 int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *err);

@@ -229,10 +229,6 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 		d->last = full->n_layers;
 		return SFP_OK;
 	}
-	if (t->cfg.checkpoint.dir[0])
-		return sfp_error_set(err, SFP_EUNSUPPORTED,
-				     "checkpoint.dir: checkpoints of pipeline stages are not supported "
-				     "yet; use pipeline_stages 1 or no checkpoints");
 	/* the whole model once, at batch 1: shapes for the split */
 	sfp_model *fm = NULL;
 	int rc = sfp_model_create(&fm, full, config_dir, 1, err);
@@ -486,6 +482,11 @@ static int replica_mean(sfp_dist *d, float *x, size_t n, sfp_error *err)
 			x[i] = (float)(v[i] / d->replicas);
 	free(v);
 	return rc;
+}
+
+int sfp_dist_allreduce_world(sfp_trainer *t, double *x, int n, sfp_error *err)
+{
+	return sfp_allreduce_f64(t->dist->coll, &t->dist->world_g, x, n, err);
 }
 
 int sfp_dist_sync_buffers(sfp_trainer *t, sfp_error *err)

@@ -285,7 +285,8 @@ int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char
 	if (cfg->train.max_steps > 0 && cfg->train.max_steps < t->total_steps)
 		t->total_steps = cfg->train.max_steps;
 	const int writer = !d || d->rank == 0;
-	if (writer && cfg->checkpoint.dir[0] && (rc = make_dirs(cfg->checkpoint.dir, err)) < 0)
+	if ((!d || d->replica == 0) && cfg->checkpoint.dir[0] &&
+	    (rc = make_dirs(cfg->checkpoint.dir, err)) < 0)
 		goto out;
 	if (writer && cfg->log.metrics[0]) {
 		t->metrics = fopen(cfg->log.metrics, "a");
@@ -496,6 +497,32 @@ out:
 	return rc;
 }
 
+/* The step of a checkpoint file name ckpt-<step><suffix>, or -1. */
+static int64_t ckpt_step(const char *name, const char *suffix)
+{
+	int64_t s;
+	int used = 0;
+	if (sscanf(name, "ckpt-%" SCNd64 "%n", &s, &used) != 1 || s < 0 || strcmp(name + used, suffix))
+		return -1;
+	return s;
+}
+
+/* The newest step of `dir`'s ckpt-<step><suffix> files (-1: none). */
+static int64_t newest_ckpt(const char *dir, const char *suffix)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int64_t best = -1;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int64_t s = ckpt_step(e->d_name, suffix);
+		best = s > best ? s : best;
+	}
+	closedir(d);
+	return best;
+}
+
 int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *err)
 {
 	DIR *d = opendir(path);
@@ -509,16 +536,8 @@ int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *e
 			return sfp_error_set(err, SFP_EINVAL, "checkpoint path '%s' is too long", path);
 		return SFP_OK;
 	}
-	int64_t best = -1;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		int64_t s;
-		char tail[8];
-		if (sscanf(e->d_name, "ckpt-%" SCNd64 ".%7s", &s, tail) == 2 && !strcmp(tail, "sfpk") &&
-		    s > best)
-			best = s;
-	}
 	closedir(d);
+	int64_t best = newest_ckpt(path, ".sfpk");
 	if (best < 0)
 		return sfp_error_set(err, SFP_ENOENT, "no checkpoint (ckpt-<step>.sfpk) in '%s'", path);
 	if ((size_t)snprintf(out, cap, "%s/ckpt-%" PRId64 ".sfpk", path, best) >= cap)
@@ -526,8 +545,47 @@ int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *e
 	return SFP_OK;
 }
 
-/* Delete all but the newest `keep` ckpt-<step>.sfpk files of `dir`. */
-static void prune_checkpoints(const char *dir, int keep)
+/* What this rank's checkpoint files end with: ".sfpk", or for a pipeline
+ * stage "-stage<s>.sfpk" (each stage saves its own layers). */
+static void ckpt_suffix(const sfp_trainer *t, char *buf, size_t cap)
+{
+	if (t->dist && t->dist->stages > 1)
+		snprintf(buf, cap, "-stage%d.sfpk", t->dist->stage);
+	else
+		snprintf(buf, cap, ".sfpk");
+}
+
+int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err)
+{
+	if (!t->dist || t->dist->stages == 1) {
+		SFP_TRY(sfp_checkpoint_resolve(path, used, cap, err));
+		return sfp_trainer_load(t, used, err);
+	}
+	/* stages: the newest step that every stage has saved */
+	char suffix[32];
+	ckpt_suffix(t, suffix, sizeof suffix);
+	double *v = calloc((size_t)t->dist->world, sizeof *v);
+	if (!v)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	v[t->dist->rank] = (double)newest_ckpt(path, suffix);
+	int rc = sfp_dist_allreduce_world(t, v, t->dist->world, err);
+	double step = rc == SFP_OK ? v[0] : -1.0;
+	for (int r = 1; rc == SFP_OK && r < t->dist->world; r++)
+		step = v[r] < step ? v[r] : step;
+	free(v);
+	SFP_TRY(rc);
+	if (step < 0)
+		return sfp_error_set(err, SFP_ENOENT,
+				     "no checkpoint of every pipeline stage (ckpt-<step>-stage<s>.sfpk) "
+				     "in folder '%s'",
+				     path);
+	if ((size_t)snprintf(used, cap, "%s/ckpt-%" PRId64 "%s", path, (int64_t)step, suffix) >= cap)
+		return sfp_error_set(err, SFP_EINVAL, "checkpoint path in '%s' is too long", path);
+	return sfp_trainer_load(t, used, err);
+}
+
+/* Delete all but the newest `keep` ckpt-<step><suffix> files of `dir`. */
+static void prune_checkpoints(const char *dir, const char *suffix, int keep)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -536,9 +594,8 @@ static void prune_checkpoints(const char *dir, int keep)
 	int n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) && n < 256) {
-		int64_t s;
-		char tail[8];
-		if (sscanf(e->d_name, "ckpt-%" SCNd64 ".%7s", &s, tail) == 2 && !strcmp(tail, "sfpk"))
+		int64_t s = ckpt_step(e->d_name, suffix);
+		if (s >= 0)
 			steps[n++] = s;
 	}
 	closedir(d);
@@ -548,7 +605,7 @@ static void prune_checkpoints(const char *dir, int keep)
 			newer += steps[j] > steps[i];
 		if (newer >= keep) {
 			char path[SFP_CFG_PATH + 64];
-			snprintf(path, sizeof path, "%s/ckpt-%" PRId64 ".sfpk", dir, steps[i]);
+			snprintf(path, sizeof path, "%s/ckpt-%" PRId64 "%s", dir, steps[i], suffix);
 			remove(path);
 		}
 	}
@@ -557,15 +614,18 @@ static void prune_checkpoints(const char *dir, int keep)
 static int checkpoint_now(sfp_trainer *t, sfp_error *err)
 {
 	if (t->dist) {
-		/* the replicas are equal but for batch-norm statistics */
+		/* the replicas are equal but for batch-norm statistics; replica 0
+		 * of each stage writes */
 		SFP_TRY(sfp_dist_sync_buffers(t, err));
-		if (t->dist->rank != 0)
+		if (t->dist->replica != 0)
 			return SFP_OK;
 	}
-	char path[SFP_CFG_PATH + 64];
-	snprintf(path, sizeof path, "%s/ckpt-%" PRId64 ".sfpk", t->cfg.checkpoint.dir, t->step);
+	char path[SFP_CFG_PATH + 64], suffix[32];
+	ckpt_suffix(t, suffix, sizeof suffix);
+	snprintf(path, sizeof path, "%s/ckpt-%" PRId64 "%s", t->cfg.checkpoint.dir, t->step, suffix);
 	SFP_TRY(sfp_trainer_save(t, path, err));
-	prune_checkpoints(t->cfg.checkpoint.dir, t->cfg.checkpoint.keep > 0 ? t->cfg.checkpoint.keep : 1);
+	prune_checkpoints(t->cfg.checkpoint.dir, suffix,
+			  t->cfg.checkpoint.keep > 0 ? t->cfg.checkpoint.keep : 1);
 	return metrics_write(t, err, "{\"step\":%" PRId64 ",\"checkpoint\":\"%s\"}", t->step, path);
 }
 

@@ -64,6 +64,8 @@ void sfp_dist_free(sfp_dist *d);
  * whole job: loss x samples, correct, samples (out[3]). */
 int sfp_dist_step(sfp_trainer *t, int64_t first, int b, double out[3], sfp_error *err);
 int sfp_dist_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err);
+/* Sum x[0..n) over every rank of the job. */
+int sfp_dist_allreduce_world(sfp_trainer *t, double *x, int n, sfp_error *err);
 /* The replicas agree on batch-norm running statistics (their mean). */
 int sfp_dist_sync_buffers(sfp_trainer *t, sfp_error *err);
 /* The replicas agree on the learned widths (their mean). */

@@ -71,6 +71,15 @@ awk "BEGIN { exit !($last < $first) }" && ok "DP x PP: loss falls ($first -> $la
 expect 0 "PP: 4 stages of the ResNet" $MPI -np 4 "$W" --config deploy/examples/fmnist-resnet.yaml --set data.train_limit=256 \
 	--set data.test_limit=64 --set train.max_steps=2 --set parallel.pipeline_stages=4
 
+# pipeline checkpoints: one file per stage; a resumed DP x PP run continues as an uninterrupted one
+PCK="--set parallel.pipeline_stages=2 --set checkpoint.dir=$T/pck --set checkpoint.every_steps=10"
+expect 0 "DP x PP with checkpoints, 20 steps" $MPI -np 4 "$W" $MLP $PCK --set train.max_steps=20
+[ -f "$T/pck/ckpt-20-stage0.sfpk" ] && [ -f "$T/pck/ckpt-20-stage1.sfpk" ] && ok "one checkpoint per stage" || bad "stage checkpoints: $(ls "$T/pck")"
+expect 0 "DP x PP resumed to 40 steps" $MPI -np 4 "$W" $MLP $PCK --set train.max_steps=40 --resume "$T/pck" --set log.metrics="$T/res.jsonl"
+grep -q "resumed from '$T/pck/ckpt-20-stage0.sfpk' at step 20" "$T/err" && ok "stages resume from step 20" || bad "stage resume: $(head -3 "$T/err")"
+expect 0 "DP x PP uninterrupted, 40 steps" $MPI -np 4 "$W" $MLP --set parallel.pipeline_stages=2 --set train.max_steps=40 --set log.metrics="$T/unint.jsonl"
+[ "$(losses "$T/res.jsonl" | tail -1)" = "$(losses "$T/unint.jsonl" | tail -1)" ] && ok "resumed stages end where an uninterrupted run ends" || bad "resume differs: $(losses "$T/res.jsonl" | tail -1) vs $(losses "$T/unint.jsonl" | tail -1)"
+
 # impossible layouts: refused once, on every rank, exit 2
 expect 2 "3 ranks, 2 stages" $MPI -np 3 "$W" $MLP --set parallel.pipeline_stages=2
 [ "$(grep -c 'cannot form replicas of 2 stages' "$T/err")" -eq 1 ] && ok "layout error printed once" || bad "layout error: $(cat "$T/err")"
