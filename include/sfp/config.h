@@ -142,7 +142,10 @@ typedef struct sfp_cfg_parallel {
 
 typedef struct sfp_cfg_daemon {
 	char address[SFP_CFG_PATH]; /* "" = no daemon */
-	char token[SFP_CFG_NAME];
+	char token[SFP_CFG_NAME];   /* the job token ("": none; env SFP_TOKEN) */
+	char job[SFP_CFG_NAME];     /* the job's name at the daemon ("": the config's file name) */
+	int report_every;           /* steps between reports (default 10) */
+	float timeout_s;            /* wait for a reply at most this long (default 1) */
 } sfp_cfg_daemon;
 
 typedef struct sfp_cfg_log {

@@ -257,6 +257,10 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 		       sfp_error *err);
 void sfp_trainer_free(sfp_trainer *t);
 void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user);
+/* One-line notices worth a user's attention that do not stop training
+ * (e.g. "daemon: ... unreachable; training on with the current widths"). */
+typedef void (*sfp_notice_fn)(void *user, const char *msg);
+void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user);
 sfp_model *sfp_trainer_model(sfp_trainer *t);
 
 /*

@@ -100,6 +100,9 @@ static const key_desc keys[] = {
 	{"parallel.nng_port", K_INT, F(parallel.nng_port), 1, 65535, 0, NULL},
 	STR("daemon.address", daemon.address),
 	STR("daemon.token", daemon.token),
+	STR("daemon.job", daemon.job),
+	{"daemon.report_every", K_INT, F(daemon.report_every), 1, INT_MAX, 0, NULL},
+	{"daemon.timeout_s", K_FLOAT, F(daemon.timeout_s), 0.001, 3600, 0, NULL},
 	STR("log.metrics", log.metrics),
 	{"log.every", K_INT, F(log.every), 1, INT_MAX, 0, NULL},
 	STR("checkpoint.dir", checkpoint.dir),
@@ -580,6 +583,8 @@ void sfp_config_defaults(sfp_config *c)
 	c->parallel.timeout_s = 60.0f;
 	snprintf(c->parallel.nng_endpoint, sizeof c->parallel.nng_endpoint, "tcp");
 	c->parallel.nng_port = 23700;
+	c->daemon.report_every = 10;
+	c->daemon.timeout_s = 1.0f;
 	c->log.every = 50;
 	c->checkpoint.keep = 2;
 }

@@ -128,9 +128,11 @@ static int exchange(sfp_coord *c, const uint8_t *req, size_t len, Sfp__Reply **r
 	size_t n = 0;
 	if (!rv)
 		rv = nng_recv(c->sock, &buf, &n, NNG_FLAG_ALLOC);
+	if (rv == NNG_ETIMEDOUT)
+		return sfp_error_set(err, SFP_ETIMEDOUT, "daemon at %s: no answer within %.1f s",
+				     c->address, c->timeout_s);
 	if (rv)
-		return sfp_error_set(err, rv == NNG_ETIMEDOUT ? SFP_ETIMEDOUT : SFP_EPEER,
-				     "daemon at %s: %s", c->address, nng_strerror(rv));
+		return sfp_error_set(err, SFP_EPEER, "daemon at %s: %s", c->address, nng_strerror(rv));
 	*reply = sfp__reply__unpack(NULL, n, buf);
 	nng_free(buf, n);
 	if (!*reply)

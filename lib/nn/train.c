@@ -185,6 +185,7 @@ void sfp_trainer_free(sfp_trainer *t)
 	sfp_optim_free(t->opt);
 	sfp_dataset_release(&t->train);
 	sfp_dataset_release(&t->test);
+	sfp_daemon_close(t, 0);
 	sfp_dist_free(t->dist);
 	free(t->order);
 	free(t->extra);
@@ -313,6 +314,12 @@ void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *s
 	*replica = d ? d->replica : 0;
 	*stages = d ? d->stages : 1;
 	*replicas = d ? d->replicas : 1;
+}
+
+void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user)
+{
+	t->on_notice = fn;
+	t->notice_user = user;
 }
 
 void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user)
@@ -688,6 +695,7 @@ static int log_traffic(sfp_trainer *t, const sfp_wire_stats *ws, int64_t steps, 
 static int evaluate_and_log(sfp_trainer *t, int64_t epoch, sfp_error *err)
 {
 	float acc, loss;
+	sfp_daemon_heartbeat(t); /* evaluation can take a while: still alive */
 	SFP_TRY(sfp_trainer_evaluate(t, &acc, &loss, err));
 	if (t->on_progress) {
 		sfp_progress p = {.is_eval = 1,
@@ -704,7 +712,18 @@ static int evaluate_and_log(sfp_trainer *t, int64_t epoch, sfp_error *err)
 			     t->step, epoch, acc, loss);
 }
 
+static int run_loop(sfp_trainer *t, sfp_error *err);
+
 int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
+{
+	int rc = t->daemon.c ? SFP_OK : sfp_daemon_open(t, err);
+	if (rc == SFP_OK)
+		rc = run_loop(t, err);
+	sfp_daemon_close(t, rc == SFP_OK);
+	return rc;
+}
+
+static int run_loop(sfp_trainer *t, sfp_error *err)
 {
 	const sfp_config *c = &t->cfg;
 	const int B = c->train.batch_size;
@@ -754,10 +773,12 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 			sfp_model_quant_update(t->model, c->bitlength.lr, c->bitlength.gamma);
 			if (t->dist)
 				SFP_TRY(sfp_dist_sync_widths(t, err));
-		} else if (t->policy == SFP_QPOLICY_BITWAVE && sfp_bitwave_observe(&t->bw, loss) != 0)
+		} else if (t->policy == SFP_QPOLICY_BITWAVE && !t->daemon.steers &&
+			   sfp_bitwave_observe(&t->bw, loss) != 0)
 			sfp_model_set_widths(t->model, t->bw.e, t->bw.m);
 		t->step++;
 		done_here++;
+		SFP_TRY(sfp_daemon_step(t, loss, (uint64_t)b * (uint64_t)c->daemon.report_every, err));
 		iv_loss += loss;
 		iv_ok += ok;
 		iv_n += b;
