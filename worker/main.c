@@ -69,10 +69,11 @@ static void on_progress(void *user, const sfp_progress *p)
 	if (p->bits_per_value < 32.0f)
 		snprintf(bits, sizeof bits, "  %.2f bits/value (%.2fx)", (double)p->bits_per_value,
 			 32.0 / (double)p->bits_per_value);
-	char wire[64] = "";
+	char wire[128] = "";
 	if (p->wire_bytes_per_step > 0)
-		snprintf(wire, sizeof wire, "  wire %.2f MB/step (%.1fx)",
-			 p->wire_bytes_per_step * 1e-6, p->raw_bytes_per_step / p->wire_bytes_per_step);
+		snprintf(wire, sizeof wire, "  wire %.2f MB/step (%.1fx, codec %.1f ms, comm %.1f ms)",
+			 p->wire_bytes_per_step * 1e-6, p->raw_bytes_per_step / p->wire_bytes_per_step,
+			 p->codec_ms_per_step, p->comm_ms_per_step);
 	fprintf(stderr,
 		"epoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64
 		"  loss %.4f  acc %.3f  lr %.3g%s%s  %.0f samples/s  ETA %s\n",

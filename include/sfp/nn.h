@@ -246,6 +246,9 @@ typedef struct sfp_progress {
 	/* distributed: bytes the job sent per step (every rank, every kind)
 	 * and what float32 would have taken; 0 in one process */
 	double wire_bytes_per_step, raw_bytes_per_step;
+	/* and per step and rank, the mean time spent encoding + decoding
+	 * tensors and waiting on the transport */
+	double codec_ms_per_step, comm_ms_per_step;
 } sfp_progress;
 
 typedef void (*sfp_progress_fn)(void *user, const sfp_progress *p);

@@ -806,6 +806,9 @@ static int run_loop(sfp_trainer *t, sfp_error *err)
 				for (int k = 0; k < WIRE_KINDS; k++) {
 					pr.wire_bytes_per_step += (double)ws[k].wire_bytes / iv_steps;
 					pr.raw_bytes_per_step += (double)ws[k].raw_bytes / iv_steps;
+					const double per = 1e-6 / (double)iv_steps / t->dist->world;
+					pr.codec_ms_per_step += (double)(ws[k].encode_ns + ws[k].decode_ns) * per;
+					pr.comm_ms_per_step += (double)ws[k].comm_ns * per;
 				}
 			}
 			if (t->on_progress)
