@@ -66,6 +66,7 @@ struct sfp_model {
 	int training;
 	int last_batch; /* B of the last forward */
 	struct sfp_qmodel *q; /* learned containers (qmodel.c); NULL = float32 */
+	struct sfp_pmodel *p; /* BitPruning integer weights (pmodel.c); NULL = none */
 };
 
 static inline float *act(sfp_model *m, int i)
@@ -92,5 +93,13 @@ void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b);
 /* Before layer i's backward on [s0, s0 + b): its output's width gradients. */
 void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b);
 void sfp_qm_free(struct sfp_qmodel *q);
+
+/* ---- pmodel.c: BitPruning hooks (m->p set) -------------------------------- */
+/* Before a forward pass: the weights through the interpolated quantizer. */
+void sfp_pm_begin_forward(sfp_model *m);
+/* The parameter arena forward and backward read (quantized copy, or the
+ * finalized masters). */
+const float *sfp_pm_weights(const sfp_model *m);
+void sfp_pm_free(struct sfp_pmodel *p);
 
 #endif
