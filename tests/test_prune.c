@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/model_internal.h"
 #include "sfp/config.h"
 #include "sfp/nn.h"
 #include "sfp/quant.h"
@@ -124,6 +125,50 @@ static void test_interp_gradient(void)
 	/* a width pinned (lo = hi) has none */
 	w = (sfp_qwidth){4.0f, 0.0f, 4.0f, 4.0f};
 	CU_ASSERT_EQUAL(sfp_prune_grad(g, x, N, amax, &w), 0.0);
+}
+
+/* Activations: a fixed range clips, the unsigned grid spends every code on
+ * [0, r], and the width gradient matches finite differences on both grids
+ * (values beyond the range included). */
+static void test_act_quantizer(void)
+{
+	enum { N = 4096 };
+	static float x[N], g[N], q[N], a[N], b[N];
+	random_values(x, N, 31);
+	random_values(g, N, 32);
+	const float r = 0.6f * sfp_prune_amax(x, N); /* some values clip */
+	/* unsigned, 3 bits: 8 levels 0, r/7, ..., r */
+	sfp_prune_interp_act(q, x, N, r, 1, 3.0f);
+	int on_grid = 1, clipped = 0;
+	for (int i = 0; i < N; i++) {
+		const float c = q[i] / (r / 7.0f);
+		on_grid &= q[i] >= 0.0f && q[i] <= r * (1 + 1e-6f) && fabsf(c - rintf(c)) < 1e-4f;
+		clipped += x[i] > r && q[i] == 7.0f * (r / 7.0f);
+	}
+	CU_ASSERT(on_grid);
+	CU_ASSERT(clipped > 0);
+	/* signed at an integer width = the weights' Q with amax = r, inside the range */
+	sfp_prune_interp_act(a, x, N, r, 0, 5.0f);
+	sfp_prune_quant(b, x, N, r, 5);
+	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	double maxdiff = 0.0;
+	for (int uns = 0; uns <= 1; uns++)
+		for (int j = 0; j < 4; j++) {
+			const float n = (const float[]){2.3f, 3.6f, 5.7f, 7.4f}[j];
+			sfp_qwidth w = {n, 0.0f, 2.0f, 16.0f};
+			const double h = 0.05, an = sfp_prune_grad_act(g, x, N, r, uns, &w);
+			double lp = 0.0, lm = 0.0;
+			sfp_prune_interp_act(a, x, N, r, uns, n + (float)h);
+			sfp_prune_interp_act(b, x, N, r, uns, n - (float)h);
+			for (int i = 0; i < N; i++) {
+				lp += (double)g[i] * a[i];
+				lm += (double)g[i] * b[i];
+			}
+			const double fd = (lp - lm) / (2 * h);
+			maxdiff = fmax(maxdiff, fabs(an - fd));
+			CU_ASSERT_DOUBLE_EQUAL(an, fd, GRAD_RTOL * (1.0 + fabs(fd)));
+		}
+	printf("\n    maxdiff %.2e ", maxdiff);
 }
 
 /* By hand: costs 100 and 300 -> weights 1/4, 3/4. */
@@ -269,13 +314,25 @@ static void small_batch(float *x, uint8_t *y, uint64_t seed)
 
 /* A few fine-tune steps with a strong penalty on random data, so widths
  * differ between groups; then finalize. */
-static void prune_small(sfp_model *m, int granularity)
+static void prune_small(sfp_model *m, int granularity, int acts)
 {
 	static float x[SB * 144];
 	static uint8_t y[SB];
 	sfp_error err;
-	sfp_prune_opts o = {granularity, SFP_PRUNE_MEMORY, SFP_PRUNE_ADAM, 6.5f, 2.0f, 8.0f};
+	sfp_prune_opts o = {.granularity = granularity,
+			    .penalty = SFP_PRUNE_MEMORY,
+			    .optim = SFP_PRUNE_ADAM,
+			    .activations = acts,
+			    .bits = 6.5f,
+			    .min_bits = 2.0f,
+			    .max_bits = 8.0f};
 	CU_ASSERT_EQUAL_FATAL(sfp_model_set_prune(m, &o, &err), SFP_OK);
+	sfp_model_prune_observe(m, 1);
+	for (int s = 0; s < 3; s++) {
+		small_batch(x, y, 50 + (uint64_t)s);
+		sfp_model_forward(m, x, SB, 1, (uint64_t)s);
+	}
+	sfp_model_prune_observe(m, 0);
 	for (int s = 0; s < 20; s++) {
 		small_batch(x, y, 100 + (uint64_t)s);
 		sfp_model_forward(m, x, SB, 1, (uint64_t)s);
@@ -297,7 +354,12 @@ static void test_model_forward_is_q(void)
 	small_batch(x, y, 1);
 	sfp_model *a = small_model(small_cfg, 7, SB), *b = small_model(small_cfg, 7, SB);
 	sfp_error err;
-	sfp_prune_opts o = {SFP_PRUNE_CHANNEL, SFP_PRUNE_MEMORY, SFP_PRUNE_ADAM, 5.0f, 2.0f, 8.0f};
+	sfp_prune_opts o = {.granularity = SFP_PRUNE_CHANNEL,
+			    .penalty = SFP_PRUNE_MEMORY,
+			    .optim = SFP_PRUNE_ADAM,
+			    .bits = 5.0f,
+			    .min_bits = 2.0f,
+			    .max_bits = 8.0f};
 	CU_ASSERT_EQUAL_FATAL(sfp_model_set_prune(a, &o, &err), SFP_OK);
 	CU_ASSERT_EQUAL(sfp_model_set_quant(a, SFP_QPOLICY_FIXED, SFP_QTARGET_WEIGHTS, 4, 3, &err),
 			SFP_EINVAL);
@@ -327,9 +389,10 @@ static void test_model_forward_is_q(void)
 	sfp_model_zero_grad(a);
 	sfp_model_backward(a, x, SB);
 	sfp_model_prune_update(a, 0.5f, 0.5f);
-	double bw, bl, bm;
-	sfp_model_prune_bits(a, &bw, &bl, &bm);
-	CU_ASSERT(bw < 5.0);
+	sfp_prune_summary ps;
+	sfp_model_prune_summary(a, &ps);
+	CU_ASSERT(ps.w_per_weight < 5.0);
+	CU_ASSERT_EQUAL(ps.a_per_value, 32.0); /* inputs stay float */
 	sfp_prune_info in;
 	sfp_model_pruned(a, 0, &in);
 	CU_ASSERT_STRING_EQUAL(in.layer, "c1");
@@ -346,6 +409,83 @@ static void test_model_forward_is_q(void)
 	sfp_model_free(b);
 }
 
+/* Tolerance of the in-model check: central differences of a float32 loss
+ * through ReLUs and max pooling (as in test_nn.c), and through the other
+ * inputs' quantizers held at 16 bits, whose steps (1e-4 of the range) add
+ * a little noise. */
+#define MODEL_FD_H 0.05f
+#define MODEL_FD_ATOL 2e-4
+#define MODEL_FD_RTOL 3e-2
+
+/* The activation widths' gradients, formed in backward by the model's
+ * hooks, against central differences of the loss in each width: a conv on
+ * the data (no producer needs its input gradient: the scratch path), a
+ * linear after a flattened max-pool and one after an in-place ReLU (the
+ * snapshot path). Backward passes straight through the quantizers, so the
+ * other inputs are held at a fine grid while one width is checked (at a
+ * coarse one the loss is a staircase in the upstream widths). */
+static void test_model_act_gradient(void)
+{
+	const char *text = "model:\n  input: [1, 12, 12]\n  layers:\n"
+			   "    - {type: conv2d, out_channels: 4, kernel: 3, padding: 1}\n"
+			   "    - {type: relu}\n"
+			   "    - {type: maxpool, kernel: 2}\n"
+			   "    - {type: flatten}\n"
+			   "    - {type: linear, out_features: 16}\n"
+			   "    - {type: relu}\n"
+			   "    - {type: linear, out_features: 10}\n";
+	static float x[SB * 144];
+	static uint8_t y[SB];
+	sfp_model *m = small_model(text, 5, SB);
+	small_batch(x, y, 9);
+	sfp_error err;
+	sfp_prune_opts o = {.granularity = SFP_PRUNE_LAYER,
+			    .penalty = SFP_PRUNE_MEMORY,
+			    .optim = SFP_PRUNE_SGD,
+			    .activations = 1,
+			    .bits = 3.4f,
+			    .min_bits = 2.0f,
+			    .max_bits = 16.0f};
+	CU_ASSERT_EQUAL_FATAL(sfp_model_set_prune(m, &o, &err), SFP_OK);
+	sfp_model_prune_observe(m, 1);
+	sfp_model_forward(m, x, SB, 1, 1);
+	sfp_model_prune_observe(m, 0);
+	sfp_prune_info in;
+	sfp_model_pruned(m, 0, &in);
+	CU_ASSERT(in.act_signed); /* the standardised data */
+	sfp_model_pruned(m, 1, &in);
+	CU_ASSERT(!in.act_signed); /* after a ReLU */
+	double maxdiff = 0.0;
+	for (int k = 0; k < 3; k++) {
+		for (int j = 0; j < 3; j++) {
+			sfp_pm_act_width(m, j)->n = j == k ? 3.4f : 16.0f;
+			sfp_pm_act_width(m, j)->grad = 0.0f;
+		}
+		sfp_qwidth *w = sfp_pm_act_width(m, k);
+		sfp_model_forward(m, x, SB, 1, 1);
+		sfp_model_loss(m, y, SB, NULL, 1);
+		sfp_model_zero_grad(m);
+		sfp_model_backward(m, x, SB);
+		const float n0 = w->n;
+		w->n = n0 + MODEL_FD_H;
+		sfp_model_forward(m, x, SB, 1, 1);
+		const double lp = sfp_model_loss(m, y, SB, NULL, 0);
+		w->n = n0 - MODEL_FD_H;
+		sfp_model_forward(m, x, SB, 1, 1);
+		const double lm = sfp_model_loss(m, y, SB, NULL, 0);
+		w->n = n0;
+		const double fd = (lp - lm) / (2.0 * MODEL_FD_H);
+		maxdiff = fmax(maxdiff, fabs(w->grad - fd));
+		if (fabs(w->grad - fd) > MODEL_FD_ATOL + MODEL_FD_RTOL * fabs(fd))
+			fprintf(stderr, "\n    input %d: backward %.6g, differences %.6g\n", k,
+				(double)w->grad, fd);
+		CU_ASSERT(fabs(w->grad - fd) <= MODEL_FD_ATOL + MODEL_FD_RTOL * fabs(fd));
+		CU_ASSERT(fd != 0.0);
+	}
+	printf("\n    maxdiff %.2e ", maxdiff);
+	sfp_model_free(m);
+}
+
 static void *read_all(const char *path, size_t *len)
 {
 	void *buf = NULL;
@@ -358,13 +498,14 @@ static void *read_all(const char *path, size_t *len)
  * and widths are the same, bit for bit; the size is as announced. */
 static void test_file_round_trip(void)
 {
-	for (int gran = SFP_PRUNE_LAYER; gran <= SFP_PRUNE_CHANNEL; gran++) {
+	for (int run = 0; run < 4; run++) {
+		const int gran = run & 1, acts = run >> 1;
 		static float x[SB * 144], la[SB * 10];
 		static uint8_t y[SB];
 		sfp_model *a = small_model(small_cfg, 7, SB), *b = small_model(small_cfg, 99, SB);
-		prune_small(a, gran);
+		prune_small(a, gran, acts);
 		char path[600];
-		snprintf(path, sizeof path, "%s/m%d.sfpq", dir, gran);
+		snprintf(path, sizeof path, "%s/m%d.sfpq", dir, run);
 		sfp_error err;
 		CU_ASSERT_EQUAL_FATAL(sfp_model_save_pruned(a, path, &err), SFP_OK);
 		size_t len;
@@ -383,8 +524,9 @@ static void test_file_round_trip(void)
 		memcpy(la, sfp_model_forward(a, x, SB, 0, 0), sizeof la);
 		CU_ASSERT(memcmp(la, sfp_model_forward(b, x, SB, 0, 0), sizeof la) == 0);
 		unsigned lo = 99, hi = 0;
-		double bw, bl, bm;
-		sfp_model_prune_bits(a, &bw, &bl, &bm);
+		sfp_prune_summary ps;
+		sfp_model_prune_summary(a, &ps);
+		const double bw = ps.w_per_weight;
 		for (int k = 0; k < sfp_model_n_pruned(a); k++) {
 			sfp_prune_info ia, ib;
 			sfp_model_pruned(a, k, &ia);
@@ -392,11 +534,16 @@ static void test_file_round_trip(void)
 			CU_ASSERT_EQUAL(ia.bits, ib.bits);
 			CU_ASSERT_EQUAL(ia.groups, ib.groups);
 			CU_ASSERT_EQUAL(ia.min_bits, ib.min_bits);
+			CU_ASSERT_EQUAL(ia.act_bits, ib.act_bits);
+			CU_ASSERT_EQUAL(ia.act_range, ib.act_range);
+			CU_ASSERT_EQUAL(ia.act_signed, ib.act_signed);
+			CU_ASSERT_EQUAL(ia.act_bits > 0, acts);
 			lo = ia.min_bits < lo ? ia.min_bits : lo;
 			hi = ia.max_bits > hi ? ia.max_bits : hi;
 		}
-		printf("\n    %s: %zu bytes, widths %u..%u, %.2f bits per weight ",
-		       gran ? "channel" : "layer", len, lo, hi, bw);
+		printf("\n    %s%s: %zu bytes, widths %u..%u, %.2f bits per weight, inputs %.2f ",
+		       gran ? "channel" : "layer", acts ? " + inputs" : "", len, lo, hi, bw,
+		       ps.a_per_layer);
 		CU_ASSERT(bw < 6.0); /* the penalty moved them */
 		free(buf);
 		sfp_model_free(a);
@@ -429,7 +576,7 @@ static int load_copy(sfp_model *m, const uint8_t *src, size_t len, sfp_error *er
 static void test_file_corruption(void)
 {
 	sfp_model *a = small_model(small_cfg, 7, SB), *b = small_model(small_cfg, 99, SB);
-	prune_small(a, SFP_PRUNE_CHANNEL);
+	prune_small(a, SFP_PRUNE_CHANNEL, 1);
 	char path[600];
 	snprintf(path, sizeof path, "%s/c.sfpq", dir);
 	sfp_error err;
@@ -460,7 +607,7 @@ static void test_file_corruption(void)
 	uint32_t nt, ng;
 	memcpy(&nt, good + 20, 4);
 	memcpy(&ng, good + 24, 4);
-	const size_t groups = 64 + (size_t)nt * 24, codes = groups + (size_t)ng * 8;
+	const size_t groups = 64 + (size_t)nt * 40, codes = groups + (size_t)ng * 8;
 	struct {
 		size_t off;
 		uint32_t val;
@@ -471,7 +618,13 @@ static void test_file_corruption(void)
 		{12, 0x12345678, SFP_EINVAL, "different model"},
 		{16, 7, SFP_ECORRUPT, "granularity"},
 		{20, 2, SFP_ECORRUPT, "tensors"},
+		{28, 6, SFP_ECORRUPT, "flags"},
+		{28, 0, SFP_ECORRUPT, "input width"},            /* activations off, widths given */
 		{64 + 8, 3, SFP_ECORRUPT, "does not describe"},  /* tensor 0's param offset */
+		{64 + 24, 17, SFP_ECORRUPT, "input width"},      /* tensor 0's input bits */
+		{64 + 28, 2, SFP_ECORRUPT, "input width"},       /* its grid */
+		{64 + 32, 0xff800000, SFP_ECORRUPT, "range"},    /* -inf range */
+		{64 + 36, 1, SFP_ECORRUPT, "input width"},       /* reserved */
 		{groups, 17, SFP_ECORRUPT, "width 17"},          /* group 0's bits */
 		{groups, 1, SFP_ECORRUPT, "width 1"},
 		{groups + 4, 0x7fc00000, SFP_ECORRUPT, "scale"}, /* a NaN scale */
@@ -553,8 +706,8 @@ static void test_trainer_prune(void)
 			   "  epochs: 2\n"
 			   "  batch_size: 32\n"
 			   "  optimizer: {type: sgd, lr: 0.05, momentum: 0.9}\n"
-			   "prune: {granularity: channel, gamma: 0.05, steps: 60, fix_steps: 20, "
-			   "lr: 0.1, weight_lr: 0.005}\n";
+			   "prune: {granularity: channel, activations: true, gamma: 0.05, steps: 60,"
+			   " fix_steps: 20, lr: 0.1, weight_lr: 0.005}\n";
 	static sfp_config c;
 	sfp_error err;
 	CU_ASSERT_EQUAL_FATAL(sfp_config_load_string(&c, "p.yaml", text, strlen(text), &err), SFP_OK);
@@ -569,11 +722,13 @@ static void test_trainer_prune(void)
 	CU_ASSERT_EQUAL_FATAL(sfp_trainer_evaluate(t, &acc0, &loss, &err), SFP_OK);
 	CU_ASSERT_EQUAL_FATAL(sfp_trainer_prune(t, &err), SFP_OK);
 	CU_ASSERT_EQUAL_FATAL(sfp_trainer_evaluate(t, &acc, &loss, &err), SFP_OK);
-	double bw, bl, bm;
-	sfp_model_prune_bits(sfp_trainer_model(t), &bw, &bl, &bm);
-	printf("\n    float %.3f -> pruned %.3f at %.2f bits per weight (%.2f per layer) ",
-	       (double)acc0, (double)acc, bw, bl);
-	CU_ASSERT(bw < 7.0);
+	sfp_prune_summary ps;
+	sfp_model_prune_summary(sfp_trainer_model(t), &ps);
+	printf("\n    float %.3f -> pruned %.3f at %.2f bits per weight (%.2f per layer), "
+	       "inputs %.2f bits per layer ",
+	       (double)acc0, (double)acc, ps.w_per_weight, ps.w_per_layer, ps.a_per_layer);
+	CU_ASSERT(ps.w_per_weight < 7.0);
+	CU_ASSERT(ps.a_per_layer < 8.0);
 	CU_ASSERT(acc > acc0 - 0.05f);
 	char path[600];
 	snprintf(path, sizeof path, "%s/t.sfpq", dir);
@@ -596,10 +751,12 @@ int main(void)
 	static const test_case cases[] = {
 		{"quantizer: codes, error bound, Q = dequant = interp at integers", test_quantizer},
 		{"width gradient = finite differences", test_interp_gradient},
+		{"activations: clip range, unsigned grid, gradient", test_act_quantizer},
 		{"penalty by hand", test_penalty},
 		{"the penalty drives widths down, the task loss holds", test_penalty_drives_widths},
 		{"bit packing: round trip, short buffers, corrupt codes", test_pack},
 		{"model forward at integer widths is Q(w)", test_model_forward_is_q},
+		{"model: input width gradients = finite differences", test_model_act_gradient},
 		{".sfpq round trip, bit for bit", test_file_round_trip},
 		{".sfpq corruption is refused", test_file_corruption},
 		{"fine-tune on Fashion-MNIST, file evaluates the same", test_trainer_prune},

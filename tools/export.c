@@ -4,7 +4,7 @@
  *
  *   sfp export --config FILE --checkpoint CKPT|DIR --out MODEL.sfpq
  *              [--granularity layer|channel] [--penalty memory|ops]
- *              [--gamma G] [--steps N] [--set K=V ...] [--quiet]
+ *              [--activations] [--gamma G] [--steps N] [--set K=V ...] [--quiet]
  *   sfp eval --config FILE --model MODEL.sfpq [--set K=V ...]
  *
  * The flags are shorthands for `--set prune.KEY=VALUE` (docs/config.md),
@@ -25,8 +25,8 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char *export_usage =
 	"usage: sfp export --config FILE --checkpoint CKPT|DIR --out MODEL.sfpq\n"
-	"                  [--granularity layer|channel] [--penalty memory|ops] [--gamma G]\n"
-	"                  [--steps N] [--set section.key=value ...] [--quiet]";
+	"                  [--granularity layer|channel] [--penalty memory|ops] [--activations]\n"
+	"                  [--gamma G] [--steps N] [--set section.key=value ...] [--quiet]";
 
 /* The config file's folder (plug-in paths are relative to it). */
 static void config_dir(char *dir, size_t cap, const char *config)
@@ -53,23 +53,31 @@ __attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
 /* The per-layer widths and the averages of a pruned model. */
 static void print_widths(const sfp_model *m, size_t file_bytes)
 {
-	printf("%-12s %8s %10s %14s %12s\n", "layer", "groups", "weights", "bits (min-max)",
-	       "MACs/sample");
+	printf("%-12s %6s %9s %14s %22s %11s\n", "layer", "groups", "weights", "bits (min-max)",
+	       "input bits (grid, r)", "MACs/sample");
 	for (int k = 0; k < sfp_model_n_pruned(m); k++) {
 		sfp_prune_info in;
 		sfp_model_pruned(m, k, &in);
-		char range[32];
-		snprintf(range, sizeof range, "%.2f (%u-%u)", in.bits, in.min_bits, in.max_bits);
-		printf("%-12s %8d %10" PRIu64 " %14s %12.0f\n", in.layer, in.groups, in.count, range,
-		       in.macs);
+		char wb[32], ab[48] = "float32";
+		snprintf(wb, sizeof wb, "%.2f (%u-%u)", in.bits, in.min_bits, in.max_bits);
+		if (in.act_bits > 0)
+			snprintf(ab, sizeof ab, "%.2f (%s, %.3g)", in.act_bits,
+				 in.act_signed ? "signed" : "unsigned", (double)in.act_range);
+		printf("%-12s %6d %9" PRIu64 " %14s %22s %11.0f\n", in.layer, in.groups, in.count, wb,
+		       ab, in.macs);
 	}
-	double bw, bl, bm;
-	sfp_model_prune_bits(m, &bw, &bl, &bm);
+	sfp_prune_summary s;
+	sfp_model_prune_summary(m, &s);
 	size_t np, nb;
 	sfp_model_params((sfp_model *)m, &np);
 	sfp_model_buffers((sfp_model *)m, &nb);
 	const double f32 = 4.0 * (double)(np + nb);
-	printf("average bits: %.3f per weight, %.3f per layer, %.3f per MAC\n", bw, bl, bm);
+	printf("average bits: %.3f per weight, %.3f per layer, %.3f per MAC\n", s.w_per_weight,
+	       s.w_per_layer, s.w_per_mac);
+	if (s.a_per_layer < 32.0)
+		printf("input bits: %.3f per value, %.3f per layer; bit operations per MAC %.2f "
+		       "(float32: 1024)\n",
+		       s.a_per_value, s.a_per_layer, s.bit_ops_per_mac);
 	printf("file %zu bytes, %.2fx smaller than float32 (%.0f bytes of parameters and "
 	       "buffers)\n",
 	       file_bytes, f32 / (double)file_bytes, f32);
@@ -119,7 +127,8 @@ static int shorthand(const char *flag, const char *val, char *store, size_t cap)
 int sfp_export_main(int argc, char **argv)
 {
 	const char *config = NULL, *ckpt = NULL, *out = NULL, *sets[MAX_SETS];
-	static char flags[4][96];
+	enum { MAX_FLAGS = 8 };
+	static char flags[MAX_FLAGS][96];
 	int nsets = 0, nflags = 0, quiet = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -130,6 +139,12 @@ int sfp_export_main(int argc, char **argv)
 			quiet = 1;
 			continue;
 		}
+		if (nflags == MAX_FLAGS)
+			return usage("too many options ('%s')", a);
+		if (!strcmp(a, "--activations")) {
+			snprintf(flags[nflags++], sizeof flags[0], "prune.activations=true");
+			continue;
+		}
 		int known = 0;
 		for (int j = 0; with_value[j]; j++)
 			known |= !strcmp(a, with_value[j]);
@@ -138,7 +153,7 @@ int sfp_export_main(int argc, char **argv)
 		if (i + 1 >= argc)
 			return usage("option '%s' needs a value", a);
 		const char *val = argv[++i];
-		int sh = nflags < 4 ? shorthand(a, val, flags[nflags], sizeof flags[0]) : 0;
+		int sh = shorthand(a, val, flags[nflags], sizeof flags[0]);
 		if (sh < 0)
 			return usage("%s: bad value '%s'", a, val);
 		if (sh > 0)
@@ -149,7 +164,7 @@ int sfp_export_main(int argc, char **argv)
 			ckpt = val;
 		else if (!strcmp(a, "--out"))
 			out = val;
-		else if (!strcmp(a, "--set") && nsets < MAX_SETS - 4)
+		else if (!strcmp(a, "--set") && nsets < MAX_SETS - MAX_FLAGS)
 			sets[nsets++] = val;
 		else
 			return usage("too many options ('%s')", a);

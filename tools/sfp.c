@@ -97,6 +97,7 @@ static const struct {
 	 "  write the integer model; prints accuracy, widths per layer and average bits\n"
 	 "  --granularity layer|channel   one width per layer or per output channel\n"
 	 "  --penalty memory|ops          penalize bits per weight or per multiply-add\n"
+	 "  --activations                 quantize the inputs of linear/conv layers too\n"
 	 "  --gamma G                     penalty weight (prune.gamma)\n"
 	 "  --steps N                     steps learning the widths (prune.steps)\n"
 	 "  --set prune.KEY=V             any other key of the prune section\n"

@@ -130,6 +130,7 @@ typedef struct sfp_cfg_bitlength {
 typedef struct sfp_cfg_prune {
 	char granularity[SFP_CFG_NAME]; /* "layer" (default) or "channel" */
 	char penalty[SFP_CFG_NAME];     /* "memory" (default: bits per weight) or "ops" (per MAC) */
+	int activations;                /* quantize the inputs of linear/conv layers too */
 	float gamma;                    /* penalty weight */
 	int steps;                      /* fine-tune steps learning the widths */
 	int fix_steps;                  /* then steps at the rounded widths (weights only) */

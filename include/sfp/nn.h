@@ -176,6 +176,7 @@ typedef struct sfp_prune_opts {
 	int granularity;          /* enum sfp_prune_granularity */
 	int penalty;              /* enum sfp_prune_penalty */
 	int optim;                /* enum sfp_prune_optim */
+	int activations;          /* quantize the inputs of linear/conv layers too */
 	float bits;               /* starting width */
 	float min_bits, max_bits; /* clamp, within [SFP_PRUNE_MIN_BITS, SFP_PRUNE_MAX_BITS] */
 } sfp_prune_opts;
@@ -183,13 +184,22 @@ typedef struct sfp_prune_opts {
 /* Start learning widths: from now on the forward and backward passes read
  * the weights through the interpolated quantizer (gradients reach the
  * float32 masters straight through). SFP_EINVAL for bad options or when
- * containers are on. */
+ * containers are on. With activations, the inputs of linear/conv layers
+ * (one width per layer) go through it as well, against clip ranges that
+ * must be measured first: sfp_model_prune_observe(m, 1), a few training
+ * forward passes, sfp_model_prune_observe(m, 0). */
 int sfp_model_set_prune(sfp_model *m, const sfp_prune_opts *o, sfp_error *err);
+/* on = 1: forward passes record each quantized input's max |x| and sign,
+ * quantizing nothing; on = 0: the clip ranges become the mean of the
+ * recorded batch maxima, and inputs never negative get the unsigned grid. */
+void sfp_model_prune_observe(sfp_model *m, int on);
 /* After backward: every width's interpolation gradient from the weight
- * gradients, the penalty gamma * (cost-weighted mean width; cost = weights
- * per group for memory, weights x multiply-adds for ops), one Adam or SGD
- * step of size lr, clamped. Call before the optimizer moves the weights.
- * Returns the penalty term. */
+ * gradients (activation widths got theirs in backward), the penalty
+ * gamma * (cost-weighted mean width; cost = weights per group and input
+ * values per sample for memory, multiply-adds for ops), one Adam or SGD
+ * step of size lr, clamped; and the clip ranges follow this step's batch
+ * maxima. Call once per training step (also after rounding, for the
+ * ranges), before the optimizer moves the weights. Returns the penalty. */
 float sfp_model_prune_update(sfp_model *m, float lr, float gamma);
 /* Round every width to the nearest integer (ties up) and stop learning
  * them: the forward pass uses exactly Q(w, b). */
@@ -211,14 +221,25 @@ typedef struct sfp_prune_info {
 	double bits;               /* mean width over the groups, weighted by size
 				    * (real while learning, integer once rounded) */
 	unsigned min_bits, max_bits; /* over the groups, rounded to the nearest */
+	double act_bits;           /* the input's width (0: float input) */
+	int act_signed;            /* symmetric grid (else unsigned) */
+	float act_range;           /* clip range */
+	uint64_t act_count;        /* input values per sample */
 } sfp_prune_info;
 int sfp_model_n_pruned(const sfp_model *m);
 void sfp_model_pruned(const sfp_model *m, int k, sfp_prune_info *info);
-/* Mean widths of all pruned tensors: per weight (memory), per layer (each
- * layer counted once, the paper's "average bits per layer") and per
- * multiply-add (operations). 0 without pruning. */
-void sfp_model_prune_bits(const sfp_model *m, double *per_weight, double *per_layer,
-			  double *per_mac);
+
+/* Averages over the pruned tensors (0 without pruning). Weights: per weight
+ * (memory), per layer (each layer once: the paper's "average bits per
+ * layer"), per multiply-add. Activations (32 where float): per input value
+ * of one sample, per layer. bit_ops_per_mac: the mean of weight bits x
+ * activation bits over the multiply-adds (1024 in float32). */
+typedef struct sfp_prune_summary {
+	double w_per_weight, w_per_layer, w_per_mac;
+	double a_per_value, a_per_layer;
+	double bit_ops_per_mac;
+} sfp_prune_summary;
+void sfp_model_prune_summary(const sfp_model *m, sfp_prune_summary *s);
 
 /*
  * The integer model file (.sfpq, docs/bitpruning.md): magic "SFPQ", version,
@@ -316,9 +337,10 @@ sfp_model *sfp_trainer_model(sfp_trainer *t);
 int sfp_trainer_run(sfp_trainer *t, sfp_error *err);
 /*
  * BitPruning fine-tune from the weights the trainer holds (a float
- * checkpoint): turns containers off, learns integer widths with the
- * config's `prune` section for prune.steps steps, rounds them, trains the
- * weights prune.fix_steps more steps at those widths, and finalizes
+ * checkpoint): turns containers off, (with prune.activations) measures the
+ * inputs' clip ranges over 16 training batches, learns integer widths with
+ * the config's `prune` section for prune.steps steps, rounds them, trains
+ * the weights prune.fix_steps more steps at those widths, and finalizes
  * (sfp_model_prune_finalize). Progress goes to the callback
  * (bits_per_value: the mean width per weight).
  */

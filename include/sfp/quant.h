@@ -159,6 +159,20 @@ void sfp_prune_interp(float *dst, const float *x, uint64_t n, float amax, float 
 double sfp_prune_grad(const float *g, const float *x, uint64_t n, float amax, const sfp_qwidth *w);
 
 /*
+ * Activations (the inputs of linear/conv layers) are quantized against a
+ * fixed clip range r, measured before and during the fine-tune, in place of
+ * each tensor's own max: the symmetric grid over [-r, r] as above, or, for
+ * inputs that are never negative (after a ReLU), the unsigned grid
+ *     U = 2^b - 1,  s = r / U,  code(x) = round(x / s) in [0, U],
+ * which spends no bit on a sign. Values beyond the range clip to the end
+ * codes. Interpolation and width gradient as for weights.
+ */
+void sfp_prune_interp_act(float *dst, const float *x, uint64_t n, float range, int is_unsigned,
+			  float width);
+double sfp_prune_grad_act(const float *g, const float *x, uint64_t n, float range,
+			  int is_unsigned, const sfp_qwidth *w);
+
+/*
  * The regularizer over k widths: gamma * sum_j cost_j n_j / sum_j cost_j,
  * a cost-weighted average of the widths. cost_j = values in group j gives
  * average bits per value (memory); values x multiply-adds per value gives

@@ -88,6 +88,7 @@ static const key_desc keys[] = {
 	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL},
 	ENUM("prune.granularity", prune.granularity, granularities),
 	ENUM("prune.penalty", prune.penalty, penalties),
+	{"prune.activations", K_BOOL, F(prune.activations), 0, 1, 0, NULL},
 	{"prune.gamma", K_FLOAT, F(prune.gamma), 0, 1e6, 0, NULL},
 	{"prune.steps", K_INT, F(prune.steps), 0, INT_MAX, 0, NULL},
 	{"prune.fix_steps", K_INT, F(prune.fix_steps), 0, INT_MAX, 0, NULL},

@@ -638,6 +638,8 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 	}
 	if (m->q)
 		sfp_qm_after_forward(m, i, s0, b);
+	else if (m->p)
+		sfp_pm_after_forward(m, i, x, s0, b);
 }
 
 const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training,
@@ -719,6 +721,8 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		     : m->layers[l->input].grad_out ? dact(m, l->input) : NULL;
 	if (din)
 		din += (size_t)s0 * ni;
+	if (m->p)
+		din = sfp_pm_before_backward(m, i, din, s0, b);
 	float *g = dact(m, i) + (size_t)s0 * no;
 	const float *y = act(m, i) + (size_t)s0 * no;
 	const float *w = sfp_qm_weights(m, i);
@@ -787,6 +791,8 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	}
 	}
+	if (m->p)
+		sfp_pm_after_backward(m, i, x, din, s0, b);
 }
 
 void sfp_model_backward(sfp_model *m, const float *x, int B)

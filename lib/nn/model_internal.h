@@ -100,6 +100,18 @@ void sfp_pm_begin_forward(sfp_model *m);
 /* The parameter arena forward and backward read (quantized copy, or the
  * finalized masters). */
 const float *sfp_pm_weights(const sfp_model *m);
+/* Layer i's input for b samples (src) as the layer consumes it: quantized
+ * when activations are on and i is linear/conv, else src. */
+const float *sfp_pm_input(sfp_model *m, int i, const float *src, int b);
+/* After layer i's forward on [s0, s0 + b): note its input's range. */
+void sfp_pm_after_forward(sfp_model *m, int i, const float *x, int s0, int b);
+/* Around layer i's backward on [s0, s0 + b): the input gradient slice to
+ * give the kernel (a scratch one when din is NULL), then the activation
+ * width's gradient and the clamp's mask. */
+float *sfp_pm_before_backward(sfp_model *m, int i, float *din, int s0, int b);
+void sfp_pm_after_backward(sfp_model *m, int i, const float *x, float *din, int s0, int b);
+/* Tensor k's activation width (NULL without activations), for tests. */
+sfp_qwidth *sfp_pm_act_width(sfp_model *m, int k);
 void sfp_pm_free(struct sfp_pmodel *p);
 
 #endif

@@ -233,11 +233,11 @@ const float *sfp_qm_input(sfp_model *m, int i, int which, const float *x, int s0
 	int j = which ? l->from : l->input;
 	const size_t n1 = sfp_shape_numel(which ? m->layers[j].out : l->in);
 	if (j < 0)
-		return x + (size_t)s0 * n1;
+		return m->p && !which ? sfp_pm_input(m, i, x + (size_t)s0 * n1, b) : x + (size_t)s0 * n1;
 	const float *src = act(m, j) + (size_t)s0 * n1;
 	sfp_qmodel *q = m->q;
 	if (!q)
-		return src;
+		return m->p && !which ? sfp_pm_input(m, i, src, b) : src;
 	int k = q->aq[owner(m, j)];
 	if (k < 0)
 		return src;

@@ -326,28 +326,54 @@ static void prune_opts_of(const sfp_cfg_prune *pc, sfp_prune_opts *o)
 	o->granularity = !strcmp(pc->granularity, "channel") ? SFP_PRUNE_CHANNEL : SFP_PRUNE_LAYER;
 	o->penalty = !strcmp(pc->penalty, "ops") ? SFP_PRUNE_OPS : SFP_PRUNE_MEMORY;
 	o->optim = !strcmp(pc->optimizer, "sgd") ? SFP_PRUNE_SGD : SFP_PRUNE_ADAM;
+	o->activations = pc->activations;
 	o->bits = pc->bits;
 	o->min_bits = (float)pc->min_bits;
 	o->max_bits = (float)pc->max_bits;
 }
 
+/* The fine-tune's own seeded batch order, apart from the training run's. */
+#define PRUNE_SEED 0x5052554e45ull
+/* Training batches whose input maxima set the first clip ranges. */
+#define CALIBRATION_BATCHES 16
+
+/* Gather batch s of the fine-tune into t->bx, t->by; returns its size. */
+static int prune_batch(sfp_trainer *t, int64_t s)
+{
+	const sfp_config *c = &t->cfg;
+	const int B = c->train.batch_size;
+	const int64_t epoch = s / t->steps_per_epoch, first = s % t->steps_per_epoch * B;
+	if (t->order_epoch != epoch) {
+		sfp_dataset_order(t->order, t->train.n, c->train.seed ^ PRUNE_SEED, epoch,
+				  c->data.shuffle);
+		t->order_epoch = epoch;
+	}
+	const int b = (int)(t->train.n - first < B ? t->train.n - first : B);
+	sfp_dataset_gather(&t->train, t->order + first, b, t->bx, t->by);
+	return b;
+}
+
+/* Clip ranges of the quantized inputs from a few training forward passes. */
+static void prune_calibrate(sfp_trainer *t)
+{
+	const uint64_t seed = (t->cfg.train.seed ^ PRUNE_SEED) * 0x100000001b3ull;
+	sfp_model_prune_observe(t->model, 1);
+	for (int64_t s = 0; s < CALIBRATION_BATCHES; s++) {
+		const int b = prune_batch(t, s);
+		sfp_model_forward(t->model, t->bx, b, 1, seed + (uint64_t)s);
+	}
+	sfp_model_prune_observe(t->model, 0);
+}
+
 /* One fine-tune step s of `total`: batch, forward, backward, widths (while
- * s < steps), weights. Returns the batch loss in *loss. */
+ * s < steps) and clip ranges, weights. Returns the batch loss in *loss. */
 static int prune_step(sfp_trainer *t, sfp_optim *opt, const sfp_cfg_optimizer *oc,
 		      const sfp_cfg_schedule *sc, int64_t s, int64_t total, float *loss, int *ok,
 		      int *b_out, sfp_error *err)
 {
 	const sfp_config *c = &t->cfg;
-	const int B = c->train.batch_size;
-	/* its own seeded order, apart from the training run's */
-	const uint64_t seed = c->train.seed ^ 0x5052554e45ull;
-	const int64_t epoch = s / t->steps_per_epoch, first = s % t->steps_per_epoch * B;
-	if (t->order_epoch != epoch) {
-		sfp_dataset_order(t->order, t->train.n, seed, epoch, c->data.shuffle);
-		t->order_epoch = epoch;
-	}
-	const int b = (int)(t->train.n - first < B ? t->train.n - first : B);
-	sfp_dataset_gather(&t->train, t->order + first, b, t->bx, t->by);
+	const uint64_t seed = c->train.seed ^ PRUNE_SEED;
+	const int b = prune_batch(t, s);
 	sfp_model_forward(t->model, t->bx, b, 1, seed * 0x100000001b3ull + (uint64_t)s);
 	*loss = sfp_model_loss(t->model, t->by, b, ok, 1);
 	if (!(*loss == *loss) || *loss > 1e30f)
@@ -356,9 +382,9 @@ static int prune_step(sfp_trainer *t, sfp_optim *opt, const sfp_cfg_optimizer *o
 				     (double)*loss, s);
 	sfp_model_zero_grad(t->model);
 	sfp_model_backward(t->model, t->bx, b);
-	/* widths first: their gradient needs the weights of this forward pass */
-	if (s < c->prune.steps)
-		sfp_model_prune_update(t->model, c->prune.lr, c->prune.gamma);
+	/* widths first: their gradient needs the weights of this forward pass
+	 * (after rounding, only the clip ranges move) */
+	sfp_model_prune_update(t->model, c->prune.lr, c->prune.gamma);
 	sfp_optim_step(opt, sfp_model_params(t->model, NULL), sfp_model_grads(t->model, NULL),
 		       sfp_lr_at(oc, sc, s, total), s + 1);
 	*b_out = b;
@@ -390,9 +416,11 @@ int sfp_trainer_prune(sfp_trainer *t, sfp_error *err)
 	int64_t iv_ok = 0, iv_n = 0, iv_steps = 0;
 	uint64_t t0 = sfp_clock_ns(), iv_t0 = t0;
 	int rc = SFP_OK;
+	t->order_epoch = -1;
+	if (pc->activations)
+		prune_calibrate(t);
 	if (pc->steps == 0)
 		sfp_model_prune_round(t->model);
-	t->order_epoch = -1;
 	for (int64_t s = 0; s < total && rc == SFP_OK; s++) {
 		float loss;
 		int ok = 0, b = 0;
@@ -408,15 +436,15 @@ int sfp_trainer_prune(sfp_trainer *t, sfp_error *err)
 			continue;
 		uint64_t now = sfp_clock_ns();
 		double dt = (double)(now - iv_t0) * 1e-9, all = (double)(now - t0) * 1e-9;
-		double bw, bl, bm;
-		sfp_model_prune_bits(t->model, &bw, &bl, &bm);
+		sfp_prune_summary ps;
+		sfp_model_prune_summary(t->model, &ps);
 		sfp_progress pr = {.epoch = s / t->steps_per_epoch,
 				   .step = s + 1,
 				   .total_steps = total,
 				   .loss = (float)(iv_loss / iv_steps),
 				   .train_acc = (float)iv_ok / (float)iv_n,
 				   .lr = sfp_lr_at(&oc, &sc, s, total),
-				   .bits_per_value = (float)bw,
+				   .bits_per_value = (float)ps.w_per_weight,
 				   .samples_per_s = dt > 0 ? (double)iv_n / dt : 0.0,
 				   .eta_s = (double)(total - s - 1) * all / (double)(s + 1)};
 		if (t->on_progress)
@@ -424,8 +452,10 @@ int sfp_trainer_prune(sfp_trainer *t, sfp_error *err)
 		rc = metrics_write(t, err,
 				   "{\"step\":%" PRId64 ",\"prune_loss\":%.6f,\"train_acc\":%.6f,"
 				   "\"bits_per_weight\":%.4f,\"bits_per_layer\":%.4f,"
-				   "\"bits_per_mac\":%.4f}",
-				   s + 1, pr.loss, pr.train_acc, bw, bl, bm);
+				   "\"bits_per_mac\":%.4f,\"act_bits_per_value\":%.4f,"
+				   "\"bit_ops_per_mac\":%.3f}",
+				   s + 1, pr.loss, pr.train_acc, ps.w_per_weight, ps.w_per_layer,
+				   ps.w_per_mac, ps.a_per_value, ps.bit_ops_per_mac);
 		iv_loss = 0.0;
 		iv_ok = iv_n = iv_steps = 0;
 		iv_t0 = sfp_clock_ns();

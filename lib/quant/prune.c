@@ -31,19 +31,42 @@ float sfp_prune_scale(float amax, unsigned bits)
 	return amax / (float)levels(bits);
 }
 
+/* The grid at `bits` over [-range, range] (symmetric) or [0, range]
+ * (unsigned): step s and the code range [lo, hi]. */
+typedef struct grid {
+	float s;
+	int32_t lo, hi;
+} grid;
+
+static grid grid_of(float range, unsigned bits, int is_unsigned)
+{
+	if (is_unsigned) {
+		const int32_t U = (int32_t)((1u << bits) - 1u);
+		return (grid){range / (float)U, 0, U};
+	}
+	const int32_t L = levels(bits);
+	return (grid){range / (float)L, -L, L};
+}
+
 /* One code. Every path to a quantized value goes through here and through
  * `code * s`, so Q, codes and dequantization agree to the bit. A zero or
- * NaN scale gives 0; the clamp also catches NaN inputs (as -L). */
+ * NaN step gives 0; values beyond the range clip to the end codes, and the
+ * clamp also catches NaN inputs (as the lowest code). */
+static inline int32_t code_in(float x, grid g)
+{
+	if (!(g.s > 0.0f))
+		return 0;
+	float q = rintf(x / g.s);
+	if (q >= (float)g.hi)
+		return g.hi;
+	if (!(q > (float)g.lo))
+		return g.lo;
+	return (int32_t)q;
+}
+
 static inline int32_t code_of(float x, float s, int32_t L)
 {
-	if (!(s > 0.0f))
-		return 0;
-	float q = rintf(x / s);
-	if (q >= (float)L)
-		return L;
-	if (!(q > (float)-L))
-		return -L;
-	return (int32_t)q;
+	return code_in(x, (grid){s, -L, L});
 }
 
 void sfp_prune_codes(int32_t *codes, const float *x, uint64_t n, float amax, unsigned bits)
@@ -68,20 +91,34 @@ void sfp_prune_quant(float *dst, const float *x, uint64_t n, float amax, unsigne
 		dst[i] = (float)code_of(x[i], s, L) * s;
 }
 
-void sfp_prune_interp(float *dst, const float *x, uint64_t n, float amax, float width)
+/* The interpolated forward over a grid family (weights: symmetric with
+ * range = amax; activations: a fixed range, maybe unsigned). */
+static void interp(float *dst, const float *x, uint64_t n, float range, int is_unsigned,
+		   float width)
 {
 	const float f = floorf(width), a = width - f;
-	const unsigned lo = (unsigned)f;
+	const grid ga = grid_of(range, (unsigned)f, is_unsigned);
 	if (a == 0.0f) {
-		sfp_prune_quant(dst, x, n, amax, lo);
+		for (uint64_t i = 0; i < n; i++)
+			dst[i] = (float)code_in(x[i], ga) * ga.s;
 		return;
 	}
-	const int32_t La = levels(lo), Lb = levels(lo + 1);
-	const float sa = sfp_prune_scale(amax, lo), sb = sfp_prune_scale(amax, lo + 1);
+	const grid gb = grid_of(range, (unsigned)f + 1u, is_unsigned);
 	for (uint64_t i = 0; i < n; i++) {
-		float qa = (float)code_of(x[i], sa, La) * sa, qb = (float)code_of(x[i], sb, Lb) * sb;
+		float qa = (float)code_in(x[i], ga) * ga.s, qb = (float)code_in(x[i], gb) * gb.s;
 		dst[i] = (1.0f - a) * qa + a * qb;
 	}
+}
+
+void sfp_prune_interp(float *dst, const float *x, uint64_t n, float amax, float width)
+{
+	interp(dst, x, n, amax, 0, width);
+}
+
+void sfp_prune_interp_act(float *dst, const float *x, uint64_t n, float range, int is_unsigned,
+			  float width)
+{
+	interp(dst, x, n, range, is_unsigned, width);
 }
 
 /* The pair of integer widths whose difference is the width's gradient:
@@ -105,19 +142,30 @@ static int bracket(const sfp_qwidth *w, unsigned *lo, unsigned *hi)
 	return 0;
 }
 
-double sfp_prune_grad(const float *g, const float *x, uint64_t n, float amax, const sfp_qwidth *w)
+static double grad(const float *g, const float *x, uint64_t n, float range, int is_unsigned,
+		   const sfp_qwidth *w)
 {
 	unsigned lo, hi;
 	if (!bracket(w, &lo, &hi))
 		return 0.0;
-	const int32_t La = levels(lo), Lb = levels(hi);
-	const float sa = sfp_prune_scale(amax, lo), sb = sfp_prune_scale(amax, hi);
+	const grid ga = grid_of(range, lo, is_unsigned), gb = grid_of(range, hi, is_unsigned);
 	double s = 0.0;
 	for (uint64_t i = 0; i < n; i++) {
-		float qa = (float)code_of(x[i], sa, La) * sa, qb = (float)code_of(x[i], sb, Lb) * sb;
+		float qa = (float)code_in(x[i], ga) * ga.s, qb = (float)code_in(x[i], gb) * gb.s;
 		s += (double)g[i] * ((double)qb - (double)qa);
 	}
 	return s;
+}
+
+double sfp_prune_grad(const float *g, const float *x, uint64_t n, float amax, const sfp_qwidth *w)
+{
+	return grad(g, x, n, amax, 0, w);
+}
+
+double sfp_prune_grad_act(const float *g, const float *x, uint64_t n, float range,
+			  int is_unsigned, const sfp_qwidth *w)
+{
+	return grad(g, x, n, range, is_unsigned, w);
 }
 
 float sfp_prune_penalty(sfp_qwidth *w, const double *cost, int k, float gamma)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # prune.sh -- BitPruning from the command line: `sfp export` fine-tunes a
-# short float checkpoint into an integer model, `sfp eval --model` gives the
-# same accuracy and the widths; usage errors, a model of another config, a
+# short float checkpoint into an integer model (weights, and with
+# --activations the layers' inputs), `sfp eval --model` gives the same
+# accuracy and the widths; usage errors, a model of another config, a
 # corrupted or truncated .sfpq are refused (exit 2, file named), and a
 # failed export leaves no file.
 set -u
@@ -36,6 +37,15 @@ done
 grep -q "^conv2  *32 " "$T/out" && ok "channel: one width per output channel" || bad "channel groups: $(cat "$T/out")"
 size=$(wc -c <"$T/channel.sfpq")
 grep -q "^file $size bytes" "$T/out" && ok "reported size is the file's" || bad "size $size: $(cat "$T/out")"
+
+# the inputs of linear/conv layers quantized too
+expect 0 "export --activations" "$SFP" export --config $CFG $SLICE --checkpoint "$T/ck" --activations \
+	--gamma 0.05 --steps 20 --set prune.fix_steps=5 --set prune.lr=0.1 --out "$T/act.sfpq" --quiet
+acc=$(sed -n 's/^test_acc \([0-9.]*\).*/\1/p' "$T/out")
+grep -q "^input bits: [0-9.]* per value" "$T/out" && ok "activations: input bits reported" || bad "input bits: $(cat "$T/out")"
+expect 0 "eval --model (activations)" "$SFP" eval --config $CFG $SLICE --model "$T/act.sfpq"
+grep -q "^test_acc $acc  test_loss" "$T/out" && ok "activations: eval of the file = accuracy at export ($acc)" || bad "act eval: $(cat "$T/out")"
+grep -q "^conv1 .*(signed, " "$T/out" && grep -q "^fc1 .*(unsigned, " "$T/out" && ok "signed data, unsigned after ReLU" || bad "grids: $(cat "$T/out")"
 
 # refused: another model, corruption, truncation, not a model at all
 expect 2 "eval --model with another config" "$SFP" eval --config deploy/examples/fmnist-mlp.yaml $SLICE --model "$T/layer.sfpq"
