@@ -53,7 +53,7 @@ for p in glob.glob("tests/fuzz/corpus/decode/*.sfpt"):
     open("tests/fuzz/corpus/gecko/" + name, "wb").write(bytes([e - 1, n >> 8, n & 255]) + b[hb + pay - expb:hb + pay])
 PY
 # .sfpq seeds: the tiny model of fuzz_sfpq.c trained 2 steps and exported at
-# layer and channel granularity, behind the target's 1-byte prefix (odd:
+# layer and channel granularity (and with its inputs quantized), behind the target's 1-byte prefix (odd:
 # the target recomputes the CRCs after mutation).
 mkdir -p $C/sfpq
 cat >"$T/tiny.yaml" <<'YAML'
@@ -69,9 +69,11 @@ model:
 YAML
 TINY="--set data.train_limit=64 --set data.test_limit=32 --set train.max_steps=2"
 ${BUILD:-build}/bin/sfp-worker --config "$T/tiny.yaml" $TINY --set checkpoint.dir="$T/ck" --quiet
-for g in layer channel; do
-	$S export --config "$T/tiny.yaml" $TINY --checkpoint "$T/ck" --granularity $g --steps 2 \
-		--gamma 1 --set prune.lr=1 --out "$T/$g.sfpq" --quiet >/dev/null
+for g in layer channel channel_act; do
+	act=""
+	[ $g = channel_act ] && act=--activations
+	$S export --config "$T/tiny.yaml" $TINY --checkpoint "$T/ck" --granularity ${g%_act} $act \
+		--steps 2 --gamma 1 --set prune.lr=1 --out "$T/$g.sfpq" --quiet >/dev/null
 	printf '\001' | cat - "$T/$g.sfpq" >"$C/sfpq/$g"
 	printf '\000' | cat - "$T/$g.sfpq" >"$C/sfpq/${g}_crc"
 done
