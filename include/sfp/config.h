@@ -128,7 +128,7 @@ typedef struct sfp_cfg_bitlength {
 /* BitPruning fine-tune (`sfp export`, docs/bitpruning.md): learned integer
  * widths for the weights of linear/conv layers, from a float checkpoint. */
 typedef struct sfp_cfg_prune {
-	char granularity[SFP_CFG_NAME]; /* "layer" (default) or "channel" */
+	char granularity[SFP_CFG_NAME]; /* "channel" (default) or "layer" */
 	char penalty[SFP_CFG_NAME];     /* "memory" (default: bits per weight) or "ops" (per MAC) */
 	int activations;                /* quantize the inputs of linear/conv layers too */
 	float gamma;                    /* penalty weight */

@@ -572,7 +572,7 @@ void sfp_config_defaults(sfp_config *c)
 	c->bitlength.period = 100;
 	c->bitlength.m_min = 1;
 	c->bitlength.e_min = 3;
-	snprintf(c->prune.granularity, sizeof c->prune.granularity, "layer");
+	snprintf(c->prune.granularity, sizeof c->prune.granularity, "channel");
 	snprintf(c->prune.penalty, sizeof c->prune.penalty, "memory");
 	c->prune.gamma = 0.01f;
 	c->prune.steps = 1000;
