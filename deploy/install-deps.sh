@@ -24,6 +24,8 @@ libyaml-dev
 openmpi-bin
 libopenmpi-dev
 libnng-dev
+protobuf-c-compiler
+libprotobuf-c-dev
 "
 
 # `--bench` adds the peers that only `make bench` runs (PyTorch is large).

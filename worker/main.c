@@ -8,13 +8,18 @@
  * (including a full disk while writing a checkpoint or the metrics log).
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <libgen.h>
+#include <mpi.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sfp/config.h"
 #include "sfp/nn.h"
+#include "sfp/transport.h"
 
 #define SFP_VERSION "0.1.0"
 #define MAX_SETS 256
@@ -23,10 +28,12 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char *usage_text =
 	"usage: sfp-worker --config FILE [--set section.key=value ...] [--resume CKPT|DIR]\n"
+	"                  [--daemon URL]\n"
 	"\n"
 	"  --config FILE        the job's YAML config (docs/config.md)\n"
 	"  --set K=V            override one config key, e.g. --set train.epochs=3\n"
 	"  --resume CKPT|DIR    continue from a checkpoint (a folder: its newest)\n"
+	"  --daemon URL         report to sfpd at URL (tcp://HOST:PORT), as daemon.address\n"
 	"  --quiet              no progress lines (errors still go to stderr)\n"
 	"  --help, --version\n";
 
@@ -62,26 +69,75 @@ static void on_progress(void *user, const sfp_progress *p)
 	if (p->bits_per_value < 32.0f)
 		snprintf(bits, sizeof bits, "  %.2f bits/value (%.2fx)", (double)p->bits_per_value,
 			 32.0 / (double)p->bits_per_value);
+	char wire[128] = "";
+	if (p->wire_bytes_per_step > 0)
+		snprintf(wire, sizeof wire, "  wire %.2f MB/step (%.1fx, codec %.1f ms, comm %.1f ms)",
+			 p->wire_bytes_per_step * 1e-6, p->raw_bytes_per_step / p->wire_bytes_per_step,
+			 p->codec_ms_per_step, p->comm_ms_per_step);
 	fprintf(stderr,
 		"epoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64
-		"  loss %.4f  acc %.3f  lr %.3g%s  %.0f samples/s  ETA %s\n",
+		"  loss %.4f  acc %.3f  lr %.3g%s%s  %.0f samples/s  ETA %s\n",
 		p->epoch + 1, c->epochs, p->step, p->total_steps, (double)p->loss,
-		(double)p->train_acc, (double)p->lr, bits, p->samples_per_s, eta);
+		(double)p->train_acc, (double)p->lr, bits, wire, p->samples_per_s, eta);
 }
 
-/* Under mpirun with more than one rank, this worker would silently train N
- * copies: refuse until the distributed worker exists. */
-static int mpi_world_size(void)
+static void on_notice(void *user, const char *msg)
 {
-	const char *v = getenv("OMPI_COMM_WORLD_SIZE");
-	if (!v)
-		v = getenv("PMI_SIZE");
-	return v ? atoi(v) : 1;
+	const progress_ctx *c = user;
+	if (!c->quiet)
+		fprintf(stderr, "sfp-worker: %s\n", msg);
+}
+
+/* Started by an MPI launcher (mpirun, srun)? Then this process is one rank. */
+static int under_mpi_launcher(void)
+{
+	return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
+static int g_rank = -1;
+
+/* mpirun stops the other ranks with SIGTERM when one fails: say so. */
+static void on_term(int sig)
+{
+	char msg[160];
+	int n = snprintf(msg, sizeof msg,
+			 "sfp-worker rank %d: stopped by signal %d (the launcher ends the job when "
+			 "a rank fails or is killed)\n",
+			 g_rank, sig);
+	if (n > 0)
+		(void)!write(2, msg, (size_t)n);
+	_exit(1);
+}
+
+/* An MPI job's transport: MPI itself, or nng with endpoints exchanged over MPI. */
+static int open_transport(const sfp_config *cfg, sfp_transport **tr, sfp_error *err)
+{
+	if (!strcmp(cfg->parallel.transport, "nng"))
+		return sfp_error_set(err, SFP_EUNSUPPORTED,
+				     "parallel.transport: nng is not available in this build yet");
+	return sfp_transport_open_mpi(tr, err);
+}
+
+/* Set-up fails the same way on every rank (a config or layout error) or on
+ * a few (a missing file on one host): either way the ranks agree, the
+ * first failing rank prints why, and all exit with its code -- one message,
+ * no rank left waiting for the others. */
+static int agree_on_setup(int rc, const sfp_error *err)
+{
+	int world, mine[2] = {rc < 0 ? g_rank : INT_MAX, rc}, first[2];
+	MPI_Comm_size(MPI_COMM_WORLD, &world);
+	MPI_Allreduce(mine, first, 1, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD);
+	if (first[0] == INT_MAX)
+		return SFP_OK;
+	if (first[0] == g_rank)
+		fprintf(stderr, "sfp-worker: %s%s\n", err->msg,
+			world > 1 ? " (every rank stops)" : "");
+	return first[1] < 0 ? first[1] : SFP_EINVAL; /* MINLOC carries the failing rank's code */
 }
 
 int main(int argc, char **argv)
 {
-	const char *config = NULL, *resume = NULL;
+	const char *config = NULL, *resume = NULL, *daemon = NULL;
 	const char *sets[MAX_SETS];
 	int nsets = 0, quiet = 0;
 	for (int i = 1; i < argc; i++) {
@@ -94,7 +150,8 @@ int main(int argc, char **argv)
 			return EXIT_OK;
 		} else if (!strcmp(a, "--quiet")) {
 			quiet = 1;
-		} else if (!strcmp(a, "--config") || !strcmp(a, "--set") || !strcmp(a, "--resume")) {
+		} else if (!strcmp(a, "--config") || !strcmp(a, "--set") || !strcmp(a, "--resume") ||
+			   !strcmp(a, "--daemon")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "sfp-worker: %s needs a value\n%s", a, usage_text);
 				return EXIT_USAGE;
@@ -102,6 +159,8 @@ int main(int argc, char **argv)
 			const char *v = argv[++i];
 			if (!strcmp(a, "--config"))
 				config = v;
+			else if (!strcmp(a, "--daemon"))
+				daemon = v;
 			else if (!strcmp(a, "--resume"))
 				resume = v;
 			else if (nsets == MAX_SETS) {
@@ -118,16 +177,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sfp-worker: --config FILE is required\n%s", usage_text);
 		return EXIT_USAGE;
 	}
-	if (mpi_world_size() > 1) {
-		fprintf(stderr, "sfp-worker: started as one of %d ranks, but this build trains in one "
-				"process only (use mpirun -np 1)\n",
-			mpi_world_size());
-		return EXIT_USAGE;
-	}
 
 	static sfp_config cfg;
 	sfp_error err;
 	sfp_trainer *t = NULL;
+	sfp_transport *tr = NULL;
 	int rc = sfp_config_load_all(&cfg, config, sets, nsets, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp-worker: %s\n", err.msg);
@@ -136,30 +190,85 @@ int main(int argc, char **argv)
 	char dirbuf[SFP_CFG_PATH];
 	snprintf(dirbuf, sizeof dirbuf, "%s", config);
 	const char *config_dir = dirname(dirbuf);
+	if (daemon && (size_t)snprintf(cfg.daemon.address, sizeof cfg.daemon.address, "%s", daemon) >=
+			      sizeof cfg.daemon.address) {
+		fprintf(stderr, "sfp-worker: --daemon: address too long\n");
+		return EXIT_USAGE;
+	}
+	if (!cfg.daemon.job[0]) { /* the job's name at the daemon: the config's file name */
+		char base[SFP_CFG_PATH];
+		snprintf(base, sizeof base, "%s", config);
+		char *b = basename(base), *dot = strrchr(b, '.');
+		if (dot && dot != b)
+			*dot = 0;
+		snprintf(cfg.daemon.job, sizeof cfg.daemon.job, "%s", b);
+	}
 
-	if ((rc = sfp_trainer_create(&t, &cfg, config_dir, &err)) < 0)
-		goto out;
-	if (resume) {
-		char path[SFP_CFG_PATH + 64];
-		if ((rc = sfp_checkpoint_resolve(resume, path, sizeof path, &err)) < 0 ||
-		    (rc = sfp_trainer_load(t, path, &err)) < 0)
+	int mpi = under_mpi_launcher(), world = 1;
+	if (mpi) {
+		MPI_Init(&argc, &argv);
+		MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+		MPI_Comm_size(MPI_COMM_WORLD, &world);
+		signal(SIGTERM, on_term);
+		if (g_rank != 0)
+			quiet = 1;
+		if ((rc = open_transport(&cfg, &tr, &err)) < 0)
 			goto out;
-		if (!quiet)
+	}
+	/* set-up, then resuming (collective for pipeline stages): the ranks
+	 * agree after each, so none waits on a rank that already failed */
+	char path[SFP_CFG_PATH + 64];
+	for (int phase = 0; phase < 2; phase++) {
+		if (phase == 0)
+			rc = sfp_trainer_create_dist(&t, &cfg, config_dir, tr, &err);
+		else if (resume && (rc = sfp_trainer_resume(t, resume, path, sizeof path, &err)) == SFP_OK &&
+			 !quiet)
 			fprintf(stderr, "resumed from '%s' at step %" PRId64 "\n", path,
 				sfp_trainer_step(t));
+		if (world > 1 && (rc = agree_on_setup(rc, &err)) < 0) {
+			/* every rank stops; the first that failed has said why (and the
+			 * launcher's SIGTERM to the others needs no second message) */
+			signal(SIGTERM, SIG_DFL);
+			sfp_trainer_free(t);
+			sfp_transport_close(tr);
+			MPI_Finalize();
+			return sfp_exit_code(rc);
+		}
+		if (rc < 0)
+			goto out;
 	}
 	sfp_model *m = sfp_trainer_model(t);
 	size_t np;
 	sfp_model_params(m, &np);
-	if (!quiet)
-		fprintf(stderr, "model: %d layers, %zu parameters, %.1f MiB of arenas\n",
-			sfp_model_n_layers(m), np, (double)sfp_model_bytes(m) / 1048576.0);
+	if (!quiet) {
+		int stage, replica, stages, replicas;
+		sfp_trainer_topology(t, &stage, &replica, &stages, &replicas);
+		if (world > 1)
+			fprintf(stderr, "job: %d ranks = %d data-parallel replicas x %d pipeline "
+					"stages, transport %s\n",
+				world, replicas, stages, sfp_transport_name(tr));
+		fprintf(stderr, "model%s: %d layers, %zu parameters, %.1f MiB of arenas\n",
+			stages > 1 ? " (stage 0)" : "", sfp_model_n_layers(m), np,
+			(double)sfp_model_bytes(m) / 1048576.0);
+	}
 	progress_ctx pc = {cfg.train.epochs, quiet, 0};
 	sfp_trainer_on_progress(t, on_progress, &pc);
+	sfp_trainer_on_notice(t, on_notice, &pc);
 	rc = sfp_trainer_run(t, &err);
 out:
-	if (rc < 0)
-		fprintf(stderr, "sfp-worker: %s\n", err.msg);
+	if (rc < 0) {
+		if (world > 1)
+			fprintf(stderr, "sfp-worker rank %d: %s\n", g_rank, err.msg);
+		else
+			fprintf(stderr, "sfp-worker: %s\n", err.msg);
+	}
 	sfp_trainer_free(t);
+	if (rc < 0 && world > 1) {
+		/* the other ranks may be waiting on this one: end the job now */
+		MPI_Abort(MPI_COMM_WORLD, sfp_exit_code(rc));
+	}
+	sfp_transport_close(tr);
+	if (mpi)
+		MPI_Finalize();
 	return rc < 0 ? sfp_exit_code(rc) : EXIT_OK;
 }

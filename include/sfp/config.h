@@ -144,11 +144,24 @@ typedef struct sfp_cfg_prune {
 typedef struct sfp_cfg_parallel {
 	int pipeline_stages;          /* default 1 */
 	char transport[SFP_CFG_NAME]; /* "mpi" (default) or "nng" */
+	int micro_batches;            /* per replica batch with stages > 1 (0: 2 x stages) */
+	int grad_e, grad_m;           /* gradient containers on the wire (default 8, 23: lossless) */
+	int grad_gecko;               /* Gecko on gradient exponents (default off) */
+	int error_feedback;           /* carry gradient rounding into the next step (default on) */
+	char allreduce[SFP_CFG_NAME]; /* "auto" (ring when lossless, else allgather), "ring",
+					 "allgather", "native" (MPI_Allreduce, float32: the baseline) */
+	char grad_cast[SFP_CFG_NAME]; /* "none" (containers), "fp16", "bf16": plain casts (peers) */
+	float timeout_s;              /* a peer silent this long has failed (default 60) */
+	char nng_endpoint[SFP_CFG_NAME]; /* nng: "tcp" (default, host name + port) or "ipc" */
+	int nng_port;                 /* nng tcp: base port, + local rank (default 23700) */
 } sfp_cfg_parallel;
 
 typedef struct sfp_cfg_daemon {
 	char address[SFP_CFG_PATH]; /* "" = no daemon */
-	char token[SFP_CFG_NAME];
+	char token[SFP_CFG_NAME];   /* the job token ("": none; env SFP_TOKEN) */
+	char job[SFP_CFG_NAME];     /* the job's name at the daemon ("": the config's file name) */
+	int report_every;           /* steps between reports (default 10) */
+	float timeout_s;            /* wait for a reply at most this long (default 1) */
 } sfp_cfg_daemon;
 
 typedef struct sfp_cfg_log {

@@ -20,6 +20,7 @@
 
 #include "sfp/common.h"
 #include "sfp/config.h"
+#include "sfp/transport.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,6 +59,12 @@ typedef struct sfp_layer_info {
  */
 int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base_dir,
 		     int max_batch, sfp_error *err);
+/* Flags of sfp_model_create_ex. SFP_MODEL_STAGE: a pipeline stage, whose
+ * output is any tensor (the next stage's input), not class scores; its
+ * "classes" is then the output's values per sample. */
+#define SFP_MODEL_STAGE 1u
+int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *base_dir,
+			int max_batch, unsigned flags, sfp_error *err);
 void sfp_model_free(sfp_model *m);
 
 /* Threads for the layers' kernels (default 1). A given count always gives
@@ -84,10 +91,14 @@ void sfp_model_init(sfp_model *m, uint64_t seed);
 
 /*
  * Forward B <= max_batch samples `x` (B x input shape). `training` selects
- * batch statistics and dropout; `noise_seed` seeds dropout masks (use a
- * value that differs per step). Returns the logits (B x classes), owned by
- * the model and valid until the next forward.
+ * batch statistics and dropout; `noise_seed` seeds dropout masks and width
+ * choices (use a value that differs per step). Returns the logits (B x
+ * classes), owned by the model and valid until the next forward.
+ * SFP_FORWARD_RECOMPUTE repeats a training forward with the same seed
+ * (pipeline re-materialisation): the same outputs, but batch norm's running
+ * statistics are not updated a second time.
  */
+enum { SFP_FORWARD_EVAL = 0, SFP_FORWARD_TRAIN = 1, SFP_FORWARD_RECOMPUTE = 2 };
 const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training,
 			       uint64_t noise_seed);
 /* Output activation of layer i from the last forward (B x out shape). */
@@ -100,6 +111,12 @@ const float *sfp_model_activation(const sfp_model *m, int i);
  * logits for sfp_model_backward.
  */
 float sfp_model_loss(sfp_model *m, const uint8_t *labels, int B, int *correct, int want_grad);
+
+/* The gradient of the loss with respect to the last layer's output (B x
+ * its c*h*w), which sfp_model_backward starts from: sfp_model_loss fills
+ * it; a pipeline stage writes the gradient its next stage sent, and a
+ * data-parallel replica scales it by its share of the global batch. */
+float *sfp_model_output_grad(sfp_model *m);
 
 /* Zero the gradient arena. */
 void sfp_model_zero_grad(sfp_model *m);
@@ -128,6 +145,10 @@ enum sfp_qpolicy {
  * bits under `policy`. */
 int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mbits,
 			sfp_error *err);
+
+/* A pipeline stage that is not the last: its output is an activation that
+ * gets a container like the others. Call before sfp_model_set_quant. */
+void sfp_model_set_output_stored(sfp_model *m, int on);
 
 typedef struct sfp_qtensor_info {
 	const char *layer; /* owned by the model */
@@ -319,6 +340,12 @@ typedef struct sfp_progress {
 	float bits_per_value; /* weights + stored activations (32 without containers) */
 	double samples_per_s;
 	double eta_s;
+	/* distributed: bytes the job sent per step (every rank, every kind)
+	 * and what float32 would have taken; 0 in one process */
+	double wire_bytes_per_step, raw_bytes_per_step;
+	/* and per step and rank, the mean time spent encoding + decoding
+	 * tensors and waiting on the transport */
+	double codec_ms_per_step, comm_ms_per_step;
 } sfp_progress;
 
 typedef void (*sfp_progress_fn)(void *user, const sfp_progress *p);
@@ -330,7 +357,33 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 		       sfp_error *err);
 void sfp_trainer_free(sfp_trainer *t);
 void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user);
+/* One-line notices worth a user's attention that do not stop training
+ * (e.g. "daemon: ... unreachable; training on with the current widths"). */
+typedef void (*sfp_notice_fn)(void *user, const char *msg);
+void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user);
 sfp_model *sfp_trainer_model(sfp_trainer *t);
+
+/*
+ * The same, as one rank of a distributed job over `tr` (design.md §3,
+ * docs/distributed.md): parallel.pipeline_stages S splits the layers into S
+ * stages and the ranks into size/S data-parallel replicas. Every rank calls
+ * the same trainer functions in the same order (they communicate); only
+ * rank 0 writes the metrics log and checkpoints. `tr` must outlive the
+ * trainer; NULL or a transport of one rank is sfp_trainer_create.
+ */
+int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
+			    sfp_transport *tr, sfp_error *err);
+
+/* The split of the model's layers into `stages` pipeline stages: stage s is
+ * layers [first[s], first[s + 1]) (first has stages + 1 entries). Balances
+ * multiply-adds; never cuts a skip connection or right after a flatten;
+ * every stage holds parameters. SFP_EINVAL saying why when impossible. */
+int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err);
+
+/* This rank's place: stage, replica and the job's stages and replicas
+ * (0, 0, 1, 1 for one process). */
+void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *stages,
+			  int *replicas);
 
 /* Train until train.epochs or train.max_steps, evaluating every
  * eval_every_epochs and checkpointing as configured. */
@@ -357,6 +410,11 @@ int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err
 int sfp_trainer_save(sfp_trainer *t, const char *path, sfp_error *err);
 int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err);
 int64_t sfp_trainer_step(const sfp_trainer *t);
+/* Load the checkpoint `path` names (sfp_checkpoint_resolve; the path used
+ * goes to used[0..cap)). A pipeline stage of a distributed job takes its
+ * own file, ckpt-<step>-stage<s>.sfpk, from the folder `path`, at the
+ * newest step every stage has (a collective call). */
+int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err);
 /* `path` itself when it is a file; for a folder, its newest ckpt-<step>.sfpk.
  * SFP_ENOENT (naming the folder) when there is none. */
 int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *err);

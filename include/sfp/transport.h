@@ -32,6 +32,16 @@ extern "C" {
 
 typedef struct sfp_transport sfp_transport;
 
+/* Part k of n items split into `parts` near-equal parts (the first n % parts
+ * get one more): how batches split over replicas and micro-batches, and
+ * tensors over the members of a ring. */
+static inline void sfp_split(size_t n, int parts, int k, size_t *off, size_t *len)
+{
+	size_t base = n / (size_t)parts, extra = n % (size_t)parts, kk = (size_t)k;
+	*off = kk * base + (kk < extra ? kk : extra);
+	*len = base + (kk < extra ? 1 : 0);
+}
+
 /* What a backend implements. All calls are made from one thread. */
 typedef struct sfp_transport_ops {
 	const char *name;
@@ -47,6 +57,9 @@ typedef struct sfp_transport_ops {
 	 * every rank of a ring calls it together. */
 	int (*sendrecv)(void *impl, int to, const void *sbuf, size_t slen, int from, void *rbuf,
 			size_t cap, size_t *rlen, int tag, double timeout_s, sfp_error *err);
+	/* Optional: the backend's own float32 sum over every rank, in place
+	 * (MPI_Allreduce): the uncompressed baseline. NULL when it has none. */
+	int (*allreduce_f32)(void *impl, float *x, size_t n, sfp_error *err);
 	void (*close)(void *impl);
 } sfp_transport_ops;
 
@@ -80,6 +93,8 @@ int sfp_transport_recv(sfp_transport *t, int peer, int tag, void *buf, size_t ca
 		       sfp_error *err);
 int sfp_transport_sendrecv(sfp_transport *t, int to, const void *sbuf, size_t slen, int from,
 			   void *rbuf, size_t cap, size_t *rlen, int tag, sfp_error *err);
+/* The backend's float32 sum over every rank (SFP_EUNSUPPORTED without one). */
+int sfp_transport_allreduce_f32(sfp_transport *t, float *x, size_t n, sfp_error *err);
 
 /* ---- collectives over a group of ranks ---------------------------------- */
 /* A group: the world ranks taking part, in ring order, and this rank's
@@ -99,16 +114,30 @@ typedef struct sfp_wire_stats {
 } sfp_wire_stats;
 
 enum sfp_allreduce_algo {
-	SFP_ALLREDUCE_RING = 0,     /* reduce-scatter + all-gather on encoded chunks */
-	SFP_ALLREDUCE_ALLGATHER = 1 /* every rank's tensor encoded once, gathered, summed in rank order */
+	SFP_ALLREDUCE_RING = 0,      /* reduce-scatter + all-gather on encoded chunks */
+	SFP_ALLREDUCE_ALLGATHER = 1, /* every rank's tensor encoded once, gathered, summed in rank order */
+	SFP_ALLREDUCE_NATIVE = 2     /* the backend's float32 sum (MPI_Allreduce), whole world only:
+					the uncompressed baseline */
 };
+
+/* Plain 16-bit casts instead of containers: the peers the containers are
+ * measured against (what DDP's fp16 compression hook sends). */
+enum sfp_wire_cast { SFP_CAST_NONE = 0, SFP_CAST_FP16 = 1, SFP_CAST_BF16 = 2 };
 
 /* How tensors are encoded on the wire. Lossless when e = 8 and m = 23. */
 typedef struct sfp_wire_cfg {
 	sfp_params params;   /* container widths, rounding, Gecko */
 	int algo;            /* enum sfp_allreduce_algo */
 	int error_feedback;  /* keep what quantization dropped and add it next time */
+	int cast;            /* enum sfp_wire_cast: raw 16-bit values, no container */
 } sfp_wire_cfg;
+
+/* IEEE binary16 and bfloat16 conversions, round to nearest even; NaN stays
+ * NaN, out-of-range values become infinities (as a cast does). */
+uint16_t sfp_f32_to_f16(float f);
+float sfp_f16_to_f32(uint16_t h);
+uint16_t sfp_f32_to_bf16(float f);
+float sfp_bf16_to_f32(uint16_t h);
 
 typedef struct sfp_collective sfp_collective;
 

@@ -42,6 +42,9 @@ static const char *const granularities[] = {"layer", "channel", NULL};
 static const char *const penalties[] = {"memory", "ops", NULL};
 static const char *const width_optims[] = {"adam", "sgd", NULL};
 static const char *const transports[] = {"mpi", "nng", NULL};
+static const char *const allreduces[] = {"auto", "ring", "allgather", "native", NULL};
+static const char *const casts[] = {"none", "fp16", "bf16", NULL};
+static const char *const nng_schemes[] = {"tcp", "ipc", NULL};
 
 #define F(field) offsetof(sfp_config, field)
 #define STR(path, field) {path, K_STR, F(field), 0, 0, sizeof(((sfp_config *)0)->field), NULL}
@@ -100,8 +103,21 @@ static const key_desc keys[] = {
 	{"prune.weight_lr", K_FLOAT, F(prune.weight_lr), 0, 1e6, 0, NULL},
 	{"parallel.pipeline_stages", K_INT, F(parallel.pipeline_stages), 1, 4096, 0, NULL},
 	ENUM("parallel.transport", parallel.transport, transports),
+	{"parallel.micro_batches", K_INT, F(parallel.micro_batches), 0, 65536, 0, NULL},
+	{"parallel.grad_e", K_INT, F(parallel.grad_e), 1, 8, 0, NULL},
+	{"parallel.grad_m", K_INT, F(parallel.grad_m), 0, 23, 0, NULL},
+	{"parallel.grad_gecko", K_BOOL, F(parallel.grad_gecko), 0, 1, 0, NULL},
+	{"parallel.error_feedback", K_BOOL, F(parallel.error_feedback), 0, 1, 0, NULL},
+	ENUM("parallel.allreduce", parallel.allreduce, allreduces),
+	ENUM("parallel.grad_cast", parallel.grad_cast, casts),
+	{"parallel.timeout_s", K_FLOAT, F(parallel.timeout_s), 0, 1e6, 0, NULL},
+	ENUM("parallel.nng_endpoint", parallel.nng_endpoint, nng_schemes),
+	{"parallel.nng_port", K_INT, F(parallel.nng_port), 1, 65535, 0, NULL},
 	STR("daemon.address", daemon.address),
 	STR("daemon.token", daemon.token),
+	STR("daemon.job", daemon.job),
+	{"daemon.report_every", K_INT, F(daemon.report_every), 1, INT_MAX, 0, NULL},
+	{"daemon.timeout_s", K_FLOAT, F(daemon.timeout_s), 0.001, 3600, 0, NULL},
 	STR("log.metrics", log.metrics),
 	{"log.every", K_INT, F(log.every), 1, INT_MAX, 0, NULL},
 	STR("checkpoint.dir", checkpoint.dir),
@@ -585,6 +601,16 @@ void sfp_config_defaults(sfp_config *c)
 	c->prune.weight_lr = 0.005f;
 	c->parallel.pipeline_stages = 1;
 	snprintf(c->parallel.transport, sizeof c->parallel.transport, "mpi");
+	c->parallel.grad_e = 8;
+	c->parallel.grad_m = 23;
+	c->parallel.error_feedback = 1;
+	snprintf(c->parallel.allreduce, sizeof c->parallel.allreduce, "auto");
+	snprintf(c->parallel.grad_cast, sizeof c->parallel.grad_cast, "none");
+	c->parallel.timeout_s = 60.0f;
+	snprintf(c->parallel.nng_endpoint, sizeof c->parallel.nng_endpoint, "tcp");
+	c->parallel.nng_port = 23700;
+	c->daemon.report_every = 10;
+	c->daemon.timeout_s = 1.0f;
 	c->log.every = 50;
 	c->checkpoint.keep = 2;
 }

@@ -585,8 +585,10 @@ void sfp_batchnorm_forward(float *out, float *mean, float *invstd, float *run_me
 			mean[ch] = mu;
 			invstd[ch] = is;
 			double unbiased = cnt > 1 ? v * cnt / (cnt - 1) : v;
-			run_mean[ch] = (1.0f - momentum) * run_mean[ch] + momentum * mu;
-			run_var[ch] = (1.0f - momentum) * run_var[ch] + momentum * (float)unbiased;
+			if (training == 1) { /* not when re-computing a forward */
+				run_mean[ch] = (1.0f - momentum) * run_mean[ch] + momentum * mu;
+				run_var[ch] = (1.0f - momentum) * run_var[ch] + momentum * (float)unbiased;
+			}
 		} else {
 			mu = run_mean[ch];
 			is = 1.0f / sqrtf(run_var[ch] + eps);

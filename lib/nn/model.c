@@ -255,6 +255,12 @@ static float *alloc_floats(size_t n)
 int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base_dir,
 		     int max_batch, sfp_error *err)
 {
+	return sfp_model_create_ex(out, cfg, base_dir, max_batch, 0, err);
+}
+
+int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *base_dir,
+			int max_batch, unsigned flags, sfp_error *err)
+{
 	*out = NULL;
 	if (max_batch <= 0)
 		return sfp_error_set(err, SFP_EINVAL, "batch size must be positive");
@@ -360,14 +366,14 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 		rc = sfp_error_set(err, SFP_EINVAL, "model is a single flatten layer");
 		goto out;
 	}
-	if (cur.h != 1 || cur.w != 1 || cur.c < 2) {
+	if (!(flags & SFP_MODEL_STAGE) && (cur.h != 1 || cur.w != 1 || cur.c < 2)) {
 		char a[64], msg[160];
 		snprintf(msg, sizeof msg, "output %s is not a flat vector of class scores",
 			 shape_str(a, sizeof a, cur));
 		rc = layer_error(err, SFP_EINVAL, last, msg);
 		goto out;
 	}
-	m->classes = cur.c;
+	m->classes = (int)sfp_shape_numel(cur);
 	m->nparams = poff;
 	m->nbufs = boff;
 	m->nacts = aoff;
@@ -632,7 +638,7 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	case L_PLUGIN: {
 		int i3[3] = {l->in.c, l->in.h, l->in.w};
-		l->plugin->forward(l->pstate, y, in, w, b, i3, m->training);
+		l->plugin->forward(l->pstate, y, in, w, b, i3, m->training != 0);
 		break;
 	}
 	}
@@ -674,6 +680,16 @@ float sfp_model_loss(sfp_model *m, const uint8_t *labels, int B, int *correct, i
 {
 	return sfp_softmax_xent(want_grad ? m->dlogits : NULL, correct, act(m, m->n - 1), labels, B,
 				m->classes);
+}
+
+void sfp_model_set_output_stored(sfp_model *m, int on)
+{
+	m->output_stored = on;
+}
+
+float *sfp_model_output_grad(sfp_model *m)
+{
+	return m->dlogits;
 }
 
 void sfp_model_zero_grad(sfp_model *m)

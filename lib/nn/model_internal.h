@@ -65,6 +65,7 @@ struct sfp_model {
 	uint64_t noise_seed;
 	int training;
 	int last_batch; /* B of the last forward */
+	int output_stored; /* a pipeline stage: the last output is an activation, not logits */
 	struct sfp_qmodel *q; /* learned containers (qmodel.c); NULL = float32 */
 	struct sfp_pmodel *p; /* BitPruning integer weights (pmodel.c); NULL = none */
 };

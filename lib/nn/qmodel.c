@@ -71,12 +71,15 @@ static size_t weight_count(const layer *l)
 
 /* Does layer i's output count as a stored activation? Not the logits, not
  * a flatten (an alias), not a producer whose next layer is a ReLU in place
- * over it (the pair stores one tensor: the ReLU's). */
+ * over it (the pair stores one tensor: the ReLU's). The last output of a
+ * pipeline stage is an activation (it crosses to the next stage in its
+ * container), even when it is a flatten. */
 static int stores_activation(const sfp_model *m, int i)
 {
 	const layer *l = &m->layers[i];
-	return i < m->n - 1 && l->kind != L_FLATTEN &&
-	       !(m->layers[i + 1].inplace && m->layers[i + 1].input == i);
+	if (i == m->n - 1)
+		return m->output_stored;
+	return l->kind != L_FLATTEN && !(m->layers[i + 1].inplace && m->layers[i + 1].input == i);
 }
 
 /* The layer that last writes the slice layer i's output lives in. */

@@ -24,8 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "sfp/nn.h"
-#include "sfp/quant.h"
+#include "nn/train_internal.h"
 
 #define CKPT_MAGIC "SFPK"
 #define CKPT_VERSION 1u
@@ -46,25 +45,6 @@ typedef struct ckpt_header {
 	uint32_t header_crc;
 } ckpt_header;
 static_assert(sizeof(ckpt_header) == 72, "checkpoint header layout");
-
-struct sfp_trainer {
-	sfp_config cfg;
-	sfp_model *model;
-	sfp_optim *opt;
-	sfp_dataset train, test;
-	uint32_t *order;
-	int64_t order_epoch;
-	float *bx;
-	uint8_t *by;
-	int64_t step, steps_per_epoch, total_steps;
-	FILE *metrics;
-	sfp_progress_fn on_progress;
-	void *user;
-	int policy;          /* enum sfp_qpolicy */
-	sfp_bitwave bw;      /* policy BITWAVE */
-	float *extra;        /* checkpointed state beyond the arenas: widths, BitWave */
-	size_t nextra;
-};
 
 /* Widths (n_e, n_m per tensor), then for BitWave its averages (as raw
  * double bits), step count and widths: all in one float array so a
@@ -189,6 +169,8 @@ void sfp_trainer_free(sfp_trainer *t)
 	sfp_optim_free(t->opt);
 	sfp_dataset_release(&t->train);
 	sfp_dataset_release(&t->test);
+	sfp_daemon_close(t, 0);
+	sfp_dist_free(t->dist);
 	free(t->order);
 	free(t->extra);
 	free(t->bx);
@@ -198,11 +180,26 @@ void sfp_trainer_free(sfp_trainer *t)
 	free(t);
 }
 
+static int cfg_input_numel(const sfp_cfg_model *c)
+{
+	int n = 1;
+	for (int i = 0; i < c->input_ndim; i++)
+		n *= c->input[i];
+	return n;
+}
+
 int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
 		       sfp_error *err)
 {
+	return sfp_trainer_create_dist(out, cfg, config_dir, NULL, err);
+}
+
+int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
+			    sfp_transport *tr, sfp_error *err)
+{
 	*out = NULL;
 	int rc;
+	sfp_cfg_model *stage_cfg = NULL;
 	sfp_trainer *t = calloc(1, sizeof *t);
 	if (!t)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
@@ -212,26 +209,47 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 		rc = sfp_error_set(err, SFP_EINVAL, "train.batch_size must be positive");
 		goto out;
 	}
-	if ((rc = sfp_model_create(&t->model, &cfg->model, config_dir, B, err)) < 0 ||
+	/* a distributed rank builds its stage only, for its share of a batch */
+	const sfp_cfg_model *mcfg = &cfg->model;
+	int max_batch = B;
+	if (tr && sfp_transport_size(tr) > 1) {
+		if (!(stage_cfg = malloc(sizeof *stage_cfg))) {
+			rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = sfp_dist_create(t, tr, &cfg->model, config_dir, stage_cfg, &max_batch,
+					  err)) < 0)
+			goto out;
+		mcfg = stage_cfg;
+	}
+	const sfp_dist *d = t->dist;
+	const int is_last = !d || d->stage == d->stages - 1;
+	if ((rc = sfp_model_create_ex(&t->model, mcfg, config_dir, max_batch,
+				      is_last ? 0 : SFP_MODEL_STAGE, err)) < 0 ||
 	    (rc = sfp_model_set_threads(t->model, cfg->train.threads > 0 ? cfg->train.threads : 1,
 					err)) < 0)
 		goto out;
+	if (d && d->stage > 0)
+		sfp_model_want_input_grad(t->model, 1);
+	if (!is_last)
+		sfp_model_set_output_stored(t->model, 1);
 	if ((rc = sfp_dataset_load(&t->train, &t->test, &cfg->data, err)) < 0)
 		goto out;
-	sfp_shape in = sfp_model_input_shape(t->model);
-	if (sfp_shape_numel(in) != sfp_shape_numel(t->train.shape)) {
+	if ((size_t)cfg_input_numel(&cfg->model) != sfp_shape_numel(t->train.shape)) {
 		rc = sfp_error_set(err, SFP_EINVAL,
-				   "model.input has %zu values per sample but the data has %zu",
-				   sfp_shape_numel(in), sfp_shape_numel(t->train.shape));
+				   "model.input has %d values per sample but the data has %zu",
+				   cfg_input_numel(&cfg->model), sfp_shape_numel(t->train.shape));
 		goto out;
 	}
-	if (sfp_model_classes(t->model) != t->train.classes) {
+	if (is_last && sfp_model_classes(t->model) != t->train.classes) {
 		rc = sfp_error_set(err, SFP_EINVAL,
 				   "the model outputs %d classes but the data has %d",
 				   sfp_model_classes(t->model), t->train.classes);
 		goto out;
 	}
 	sfp_model_init(t->model, cfg->train.seed);
+	if (d && (rc = sfp_dist_finish_setup(t, config_dir, err)) < 0)
+		goto out;
 	if ((rc = setup_bitlength(t, &cfg->bitlength, err)) < 0)
 		goto out;
 	size_t np;
@@ -239,8 +257,9 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 	if ((rc = sfp_optim_create(&t->opt, &cfg->train.optimizer, np, err)) < 0)
 		goto out;
 	t->order = malloc((size_t)t->train.n * sizeof *t->order);
-	t->bx = malloc((size_t)B * sfp_shape_numel(in) * sizeof(float));
-	t->by = malloc((size_t)B);
+	t->bx = malloc((size_t)max_batch * sfp_shape_numel(sfp_model_input_shape(t->model)) *
+		       sizeof(float));
+	t->by = malloc((size_t)max_batch);
 	if (!t->order || !t->bx || !t->by) {
 		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
 		goto out;
@@ -250,9 +269,11 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 	t->total_steps = (int64_t)cfg->train.epochs * t->steps_per_epoch;
 	if (cfg->train.max_steps > 0 && cfg->train.max_steps < t->total_steps)
 		t->total_steps = cfg->train.max_steps;
-	if (cfg->checkpoint.dir[0] && (rc = make_dirs(cfg->checkpoint.dir, err)) < 0)
+	const int writer = !d || d->rank == 0;
+	if ((!d || d->replica == 0) && cfg->checkpoint.dir[0] &&
+	    (rc = make_dirs(cfg->checkpoint.dir, err)) < 0)
 		goto out;
-	if (cfg->log.metrics[0]) {
+	if (writer && cfg->log.metrics[0]) {
 		t->metrics = fopen(cfg->log.metrics, "a");
 		if (!t->metrics) {
 			rc = sfp_error_set(err, SFP_EIO, "cannot open metrics log '%s': %s",
@@ -264,8 +285,25 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 	t = NULL;
 	rc = SFP_OK;
 out:
+	free(stage_cfg);
 	sfp_trainer_free(t);
 	return rc;
+}
+
+void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *stages,
+			  int *replicas)
+{
+	const sfp_dist *d = t->dist;
+	*stage = d ? d->stage : 0;
+	*replica = d ? d->replica : 0;
+	*stages = d ? d->stages : 1;
+	*replicas = d ? d->replicas : 1;
+}
+
+void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user)
+{
+	t->on_notice = fn;
+	t->notice_user = user;
 }
 
 void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user)
@@ -303,6 +341,10 @@ __attribute__((format(printf, 3, 4))) static int metrics_write(sfp_trainer *t, s
 
 int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 {
+	if (t->dist) {
+		SFP_TRY(sfp_dist_sync_buffers(t, err));
+		return sfp_dist_evaluate(t, acc, loss, err);
+	}
 	const int B = t->cfg.train.batch_size;
 	const size_t per = sfp_shape_numel(t->test.shape);
 	double lsum = 0.0;
@@ -593,6 +635,32 @@ out:
 	return rc;
 }
 
+/* The step of a checkpoint file name ckpt-<step><suffix>, or -1. */
+static int64_t ckpt_step(const char *name, const char *suffix)
+{
+	int64_t s;
+	int used = 0;
+	if (sscanf(name, "ckpt-%" SCNd64 "%n", &s, &used) != 1 || s < 0 || strcmp(name + used, suffix))
+		return -1;
+	return s;
+}
+
+/* The newest step of `dir`'s ckpt-<step><suffix> files (-1: none). */
+static int64_t newest_ckpt(const char *dir, const char *suffix)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int64_t best = -1;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int64_t s = ckpt_step(e->d_name, suffix);
+		best = s > best ? s : best;
+	}
+	closedir(d);
+	return best;
+}
+
 int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *err)
 {
 	DIR *d = opendir(path);
@@ -606,16 +674,8 @@ int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *e
 			return sfp_error_set(err, SFP_EINVAL, "checkpoint path '%s' is too long", path);
 		return SFP_OK;
 	}
-	int64_t best = -1;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		int64_t s;
-		char tail[8];
-		if (sscanf(e->d_name, "ckpt-%" SCNd64 ".%7s", &s, tail) == 2 && !strcmp(tail, "sfpk") &&
-		    s > best)
-			best = s;
-	}
 	closedir(d);
+	int64_t best = newest_ckpt(path, ".sfpk");
 	if (best < 0)
 		return sfp_error_set(err, SFP_ENOENT, "no checkpoint (ckpt-<step>.sfpk) in '%s'", path);
 	if ((size_t)snprintf(out, cap, "%s/ckpt-%" PRId64 ".sfpk", path, best) >= cap)
@@ -623,8 +683,47 @@ int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *e
 	return SFP_OK;
 }
 
-/* Delete all but the newest `keep` ckpt-<step>.sfpk files of `dir`. */
-static void prune_checkpoints(const char *dir, int keep)
+/* What this rank's checkpoint files end with: ".sfpk", or for a pipeline
+ * stage "-stage<s>.sfpk" (each stage saves its own layers). */
+static void ckpt_suffix(const sfp_trainer *t, char *buf, size_t cap)
+{
+	if (t->dist && t->dist->stages > 1)
+		snprintf(buf, cap, "-stage%d.sfpk", t->dist->stage);
+	else
+		snprintf(buf, cap, ".sfpk");
+}
+
+int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err)
+{
+	if (!t->dist || t->dist->stages == 1) {
+		SFP_TRY(sfp_checkpoint_resolve(path, used, cap, err));
+		return sfp_trainer_load(t, used, err);
+	}
+	/* stages: the newest step that every stage has saved */
+	char suffix[32];
+	ckpt_suffix(t, suffix, sizeof suffix);
+	double *v = calloc((size_t)t->dist->world, sizeof *v);
+	if (!v)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	v[t->dist->rank] = (double)newest_ckpt(path, suffix);
+	int rc = sfp_dist_allreduce_world(t, v, t->dist->world, err);
+	double step = rc == SFP_OK ? v[0] : -1.0;
+	for (int r = 1; rc == SFP_OK && r < t->dist->world; r++)
+		step = v[r] < step ? v[r] : step;
+	free(v);
+	SFP_TRY(rc);
+	if (step < 0)
+		return sfp_error_set(err, SFP_ENOENT,
+				     "no checkpoint of every pipeline stage (ckpt-<step>-stage<s>.sfpk) "
+				     "in folder '%s'",
+				     path);
+	if ((size_t)snprintf(used, cap, "%s/ckpt-%" PRId64 "%s", path, (int64_t)step, suffix) >= cap)
+		return sfp_error_set(err, SFP_EINVAL, "checkpoint path in '%s' is too long", path);
+	return sfp_trainer_load(t, used, err);
+}
+
+/* Delete all but the newest `keep` ckpt-<step><suffix> files of `dir`. */
+static void prune_checkpoints(const char *dir, const char *suffix, int keep)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -633,9 +732,8 @@ static void prune_checkpoints(const char *dir, int keep)
 	int n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) && n < 256) {
-		int64_t s;
-		char tail[8];
-		if (sscanf(e->d_name, "ckpt-%" SCNd64 ".%7s", &s, tail) == 2 && !strcmp(tail, "sfpk"))
+		int64_t s = ckpt_step(e->d_name, suffix);
+		if (s >= 0)
 			steps[n++] = s;
 	}
 	closedir(d);
@@ -645,7 +743,7 @@ static void prune_checkpoints(const char *dir, int keep)
 			newer += steps[j] > steps[i];
 		if (newer >= keep) {
 			char path[SFP_CFG_PATH + 64];
-			snprintf(path, sizeof path, "%s/ckpt-%" PRId64 ".sfpk", dir, steps[i]);
+			snprintf(path, sizeof path, "%s/ckpt-%" PRId64 "%s", dir, steps[i], suffix);
 			remove(path);
 		}
 	}
@@ -653,10 +751,19 @@ static void prune_checkpoints(const char *dir, int keep)
 
 static int checkpoint_now(sfp_trainer *t, sfp_error *err)
 {
-	char path[SFP_CFG_PATH + 64];
-	snprintf(path, sizeof path, "%s/ckpt-%" PRId64 ".sfpk", t->cfg.checkpoint.dir, t->step);
+	if (t->dist) {
+		/* the replicas are equal but for batch-norm statistics; replica 0
+		 * of each stage writes */
+		SFP_TRY(sfp_dist_sync_buffers(t, err));
+		if (t->dist->replica != 0)
+			return SFP_OK;
+	}
+	char path[SFP_CFG_PATH + 64], suffix[32];
+	ckpt_suffix(t, suffix, sizeof suffix);
+	snprintf(path, sizeof path, "%s/ckpt-%" PRId64 "%s", t->cfg.checkpoint.dir, t->step, suffix);
 	SFP_TRY(sfp_trainer_save(t, path, err));
-	prune_checkpoints(t->cfg.checkpoint.dir, t->cfg.checkpoint.keep > 0 ? t->cfg.checkpoint.keep : 1);
+	prune_checkpoints(t->cfg.checkpoint.dir, suffix,
+			  t->cfg.checkpoint.keep > 0 ? t->cfg.checkpoint.keep : 1);
 	return metrics_write(t, err, "{\"step\":%" PRId64 ",\"checkpoint\":\"%s\"}", t->step, path);
 }
 
@@ -665,7 +772,7 @@ static int checkpoint_now(sfp_trainer *t, sfp_error *err)
 static int log_widths(sfp_trainer *t, sfp_error *err)
 {
 	int k, n = sfp_model_n_qtensors(t->model);
-	if (!n)
+	if (!n || !t->metrics)
 		return SFP_OK;
 	for (k = 0; k < n; k++) {
 		sfp_qtensor_info qi;
@@ -692,10 +799,34 @@ static int log_widths(sfp_trainer *t, sfp_error *err)
 			     (gw + ga) / nv, 32.0 * nv / (gw + ga));
 }
 
+/* One communication record per tensor kind that moved: per-step means over
+ * the interval, summed over every rank. */
+static int log_traffic(sfp_trainer *t, const sfp_wire_stats *ws, int64_t steps, sfp_error *err)
+{
+	static const char *const kinds[WIRE_KINDS] = {"gradients", "activations",
+						      "activation_gradients"};
+	for (int k = 0; k < WIRE_KINDS; k++) {
+		const sfp_wire_stats *w = &ws[k];
+		if (!w->messages)
+			continue;
+		const double s = (double)steps;
+		SFP_TRY(metrics_write(t, err,
+				      "{\"step\":%" PRId64 ",\"kind\":\"%s\",\"raw_bytes\":%.0f,"
+				      "\"wire_bytes\":%.0f,\"messages\":%.1f,\"encode_ms\":%.3f,"
+				      "\"decode_ms\":%.3f,\"comm_ms\":%.3f}",
+				      t->step, kinds[k], (double)w->raw_bytes / s,
+				      (double)w->wire_bytes / s, (double)w->messages / s,
+				      (double)w->encode_ns * 1e-6 / s, (double)w->decode_ns * 1e-6 / s,
+				      (double)w->comm_ns * 1e-6 / s));
+	}
+	return SFP_OK;
+}
+
 /* ---- the loop ----------------------------------------------------------- */
 static int evaluate_and_log(sfp_trainer *t, int64_t epoch, sfp_error *err)
 {
 	float acc, loss;
+	sfp_daemon_heartbeat(t); /* evaluation can take a while: still alive */
 	SFP_TRY(sfp_trainer_evaluate(t, &acc, &loss, err));
 	if (t->on_progress) {
 		sfp_progress p = {.is_eval = 1,
@@ -712,7 +843,18 @@ static int evaluate_and_log(sfp_trainer *t, int64_t epoch, sfp_error *err)
 			     t->step, epoch, acc, loss);
 }
 
+static int run_loop(sfp_trainer *t, sfp_error *err);
+
 int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
+{
+	int rc = t->daemon.c ? SFP_OK : sfp_daemon_open(t, err);
+	if (rc == SFP_OK)
+		rc = run_loop(t, err);
+	sfp_daemon_close(t, rc == SFP_OK);
+	return rc;
+}
+
+static int run_loop(sfp_trainer *t, sfp_error *err)
 {
 	const sfp_config *c = &t->cfg;
 	const int B = c->train.batch_size;
@@ -731,28 +873,43 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 		}
 		const int64_t first = pos * B;
 		const int b = (int)(t->train.n - first < B ? t->train.n - first : B);
-		sfp_dataset_gather(&t->train, t->order + first, b, t->bx, t->by);
 
 		int ok = 0;
-		sfp_model_forward(t->model, t->bx, b, 1, c->train.seed * 0x100000001b3ull + (uint64_t)t->step);
-		float loss = sfp_model_loss(t->model, t->by, b, &ok, 1);
+		float loss;
+		if (t->dist) {
+			double sums[3];
+			SFP_TRY(sfp_dist_step(t, first, b, sums, err));
+			loss = (float)(sums[0] / sums[2]);
+			ok = (int)sums[1];
+		} else {
+			sfp_dataset_gather(&t->train, t->order + first, b, t->bx, t->by);
+			sfp_model_forward(t->model, t->bx, b, SFP_FORWARD_TRAIN,
+					  c->train.seed * 0x100000001b3ull + (uint64_t)t->step);
+			loss = sfp_model_loss(t->model, t->by, b, &ok, 1);
+		}
 		if (!(loss == loss) || loss > 1e30f)
 			return sfp_error_set(err, SFP_ERANGE,
 					     "loss is %g at step %" PRId64
 					     "; lower train.optimizer.lr",
 					     (double)loss, t->step);
-		sfp_model_zero_grad(t->model);
-		sfp_model_backward(t->model, t->bx, b);
+		if (!t->dist) {
+			sfp_model_zero_grad(t->model);
+			sfp_model_backward(t->model, t->bx, b);
+		}
 		float lr = sfp_lr_at(&c->train.optimizer, &c->train.schedule, t->step, t->total_steps);
 		size_t np;
 		float *p = sfp_model_params(t->model, &np);
 		sfp_optim_step(t->opt, p, sfp_model_grads(t->model, NULL), lr, t->step + 1);
-		if (t->policy == SFP_QPOLICY_QUANTUM)
+		if (t->policy == SFP_QPOLICY_QUANTUM) {
 			sfp_model_quant_update(t->model, c->bitlength.lr, c->bitlength.gamma);
-		else if (t->policy == SFP_QPOLICY_BITWAVE && sfp_bitwave_observe(&t->bw, loss) != 0)
+			if (t->dist)
+				SFP_TRY(sfp_dist_sync_widths(t, err));
+		} else if (t->policy == SFP_QPOLICY_BITWAVE && !t->daemon.steers &&
+			   sfp_bitwave_observe(&t->bw, loss) != 0)
 			sfp_model_set_widths(t->model, t->bw.e, t->bw.m);
 		t->step++;
 		done_here++;
+		SFP_TRY(sfp_daemon_step(t, loss, (uint64_t)b * (uint64_t)c->daemon.report_every, err));
 		iv_loss += loss;
 		iv_ok += ok;
 		iv_n += b;
@@ -774,6 +931,17 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 					   .bits_per_value = footprint_bits(t),
 					   .samples_per_s = rate,
 					   .eta_s = eta};
+			sfp_wire_stats ws[WIRE_KINDS];
+			if (t->dist) {
+				SFP_TRY(sfp_dist_traffic(t, ws, err));
+				for (int k = 0; k < WIRE_KINDS; k++) {
+					pr.wire_bytes_per_step += (double)ws[k].wire_bytes / iv_steps;
+					pr.raw_bytes_per_step += (double)ws[k].raw_bytes / iv_steps;
+					const double per = 1e-6 / (double)iv_steps / t->dist->world;
+					pr.codec_ms_per_step += (double)(ws[k].encode_ns + ws[k].decode_ns) * per;
+					pr.comm_ms_per_step += (double)ws[k].comm_ns * per;
+				}
+			}
 			if (t->on_progress)
 				t->on_progress(t->user, &pr);
 			SFP_TRY(metrics_write(t, err,
@@ -781,6 +949,8 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 					      ",\"loss\":%.6f,\"train_acc\":%.6f,\"lr\":%.6g,"
 					      "\"samples_per_s\":%.1f}",
 					      t->step, epoch, pr.loss, pr.train_acc, lr, rate));
+			if (t->dist)
+				SFP_TRY(log_traffic(t, ws, iv_steps, err));
 			SFP_TRY(log_widths(t, err));
 			iv_loss = 0.0;
 			iv_ok = iv_n = iv_steps = 0;

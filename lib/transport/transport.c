@@ -98,3 +98,11 @@ int sfp_transport_sendrecv(sfp_transport *t, int to, const void *sbuf, size_t sl
 	return t->ops->sendrecv(t->impl, to, sbuf, slen, from, rbuf, cap, rlen, tag, t->timeout_s,
 				err);
 }
+
+int sfp_transport_allreduce_f32(sfp_transport *t, float *x, size_t n, sfp_error *err)
+{
+	if (!t->ops->allreduce_f32)
+		return sfp_error_set(err, SFP_EUNSUPPORTED,
+				     "the %s transport has no native all-reduce", t->ops->name);
+	return t->ops->allreduce_f32(t->impl, x, n, err);
+}

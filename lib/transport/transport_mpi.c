@@ -133,6 +133,16 @@ static int mpi_sendrecv(void *impl, int to, const void *sbuf, size_t slen, int f
 	return mpi_recv(impl, from, tag, rbuf, cap, rlen, timeout_s, err);
 }
 
+static int mpi_allreduce_f32(void *impl, float *x, size_t n, sfp_error *err)
+{
+	(void)impl;
+	if (n > INT_MAX)
+		return sfp_error_set(err, SFP_EINVAL, "mpi: %zu floats in one all-reduce", n);
+	if (MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+		return sfp_error_set(err, SFP_EPEER, "mpi: MPI_Allreduce failed");
+	return SFP_OK;
+}
+
 static void mpi_close(void *impl)
 {
 	mpi_impl *m = impl;
@@ -149,7 +159,12 @@ static void mpi_close(void *impl)
 }
 
 static const sfp_transport_ops mpi_ops = {
-	.name = "mpi", .send = mpi_send, .recv = mpi_recv, .sendrecv = mpi_sendrecv, .close = mpi_close};
+	.name = "mpi",
+	.send = mpi_send,
+	.recv = mpi_recv,
+	.sendrecv = mpi_sendrecv,
+	.allreduce_f32 = mpi_allreduce_f32,
+	.close = mpi_close};
 
 int sfp_transport_open_mpi(sfp_transport **out, sfp_error *err)
 {

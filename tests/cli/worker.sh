@@ -2,7 +2,8 @@
 # worker.sh -- sfp-worker and `sfp eval` from the command line: usage and
 # config errors (exit 2, file:line:key), a short real run on a slice of
 # Fashion-MNIST with metrics log and checkpoints, --resume, a corrupted
-# checkpoint, evaluation, a plug-in layer, and runs under real mpirun.
+# checkpoint, evaluation, a plug-in layer, and one rank under real mpirun
+# (tests/cli/dist.sh runs the distributed jobs).
 set -u
 . "$(dirname "$0")/common.inc"
 W=${BUILD:-build}/bin/sfp-worker
@@ -63,12 +64,10 @@ expect 0 "plug-in layer trains" "$W" --config deploy/examples/fmnist-plugin.yaml
 
 # under real mpirun, one rank trains
 if command -v mpirun >/dev/null 2>&1; then
-	MPI="mpirun --oversubscribe"
+	MPI="mpirun --oversubscribe -x ASAN_OPTIONS=detect_leaks=0" # Open MPI's own allocations (see dist.sh)
 	[ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
 	expect 0 "mpirun -np 1" $MPI -np 1 "$W" --config deploy/examples/fmnist-mlp.yaml $SLICE --set train.max_steps=5
 	grep -q "test_acc" "$T/err" && ok "mpirun -np 1 trains" || bad "mpirun -np 1: $(cat "$T/err")"
-	$MPI -np 2 "$W" --config deploy/examples/fmnist-mlp.yaml >"$T/out" 2>"$T/err"
-	[ $? -ne 0 ] && grep -q "one of 2 ranks" "$T/err" && ok "mpirun -np 2 refused, clearly" || bad "mpirun -np 2: $(cat "$T/err")"
 else
 	echo "skip mpirun (not installed)"
 fi

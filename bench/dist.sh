@@ -1,0 +1,88 @@
+#!/bin/sh
+# dist.sh -- `make bench-dist`: data-parallel training steps on 2 and 4
+# ranks (mpirun, oversubscribed on this machine), the gradient exchange
+# done by each peer in turn, side by side in one run:
+#   float32   MPI_Allreduce on float32 (parallel.allreduce=native)
+#   fp16/bf16 16-bit casts, summed in a ring (what DDP's fp16 hook sends)
+#   sfp       containers at e4m2 with error feedback, raw exponents / Gecko
+#   torch     PyTorch DDP over Gloo, plain and with its fp16 compression hook
+#             (bench/torch_ddp.py, when python3-torch is installed)
+# Wire bytes are what every rank sent per step, summed over the ranks
+# (sfp counts its messages; MPI_Allreduce and Gloo are counted as the ring
+# algorithm sends: 2 (N-1)/N of the tensor per rank). Step time: median
+# over the logged intervals after the first.
+#
+#   bench/dist.sh [STEPS] [MODELS] [RANKS]     (defaults 40 "cnn resnet" "2 4")
+set -eu
+cd "$(dirname "$0")/.."
+B=${BUILD:-build}
+STEPS=${1:-40}
+MODELS=${2:-cnn resnet}
+RANKS=${3:-2 4}
+PY=/usr/bin/python3
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+MPI="mpirun --oversubscribe --bind-to none"
+[ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
+EVERY=$((STEPS / 8))
+[ "$EVERY" -lt 1 ] && EVERY=1
+
+# median of a column of numbers
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# run NAME MODEL N ARGS...: one sfp-worker job; prints "NAME MODEL N wire_bytes step_ms"
+run() {
+	name=$1 model=$2 n=$3
+	shift 3
+	log="$OUT/$name-$model-$n.jsonl"
+	batch=$(grep -m1 'batch_size' "deploy/examples/fmnist-$model.yaml" | sed 's/[^0-9]//g')
+	$MPI -np "$n" "$B/bin/sfp-worker" --config "deploy/examples/fmnist-$model.yaml" --quiet \
+		--set train.max_steps="$STEPS" --set train.threads=1 --set log.every="$EVERY" \
+		--set train.eval_every_epochs=0 --set data.test_limit=64 --set log.metrics="$log" "$@" >&2
+	wire=$(grep '"kind":"gradients"' "$log" | tail -n +2 | sed 's/.*"wire_bytes":\([0-9]*\).*/\1/' | median)
+	ms=$(grep '"samples_per_s"' "$log" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' |
+		awk -v b="$batch" '{ print 1000 * b / $1 }' | median)
+	echo "$name $model $n $wire $ms"
+}
+
+torch_run() {
+	name=$1 model=$2 n=$3
+	shift 3
+	$PY bench/torch_ddp.py --config "deploy/examples/fmnist-$model.yaml" --ranks "$n" --steps "$STEPS" "$@" |
+		sed 's/.*"step_ms_median": *\([0-9.]*\).*"wire_bytes_per_step": *\([0-9.]*\).*/\2 \1/' |
+		awk -v nm="$name" -v m="$model" -v n="$n" '{ printf "%s %s %s %.0f %s\n", nm, m, n, $1 * n, $2 }'
+}
+
+have_torch=0
+if [ -f bench/torch_ddp.py ] && $PY -c 'import torch' 2>/dev/null; then have_torch=1; fi
+[ $have_torch -eq 1 ] || echo "dist.sh: no PyTorch DDP peer (python3-torch or bench/torch_ddp.py missing)" >&2
+
+for model in $MODELS; do
+	for n in $RANKS; do
+		echo "  $model, $n ranks" >&2
+		run float32 "$model" "$n" --set parallel.allreduce=native >>"$OUT/rows"
+		run fp16 "$model" "$n" --set parallel.grad_cast=fp16 >>"$OUT/rows"
+		run bf16 "$model" "$n" --set parallel.grad_cast=bf16 >>"$OUT/rows"
+		run sfp-e4m2 "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 >>"$OUT/rows"
+		run sfp-e4m2-gecko "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 \
+			--set parallel.grad_gecko=true >>"$OUT/rows"
+		if [ $have_torch -eq 1 ]; then
+			torch_run torch-ddp "$model" "$n" >>"$OUT/rows"
+			torch_run torch-ddp-fp16 "$model" "$n" --fp16-hook >>"$OUT/rows"
+		fi
+	done
+done
+
+echo "| model | ranks | gradients | wire bytes/step (all ranks) | fewer than float32 | step ms (median) | step time vs float32 |"
+echo "|---|---|---|---|---|---|---|"
+awk '
+	$1 == "float32" { fw[$2 " " $3] = $4; fs[$2 " " $3] = $5 }
+	{ row[NR] = $0 }
+	END {
+		for (i = 1; i <= NR; i++) {
+			split(row[i], f, " ")
+			k = f[2] " " f[3]
+			printf "| %s | %s | %s | %.2f MB | %.1fx | %.1f | %.2fx |\n", f[2], f[3], f[1], f[4] / 1e6,
+				fw[k] / f[4], f[5], f[5] / fs[k]
+		}
+	}' "$OUT/rows"

@@ -1,0 +1,538 @@
+/*
+ * dist.c -- the trainer as one rank of a distributed job (design.md §3).
+ *
+ * The N ranks form D data-parallel replicas x S pipeline stages; rank r is
+ * stage r % S of replica r / S, so the stages of one replica are neighbours
+ * (on a cluster, the same or adjacent hosts). Every rank builds only its
+ * stage's layers; the split balances the stages' multiply-adds, never cuts
+ * a skip connection, and gives every stage parameters.
+ *
+ * One step: the global batch (train.batch_size samples in the seeded order,
+ * exactly those a single process would take) is split over the replicas;
+ * a replica's share is split into micro-batches that flow through the
+ * stages. Pipeline schedule: GPipe fill/drain with re-materialisation --
+ * every stage runs the forward of all micro-batches, keeping only each
+ * micro-batch's stage input; the last stage runs each micro-batch's loss
+ * and backward at once; the other stages then run backward micro-batch by
+ * micro-batch, newest first, re-computing the forward of all but the newest
+ * (whose activations are still in place). Activations cross stages in the
+ * container of the stage's output tensor (its learned widths, Gecko as
+ * bitlength.gecko); activation gradients in the parallel.grad_* container.
+ *
+ * Each replica scales its loss gradient by its share of the global batch,
+ * so the sum over replicas is the gradient of the global mean; the weight
+ * gradients of each stage are summed over its replicas in containers
+ * (lib/transport/collective.c). Losses and counts are summed over the job,
+ * so every rank sees the same loss and takes the same BitWave decisions,
+ * and a diverging run stops on every rank at the same step.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/train_internal.h"
+
+#define TAG_EVAL 0xfff0
+
+/* ---- the stage split ------------------------------------------------------ */
+int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err)
+{
+	const int n = sfp_model_n_layers(m);
+	if (stages < 1 || stages > n)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "parallel.pipeline_stages: %d stages for a model of %d layers "
+				     "(at most one stage per layer)",
+				     stages, n);
+	double *cost = calloc((size_t)n + 1, sizeof(double)); /* prefix sums */
+	double *par = calloc((size_t)n + 1, sizeof(double));
+	char *valid = calloc((size_t)n + 1, 1);
+	double *best = malloc((size_t)(stages + 1) * (n + 1) * sizeof(double));
+	int *from = malloc((size_t)(stages + 1) * (n + 1) * sizeof(int));
+	int rc = SFP_OK;
+	if (!cost || !par || !valid || !best || !from) {
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		sfp_layer_info li;
+		sfp_model_layer(m, i, &li);
+		double c = li.nparams ? (double)li.nparams * li.out.h * li.out.w
+				      : (double)sfp_shape_numel(li.out);
+		cost[i + 1] = cost[i] + c;
+		par[i + 1] = par[i] + (double)li.nparams;
+	}
+	/* a cut before layer j: the previous layer is not a flatten (cut before
+	 * it instead: its output is an alias) and no layer from j on reads an
+	 * output from before j other than through layer j - 1 */
+	valid[0] = valid[n] = 1;
+	for (int j = 1; j < n; j++) {
+		sfp_layer_info li;
+		sfp_model_layer(m, j - 1, &li);
+		valid[j] = strcmp(li.type, "flatten") != 0;
+		for (int i = j; i < n && valid[j]; i++) {
+			sfp_model_layer(m, i, &li);
+			if (li.from >= 0 && li.from < j)
+				valid[j] = 0;
+		}
+	}
+	/* best[s][j]: the smallest largest-stage cost of layers [0, j) in s stages */
+#define B(s, j) best[(size_t)(s) * (n + 1) + (j)]
+#define F(s, j) from[(size_t)(s) * (n + 1) + (j)]
+	for (int s = 0; s <= stages; s++)
+		for (int j = 0; j <= n; j++)
+			B(s, j) = INFINITY, F(s, j) = -1;
+	B(0, 0) = 0.0;
+	for (int s = 1; s <= stages; s++)
+		for (int j = 1; j <= n; j++) {
+			if (!valid[j])
+				continue;
+			for (int i = s - 1; i < j; i++) {
+				if (!valid[i] || B(s - 1, i) == INFINITY || par[j] - par[i] <= 0.0)
+					continue;
+				double v = fmax(B(s - 1, i), cost[j] - cost[i]);
+				if (v < B(s, j))
+					B(s, j) = v, F(s, j) = i;
+			}
+		}
+	if (B(stages, n) == INFINITY) {
+		rc = sfp_error_set(err, SFP_EINVAL,
+				   "parallel.pipeline_stages: the %d layers cannot form %d stages that "
+				   "each hold parameters without cutting a skip connection; use fewer "
+				   "stages",
+				   n, stages);
+		goto out;
+	}
+	first[stages] = n;
+	for (int s = stages, j = n; s > 0; s--) {
+		j = F(s, j);
+		first[s - 1] = j;
+	}
+#undef B
+#undef F
+out:
+	free(cost);
+	free(par);
+	free(valid);
+	free(best);
+	free(from);
+	return rc;
+}
+
+/* The config of layers [a, b) of `full` as a model of its own: names made
+ * explicit (so `add` references and logs keep the whole model's names) and
+ * the input shape set to what layer a receives. */
+static void slice_config(const sfp_cfg_model *full, const sfp_model *fm, int a, int b,
+			 sfp_cfg_model *out)
+{
+	out->n_layers = b - a;
+	for (int i = a; i < b; i++) {
+		sfp_layer_info li;
+		sfp_model_layer(fm, i, &li);
+		out->layers[i - a] = full->layers[i];
+		snprintf(out->layers[i - a].name, SFP_CFG_NAME, "%s", li.name);
+	}
+	if (a == 0) {
+		out->input_ndim = full->input_ndim;
+		memcpy(out->input, full->input, sizeof out->input);
+	} else {
+		sfp_layer_info li;
+		sfp_model_layer(fm, a, &li);
+		out->input_ndim = 3;
+		out->input[0] = li.in.c;
+		out->input[1] = li.in.h;
+		out->input[2] = li.in.w;
+	}
+}
+
+static sfp_group make_group(int n, int me, int stride, int base)
+{
+	sfp_group g = {.n = n, .me = me};
+	for (int k = 0; k < n; k++)
+		g.ranks[k] = base + k * stride;
+	return g;
+}
+
+void sfp_dist_free(sfp_dist *d)
+{
+	if (!d)
+		return;
+	sfp_collective_free(d->coll);
+	free(d->residual);
+	free(d->mbx);
+	free(d->mby);
+	free(d);
+}
+
+int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full,
+		    const char *config_dir, sfp_cfg_model *stage_cfg, int *max_batch,
+		    sfp_error *err)
+{
+	const sfp_cfg_parallel *pc = &t->cfg.parallel;
+	sfp_dist *d = calloc(1, sizeof *d);
+	if (!d)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	t->dist = d;
+	d->tr = tr;
+	d->rank = sfp_transport_rank(tr);
+	d->world = sfp_transport_size(tr);
+	d->stages = pc->pipeline_stages;
+	if (d->world % d->stages != 0)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "parallel.pipeline_stages: %d ranks cannot form replicas of %d "
+				     "stages (the rank count must be a multiple of the stages)",
+				     d->world, d->stages);
+	d->replicas = d->world / d->stages;
+	d->stage = d->rank % d->stages;
+	d->replica = d->rank / d->stages;
+	const int B = t->cfg.train.batch_size;
+	if (B < d->replicas)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "train.batch_size %d is smaller than the %d data-parallel replicas",
+				     B, d->replicas);
+	d->world_g = make_group(d->world, d->rank, 1, 0);
+	d->dp_g = make_group(d->replicas, d->replica, d->stages, d->stage);
+	SFP_TRY(sfp_collective_create(&d->coll, tr, err));
+	sfp_transport_set_timeout(tr, pc->timeout_s);
+
+	sfp_params_init(&d->gwire.params, (unsigned)pc->grad_e, (unsigned)pc->grad_m);
+	d->gwire.params.gecko = pc->grad_gecko;
+	/* auto: the ring sends least; when the widths are lossy, all-gather
+	 * rounds each replica's gradient once, so error feedback is exact
+	 * (docs/distributed.md measures both) */
+	const int lossless = pc->grad_e >= 8 && pc->grad_m >= 23;
+	d->gwire.cast = !strcmp(pc->grad_cast, "fp16")   ? SFP_CAST_FP16
+			: !strcmp(pc->grad_cast, "bf16") ? SFP_CAST_BF16
+							 : SFP_CAST_NONE;
+	if (!strcmp(pc->allreduce, "native"))
+		d->gwire.algo = SFP_ALLREDUCE_NATIVE;
+	else if (!strcmp(pc->allreduce, "ring") ||
+		 (!strcmp(pc->allreduce, "auto") && (lossless || d->gwire.cast)))
+		d->gwire.algo = SFP_ALLREDUCE_RING;
+	else
+		d->gwire.algo = SFP_ALLREDUCE_ALLGATHER;
+	d->gwire.error_feedback = pc->error_feedback;
+	d->agrad = d->gwire.params;
+
+	const int per_replica = (B + d->replicas - 1) / d->replicas;
+	d->micro = 1;
+	if (d->stages > 1) {
+		d->micro = pc->micro_batches > 0 ? pc->micro_batches : 2 * d->stages;
+		if (d->micro > per_replica)
+			d->micro = per_replica;
+	}
+	*max_batch = (per_replica + d->micro - 1) / d->micro;
+
+	if (d->stages == 1) {
+		*stage_cfg = *full;
+		d->first = 0;
+		d->last = full->n_layers;
+		return SFP_OK;
+	}
+	/* the whole model once, at batch 1: shapes for the split */
+	sfp_model *fm = NULL;
+	int rc = sfp_model_create(&fm, full, config_dir, 1, err);
+	if (rc < 0)
+		return rc;
+	int first[SFP_CFG_MAX_LAYERS + 1];
+	rc = sfp_pipeline_plan(fm, d->stages, first, err);
+	if (rc == SFP_OK) {
+		d->first = first[d->stage];
+		d->last = first[d->stage + 1];
+		slice_config(full, fm, d->first, d->last, stage_cfg);
+	}
+	sfp_model_free(fm);
+	return rc;
+}
+
+/* The stage's parameters start as the whole model's would (sfp_model_init
+ * draws layer after layer from one stream), so a pipelined run starts where
+ * a single process does. */
+static int init_stage_params(sfp_trainer *t, const char *config_dir, sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	sfp_model *fm = NULL;
+	SFP_TRY(sfp_model_create(&fm, &t->cfg.model, config_dir, 1, err));
+	sfp_model_init(fm, t->cfg.train.seed);
+	sfp_layer_info li;
+	sfp_model_layer(fm, d->first, &li);
+	size_t np, fnp;
+	float *p = sfp_model_params(t->model, &np);
+	const float *fp = sfp_model_params(fm, &fnp);
+	int rc = SFP_OK;
+	if (li.param_offset + np > fnp)
+		rc = sfp_error_set(err, SFP_EINVAL, "stage %d: parameter slice out of range", d->stage);
+	else
+		memcpy(p, fp + li.param_offset, np * sizeof(float));
+	sfp_model_free(fm);
+	return rc;
+}
+
+int sfp_dist_finish_setup(sfp_trainer *t, const char *config_dir, sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	if (d->stages > 1)
+		SFP_TRY(init_stage_params(t, config_dir, err));
+	size_t np;
+	sfp_model_params(t->model, &np);
+	if (d->replicas > 1 && d->gwire.error_feedback && !d->gwire.cast &&
+	    d->gwire.algo != SFP_ALLREDUCE_NATIVE &&
+	    !(d->gwire.params.e >= 8 && d->gwire.params.m >= 23)) {
+		d->residual = calloc(np ? np : 1, sizeof(float));
+		if (!d->residual)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	}
+	const int B = t->cfg.train.batch_size;
+	const size_t per_replica = ((size_t)B + d->replicas - 1) / d->replicas;
+	const size_t in_n = sfp_shape_numel(sfp_model_input_shape(t->model));
+	d->mbx = malloc(per_replica * in_n * sizeof(float));
+	d->mby = malloc(per_replica);
+	if (!d->mbx || !d->mby)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	return SFP_OK;
+}
+
+/* The container of the stage's output on the wire: its learned widths when
+ * it has a container, else lossless. */
+static void act_params(sfp_trainer *t, sfp_params *p)
+{
+	sfp_model *m = t->model;
+	sfp_layer_info li;
+	sfp_model_layer(m, sfp_model_n_layers(m) - 1, &li);
+	sfp_params_init(p, 8, 23);
+	for (int k = 0; k < sfp_model_n_qtensors(m); k++) {
+		sfp_qtensor_info qi;
+		sfp_model_qtensor(m, k, &qi);
+		if (!strcmp(qi.layer, li.name) && !strcmp(qi.kind, "activations"))
+			sfp_params_init(p, qi.e, qi.m);
+	}
+	p->gecko = t->cfg.bitlength.gecko;
+}
+
+static uint64_t noise_seed(const sfp_trainer *t, int k)
+{
+	return t->cfg.train.seed * 0x100000001b3ull + (uint64_t)t->step +
+	       (uint64_t)t->dist->replica * 0x9e3779b97f4a7c15ull +
+	       (uint64_t)k * 0xd1b54a32d192ed03ull;
+}
+
+/* Scale the loss gradient of `b` samples by b / total: the replicas' sum is
+ * then the gradient of the global mean. */
+static void scale_output_grad(sfp_model *m, int b, int total)
+{
+	if (b == total)
+		return;
+	float *g = sfp_model_output_grad(m), s = (float)b / (float)total;
+	const size_t n = (size_t)b * sfp_model_classes(m);
+	for (size_t i = 0; i < n; i++)
+		g[i] *= s;
+}
+
+static int pipeline_step(sfp_trainer *t, const uint32_t *idx, int bd, int total, double *lsum,
+			 double *ok, sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	sfp_model *m = t->model;
+	const int S = d->stages, M = d->micro;
+	const int is_first = d->stage == 0, is_last = d->stage == S - 1;
+	const size_t in_n = sfp_shape_numel(sfp_model_input_shape(m));
+	const size_t out_n = (size_t)sfp_model_classes(m);
+	sfp_params ap;
+	act_params(t, &ap);
+	if (is_first)
+		sfp_dataset_gather(&t->train, idx, bd, d->mbx, d->mby);
+	else if (is_last)
+		for (int i = 0; i < bd; i++)
+			d->mby[i] = t->train.y[idx[i]];
+	int newest = -1;
+	for (int k = 0; k < M; k++) {
+		size_t off, mb;
+		sfp_split((size_t)bd, M, k, &off, &mb);
+		if (!mb)
+			continue;
+		float *x = d->mbx + off * in_n;
+		if (!is_first)
+			SFP_TRY(sfp_recv_tensor(d->coll, d->rank - 1, 2 * k, x, mb * in_n,
+						&d->ws[WIRE_ACTS], err));
+		sfp_model_forward(m, x, (int)mb, SFP_FORWARD_TRAIN, noise_seed(t, k));
+		newest = k;
+		if (!is_last) {
+			SFP_TRY(sfp_send_tensor(d->coll, d->rank + 1, 2 * k, sfp_model_activation(m, sfp_model_n_layers(m) - 1),
+						mb * out_n, &ap, &d->ws[WIRE_ACTS], err));
+			continue;
+		}
+		int c = 0;
+		float l = sfp_model_loss(m, d->mby + off, (int)mb, &c, 1);
+		*lsum += (double)l * (double)mb;
+		*ok += c;
+		scale_output_grad(m, (int)mb, total);
+		sfp_model_backward(m, x, (int)mb);
+		if (!is_first)
+			SFP_TRY(sfp_send_tensor(d->coll, d->rank - 1, 2 * k + 1, sfp_model_input_grad(m),
+						mb * in_n, &d->agrad, &d->ws[WIRE_AGRADS], err));
+	}
+	if (is_last)
+		return SFP_OK;
+	for (int k = M - 1; k >= 0; k--) {
+		size_t off, mb;
+		sfp_split((size_t)bd, M, k, &off, &mb);
+		if (!mb)
+			continue;
+		float *x = d->mbx + off * in_n;
+		if (k != newest)
+			sfp_model_forward(m, x, (int)mb, SFP_FORWARD_RECOMPUTE, noise_seed(t, k));
+		newest = -1;
+		SFP_TRY(sfp_recv_tensor(d->coll, d->rank + 1, 2 * k + 1, sfp_model_output_grad(m),
+					mb * out_n, &d->ws[WIRE_AGRADS], err));
+		sfp_model_backward(m, x, (int)mb);
+		if (!is_first)
+			SFP_TRY(sfp_send_tensor(d->coll, d->rank - 1, 2 * k + 1, sfp_model_input_grad(m),
+						mb * in_n, &d->agrad, &d->ws[WIRE_AGRADS], err));
+	}
+	return SFP_OK;
+}
+
+int sfp_dist_step(sfp_trainer *t, int64_t first, int b, double out[3], sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	sfp_model *m = t->model;
+	size_t off, bd;
+	sfp_split((size_t)b, d->replicas, d->replica, &off, &bd);
+	const uint32_t *idx = t->order + first + off;
+	double lsum = 0.0, ok = 0.0;
+	sfp_model_zero_grad(m);
+	if (d->stages > 1) {
+		SFP_TRY(pipeline_step(t, idx, (int)bd, b, &lsum, &ok, err));
+	} else if (bd > 0) {
+		int c = 0;
+		sfp_dataset_gather(&t->train, idx, (int)bd, t->bx, t->by);
+		sfp_model_forward(m, t->bx, (int)bd, SFP_FORWARD_TRAIN, noise_seed(t, 0));
+		float l = sfp_model_loss(m, t->by, (int)bd, &c, 1);
+		lsum = (double)l * (double)bd;
+		ok = c;
+		scale_output_grad(m, (int)bd, b);
+		sfp_model_backward(m, t->bx, (int)bd);
+	}
+	if (d->replicas > 1) {
+		size_t np;
+		float *g = sfp_model_grads(m, &np);
+		SFP_TRY(sfp_allreduce(d->coll, &d->dp_g, g, np, &d->gwire, d->residual,
+				      &d->ws[WIRE_GRADS], err));
+	}
+	const int is_last = d->stage == d->stages - 1;
+	out[0] = lsum;
+	out[1] = ok;
+	out[2] = is_last ? (double)bd : 0.0;
+	return sfp_allreduce_f64(d->coll, &d->world_g, out, 3, err);
+}
+
+int sfp_dist_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	sfp_model *m = t->model;
+	const int is_first = d->stage == 0, is_last = d->stage == d->stages - 1;
+	const size_t in_n = sfp_shape_numel(sfp_model_input_shape(m));
+	const size_t out_n = (size_t)sfp_model_classes(m);
+	const int bs = sfp_model_max_batch(m);
+	size_t off, len;
+	sfp_split((size_t)t->test.n, d->replicas, d->replica, &off, &len);
+	sfp_params ap;
+	act_params(t, &ap);
+	sfp_wire_stats ev = {0}; /* not training traffic: kept out of the per-step records */
+	double s[3] = {0.0, 0.0, 0.0};
+	for (size_t i = 0; i < len; i += (size_t)bs) {
+		int b = (int)(len - i < (size_t)bs ? len - i : (size_t)bs);
+		const float *x = t->test.x + (off + i) * in_n;
+		if (!is_first) {
+			SFP_TRY(sfp_recv_tensor(d->coll, d->rank - 1, TAG_EVAL, d->mbx, (size_t)b * in_n,
+						&ev, err));
+			x = d->mbx;
+		}
+		sfp_model_forward(m, x, b, SFP_FORWARD_EVAL, 0);
+		if (!is_last) {
+			SFP_TRY(sfp_send_tensor(d->coll, d->rank + 1, TAG_EVAL,
+						sfp_model_activation(m, sfp_model_n_layers(m) - 1),
+						(size_t)b * out_n, &ap, &ev, err));
+			continue;
+		}
+		int c = 0;
+		s[0] += (double)sfp_model_loss(m, t->test.y + off + i, b, &c, 0) * b;
+		s[1] += c;
+		s[2] += b;
+	}
+	SFP_TRY(sfp_allreduce_f64(d->coll, &d->world_g, s, 3, err));
+	*acc = s[2] > 0 ? (float)(s[1] / s[2]) : 0.0f;
+	*loss = s[2] > 0 ? (float)(s[0] / s[2]) : 0.0f;
+	return SFP_OK;
+}
+
+/* x[0..n) := the mean over this stage's replicas */
+static int replica_mean(sfp_dist *d, float *x, size_t n, sfp_error *err)
+{
+	if (d->replicas == 1 || n == 0)
+		return SFP_OK;
+	double *v = malloc(n * sizeof(double));
+	if (!v)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		v[i] = x[i];
+	int rc = sfp_allreduce_f64(d->coll, &d->dp_g, v, (int)n, err);
+	if (rc == SFP_OK)
+		for (size_t i = 0; i < n; i++)
+			x[i] = (float)(v[i] / d->replicas);
+	free(v);
+	return rc;
+}
+
+int sfp_dist_allreduce_world(sfp_trainer *t, double *x, int n, sfp_error *err)
+{
+	return sfp_allreduce_f64(t->dist->coll, &t->dist->world_g, x, n, err);
+}
+
+int sfp_dist_sync_buffers(sfp_trainer *t, sfp_error *err)
+{
+	size_t nb;
+	float *b = sfp_model_buffers(t->model, &nb);
+	return replica_mean(t->dist, b, nb, err);
+}
+
+int sfp_dist_sync_widths(sfp_trainer *t, sfp_error *err)
+{
+	int n = 2 * sfp_model_n_qtensors(t->model);
+	if (!n || t->dist->replicas == 1)
+		return SFP_OK;
+	float *w = malloc((size_t)n * sizeof(float));
+	if (!w)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	sfp_model_widths_save(t->model, w, n);
+	int rc = replica_mean(t->dist, w, (size_t)n, err);
+	if (rc == SFP_OK)
+		sfp_model_widths_load(t->model, w, n);
+	free(w);
+	return rc;
+}
+
+int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	enum { F = 6 };
+	double v[WIRE_KINDS * F];
+	for (int k = 0; k < WIRE_KINDS; k++) {
+		const sfp_wire_stats *a = &d->ws[k], *b = &d->ws_mark[k];
+		double *o = v + k * F;
+		o[0] = (double)(a->raw_bytes - b->raw_bytes);
+		o[1] = (double)(a->wire_bytes - b->wire_bytes);
+		o[2] = (double)(a->messages - b->messages);
+		o[3] = (double)(a->encode_ns - b->encode_ns);
+		o[4] = (double)(a->decode_ns - b->decode_ns);
+		o[5] = (double)(a->comm_ns - b->comm_ns);
+		d->ws_mark[k] = d->ws[k];
+	}
+	SFP_TRY(sfp_allreduce_f64(d->coll, &d->world_g, v, WIRE_KINDS * F, err));
+	for (int k = 0; k < WIRE_KINDS; k++) {
+		const double *o = v + k * F;
+		out[k] = (sfp_wire_stats){(uint64_t)o[0], (uint64_t)o[1], (uint64_t)o[2],
+					  (uint64_t)o[3], (uint64_t)o[4], (uint64_t)o[5]};
+	}
+	return SFP_OK;
+}

@@ -1,0 +1,97 @@
+/*
+ * train_internal.h -- the trainer's state, shared by the training loop
+ * (train.c) and its distributed half (dist.c).
+ */
+#ifndef SFP_NN_TRAIN_INTERNAL_H
+#define SFP_NN_TRAIN_INTERNAL_H
+
+#include <stdio.h>
+
+#include "sfp/nn.h"
+#include "sfp/quant.h"
+#include "sfp/transport.h"
+
+/* Tensor kinds on the wire, for the accounting. */
+enum { WIRE_GRADS = 0, WIRE_ACTS = 1, WIRE_AGRADS = 2, WIRE_KINDS = 3 };
+
+typedef struct sfp_dist {
+	sfp_transport *tr;     /* not owned */
+	sfp_collective *coll;
+	int rank, world;       /* world rank and size */
+	int stages, replicas;  /* S and D: world = D x S */
+	int stage, replica;    /* rank = replica x S + stage */
+	int first, last;       /* this stage's layers [first, last) of the config */
+	int micro;             /* micro-batches per replica batch (S > 1) */
+	sfp_group world_g;     /* every rank */
+	sfp_group dp_g;        /* the replicas of this stage */
+	sfp_wire_cfg gwire;    /* weight gradients between replicas */
+	sfp_params agrad;      /* activation gradients between stages */
+	float *residual;       /* error feedback of the weight gradients */
+	float *mbx;            /* stage input of every micro-batch of a step */
+	uint8_t *mby;          /* labels of the replica's batch (last stage) */
+	sfp_wire_stats ws[WIRE_KINDS];
+	sfp_wire_stats ws_mark[WIRE_KINDS]; /* at the last log record */
+} sfp_dist;
+
+typedef struct sfp_coord sfp_coord;
+
+/* The link to the coordinator daemon (coordinate.c). */
+typedef struct sfp_daemon_link {
+	sfp_coord *c;   /* NULL: no daemon configured */
+	int registered;
+	int failures;   /* in a row */
+	int skip;       /* reports to skip before trying again */
+	int steers;     /* BitWave widths come from the daemon */
+} sfp_daemon_link;
+
+struct sfp_trainer {
+	sfp_config cfg;
+	sfp_model *model;
+	sfp_optim *opt;
+	sfp_dataset train, test;
+	uint32_t *order;
+	int64_t order_epoch;
+	float *bx;
+	uint8_t *by;
+	int64_t step, steps_per_epoch, total_steps;
+	FILE *metrics;
+	sfp_progress_fn on_progress;
+	void *user;
+	int policy;          /* enum sfp_qpolicy */
+	sfp_bitwave bw;      /* policy BITWAVE */
+	float *extra;        /* checkpointed state beyond the arenas: widths, BitWave */
+	size_t nextra;
+	sfp_dist *dist;      /* NULL: one process */
+	sfp_daemon_link daemon;
+	sfp_notice_fn on_notice;
+	void *notice_user;
+};
+
+/* coordinate.c */
+int sfp_daemon_open(sfp_trainer *t, sfp_error *err);
+void sfp_daemon_close(sfp_trainer *t, int ok);
+/* At every daemon.report_every-th step (collective): report, apply. */
+int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *err);
+void sfp_daemon_heartbeat(sfp_trainer *t);
+
+/* dist.c */
+int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full,
+		    const char *config_dir, sfp_cfg_model *stage_cfg, int *max_batch,
+		    sfp_error *err);
+int sfp_dist_finish_setup(sfp_trainer *t, const char *config_dir, sfp_error *err);
+void sfp_dist_free(sfp_dist *d);
+/* One training step over the global batch order[first .. first + b):
+ * this rank's share, forward, backward, gradient exchange. Sums over the
+ * whole job: loss x samples, correct, samples (out[3]). */
+int sfp_dist_step(sfp_trainer *t, int64_t first, int b, double out[3], sfp_error *err);
+int sfp_dist_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err);
+/* Sum x[0..n) over every rank of the job. */
+int sfp_dist_allreduce_world(sfp_trainer *t, double *x, int n, sfp_error *err);
+/* The replicas agree on batch-norm running statistics (their mean). */
+int sfp_dist_sync_buffers(sfp_trainer *t, sfp_error *err);
+/* The replicas agree on the learned widths (their mean). */
+int sfp_dist_sync_widths(sfp_trainer *t, sfp_error *err);
+/* Traffic since the last call, summed over the job, per kind. */
+int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], sfp_error *err);
+
+#endif

@@ -1,0 +1,120 @@
+#!/bin/sh
+# dist.sh -- distributed training under real mpirun (2 and 4 ranks,
+# oversubscribed on this machine): the collectives program, data parallel
+# with lossless widths against a single process, pipeline and DP x PP
+# runs, compressed gradients converging, impossible layouts refused once,
+# and a rank killed mid-run ending the job in bounded time, named.
+set -u
+. "$(dirname "$0")/common.inc"
+B=${BUILD:-build}
+W=$B/bin/sfp-worker
+if ! command -v mpirun >/dev/null 2>&1; then
+	echo "skip dist.sh: mpirun is not installed (deploy/install-deps.sh installs it)"
+	exit 0
+fi
+# Open MPI keeps allocations to process exit (and unloads its plug-ins, so
+# they cannot be suppressed by name): under the sanitizers, leak checking
+# is off for the MPI processes; ASan and UBSan still check every access.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+MPI="mpirun --oversubscribe --bind-to none"
+[ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
+MLP="--config deploy/examples/fmnist-mlp.yaml --set data.train_limit=2560 --set data.test_limit=1000 --set log.every=5"
+CNN="--config deploy/examples/fmnist-cnn.yaml --set data.train_limit=640 --set data.test_limit=256 --set log.every=5"
+
+for n in 2 4; do
+	$MPI -np $n "$B/tests/mpi/mpi_collective" >"$T/out" 2>"$T/err"
+	[ $? -eq 0 ] && ok "collectives on $n ranks" || bad "collectives on $n ranks: $(grep FAIL "$T/out") $(tail -5 "$T/err")"
+done
+
+# the training losses of a log, one per line
+losses() { grep '"loss"' "$1" | grep -v test_loss | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/'; }
+# two loss columns agree to a relative 1e-4 (summation order differs)
+close() { paste "$1" "$2" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (NF != 2 || d > 1e-4 * ($1 > 0 ? $1 : -$1) + 1e-6) bad = 1; n++ } END { exit (bad || n < 3) }'; }
+
+# data parallel, lossless widths: the same training as one process on the same global batch
+expect 0 "one process, 30 steps" "$W" $MLP --set train.max_steps=30 --set log.metrics="$T/one.jsonl"
+losses "$T/one.jsonl" >"$T/one.loss"
+for n in 2 4; do
+	expect 0 "mpirun -np $n data parallel" $MPI -np $n "$W" $MLP --set train.max_steps=30 --set log.metrics="$T/dp$n.jsonl"
+	grep -q "job: $n ranks = $n data-parallel replicas x 1 pipeline stages" "$T/err" && ok "DP $n: topology printed" || bad "DP $n topology: $(head -3 "$T/err")"
+	losses "$T/dp$n.jsonl" >"$T/dp$n.loss"
+	close "$T/one.loss" "$T/dp$n.loss" && ok "DP $n ranks, lossless: losses equal one process's" || bad "DP $n losses differ: $(paste "$T/one.loss" "$T/dp$n.loss" | tr '\n' ' ')"
+	grep -q '"kind":"gradients","raw_bytes":[0-9]*,"wire_bytes":[0-9]*' "$T/dp$n.jsonl" && ok "DP $n: gradient traffic records" || bad "DP $n: no traffic record"
+	[ "$(grep -c '"test_acc"' "$T/dp$n.jsonl")" -eq 1 ] && ok "DP $n: rank 0 alone writes the log" || bad "DP $n: $(grep -c test_acc "$T/dp$n.jsonl") eval records"
+done
+
+# checkpoint from a DP run resumes in one process (the same file format)
+expect 0 "DP 2 with checkpoints" $MPI -np 2 "$W" $MLP --set train.max_steps=10 --set checkpoint.dir="$T/ck" --set checkpoint.every_steps=10
+expect 0 "DP checkpoint resumes in one process" "$W" $MLP --set train.max_steps=20 --resume "$T/ck"
+grep -q "resumed from '$T/ck/ckpt-10.sfpk' at step 10" "$T/err" && ok "resume names the DP checkpoint" || bad "resume: $(cat "$T/err")"
+
+# compressed gradients (e4m2 + Gecko, error feedback) converge on a slice
+expect 0 "DP 2, e4m2 gradients" $MPI -np 2 "$W" $MLP --set train.max_steps=80 --set parallel.grad_e=4 --set parallel.grad_m=2 \
+	--set parallel.grad_gecko=true --set log.metrics="$T/lossy.jsonl"
+expect 0 "DP 2, lossless gradients" $MPI -np 2 "$W" $MLP --set train.max_steps=80 --set log.metrics="$T/exact.jsonl"
+acc=$(grep '"test_acc"' "$T/lossy.jsonl" | tail -1 | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')
+ref=$(grep '"test_acc"' "$T/exact.jsonl" | tail -1 | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')
+ratio=$(grep '"kind":"gradients"' "$T/lossy.jsonl" | tail -1 | sed 's/.*"raw_bytes":\([0-9]*\),"wire_bytes":\([0-9]*\).*/\1 \2/' | awk '{ printf "%.1f", $1 / $2 }')
+awk "BEGIN { exit !($acc > 0.7 && $acc > $ref - 0.02) }" && ok "e4m2 gradients: test accuracy $acc after 80 steps (lossless $ref)" || bad "e4m2 accuracy $acc, lossless $ref"
+awk "BEGIN { exit !($ratio > 5) }" && ok "e4m2 gradients: ${ratio}x fewer gradient bytes" || bad "e4m2 wire ratio $ratio"
+
+# pipeline stages, and replicas of pipelines (micro-batches, re-computation)
+expect 0 "PP: 2 stages of the MLP" $MPI -np 2 "$W" $MLP --set train.max_steps=40 --set parallel.pipeline_stages=2 --set log.metrics="$T/pp.jsonl"
+acc=$(grep '"test_acc"' "$T/pp.jsonl" | tail -1 | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')
+awk "BEGIN { exit !($acc > 0.6) }" && ok "PP 2 trains (test accuracy $acc)" || bad "PP accuracy $acc"
+grep -q '"kind":"activations"' "$T/pp.jsonl" && grep -q '"kind":"activation_gradients"' "$T/pp.jsonl" && ok "PP: activation traffic records" || bad "PP: no activation records"
+expect 0 "DP x PP: 2 replicas x 2 stages of the CNN, quantum widths" $MPI -np 4 "$W" $CNN --set train.max_steps=10 \
+	--set parallel.pipeline_stages=2 --set bitlength.policy=quantum --set bitlength.e=6 --set bitlength.m=6 --set log.metrics="$T/dpp.jsonl"
+grep -q "2 data-parallel replicas x 2 pipeline stages" "$T/err" && grep -q "test_acc" "$T/err" && ok "DP x PP trains and evaluates" || bad "DP x PP: $(tail -3 "$T/err")"
+first=$(losses "$T/dpp.jsonl" | head -1) last=$(losses "$T/dpp.jsonl" | tail -1)
+awk "BEGIN { exit !($last < $first) }" && ok "DP x PP: loss falls ($first -> $last)" || bad "DP x PP loss $first -> $last"
+expect 0 "PP: 4 stages of the ResNet" $MPI -np 4 "$W" --config deploy/examples/fmnist-resnet.yaml --set data.train_limit=256 \
+	--set data.test_limit=64 --set train.max_steps=2 --set parallel.pipeline_stages=4
+
+# pipeline checkpoints: one file per stage; a resumed DP x PP run continues as an uninterrupted one
+PCK="--set parallel.pipeline_stages=2 --set checkpoint.dir=$T/pck --set checkpoint.every_steps=10"
+expect 0 "DP x PP with checkpoints, 20 steps" $MPI -np 4 "$W" $MLP $PCK --set train.max_steps=20
+[ -f "$T/pck/ckpt-20-stage0.sfpk" ] && [ -f "$T/pck/ckpt-20-stage1.sfpk" ] && ok "one checkpoint per stage" || bad "stage checkpoints: $(ls "$T/pck")"
+expect 0 "DP x PP resumed to 40 steps" $MPI -np 4 "$W" $MLP $PCK --set train.max_steps=40 --resume "$T/pck" --set log.metrics="$T/res.jsonl"
+grep -q "resumed from '$T/pck/ckpt-20-stage0.sfpk' at step 20" "$T/err" && ok "stages resume from step 20" || bad "stage resume: $(head -3 "$T/err")"
+expect 0 "DP x PP uninterrupted, 40 steps" $MPI -np 4 "$W" $MLP --set parallel.pipeline_stages=2 --set train.max_steps=40 --set log.metrics="$T/unint.jsonl"
+[ "$(losses "$T/res.jsonl" | tail -1)" = "$(losses "$T/unint.jsonl" | tail -1)" ] && ok "resumed stages end where an uninterrupted run ends" || bad "resume differs: $(losses "$T/res.jsonl" | tail -1) vs $(losses "$T/unint.jsonl" | tail -1)"
+
+# impossible layouts: refused once, on every rank, exit 2
+expect 2 "3 ranks, 2 stages" $MPI -np 3 "$W" $MLP --set parallel.pipeline_stages=2
+[ "$(grep -c 'cannot form replicas of 2 stages' "$T/err")" -eq 1 ] && ok "layout error printed once" || bad "layout error: $(cat "$T/err")"
+expect 2 "7 stages of a 6-layer MLP" $MPI -np 7 "$W" $MLP --set parallel.pipeline_stages=7
+grep -q "7 stages for a model of 6 layers" "$T/err" && ok "stage count error names the layers" || bad "stages: $(cat "$T/err")"
+
+# a rank killed mid-run: every rank ends, non-zero, within a bounded time, and the rank is named
+$MPI -np 2 "$W" $MLP --set train.max_steps=100000 --set log.every=1 --set log.metrics="$T/kill.jsonl" >"$T/kout" 2>"$T/kerr" &
+job=$!
+i=0
+while [ $i -lt 300 ] && ! grep -q '"step":20,' "$T/kill.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+victim=""
+for p in $(pgrep -f "log.metrics=$T/kill.jsonl"); do
+	tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+done
+if [ -n "$victim" ]; then
+	start=$(date +%s)
+	kill -9 "$victim"
+	i=0
+	while kill -0 $job 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+	if kill -0 $job 2>/dev/null; then
+		kill -9 $job
+		bad "the job still runs 60 s after rank 1 was killed"
+	else
+		wait $job
+		rc=$?
+		took=$(($(date +%s) - start))
+		[ $rc -ne 0 ] && ok "killed rank: the job exits non-zero ($rc) after ${took} s" || bad "killed rank: exit $rc"
+		grep -q "rank 1" "$T/kerr" && ok "killed rank: rank 1 is named" || bad "killed rank not named: $(cat "$T/kerr")"
+	fi
+else
+	kill $job 2>/dev/null
+	bad "could not find rank 1 to kill"
+fi
+pkill -9 -f "log.metrics=$T/kill.jsonl" 2>/dev/null
+
+echo "dist.sh: $fails failed"
+[ "$fails" -eq 0 ]
