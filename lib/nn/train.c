@@ -439,6 +439,9 @@ int sfp_trainer_prune(sfp_trainer *t, sfp_error *err)
 	const sfp_cfg_prune *pc = &c->prune;
 	sfp_prune_opts o;
 	prune_opts_of(pc, &o);
+	if (t->dist)
+		return sfp_error_set(err, SFP_EUNSUPPORTED,
+				     "BitPruning fine-tunes in one process, not as a rank of a job");
 	SFP_TRY(sfp_model_set_quant(t->model, SFP_QPOLICY_OFF, 0, 8.0f, 23.0f, err));
 	t->policy = SFP_QPOLICY_OFF;
 	SFP_TRY(sfp_model_set_prune(t->model, &o, err));
