@@ -109,13 +109,52 @@ static void on_term(int sig)
 	_exit(1);
 }
 
-/* An MPI job's transport: MPI itself, or nng with endpoints exchanged over MPI. */
+#define URL_MAX 256
+
+/* This rank's nng endpoint: tcp://<host name>:<nng_port + local rank>, or
+ * ipc://<TMPDIR>/sfp-<job>-<rank>.ipc (one host). */
+static void nng_url(const sfp_cfg_parallel *pc, int rank, char *url)
+{
+	if (!strcmp(pc->nng_endpoint, "ipc")) {
+		const char *tmp = getenv("TMPDIR"), *job = getenv("OMPI_COMM_WORLD_JOBID");
+		if (!job)
+			job = getenv("SLURM_JOB_ID");
+		snprintf(url, URL_MAX, "ipc://%s/sfp-%s-%ld-%d.ipc", tmp && *tmp ? tmp : "/tmp",
+			 job ? job : "job", (long)getppid(), rank);
+		return;
+	}
+	char host[128] = "localhost";
+	gethostname(host, sizeof host - 1);
+	const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+	if (!lr)
+		lr = getenv("SLURM_LOCALID");
+	snprintf(url, URL_MAX, "tcp://%s:%d", host, pc->nng_port + (lr ? atoi(lr) : rank));
+}
+
+/* An MPI job's transport: MPI itself, or nng with the endpoints exchanged
+ * over MPI (every rank listens on its own and dials the others). */
 static int open_transport(const sfp_config *cfg, sfp_transport **tr, sfp_error *err)
 {
-	if (!strcmp(cfg->parallel.transport, "nng"))
-		return sfp_error_set(err, SFP_EUNSUPPORTED,
-				     "parallel.transport: nng is not available in this build yet");
-	return sfp_transport_open_mpi(tr, err);
+	if (strcmp(cfg->parallel.transport, "nng"))
+		return sfp_transport_open_mpi(tr, err);
+	int rank, size;
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &size);
+	char mine[URL_MAX] = "", *all = calloc((size_t)size, URL_MAX);
+	const char **urls = calloc((size_t)size, sizeof *urls);
+	if (!all || !urls) {
+		free(all);
+		free(urls);
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	}
+	nng_url(&cfg->parallel, rank, mine);
+	MPI_Allgather(mine, URL_MAX, MPI_CHAR, all, URL_MAX, MPI_CHAR, MPI_COMM_WORLD);
+	for (int r = 0; r < size; r++)
+		urls[r] = all + (size_t)r * URL_MAX;
+	int rc = sfp_transport_open_nng(tr, rank, size, urls, cfg->parallel.timeout_s, err);
+	free(urls);
+	free(all);
+	return rc;
 }
 
 /* Set-up fails the same way on every rank (a config or layout error) or on

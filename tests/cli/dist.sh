@@ -43,6 +43,14 @@ for n in 2 4; do
 	[ "$(grep -c '"test_acc"' "$T/dp$n.jsonl")" -eq 1 ] && ok "DP $n: rank 0 alone writes the log" || bad "DP $n: $(grep -c test_acc "$T/dp$n.jsonl") eval records"
 done
 
+# the nng transport: the same bits as MPI (same schemes, same bytes), over tcp and ipc
+expect 0 "DP 2 over nng (tcp)" $MPI -np 2 "$W" $MLP --set train.max_steps=30 --set parallel.transport=nng --set log.metrics="$T/nng.jsonl"
+grep -q "transport nng" "$T/err" && ok "nng transport in use" || bad "nng: $(head -3 "$T/err")"
+losses "$T/nng.jsonl" >"$T/nng.loss"
+head -n "$(wc -l <"$T/nng.loss")" "$T/dp2.loss" | cmp -s - "$T/nng.loss" && ok "nng gives the MPI run's losses, to the last digit" || bad "nng losses differ: $(paste "$T/dp2.loss" "$T/nng.loss" | tr '\n' ' ')"
+expect 0 "DP x PP over nng (ipc)" $MPI -np 4 "$W" $MLP --set train.max_steps=20 --set parallel.transport=nng \
+	--set parallel.nng_endpoint=ipc --set parallel.pipeline_stages=2
+
 # checkpoint from a DP run resumes in one process (the same file format)
 expect 0 "DP 2 with checkpoints" $MPI -np 2 "$W" $MLP --set train.max_steps=10 --set checkpoint.dir="$T/ck" --set checkpoint.every_steps=10
 expect 0 "DP checkpoint resumes in one process" "$W" $MLP --set train.max_steps=20 --resume "$T/ck"
@@ -87,34 +95,40 @@ expect 2 "7 stages of a 6-layer MLP" $MPI -np 7 "$W" $MLP --set parallel.pipelin
 grep -q "7 stages for a model of 6 layers" "$T/err" && ok "stage count error names the layers" || bad "stages: $(cat "$T/err")"
 
 # a rank killed mid-run: every rank ends, non-zero, within a bounded time, and the rank is named
-$MPI -np 2 "$W" $MLP --set train.max_steps=100000 --set log.every=1 --set log.metrics="$T/kill.jsonl" >"$T/kout" 2>"$T/kerr" &
-job=$!
-i=0
-while [ $i -lt 300 ] && ! grep -q '"step":20,' "$T/kill.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-victim=""
-for p in $(pgrep -f "log.metrics=$T/kill.jsonl"); do
-	tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
-done
-if [ -n "$victim" ]; then
-	start=$(date +%s)
-	kill -9 "$victim"
+kill_test() {
+	tr=$1
+	$MPI -np 2 "$W" $MLP --set train.max_steps=100000 --set log.every=1 --set parallel.transport="$tr" \
+		--set log.metrics="$T/kill-$tr.jsonl" >"$T/kout" 2>"$T/kerr" &
+	job=$!
 	i=0
-	while kill -0 $job 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-	if kill -0 $job 2>/dev/null; then
-		kill -9 $job
-		bad "the job still runs 60 s after rank 1 was killed"
+	while [ $i -lt 300 ] && ! grep -q '"step":20,' "$T/kill-$tr.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+	victim=""
+	for p in $(pgrep -f "log.metrics=$T/kill-$tr.jsonl"); do
+		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+	done
+	if [ -n "$victim" ]; then
+		start=$(date +%s)
+		kill -9 "$victim"
+		i=0
+		while kill -0 $job 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+		if kill -0 $job 2>/dev/null; then
+			kill -9 $job
+			bad "$tr: the job still runs 60 s after rank 1 was killed"
+		else
+			wait $job
+			rc=$?
+			took=$(($(date +%s) - start))
+			[ $rc -ne 0 ] && ok "$tr, killed rank: the job exits non-zero ($rc) after ${took} s" || bad "$tr, killed rank: exit $rc"
+			grep -q "rank 1" "$T/kerr" && ok "$tr, killed rank: rank 1 is named" || bad "$tr: killed rank not named: $(cat "$T/kerr")"
+		fi
 	else
-		wait $job
-		rc=$?
-		took=$(($(date +%s) - start))
-		[ $rc -ne 0 ] && ok "killed rank: the job exits non-zero ($rc) after ${took} s" || bad "killed rank: exit $rc"
-		grep -q "rank 1" "$T/kerr" && ok "killed rank: rank 1 is named" || bad "killed rank not named: $(cat "$T/kerr")"
+		kill $job 2>/dev/null
+		bad "$tr: could not find rank 1 to kill"
 	fi
-else
-	kill $job 2>/dev/null
-	bad "could not find rank 1 to kill"
-fi
-pkill -9 -f "log.metrics=$T/kill.jsonl" 2>/dev/null
+	pkill -9 -f "log.metrics=$T/kill-$tr.jsonl" 2>/dev/null
+}
+kill_test mpi
+kill_test nng
 
 echo "dist.sh: $fails failed"
 [ "$fails" -eq 0 ]
