@@ -45,7 +45,7 @@ MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
 CPPFLAGS := -I. -Iinclude -Ilib -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(MPI_CPPFLAGS)
 CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing -fopenmp $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN_FLAGS) $(EXTRA_LDFLAGS)
-LDLIBS := -lnng $(MPI_LIBS) -lyaml -lz -lm -ldl -lpthread
+LDLIBS := -lnng -lhttp_parser $(MPI_LIBS) -lyaml -lz -lm -ldl -lpthread
 
 # Files named *_avx2.c / *_avx512.c hold the SIMD kernels; they are compiled
 # for that ISA and only called after a run-time CPU check.

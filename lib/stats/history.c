@@ -486,9 +486,9 @@ int sfp_stats_replay(sfp_stats *s, const void *buf, size_t len, size_t *valid,
 	*valid = len - rec->truncated_bytes;
 	/* nobody has been heard from since the file was written */
 	for (uint32_t i = 0; i < s->n_jobs; i++)
-		for (uint32_t r = 0; r < SFP_STATS_MAX_RANK; r++) {
-			stats_worker *w = s->jobs[i].by_rank[r];
-			if (w && w->state != SFP_WORKER_LEFT)
+		for (uint32_t r = 0; r < s->jobs[i].n_workers; r++) {
+			stats_worker *w = s->jobs[i].workers[r];
+			if (w->state != SFP_WORKER_LEFT)
 				w->state = SFP_WORKER_STALE;
 		}
 	return SFP_OK;

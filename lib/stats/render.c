@@ -63,8 +63,8 @@ static void prom_job_sample(sfp_strbuf *b, const char *name, const stats_job *j,
 static uint32_t workers_in(const stats_job *j, sfp_stats_state st)
 {
 	uint32_t n = 0;
-	for (uint32_t r = 0; r < SFP_STATS_MAX_RANK && j->n_workers; r++)
-		n += j->by_rank[r] && j->by_rank[r]->state == st;
+	for (uint32_t i = 0; i < j->n_workers; i++)
+		n += j->workers[i]->state == st;
 	return n;
 }
 
@@ -359,10 +359,8 @@ int sfp_stats_render_workers(const sfp_stats *s, const char *name, uint64_t now_
 	sfp_strbuf_json_str(b, j->name);
 	sfp_strbuf_puts(b, ",\"workers\":[");
 	int n = 0;
-	for (uint32_t r = 0; r < SFP_STATS_MAX_RANK && j->n_workers; r++) {
-		const stats_worker *w = j->by_rank[r];
-		if (!w)
-			continue;
+	for (uint32_t i = 0; i < j->n_workers; i++) {
+		const stats_worker *w = j->workers[i];
 		sfp_strbuf_printf(b, "%s{\"rank\":%u,\"replica\":%u,\"stage\":%u,\"layers\":%u,",
 		                  n++ ? "," : "", w->rank, w->replica, w->stage, w->n_layers);
 		sfp_strbuf_puts(b, "\"state\":");

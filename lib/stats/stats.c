@@ -56,8 +56,7 @@ void sfp_stats_opts_default(sfp_stats_opts *o)
 
 uint64_t sfp_stats_memory_bound(const sfp_stats_opts *o)
 {
-	uint64_t per_job = sizeof(stats_job) +
-	                   (uint64_t)SFP_STATS_MAX_RANK * sizeof(stats_worker *) +
+	uint64_t per_job = sizeof(stats_job) + (uint64_t)o->max_workers * sizeof(stats_worker *) +
 	                   (uint64_t)o->max_workers * sizeof(stats_worker) +
 	                   (uint64_t)o->max_layers * sizeof(stats_layer) +
 	                   series_bytes_max(sizeof(job_point), o->max_points) +
@@ -119,9 +118,9 @@ int sfp_stats_open(sfp_stats **out, const char *history_path, const sfp_stats_op
 
 static void job_release(sfp_stats *s, stats_job *j)
 {
-	for (uint32_t r = 0; j->by_rank && r < SFP_STATS_MAX_RANK; r++)
-		free(j->by_rank[r]);
-	free(j->by_rank);
+	for (uint32_t i = 0; i < j->n_workers; i++)
+		free(j->workers[i]);
+	free(j->workers);
 	for (uint32_t i = 0; i < j->n_layers; i++)
 		for (int k = 0; k < SFP_STATS_KINDS; k++)
 			series_release(&j->layers[i].k[k].se, &s->bytes);
@@ -188,10 +187,10 @@ static int job_get(sfp_stats *s, const char *name, stats_job **out, sfp_error *e
 	}
 	j = &s->jobs[s->n_jobs];
 	memset(j, 0, sizeof *j);
-	j->by_rank = calloc(SFP_STATS_MAX_RANK, sizeof *j->by_rank);
-	if (!j->by_rank)
+	j->workers = calloc(s->o.max_workers, sizeof *j->workers);
+	if (!j->workers)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
-	s->bytes += (uint64_t)SFP_STATS_MAX_RANK * sizeof *j->by_rank;
+	s->bytes += (uint64_t)s->o.max_workers * sizeof *j->workers;
 	snprintf(j->name, sizeof j->name, "%s", name);
 	j->step = -1;
 	j->loss = j->footprint = NAN;
@@ -201,10 +200,24 @@ static int job_get(sfp_stats *s, const char *name, stats_job **out, sfp_error *e
 	return SFP_OK;
 }
 
+uint32_t stats_worker_index(const stats_job *j, uint32_t rank)
+{
+	uint32_t lo = 0, hi = j->n_workers;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (j->workers[mid]->rank < rank)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static int worker_get(sfp_stats *s, stats_job *j, uint32_t rank, stats_worker **out, sfp_error *err)
 {
-	if (j->by_rank[rank]) {
-		*out = j->by_rank[rank];
+	uint32_t i = stats_worker_index(j, rank);
+	if (i < j->n_workers && j->workers[i]->rank == rank) {
+		*out = j->workers[i];
 		return SFP_OK;
 	}
 	if (j->n_workers == s->o.max_workers) {
@@ -219,7 +232,8 @@ static int worker_get(sfp_stats *s, stats_job *j, uint32_t rank, stats_worker **
 	w->rank = rank;
 	w->step = -1;
 	w->loss = NAN;
-	j->by_rank[rank] = w;
+	memmove(j->workers + i + 1, j->workers + i, (j->n_workers - i) * sizeof *j->workers);
+	j->workers[i] = w;
 	j->n_workers++;
 	s->bytes += sizeof *w;
 	*out = w;
@@ -267,7 +281,10 @@ static stats_worker *worker_find(const sfp_stats *s, const char *jname, uint32_t
 	if (!jname || rank >= SFP_STATS_MAX_RANK)
 		return NULL;
 	stats_job *j = stats_find_job(s, jname);
-	return j ? j->by_rank[rank] : NULL;
+	if (!j)
+		return NULL;
+	uint32_t i = stats_worker_index(j, rank);
+	return i < j->n_workers && j->workers[i]->rank == rank ? j->workers[i] : NULL;
 }
 
 /* ---- register ------------------------------------------------------------ */
@@ -532,9 +549,9 @@ int sfp_stats_tick(sfp_stats *s, uint64_t now_ns)
 	int died = 0;
 	for (uint32_t i = 0; i < s->n_jobs; i++) {
 		stats_job *j = &s->jobs[i];
-		for (uint32_t r = 0; r < SFP_STATS_MAX_RANK && j->n_workers; r++) {
-			stats_worker *w = j->by_rank[r];
-			if (w && w->state == SFP_WORKER_UP && now_ns > w->last_seen_ns &&
+		for (uint32_t r = 0; r < j->n_workers; r++) {
+			stats_worker *w = j->workers[r];
+			if (w->state == SFP_WORKER_UP && now_ns > w->last_seen_ns &&
 			    now_ns - w->last_seen_ns > s->o.dead_after_ns) {
 				w->state = SFP_WORKER_DEAD;
 				died++;

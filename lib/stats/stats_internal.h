@@ -99,7 +99,7 @@ typedef struct layer {
 
 typedef struct job {
 	char name[SFP_STATS_NAME_MAX + 1];
-	stats_worker **by_rank; /* max_workers-bounded, indexed by rank (SFP_STATS_MAX_RANK) */
+	stats_worker **workers; /* n_workers, sorted by rank, room for max_workers */
 	uint32_t n_workers;
 	stats_layer *layers; /* n_layers of cap_layers */
 	uint32_t n_layers, cap_layers;
@@ -132,6 +132,8 @@ struct sfp_stats {
 
 /* ---- shared between the files -------------------------------------------- */
 stats_job *stats_find_job(const sfp_stats *s, const char *name);
+/* Index of the first worker with rank >= rank. */
+uint32_t stats_worker_index(const stats_job *j, uint32_t rank);
 /* The job for a renderer: name NULL/"" is the most recently active. */
 const stats_job *stats_pick_job(const sfp_stats *s, const char *name);
 int stats_name_ok(const char *name);
