@@ -263,7 +263,7 @@ static void test_site(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(r, "sfp_build_info{version=\"9.9.9\"} 1\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(r, "sfp_http_responses_total{code=\"503\"} 1\n"));
 	CU_ASSERT_PTR_NOT_NULL(
-	    strstr(r, "sfp_layer_mantissa_bits{job=\"j\",layer=\"conv1\",kind=\"weights\"} 3\n"));
+	    strstr(r, "sfp_layer_mantissa_width{job=\"j\",layer=\"conv1\",kind=\"weights\"} 3\n"));
 	CU_ASSERT(!keep);
 	free(r);
 	r = ask("GET /api/v1/job HTTP/1.1\r\n\r\n", &keep);

@@ -501,14 +501,15 @@ static void test_render_prometheus(void)
 	const char *want[] = {
 	    "# TYPE sfp_step gauge\nsfp_step{job=\"job\\\"x\"} 42\n",
 	    "sfp_loss{job=\"job\\\"x\"} 0.25\n",
+	    "sfp_footprint_ratio{job=\"job\\\"x\"} 0.234375\n",
 	    "# TYPE sfp_raw_bytes_total counter\nsfp_raw_bytes_total{job=\"job\\\"x\"} 4000\n",
 	    "sfp_wire_bytes_total{job=\"job\\\"x\"} 1000\n",
 	    "sfp_encode_seconds_total{job=\"job\\\"x\"} 1e-06\n",
 	    "sfp_workers_up{job=\"job\\\"x\"} 2\n",
 	    "sfp_workers{job=\"job\\\"x\",state=\"dead\"} 0\n",
-	    "sfp_layer_mantissa_bits{job=\"job\\\"x\",layer=\"conv1\",kind=\"weights\"} 19\n",
-	    "sfp_layer_exponent_bits{job=\"job\\\"x\",layer=\"fc\",kind=\"activations\"} 8\n",
-	    "sfp_layer_mantissa_bits_learned{job=\"job\\\"x\",layer=\"relu1\",kind=\"weights\"} "
+	    "sfp_layer_mantissa_width{job=\"job\\\"x\",layer=\"conv1\",kind=\"weights\"} 19\n",
+	    "sfp_layer_exponent_width{job=\"job\\\"x\",layer=\"fc\",kind=\"activations\"} 8\n",
+	    "sfp_layer_mantissa_width_learned{job=\"job\\\"x\",layer=\"relu1\",kind=\"weights\"} "
 	    "19.5\n",
 	    "sfp_layer_values{job=\"job\\\"x\",layer=\"fc\",kind=\"weights\"} 3000\n",
 	    "sfp_dropped_messages_total{reason=\"version\"} 1\n",

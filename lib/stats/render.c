@@ -2,9 +2,11 @@
  * render.c -- the store as Prometheus text (exposition format 0.0.4) and as
  * the JSON of /api/v1/job, /api/v1/workers and /api/v1/bitlengths.
  *
- * Prometheus: names carry the sfp_ prefix and base units (seconds, bytes;
- * container widths are counts of bits in a number format, so _bits), and
- * counters end in _total. Labels are bounded: job (max_jobs), layer
+ * Prometheus: names carry the sfp_ prefix and base units (seconds, bytes),
+ * and counters end in _total. A container's widths are numbers of bits in
+ * a number format, not amounts of data, so they are _width (in bits, as
+ * the HELP says) rather than a byte quantity; the footprint is a ratio to
+ * float32 (bits per value / 32). Labels are bounded: job (max_jobs), layer
  * (max_layers per job), kind (2), state (4), reason (6); never rank or step.
  * Every family is written whole (HELP, TYPE, then its samples), as the
  * format requires.
@@ -88,7 +90,7 @@ static double job_value(const stats_job *j, enum job_value v)
 	switch (v) {
 	case JV_STEP: return (double)j->step;
 	case JV_LOSS: return j->loss;
-	case JV_FP: return j->footprint;
+	case JV_FP: return j->footprint / 32.0;
 	case JV_UP: return workers_in(j, SFP_WORKER_UP);
 	case JV_REPORTS: return (double)j->reports;
 	case JV_SAMPLES: return (double)j->total[COUNTER_SAMPLES];
@@ -109,8 +111,8 @@ static const struct {
     {"sfp_step", "gauge", "Newest training step reported by the job's workers.", JV_STEP, 1},
     {"sfp_loss", "gauge", "Training loss at the newest step (mean over the reporting ranks).",
      JV_LOSS, 1},
-    {"sfp_footprint_bits_per_value", "gauge",
-     "Stored bits per value of weights and activations at the newest step.", JV_FP, 1},
+    {"sfp_footprint_ratio", "gauge",
+     "Stored size of weights and activations relative to float32 (bits per value / 32).", JV_FP, 1},
     {"sfp_workers_up", "gauge", "Workers of the job that are up.", JV_UP, 0},
     {"sfp_reports_total", "counter", "Reports received from the job's workers.", JV_REPORTS, 0},
     {"sfp_samples_total", "counter", "Training samples processed by the job's workers.", JV_SAMPLES,
@@ -143,10 +145,12 @@ static const struct {
 	const char *name, *help;
 	enum width_value v;
 } width_families[] = {
-    {"sfp_layer_exponent_bits", "Exponent bits of the tensor's container (packing width e).", WV_E},
-    {"sfp_layer_mantissa_bits", "Mantissa bits of the tensor's container (packing width m).", WV_M},
-    {"sfp_layer_exponent_bits_learned", "Learned real-valued exponent width n_e.", WV_NE},
-    {"sfp_layer_mantissa_bits_learned", "Learned real-valued mantissa width n_m.", WV_NM},
+    {"sfp_layer_exponent_width", "Exponent bits of the tensor's container (packing width e).",
+     WV_E},
+    {"sfp_layer_mantissa_width", "Mantissa bits of the tensor's container (packing width m).",
+     WV_M},
+    {"sfp_layer_exponent_width_learned", "Learned real-valued exponent width n_e, in bits.", WV_NE},
+    {"sfp_layer_mantissa_width_learned", "Learned real-valued mantissa width n_m, in bits.", WV_NM},
     {"sfp_layer_values", "Values in the tensor.", WV_COUNT},
 };
 
