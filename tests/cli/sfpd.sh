@@ -2,7 +2,8 @@
 # sfpd.sh -- the daemon end to end, on free loopback ports: usage errors,
 # a real sfpd fed by --simulate, every endpoint with curl (status codes,
 # JSON fields, keep-alive, pipelining), malformed and oversize requests
-# (400, 413, 414, 431), `promtool check metrics`, kill -9 and a restart
+# (400, 413, 414, 431), the connection limit and a client that does not
+# read (sfpd_load.py), `promtool check metrics`, kill -9 and a restart
 # with the same --history (history recovered, then continued), a torn
 # history tail, SIGTERM; then, where installed, a real Prometheus server
 # scraping sfpd and the page in headless Chromium (screenshot saved as
@@ -25,6 +26,7 @@ trap cleanup EXIT
 start() {
 	log=$1
 	shift
+	: >"$log"
 	"$D" --http 127.0.0.1:0 "$@" 2>"$log" &
 	PID=$!
 	PIDS="$PIDS $PID"
@@ -160,6 +162,11 @@ head -c 6000 /dev/zero >"$T/body"
 [ "$(status -H 'Expect:' --data-binary @"$T/body" "$URL/api/v1/job")" = 413 ] && ok "body too large: 413" || bad "big body"
 [ "$(status "$URL/healthz")" = 200 ] && kill -0 "$PID" && ok "still serving after all that" || bad "sfpd died"
 curl -s "$URL/metrics" | grep -q '^sfp_http_responses_total{code="431"} 2$' && ok "responses counted by code" || bad "response counters"
+
+# ---- the connection limit and a client that does not read (sfpd_load.py) ----
+timeout 90 python3 "$(dirname "$0")/sfpd_load.py" "$port" >"$T/load" 2>&1
+[ "$(cat "$T/load")" = "6 True 2000" ] && ok "connection limit (503) and 2000 unread pipelined responses" || bad "load: $(cat "$T/load")"
+[ "$(status "$URL/healthz")" = 200 ] && ok "serving after the load" || bad "not serving after the load"
 
 # ---- kill -9 and restart with the same history ----
 step=$(json "$URL/api/v1/job" "j['step']")
