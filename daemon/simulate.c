@@ -44,7 +44,7 @@ struct sfpd_sim {
 	unsigned n;
 	int64_t step;
 	sfp_rng rng;
-	uint64_t samples, raw, wire, enc, dec, comm; /* each fake worker's counters */
+	uint64_t raw, wire, enc, dec, comm; /* each fake worker's counters */
 	sfp_stats_width w[SIM_TENSORS];
 };
 
@@ -93,7 +93,6 @@ static void on_sim_tick(uv_timer_t *t)
 	sim->step += SIM_STEPS_PER_REPORT;
 	/* per worker and report: 10 steps of 64 samples, 2.4 MB of gradients */
 	uint64_t raw = 10ull * 60000 * 4;
-	sim->samples += 10 * 64;
 	sim->raw += raw;
 	for (unsigned rank = 0; rank < sim->n; rank++) {
 		widths_at(sim, rank);
@@ -110,7 +109,7 @@ static void on_sim_tick(uv_timer_t *t)
 		    .step = sim->step,
 		    .loss = 0.28 + 2.0 * exp(-(double)sim->step / 4000.0) + jitter(&sim->rng, 0.06),
 		    .footprint_bits_per_value = fp,
-		    .samples = sim->samples,
+		    .samples = SIM_STEPS_PER_REPORT * 64,
 		    .raw_bytes = sim->raw,
 		    .wire_bytes = sim->wire,
 		    .encode_ns = sim->enc,

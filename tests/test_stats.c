@@ -141,7 +141,7 @@ static void test_ingest_and_merge(void)
 	char *js = render(s, 0, NULL, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"loss\":[2,0.5]"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"step\":[10,20]"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"samples_total\":300"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"samples_total\":400")); /* per report, summed */
 	free(js);
 	char *bl = render(s, 1, "conv1", 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(bl, "\"m\":[22,21]"));
@@ -183,9 +183,16 @@ static void test_counter_restart(void)
 	reg(s, "j", 0, 2 * SEC);
 	report(s, "j", 0, 3, 1, 30, 2 * SEC);
 	char *w = render(s, 2, NULL, 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(w, "\"samples_total\":180"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(w, "\"samples_total\":280")); /* samples: per report */
 	CU_ASSERT_PTR_NOT_NULL(strstr(w, "\"raw_bytes_total\":720"));
 	free(w);
+	/* a register may name a layer once per tensor (weights, activations) */
+	const char *per_tensor[] = {"fc", "fc", "conv1", "conv1"};
+	CU_ASSERT_EQUAL(sfp_stats_register(s, "j", 1, 0, 0, 4, per_tensor, 0, NULL), SFP_OK);
+	char *js = render(s, 0, NULL, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"layers\":[{\"layer\":\"conv1\","));
+	CU_ASSERT_PTR_NULL(strstr(strstr(js, "{\"layer\":\"fc\"") + 1, "{\"layer\":\"fc\""));
+	free(js);
 	sfp_stats_close(s);
 }
 

@@ -153,7 +153,8 @@ void sfp_stats_close(sfp_stats *s);
 
 /*
  * A worker announces itself: (job, rank) with its place in the grid and the
- * names of the layers it holds (n_layers entries; copied). Registering again
+ * names of the layers it holds (n_layers entries, copied; a name may repeat,
+ * so the layer of every tensor can be passed as it is). Registering again
  * updates the worker and marks it up (a restarted worker does this; its
  * counters restart from zero, which the store notices). Errors: SFP_ECORRUPT
  * for a bad name or rank (counted as malformed), SFP_ERANGE for a limit
@@ -173,10 +174,12 @@ typedef struct sfp_stats_width {
 } sfp_stats_width;
 
 /*
- * What a worker sends every report_every steps. The counters (samples,
- * bytes, nanoseconds) are totals since the worker started; a value lower
- * than the last one means the worker restarted, and the store keeps the
- * job's totals monotonic across that.
+ * What a worker sends every report_every steps (the fields of the
+ * protocol's Report, proto/sfp.proto). `samples` counts the samples trained
+ * since this worker's previous report. The byte and time counters are
+ * totals since the worker started (the sum of a Report's Traffic entries);
+ * a value lower than the last one means the worker restarted, and the store
+ * keeps the job's totals monotonic across that.
  */
 typedef struct sfp_worker_report {
 	const char *job;
@@ -184,7 +187,7 @@ typedef struct sfp_worker_report {
 	int64_t step;                    /* >= 0 */
 	double loss;                     /* NaN: this rank computes no loss (a pipeline stage) */
 	double footprint_bits_per_value; /* stored bits per value of its tensors; NaN: unknown */
-	uint64_t samples;                /* training samples processed */
+	uint64_t samples;                /* samples trained since the previous report */
 	uint64_t raw_bytes, wire_bytes;  /* tensor bytes sent: as float32, and as encoded */
 	uint64_t encode_ns, decode_ns, comm_ns;
 	const sfp_stats_width *widths; /* n_widths entries (copied) */

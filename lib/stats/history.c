@@ -311,7 +311,7 @@ static int apply_register(sfp_stats *s, rbuf *r)
 	char job[SFP_STATS_NAME_MAX + 1];
 	get_str(r, job);
 	uint32_t rank = get_u32(r), replica = get_u32(r), stage = get_u32(r), n = get_u32(r);
-	if (r->err || n > s->o.max_layers || n > (r->len - r->off) / 2)
+	if (r->err || n > 2 * s->o.max_layers || n > (r->len - r->off) / 2)
 		return SFP_ECORRUPT;
 	char *names = malloc((size_t)(n ? n : 1) * (SFP_STATS_NAME_MAX + 1));
 	const char **ptrs = malloc((size_t)(n ? n : 1) * sizeof *ptrs);

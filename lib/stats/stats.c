@@ -309,10 +309,10 @@ int stats_apply_register(sfp_stats *s, const char *jname, uint32_t rank, uint32_
 		return sfp_error_set(err, SFP_ECORRUPT, "rank %u is not below %u", rank,
 		                     SFP_STATS_MAX_RANK);
 	}
-	if (n_layers > s->o.max_layers) {
+	if (n_layers > 2 * s->o.max_layers) { /* two tensor kinds per layer at most */
 		s->drops[SFP_STATS_DROP_LIMIT]++;
-		return sfp_error_set(err, SFP_ERANGE, "%u layers are beyond the limit of %u",
-		                     n_layers, s->o.max_layers);
+		return sfp_error_set(err, SFP_ERANGE, "%u layer names are beyond the limit of %u",
+		                     n_layers, 2 * s->o.max_layers);
 	}
 	for (uint32_t i = 0; i < n_layers; i++)
 		if (!stats_name_ok(names[i]))
@@ -471,7 +471,9 @@ int stats_apply_report(sfp_stats *s, const sfp_worker_report *r, uint64_t now_ns
 		if (!isnan(r->loss))
 			w->loss = r->loss;
 	}
-	count(j, w, COUNTER_SAMPLES, r->samples);
+	/* samples arrive per report, the other counters as totals */
+	w->total[COUNTER_SAMPLES] += r->samples;
+	j->total[COUNTER_SAMPLES] += r->samples;
 	count(j, w, COUNTER_RAW, r->raw_bytes);
 	count(j, w, COUNTER_WIRE, r->wire_bytes);
 	count(j, w, COUNTER_ENC, r->encode_ns);
