@@ -42,10 +42,10 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unu
 # Open MPI's flags come from its wrapper (empty until deploy/install-deps.sh ran)
 MPI_CPPFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
-CPPFLAGS := -I. -Iinclude -Ilib -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(MPI_CPPFLAGS)
+CPPFLAGS := -I. -Iinclude -Ilib -I$(BUILD)/gen -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(MPI_CPPFLAGS)
 CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing -fopenmp $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN_FLAGS) $(EXTRA_LDFLAGS)
-LDLIBS := -lnng -lhttp_parser $(MPI_LIBS) -lyaml -lz -lm -ldl -lpthread
+LDLIBS := -lnng -lprotobuf-c -lhttp_parser $(MPI_LIBS) -lyaml -lz -lm -ldl -lpthread
 
 # Files named *_avx2.c / *_avx512.c hold the SIMD kernels; they are compiled
 # for that ISA and only called after a run-time CPU check.
@@ -55,8 +55,16 @@ ISA_AVX512 := $(ISA_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512cd 
 ISA_SSE42 := -msse4.2 -mpclmul
 
 # ---- the library -----------------------------------------------------------
+# proto/sfp.proto -> $(BUILD)/gen/proto/sfp.pb-c.{c,h} (protoc-c), part of the library
+PROTO_GEN := $(BUILD)/gen/proto/sfp.pb-c.c
+$(BUILD)/gen/proto/sfp.pb-c.c $(BUILD)/gen/proto/sfp.pb-c.h: proto/sfp.proto
+	@mkdir -p $(@D)
+	$(call say,PROTOC,$<)protoc-c --proto_path=proto --c_out=$(@D) $<
+$(BUILD)/gen/proto/sfp.pb-c.o: $(BUILD)/gen/proto/sfp.pb-c.c
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c $< -o $@
+
 LIB_SRC := $(sort $(wildcard lib/*/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_GEN:.c=.o)
 LIBSFP := $(BUILD)/lib/libsfp.a
 
 $(BUILD)/obj/%_avx2.o: ISA := $(ISA_AVX2)
@@ -65,7 +73,7 @@ $(BUILD)/obj/%_avx512.o: ISA := $(ISA_AVX512)
 $(BUILD)/obj/lib/nn/%.o: XOPT := -O3
 $(BUILD)/obj/%_sse42.o: ISA := $(ISA_SSE42)
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | $(BUILD)/gen/proto/sfp.pb-c.h
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) $(ISA) $(XOPT) -c $< -o $@
 
@@ -161,16 +169,19 @@ tests: $(TEST_BINS) $(MPI_TEST_BINS) $(BINS) $(PLUGINS)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1 -DSFP_NO_CLONES
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/sfp.pb-c.o
 FUZZ_SECONDS ?= 60
 
 build/fuzz/obj/%_avx2.o: ISA := $(ISA_AVX2)
 build/fuzz/obj/%_avx512.o: ISA := $(ISA_AVX512)
 build/fuzz/obj/%_sse42.o: ISA := $(ISA_SSE42)
-build/fuzz/obj/%.o: %.c
+build/fuzz/obj/%.o: %.c | build/gen/proto/sfp.pb-c.h
 	@mkdir -p $(@D)
 	$(call say,CLANG,$<)$(CLANG) $(CPPFLAGS) -std=c11 -Wall -MMD -MP \
 		-fsanitize=fuzzer-no-link,address,undefined -g -O1 -DSFP_NO_CLONES $(ISA) -c $< -o $@
+build/fuzz/obj/gen/sfp.pb-c.o: build/gen/proto/sfp.pb-c.c
+	@mkdir -p $(@D)
+	$(call say,CLANG,$<)$(CLANG) $(CPPFLAGS) -std=c11 -fsanitize=fuzzer-no-link,address,undefined -g -O1 -c $< -o $@
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	$(call say,CLANG,$@)$(CLANG) $(CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)

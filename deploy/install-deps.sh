@@ -24,6 +24,8 @@ libyaml-dev
 openmpi-bin
 libopenmpi-dev
 libnng-dev
+protobuf-c-compiler
+libprotobuf-c-dev
 libuv1-dev
 libhttp-parser-dev
 xxd

@@ -6,6 +6,8 @@
  *   sfp inspect [--json] IN.sfpt
  *   sfp bench codec|gecko [...]
  *   sfp dataset fmnist [--split S] [--count N] OUT.npy
+ *   sfp eval --config FILE --checkpoint CKPT | --model MODEL.sfpq
+ *   sfp export --config FILE --checkpoint CKPT --out MODEL.sfpq [...]
  *
  * Exit codes: 0 ok, 2 usage error or bad input, 1 other failure. Messages
  * go to stderr; outputs are written atomically, so a failure leaves none.
@@ -49,6 +51,10 @@ static const char *usage_text =
 	"                      Fashion-MNIST images as float32 N x 28 x 28 in [0, 1]\n"
 	"  eval --config FILE --checkpoint CKPT|DIR [--set K=V ...]\n"
 	"                      test-set accuracy of a trained checkpoint\n"
+	"  export --config FILE --checkpoint CKPT|DIR --out MODEL.sfpq [options]\n"
+	"                      BitPruning: learn integer weight widths, write the integer model\n"
+	"  eval --config FILE --model MODEL.sfpq [--set K=V ...]\n"
+	"                      test-set accuracy and average bits of an integer model\n"
 	"  bench train --config FILE [--threads N] [--seconds S] [--repeats R]\n"
 	"                      training speed of one model (beside PyTorch: bench/train.sh)\n"
 	"  report LOG.jsonl [--png OUT.png]\n"
@@ -80,8 +86,22 @@ static const struct {
 		  "       sfp bench gecko [--quick] [FILE.npy ...]\n"
 		  "       sfp bench train --config FILE [--name N] [--threads T] [--seconds S] [--repeats R]\n"},
 	{"eval", "usage: sfp eval --config FILE --checkpoint CKPT|DIR [--set section.key=value ...]\n"
-		 "  builds the model of FILE, loads the checkpoint (a folder: its newest)\n"
-		 "  and prints test-set accuracy and loss\n"},
+		 "       sfp eval --config FILE --model MODEL.sfpq [--set section.key=value ...]\n"
+		 "  builds the model of FILE, loads the checkpoint (a folder: its newest) or\n"
+		 "  the integer model of `sfp export`, and prints test-set accuracy and loss;\n"
+		 "  for a model also its widths per layer and the average bits\n"},
+	{"export",
+	 "usage: sfp export --config FILE --checkpoint CKPT|DIR --out MODEL.sfpq [options]\n"
+	 "  BitPruning (docs/bitpruning.md): from the float checkpoint, fine-tune the\n"
+	 "  weights of linear/conv layers with learned integer widths, round them, and\n"
+	 "  write the integer model; prints accuracy, widths per layer and average bits\n"
+	 "  --granularity layer|channel   one width per layer or per output channel\n"
+	 "  --penalty memory|ops          penalize bits per weight or per multiply-add\n"
+	 "  --activations                 quantize the inputs of linear/conv layers too\n"
+	 "  --gamma G                     penalty weight (prune.gamma)\n"
+	 "  --steps N                     steps learning the widths (prune.steps)\n"
+	 "  --set prune.KEY=V             any other key of the prune section\n"
+	 "  --quiet                       no progress lines\n"},
 	{"report", "usage: sfp report LOG.jsonl [--png OUT.png]\n"
 		   "  the width records of a metrics log: evolution table per tensor, footprint\n"
 		   "  reduction against float32, and a PNG (default LOG.jsonl.png)\n"},
@@ -578,18 +598,20 @@ out:
 
 static int cmd_eval(int argc, char **argv)
 {
-	const char *config = NULL, *ckpt = NULL, *sets[MAX_SETS];
+	const char *config = NULL, *ckpt = NULL, *model = NULL, *sets[MAX_SETS];
 	int nsets = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *val;
 		if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--checkpoint") ||
-		    !strcmp(argv[i], "--set")) {
+		    !strcmp(argv[i], "--model") || !strcmp(argv[i], "--set")) {
 			if (!(val = optval(argc, argv, &i)))
 				return EXIT_USAGE;
 			if (!strcmp(argv[i - 1], "--config"))
 				config = val;
 			else if (!strcmp(argv[i - 1], "--checkpoint"))
 				ckpt = val;
+			else if (!strcmp(argv[i - 1], "--model"))
+				model = val;
 			else if (nsets == MAX_SETS)
 				return usage_error("more than %d --set options", MAX_SETS);
 			else
@@ -598,8 +620,11 @@ static int cmd_eval(int argc, char **argv)
 			return usage_error("unexpected argument '%s'", argv[i]);
 		}
 	}
-	if (!config || !ckpt)
-		return usage_error("%s", "usage: sfp eval --config FILE --checkpoint CKPT|DIR");
+	if (!config || !ckpt == !model)
+		return usage_error("%s", "usage: sfp eval --config FILE --checkpoint CKPT|DIR\n"
+					 "       sfp eval --config FILE --model MODEL.sfpq");
+	if (model)
+		return sfp_eval_model(config, model, sets, nsets);
 	static sfp_config cfg;
 	sfp_error err;
 	sfp_trainer *t = NULL;
@@ -669,6 +694,8 @@ int main(int argc, char **argv)
 		return cmd_dataset(argc - 1, argv + 1);
 	if (!strcmp(cmd, "eval"))
 		return cmd_eval(argc - 1, argv + 1);
+	if (!strcmp(cmd, "export"))
+		return sfp_export_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "report"))
 		return sfp_report_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "bench")) {

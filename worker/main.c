@@ -28,10 +28,12 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char *usage_text =
 	"usage: sfp-worker --config FILE [--set section.key=value ...] [--resume CKPT|DIR]\n"
+	"                  [--daemon URL]\n"
 	"\n"
 	"  --config FILE        the job's YAML config (docs/config.md)\n"
 	"  --set K=V            override one config key, e.g. --set train.epochs=3\n"
 	"  --resume CKPT|DIR    continue from a checkpoint (a folder: its newest)\n"
+	"  --daemon URL         report to sfpd at URL (tcp://HOST:PORT), as daemon.address\n"
 	"  --quiet              no progress lines (errors still go to stderr)\n"
 	"  --help, --version\n";
 
@@ -67,15 +69,23 @@ static void on_progress(void *user, const sfp_progress *p)
 	if (p->bits_per_value < 32.0f)
 		snprintf(bits, sizeof bits, "  %.2f bits/value (%.2fx)", (double)p->bits_per_value,
 			 32.0 / (double)p->bits_per_value);
-	char wire[64] = "";
+	char wire[128] = "";
 	if (p->wire_bytes_per_step > 0)
-		snprintf(wire, sizeof wire, "  wire %.2f MB/step (%.1fx)",
-			 p->wire_bytes_per_step * 1e-6, p->raw_bytes_per_step / p->wire_bytes_per_step);
+		snprintf(wire, sizeof wire, "  wire %.2f MB/step (%.1fx, codec %.1f ms, comm %.1f ms)",
+			 p->wire_bytes_per_step * 1e-6, p->raw_bytes_per_step / p->wire_bytes_per_step,
+			 p->codec_ms_per_step, p->comm_ms_per_step);
 	fprintf(stderr,
 		"epoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64
 		"  loss %.4f  acc %.3f  lr %.3g%s%s  %.0f samples/s  ETA %s\n",
 		p->epoch + 1, c->epochs, p->step, p->total_steps, (double)p->loss,
 		(double)p->train_acc, (double)p->lr, bits, wire, p->samples_per_s, eta);
+}
+
+static void on_notice(void *user, const char *msg)
+{
+	const progress_ctx *c = user;
+	if (!c->quiet)
+		fprintf(stderr, "sfp-worker: %s\n", msg);
 }
 
 /* Started by an MPI launcher (mpirun, srun)? Then this process is one rank. */
@@ -127,7 +137,7 @@ static int agree_on_setup(int rc, const sfp_error *err)
 
 int main(int argc, char **argv)
 {
-	const char *config = NULL, *resume = NULL;
+	const char *config = NULL, *resume = NULL, *daemon = NULL;
 	const char *sets[MAX_SETS];
 	int nsets = 0, quiet = 0;
 	for (int i = 1; i < argc; i++) {
@@ -140,7 +150,8 @@ int main(int argc, char **argv)
 			return EXIT_OK;
 		} else if (!strcmp(a, "--quiet")) {
 			quiet = 1;
-		} else if (!strcmp(a, "--config") || !strcmp(a, "--set") || !strcmp(a, "--resume")) {
+		} else if (!strcmp(a, "--config") || !strcmp(a, "--set") || !strcmp(a, "--resume") ||
+			   !strcmp(a, "--daemon")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "sfp-worker: %s needs a value\n%s", a, usage_text);
 				return EXIT_USAGE;
@@ -148,6 +159,8 @@ int main(int argc, char **argv)
 			const char *v = argv[++i];
 			if (!strcmp(a, "--config"))
 				config = v;
+			else if (!strcmp(a, "--daemon"))
+				daemon = v;
 			else if (!strcmp(a, "--resume"))
 				resume = v;
 			else if (nsets == MAX_SETS) {
@@ -177,6 +190,19 @@ int main(int argc, char **argv)
 	char dirbuf[SFP_CFG_PATH];
 	snprintf(dirbuf, sizeof dirbuf, "%s", config);
 	const char *config_dir = dirname(dirbuf);
+	if (daemon && (size_t)snprintf(cfg.daemon.address, sizeof cfg.daemon.address, "%s", daemon) >=
+			      sizeof cfg.daemon.address) {
+		fprintf(stderr, "sfp-worker: --daemon: address too long\n");
+		return EXIT_USAGE;
+	}
+	if (!cfg.daemon.job[0]) { /* the job's name at the daemon: the config's file name */
+		char base[SFP_CFG_PATH];
+		snprintf(base, sizeof base, "%s", config);
+		char *b = basename(base), *dot = strrchr(b, '.');
+		if (dot && dot != b)
+			*dot = 0;
+		snprintf(cfg.daemon.job, sizeof cfg.daemon.job, "%s", b);
+	}
 
 	int mpi = under_mpi_launcher(), world = 1;
 	if (mpi) {
@@ -227,6 +253,7 @@ int main(int argc, char **argv)
 	}
 	progress_ctx pc = {cfg.train.epochs, quiet, 0};
 	sfp_trainer_on_progress(t, on_progress, &pc);
+	sfp_trainer_on_notice(t, on_notice, &pc);
 	rc = sfp_trainer_run(t, &err);
 out:
 	if (rc < 0) {

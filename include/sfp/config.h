@@ -125,6 +125,22 @@ typedef struct sfp_cfg_bitlength {
 	int e_min;                  /* quantum and bitwave: exponent floor (default 3) */
 } sfp_cfg_bitlength;
 
+/* BitPruning fine-tune (`sfp export`, docs/bitpruning.md): learned integer
+ * widths for the weights of linear/conv layers, from a float checkpoint. */
+typedef struct sfp_cfg_prune {
+	char granularity[SFP_CFG_NAME]; /* "channel" (default) or "layer" */
+	char penalty[SFP_CFG_NAME];     /* "memory" (default: bits per weight) or "ops" (per MAC) */
+	int activations;                /* quantize the inputs of linear/conv layers too */
+	float gamma;                    /* penalty weight */
+	int steps;                      /* fine-tune steps learning the widths */
+	int fix_steps;                  /* then steps at the rounded widths (weights only) */
+	float bits;                     /* starting width (default 8) */
+	int min_bits, max_bits;         /* range of the widths (default 2, 8), in 2..16 */
+	char optimizer[SFP_CFG_NAME];   /* of the widths: "adam" (default) or "sgd" */
+	float lr;                       /* learning rate of the widths */
+	float weight_lr;                /* weights' learning rate, cosine to 0 over the fine-tune */
+} sfp_cfg_prune;
+
 typedef struct sfp_cfg_parallel {
 	int pipeline_stages;          /* default 1 */
 	char transport[SFP_CFG_NAME]; /* "mpi" (default) or "nng" */
@@ -142,7 +158,10 @@ typedef struct sfp_cfg_parallel {
 
 typedef struct sfp_cfg_daemon {
 	char address[SFP_CFG_PATH]; /* "" = no daemon */
-	char token[SFP_CFG_NAME];
+	char token[SFP_CFG_NAME];   /* the job token ("": none; env SFP_TOKEN) */
+	char job[SFP_CFG_NAME];     /* the job's name at the daemon ("": the config's file name) */
+	int report_every;           /* steps between reports (default 10) */
+	float timeout_s;            /* wait for a reply at most this long (default 1) */
 } sfp_cfg_daemon;
 
 typedef struct sfp_cfg_log {
@@ -162,6 +181,7 @@ typedef struct sfp_config {
 	sfp_cfg_data data;
 	sfp_cfg_train train;
 	sfp_cfg_bitlength bitlength;
+	sfp_cfg_prune prune;
 	sfp_cfg_parallel parallel;
 	sfp_cfg_daemon daemon;
 	sfp_cfg_log log;

@@ -183,6 +183,103 @@ int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double 
 int sfp_model_widths_save(const sfp_model *m, float *dst, int cap);
 int sfp_model_widths_load(sfp_model *m, const float *src, int n);
 
+/* ---- BitPruning: integer weights for inference (lib/nn/pmodel.c) -------
+ * The weights of every linear and conv2d layer as b-bit integer codes with
+ * one scale per layer or per output channel ("group"), b learned per group
+ * (design.md §1.5, the quantizer in sfp/quant.h). Biases, batch-norm
+ * parameters and buffers stay float32. Exclusive with learned containers:
+ * sfp_model_set_prune refuses a model with a bitlength policy on. */
+enum sfp_prune_granularity { SFP_PRUNE_LAYER = 0, SFP_PRUNE_CHANNEL = 1 };
+enum sfp_prune_penalty { SFP_PRUNE_MEMORY = 0, SFP_PRUNE_OPS = 1 };
+enum sfp_prune_optim { SFP_PRUNE_ADAM = 0, SFP_PRUNE_SGD = 1 }; /* of the widths */
+
+typedef struct sfp_prune_opts {
+	int granularity;          /* enum sfp_prune_granularity */
+	int penalty;              /* enum sfp_prune_penalty */
+	int optim;                /* enum sfp_prune_optim */
+	int activations;          /* quantize the inputs of linear/conv layers too */
+	float bits;               /* starting width */
+	float min_bits, max_bits; /* clamp, within [SFP_PRUNE_MIN_BITS, SFP_PRUNE_MAX_BITS] */
+} sfp_prune_opts;
+
+/* Start learning widths: from now on the forward and backward passes read
+ * the weights through the interpolated quantizer (gradients reach the
+ * float32 masters straight through). SFP_EINVAL for bad options or when
+ * containers are on. With activations, the inputs of linear/conv layers
+ * (one width per layer) go through it as well, against clip ranges that
+ * must be measured first: sfp_model_prune_observe(m, 1), a few training
+ * forward passes, sfp_model_prune_observe(m, 0). */
+int sfp_model_set_prune(sfp_model *m, const sfp_prune_opts *o, sfp_error *err);
+/* on = 1: forward passes record each quantized input's max |x| and sign,
+ * quantizing nothing; on = 0: the clip ranges become the mean of the
+ * recorded batch maxima, and inputs never negative get the unsigned grid. */
+void sfp_model_prune_observe(sfp_model *m, int on);
+/* After backward: every width's interpolation gradient from the weight
+ * gradients (activation widths got theirs in backward), the penalty
+ * gamma * (cost-weighted mean width; cost = weights per group and input
+ * values per sample for memory, multiply-adds for ops), one Adam or SGD
+ * step of size lr, clamped; and the clip ranges follow this step's batch
+ * maxima. Call once per training step (also after rounding, for the
+ * ranges), before the optimizer moves the weights. Returns the penalty. */
+float sfp_model_prune_update(sfp_model *m, float lr, float gamma);
+/* Round every width to the nearest integer (ties up) and stop learning
+ * them: the forward pass uses exactly Q(w, b). */
+void sfp_model_prune_round(sfp_model *m);
+/*
+ * Fix the integer model: codes and scales from the current weights, and the
+ * weights replaced by their dequantized values, which the forward pass then
+ * reads as they are (so what is evaluated now is what the file holds).
+ * Rounds first if needed. SFP_ERANGE naming the layer for non-finite weights.
+ */
+int sfp_model_prune_finalize(sfp_model *m, sfp_error *err);
+
+/* Per quantized tensor (one per linear/conv layer), for reports. */
+typedef struct sfp_prune_info {
+	const char *layer;         /* owned by the model */
+	int groups;                /* 1, or the output channels */
+	uint64_t count;            /* weights */
+	double macs;               /* multiply-adds per sample */
+	double bits;               /* mean width over the groups, weighted by size
+				    * (real while learning, integer once rounded) */
+	unsigned min_bits, max_bits; /* over the groups, rounded to the nearest */
+	double act_bits;           /* the input's width (0: float input) */
+	int act_signed;            /* symmetric grid (else unsigned) */
+	float act_range;           /* clip range */
+	uint64_t act_count;        /* input values per sample */
+} sfp_prune_info;
+int sfp_model_n_pruned(const sfp_model *m);
+void sfp_model_pruned(const sfp_model *m, int k, sfp_prune_info *info);
+
+/* Averages over the pruned tensors (0 without pruning). Weights: per weight
+ * (memory), per layer (each layer once: the paper's "average bits per
+ * layer"), per multiply-add. Activations (32 where float): per input value
+ * of one sample, per layer. bit_ops_per_mac: the mean of weight bits x
+ * activation bits over the multiply-adds (1024 in float32). */
+typedef struct sfp_prune_summary {
+	double w_per_weight, w_per_layer, w_per_mac;
+	double a_per_value, a_per_layer;
+	double bit_ops_per_mac;
+} sfp_prune_summary;
+void sfp_model_prune_summary(const sfp_model *m, sfp_prune_summary *s);
+
+/*
+ * The integer model file (.sfpq, docs/bitpruning.md): magic "SFPQ", version,
+ * the model signature, per-tensor and per-group widths and scales, the codes
+ * bit-packed, the float parameters and buffers, CRC32C. Save needs a
+ * finalized model and writes atomically. Load checks every field against
+ * the model built from the config before changing anything, then sets the
+ * dequantized weights and the floats and leaves the model finalized (its
+ * widths reported by sfp_model_pruned). `name` labels errors.
+ */
+int sfp_model_save_pruned(const sfp_model *m, const char *path, sfp_error *err);
+int sfp_model_load_pruned(sfp_model *m, const char *name, const void *buf, size_t len,
+			  sfp_error *err);
+/* Bytes the file of this (finalized) model takes. */
+size_t sfp_model_pruned_bytes(const sfp_model *m);
+/* CRC32C signature of the layer types, shapes, wiring and parameter counts
+ * (checkpoints and .sfpq files carry it). */
+uint32_t sfp_model_signature(const sfp_model *m);
+
 /* ---- optimizers and schedules ------------------------------------------ */
 typedef struct sfp_optim sfp_optim;
 
@@ -246,6 +343,9 @@ typedef struct sfp_progress {
 	/* distributed: bytes the job sent per step (every rank, every kind)
 	 * and what float32 would have taken; 0 in one process */
 	double wire_bytes_per_step, raw_bytes_per_step;
+	/* and per step and rank, the mean time spent encoding + decoding
+	 * tensors and waiting on the transport */
+	double codec_ms_per_step, comm_ms_per_step;
 } sfp_progress;
 
 typedef void (*sfp_progress_fn)(void *user, const sfp_progress *p);
@@ -257,6 +357,10 @@ int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *con
 		       sfp_error *err);
 void sfp_trainer_free(sfp_trainer *t);
 void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user);
+/* One-line notices worth a user's attention that do not stop training
+ * (e.g. "daemon: ... unreachable; training on with the current widths"). */
+typedef void (*sfp_notice_fn)(void *user, const char *msg);
+void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user);
 sfp_model *sfp_trainer_model(sfp_trainer *t);
 
 /*
@@ -284,6 +388,16 @@ void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *s
 /* Train until train.epochs or train.max_steps, evaluating every
  * eval_every_epochs and checkpointing as configured. */
 int sfp_trainer_run(sfp_trainer *t, sfp_error *err);
+/*
+ * BitPruning fine-tune from the weights the trainer holds (a float
+ * checkpoint): turns containers off, (with prune.activations) measures the
+ * inputs' clip ranges over 16 training batches, learns integer widths with
+ * the config's `prune` section for prune.steps steps, rounds them, trains
+ * the weights prune.fix_steps more steps at those widths, and finalizes
+ * (sfp_model_prune_finalize). Progress goes to the callback
+ * (bits_per_value: the mean width per weight).
+ */
+int sfp_trainer_prune(sfp_trainer *t, sfp_error *err);
 /* Test-set accuracy and mean loss (eval mode). */
 int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err);
 

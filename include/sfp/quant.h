@@ -14,6 +14,9 @@
  * of lib/codec (sfp_quantize: nearest-even rounding, the exponent window's
  * top at the tensor's largest exponent, values below it flushed to zero), so
  * what training sees is what packing stores.
+ *
+ * BitPruning (§1.5), at the end, learns integer fixed-point widths for
+ * inference with the same interpolated-width idea.
  */
 #ifndef SFP_QUANT_H
 #define SFP_QUANT_H
@@ -113,6 +116,98 @@ int sfp_bitwave_init(sfp_bitwave *b, const sfp_bitwave_cfg *cfg, unsigned e, uns
  * Returns -1, 0 or +1 (the decision this step; 0 between decisions).
  */
 int sfp_bitwave_observe(sfp_bitwave *b, double loss);
+
+/* ---- BitPruning: learned integer widths for inference (design.md §1.5) ---
+ *
+ * A tensor (or each output channel of it: a "group") is stored as b-bit
+ * two's-complement integer codes and one float32 scale. The quantizer is
+ * symmetric and has no clipping:
+ *     L = 2^(b-1) - 1,  s = amax / L  (amax = max |x| of the group),
+ *     code(x) = round_half_even(x / s) in [-L, L],  Q(x, b) = code(x) * s,
+ * so an all-zero group has s = 0 and codes 0. b counts the sign and is in
+ * [SFP_PRUNE_MIN_BITS, SFP_PRUNE_MAX_BITS]; -2^(b-1) is never a code.
+ *
+ * The width is a real n (an sfp_qwidth) while it is learned; the forward
+ * pass interpolates deterministically between the neighbouring integers,
+ *     Q_n(x) = (1 - a) Q(x, floor n) + a Q(x, ceil n),  a = n - floor n,
+ * the gradient passes straight through to x, and n gets
+ *     dL/dn = sum_i dL/dQ_n(x_i) (Q(x_i, ceil n) - Q(x_i, floor n)).
+ * At an integer n, Q_n is exactly Q(x, n). */
+#define SFP_PRUNE_MIN_BITS 2
+#define SFP_PRUNE_MAX_BITS 16
+
+/* max |x_i| of n values (0 for n = 0; NaN if any x_i is NaN). */
+float sfp_prune_amax(const float *x, uint64_t n);
+/* The scale of a group with that amax at `bits`: amax / (2^(bits-1) - 1). */
+float sfp_prune_scale(float amax, unsigned bits);
+/* codes[i] = code(x_i) at `bits` with the scale of amax (see above). */
+void sfp_prune_codes(int32_t *codes, const float *x, uint64_t n, float amax, unsigned bits);
+/* dst[i] = codes[i] * scale: exactly the values Q gives (dst may not alias). */
+void sfp_prune_dequant(float *dst, const int32_t *codes, uint64_t n, float scale);
+/* dst = Q(x, bits) with the scale of amax (dst may equal x). */
+void sfp_prune_quant(float *dst, const float *x, uint64_t n, float amax, unsigned bits);
+/* dst = Q_width(x), the interpolation above (dst may equal x). */
+void sfp_prune_interp(float *dst, const float *x, uint64_t n, float amax, float width);
+
+/*
+ * The interpolation gradient of width w, sum_i g_i (Q(x_i, hi) - Q(x_i, lo)),
+ * where (lo, hi) = (floor n, ceil n). At an integer n it is the one-sided
+ * difference toward the next width down, (n - 1, n), so an integer width can
+ * still move; at the floor w->lo it is (n, n + 1), so a width that reached
+ * its floor can climb back (0 when lo = hi). Returned, not accumulated.
+ */
+double sfp_prune_grad(const float *g, const float *x, uint64_t n, float amax, const sfp_qwidth *w);
+
+/*
+ * Activations (the inputs of linear/conv layers) are quantized against a
+ * fixed clip range r, measured before and during the fine-tune, in place of
+ * each tensor's own max: the symmetric grid over [-r, r] as above, or, for
+ * inputs that are never negative (after a ReLU), the unsigned grid
+ *     U = 2^b - 1,  s = r / U,  code(x) = round(x / s) in [0, U],
+ * which spends no bit on a sign. Values beyond the range clip to the end
+ * codes. Interpolation and width gradient as for weights.
+ */
+void sfp_prune_interp_act(float *dst, const float *x, uint64_t n, float range, int is_unsigned,
+			  float width);
+double sfp_prune_grad_act(const float *g, const float *x, uint64_t n, float range,
+			  int is_unsigned, const sfp_qwidth *w);
+
+/*
+ * The regularizer over k widths: gamma * sum_j cost_j n_j / sum_j cost_j,
+ * a cost-weighted average of the widths. cost_j = values in group j gives
+ * average bits per value (memory); values x multiply-adds per value gives
+ * bits per operation. Adds gamma * cost_j / sum(cost) to w[j].grad and
+ * returns the penalty (0 if every cost is 0).
+ */
+float sfp_prune_penalty(sfp_qwidth *w, const double *cost, int k, float gamma);
+
+/*
+ * One Adam step on a width (beta1 0.9, beta2 0.999, eps 1e-12): with m and v
+ * its moments and t the 1-based step, n -= lr * m^ / (sqrt(v^) + eps),
+ * clamped to [lo, hi]; grad reset to 0. Unlike plain SGD (sfp_qwidth_step)
+ * the step does not scale with the gradient, so a width moves at up to lr
+ * bits per step whatever the size of its group, and stops where the task's
+ * gradient balances the penalty's on average.
+ */
+void sfp_qwidth_adam_step(sfp_qwidth *w, float *m, float *v, float lr, int64_t t);
+
+/*
+ * Bit packing of codes: code i occupies stream bits [i*bits, (i+1)*bits) as
+ * its low `bits` bits (two's complement); stream bit k is bit (k mod 8) of
+ * byte k / 8 (LSB first). The last byte's unused high bits are zero.
+ */
+#define SFP_PRUNE_PACKED_BYTES(n, bits) (((uint64_t)(n) * (uint64_t)(bits) + 7u) / 8u)
+size_t sfp_prune_pack_bound(uint64_t n, unsigned bits);
+/* Write n codes (each in [-L, L]) into dst (cap bytes); *written gets the
+ * byte count. SFP_ENOSPC if cap is short, SFP_EINVAL for bad bits or a code
+ * out of range. */
+int sfp_prune_pack(uint8_t *dst, size_t cap, size_t *written, const int32_t *codes, uint64_t n,
+		   unsigned bits, sfp_error *err);
+/* Read n codes from exactly SFP_PRUNE_PACKED_BYTES(n, bits) bytes of src.
+ * SFP_ETRUNC if len is shorter, SFP_ECORRUPT for a code of -2^(bits-1) or
+ * nonzero padding bits. */
+int sfp_prune_unpack(int32_t *codes, uint64_t n, const uint8_t *src, size_t len, unsigned bits,
+		     sfp_error *err);
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,9 @@ static const char *const optimizers[] = {"sgd", "adamw", NULL};
 static const char *const schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const policies[] = {"fixed", "quantum", "bitwave", NULL};
 static const char *const targets[] = {"weights", "activations", "gradients", NULL};
+static const char *const granularities[] = {"layer", "channel", NULL};
+static const char *const penalties[] = {"memory", "ops", NULL};
+static const char *const width_optims[] = {"adam", "sgd", NULL};
 static const char *const transports[] = {"mpi", "nng", NULL};
 static const char *const allreduces[] = {"auto", "ring", "allgather", "native", NULL};
 static const char *const casts[] = {"none", "fp16", "bf16", NULL};
@@ -86,6 +89,18 @@ static const key_desc keys[] = {
 	{"bitlength.period", K_INT, F(bitlength.period), 1, INT_MAX, 0, NULL},
 	{"bitlength.m_min", K_INT, F(bitlength.m_min), 0, 23, 0, NULL},
 	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL},
+	ENUM("prune.granularity", prune.granularity, granularities),
+	ENUM("prune.penalty", prune.penalty, penalties),
+	{"prune.activations", K_BOOL, F(prune.activations), 0, 1, 0, NULL},
+	{"prune.gamma", K_FLOAT, F(prune.gamma), 0, 1e6, 0, NULL},
+	{"prune.steps", K_INT, F(prune.steps), 0, INT_MAX, 0, NULL},
+	{"prune.fix_steps", K_INT, F(prune.fix_steps), 0, INT_MAX, 0, NULL},
+	{"prune.bits", K_FLOAT, F(prune.bits), 2, 16, 0, NULL},
+	{"prune.min_bits", K_INT, F(prune.min_bits), 2, 16, 0, NULL},
+	{"prune.max_bits", K_INT, F(prune.max_bits), 2, 16, 0, NULL},
+	ENUM("prune.optimizer", prune.optimizer, width_optims),
+	{"prune.lr", K_FLOAT, F(prune.lr), 0, 1e6, 0, NULL},
+	{"prune.weight_lr", K_FLOAT, F(prune.weight_lr), 0, 1e6, 0, NULL},
 	{"parallel.pipeline_stages", K_INT, F(parallel.pipeline_stages), 1, 4096, 0, NULL},
 	ENUM("parallel.transport", parallel.transport, transports),
 	{"parallel.micro_batches", K_INT, F(parallel.micro_batches), 0, 65536, 0, NULL},
@@ -100,6 +115,9 @@ static const key_desc keys[] = {
 	{"parallel.nng_port", K_INT, F(parallel.nng_port), 1, 65535, 0, NULL},
 	STR("daemon.address", daemon.address),
 	STR("daemon.token", daemon.token),
+	STR("daemon.job", daemon.job),
+	{"daemon.report_every", K_INT, F(daemon.report_every), 1, INT_MAX, 0, NULL},
+	{"daemon.timeout_s", K_FLOAT, F(daemon.timeout_s), 0.001, 3600, 0, NULL},
 	STR("log.metrics", log.metrics),
 	{"log.every", K_INT, F(log.every), 1, INT_MAX, 0, NULL},
 	STR("checkpoint.dir", checkpoint.dir),
@@ -529,7 +547,7 @@ static int walk_map(walker *w, const yaml_node_t *map, const char *prefix)
 		else
 			rc = fail(w, kn, NULL,
 				  "unknown section '%s' (sections: model, data, train, bitlength, "
-				  "parallel, daemon, log, checkpoint)",
+				  "prune, parallel, daemon, log, checkpoint)",
 				  ks);
 		if (rc < 0)
 			return rc;
@@ -570,6 +588,17 @@ void sfp_config_defaults(sfp_config *c)
 	c->bitlength.period = 100;
 	c->bitlength.m_min = 1;
 	c->bitlength.e_min = 3;
+	snprintf(c->prune.granularity, sizeof c->prune.granularity, "channel");
+	snprintf(c->prune.penalty, sizeof c->prune.penalty, "memory");
+	c->prune.gamma = 0.01f;
+	c->prune.steps = 1000;
+	c->prune.fix_steps = 200;
+	c->prune.bits = 8.0f;
+	c->prune.min_bits = 2;
+	c->prune.max_bits = 8;
+	snprintf(c->prune.optimizer, sizeof c->prune.optimizer, "adam");
+	c->prune.lr = 0.01f;
+	c->prune.weight_lr = 0.005f;
 	c->parallel.pipeline_stages = 1;
 	snprintf(c->parallel.transport, sizeof c->parallel.transport, "mpi");
 	c->parallel.grad_e = 8;
@@ -580,6 +609,8 @@ void sfp_config_defaults(sfp_config *c)
 	c->parallel.timeout_s = 60.0f;
 	snprintf(c->parallel.nng_endpoint, sizeof c->parallel.nng_endpoint, "tcp");
 	c->parallel.nng_port = 23700;
+	c->daemon.report_every = 10;
+	c->daemon.timeout_s = 1.0f;
 	c->log.every = 50;
 	c->checkpoint.keep = 2;
 }
@@ -757,6 +788,12 @@ int sfp_config_validate(const sfp_config *c, sfp_error *err)
 	if (!strcmp(c->train.schedule.type, "step") && c->train.schedule.step_every <= 0)
 		return sfp_error_set(err, SFP_EINVAL,
 				     "%s: train.schedule.step_every is required by the step schedule", f);
+	const sfp_cfg_prune *pr = &c->prune;
+	if (pr->min_bits > pr->max_bits || pr->bits < (float)pr->min_bits ||
+	    pr->bits > (float)pr->max_bits)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "%s: prune: need min_bits <= bits <= max_bits (got %d, %g, %d)", f,
+				     pr->min_bits, (double)pr->bits, pr->max_bits);
 	for (int i = 0; i < m->n_layers; i++) {
 		const sfp_cfg_layer *l = &m->layers[i];
 		int tb = type_bit(l->type);

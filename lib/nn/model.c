@@ -231,6 +231,7 @@ void sfp_model_free(sfp_model *m)
 			dlclose(l->dl);
 	}
 	sfp_qm_free(m->q);
+	sfp_pm_free(m->p);
 	free(m->layers);
 	free(m->params);
 	free(m->grads);
@@ -441,6 +442,22 @@ void sfp_model_layer(const sfp_model *m, int i, sfp_layer_info *info)
 	info->line = l->line;
 }
 
+uint32_t sfp_model_signature(const sfp_model *m)
+{
+	uint32_t h = sfp_crc32c(0, "sfp-model", 9);
+	for (int i = 0; i < m->n; i++) {
+		sfp_layer_info li;
+		sfp_model_layer(m, i, &li);
+		int v[8] = {li.in.c, li.in.h, li.in.w, li.out.c, li.out.h, li.out.w, li.input,
+			    li.from};
+		uint64_t np = li.nparams;
+		h = sfp_crc32c(h, li.type, strlen(li.type));
+		h = sfp_crc32c(h, v, sizeof v);
+		h = sfp_crc32c(h, &np, sizeof np);
+	}
+	return h;
+}
+
 sfp_shape sfp_model_input_shape(const sfp_model *m)
 {
 	return m->input;
@@ -627,6 +644,8 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 	}
 	if (m->q)
 		sfp_qm_after_forward(m, i, s0, b);
+	else if (m->p)
+		sfp_pm_after_forward(m, i, x, s0, b);
 }
 
 const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training,
@@ -637,6 +656,8 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 	m->last_batch = B;
 	if (m->q)
 		sfp_qm_begin_forward(m);
+	else if (m->p)
+		sfp_pm_begin_forward(m);
 	for (int i = 0; i < m->n;) {
 		if (!per_sample(&m->layers[i])) {
 			layer_forward(m, i, x, 0, B);
@@ -716,6 +737,8 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		     : m->layers[l->input].grad_out ? dact(m, l->input) : NULL;
 	if (din)
 		din += (size_t)s0 * ni;
+	if (m->p)
+		din = sfp_pm_before_backward(m, i, din, s0, b);
 	float *g = dact(m, i) + (size_t)s0 * no;
 	const float *y = act(m, i) + (size_t)s0 * no;
 	const float *w = sfp_qm_weights(m, i);
@@ -784,6 +807,8 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	}
 	}
+	if (m->p)
+		sfp_pm_after_backward(m, i, x, din, s0, b);
 }
 
 void sfp_model_backward(sfp_model *m, const float *x, int B)

@@ -67,6 +67,7 @@ struct sfp_model {
 	int last_batch; /* B of the last forward */
 	int output_stored; /* a pipeline stage: the last output is an activation, not logits */
 	struct sfp_qmodel *q; /* learned containers (qmodel.c); NULL = float32 */
+	struct sfp_pmodel *p; /* BitPruning integer weights (pmodel.c); NULL = none */
 };
 
 static inline float *act(sfp_model *m, int i)
@@ -93,5 +94,25 @@ void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b);
 /* Before layer i's backward on [s0, s0 + b): its output's width gradients. */
 void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b);
 void sfp_qm_free(struct sfp_qmodel *q);
+
+/* ---- pmodel.c: BitPruning hooks (m->p set) -------------------------------- */
+/* Before a forward pass: the weights through the interpolated quantizer. */
+void sfp_pm_begin_forward(sfp_model *m);
+/* The parameter arena forward and backward read (quantized copy, or the
+ * finalized masters). */
+const float *sfp_pm_weights(const sfp_model *m);
+/* Layer i's input for b samples (src) as the layer consumes it: quantized
+ * when activations are on and i is linear/conv, else src. */
+const float *sfp_pm_input(sfp_model *m, int i, const float *src, int b);
+/* After layer i's forward on [s0, s0 + b): note its input's range. */
+void sfp_pm_after_forward(sfp_model *m, int i, const float *x, int s0, int b);
+/* Around layer i's backward on [s0, s0 + b): the input gradient slice to
+ * give the kernel (a scratch one when din is NULL), then the activation
+ * width's gradient and the clamp's mask. */
+float *sfp_pm_before_backward(sfp_model *m, int i, float *din, int s0, int b);
+void sfp_pm_after_backward(sfp_model *m, int i, const float *x, float *din, int s0, int b);
+/* Tensor k's activation width (NULL without activations), for tests. */
+sfp_qwidth *sfp_pm_act_width(sfp_model *m, int k);
+void sfp_pm_free(struct sfp_pmodel *p);
 
 #endif

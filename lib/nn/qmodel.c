@@ -93,6 +93,9 @@ static int owner(const sfp_model *m, int i)
 int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mbits,
 			sfp_error *err)
 {
+	if (m->p && policy != SFP_QPOLICY_OFF)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "containers and BitPruning widths cannot be on together");
 	sfp_qm_free(m->q);
 	m->q = NULL;
 	if (policy == SFP_QPOLICY_OFF)
@@ -223,7 +226,8 @@ void sfp_qm_begin_forward(sfp_model *m)
 
 const float *sfp_qm_weights(sfp_model *m, int i)
 {
-	return (m->q ? m->q->qparams : m->params) + m->layers[i].param_off;
+	const float *base = m->q ? m->q->qparams : m->p ? sfp_pm_weights(m) : m->params;
+	return base + m->layers[i].param_off;
 }
 
 const float *sfp_qm_input(sfp_model *m, int i, int which, const float *x, int s0, int b)
@@ -232,11 +236,11 @@ const float *sfp_qm_input(sfp_model *m, int i, int which, const float *x, int s0
 	int j = which ? l->from : l->input;
 	const size_t n1 = sfp_shape_numel(which ? m->layers[j].out : l->in);
 	if (j < 0)
-		return x + (size_t)s0 * n1;
+		return m->p && !which ? sfp_pm_input(m, i, x + (size_t)s0 * n1, b) : x + (size_t)s0 * n1;
 	const float *src = act(m, j) + (size_t)s0 * n1;
 	sfp_qmodel *q = m->q;
 	if (!q)
-		return src;
+		return m->p && !which ? sfp_pm_input(m, i, src, b) : src;
 	int k = q->aq[owner(m, j)];
 	if (k < 0)
 		return src;

@@ -138,22 +138,6 @@ static float footprint_bits(const sfp_trainer *t)
 	return cw + ca > 0 ? (float)((bw + ba) / (cw + ca)) : 32.0f;
 }
 
-static uint32_t model_signature(sfp_model *m)
-{
-	uint32_t h = sfp_crc32c(0, "sfp-model", 9);
-	for (int i = 0; i < sfp_model_n_layers(m); i++) {
-		sfp_layer_info li;
-		sfp_model_layer(m, i, &li);
-		int v[8] = {li.in.c, li.in.h, li.in.w, li.out.c, li.out.h, li.out.w, li.input,
-			    li.from};
-		uint64_t np = li.nparams;
-		h = sfp_crc32c(h, li.type, strlen(li.type));
-		h = sfp_crc32c(h, v, sizeof v);
-		h = sfp_crc32c(h, &np, sizeof np);
-	}
-	return h;
-}
-
 /* mkdir -p, naming the folder on failure */
 static int make_dirs(const char *path, sfp_error *err)
 {
@@ -185,6 +169,7 @@ void sfp_trainer_free(sfp_trainer *t)
 	sfp_optim_free(t->opt);
 	sfp_dataset_release(&t->train);
 	sfp_dataset_release(&t->test);
+	sfp_daemon_close(t, 0);
 	sfp_dist_free(t->dist);
 	free(t->order);
 	free(t->extra);
@@ -315,6 +300,12 @@ void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *s
 	*replicas = d ? d->replicas : 1;
 }
 
+void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user)
+{
+	t->on_notice = fn;
+	t->notice_user = user;
+}
+
 void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user)
 {
 	t->on_progress = fn;
@@ -371,6 +362,156 @@ int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err
 	return SFP_OK;
 }
 
+/* ---- BitPruning fine-tune ------------------------------------------------- */
+static void prune_opts_of(const sfp_cfg_prune *pc, sfp_prune_opts *o)
+{
+	o->granularity = !strcmp(pc->granularity, "channel") ? SFP_PRUNE_CHANNEL : SFP_PRUNE_LAYER;
+	o->penalty = !strcmp(pc->penalty, "ops") ? SFP_PRUNE_OPS : SFP_PRUNE_MEMORY;
+	o->optim = !strcmp(pc->optimizer, "sgd") ? SFP_PRUNE_SGD : SFP_PRUNE_ADAM;
+	o->activations = pc->activations;
+	o->bits = pc->bits;
+	o->min_bits = (float)pc->min_bits;
+	o->max_bits = (float)pc->max_bits;
+}
+
+/* The fine-tune's own seeded batch order, apart from the training run's. */
+#define PRUNE_SEED 0x5052554e45ull
+/* Training batches whose input maxima set the first clip ranges. */
+#define CALIBRATION_BATCHES 16
+
+/* Gather batch s of the fine-tune into t->bx, t->by; returns its size. */
+static int prune_batch(sfp_trainer *t, int64_t s)
+{
+	const sfp_config *c = &t->cfg;
+	const int B = c->train.batch_size;
+	const int64_t epoch = s / t->steps_per_epoch, first = s % t->steps_per_epoch * B;
+	if (t->order_epoch != epoch) {
+		sfp_dataset_order(t->order, t->train.n, c->train.seed ^ PRUNE_SEED, epoch,
+				  c->data.shuffle);
+		t->order_epoch = epoch;
+	}
+	const int b = (int)(t->train.n - first < B ? t->train.n - first : B);
+	sfp_dataset_gather(&t->train, t->order + first, b, t->bx, t->by);
+	return b;
+}
+
+/* Clip ranges of the quantized inputs from a few training forward passes. */
+static void prune_calibrate(sfp_trainer *t)
+{
+	const uint64_t seed = (t->cfg.train.seed ^ PRUNE_SEED) * 0x100000001b3ull;
+	sfp_model_prune_observe(t->model, 1);
+	for (int64_t s = 0; s < CALIBRATION_BATCHES; s++) {
+		const int b = prune_batch(t, s);
+		sfp_model_forward(t->model, t->bx, b, 1, seed + (uint64_t)s);
+	}
+	sfp_model_prune_observe(t->model, 0);
+}
+
+/* One fine-tune step s of `total`: batch, forward, backward, widths (while
+ * s < steps) and clip ranges, weights. Returns the batch loss in *loss. */
+static int prune_step(sfp_trainer *t, sfp_optim *opt, const sfp_cfg_optimizer *oc,
+		      const sfp_cfg_schedule *sc, int64_t s, int64_t total, float *loss, int *ok,
+		      int *b_out, sfp_error *err)
+{
+	const sfp_config *c = &t->cfg;
+	const uint64_t seed = c->train.seed ^ PRUNE_SEED;
+	const int b = prune_batch(t, s);
+	sfp_model_forward(t->model, t->bx, b, 1, seed * 0x100000001b3ull + (uint64_t)s);
+	*loss = sfp_model_loss(t->model, t->by, b, ok, 1);
+	if (!(*loss == *loss) || *loss > 1e30f)
+		return sfp_error_set(err, SFP_ERANGE,
+				     "loss is %g at fine-tune step %" PRId64 "; lower prune.weight_lr",
+				     (double)*loss, s);
+	sfp_model_zero_grad(t->model);
+	sfp_model_backward(t->model, t->bx, b);
+	/* widths first: their gradient needs the weights of this forward pass
+	 * (after rounding, only the clip ranges move) */
+	sfp_model_prune_update(t->model, c->prune.lr, c->prune.gamma);
+	sfp_optim_step(opt, sfp_model_params(t->model, NULL), sfp_model_grads(t->model, NULL),
+		       sfp_lr_at(oc, sc, s, total), s + 1);
+	*b_out = b;
+	return SFP_OK;
+}
+
+int sfp_trainer_prune(sfp_trainer *t, sfp_error *err)
+{
+	const sfp_config *c = &t->cfg;
+	const sfp_cfg_prune *pc = &c->prune;
+	sfp_prune_opts o;
+	prune_opts_of(pc, &o);
+	if (t->dist)
+		return sfp_error_set(err, SFP_EUNSUPPORTED,
+				     "BitPruning fine-tunes in one process, not as a rank of a job");
+	SFP_TRY(sfp_model_set_quant(t->model, SFP_QPOLICY_OFF, 0, 8.0f, 23.0f, err));
+	t->policy = SFP_QPOLICY_OFF;
+	SFP_TRY(sfp_model_set_prune(t->model, &o, err));
+	/* the weights' own schedule: cosine from weight_lr to 0, fresh momentum */
+	sfp_cfg_optimizer oc = c->train.optimizer;
+	oc.lr = pc->weight_lr;
+	sfp_cfg_schedule sc;
+	memset(&sc, 0, sizeof sc);
+	snprintf(sc.type, sizeof sc.type, "cosine");
+	sfp_optim *opt = NULL;
+	size_t np;
+	sfp_model_params(t->model, &np);
+	SFP_TRY(sfp_optim_create(&opt, &oc, np, err));
+	const int64_t total = (int64_t)pc->steps + pc->fix_steps;
+	const int every = c->log.every > 0 ? c->log.every : 50;
+	double iv_loss = 0.0;
+	int64_t iv_ok = 0, iv_n = 0, iv_steps = 0;
+	uint64_t t0 = sfp_clock_ns(), iv_t0 = t0;
+	int rc = SFP_OK;
+	t->order_epoch = -1;
+	if (pc->activations)
+		prune_calibrate(t);
+	if (pc->steps == 0)
+		sfp_model_prune_round(t->model);
+	for (int64_t s = 0; s < total && rc == SFP_OK; s++) {
+		float loss;
+		int ok = 0, b = 0;
+		if ((rc = prune_step(t, opt, &oc, &sc, s, total, &loss, &ok, &b, err)) < 0)
+			break;
+		if (s + 1 == pc->steps)
+			sfp_model_prune_round(t->model);
+		iv_loss += loss;
+		iv_ok += ok;
+		iv_n += b;
+		iv_steps++;
+		if ((s + 1) % every != 0 && s + 1 != total)
+			continue;
+		uint64_t now = sfp_clock_ns();
+		double dt = (double)(now - iv_t0) * 1e-9, all = (double)(now - t0) * 1e-9;
+		sfp_prune_summary ps;
+		sfp_model_prune_summary(t->model, &ps);
+		sfp_progress pr = {.epoch = s / t->steps_per_epoch,
+				   .step = s + 1,
+				   .total_steps = total,
+				   .loss = (float)(iv_loss / iv_steps),
+				   .train_acc = (float)iv_ok / (float)iv_n,
+				   .lr = sfp_lr_at(&oc, &sc, s, total),
+				   .bits_per_value = (float)ps.w_per_weight,
+				   .samples_per_s = dt > 0 ? (double)iv_n / dt : 0.0,
+				   .eta_s = (double)(total - s - 1) * all / (double)(s + 1)};
+		if (t->on_progress)
+			t->on_progress(t->user, &pr);
+		rc = metrics_write(t, err,
+				   "{\"step\":%" PRId64 ",\"prune_loss\":%.6f,\"train_acc\":%.6f,"
+				   "\"bits_per_weight\":%.4f,\"bits_per_layer\":%.4f,"
+				   "\"bits_per_mac\":%.4f,\"act_bits_per_value\":%.4f,"
+				   "\"bit_ops_per_mac\":%.3f}",
+				   s + 1, pr.loss, pr.train_acc, ps.w_per_weight, ps.w_per_layer,
+				   ps.w_per_mac, ps.a_per_value, ps.bit_ops_per_mac);
+		iv_loss = 0.0;
+		iv_ok = iv_n = iv_steps = 0;
+		iv_t0 = sfp_clock_ns();
+	}
+	t->order_epoch = -1;
+	sfp_optim_free(opt);
+	if (rc == SFP_OK)
+		rc = sfp_model_prune_finalize(t->model, err);
+	return rc;
+}
+
 /* ---- checkpoints -------------------------------------------------------- */
 int sfp_trainer_save(sfp_trainer *t, const char *path, sfp_error *err)
 {
@@ -388,7 +529,7 @@ int sfp_trainer_save(sfp_trainer *t, const char *path, sfp_error *err)
 	memcpy(h.magic, CKPT_MAGIC, 4);
 	h.version = CKPT_VERSION;
 	h.header_bytes = sizeof h;
-	h.model_sig = model_signature(t->model);
+	h.model_sig = sfp_model_signature(t->model);
 	h.step = t->step;
 	h.seed = t->cfg.train.seed;
 	h.n_params = np;
@@ -445,7 +586,7 @@ int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err)
 		goto out;
 	}
 	const size_t nx = t->nextra;
-	if (h.model_sig != model_signature(t->model) || h.n_params != np || h.n_bufs != nb + nx) {
+	if (h.model_sig != sfp_model_signature(t->model) || h.n_params != np || h.n_bufs != nb + nx) {
 		rc = sfp_error_set(err, SFP_EINVAL,
 				   "checkpoint '%s' belongs to a different model (layers, shapes or "
 				   "bitlength policy differ from the config)",
@@ -688,6 +829,7 @@ static int log_traffic(sfp_trainer *t, const sfp_wire_stats *ws, int64_t steps, 
 static int evaluate_and_log(sfp_trainer *t, int64_t epoch, sfp_error *err)
 {
 	float acc, loss;
+	sfp_daemon_heartbeat(t); /* evaluation can take a while: still alive */
 	SFP_TRY(sfp_trainer_evaluate(t, &acc, &loss, err));
 	if (t->on_progress) {
 		sfp_progress p = {.is_eval = 1,
@@ -704,7 +846,18 @@ static int evaluate_and_log(sfp_trainer *t, int64_t epoch, sfp_error *err)
 			     t->step, epoch, acc, loss);
 }
 
+static int run_loop(sfp_trainer *t, sfp_error *err);
+
 int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
+{
+	int rc = t->daemon.c ? SFP_OK : sfp_daemon_open(t, err);
+	if (rc == SFP_OK)
+		rc = run_loop(t, err);
+	sfp_daemon_close(t, rc == SFP_OK);
+	return rc;
+}
+
+static int run_loop(sfp_trainer *t, sfp_error *err)
 {
 	const sfp_config *c = &t->cfg;
 	const int B = c->train.batch_size;
@@ -754,10 +907,12 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 			sfp_model_quant_update(t->model, c->bitlength.lr, c->bitlength.gamma);
 			if (t->dist)
 				SFP_TRY(sfp_dist_sync_widths(t, err));
-		} else if (t->policy == SFP_QPOLICY_BITWAVE && sfp_bitwave_observe(&t->bw, loss) != 0)
+		} else if (t->policy == SFP_QPOLICY_BITWAVE && !t->daemon.steers &&
+			   sfp_bitwave_observe(&t->bw, loss) != 0)
 			sfp_model_set_widths(t->model, t->bw.e, t->bw.m);
 		t->step++;
 		done_here++;
+		SFP_TRY(sfp_daemon_step(t, loss, (uint64_t)b * (uint64_t)c->daemon.report_every, err));
 		iv_loss += loss;
 		iv_ok += ok;
 		iv_n += b;
@@ -785,6 +940,9 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 				for (int k = 0; k < WIRE_KINDS; k++) {
 					pr.wire_bytes_per_step += (double)ws[k].wire_bytes / iv_steps;
 					pr.raw_bytes_per_step += (double)ws[k].raw_bytes / iv_steps;
+					const double per = 1e-6 / (double)iv_steps / t->dist->world;
+					pr.codec_ms_per_step += (double)(ws[k].encode_ns + ws[k].decode_ns) * per;
+					pr.comm_ms_per_step += (double)ws[k].comm_ns * per;
 				}
 			}
 			if (t->on_progress)

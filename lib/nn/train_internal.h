@@ -33,6 +33,17 @@ typedef struct sfp_dist {
 	sfp_wire_stats ws_mark[WIRE_KINDS]; /* at the last log record */
 } sfp_dist;
 
+typedef struct sfp_coord sfp_coord;
+
+/* The link to the coordinator daemon (coordinate.c). */
+typedef struct sfp_daemon_link {
+	sfp_coord *c;   /* NULL: no daemon configured */
+	int registered;
+	int failures;   /* in a row */
+	int skip;       /* reports to skip before trying again */
+	int steers;     /* BitWave widths come from the daemon */
+} sfp_daemon_link;
+
 struct sfp_trainer {
 	sfp_config cfg;
 	sfp_model *model;
@@ -51,7 +62,17 @@ struct sfp_trainer {
 	float *extra;        /* checkpointed state beyond the arenas: widths, BitWave */
 	size_t nextra;
 	sfp_dist *dist;      /* NULL: one process */
+	sfp_daemon_link daemon;
+	sfp_notice_fn on_notice;
+	void *notice_user;
 };
+
+/* coordinate.c */
+int sfp_daemon_open(sfp_trainer *t, sfp_error *err);
+void sfp_daemon_close(sfp_trainer *t, int ok);
+/* At every daemon.report_every-th step (collective): report, apply. */
+int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *err);
+void sfp_daemon_heartbeat(sfp_trainer *t);
 
 /* dist.c */
 int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full,

@@ -43,9 +43,11 @@ struct sfp_collective {
 	sfp_codec *codec;
 	uint8_t *sbuf, *rbuf; /* one encoded message each */
 	size_t scap, rcap;
-	uint8_t **gather;     /* ALLGATHER: every member's encoding */
-	size_t *glen, *gcap;
+	uint8_t **gather;     /* ALLGATHER: every member's encoded chunks */
+	size_t *gcap;
 	int ngather;
+	size_t *clen;         /* ALLGATHER: each chunk's encoded size */
+	size_t clen_cap;
 	float *tmp;           /* decoded values */
 	size_t tmp_cap;
 };
@@ -87,8 +89,8 @@ void sfp_collective_free(sfp_collective *c)
 	for (int i = 0; i < c->ngather; i++)
 		free(c->gather[i]);
 	free(c->gather);
-	free(c->glen);
 	free(c->gcap);
+	free(c->clen);
 	free(c->tmp);
 	free(c);
 }
@@ -208,6 +210,18 @@ static int decode(sfp_collective *c, float *x, size_t n, const uint8_t *buf, siz
 	return SFP_OK;
 }
 
+static int send_msg(sfp_collective *c, int to, int tag, const void *buf, size_t len, size_t raw,
+		    sfp_wire_stats *st, sfp_error *err)
+{
+	uint64_t t0 = sfp_clock_ns();
+	int rc = sfp_transport_send(c->t, to, tag, buf, len, err);
+	st->comm_ns += sfp_clock_ns() - t0;
+	st->wire_bytes += len;
+	st->raw_bytes += raw;
+	st->messages++;
+	return rc;
+}
+
 static int xchg(sfp_collective *c, int to, const void *s, size_t slen, int from, void *r,
 		size_t rcap, size_t *rlen, int tag, size_t raw, sfp_wire_stats *st, sfp_error *err)
 {
@@ -275,20 +289,23 @@ static int ensure_gather(sfp_collective *c, int d, sfp_error *err)
 	if (!g)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 	c->gather = g;
-	size_t *l = realloc(c->glen, (size_t)d * sizeof *l), *k;
-	if (!l)
-		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
-	c->glen = l;
-	if (!(k = realloc(c->gcap, (size_t)d * sizeof *k)))
+	size_t *k = realloc(c->gcap, (size_t)d * sizeof *k);
+	if (!k)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 	c->gcap = k;
 	for (int i = c->ngather; i < d; i++) {
 		c->gather[i] = NULL;
-		c->gcap[i] = c->glen[i] = 0;
+		c->gcap[i] = 0;
 	}
 	c->ngather = d;
 	return SFP_OK;
 }
+
+/* ALLGATHER moves each block as containers of at most ALLGATHER_CHUNK
+ * values: a chunk goes out (asynchronously) as soon as it is encoded, so
+ * encoding overlaps the transfer, and each message stays under the
+ * transports' eager-send size. */
+#define ALLGATHER_CHUNK 16384
 
 static int allgather(sfp_collective *c, const sfp_group *g, float *x, size_t n,
 		     const sfp_wire_cfg *w, sfp_wire_stats *st, sfp_error *err)
@@ -297,24 +314,49 @@ static int allgather(sfp_collective *c, const sfp_group *g, float *x, size_t n,
 	const int cast = w->cast;
 	const int d = g->n, me = g->me;
 	const int next = g->ranks[(me + 1) % d], prev = g->ranks[(me + d - 1) % d];
+	const size_t nc = (n + ALLGATHER_CHUNK - 1) / ALLGATHER_CHUNK;
+	const size_t slot = sfp_encode_bound(ALLGATHER_CHUNK, 1);
 	SFP_TRY(ensure_gather(c, d, err));
-	const size_t bound = sfp_encode_bound(n, 1);
 	for (int k = 0; k < d; k++)
-		SFP_TRY(grow(&c->gather[k], &c->gcap[k], bound, 1, err));
-	SFP_TRY(encode(c, &c->gather[me], &c->gcap[me], &c->glen[me], x, n, p, cast, st, err));
+		SFP_TRY(grow(&c->gather[k], &c->gcap[k], nc * slot, 1, err));
+	SFP_TRY(grow(&c->clen, &c->clen_cap, (size_t)d * nc, sizeof(size_t), err));
+	/* chunk j of block k: values [j * CHUNK, ...), bytes at slot j of gather[k] */
+#define CHUNK_LEN(j) (n - (j) * ALLGATHER_CHUNK < ALLGATHER_CHUNK ? n - (j) * ALLGATHER_CHUNK : ALLGATHER_CHUNK)
+	for (size_t j = 0; j < nc; j++) {
+		uint8_t *dst = c->gather[me] + j * slot;
+		size_t cap = slot, *len = &c->clen[(size_t)me * nc + j];
+		SFP_TRY(encode(c, &dst, &cap, len, x + j * ALLGATHER_CHUNK, CHUNK_LEN(j), p, cast, st,
+			       err));
+		if (d > 1)
+			SFP_TRY(send_msg(c, next, TAG_GATHER, dst, *len, CHUNK_LEN(j) * sizeof(float), st,
+					 err));
+	}
 	for (int s = 0; s < d - 1; s++) {
 		int ks = ((me - s) % d + d) % d, kr = ((me - s - 1) % d + d) % d;
-		SFP_TRY(xchg(c, next, c->gather[ks], c->glen[ks], prev, c->gather[kr], c->gcap[kr],
-			     &c->glen[kr], TAG_GATHER, n * sizeof(float), st, err));
+		for (size_t j = 0; s > 0 && j < nc; j++) /* forward what arrived last step */
+			SFP_TRY(send_msg(c, next, TAG_GATHER, c->gather[ks] + j * slot,
+					 c->clen[(size_t)ks * nc + j], CHUNK_LEN(j) * sizeof(float), st, err));
+		for (size_t j = 0; j < nc; j++) {
+			uint64_t t0 = sfp_clock_ns();
+			int rc = sfp_transport_recv(c->t, prev, TAG_GATHER, c->gather[kr] + j * slot, slot,
+						    &c->clen[(size_t)kr * nc + j], err);
+			st->comm_ns += sfp_clock_ns() - t0;
+			SFP_TRY(rc);
+		}
 	}
-	SFP_TRY(grow(&c->tmp, &c->tmp_cap, n, sizeof(float), err));
-	for (int k = 0; k < d; k++) {
-		float *dst = k == 0 ? x : c->tmp;
-		SFP_TRY(decode(c, dst, n, c->gather[k], c->glen[k], cast, g->ranks[k], st, err));
-		if (k > 0)
-			for (size_t i = 0; i < n; i++)
-				x[i] += c->tmp[i];
-	}
+	/* every member sums the decoded contributions in rank order */
+	SFP_TRY(grow(&c->tmp, &c->tmp_cap, ALLGATHER_CHUNK, sizeof(float), err));
+	for (int k = 0; k < d; k++)
+		for (size_t j = 0; j < nc; j++) {
+			float *xs = x + j * ALLGATHER_CHUNK, *dst = k == 0 ? xs : c->tmp;
+			const size_t len = CHUNK_LEN(j);
+			SFP_TRY(decode(c, dst, len, c->gather[k] + j * slot, c->clen[(size_t)k * nc + j],
+				       cast, g->ranks[k], st, err));
+			if (k > 0)
+				for (size_t i = 0; i < len; i++)
+					xs[i] += c->tmp[i];
+		}
+#undef CHUNK_LEN
 	return SFP_OK;
 }
 

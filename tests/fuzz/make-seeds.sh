@@ -52,6 +52,31 @@ for p in glob.glob("tests/fuzz/corpus/decode/*.sfpt"):
     name = p.split("/")[-1].replace(".sfpt", "")
     open("tests/fuzz/corpus/gecko/" + name, "wb").write(bytes([e - 1, n >> 8, n & 255]) + b[hb + pay - expb:hb + pay])
 PY
+# .sfpq seeds: the tiny model of fuzz_sfpq.c trained 2 steps and exported at
+# layer and channel granularity (and with its inputs quantized), behind the target's 1-byte prefix (odd:
+# the target recomputes the CRCs after mutation).
+mkdir -p $C/sfpq
+cat >"$T/tiny.yaml" <<'YAML'
+model:
+  input: [1, 28, 28]
+  layers:
+    - {type: conv2d, out_channels: 3, kernel: 3, padding: 1}
+    - {type: batchnorm}
+    - {type: relu}
+    - {type: maxpool, kernel: 4}
+    - {type: flatten}
+    - {type: linear, out_features: 10}
+YAML
+TINY="--set data.train_limit=64 --set data.test_limit=32 --set train.max_steps=2"
+${BUILD:-build}/bin/sfp-worker --config "$T/tiny.yaml" $TINY --set checkpoint.dir="$T/ck" --quiet
+for g in layer channel channel_act; do
+	act=""
+	[ $g = channel_act ] && act=--activations
+	$S export --config "$T/tiny.yaml" $TINY --checkpoint "$T/ck" --granularity ${g%_act} $act \
+		--steps 2 --gamma 1 --set prune.lr=1 --out "$T/$g.sfpq" --quiet >/dev/null
+	printf '\001' | cat - "$T/$g.sfpq" >"$C/sfpq/$g"
+	printf '\000' | cat - "$T/$g.sfpq" >"$C/sfpq/${g}_crc"
+done
 # sfpd history seeds: the fuzz target's first byte picks the mode (even: a
 # whole file; odd: bodies with 2-byte lengths that the target frames).
 mkdir -p $C/history

@@ -1,0 +1,61 @@
+#!/bin/sh
+# rehearse.sh -- data-parallel training across a rehearsed cluster
+# (deploy/rehearse-cluster.sh: one network namespace per host, links
+# rate-limited with tc), float32 MPI_Allreduce against sfp's compressed
+# gradients, at each link speed: median step time and the speed-up.
+# Root only; says why and exits 77 where the machine cannot do it.
+#
+#   bench/rehearse.sh [STEPS] [MODELS] [RATES] [HOSTS]
+#       defaults: 60 "mlp cnn" "1gbit 10gbit" 2
+set -eu
+cd "$(dirname "$0")/.."
+B=$(pwd)/${BUILD:-build}
+STEPS=${1:-60}
+MODELS=${2:-mlp cnn}
+RATES=${3:-1gbit 10gbit}
+HOSTS=${4:-2}
+R=deploy/rehearse-cluster.sh
+$R check >&2 || exit $?
+OUT=$(mktemp -d)
+trap '$R down >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
+EVERY=$((STEPS / 6))
+[ "$EVERY" -lt 1 ] && EVERY=1
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# run NAME MODEL RATE ARGS...: prints "RATE MODEL NAME step_ms wire_bytes"
+run() {
+	name=$1 model=$2 rate=$3
+	shift 3
+	log="$OUT/$name-$model-$rate.jsonl"
+	batch=$(grep -m1 'batch_size' "deploy/examples/fmnist-$model.yaml" | sed 's/[^0-9]//g')
+	$R run -- "$B/bin/sfp-worker" --config "$(pwd)/deploy/examples/fmnist-$model.yaml" --quiet \
+		--set train.max_steps="$STEPS" --set train.threads=1 --set log.every="$EVERY" \
+		--set train.eval_every_epochs=0 --set data.test_limit=64 --set log.metrics="$log" "$@" >&2
+	ms=$(grep '"samples_per_s"' "$log" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' |
+		awk -v b="$batch" '{ print 1000 * b / $1 }' | median)
+	wire=$(grep '"kind":"gradients"' "$log" | tail -1 | sed 's/.*"wire_bytes":\([0-9]*\).*/\1/')
+	echo "$rate $model $name $ms $wire"
+}
+
+for rate in $RATES; do
+	$R up "$HOSTS" "$rate" >&2
+	for model in $MODELS; do
+		echo "  $rate, $model, $HOSTS hosts" >&2
+		run float32 "$model" "$rate" --set parallel.allreduce=native >>"$OUT/rows"
+		run sfp-e4m2-gecko "$model" "$rate" --set parallel.grad_e=4 --set parallel.grad_m=2 \
+			--set parallel.grad_gecko=true >>"$OUT/rows"
+	done
+	$R down >&2
+done
+echo "| link | model | gradients | wire bytes/step (all ranks) | step ms (median) | speed-up vs float32 |"
+echo "|---|---|---|---|---|---|"
+awk '
+	$3 == "float32" { f[$1 " " $2] = $4 }
+	{ row[NR] = $0 }
+	END {
+		for (i = 1; i <= NR; i++) {
+			split(row[i], x, " ")
+			printf "| %s | %s | %s | %.2f MB | %.1f | %.2fx |\n", x[1], x[2], x[3], x[5] / 1e6, x[4],
+				f[x[1] " " x[2]] / x[4]
+		}
+	}' "$OUT/rows"
