@@ -45,7 +45,7 @@ MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
 CPPFLAGS := -I. -Iinclude -Ilib -I$(BUILD)/gen -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(MPI_CPPFLAGS)
 CFLAGS := -std=c11 $(OPT) -g $(WARN) -fno-strict-aliasing -fopenmp $(SAN_FLAGS) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN_FLAGS) $(EXTRA_LDFLAGS)
-LDLIBS := -lnng -lprotobuf-c $(MPI_LIBS) -lyaml -lz -lm -ldl -lpthread
+LDLIBS := -lnng -lprotobuf-c -lhttp_parser $(MPI_LIBS) -lyaml -lz -lm -ldl -lpthread
 
 # Files named *_avx2.c / *_avx512.c hold the SIMD kernels; they are compiled
 # for that ISA and only called after a run-time CPU check.
@@ -103,10 +103,37 @@ $(BUILD)/bin/sfp-worker: $(WORKER_SRC:%.c=$(BUILD)/obj/%.o) $(LIBSFP)
 endif
 ifneq ($(DAEMON_SRC),)
 BINS += $(BUILD)/bin/sfpd
-$(BUILD)/bin/sfpd: $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(LIBSFP)
+$(BUILD)/bin/sfpd: $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/build/gen/assets.o $(LIBSFP)
 	@mkdir -p $(@D)
-	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -luv $(LDLIBS)
 endif
+
+# ---- sfpd's live page: daemon/web/ and uPlot, embedded into the binary ------
+# uPlot comes from npm at build time (the version and integrity pinned in
+# daemon/web/package-lock.json) into build/npm/, shared by every build
+# variant; tools/embed.sh turns the files into C arrays. Without npm the
+# build stops here rather than make a page without plots.
+NPM_DIR := build/npm
+UPLOT_DIST := $(NPM_DIR)/node_modules/uplot/dist
+WEB_ASSETS := / 'text/html;charset=utf-8' daemon/web/index.html \
+	/sfpd.js 'text/javascript;charset=utf-8' daemon/web/sfpd.js \
+	/sfpd.css 'text/css;charset=utf-8' daemon/web/sfpd.css \
+	/uplot.min.js 'text/javascript;charset=utf-8' $(UPLOT_DIST)/uPlot.iife.min.js \
+	/uplot.min.css 'text/css;charset=utf-8' $(UPLOT_DIST)/uPlot.min.css
+
+$(NPM_DIR)/.installed: daemon/web/package.json daemon/web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found: sfpd's live page embeds uPlot" \
+		"from npm at build time; run deploy/install-deps.sh (it installs npm)" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(Q)cp daemon/web/package.json daemon/web/package-lock.json $(NPM_DIR)/
+	$(call say,NPM,uplot)cd $(NPM_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error \
+		>npm.log 2>&1 || { cat npm.log >&2; echo "error: npm ci failed (log above): sfpd's" \
+		"live page needs uPlot from the npm registry" >&2; exit 1; }
+	@touch $@
+
+build/gen/assets.c: tools/embed.sh $(filter daemon/web/%,$(WEB_ASSETS)) $(NPM_DIR)/.installed
+	@mkdir -p $(@D)
+	$(call say,EMBED,$@)tools/embed.sh $@ $(WEB_ASSETS)
 
 # ---- example plug-in layers (examples/plugins/*.c -> build/plugins/*.so) -----
 PLUGIN_SRC := $(sort $(wildcard examples/plugins/*.c))
@@ -212,4 +239,4 @@ clean:
 
 .PHONY: all tests check check-run check-asan demo demo-run bench bench-run bench-dist bench-dist-run fuzz fuzz-build deps clean
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(DAEMON_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/build/gen/assets.d $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d)

@@ -26,7 +26,21 @@ libopenmpi-dev
 libnng-dev
 protobuf-c-compiler
 libprotobuf-c-dev
+libuv1-dev
+libhttp-parser-dev
+xxd
+netcat-openbsd
+curl
+prometheus
+chromium
 "
+
+# sfpd's live page embeds uPlot from npm at build time. Any npm will do: a
+# machine with Node.js from elsewhere already has one (and Debian's npm
+# package would conflict with it); otherwise Debian's.
+if ! command -v npm >/dev/null 2>&1; then
+	PKGS="$PKGS npm"
+fi
 
 # `--bench` adds the peers that only `make bench` runs (PyTorch is large).
 if [ "${1:-}" = "--bench" ]; then

@@ -77,3 +77,43 @@ for g in layer channel channel_act; do
 	printf '\001' | cat - "$T/$g.sfpq" >"$C/sfpq/$g"
 	printf '\000' | cat - "$T/$g.sfpq" >"$C/sfpq/${g}_crc"
 done
+# sfpd history seeds: the fuzz target's first byte picks the mode (even: a
+# whole file; odd: bodies with 2-byte lengths that the target frames).
+mkdir -p $C/history
+python3 - <<'PY'
+import struct, zlib
+def crc32c(data, crc=0):
+    crc ^= 0xffffffff
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return crc ^ 0xffffffff
+s = lambda t: bytes([len(t)]) + t.encode()
+def register(job, rank, names):
+    return b"\x01" + s(job) + struct.pack("<IIII", rank, rank, 0, len(names)) + b"".join(s(n) for n in names)
+def report(job, rank, step, widths):
+    b = b"\x02" + s(job) + struct.pack("<Iqdd", rank, step, 1.0 / (step + 1), 7.5)
+    b += struct.pack("<6Q", step * 32, step * 128, step * 40, step, step, step)
+    b += struct.pack("<I", len(widths))
+    for name, kind, e, m in widths:
+        b += s(name) + bytes([kind, e, m]) + struct.pack("<ffQ", e + 0.5, m + 0.5, 1000)
+    return b
+def goodbye(job, rank):
+    return b"\x03" + s(job) + struct.pack("<I", rank)
+bodies = [register("job", 0, ["conv1", "fc"]), register("job", 1, ["conv1", "fc"])]
+for step in range(4):
+    for rank in (0, 1):
+        bodies.append(report("job", rank, step * 10, [("conv1", 0, 5, 3 - rank), ("fc", 1, 4, 2)]))
+bodies.append(goodbye("job", 1))
+framed = b"".join(struct.pack("<H", len(b)) + b for b in bodies)
+open("tests/fuzz/corpus/history/framed", "wb").write(b"\x01" + framed)
+img = b"SFPHIST\n" + struct.pack("<II", 1, 0)
+for b in bodies:
+    ln = struct.pack("<I", len(b))
+    img += struct.pack("<I", 0x52504653) + ln + struct.pack("<I", crc32c(ln + b)) + b
+open("tests/fuzz/corpus/history/file", "wb").write(b"\x00" + img)
+open("tests/fuzz/corpus/history/torn", "wb").write(b"\x00" + img[:-7])
+mid = bytearray(img); mid[len(img) // 2] ^= 0x40
+open("tests/fuzz/corpus/history/corrupt", "wb").write(b"\x00" + bytes(mid))
+PY
