@@ -1,0 +1,84 @@
+#!/bin/sh
+# daemon_job.sh -- a real sfpd with real mpirun workers: the workers
+# register and report over nng, the widths reach the JSON API and
+# /metrics; the token is enforced; sfpd killed with SIGKILL mid-run costs
+# the job nothing, and a restarted sfpd recovers its history and the workers
+# report to it again; a job without a reachable daemon trains on.
+set -u
+. "$(dirname "$0")/common.inc"
+B=${BUILD:-build}
+W=$B/bin/sfp-worker
+D=$B/bin/sfpd
+if ! command -v mpirun >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+	echo "skip daemon_job.sh: mpirun or curl missing (deploy/install-deps.sh installs them)"
+	exit 0
+fi
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" # Open MPI's allocations (dist.sh)
+MPI="mpirun --oversubscribe --bind-to none"
+[ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
+CNN="--config deploy/examples/fmnist-cnn.yaml --set data.train_limit=1280 --set data.test_limit=128 --set log.every=10"
+# a free port for the worker listener: bind 0 with the http server once, reuse its neighbour range
+WPORT=$((30000 + $$ % 20000))
+PID=""
+trap '[ -n "$PID" ] && kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
+
+# start_sfpd LOG ARGS...: sets PID and URL
+start_sfpd() {
+	log=$1
+	shift
+	: >"$log"
+	"$D" --http 127.0.0.1:0 --listen "tcp://127.0.0.1:$WPORT" --history "$T/hist" "$@" >"$log" 2>&1 &
+	PID=$!
+	URL=""
+	i=0
+	while [ $i -lt 100 ] && [ -z "$URL" ]; do
+		port=$(sed -n 's|^sfpd: http on http://127.0.0.1:\([0-9]*\)/$|\1|p' "$log")
+		[ -n "$port" ] && grep -q "workers: listening" "$log" && URL=http://127.0.0.1:$port
+		[ -z "$URL" ] && sleep 0.1
+		i=$((i + 1))
+	done
+	[ -n "$URL" ] && ok "sfpd up at $URL" || bad "sfpd did not start: $(cat "$log")"
+}
+
+start_sfpd "$T/d1.log" --token s3cret
+expect 0 "2 workers, quantum, reporting" $MPI -np 2 "$W" $CNN --set train.max_steps=30 --set bitlength.policy=quantum \
+	--set bitlength.m=7 --set daemon.token=s3cret --daemon "tcp://127.0.0.1:$WPORT" --set daemon.job=e2e
+grep -q "registered at tcp://127.0.0.1:$WPORT as job 'e2e'" "$T/err" && ok "worker registered" || bad "register: $(head -5 "$T/err")"
+curl -s "$URL/api/v1/workers?job=e2e" >"$T/w.json"
+grep -q '"rank":0' "$T/w.json" && grep -q '"rank":1' "$T/w.json" && grep -q '"step":30' "$T/w.json" && ok "both ranks known, at step 30" || bad "workers: $(cat "$T/w.json")"
+curl -s "$URL/api/v1/bitlengths?layer=conv1" >"$T/b.json"
+grep -q '"layer":"conv1","kind":"weights"' "$T/b.json" && grep -q '"step":\[10,20,30\]' "$T/b.json" && ok "conv1 widths over steps in the API" || bad "bitlengths: $(cat "$T/b.json")"
+curl -s "$URL/metrics" >"$T/m.txt"
+grep -q 'sfp_layer_mantissa_width{job="e2e",layer="conv1",kind="weights"}' "$T/m.txt" && ok "per-layer width gauge in /metrics" || bad "metrics: $(grep layer "$T/m.txt" | head -3)"
+grep -q "left (finished)" "$T/d1.log" && ok "workers said goodbye" || bad "goodbye: $(cat "$T/d1.log")"
+
+# the token: a worker without it is refused, counted, and trains on
+expect 0 "a worker with the wrong token still trains" "$W" $CNN --set train.max_steps=10 \
+	--daemon "tcp://127.0.0.1:$WPORT" --set daemon.token=wrong --set daemon.job=intruder
+grep -q "refused the request: missing or wrong job token" "$T/err" && ok "wrong token: refused, said once" || bad "token: $(cat "$T/err")"
+curl -s "$URL/metrics" | grep -q 'sfp_dropped_messages_total{reason="bad_token"} [1-9]' && ok "refusal counted in /metrics" || bad "bad_token not counted"
+
+# sfpd killed mid-run: the job goes on; a restarted sfpd recovers the history and hears from the workers again
+$MPI -np 2 "$W" $CNN --set train.max_steps=400 --set daemon.report_every=5 --set daemon.token=s3cret \
+	--set daemon.job=e2e --daemon "tcp://127.0.0.1:$WPORT" --set log.metrics="$T/run.jsonl" >"$T/jout" 2>"$T/jerr" &
+job=$!
+i=0
+while [ $i -lt 300 ] && ! grep -q '"step":40,' "$T/run.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+kill -9 $PID
+wait $PID 2>/dev/null
+PID=""
+sleep 1
+start_sfpd "$T/d2.log" --token s3cret
+grep -q "records recovered" "$T/d2.log" && ! grep -q " 0 records recovered" "$T/d2.log" && ok "restarted sfpd recovered its history" || bad "recovery: $(head -3 "$T/d2.log")"
+wait $job
+rc=$?
+[ $rc -eq 0 ] && ok "the job finished although sfpd was killed" || bad "job exit $rc: $(tail -5 "$T/jerr")"
+curl -s "$URL/api/v1/workers?job=e2e" >"$T/w2.json"
+grep -q '"step":400' "$T/w2.json" && ok "workers reported to the restarted sfpd (step 400)" || bad "after restart: $(cat "$T/w2.json")"
+grep -q "no answer within\|reachable again" "$T/jerr" && ok "the outage was noticed and said" || bad "no outage notice: $(grep daemon "$T/jerr")"
+
+kill $PID 2>/dev/null
+wait $PID 2>/dev/null
+PID=""
+echo "daemon_job.sh: $fails failed"
+[ "$fails" -eq 0 ]
