@@ -1,8 +1,10 @@
 #!/bin/sh
-# demo.sh -- `make demo`: the main job. First trains the example CNN on
-# Fashion-MNIST for DEMO_EPOCHS epochs (default 2) with sfp-worker, with a
-# metrics log and checkpoints, and evaluates the last checkpoint with
-# `sfp eval`. Then the codec on real Fashion-MNIST tensors: exports
+# demo.sh -- `make demo`: the main job. First starts sfpd and DEMO_RANKS
+# (default 4) local sfp-worker ranks under mpirun that train the example CNN
+# on Fashion-MNIST for DEMO_EPOCHS epochs (default 2) with learned widths
+# (quantum policy), reporting to sfpd (its page's URL is printed), with a
+# metrics log and checkpoints; evaluates the last checkpoint with `sfp eval`
+# and prints the accuracy and the footprint. Then the codec on real Fashion-MNIST tensors: exports
 # 1000 test images as float32, encodes them at several (e, m) with and
 # without Gecko, inspects, decodes, and prints for each: size, bits per value,
 # ratio to float32, max abs error and the median wall time of 3 runs of the
@@ -35,14 +37,42 @@ median_ms() {
 	sort -n "$D/times" | sed -n "$(((REPEATS + 1) / 2))p" | awk '{ printf "%.1f", $1 / 1000 }'
 }
 
-echo "== sfp demo 1/2: training the example CNN on Fashion-MNIST"
+echo "== sfp demo 1/2: a distributed job on Fashion-MNIST, watched by sfpd"
 run "$SFP" --version
 EPOCHS=${DEMO_EPOCHS:-2}
-rm -rf "$D/ck" "$D/metrics.jsonl"
-run "$BUILD/bin/sfp-worker" --config deploy/examples/fmnist-cnn.yaml --set train.epochs="$EPOCHS" \
-	--set log.every=300 --set log.metrics="$D/metrics.jsonl" --set checkpoint.dir="$D/ck"
-run "$SFP" eval --config deploy/examples/fmnist-cnn.yaml --set train.epochs="$EPOCHS" --checkpoint "$D/ck"
+RANKS=${DEMO_RANKS:-4}
+STEPS=${DEMO_STEPS:+--set train.max_steps=$DEMO_STEPS} # a shorter try
+PORT=${DEMO_PORT:-9464}
+WPORT=${DEMO_WORKER_PORT:-9465}
+rm -rf "$D/ck" "$D/metrics.jsonl" "$D/sfpd.hist"
+# the coordinator: the page at http://127.0.0.1:PORT/, workers report on WPORT
+"$BUILD/bin/sfpd" --http "127.0.0.1:$PORT" --listen "tcp://127.0.0.1:$WPORT" \
+	--history "$D/sfpd.hist" >"$D/sfpd.log" 2>&1 &
+SFPD=$!
+trap 'kill $SFPD 2>/dev/null' EXIT
+i=0
+while [ $i -lt 50 ] && ! grep -q "workers: listening" "$D/sfpd.log"; do sleep 0.1; i=$((i + 1)); done
+if ! grep -q "workers: listening" "$D/sfpd.log"; then
+	cat "$D/sfpd.log" >&2
+	echo "demo: sfpd did not start (DEMO_PORT / DEMO_WORKER_PORT choose other ports)" >&2
+	exit 1
+fi
+echo "sfpd is up: watch the learned widths at http://127.0.0.1:$PORT/ while the job trains"
+MPI="mpirun --oversubscribe --bind-to none -np $RANKS"
+[ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
+run $MPI "$BUILD/bin/sfp-worker" --config deploy/examples/fmnist-cnn.yaml --set train.epochs="$EPOCHS" \
+	--set bitlength.policy=quantum --set bitlength.m=7 --set log.every=100 \
+	--set log.metrics="$D/metrics.jsonl" --set checkpoint.dir="$D/ck" --daemon "tcp://127.0.0.1:$WPORT" $STEPS
+run "$SFP" eval --config deploy/examples/fmnist-cnn.yaml --set train.epochs="$EPOCHS" \
+	--set bitlength.policy=quantum --set bitlength.m=7 $STEPS --checkpoint "$D/ck"
 echo "(metrics log: $D/metrics.jsonl, $(wc -l <"$D/metrics.jsonl") records; checkpoints: $D/ck)"
+acc=$(grep '"test_acc"' "$D/metrics.jsonl" | tail -1 | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')
+fp=$(grep '"footprint_bits_per_value"' "$D/metrics.jsonl" | tail -1 |
+	sed 's/.*"footprint_bits_per_value":\([0-9.]*\).*"reduction_vs_fp32":\([0-9.]*\).*/\1 \2/')
+echo "result: test accuracy $acc; weights + stored activations at $(echo "$fp" | awk '{ printf "%.2f bits per value, %.2fx smaller than float32", $1, $2 }')"
+echo "sfpd saw: $(curl -s "http://127.0.0.1:$PORT/api/v1/workers?job=fmnist-cnn" | grep -o '"rank":[0-9]*' | wc -l) workers (its log: $D/sfpd.log)"
+kill $SFPD 2>/dev/null
+trap - EXIT
 echo
 echo "== sfp demo 2/2: variable-width float containers on Fashion-MNIST"
 run "$SFP" dataset fmnist --split t10k --count 1000 "$D/images.npy"

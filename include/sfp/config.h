@@ -148,7 +148,7 @@ typedef struct sfp_cfg_parallel {
 	int grad_e, grad_m;           /* gradient containers on the wire (default 8, 23: lossless) */
 	int grad_gecko;               /* Gecko on gradient exponents (default off) */
 	int error_feedback;           /* carry gradient rounding into the next step (default on) */
-	char allreduce[SFP_CFG_NAME]; /* "auto" (ring when lossless, else allgather), "ring",
+	char allreduce[SFP_CFG_NAME]; /* "auto" (= ring), "ring",
 					 "allgather", "native" (MPI_Allreduce, float32: the baseline) */
 	char grad_cast[SFP_CFG_NAME]; /* "none" (containers), "fp16", "bf16": plain casts (peers) */
 	float timeout_s;              /* a peer silent this long has failed (default 60) */

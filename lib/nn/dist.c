@@ -197,20 +197,18 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 
 	sfp_params_init(&d->gwire.params, (unsigned)pc->grad_e, (unsigned)pc->grad_m);
 	d->gwire.params.gecko = pc->grad_gecko;
-	/* auto: the ring sends least; when the widths are lossy, all-gather
-	 * rounds each replica's gradient once, so error feedback is exact
-	 * (docs/distributed.md measures both) */
-	const int lossless = pc->grad_e >= 8 && pc->grad_m >= 23;
+	/* auto = ring: it sends least (2 (D-1)/D of the tensor against the
+	 * all-gather's D-1), and error feedback at each of its rounding points
+	 * makes it as accurate (docs/distributed.md measures both) */
 	d->gwire.cast = !strcmp(pc->grad_cast, "fp16")   ? SFP_CAST_FP16
 			: !strcmp(pc->grad_cast, "bf16") ? SFP_CAST_BF16
 							 : SFP_CAST_NONE;
 	if (!strcmp(pc->allreduce, "native"))
 		d->gwire.algo = SFP_ALLREDUCE_NATIVE;
-	else if (!strcmp(pc->allreduce, "ring") ||
-		 (!strcmp(pc->allreduce, "auto") && (lossless || d->gwire.cast)))
-		d->gwire.algo = SFP_ALLREDUCE_RING;
-	else
+	else if (!strcmp(pc->allreduce, "allgather"))
 		d->gwire.algo = SFP_ALLREDUCE_ALLGATHER;
+	else
+		d->gwire.algo = SFP_ALLREDUCE_RING;
 	d->gwire.error_feedback = pc->error_feedback;
 	d->agrad = d->gwire.params;
 

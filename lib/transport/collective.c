@@ -234,8 +234,28 @@ static int xchg(sfp_collective *c, int to, const void *s, size_t slen, int from,
 	return rc;
 }
 
+/* Error feedback at one rounding point: y = x + r in place, r = y - Q(y)
+ * (Q is what encode + decode of y give). */
+static int feed_back(sfp_collective *c, float *x, float *r, size_t n, const sfp_params *p,
+		     sfp_wire_stats *st, sfp_error *err)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] += r[i];
+	uint64_t t0 = sfp_clock_ns();
+	int rc = sfp_quantize(c->codec, c->tmp, x, n, p, err);
+	st->encode_ns += sfp_clock_ns() - t0;
+	SFP_TRY(rc);
+	for (size_t i = 0; i < n; i++)
+		r[i] = x[i] - c->tmp[i];
+	return SFP_OK;
+}
+
+/* With error feedback (`residual` non-NULL), every rounding point gets its
+ * own: this rank encodes chunk me - s at hop s of the reduce-scatter and
+ * chunk me + 1 in the all-gather, every chunk index exactly once per call,
+ * so one residual of n values holds each point's error for next time. */
 static int ring(sfp_collective *c, const sfp_group *g, float *x, size_t n, const sfp_wire_cfg *w,
-		sfp_wire_stats *st, sfp_error *err)
+		float *residual, sfp_wire_stats *st, sfp_error *err)
 {
 	const sfp_params *p = &w->params;
 	const int cast = w->cast;
@@ -248,6 +268,8 @@ static int ring(sfp_collective *c, const sfp_group *g, float *x, size_t n, const
 	for (int s = 0; s < d - 1; s++) {
 		int ks = ((me - s) % d + d) % d, kr = ((me - s - 1) % d + d) % d;
 		sfp_split(n, d, ks, &off, &len);
+		if (residual)
+			SFP_TRY(feed_back(c, x + off, residual + off, len, p, st, err));
 		SFP_TRY(encode(c, &c->sbuf, &c->scap, &slen, x + off, len, p, cast, st, err));
 		SFP_TRY(xchg(c, next, c->sbuf, slen, prev, c->rbuf, c->rcap, &rlen, TAG_RING,
 			     len * sizeof(float), st, err));
@@ -259,6 +281,8 @@ static int ring(sfp_collective *c, const sfp_group *g, float *x, size_t n, const
 	/* all-gather: this rank finished chunk me + 1; its bytes travel unchanged */
 	int own = (me + 1) % d;
 	sfp_split(n, d, own, &off, &len);
+	if (residual)
+		SFP_TRY(feed_back(c, x + off, residual + off, len, p, st, err));
 	SFP_TRY(encode(c, &c->sbuf, &c->scap, &slen, x + off, len, p, cast, st, err));
 	SFP_TRY(decode(c, x + off, len, c->sbuf, slen, cast, sfp_transport_rank(c->t), st, err));
 	for (int s = 0; s < d - 1; s++) {
@@ -382,7 +406,10 @@ int sfp_allreduce(sfp_collective *c, const sfp_group *g, float *x, size_t n,
 		return rc;
 	}
 	const int lossless = !w->cast && w->params.e >= 8 && w->params.m >= 23;
-	if (w->error_feedback && residual && !lossless && !w->cast) {
+	const int feedback = w->error_feedback && residual && !lossless && !w->cast;
+	if (w->algo == SFP_ALLREDUCE_RING)
+		return ring(c, g, x, n, w, feedback ? residual : NULL, st, err);
+	if (feedback) {
 		/* y = x + r; x = Q(y); r = y - Q(y) */
 		SFP_TRY(grow(&c->tmp, &c->tmp_cap, n, sizeof(float), err));
 		for (size_t i = 0; i < n; i++)
@@ -396,9 +423,7 @@ int sfp_allreduce(sfp_collective *c, const sfp_group *g, float *x, size_t n,
 			x[i] = c->tmp[i];
 		}
 	}
-	if (w->algo == SFP_ALLREDUCE_ALLGATHER)
-		return allgather(c, g, x, n, w, st, err);
-	return ring(c, g, x, n, w, st, err);
+	return allgather(c, g, x, n, w, st, err);
 }
 
 int sfp_allreduce_f64(sfp_collective *c, const sfp_group *g, double *x, int n, sfp_error *err)
