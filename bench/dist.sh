@@ -5,6 +5,7 @@
 #   float32   MPI_Allreduce on float32 (parallel.allreduce=native)
 #   fp16/bf16 16-bit casts, summed in a ring (what DDP's fp16 hook sends)
 #   sfp       containers at e4m2 with error feedback, raw exponents / Gecko
+#             (ring, the default; and the all-gather scheme with Gecko)
 #   torch     PyTorch DDP over Gloo, plain and with its fp16 compression hook
 #             (bench/torch_ddp.py, when python3-torch is installed)
 # Wire bytes are what every rank sent per step, summed over the ranks
@@ -66,6 +67,8 @@ for model in $MODELS; do
 		run sfp-e4m2 "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 >>"$OUT/rows"
 		run sfp-e4m2-gecko "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 \
 			--set parallel.grad_gecko=true >>"$OUT/rows"
+		run sfp-e4m2-gecko-allgather "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 \
+			--set parallel.grad_gecko=true --set parallel.allreduce=allgather >>"$OUT/rows"
 		if [ $have_torch -eq 1 ]; then
 			torch_run torch-ddp "$model" "$n" >>"$OUT/rows"
 			torch_run torch-ddp-fp16 "$model" "$n" --fp16-hook >>"$OUT/rows"
