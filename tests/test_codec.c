@@ -479,6 +479,55 @@ static void test_windows_and_policies(void)
 	CU_ASSERT_EQUAL(sfp_encode(codec, buf, cap, &w, x, 6, &shape, 1, &p, &err), SFP_EINVAL);
 }
 
+/* sfp_quantize_window: blocks quantized at the tensor's window top (FIXED)
+ * give exactly the whole tensor's values, for every e and a few m, data
+ * with zeros, NaN/Inf, tiny values and one large outlier. */
+static void test_window_blocks(void)
+{
+	enum { N = 3000, BL = 512 };
+	static float x[N], whole[N], blocked[N];
+	sfp_rng r;
+	sfp_rng_seed(&r, 21);
+	for (int i = 0; i < N; i++)
+		x[i] = i % 7 == 0 ? 0.0f : sfp_rng_normal(&r) * expf(3.0f * sfp_rng_normal(&r));
+	x[5] = NAN;
+	x[17] = -INFINITY;
+	x[2500] = 3e30f; /* the window top lives in one block only */
+	const unsigned ms[] = {0, 1, 3, 7, 23};
+	for (unsigned e = 1; e <= 8; e++)
+		for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) {
+			sfp_params p;
+			sfp_params_init(&p, e, ms[k]);
+			unsigned top = 0;
+			CU_ASSERT_EQUAL_FATAL(sfp_quantize_window(codec, x, N, &p, &top, NULL), SFP_OK);
+			CU_ASSERT(top >= 1 && top <= 254);
+			CU_ASSERT_EQUAL_FATAL(sfp_quantize(codec, whole, x, N, &p, NULL), SFP_OK);
+			sfp_params f = p;
+			f.window = SFP_WINDOW_FIXED;
+			f.exp_hi = top;
+			for (int b0 = 0; b0 < N; b0 += BL)
+				CU_ASSERT_EQUAL_FATAL(sfp_quantize(codec, blocked + b0, x + b0,
+								   N - b0 < BL ? N - b0 : BL, &f, NULL),
+						      SFP_OK);
+			CU_ASSERT_EQUAL(memcmp(whole, blocked, sizeof whole), 0);
+		}
+	/* all zeros: the window a decoder of an empty tensor would see */
+	static const float z[4] = {0};
+	sfp_params p;
+	sfp_params_init(&p, 3, 2);
+	unsigned top = 0;
+	CU_ASSERT_EQUAL(sfp_quantize_window(codec, z, 4, &p, &top, NULL), SFP_OK);
+	CU_ASSERT_EQUAL(top, 1u);
+	/* FIXED windows report their own top; errors as sfp_quantize */
+	p.window = SFP_WINDOW_FIXED;
+	p.exp_hi = 130;
+	CU_ASSERT_EQUAL(sfp_quantize_window(codec, x, N, &p, &top, NULL), SFP_OK);
+	CU_ASSERT_EQUAL(top, 130u);
+	float big[2] = {FLT_MAX, 1.0f};
+	sfp_params_init(&p, 4, 3);
+	CU_ASSERT_EQUAL(sfp_quantize_window(codec, big, 2, &p, &top, NULL), SFP_ERANGE);
+}
+
 static void test_signs_and_shapes(void)
 {
 	enum { N = 1000 };
@@ -760,6 +809,7 @@ int main(void)
 		{"corrupt input is rejected", test_corrupt},
 		{"stored mode validates values", test_stored_forgery},
 		{"windows and policies", test_windows_and_policies},
+		{"window top: blocks equal the whole tensor", test_window_blocks},
 		{"sign flags and shapes", test_signs_and_shapes},
 		{"every ISA equals the reference", test_isa_vs_ref},
 		{"buffer edges on every ISA", test_edges_every_isa},

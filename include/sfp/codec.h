@@ -170,6 +170,17 @@ int sfp_decode_codes(sfp_codec *c, uint8_t *codes, uint64_t cap, const void *src
 int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,
 		 sfp_error *err);
 
+/*
+ * The top of the exponent window (a biased exponent, 1..254) that
+ * sfp_encode and sfp_quantize pick for src under p: with an AUTO window from
+ * the data (one max pass), with a FIXED one p->exp_hi. Quantizing pieces of
+ * src with p.window = FIXED at this top gives exactly sfp_quantize's values
+ * for the whole of src (blocked or parallel passes over one tensor).
+ * Same errors as sfp_quantize.
+ */
+int sfp_quantize_window(sfp_codec *c, const float *src, uint64_t n, const sfp_params *p,
+			unsigned *exp_hi, sfp_error *err);
+
 /* Scalar reference versions of encode and decode: same bytes, same values. */
 int sfp_encode_ref(void *dst, size_t cap, size_t *written, const float *src, uint64_t n,
 		   const uint64_t *shape, unsigned ndim, const sfp_params *p, sfp_error *err);

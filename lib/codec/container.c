@@ -938,6 +938,17 @@ static uint64_t quantize_nearest(const qplan *q, float *dst, const float *src, u
 	return n;
 }
 
+int sfp_quantize_window(sfp_codec *c, const float *src, uint64_t n, const sfp_params *p,
+			unsigned *exp_hi, sfp_error *err)
+{
+	kernels k = pick(c->isa);
+	qplan q;
+	SFP_TRY(sfp_params_check(p, err));
+	SFP_TRY(make_plan(&q, &k, src, n, p, err));
+	*exp_hi = q.hi;
+	return SFP_OK;
+}
+
 int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,
 		 sfp_error *err)
 {

@@ -36,7 +36,6 @@ typedef struct sfp_qmodel {
 	int *wq, *aq;        /* layer -> tensor index or -1 */
 	float *qparams;      /* parameters as forward reads them */
 	float *tmp[2];       /* re-quantized inputs (max batch x largest input) */
-	float *scratch;      /* 2 x largest tensor, for width gradients */
 	int warned;          /* activations that could not be quantized (NaN/Inf) */
 	uint8_t *enc;        /* scratch for measuring packed sizes */
 	size_t enc_cap;
@@ -55,7 +54,6 @@ void sfp_qm_free(sfp_qmodel *q)
 	free(q->qparams);
 	free(q->tmp[0]);
 	free(q->tmp[1]);
-	free(q->scratch);
 	free(q->enc);
 	free(q);
 }
@@ -110,7 +108,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	q->qparams = malloc((m->nparams ? m->nparams : 1) * sizeof(float));
 	if (!q->codec || !q->t || !q->layer_of || !q->is_weight || !q->wq || !q->aq || !q->qparams)
 		goto nomem;
-	size_t big_in = 1, big_t = 1;
+	size_t big_in = 1;
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
 		q->wq[i] = q->aq[i] = -1;
@@ -120,8 +118,6 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			q->layer_of[q->nt] = i;
 			q->is_weight[q->nt] = 1;
 			sfp_qtensor_init(&q->t[q->nt++], e, mbits, nw);
-			if (nw > big_t)
-				big_t = nw;
 		}
 		const int stores = (targets & SFP_QTARGET_ACTIVATIONS) && stores_activation(m, i);
 		if (stores) {
@@ -129,8 +125,6 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			q->aq[i] = q->nt;
 			q->layer_of[q->nt] = i;
 			sfp_qtensor_init(&q->t[q->nt++], e, mbits, na);
-			if (na > big_t)
-				big_t = na;
 		}
 		size_t ni = (size_t)m->max_batch * sfp_shape_numel(l->in);
 		if (ni > big_in)
@@ -138,8 +132,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	}
 	q->tmp[0] = malloc(big_in * sizeof(float));
 	q->tmp[1] = malloc(big_in * sizeof(float));
-	q->scratch = malloc(2 * big_t * sizeof(float));
-	if (!q->tmp[0] || !q->tmp[1] || !q->scratch)
+	if (!q->tmp[0] || !q->tmp[1])
 		goto nomem;
 	memcpy(q->qparams, m->params, m->nparams * sizeof(float));
 	m->q = q;
@@ -267,7 +260,7 @@ void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
 		return;
 	const size_t no = sfp_shape_numel(m->layers[i].out);
 	(void)sfp_qtensor_grad(q->codec, &q->t[k], dact(m, i) + (size_t)s0 * no,
-			       act(m, i) + (size_t)s0 * no, (uint64_t)b * no, q->scratch, NULL);
+			       act(m, i) + (size_t)s0 * no, (uint64_t)b * no, NULL);
 }
 
 float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
@@ -281,7 +274,7 @@ float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
 			continue;
 		const layer *l = &m->layers[i];
 		(void)sfp_qtensor_grad(q->codec, &q->t[k], m->grads + l->param_off,
-				       m->params + l->param_off, q->t[k].size, q->scratch, NULL);
+				       m->params + l->param_off, q->t[k].size, NULL);
 	}
 	sfp_qtensor **list = malloc((size_t)q->nt * sizeof *list);
 	float pen = 0.0f;

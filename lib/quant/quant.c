@@ -59,31 +59,76 @@ static void bracket(const sfp_qwidth *w, unsigned *lo, unsigned *hi)
 		*lo = *hi - 1;
 }
 
-/* sum_i g_i (a_i - b_i) in double */
-static double dot_diff(const float *g, const float *a, const float *b, uint64_t n)
+/*
+ * sum_i g_i (Q(x_i, ea, ma) - Q(x_i, eb, mb)) in one pass over blocks that
+ * stay in L1: each block is quantized at both widths with the whole
+ * tensor's window tops (sfp_quantize_window, then FIXED windows), so the
+ * values are exactly sfp_quantize's of the whole tensor. The sum runs in
+ * DOT_LANES double accumulators (element i in lane i % DOT_LANES, summed
+ * in a fixed tree at the end): the vectoriser keeps every lane in a
+ * register and the result depends only on the data, not on the ISA.
+ */
+#define DOT_BLOCK 2048
+#define DOT_LANES 16
+
+#if defined(__x86_64__) && !defined(SFP_NO_CLONES)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void dot_diff_lanes(double *acc, const float *restrict g, const float *restrict a,
+			   const float *restrict b, uint64_t n)
 {
-	double s = 0.0;
-	for (uint64_t i = 0; i < n; i++)
-		s += (double)g[i] * ((double)a[i] - (double)b[i]);
-	return s;
+	double s[DOT_LANES];
+	memcpy(s, acc, sizeof s);
+	uint64_t i = 0;
+	for (; i + DOT_LANES <= n; i += DOT_LANES)
+		for (int j = 0; j < DOT_LANES; j++)
+			s[j] += (double)g[i + j] * ((double)a[i + j] - (double)b[i + j]);
+	for (int j = 0; i < n; i++, j++)
+		s[j] += (double)g[i] * ((double)a[i] - (double)b[i]);
+	memcpy(acc, s, sizeof s);
+}
+
+static int quant_diff_dot(sfp_codec *c, double *out, const float *g, const float *x, uint64_t n,
+			  unsigned ea, unsigned ma, unsigned eb, unsigned mb, sfp_error *err)
+{
+	sfp_params pa, pb;
+	sfp_params_init(&pa, ea, ma);
+	sfp_params_init(&pb, eb, mb);
+	SFP_TRY(sfp_quantize_window(c, x, n, &pa, &pa.exp_hi, err));
+	if (mb == ma && (eb == 8) == (ea == 8))
+		pb.exp_hi = pa.exp_hi; /* the top depends on m only (e = 8: always 254) */
+	else
+		SFP_TRY(sfp_quantize_window(c, x, n, &pb, &pb.exp_hi, err));
+	pa.window = pb.window = SFP_WINDOW_FIXED;
+	float qa[DOT_BLOCK], qb[DOT_BLOCK];
+	double acc[DOT_LANES] = {0};
+	for (uint64_t b0 = 0; b0 < n; b0 += DOT_BLOCK) {
+		const uint64_t len = n - b0 < DOT_BLOCK ? n - b0 : DOT_BLOCK;
+		SFP_TRY(sfp_quantize(c, qa, x + b0, len, &pa, err));
+		SFP_TRY(sfp_quantize(c, qb, x + b0, len, &pb, err));
+		dot_diff_lanes(acc, g + b0, qa, qb, len);
+	}
+	for (int w = DOT_LANES / 2; w > 0; w /= 2) /* pairwise, in a fixed order */
+		for (int j = 0; j < w; j++)
+			acc[j] += acc[j + w];
+	*out = acc[0];
+	return SFP_OK;
 }
 
 int sfp_qtensor_grad(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x, uint64_t n,
-		     float *scratch, sfp_error *err)
+		     sfp_error *err)
 {
-	float *qa = scratch, *qb = scratch + n;
 	unsigned lo, hi;
+	double d;
 	bracket(&t->m, &lo, &hi);
 	if (lo != hi) {
-		SFP_TRY(sfp_quant_apply(c, qa, x, n, t->use_e, hi, err));
-		SFP_TRY(sfp_quant_apply(c, qb, x, n, t->use_e, lo, err));
-		t->m.grad += (float)dot_diff(g, qa, qb, n);
+		SFP_TRY(quant_diff_dot(c, &d, g, x, n, t->use_e, hi, t->use_e, lo, err));
+		t->m.grad += (float)d;
 	}
 	bracket(&t->e, &lo, &hi);
 	if (lo != hi) {
-		SFP_TRY(sfp_quant_apply(c, qa, x, n, hi, t->use_m, err));
-		SFP_TRY(sfp_quant_apply(c, qb, x, n, lo, t->use_m, err));
-		t->e.grad += (float)dot_diff(g, qa, qb, n);
+		SFP_TRY(quant_diff_dot(c, &d, g, x, n, hi, t->use_m, lo, t->use_m, err));
+		t->e.grad += (float)d;
 	}
 	return SFP_OK;
 }
