@@ -5,12 +5,16 @@
  * trainer: forward, loss, backward, optimizer. Prints one JSON line:
  *   {"peer": "sfp", "model": ..., "threads": T, "batch": B,
  *    "samples_per_s": [...], "gflop_per_sample": F, "sgemm_peak_gflops": P,
- *    "peak_rss_kb": K}
+ *    "peak_rss_kb": K, "model_bytes": M, "activation_bytes": A,
+ *    "stash_bytes": S, "policy": ..., "stash": "packed" | "float" | "none"}
+ * (model_bytes: what the model reports holding, sfp_model_memory; A: its
+ * float32 activation memory; S: the packed stash after the last step).
  * The FLOP count is the multiply-adds of the linear and convolution layers
  * (x2), forward and backward (no input gradient before the first layer
  * that learns). `--set bitlength.policy=quantum` runs with Quantum Mantissa
  * / Exponent containers on weights and activations (the width updates
- * included), for the on/off comparison.
+ * included), for the on/off comparison; `bitlength.pack` and
+ * `bitlength.gecko` choose how the stored activations are kept.
  * bench/train.sh runs this beside PyTorch and prints the ratio table.
  */
 #include <stdio.h>
@@ -108,6 +112,8 @@ int sfp_bench_train_main(int argc, char **argv)
 	if (rc == SFP_OK)
 		rc = sfp_model_set_threads(m, threads, &err);
 	const int quantum = !strcmp(cfg.bitlength.policy, "quantum");
+	if (rc == SFP_OK)
+		rc = sfp_model_set_stash(m, cfg.bitlength.pack, cfg.bitlength.gecko, &err);
 	if (rc == SFP_OK && quantum)
 		rc = sfp_model_set_quant(m, SFP_QPOLICY_QUANTUM,
 					 SFP_QTARGET_WEIGHTS | SFP_QTARGET_ACTIVATIONS, cfg.bitlength.e,
@@ -161,14 +167,20 @@ int sfp_bench_train_main(int argc, char **argv)
 	}
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
+	sfp_model_mem mem;
+	sfp_model_memory(m, &mem);
 	printf("{\"peer\": \"sfp\", \"model\": \"%s\", \"threads\": %d, \"batch\": %d, "
 	       "\"samples_per_s\": [",
 	       name ? name : config, threads, B);
 	for (int i = 0; i < repeats; i++)
 		printf("%s%.1f", i ? ", " : "", rates[i]);
 	printf("], \"gflop_per_sample\": %.5f, \"sgemm_peak_gflops\": %.1f, \"peak_rss_kb\": %ld, "
-	       "\"isa\": \"%s\"}\n",
-	       gemm_flops_per_sample(m) * 1e-9, sgemm_peak(), ru.ru_maxrss, sfp_isa_name(sfp_cpu_isa()));
+	       "\"model_bytes\": %zu, \"activation_bytes\": %zu, \"stash_bytes\": %zu, "
+	       "\"policy\": \"%s\", \"stash\": \"%s\", \"isa\": \"%s\"}\n",
+	       gemm_flops_per_sample(m) * 1e-9, sgemm_peak(), ru.ru_maxrss, mem.total,
+	       mem.activations, mem.stash, quantum ? "quantum" : "off",
+	       !quantum ? "none" : cfg.bitlength.pack ? "packed" : "float",
+	       sfp_isa_name(sfp_cpu_isa()));
 out:
 	free(x);
 	free(y);

@@ -35,7 +35,8 @@ typedef struct sfp_qmodel {
 	int *is_weight;      /* tensor -> 1 weights, 0 activations */
 	int *wq, *aq;        /* layer -> tensor index or -1 */
 	float *qparams;      /* parameters as forward reads them */
-	float *tmp[2];       /* re-quantized inputs (max batch x largest input) */
+	float *tmp[2];       /* re-quantized inputs (the largest a layer reads at once) */
+	size_t tmp_floats;
 	int warned;          /* activations that could not be quantized (NaN/Inf) */
 	uint8_t *enc;        /* scratch for measuring packed sizes */
 	size_t enc_cap;
@@ -91,7 +92,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	sfp_qm_free(m->q);
 	m->q = NULL;
 	if (policy == SFP_QPOLICY_OFF)
-		return SFP_OK;
+		return sfp_stash_setup(m, 0, 0, err);
 	if (policy != SFP_QPOLICY_FIXED && policy != SFP_QPOLICY_QUANTUM &&
 	    policy != SFP_QPOLICY_BITWAVE)
 		return sfp_error_set(err, SFP_EINVAL, "unknown bitlength policy %d", policy);
@@ -126,16 +127,32 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			q->layer_of[q->nt] = i;
 			sfp_qtensor_init(&q->t[q->nt++], e, mbits, na);
 		}
-		size_t ni = (size_t)m->max_batch * sfp_shape_numel(l->in);
+		/* a layer reads its input one chunk at a time in a run of
+		 * per-sample layers, else the whole batch */
+		int a = i, b = i + 1;
+		while (per_sample(l) && a > 0 && per_sample(&m->layers[a - 1]))
+			a--;
+		while (per_sample(l) && b < m->n && per_sample(&m->layers[b]))
+			b++;
+		size_t ni = (size_t)(per_sample(l) ? chunk_samples(m, a, b) : m->max_batch) *
+			    sfp_shape_numel(l->in);
 		if (ni > big_in)
 			big_in = ni;
 	}
+	q->tmp_floats = big_in;
 	q->tmp[0] = malloc(big_in * sizeof(float));
 	q->tmp[1] = malloc(big_in * sizeof(float));
 	if (!q->tmp[0] || !q->tmp[1])
 		goto nomem;
 	memcpy(q->qparams, m->params, m->nparams * sizeof(float));
 	m->q = q;
+	int rc = sfp_stash_setup(m, m->stash_packed, m->stash_gecko, err);
+	if (rc < 0) {
+		sfp_qm_free(q);
+		m->q = NULL;
+		(void)sfp_stash_setup(m, 0, 0, NULL);
+		return rc;
+	}
 	return SFP_OK;
 nomem:
 	sfp_qm_free(q);
@@ -158,6 +175,7 @@ void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info)
 	info->e = sfp_qwidth_pack_bits(&t->e);
 	info->m = sfp_qwidth_pack_bits(&t->m);
 	info->count = t->size;
+	info->stash_bytes = q->is_weight[k] ? 0 : sfp_stash_packed_bytes(m, q->layer_of[k]);
 }
 
 void sfp_model_set_floors(sfp_model *m, float e_min, float m_min)
@@ -216,17 +234,9 @@ const float *sfp_qm_weights(sfp_model *m, int i)
 	return (m->q ? m->q->qparams : m->params) + m->layers[i].param_off;
 }
 
-const float *sfp_qm_input(sfp_model *m, int i, int which, const float *x, int s0, int b)
+const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size_t n)
 {
-	const layer *l = &m->layers[i];
-	int j = which ? l->from : l->input;
-	const size_t n1 = sfp_shape_numel(which ? m->layers[j].out : l->in);
-	if (j < 0)
-		return x + (size_t)s0 * n1;
-	const float *src = act(m, j) + (size_t)s0 * n1;
 	sfp_qmodel *q = m->q;
-	if (!q)
-		return src;
 	int k = q->aq[owner(m, j)];
 	if (k < 0)
 		return src;
@@ -234,8 +244,31 @@ const float *sfp_qm_input(sfp_model *m, int i, int which, const float *x, int s0
 	if (t->use_e == sfp_qwidth_pack_bits(&t->e) && t->use_m == sfp_qwidth_pack_bits(&t->m))
 		return src;
 	float *dst = q->tmp[which];
-	(void)sfp_quant_apply(q->codec, dst, src, (uint64_t)b * n1, t->use_e, t->use_m, NULL);
+	(void)sfp_quant_apply(q->codec, dst, src, n, t->use_e, t->use_m, NULL);
 	return dst;
+}
+
+int sfp_qm_pack_widths(const sfp_model *m, int i, unsigned *e, unsigned *mbits)
+{
+	const sfp_qmodel *q = m->q;
+	if (!q || q->aq[i] < 0)
+		return 0;
+	*e = sfp_qwidth_pack_bits(&q->t[q->aq[i]].e);
+	*mbits = sfp_qwidth_pack_bits(&q->t[q->aq[i]].m);
+	return 1;
+}
+
+int sfp_qm_reads_outputs(const sfp_model *m)
+{
+	return m->q && m->q->policy == SFP_QPOLICY_QUANTUM;
+}
+
+size_t sfp_qm_bytes(const sfp_model *m)
+{
+	const sfp_qmodel *q = m->q;
+	if (!q)
+		return 0;
+	return q->enc_cap + (m->nparams + 2 * q->tmp_floats) * sizeof(float);
 }
 
 void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
@@ -245,11 +278,16 @@ void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
 	if (k < 0)
 		return;
 	const size_t no = sfp_shape_numel(m->layers[i].out);
-	float *y = act(m, i) + (size_t)s0 * no;
+	float *y = sfp_act_out(m, i, s0);
 	const sfp_qtensor *t = &q->t[k];
-	if (sfp_quant_apply(q->codec, y, y, (uint64_t)b * no, sfp_qwidth_pack_bits(&t->e),
-			    sfp_qwidth_pack_bits(&t->m), NULL) < 0)
+	const unsigned e = sfp_qwidth_pack_bits(&t->e), mb = sfp_qwidth_pack_bits(&t->m);
+	/* the packed copy is encoded from the values the layer produced:
+	 * it decodes to exactly their in-place quantization below */
+	const int put = sfp_stash_wants(m, i) ? sfp_stash_put(m, i, s0, b, e, mb) : SFP_OK;
+	if (sfp_quant_apply(q->codec, y, y, (uint64_t)b * no, e, mb, NULL) < 0)
 		q->warned++; /* a NaN/Inf activation: left as is, the loss check stops the run */
+	if (put < 0)
+		sfp_stash_put_raw(m, i, s0, b);
 }
 
 void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
@@ -260,7 +298,7 @@ void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
 		return;
 	const size_t no = sfp_shape_numel(m->layers[i].out);
 	(void)sfp_qtensor_grad(q->codec, &q->t[k], dact(m, i) + (size_t)s0 * no,
-			       act(m, i) + (size_t)s0 * no, (uint64_t)b * no, NULL);
+			       sfp_act_saved(m, i, s0, b), (uint64_t)b * no, NULL);
 }
 
 float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
@@ -352,7 +390,16 @@ int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double 
 		const int i = q->layer_of[k];
 		const layer *l = &m->layers[i];
 		const sfp_qtensor *t = &q->t[k];
-		const float *src = q->is_weight[k] ? m->params + l->param_off : act(m, i);
+		if (!q->is_weight[k] && m->st) {
+			/* the packed stash: the bytes it holds (nothing for an output
+			 * backward never reads), or re-encoded the other way */
+			size_t w = 0;
+			int Bs = B;
+			SFP_TRY(sfp_stash_measure(m, i, gecko, &w, &Bs, err));
+			*bits_acts += 8.0 * (double)w * ((double)m->max_batch / (Bs ? Bs : 1));
+			continue;
+		}
+		const float *src = q->is_weight[k] ? m->params + l->param_off : sfp_act_out(m, i, 0);
 		const uint64_t n = q->is_weight[k] ? t->size : (uint64_t)B * sfp_shape_numel(l->out);
 		const size_t need = sfp_encode_bound(n, 1);
 		if (need > q->enc_cap) {

@@ -1,0 +1,529 @@
+/*
+ * stash.c -- where layer outputs live between a layer's forward and the
+ * backward passes that read them.
+ *
+ * Float32 (no activation containers, or a float stash): every layer owns a
+ * slice of the activation arena `acts` for the whole step, as model.c lays
+ * it out.
+ *
+ * Packed stash (activations in containers, the default then): what backward
+ * reads of a layer's output is kept only as containers (lib/codec at the
+ * packing widths, Gecko exponents if asked), one per forward segment -- the
+ * chunk of samples the layer ran on, or the batch -- encoded right after
+ * the layer's forward from the values it produced, so each decodes to
+ * exactly the fake-quantized values the float stash would hold
+ * (sfp_decode(sfp_encode(x)) == sfp_quantize(x)). Float32 outputs are then
+ * scratch, placed in one pool by a liveness plan made once for the largest
+ * batch:
+ *  - forward: a layer's output buffer lives from its producer to its last
+ *    consumer; inside a run of per-sample layers (model_internal.h) whose
+ *    consumers all sit in the same run it holds one chunk, reused chunk
+ *    after chunk; else the whole batch;
+ *  - backward: a stored output is decoded into scratch just before its
+ *    first reader and lives until its last one; one chunk at a time when
+ *    every reader runs in the chunks the stash was written in, else whole;
+ *  - outputs read in backward that have no container (the logits, a
+ *    flatten of the input) are kept whole for the step.
+ * Buffers whose lifetimes (in units of forward/backward layer runs) do not
+ * overlap share memory: first fit, largest first.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/model_internal.h"
+#include "sfp/codec.h"
+
+typedef struct seg {
+	size_t off, bytes; /* in the stash's byte arena */
+	int s0, b;         /* samples */
+	int raw;           /* float32 copy (the codec refused the values: NaN run) */
+} seg;
+
+typedef struct slot {
+	int stash;      /* layer whose forward writes the kept container, or -1 */
+	int whole;      /* kept as float32 for the whole step (not in the stash) */
+	int fwd_chunk;  /* forward buffer holds one chunk (else the batch) */
+	int bwd_chunk;  /* backward buffer holds one chunk */
+	int bwd;        /* backward reads it */
+	int fwd_t0, fwd_t1, bwd_t0, bwd_t1; /* lifetimes in plan units */
+	size_t fwd_off, bwd_off;            /* floats into the pool */
+	size_t fwd_n, bwd_n;                /* floats */
+	int nseg, maxseg;
+	seg *segs;
+	int cur; /* backward: segment in a chunk buffer (-1 none), or 1 = decoded whole */
+} slot;
+
+typedef struct sfp_stash {
+	int n; /* layers */
+	int gecko;
+	slot *s; /* by layer index; used where layers[i].slot == i */
+	float *pool;
+	size_t pool_floats;
+	uint8_t *bytes; /* packed segments of the last training forward */
+	size_t used, cap;
+	sfp_codec *codec;
+	int nunits;
+	int *unit; /* layer -> plan unit (a run of per-sample layers, or one layer) */
+} sfp_stash;
+
+void sfp_stash_free(sfp_stash *st)
+{
+	if (!st)
+		return;
+	if (st->s)
+		for (int i = 0; i < st->n; i++)
+			free(st->s[i].segs);
+	free(st->s);
+	free(st->pool);
+	free(st->bytes);
+	free(st->unit);
+	sfp_codec_free(st->codec);
+	free(st);
+}
+
+static size_t slot_numel(const sfp_model *m, int s)
+{
+	return sfp_shape_numel(m->layers[s].out);
+}
+
+/* Samples per forward segment of layer i: its run's chunk, or the batch. */
+static int seg_samples(const sfp_model *m, const sfp_stash *st, int i)
+{
+	if (!per_sample(&m->layers[i]))
+		return m->max_batch;
+	int a = i, b = i + 1;
+	while (a > 0 && st->unit[a - 1] == st->unit[i])
+		a--;
+	while (b < m->n && st->unit[b] == st->unit[i])
+		b++;
+	return chunk_samples(m, a, b);
+}
+
+float *sfp_act_out(sfp_model *m, int i, int s0)
+{
+	const int s = m->layers[i].slot;
+	const size_t no = slot_numel(m, s);
+	if (!m->st)
+		return m->acts + m->layers[s].act_off + (size_t)s0 * no;
+	const slot *sl = &m->st->s[s];
+	return m->st->pool + sl->fwd_off + (sl->fwd_chunk ? 0 : (size_t)s0 * no);
+}
+
+int sfp_stash_holds_float(const sfp_model *m, int i)
+{
+	return !m->st || m->st->s[m->layers[i].slot].whole;
+}
+
+int sfp_stash_wants(const sfp_model *m, int i)
+{
+	if (!m->st || !m->training)
+		return 0;
+	const slot *sl = &m->st->s[m->layers[i].slot];
+	return sl->stash == i;
+}
+
+/* Room for `need` more bytes in the byte arena. */
+static int reserve(sfp_stash *st, size_t need)
+{
+	if (st->cap - st->used >= need)
+		return SFP_OK;
+	size_t cap = st->used + need + st->cap / 8;
+	uint8_t *p = realloc(st->bytes, cap);
+	if (!p)
+		return SFP_ENOMEM;
+	st->bytes = p;
+	st->cap = cap;
+	return SFP_OK;
+}
+
+int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits)
+{
+	sfp_stash *st = m->st;
+	slot *sl = &st->s[m->layers[i].slot];
+	const size_t no = slot_numel(m, m->layers[i].slot);
+	const uint64_t n = (uint64_t)b * no;
+	const float *y = sfp_act_out(m, i, s0);
+	assert(sl->nseg < sl->maxseg);
+	seg *g = &sl->segs[sl->nseg++];
+	g->s0 = s0;
+	g->b = b;
+	g->raw = 0;
+	sfp_params p;
+	sfp_params_init(&p, e, mbits);
+	p.gecko = st->gecko;
+	uint64_t shape = n;
+	/* first try the room there is (the arena settles at one step's size),
+	 * then the bound */
+	int rc = SFP_ENOSPC;
+	if (st->cap - st->used > SFP_HEADER_BYTES(1))
+		rc = sfp_encode(st->codec, st->bytes + st->used, st->cap - st->used, &g->bytes, y, n,
+				&shape, 1, &p, NULL);
+	if (rc == SFP_ENOSPC && reserve(st, sfp_encode_bound(n, 1)) == SFP_OK)
+		rc = sfp_encode(st->codec, st->bytes + st->used, st->cap - st->used, &g->bytes, y, n,
+				&shape, 1, &p, NULL);
+	if (rc < 0) {
+		g->raw = 1; /* sfp_stash_put_raw fills it */
+		g->bytes = 0;
+	}
+	g->off = st->used;
+	st->used += g->bytes;
+	return rc;
+}
+
+void sfp_stash_put_raw(sfp_model *m, int i, int s0, int b)
+{
+	sfp_stash *st = m->st;
+	slot *sl = &st->s[m->layers[i].slot];
+	seg *g = &sl->segs[sl->nseg - 1];
+	assert(g->raw && g->s0 == s0);
+	const size_t bytes = (size_t)b * slot_numel(m, m->layers[i].slot) * sizeof(float);
+	if (reserve(st, bytes) < 0) {
+		g->raw = 2; /* lost: backward reads zeros (the run is diverging anyway) */
+		return;
+	}
+	memcpy(st->bytes + st->used, sfp_act_out(m, i, s0), bytes);
+	g->off = st->used;
+	g->bytes = bytes;
+	st->used += bytes;
+}
+
+static void decode_seg(sfp_model *m, const seg *g, float *dst, size_t no)
+{
+	sfp_stash *st = m->st;
+	const size_t n = (size_t)g->b * no;
+	if (g->raw) {
+		if (g->raw == 1)
+			memcpy(dst, st->bytes + g->off, n * sizeof(float));
+		else
+			memset(dst, 0, n * sizeof(float));
+		return;
+	}
+	int rc = sfp_decode(st->codec, dst, n, st->bytes + g->off, g->bytes, NULL, NULL);
+	assert(rc == SFP_OK); /* our own containers: anything else is a bug */
+	(void)rc;
+}
+
+const float *sfp_act_saved(sfp_model *m, int i, int s0, int b)
+{
+	const int s = m->layers[i].slot;
+	const size_t no = slot_numel(m, s);
+	if (!m->st)
+		return m->acts + m->layers[s].act_off + (size_t)s0 * no;
+	sfp_stash *st = m->st;
+	slot *sl = &st->s[s];
+	if (sl->whole)
+		return st->pool + sl->fwd_off + (size_t)s0 * no;
+	assert(sl->bwd && sl->stash >= 0);
+	float *buf = st->pool + sl->bwd_off;
+	if (sl->bwd_chunk) {
+		int k = 0;
+		while (k < sl->nseg && sl->segs[k].s0 != s0)
+			k++;
+		assert(k < sl->nseg && sl->segs[k].b == b);
+		if (sl->cur != k) {
+			decode_seg(m, &sl->segs[k], buf, no);
+			sl->cur = k;
+		}
+		return buf;
+	}
+	if (sl->cur != 1) {
+		for (int k = 0; k < sl->nseg; k++)
+			decode_seg(m, &sl->segs[k], buf + (size_t)sl->segs[k].s0 * no, no);
+		sl->cur = 1;
+	}
+	(void)b;
+	return buf + (size_t)s0 * no;
+}
+
+void sfp_stash_begin_forward(sfp_model *m)
+{
+	sfp_stash *st = m->st;
+	if (!m->training)
+		return; /* evaluation keeps nothing: the last training stash stays */
+	st->used = 0;
+	for (int i = 0; i < m->n; i++)
+		st->s[i].nseg = 0;
+}
+
+void sfp_stash_begin_backward(sfp_model *m)
+{
+	for (int i = 0; i < m->n; i++)
+		m->st->s[i].cur = -1;
+}
+
+size_t sfp_stash_float_bytes(const sfp_model *m)
+{
+	return (m->st ? m->st->pool_floats : m->nacts) * sizeof(float);
+}
+
+size_t sfp_stash_packed_bytes(const sfp_model *m, int i)
+{
+	const sfp_stash *st = m->st;
+	if (!st)
+		return 0;
+	if (i < 0)
+		return st->cap;
+	const slot *sl = &st->s[m->layers[i].slot];
+	if (sl->stash != i)
+		return 0;
+	size_t b = 0;
+	for (int k = 0; k < sl->nseg; k++)
+		b += sl->segs[k].bytes;
+	return b;
+}
+
+int sfp_stash_decode(sfp_model *m, int i, float *dst, size_t cap, int *B)
+{
+	const int s = m->layers[i].slot;
+	const size_t no = slot_numel(m, s);
+	if (!m->st)
+		return SFP_ENOENT;
+	const slot *sl = &m->st->s[s];
+	if (sl->stash < 0 || !sl->nseg)
+		return SFP_ENOENT;
+	const seg *last = &sl->segs[sl->nseg - 1];
+	*B = last->s0 + last->b;
+	if (cap < (size_t)*B * no)
+		return SFP_ENOSPC;
+	for (int k = 0; k < sl->nseg; k++)
+		decode_seg(m, &sl->segs[k], dst + (size_t)sl->segs[k].s0 * no, no);
+	return SFP_OK;
+}
+
+int sfp_stash_measure(sfp_model *m, int i, int gecko, size_t *bytes, int *B, sfp_error *err)
+{
+	sfp_stash *st = m->st;
+	const slot *sl = &st->s[m->layers[i].slot];
+	*bytes = 0;
+	*B = 0;
+	if (sl->stash != i || !sl->nseg)
+		return SFP_OK;
+	*B = sl->segs[sl->nseg - 1].s0 + sl->segs[sl->nseg - 1].b;
+	if (gecko == st->gecko) {
+		*bytes = sfp_stash_packed_bytes(m, i);
+		return SFP_OK;
+	}
+	const size_t no = slot_numel(m, m->layers[i].slot);
+	size_t most = 0;
+	for (int k = 0; k < sl->nseg; k++)
+		if ((size_t)sl->segs[k].b * no > most)
+			most = (size_t)sl->segs[k].b * no;
+	float *x = malloc(most * sizeof(float));
+	uint8_t *enc = malloc(sfp_encode_bound(most, 1));
+	int rc = x && enc ? SFP_OK : sfp_error_set(err, SFP_ENOMEM, "out of memory for packing");
+	for (int k = 0; k < sl->nseg && rc == SFP_OK; k++) {
+		const seg *g = &sl->segs[k];
+		const uint64_t n = (uint64_t)g->b * no;
+		decode_seg(m, g, x, no);
+		sfp_params p;
+		sfp_info in;
+		if (g->raw) {
+			*bytes += g->bytes;
+			continue;
+		}
+		rc = sfp_inspect(st->bytes + g->off, g->bytes, &in, err);
+		if (rc < 0)
+			break;
+		sfp_params_init(&p, in.e, in.m);
+		p.gecko = gecko;
+		size_t w = 0;
+		uint64_t shape = n;
+		rc = sfp_encode(st->codec, enc, sfp_encode_bound(most, 1), &w, x, n, &shape, 1, &p, err);
+		*bytes += w;
+	}
+	free(x);
+	free(enc);
+	return rc;
+}
+
+int sfp_model_set_stash(sfp_model *m, int packed, int gecko, sfp_error *err)
+{
+	m->stash_packed = packed != 0;
+	m->stash_gecko = gecko != 0;
+	return sfp_stash_setup(m, m->stash_packed, m->stash_gecko, err);
+}
+
+int sfp_model_saved_activation(sfp_model *m, int i, float *dst, size_t cap, int *B,
+			       sfp_error *err)
+{
+	if (i < 0 || i >= m->n)
+		return sfp_error_set(err, SFP_EINVAL, "no layer %d", i);
+	const size_t no = sfp_shape_numel(m->layers[i].out);
+	if (m->st && !m->st->s[m->layers[i].slot].whole) {
+		int rc = sfp_stash_decode(m, i, dst, cap, B);
+		if (rc == SFP_ENOENT)
+			return sfp_error_set(err, rc, "layer '%s': its output is not kept for backward",
+					     m->layers[i].name);
+		if (rc == SFP_ENOSPC)
+			return sfp_error_set(err, rc, "room for %zu values, layer '%s' kept %zu", cap,
+					     m->layers[i].name, (size_t)*B * no);
+		return rc;
+	}
+	*B = m->last_batch;
+	if (cap < (size_t)*B * no)
+		return sfp_error_set(err, SFP_ENOSPC, "room for %zu values, layer '%s' kept %zu", cap,
+				     m->layers[i].name, (size_t)*B * no);
+	memcpy(dst, sfp_act_out(m, i, 0), (size_t)*B * no * sizeof(float));
+	return SFP_OK;
+}
+
+/* ---- the plan ------------------------------------------------------------- */
+static void touch(int *t0, int *t1, int t)
+{
+	if (t < *t0)
+		*t0 = t;
+	if (t > *t1)
+		*t1 = t;
+}
+
+typedef struct item {
+	size_t n;
+	int t0, t1;
+	size_t *off;
+} item;
+
+/* First fit, largest first: each buffer goes at the lowest offset where it
+ * overlaps no placed buffer that is alive at the same time. Returns the
+ * pool size. Offsets are rounded to 64 bytes. */
+static size_t place(item *it, int k)
+{
+	for (int a = 1; a < k; a++) /* insertion sort, largest first */
+		for (int b = a; b > 0 && it[b].n > it[b - 1].n; b--) {
+			item t = it[b];
+			it[b] = it[b - 1];
+			it[b - 1] = t;
+		}
+	size_t top = 0;
+	for (int a = 0; a < k; a++) {
+		size_t off = 0;
+		for (int again = 1; again;) {
+			again = 0;
+			for (int b = 0; b < a; b++) {
+				if (it[b].t1 < it[a].t0 || it[a].t1 < it[b].t0)
+					continue;
+				if (off < *it[b].off + it[b].n && *it[b].off < off + it[a].n) {
+					off = (*it[b].off + it[b].n + 15) & ~(size_t)15;
+					again = 1;
+				}
+			}
+		}
+		*it[a].off = off;
+		if (off + it[a].n > top)
+			top = off + it[a].n;
+	}
+	return top;
+}
+
+int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
+{
+	sfp_stash_free(m->st);
+	m->st = NULL;
+	unsigned e, mb;
+	int any = 0;
+	for (int i = 0; i < m->n && packed; i++)
+		any |= sfp_qm_pack_widths(m, i, &e, &mb);
+	if (!any) {
+		if (!m->acts && !(m->acts = calloc(m->nacts ? m->nacts : 1, sizeof(float))))
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activations");
+		return SFP_OK;
+	}
+	const int n = m->n;
+	sfp_stash *st = calloc(1, sizeof *st);
+	item *it = calloc(2 * (size_t)n, sizeof *it);
+	if (!st || !it || !(st->s = calloc((size_t)n, sizeof *st->s)) ||
+	    !(st->unit = calloc((size_t)n, sizeof(int))) || !(st->codec = sfp_codec_create())) {
+		free(it);
+		sfp_stash_free(st);
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation stash");
+	}
+	st->n = n;
+	st->gecko = gecko;
+	/* units: each run of per-sample layers is one, every other layer one */
+	int U = 0;
+	for (int i = 0; i < n; i++) {
+		if (i > 0 && per_sample(&m->layers[i]) && per_sample(&m->layers[i - 1]))
+			st->unit[i] = st->unit[i - 1];
+		else
+			st->unit[i] = U++;
+	}
+	st->nunits = U;
+	for (int s = 0; s < n; s++) {
+		slot *sl = &st->s[s];
+		sl->stash = -1;
+		sl->fwd_t0 = sl->bwd_t0 = 2 * U;
+		sl->fwd_t1 = sl->bwd_t1 = -1;
+		sl->cur = -1;
+	}
+	const int quantum_reads = sfp_qm_reads_outputs(m);
+	for (int k = 0; k < n; k++) {
+		const layer *l = &m->layers[k];
+		const int u = st->unit[k], bt = 2 * U - 1 - u;
+		slot *own = &st->s[l->slot];
+		touch(&own->fwd_t0, &own->fwd_t1, u);
+		if (l->input >= 0) {
+			slot *in = &st->s[m->layers[l->input].slot];
+			touch(&in->fwd_t0, &in->fwd_t1, u);
+			if (bwd_reads_input(l)) {
+				touch(&in->bwd_t0, &in->bwd_t1, bt);
+				in->bwd = 1;
+			}
+		}
+		if (l->from >= 0) {
+			slot *f = &st->s[m->layers[l->from].slot];
+			touch(&f->fwd_t0, &f->fwd_t1, u);
+		}
+		const int has = sfp_qm_pack_widths(m, k, &e, &mb);
+		if (has)
+			own->stash = k;
+		if (bwd_reads_output(l) || (has && quantum_reads)) {
+			touch(&own->bwd_t0, &own->bwd_t1, bt);
+			own->bwd = 1;
+		}
+	}
+	st->s[m->layers[n - 1].slot].stash = -1; /* the logits stay float */
+	int ni = 0;
+	for (int s = 0; s < n; s++) {
+		slot *sl = &st->s[s];
+		if (m->layers[s].slot != s)
+			continue;
+		const size_t no = slot_numel(m, s);
+		if (!sl->bwd)
+			sl->stash = -1; /* nothing reads it back: nothing to keep */
+		sl->whole = s == m->layers[n - 1].slot || (sl->bwd && sl->stash < 0);
+		if (sl->whole) {
+			sl->fwd_t0 = 0;
+			sl->fwd_t1 = 2 * U - 1;
+			sl->fwd_n = (size_t)m->max_batch * no;
+			it[ni++] = (item){sl->fwd_n, sl->fwd_t0, sl->fwd_t1, &sl->fwd_off};
+			continue;
+		}
+		/* one unit, a run: a chunk buffer */
+		sl->fwd_chunk = sl->fwd_t0 == sl->fwd_t1 && per_sample(&m->layers[s]);
+		sl->fwd_n = (size_t)(sl->fwd_chunk ? seg_samples(m, st, s) : m->max_batch) * no;
+		it[ni++] = (item){sl->fwd_n, sl->fwd_t0, sl->fwd_t1, &sl->fwd_off};
+		if (sl->stash < 0)
+			continue;
+		const int w = sl->stash, wt = 2 * U - 1 - st->unit[w];
+		const int ch = seg_samples(m, st, w);
+		sl->maxseg = (m->max_batch + ch - 1) / ch;
+		if (!(sl->segs = calloc((size_t)sl->maxseg, sizeof *sl->segs))) {
+			free(it);
+			sfp_stash_free(st);
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation stash");
+		}
+		sl->bwd_chunk = per_sample(&m->layers[w]) && sl->bwd_t0 == wt && sl->bwd_t1 == wt;
+		sl->bwd_n = (size_t)(sl->bwd_chunk ? ch : m->max_batch) * no;
+		it[ni++] = (item){sl->bwd_n, sl->bwd_t0, sl->bwd_t1, &sl->bwd_off};
+	}
+	st->pool_floats = place(it, ni);
+	free(it);
+	if (!(st->pool = calloc(st->pool_floats ? st->pool_floats : 1, sizeof(float)))) {
+		sfp_stash_free(st);
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation scratch");
+	}
+	free(m->acts);
+	m->acts = NULL;
+	m->st = st;
+	return SFP_OK;
+}
