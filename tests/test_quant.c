@@ -81,6 +81,55 @@ static void test_interp_gradient(void)
 }
 
 /* Forward choices follow the fractional part. */
+/* Values already in a container: the gradient that skips the quantization
+ * at the grid's own widths (Q is idempotent) is the same bits as the full
+ * one, for widths above, at and between the grid's, every pick. */
+static void test_grad_on_grid(void)
+{
+	enum { N = 5000 };
+	static float y[N], x[N], g[N];
+	sfp_rng r;
+	sfp_rng_seed(&r, 12);
+	for (int i = 0; i < N; i++) {
+		y[i] = i % 5 == 0 ? 0.0f : sfp_rng_normal(&r) * expf(2.0f * sfp_rng_normal(&r));
+		g[i] = sfp_rng_normal(&r);
+	}
+	y[7] = NAN;
+	y[11] = -INFINITY;
+	int checked = 0;
+	for (unsigned ge = 2; ge <= 8; ge += 3)
+		for (unsigned gm = 0; gm <= 7; gm += 7) {
+			CU_ASSERT_EQUAL_FATAL(sfp_quant_apply(codec, x, y, N, ge, gm, NULL), SFP_OK);
+			/* idempotent: quantizing again changes nothing */
+			static float z[N];
+			CU_ASSERT_EQUAL_FATAL(sfp_quant_apply(codec, z, x, N, ge, gm, NULL), SFP_OK);
+			CU_ASSERT_EQUAL(memcmp(x, z, sizeof x), 0);
+			const float ns[] = {-1.5f, -0.5f, 0.0f};
+			for (size_t a = 0; a < 3; a++)
+				for (size_t b = 0; b < 3; b++) {
+					sfp_qtensor t1, t2;
+					sfp_qtensor_init(&t1, (float)ge + ns[a], (float)gm + ns[b], N);
+					if ((float)gm + ns[b] < 0.0f || (float)ge + ns[a] < 1.0f)
+						continue;
+					for (int pick = 0; pick < 4; pick++) {
+						t1.use_e = sfp_qwidth_pack_bits(&t1.e) - (pick & 1 && ns[a] != 0.0f);
+						t1.use_m = sfp_qwidth_pack_bits(&t1.m) - (pick & 2 && ns[b] != 0.0f);
+						t1.m.grad = t1.e.grad = 0.0f;
+						t2 = t1;
+						CU_ASSERT_EQUAL_FATAL(
+							sfp_qtensor_grad(codec, &t1, g, x, N, NULL), SFP_OK);
+						CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad_grid(codec, &t2, g, x, N,
+											     ge, gm, NULL),
+								      SFP_OK);
+						CU_ASSERT_EQUAL(memcmp(&t1.m.grad, &t2.m.grad, 4), 0);
+						CU_ASSERT_EQUAL(memcmp(&t1.e.grad, &t2.e.grad, 4), 0);
+						checked++;
+					}
+				}
+		}
+	CU_ASSERT(checked > 50);
+}
+
 static void test_pick(void)
 {
 	sfp_rng r;
@@ -210,6 +259,7 @@ int main(void)
 	codec = sfp_codec_create();
 	static const test_case cases[] = {
 		{"interpolation gradient = finite differences", test_interp_gradient},
+		{"gradient of values on a grid skips the identity", test_grad_on_grid},
 		{"forward picks floor/ceil by the fraction", test_pick},
 		{"the penalty drives widths down, the task loss holds", test_penalty_drives_widths},
 		{"BitWave on synthetic loss curves", test_bitwave},

@@ -78,11 +78,13 @@ float *sfp_model_buffers(sfp_model *m, size_t *n);
 typedef struct sfp_model_mem {
 	size_t params;      /* float32 parameters and their gradients */
 	size_t buffers;     /* batch-norm running and batch statistics */
-	size_t activations; /* float32 layer outputs: the whole arena, or with a packed
-			     * stash its liveness-planned scratch pool (and the logits) */
+	size_t activations; /* float32 layer outputs: the whole arena; with a packed
+			     * stash the liveness-planned scratch pool, which also holds
+			     * the output gradients and the decoded stash */
 	size_t stash;       /* packed stash: bytes allocated for the containers of the
 			     * activations backward reads (0 without one) */
-	size_t act_grads;   /* activation gradients, max-pool indices, loss gradient */
+	size_t act_grads;   /* activation-gradient arena (none with a packed stash),
+			     * max-pool indices, loss and input gradients */
 	size_t workspace;   /* the kernels' per-thread workspaces */
 	size_t containers;  /* weights as forward reads them, re-quantization scratch */
 	size_t total;

@@ -70,6 +70,12 @@ int sfp_quant_apply(sfp_codec *c, float *dst, const float *src, uint64_t n, unsi
  */
 int sfp_qtensor_grad(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x, uint64_t n,
 		     sfp_error *err);
+/* The same when x already holds container values: x == Q(x, grid_e,
+ * grid_m) (a stored activation at its packing widths). The quantization at
+ * exactly those widths is then x itself (Q is idempotent) and is skipped;
+ * the result is the same bits as sfp_qtensor_grad's. */
+int sfp_qtensor_grad_grid(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x,
+			  uint64_t n, unsigned grid_e, unsigned grid_m, sfp_error *err);
 
 /*
  * Footprint penalty over k tensors: returns gamma * sum_l(size_l * (n_m,l +

@@ -494,7 +494,8 @@ void sfp_model_memory(const sfp_model *m, sfp_model_mem *mem)
 	mem->buffers = (m->nbufs + m->naux) * F;
 	mem->activations = sfp_stash_float_bytes(m);
 	mem->stash = sfp_stash_packed_bytes(m, -1);
-	mem->act_grads = (m->nacts + (size_t)m->max_batch * m->classes) * F + m->nidx * 4 +
+	mem->act_grads = ((m->dacts ? m->nacts : 0) + (size_t)m->max_batch * m->classes) * F +
+			 m->nidx * 4 +
 			 (m->dinput ? (size_t)m->max_batch * sfp_shape_numel(m->input) * F : 0);
 	mem->workspace = (T * (m->nws + SFP_GEMM_WS_FLOATS) + (T > 1 ? T * m->npartial : 0)) * F;
 	mem->containers = sfp_qm_bytes(m);
@@ -704,8 +705,8 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 	/* no input gradient where nothing upstream learns (e.g. a first
 	 * linear layer after a flatten of the data) */
 	float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL)
-		     : m->layers[l->input].grad_out ? dact(m, l->input) : NULL;
-	if (din)
+		     : m->layers[l->input].grad_out ? sfp_dact(m, l->input, s0) : NULL;
+	if (din && l->input < 0)
 		din += (size_t)s0 * ni;
 	/* what this layer reads of forward's tensors, fetched (decoded from a
 	 * packed stash) only when used: element-wise layers need nothing
@@ -714,7 +715,7 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 	const int need = !elementwise || din || l->inplace;
 	const float *in = need && bwd_reads_input(l) ? layer_input(m, i, 0, x, s0, b, 1) : NULL;
 	const float *y = need && bwd_reads_output(l) ? sfp_act_saved(m, i, s0, b) : NULL;
-	float *g = dact(m, i) + (size_t)s0 * no;
+	float *g = sfp_dact(m, i, s0);
 	const float *w = sfp_qm_weights(m, i);
 	float *dw = m->grads + l->param_off;
 	const size_t n = (size_t)b * no;
@@ -767,7 +768,7 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	}
 	case L_ADD: {
-		float *df = dact(m, l->from) + (size_t)s0 * no;
+		float *df = sfp_dact(m, l->from, s0);
 		if (din)
 			for (size_t j = 0; j < n; j++)
 				din[j] += g[j];
@@ -786,20 +787,14 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 void sfp_model_backward(sfp_model *m, const float *x, int B)
 {
 	mark_grad_out(m);
-	/* zero every activation gradient that this batch uses, then seed the last */
-	for (int i = 0; i < m->n; i++) {
-		layer *l = &m->layers[i];
-		if ((l->kind != L_FLATTEN || i == 0) && !l->inplace)
-			memset(dact(m, i), 0, (size_t)B * sfp_shape_numel(l->out) * sizeof(float));
-	}
-	memcpy(dact(m, m->n - 1), m->dlogits, (size_t)B * m->classes * sizeof(float));
+	sfp_stash_begin_backward(m, B);
 	if (m->want_dinput)
 		memset(m->dinput, 0, (size_t)B * sfp_shape_numel(m->input) * sizeof(float));
-	if (m->st)
-		sfp_stash_begin_backward(m);
 
 	for (int j = m->n; j > 0;) {
 		if (!per_sample(&m->layers[j - 1])) {
+			if (m->st)
+				sfp_stash_unit_begin(m, j - 1, B);
 			layer_backward(m, j - 1, x, 0, B);
 			j--;
 			continue;
@@ -808,9 +803,15 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 		while (i > 0 && per_sample(&m->layers[i - 1]))
 			i--;
 		const int ch = chunk_samples(m, i, j);
-		for (int s0 = 0; s0 < B; s0 += ch)
+		if (m->st)
+			sfp_stash_unit_begin(m, i, B);
+		for (int s0 = 0; s0 < B; s0 += ch) {
+			const int b = B - s0 < ch ? B - s0 : ch;
+			if (m->st)
+				sfp_stash_chunk_begin(m, i, b);
 			for (int k = j - 1; k >= i; k--)
-				layer_backward(m, k, x, s0, B - s0 < ch ? B - s0 : ch);
+				layer_backward(m, k, x, s0, b);
+		}
 		j = i;
 	}
 }

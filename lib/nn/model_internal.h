@@ -73,11 +73,6 @@ struct sfp_model {
 	int stash_packed, stash_gecko; /* sfp_model_set_stash */
 };
 
-static inline float *dact(sfp_model *m, int i)
-{
-	return m->dacts + m->layers[i].act_off;
-}
-
 /*
  * Layers that treat each sample on its own (convolution, pooling,
  * element-wise, residual add, flatten, dropout) run in chunks of a few
@@ -140,6 +135,9 @@ float *sfp_act_out(sfp_model *m, int i, int s0);
 /* Layer i's output for samples [s0, s0 + b) as kept for backward: the float
  * arena, or the packed stash decoded into scratch. */
 const float *sfp_act_saved(sfp_model *m, int i, int s0, int b);
+/* The gradient of layer i's output, rows from s0 (backward; with a packed
+ * stash only the current chunk or batch is there). */
+float *sfp_dact(sfp_model *m, int i, int s0);
 /* Is layer i's output kept packed (encode it after forward)? */
 int sfp_stash_wants(const sfp_model *m, int i);
 /* Encode layer i's output rows [s0, s0 + b) into the stash at (e, mbits),
@@ -158,7 +156,14 @@ int sfp_stash_decode(sfp_model *m, int i, float *dst, size_t cap, int *B);
  * stash holds, or its segments re-encoded the other way; *B = samples. */
 int sfp_stash_measure(sfp_model *m, int i, int gecko, size_t *bytes, int *B, sfp_error *err);
 void sfp_stash_begin_forward(sfp_model *m);
-void sfp_stash_begin_backward(sfp_model *m);
+/* Backward of B samples starts: zero (or seed with the loss gradient) the
+ * output gradients; with a packed stash zeroing happens per unit and chunk
+ * (sfp_stash_unit_begin before the layer(s) of a unit -- one layer, or a
+ * run of per-sample layers starting at layer i -- sfp_stash_chunk_begin
+ * before each chunk of a run). */
+void sfp_stash_begin_backward(sfp_model *m, int B);
+void sfp_stash_unit_begin(sfp_model *m, int i, int B);
+void sfp_stash_chunk_begin(sfp_model *m, int i, int b);
 /* Lay out activation memory: the float32 arena (packed = 0) or the packed
  * stash with its liveness-planned scratch pool. */
 int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err);

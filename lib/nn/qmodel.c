@@ -297,8 +297,10 @@ void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
 	if (k < 0 || q->policy != SFP_QPOLICY_QUANTUM)
 		return;
 	const size_t no = sfp_shape_numel(m->layers[i].out);
-	(void)sfp_qtensor_grad(q->codec, &q->t[k], dact(m, i) + (size_t)s0 * no,
-			       sfp_act_saved(m, i, s0, b), (uint64_t)b * no, NULL);
+	const sfp_qtensor *t = &q->t[k];
+	(void)sfp_qtensor_grad_grid(q->codec, &q->t[k], sfp_dact(m, i, s0),
+				    sfp_act_saved(m, i, s0, b), (uint64_t)b * no,
+				    sfp_qwidth_pack_bits(&t->e), sfp_qwidth_pack_bits(&t->m), NULL);
 }
 
 float sfp_model_quant_update(sfp_model *m, float lr, float gamma)

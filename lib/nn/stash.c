@@ -46,9 +46,10 @@ typedef struct slot {
 	int fwd_chunk;  /* forward buffer holds one chunk (else the batch) */
 	int bwd_chunk;  /* backward buffer holds one chunk */
 	int bwd;        /* backward reads it */
-	int fwd_t0, fwd_t1, bwd_t0, bwd_t1; /* lifetimes in plan units */
-	size_t fwd_off, bwd_off;            /* floats into the pool */
-	size_t fwd_n, bwd_n;                /* floats */
+	int dact_chunk; /* its gradient buffer holds one chunk */
+	int fwd_t0, fwd_t1, bwd_t0, bwd_t1, dact_t0, dact_t1; /* lifetimes in plan units */
+	size_t fwd_off, bwd_off, dact_off; /* floats into the pool */
+	size_t fwd_n, bwd_n, dact_n;       /* floats */
 	int nseg, maxseg;
 	seg *segs;
 	int cur; /* backward: segment in a chunk buffer (-1 none), or 1 = decoded whole */
@@ -98,6 +99,16 @@ static int seg_samples(const sfp_model *m, const sfp_stash *st, int i)
 	while (b < m->n && st->unit[b] == st->unit[i])
 		b++;
 	return chunk_samples(m, a, b);
+}
+
+float *sfp_dact(sfp_model *m, int i, int s0)
+{
+	const int s = m->layers[i].slot;
+	const size_t no = slot_numel(m, s);
+	if (!m->st)
+		return m->dacts + m->layers[s].act_off + (size_t)s0 * no;
+	const slot *sl = &m->st->s[s];
+	return m->st->pool + sl->dact_off + (sl->dact_chunk ? 0 : (size_t)s0 * no);
 }
 
 float *sfp_act_out(sfp_model *m, int i, int s0)
@@ -246,10 +257,44 @@ void sfp_stash_begin_forward(sfp_model *m)
 		st->s[i].nseg = 0;
 }
 
-void sfp_stash_begin_backward(sfp_model *m)
+void sfp_stash_begin_backward(sfp_model *m, int B)
 {
-	for (int i = 0; i < m->n; i++)
-		m->st->s[i].cur = -1;
+	if (!m->st) {
+		/* the float arena: zero every gradient this batch uses */
+		for (int i = 0; i < m->n; i++)
+			if (m->layers[i].slot == i)
+				memset(sfp_dact(m, i, 0), 0,
+				       (size_t)B * slot_numel(m, i) * sizeof(float));
+	} else {
+		for (int i = 0; i < m->n; i++)
+			m->st->s[i].cur = -1;
+	}
+	/* seed the logits' gradient (kept whole, alive from here) */
+	memcpy(sfp_dact(m, m->n - 1, 0), m->dlogits, (size_t)B * m->classes * sizeof(float));
+}
+
+/* Zero the whole-batch gradients whose lifetime starts with the unit of
+ * layer i (their first writer is in it). */
+void sfp_stash_unit_begin(sfp_model *m, int i, int B)
+{
+	sfp_stash *st = m->st;
+	const int t = 2 * st->nunits - 1 - st->unit[i], logits = m->layers[m->n - 1].slot;
+	for (int s = 0; s < m->n; s++) {
+		const slot *sl = &st->s[s];
+		if (m->layers[s].slot == s && !sl->dact_chunk && sl->dact_t0 == t && s != logits)
+			memset(st->pool + sl->dact_off, 0, (size_t)B * slot_numel(m, s) * sizeof(float));
+	}
+}
+
+/* Zero the chunk gradients of the run starting at layer i. */
+void sfp_stash_chunk_begin(sfp_model *m, int i, int b)
+{
+	sfp_stash *st = m->st;
+	for (int s = i; s < m->n && st->unit[s] == st->unit[i]; s++) {
+		const slot *sl = &st->s[s];
+		if (m->layers[s].slot == s && sl->dact_chunk)
+			memset(st->pool + sl->dact_off, 0, (size_t)b * slot_numel(m, s) * sizeof(float));
+	}
 }
 
 size_t sfp_stash_float_bytes(const sfp_model *m)
@@ -424,13 +469,17 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 	for (int i = 0; i < m->n && packed; i++)
 		any |= sfp_qm_pack_widths(m, i, &e, &mb);
 	if (!any) {
-		if (!m->acts && !(m->acts = calloc(m->nacts ? m->nacts : 1, sizeof(float))))
+		if (!m->acts)
+			m->acts = calloc(m->nacts ? m->nacts : 1, sizeof(float));
+		if (!m->dacts)
+			m->dacts = calloc(m->nacts ? m->nacts : 1, sizeof(float));
+		if (!m->acts || !m->dacts)
 			return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activations");
 		return SFP_OK;
 	}
 	const int n = m->n;
 	sfp_stash *st = calloc(1, sizeof *st);
-	item *it = calloc(2 * (size_t)n, sizeof *it);
+	item *it = calloc(3 * (size_t)n, sizeof *it);
 	if (!st || !it || !(st->s = calloc((size_t)n, sizeof *st->s)) ||
 	    !(st->unit = calloc((size_t)n, sizeof(int))) || !(st->codec = sfp_codec_create())) {
 		free(it);
@@ -451,8 +500,8 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 	for (int s = 0; s < n; s++) {
 		slot *sl = &st->s[s];
 		sl->stash = -1;
-		sl->fwd_t0 = sl->bwd_t0 = 2 * U;
-		sl->fwd_t1 = sl->bwd_t1 = -1;
+		sl->fwd_t0 = sl->bwd_t0 = sl->dact_t0 = 2 * U;
+		sl->fwd_t1 = sl->bwd_t1 = sl->dact_t1 = -1;
 		sl->cur = -1;
 	}
 	const int quantum_reads = sfp_qm_reads_outputs(m);
@@ -461,9 +510,11 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		const int u = st->unit[k], bt = 2 * U - 1 - u;
 		slot *own = &st->s[l->slot];
 		touch(&own->fwd_t0, &own->fwd_t1, u);
+		touch(&own->dact_t0, &own->dact_t1, bt); /* reads (and may write) its gradient */
 		if (l->input >= 0) {
 			slot *in = &st->s[m->layers[l->input].slot];
 			touch(&in->fwd_t0, &in->fwd_t1, u);
+			touch(&in->dact_t0, &in->dact_t1, bt); /* adds the input gradient */
 			if (bwd_reads_input(l)) {
 				touch(&in->bwd_t0, &in->bwd_t1, bt);
 				in->bwd = 1;
@@ -472,6 +523,7 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		if (l->from >= 0) {
 			slot *f = &st->s[m->layers[l->from].slot];
 			touch(&f->fwd_t0, &f->fwd_t1, u);
+			touch(&f->dact_t0, &f->dact_t1, bt);
 		}
 		const int has = sfp_qm_pack_widths(m, k, &e, &mb);
 		if (has)
@@ -488,6 +540,14 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		if (m->layers[s].slot != s)
 			continue;
 		const size_t no = slot_numel(m, s);
+		/* the gradient: one chunk when only its run touches it; the
+		 * logits' is seeded before backward starts */
+		if (s == m->layers[n - 1].slot)
+			sl->dact_t0 = U;
+		sl->dact_chunk = s != m->layers[n - 1].slot && sl->dact_t0 == sl->dact_t1 &&
+				 per_sample(&m->layers[s]);
+		sl->dact_n = (size_t)(sl->dact_chunk ? seg_samples(m, st, s) : m->max_batch) * no;
+		it[ni++] = (item){sl->dact_n, sl->dact_t0, sl->dact_t1, &sl->dact_off};
 		if (!sl->bwd)
 			sl->stash = -1; /* nothing reads it back: nothing to keep */
 		sl->whole = s == m->layers[n - 1].slot || (sl->bwd && sl->stash < 0);
@@ -523,7 +583,8 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation scratch");
 	}
 	free(m->acts);
-	m->acts = NULL;
+	free(m->dacts);
+	m->acts = m->dacts = NULL;
 	m->st = st;
 	return SFP_OK;
 }

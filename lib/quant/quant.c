@@ -88,14 +88,17 @@ static void dot_diff_lanes(double *acc, const float *restrict g, const float *re
 	memcpy(acc, s, sizeof s);
 }
 
+/* `same_a`: Q(x, ea, ma) is x itself (x is on that grid), skip it. */
 static int quant_diff_dot(sfp_codec *c, double *out, const float *g, const float *x, uint64_t n,
-			  unsigned ea, unsigned ma, unsigned eb, unsigned mb, sfp_error *err)
+			  unsigned ea, unsigned ma, unsigned eb, unsigned mb, int same_a,
+			  sfp_error *err)
 {
 	sfp_params pa, pb;
 	sfp_params_init(&pa, ea, ma);
 	sfp_params_init(&pb, eb, mb);
-	SFP_TRY(sfp_quantize_window(c, x, n, &pa, &pa.exp_hi, err));
-	if (mb == ma && (eb == 8) == (ea == 8))
+	if (!same_a)
+		SFP_TRY(sfp_quantize_window(c, x, n, &pa, &pa.exp_hi, err));
+	if (!same_a && mb == ma && (eb == 8) == (ea == 8))
 		pb.exp_hi = pa.exp_hi; /* the top depends on m only (e = 8: always 254) */
 	else
 		SFP_TRY(sfp_quantize_window(c, x, n, &pb, &pb.exp_hi, err));
@@ -104,9 +107,10 @@ static int quant_diff_dot(sfp_codec *c, double *out, const float *g, const float
 	double acc[DOT_LANES] = {0};
 	for (uint64_t b0 = 0; b0 < n; b0 += DOT_BLOCK) {
 		const uint64_t len = n - b0 < DOT_BLOCK ? n - b0 : DOT_BLOCK;
-		SFP_TRY(sfp_quantize(c, qa, x + b0, len, &pa, err));
+		if (!same_a)
+			SFP_TRY(sfp_quantize(c, qa, x + b0, len, &pa, err));
 		SFP_TRY(sfp_quantize(c, qb, x + b0, len, &pb, err));
-		dot_diff_lanes(acc, g + b0, qa, qb, len);
+		dot_diff_lanes(acc, g + b0, same_a ? x + b0 : qa, qb, len);
 	}
 	for (int w = DOT_LANES / 2; w > 0; w /= 2) /* pairwise, in a fixed order */
 		for (int j = 0; j < w; j++)
@@ -115,22 +119,30 @@ static int quant_diff_dot(sfp_codec *c, double *out, const float *g, const float
 	return SFP_OK;
 }
 
-int sfp_qtensor_grad(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x, uint64_t n,
-		     sfp_error *err)
+int sfp_qtensor_grad_grid(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x,
+			  uint64_t n, unsigned grid_e, unsigned grid_m, sfp_error *err)
 {
 	unsigned lo, hi;
 	double d;
 	bracket(&t->m, &lo, &hi);
 	if (lo != hi) {
-		SFP_TRY(quant_diff_dot(c, &d, g, x, n, t->use_e, hi, t->use_e, lo, err));
+		const int same = grid_e && t->use_e == grid_e && hi == grid_m;
+		SFP_TRY(quant_diff_dot(c, &d, g, x, n, t->use_e, hi, t->use_e, lo, same, err));
 		t->m.grad += (float)d;
 	}
 	bracket(&t->e, &lo, &hi);
 	if (lo != hi) {
-		SFP_TRY(quant_diff_dot(c, &d, g, x, n, hi, t->use_m, lo, t->use_m, err));
+		const int same = grid_e && hi == grid_e && t->use_m == grid_m;
+		SFP_TRY(quant_diff_dot(c, &d, g, x, n, hi, t->use_m, lo, t->use_m, same, err));
 		t->e.grad += (float)d;
 	}
 	return SFP_OK;
+}
+
+int sfp_qtensor_grad(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x, uint64_t n,
+		     sfp_error *err)
+{
+	return sfp_qtensor_grad_grid(c, t, g, x, n, 0, 0, err);
 }
 
 float sfp_quant_penalty(sfp_qtensor *const *t, int k, float gamma)
