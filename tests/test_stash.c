@@ -292,6 +292,56 @@ static void test_packed_equals_fake_quant(void)
 	}
 }
 
+/* Two threads spread the container work over blocks (one window per chunk,
+ * FIXED per block): the packed stash still trains exactly like the float
+ * stash, and what it keeps is the same bits as with one thread. */
+static void test_threads(void)
+{
+	const sfp_cfg_model cfgs[2] = {cnn_cfg(), mixed_cfg()};
+	const int Bs[2] = {48, 40};
+	for (int c = 0; c < 2; c++) {
+		run f, p, p1;
+		sfp_error err;
+		run_open(&f, &cfgs[c], Bs[c], SFP_QPOLICY_QUANTUM, 4.5f, 2.5f, 0);
+		run_open(&p, &cfgs[c], Bs[c], SFP_QPOLICY_QUANTUM, 4.5f, 2.5f, 1);
+		run_open(&p1, &cfgs[c], Bs[c], SFP_QPOLICY_QUANTUM, 4.5f, 2.5f, 1);
+		CU_ASSERT_EQUAL_FATAL(sfp_model_set_threads(f.m, 2, &err), SFP_OK);
+		CU_ASSERT_EQUAL_FATAL(sfp_model_set_threads(p.m, 2, &err), SFP_OK);
+		for (int s = 0; s < 3; s++)
+			expect_same_step(&f, &p, s, 1, c ? "mixed, 2 threads" : "cnn, 2 threads");
+		/* one forward at 1 and at 2 threads from the same parameters */
+		size_t np;
+		float *to = sfp_model_params(p1.m, &np);
+		memcpy(to, sfp_model_params(p.m, NULL), np * sizeof(float));
+		float *wid = malloc(256 * sizeof(float));
+		int nw = sfp_model_widths_save(p.m, wid, 256);
+		CU_ASSERT_EQUAL(sfp_model_widths_load(p1.m, wid, nw), SFP_OK);
+		free(wid);
+		sfp_model_forward(p.m, p.x, p.B, 1, 99);
+		sfp_model_forward(p1.m, p.x, p.B, 1, 99);
+		size_t cap = (size_t)Bs[c] * 16 * 32 * 32;
+		float *a = malloc(cap * sizeof(float)), *b = malloc(cap * sizeof(float));
+		int kept = 0;
+		for (int i = 0; i < sfp_model_n_layers(p.m) - 1; i++) {
+			int Ba = 0, Bb = 0;
+			sfp_layer_info li;
+			sfp_model_layer(p.m, i, &li);
+			if (sfp_model_saved_activation(p.m, i, a, cap, &Ba, NULL) != SFP_OK)
+				continue;
+			CU_ASSERT_EQUAL_FATAL(sfp_model_saved_activation(p1.m, i, b, cap, &Bb, NULL),
+					      SFP_OK);
+			CU_ASSERT(same_bits(a, b, (size_t)Ba * sfp_shape_numel(li.out)));
+			kept++;
+		}
+		CU_ASSERT(kept >= 5);
+		free(a);
+		free(b);
+		run_close(&f);
+		run_close(&p);
+		run_close(&p1);
+	}
+}
+
 /*
  * At e = 4, m = 1 (6 bits a value) the stash holds at most 6 bits per kept
  * value plus a header per container (zeros cost only their 4-bit exponent
@@ -370,6 +420,7 @@ int main(void)
 		{"lossless containers through the packed stash equal float32", test_lossless_equals_fp32},
 		{"packed stash unpacks to the fake-quantized values, trains the same",
 		 test_packed_equals_fake_quant},
+		{"two threads: the same training bits, the same stash", test_threads},
 		{"memory: 6-bit containers shrink the activation part", test_memory},
 		{NULL, NULL},
 	};

@@ -176,7 +176,8 @@ int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const s
  * the data (one max pass), with a FIXED one p->exp_hi. Quantizing pieces of
  * src with p.window = FIXED at this top gives exactly sfp_quantize's values
  * for the whole of src (blocked or parallel passes over one tensor).
- * Same errors as sfp_quantize.
+ * Same errors as sfp_quantize. This and sfp_quantize only read the
+ * context: threads may share one.
  */
 int sfp_quantize_window(sfp_codec *c, const float *src, uint64_t n, const sfp_params *p,
 			unsigned *exp_hi, sfp_error *err);

@@ -78,6 +78,28 @@ int sfp_qtensor_grad_grid(sfp_codec *c, sfp_qtensor *t, const float *g, const fl
 			  uint64_t n, unsigned grid_e, unsigned grid_m, sfp_error *err);
 
 /*
+ * The same gradient in pieces, for callers that spread a tensor over
+ * threads. sfp_qgrad_plan fixes the quantizations once for the whole
+ * tensor x[0..n) (their exponent windows come from all of it; grid_e = 0:
+ * x is on no grid); then sfp_qgrad_block gives the two sums (mantissa,
+ * exponent) of each block of SFP_QGRAD_BLOCK values (the last may be
+ * shorter), in any order or thread -- the codec context is only read, so
+ * one may be shared; adding the block sums in block order and
+ * sfp_qgrad_apply give exactly sfp_qtensor_grad_grid's result.
+ */
+#define SFP_QGRAD_BLOCK 16384
+typedef struct sfp_qgrad {
+	int on[2];             /* [0] mantissa pair, [1] exponent pair: has a gradient */
+	int same_a[2];         /* the pair's first quantization is x itself */
+	sfp_params a[2], b[2]; /* the quantizations compared, FIXED windows */
+} sfp_qgrad;
+int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float *x, uint64_t n,
+		   unsigned grid_e, unsigned grid_m, sfp_error *err);
+int sfp_qgrad_block(sfp_codec *c, const sfp_qgrad *p, const float *g, const float *x, uint64_t n,
+		    double sum[2], sfp_error *err);
+void sfp_qgrad_apply(sfp_qtensor *t, const sfp_qgrad *p, const double sum[2]);
+
+/*
  * Footprint penalty over k tensors: returns gamma * sum_l(size_l * (n_m,l +
  * n_e,l + 1)) / sum_l(size_l) (bits per value, sign included, weighted by
  * size) and adds its gradient gamma * size_l / sum(size) to every width.

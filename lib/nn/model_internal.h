@@ -140,13 +140,12 @@ const float *sfp_act_saved(sfp_model *m, int i, int s0, int b);
 float *sfp_dact(sfp_model *m, int i, int s0);
 /* Is layer i's output kept packed (encode it after forward)? */
 int sfp_stash_wants(const sfp_model *m, int i);
-/* Encode layer i's output rows [s0, s0 + b) into the stash at (e, mbits),
- * from the values the layer produced. A value the container cannot hold
- * (one that rounds to infinity: a diverging run, which the loss check
- * stops) fails it; then sfp_stash_put_raw keeps the rows as float32 once
- * the in-place quantization has run, as the float stash would. */
+/* Quantize layer i's output rows [s0, s0 + b) in place at (e, mbits) and
+ * keep them in the stash, encoded from the values the layer produced. A
+ * value the container cannot hold (one that rounds to infinity: a
+ * diverging run, which the loss check stops) fails it; the rows are then
+ * kept as float32 after the float stash's in-place quantization. */
 int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits);
-void sfp_stash_put_raw(sfp_model *m, int i, int s0, int b);
 /* Does the model hold layer i's output as float32 after forward? (always
  * without a packed stash; with one, only the logits and tensors kept whole) */
 int sfp_stash_holds_float(const sfp_model *m, int i);
@@ -183,6 +182,19 @@ const float *sfp_qm_weights(sfp_model *m, int i);
  * consumes it: re-quantized at this step's picked widths into scratch
  * `which` (0: its input, 1: an add's second operand), or src itself. */
 const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size_t n);
+/*
+ * Container work on a tensor is spread over the model's threads in blocks
+ * of SFP_QBLOCK values. The exponent window is the whole tensor's
+ * (sfp_qm_window: a max pass per block, then the largest top), each block
+ * is quantized or encoded with that FIXED window: exactly sfp_quantize's
+ * values for the whole tensor, whatever the thread count.
+ */
+#define SFP_QBLOCK 16384
+/* p (e, m set) gets the window top of x[0..n) and a FIXED window. */
+int sfp_qm_window(sfp_model *m, const float *x, size_t n, sfp_params *p);
+/* dst = Q(src, e, mbits) (dst may be src), blocks over the threads. */
+int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
+		    unsigned mbits);
 /* The packing widths of layer i's stored output; 0 when it has none. */
 int sfp_qm_pack_widths(const sfp_model *m, int i, unsigned *e, unsigned *mbits);
 /* Does backward read stored outputs for their width gradients (quantum)? */

@@ -37,6 +37,8 @@ typedef struct sfp_qmodel {
 	float *qparams;      /* parameters as forward reads them */
 	float *tmp[2];       /* re-quantized inputs (the largest a layer reads at once) */
 	size_t tmp_floats;
+	double *sums;        /* width-gradient block sums (2 per block of the largest output) */
+	size_t nsums;
 	int warned;          /* activations that could not be quantized (NaN/Inf) */
 	uint8_t *enc;        /* scratch for measuring packed sizes */
 	size_t enc_cap;
@@ -55,6 +57,7 @@ void sfp_qm_free(sfp_qmodel *q)
 	free(q->qparams);
 	free(q->tmp[0]);
 	free(q->tmp[1]);
+	free(q->sums);
 	free(q->enc);
 	free(q);
 }
@@ -109,7 +112,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	q->qparams = malloc((m->nparams ? m->nparams : 1) * sizeof(float));
 	if (!q->codec || !q->t || !q->layer_of || !q->is_weight || !q->wq || !q->aq || !q->qparams)
 		goto nomem;
-	size_t big_in = 1;
+	size_t big_in = 1, big_out = 1;
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
 		q->wq[i] = q->aq[i] = -1;
@@ -119,6 +122,8 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			q->layer_of[q->nt] = i;
 			q->is_weight[q->nt] = 1;
 			sfp_qtensor_init(&q->t[q->nt++], e, mbits, nw);
+			if (nw > big_out)
+				big_out = nw;
 		}
 		const int stores = (targets & SFP_QTARGET_ACTIVATIONS) && stores_activation(m, i);
 		if (stores) {
@@ -134,15 +139,18 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			a--;
 		while (per_sample(l) && b < m->n && per_sample(&m->layers[b]))
 			b++;
-		size_t ni = (size_t)(per_sample(l) ? chunk_samples(m, a, b) : m->max_batch) *
-			    sfp_shape_numel(l->in);
-		if (ni > big_in)
-			big_in = ni;
+		const size_t rows = (size_t)(per_sample(l) ? chunk_samples(m, a, b) : m->max_batch);
+		if (rows * sfp_shape_numel(l->in) > big_in)
+			big_in = rows * sfp_shape_numel(l->in);
+		if (rows * sfp_shape_numel(l->out) > big_out)
+			big_out = rows * sfp_shape_numel(l->out);
 	}
+	q->nsums = 2 * ((big_out + SFP_QGRAD_BLOCK - 1) / SFP_QGRAD_BLOCK);
 	q->tmp_floats = big_in;
 	q->tmp[0] = malloc(big_in * sizeof(float));
 	q->tmp[1] = malloc(big_in * sizeof(float));
-	if (!q->tmp[0] || !q->tmp[1])
+	q->sums = malloc(q->nsums * sizeof(double));
+	if (!q->tmp[0] || !q->tmp[1] || !q->sums)
 		goto nomem;
 	memcpy(q->qparams, m->params, m->nparams * sizeof(float));
 	m->q = q;
@@ -224,14 +232,69 @@ void sfp_qm_begin_forward(sfp_model *m)
 			continue;
 		const layer *l = &m->layers[i];
 		/* finite weights always fit an automatic window: no error path */
-		(void)sfp_quant_apply(q->codec, q->qparams + l->param_off, m->params + l->param_off,
-				      q->t[k].size, q->t[k].use_e, q->t[k].use_m, NULL);
+		(void)sfp_qm_quantize(m, q->qparams + l->param_off, m->params + l->param_off,
+				      q->t[k].size, q->t[k].use_e, q->t[k].use_m);
 	}
 }
 
 const float *sfp_qm_weights(sfp_model *m, int i)
 {
 	return (m->q ? m->q->qparams : m->params) + m->layers[i].param_off;
+}
+
+static int nthreads(const sfp_model *m, size_t n)
+{
+	const size_t nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
+	return nb < 2 ? 1 : nb < (size_t)m->ctx.threads ? (int)nb : m->ctx.threads;
+}
+
+int sfp_qm_window(sfp_model *m, const float *x, size_t n, sfp_params *p)
+{
+	sfp_codec *c = m->q->codec; /* window and quantize only read it */
+	const int T = nthreads(m, n);
+	int rc = SFP_OK;
+	if (p->e == 8 || T == 1) {
+		rc = sfp_quantize_window(c, x, n, p, &p->exp_hi, NULL);
+	} else {
+		const int64_t nb = (int64_t)((n + SFP_QBLOCK - 1) / SFP_QBLOCK);
+		unsigned top = 1;
+		int bad = 0;
+#pragma omp parallel for num_threads(T) schedule(static) reduction(max : top) reduction(| : bad)
+		for (int64_t k = 0; k < nb; k++) {
+			const size_t b0 = (size_t)k * SFP_QBLOCK, len = n - b0 < SFP_QBLOCK ? n - b0 : SFP_QBLOCK;
+			unsigned t = 0;
+			if (sfp_quantize_window(c, x + b0, len, p, &t, NULL) < 0)
+				bad = 1;
+			else if (t > top)
+				top = t;
+		}
+		/* an all-zero block says 1, the AUTO top of an all-zero tensor */
+		p->exp_hi = top;
+		rc = bad ? SFP_ERANGE : SFP_OK;
+	}
+	p->window = SFP_WINDOW_FIXED;
+	return rc;
+}
+
+int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
+		    unsigned mbits)
+{
+	sfp_codec *c = m->q->codec;
+	const int T = nthreads(m, n);
+	if (T == 1)
+		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
+	sfp_params p;
+	sfp_params_init(&p, e, mbits);
+	if (sfp_qm_window(m, src, n, &p) < 0) /* the serial pass reports it, as before */
+		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
+	const int64_t nb = (int64_t)((n + SFP_QBLOCK - 1) / SFP_QBLOCK);
+	int bad = 0;
+#pragma omp parallel for num_threads(T) schedule(static) reduction(| : bad)
+	for (int64_t k = 0; k < nb; k++) {
+		const size_t b0 = (size_t)k * SFP_QBLOCK, len = n - b0 < SFP_QBLOCK ? n - b0 : SFP_QBLOCK;
+		bad |= sfp_quantize(c, dst + b0, src + b0, len, &p, NULL) < 0;
+	}
+	return bad ? SFP_ERANGE : SFP_OK;
 }
 
 const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size_t n)
@@ -244,7 +307,7 @@ const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size
 	if (t->use_e == sfp_qwidth_pack_bits(&t->e) && t->use_m == sfp_qwidth_pack_bits(&t->m))
 		return src;
 	float *dst = q->tmp[which];
-	(void)sfp_quant_apply(q->codec, dst, src, n, t->use_e, t->use_m, NULL);
+	(void)sfp_qm_quantize(m, dst, src, n, t->use_e, t->use_m);
 	return dst;
 }
 
@@ -268,7 +331,8 @@ size_t sfp_qm_bytes(const sfp_model *m)
 	const sfp_qmodel *q = m->q;
 	if (!q)
 		return 0;
-	return q->enc_cap + (m->nparams + 2 * q->tmp_floats) * sizeof(float);
+	return q->enc_cap + (m->nparams + 2 * q->tmp_floats) * sizeof(float) +
+	       q->nsums * sizeof(double);
 }
 
 void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
@@ -281,13 +345,41 @@ void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
 	float *y = sfp_act_out(m, i, s0);
 	const sfp_qtensor *t = &q->t[k];
 	const unsigned e = sfp_qwidth_pack_bits(&t->e), mb = sfp_qwidth_pack_bits(&t->m);
-	/* the packed copy is encoded from the values the layer produced:
-	 * it decodes to exactly their in-place quantization below */
-	const int put = sfp_stash_wants(m, i) ? sfp_stash_put(m, i, s0, b, e, mb) : SFP_OK;
-	if (sfp_quant_apply(q->codec, y, y, (uint64_t)b * no, e, mb, NULL) < 0)
+	/* quantized in place; the packed copy is encoded from the values the
+	 * layer produced and decodes to exactly those */
+	const int rc = sfp_stash_wants(m, i) ? sfp_stash_put(m, i, s0, b, e, mb)
+					     : sfp_qm_quantize(m, y, y, (size_t)b * no, e, mb);
+	if (rc < 0)
 		q->warned++; /* a NaN/Inf activation: left as is, the loss check stops the run */
-	if (put < 0)
-		sfp_stash_put_raw(m, i, s0, b);
+}
+
+/* The width gradients of tensor t from its values x and their gradient g
+ * (x on the (grid_e, grid_m) grid; grid_e = 0: on none): blocks over the
+ * threads, summed in block order, so the bits do not depend on the thread
+ * count. */
+static void width_grad(sfp_model *m, sfp_qtensor *t, const float *g, const float *x, size_t n,
+		       unsigned grid_e, unsigned grid_m)
+{
+	sfp_qmodel *q = m->q;
+	sfp_qgrad p;
+	if (sfp_qgrad_plan(q->codec, &p, t, x, n, grid_e, grid_m, NULL) < 0)
+		return;
+	const int64_t nb = (int64_t)((n + SFP_QGRAD_BLOCK - 1) / SFP_QGRAD_BLOCK);
+	double *sums = q->sums, total[2] = {0, 0};
+	int bad = 0;
+#pragma omp parallel for num_threads(m->ctx.threads) schedule(static) reduction(| : bad) \
+	if (m->ctx.threads > 1 && nb > 1)
+	for (int64_t k = 0; k < nb; k++) {
+		const size_t b0 = (size_t)k * SFP_QGRAD_BLOCK;
+		const size_t len = n - b0 < SFP_QGRAD_BLOCK ? n - b0 : SFP_QGRAD_BLOCK;
+		bad |= sfp_qgrad_block(q->codec, &p, g + b0, x + b0, len, sums + 2 * k, NULL) < 0;
+	}
+	for (int64_t k = 0; k < nb && !bad; k++) {
+		total[0] += sums[2 * k];
+		total[1] += sums[2 * k + 1];
+	}
+	if (!bad)
+		sfp_qgrad_apply(t, &p, total);
 }
 
 void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
@@ -298,9 +390,8 @@ void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
 		return;
 	const size_t no = sfp_shape_numel(m->layers[i].out);
 	const sfp_qtensor *t = &q->t[k];
-	(void)sfp_qtensor_grad_grid(q->codec, &q->t[k], sfp_dact(m, i, s0),
-				    sfp_act_saved(m, i, s0, b), (uint64_t)b * no,
-				    sfp_qwidth_pack_bits(&t->e), sfp_qwidth_pack_bits(&t->m), NULL);
+	width_grad(m, &q->t[k], sfp_dact(m, i, s0), sfp_act_saved(m, i, s0, b), (size_t)b * no,
+		   sfp_qwidth_pack_bits(&t->e), sfp_qwidth_pack_bits(&t->m));
 }
 
 float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
@@ -313,8 +404,8 @@ float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
 		if (k < 0)
 			continue;
 		const layer *l = &m->layers[i];
-		(void)sfp_qtensor_grad(q->codec, &q->t[k], m->grads + l->param_off,
-				       m->params + l->param_off, q->t[k].size, NULL);
+		width_grad(m, &q->t[k], m->grads + l->param_off, m->params + l->param_off,
+			   q->t[k].size, 0, 0);
 	}
 	sfp_qtensor **list = malloc((size_t)q->nt * sizeof *list);
 	float pen = 0.0f;

@@ -31,13 +31,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "nn/model_internal.h"
 #include "sfp/codec.h"
 
+static int thread_id(void)
+{
+#ifdef _OPENMP
+	return omp_get_thread_num();
+#else
+	return 0;
+#endif
+}
+
+/* One container: values [v0, v0 + n) of the chunk of samples [s0, s0 + b). */
 typedef struct seg {
 	size_t off, bytes; /* in the stash's byte arena */
-	int s0, b;         /* samples */
-	int raw;           /* float32 copy (the codec refused the values: NaN run) */
+	int s0, b;
+	size_t v0, n;
+	int raw; /* float32 copy of the whole chunk (the codec refused a value) */
 } seg;
 
 typedef struct slot {
@@ -52,7 +67,8 @@ typedef struct slot {
 	size_t fwd_n, bwd_n, dact_n;       /* floats */
 	int nseg, maxseg;
 	seg *segs;
-	int cur; /* backward: segment in a chunk buffer (-1 none), or 1 = decoded whole */
+	int cur; /* backward: first segment decoded in a chunk buffer, -2 all (whole
+		  * buffer), -1 none yet */
 } slot;
 
 typedef struct sfp_stash {
@@ -63,7 +79,11 @@ typedef struct sfp_stash {
 	size_t pool_floats;
 	uint8_t *bytes; /* packed segments of the last training forward */
 	size_t used, cap;
-	sfp_codec *codec;
+	sfp_codec **codec; /* one per thread (encode and decode keep scratch) */
+	int ncodec;
+	uint8_t *wave;     /* threads' encoded blocks before they are appended */
+	size_t wave_cap;   /* bytes per thread */
+	int wave_threads;
 	int nunits;
 	int *unit; /* layer -> plan unit (a run of per-sample layers, or one layer) */
 } sfp_stash;
@@ -79,7 +99,10 @@ void sfp_stash_free(sfp_stash *st)
 	free(st->pool);
 	free(st->bytes);
 	free(st->unit);
-	sfp_codec_free(st->codec);
+	for (int t = 0; t < st->ncodec; t++)
+		sfp_codec_free(st->codec[t]);
+	free(st->codec);
+	free(st->wave);
 	free(st);
 }
 
@@ -148,71 +171,164 @@ static int reserve(sfp_stash *st, size_t need)
 	return SFP_OK;
 }
 
+/* Threads for n values in SFP_QBLOCK blocks, with a codec each (fewer
+ * when the blocks are fewer, or codecs cannot be had). */
+static int team(sfp_model *m, size_t n)
+{
+	sfp_stash *st = m->st;
+	const size_t nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
+	int T = nb < (size_t)m->ctx.threads ? (int)(nb ? nb : 1) : m->ctx.threads;
+	if (T > st->ncodec) {
+		sfp_codec **c = realloc(st->codec, (size_t)T * sizeof *c);
+		if (c) {
+			st->codec = c;
+			while (st->ncodec < T && (c[st->ncodec] = sfp_codec_create()))
+				st->ncodec++;
+		}
+	}
+	if (T > 1 && st->wave_threads < T) {
+		free(st->wave);
+		st->wave_cap = sfp_encode_bound(SFP_QBLOCK, 1);
+		st->wave = malloc((size_t)T * st->wave_cap);
+		st->wave_threads = st->wave ? T : 0;
+	}
+	if (T > st->wave_threads)
+		T = 1;
+	return T < st->ncodec ? T : st->ncodec;
+}
+
+/* Encode block k of y (values [v0, v0 + len)) into dst[0..cap). */
+static int encode_block(sfp_stash *st, int t, uint8_t *dst, size_t cap, size_t *w, const float *y,
+			size_t len, const sfp_params *p)
+{
+	uint64_t shape = len;
+	return sfp_encode(st->codec[t], dst, cap, w, y, len, &shape, 1, p, NULL);
+}
+
+/* Append a segment record. */
+static seg *add_seg(slot *sl, int s0, int b, size_t v0, size_t n, size_t off, size_t bytes)
+{
+	assert(sl->nseg < sl->maxseg);
+	seg *g = &sl->segs[sl->nseg++];
+	*g = (seg){off, bytes, s0, b, v0, n, 0};
+	return g;
+}
+
+/*
+ * Keep layer i's output rows [s0, s0 + b) packed and quantize them in
+ * place: one window for the chunk (the float stash quantizes each chunk
+ * with its own window), then per block of SFP_QBLOCK values, over the
+ * threads, encode the layer's values with that FIXED window and quantize
+ * them. The containers decode to exactly the quantized rows.
+ */
 int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits)
 {
 	sfp_stash *st = m->st;
 	slot *sl = &st->s[m->layers[i].slot];
-	const size_t no = slot_numel(m, m->layers[i].slot);
-	const uint64_t n = (uint64_t)b * no;
-	const float *y = sfp_act_out(m, i, s0);
-	assert(sl->nseg < sl->maxseg);
-	seg *g = &sl->segs[sl->nseg++];
-	g->s0 = s0;
-	g->b = b;
-	g->raw = 0;
+	const size_t n = (size_t)b * slot_numel(m, m->layers[i].slot);
+	float *y = sfp_act_out(m, i, s0);
+	const size_t nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
 	sfp_params p;
 	sfp_params_init(&p, e, mbits);
 	p.gecko = st->gecko;
-	uint64_t shape = n;
-	/* first try the room there is (the arena settles at one step's size),
-	 * then the bound */
-	int rc = SFP_ENOSPC;
-	if (st->cap - st->used > SFP_HEADER_BYTES(1))
-		rc = sfp_encode(st->codec, st->bytes + st->used, st->cap - st->used, &g->bytes, y, n,
-				&shape, 1, &p, NULL);
-	if (rc == SFP_ENOSPC && reserve(st, sfp_encode_bound(n, 1)) == SFP_OK)
-		rc = sfp_encode(st->codec, st->bytes + st->used, st->cap - st->used, &g->bytes, y, n,
-				&shape, 1, &p, NULL);
-	if (rc < 0) {
-		g->raw = 1; /* sfp_stash_put_raw fills it */
-		g->bytes = 0;
+	int rc = sfp_qm_window(m, y, n, &p);
+	const int T = rc == SFP_OK ? team(m, n) : 1;
+	for (size_t k = 0; k < nb && rc == SFP_OK && T == 1; k++) {
+		/* one thread: straight into the arena (the room there is first,
+		 * then the bound) */
+		const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
+		size_t w = 0;
+		rc = SFP_ENOSPC;
+		if (st->cap - st->used > SFP_HEADER_BYTES(1))
+			rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w, y + v0,
+					  len, &p);
+		if (rc == SFP_ENOSPC && reserve(st, sfp_encode_bound(len, 1)) == SFP_OK)
+			rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w, y + v0,
+					  len, &p);
+		if (rc == SFP_OK)
+			rc = sfp_quantize(st->codec[0], y + v0, y + v0, len, &p, NULL);
+		if (rc == SFP_OK) {
+			add_seg(sl, s0, b, v0, len, st->used, w);
+			st->used += w;
+		}
 	}
-	g->off = st->used;
-	st->used += g->bytes;
-	return rc;
-}
-
-void sfp_stash_put_raw(sfp_model *m, int i, int s0, int b)
-{
-	sfp_stash *st = m->st;
-	slot *sl = &st->s[m->layers[i].slot];
-	seg *g = &sl->segs[sl->nseg - 1];
-	assert(g->raw && g->s0 == s0);
-	const size_t bytes = (size_t)b * slot_numel(m, m->layers[i].slot) * sizeof(float);
-	if (reserve(st, bytes) < 0) {
+	/* threads: waves of T blocks, each encoded into its thread's slice of
+	 * `wave`, then appended in block order */
+	for (size_t k0 = 0; k0 < nb && rc == SFP_OK && T > 1; k0 += (size_t)T) {
+		size_t w[256] = {0};
+		int bad = 0;
+		const int64_t kn = (int64_t)(nb - k0 < (size_t)T ? nb - k0 : (size_t)T);
+#pragma omp parallel for num_threads(T) schedule(static, 1) reduction(| : bad)
+		for (int64_t j = 0; j < kn; j++) {
+			const size_t v0 = (k0 + (size_t)j) * SFP_QBLOCK;
+			const size_t len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
+			int r = encode_block(st, (int)j, st->wave + (size_t)j * st->wave_cap, st->wave_cap,
+					     &w[j], y + v0, len, &p);
+			if (r == SFP_OK)
+				r = sfp_quantize(st->codec[j], y + v0, y + v0, len, &p, NULL);
+			bad |= r < 0;
+		}
+		size_t all = 0;
+		for (int64_t j = 0; j < kn; j++)
+			all += w[j];
+		if (bad || reserve(st, all) < 0) {
+			rc = SFP_ENOMEM;
+			break;
+		}
+		for (int64_t j = 0; j < kn; j++) {
+			const size_t v0 = (k0 + (size_t)j) * SFP_QBLOCK;
+			memcpy(st->bytes + st->used, st->wave + (size_t)j * st->wave_cap, w[j]);
+			add_seg(sl, s0, b, v0, n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK, st->used, w[j]);
+			st->used += w[j];
+		}
+	}
+	if (rc == SFP_OK)
+		return SFP_OK;
+	/* A value the container cannot hold (one that rounds to infinity: a
+	 * diverging run, which the loss check stops): drop this chunk's
+	 * containers, quantize as the float stash does (which reports the
+	 * error) and keep the rows as they are then. */
+	while (sl->nseg > 0 && sl->segs[sl->nseg - 1].s0 == s0)
+		st->used = sl->segs[--sl->nseg].off;
+	rc = sfp_quant_apply(st->codec[0], y, y, n, e, mbits, NULL);
+	seg *g = add_seg(sl, s0, b, 0, n, st->used, 0);
+	g->raw = 1;
+	if (reserve(st, n * sizeof(float)) == SFP_OK) {
+		memcpy(st->bytes + st->used, y, n * sizeof(float));
+		g->bytes = n * sizeof(float);
+		st->used += g->bytes;
+	} else {
 		g->raw = 2; /* lost: backward reads zeros (the run is diverging anyway) */
-		return;
 	}
-	memcpy(st->bytes + st->used, sfp_act_out(m, i, s0), bytes);
-	g->off = st->used;
-	g->bytes = bytes;
-	st->used += bytes;
+	return rc < 0 ? rc : SFP_ERANGE;
 }
 
-static void decode_seg(sfp_model *m, const seg *g, float *dst, size_t no)
+/* Decode segments [k0, k1) into dst: at their rows (s0 * no) when
+ * `whole`, else into one chunk's buffer. */
+static void decode_segs(sfp_model *m, const slot *sl, int k0, int k1, float *dst, size_t no,
+			int whole)
 {
 	sfp_stash *st = m->st;
-	const size_t n = (size_t)g->b * no;
-	if (g->raw) {
+	size_t total = 0;
+	for (int k = k0; k < k1; k++)
+		total += sl->segs[k].n;
+	const int T = team(m, total);
+	int bad = 0;
+#pragma omp parallel for num_threads(T) schedule(static) reduction(| : bad) if (T > 1)
+	for (int k = k0; k < k1; k++) {
+		const seg *g = &sl->segs[k];
+		const int t = T > 1 ? thread_id() : 0;
+		float *d = dst + (whole ? (size_t)g->s0 * no : 0) + g->v0;
 		if (g->raw == 1)
-			memcpy(dst, st->bytes + g->off, n * sizeof(float));
+			memcpy(d, st->bytes + g->off, g->n * sizeof(float));
+		else if (g->raw == 2)
+			memset(d, 0, g->n * sizeof(float));
 		else
-			memset(dst, 0, n * sizeof(float));
-		return;
+			bad |= sfp_decode(st->codec[t], d, g->n, st->bytes + g->off, g->bytes, NULL,
+					  NULL) < 0;
 	}
-	int rc = sfp_decode(st->codec, dst, n, st->bytes + g->off, g->bytes, NULL, NULL);
-	assert(rc == SFP_OK); /* our own containers: anything else is a bug */
-	(void)rc;
+	assert(!bad); /* our own containers: anything else is a bug */
+	(void)bad;
 }
 
 const float *sfp_act_saved(sfp_model *m, int i, int s0, int b)
@@ -233,15 +349,17 @@ const float *sfp_act_saved(sfp_model *m, int i, int s0, int b)
 			k++;
 		assert(k < sl->nseg && sl->segs[k].b == b);
 		if (sl->cur != k) {
-			decode_seg(m, &sl->segs[k], buf, no);
+			int k1 = k;
+			while (k1 < sl->nseg && sl->segs[k1].s0 == s0)
+				k1++;
+			decode_segs(m, sl, k, k1, buf, no, 0);
 			sl->cur = k;
 		}
 		return buf;
 	}
-	if (sl->cur != 1) {
-		for (int k = 0; k < sl->nseg; k++)
-			decode_seg(m, &sl->segs[k], buf + (size_t)sl->segs[k].s0 * no, no);
-		sl->cur = 1;
+	if (sl->cur != -2) {
+		decode_segs(m, sl, 0, sl->nseg, buf, no, 1);
+		sl->cur = -2;
 	}
 	(void)b;
 	return buf + (size_t)s0 * no;
@@ -308,7 +426,7 @@ size_t sfp_stash_packed_bytes(const sfp_model *m, int i)
 	if (!st)
 		return 0;
 	if (i < 0)
-		return st->cap;
+		return st->cap + (size_t)st->wave_threads * st->wave_cap;
 	const slot *sl = &st->s[m->layers[i].slot];
 	if (sl->stash != i)
 		return 0;
@@ -331,8 +449,7 @@ int sfp_stash_decode(sfp_model *m, int i, float *dst, size_t cap, int *B)
 	*B = last->s0 + last->b;
 	if (cap < (size_t)*B * no)
 		return SFP_ENOSPC;
-	for (int k = 0; k < sl->nseg; k++)
-		decode_seg(m, &sl->segs[k], dst + (size_t)sl->segs[k].s0 * no, no);
+	decode_segs(m, sl, 0, sl->nseg, dst, no, 1);
 	return SFP_OK;
 }
 
@@ -349,32 +466,31 @@ int sfp_stash_measure(sfp_model *m, int i, int gecko, size_t *bytes, int *B, sfp
 		*bytes = sfp_stash_packed_bytes(m, i);
 		return SFP_OK;
 	}
-	const size_t no = slot_numel(m, m->layers[i].slot);
-	size_t most = 0;
+	size_t most = 1;
 	for (int k = 0; k < sl->nseg; k++)
-		if ((size_t)sl->segs[k].b * no > most)
-			most = (size_t)sl->segs[k].b * no;
+		most = sl->segs[k].n > most ? sl->segs[k].n : most;
 	float *x = malloc(most * sizeof(float));
 	uint8_t *enc = malloc(sfp_encode_bound(most, 1));
 	int rc = x && enc ? SFP_OK : sfp_error_set(err, SFP_ENOMEM, "out of memory for packing");
 	for (int k = 0; k < sl->nseg && rc == SFP_OK; k++) {
 		const seg *g = &sl->segs[k];
-		const uint64_t n = (uint64_t)g->b * no;
-		decode_seg(m, g, x, no);
-		sfp_params p;
 		sfp_info in;
 		if (g->raw) {
 			*bytes += g->bytes;
 			continue;
 		}
-		rc = sfp_inspect(st->bytes + g->off, g->bytes, &in, err);
+		rc = sfp_decode(st->codec[0], x, g->n, st->bytes + g->off, g->bytes, &in, err);
 		if (rc < 0)
 			break;
+		sfp_params p;
 		sfp_params_init(&p, in.e, in.m);
 		p.gecko = gecko;
+		p.window = SFP_WINDOW_FIXED;
+		p.exp_hi = in.exp_hi;
 		size_t w = 0;
-		uint64_t shape = n;
-		rc = sfp_encode(st->codec, enc, sfp_encode_bound(most, 1), &w, x, n, &shape, 1, &p, err);
+		uint64_t shape = g->n;
+		rc = sfp_encode(st->codec[0], enc, sfp_encode_bound(most, 1), &w, x, g->n, &shape, 1,
+				&p, err);
 		*bytes += w;
 	}
 	free(x);
@@ -481,12 +597,14 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 	sfp_stash *st = calloc(1, sizeof *st);
 	item *it = calloc(3 * (size_t)n, sizeof *it);
 	if (!st || !it || !(st->s = calloc((size_t)n, sizeof *st->s)) ||
-	    !(st->unit = calloc((size_t)n, sizeof(int))) || !(st->codec = sfp_codec_create())) {
+	    !(st->unit = calloc((size_t)n, sizeof(int))) ||
+	    !(st->codec = calloc(1, sizeof *st->codec)) || !(st->codec[0] = sfp_codec_create())) {
 		free(it);
 		sfp_stash_free(st);
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation stash");
 	}
 	st->n = n;
+	st->ncodec = 1;
 	st->gecko = gecko;
 	/* units: each run of per-sample layers is one, every other layer one */
 	int U = 0;
@@ -566,7 +684,9 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 			continue;
 		const int w = sl->stash, wt = 2 * U - 1 - st->unit[w];
 		const int ch = seg_samples(m, st, w);
-		sl->maxseg = (m->max_batch + ch - 1) / ch;
+		/* containers: a chunk's blocks, for every chunk */
+		sl->maxseg = (m->max_batch + ch - 1) / ch *
+			     (int)(((size_t)ch * no + SFP_QBLOCK - 1) / SFP_QBLOCK);
 		if (!(sl->segs = calloc((size_t)sl->maxseg, sizeof *sl->segs))) {
 			free(it);
 			sfp_stash_free(st);

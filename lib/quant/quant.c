@@ -60,15 +60,19 @@ static void bracket(const sfp_qwidth *w, unsigned *lo, unsigned *hi)
 }
 
 /*
- * sum_i g_i (Q(x_i, ea, ma) - Q(x_i, eb, mb)) in one pass over blocks that
- * stay in L1: each block is quantized at both widths with the whole
- * tensor's window tops (sfp_quantize_window, then FIXED windows), so the
- * values are exactly sfp_quantize's of the whole tensor. The sum runs in
- * DOT_LANES double accumulators (element i in lane i % DOT_LANES, summed
- * in a fixed tree at the end): the vectoriser keeps every lane in a
- * register and the result depends only on the data, not on the ISA.
+ * The width gradient sums g_i (Q(x_i, a) - Q(x_i, b)) for the mantissa pair
+ * and the exponent pair. sfp_qgrad_plan fixes the four quantizations once
+ * per tensor: their window tops come from the whole tensor
+ * (sfp_quantize_window), then pieces are quantized with FIXED windows at
+ * those tops -- exactly sfp_quantize's values for the whole tensor.
+ * sfp_qgrad_block sums one block of SFP_QGRAD_BLOCK values in sub-blocks
+ * that stay in L1, in DOT_LANES double accumulators (element i in lane
+ * i % DOT_LANES; the vectoriser keeps them in registers) reduced pairwise
+ * in a fixed order; the tensor's sum is the block sums added in block
+ * order. The result depends only on the data: not on the ISA, nor on how
+ * blocks are spread over threads.
  */
-#define DOT_BLOCK 2048
+#define DOT_SUB 2048
 #define DOT_LANES 16
 
 #if defined(__x86_64__) && !defined(SFP_NO_CLONES)
@@ -88,54 +92,91 @@ static void dot_diff_lanes(double *acc, const float *restrict g, const float *re
 	memcpy(acc, s, sizeof s);
 }
 
-/* `same_a`: Q(x, ea, ma) is x itself (x is on that grid), skip it. */
-static int quant_diff_dot(sfp_codec *c, double *out, const float *g, const float *x, uint64_t n,
-			  unsigned ea, unsigned ma, unsigned eb, unsigned mb, int same_a,
-			  sfp_error *err)
+int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float *x, uint64_t n,
+		   unsigned grid_e, unsigned grid_m, sfp_error *err)
 {
-	sfp_params pa, pb;
-	sfp_params_init(&pa, ea, ma);
-	sfp_params_init(&pb, eb, mb);
-	if (!same_a)
-		SFP_TRY(sfp_quantize_window(c, x, n, &pa, &pa.exp_hi, err));
-	if (!same_a && mb == ma && (eb == 8) == (ea == 8))
-		pb.exp_hi = pa.exp_hi; /* the top depends on m only (e = 8: always 254) */
-	else
-		SFP_TRY(sfp_quantize_window(c, x, n, &pb, &pb.exp_hi, err));
-	pa.window = pb.window = SFP_WINDOW_FIXED;
-	float qa[DOT_BLOCK], qb[DOT_BLOCK];
-	double acc[DOT_LANES] = {0};
-	for (uint64_t b0 = 0; b0 < n; b0 += DOT_BLOCK) {
-		const uint64_t len = n - b0 < DOT_BLOCK ? n - b0 : DOT_BLOCK;
-		if (!same_a)
-			SFP_TRY(sfp_quantize(c, qa, x + b0, len, &pa, err));
-		SFP_TRY(sfp_quantize(c, qb, x + b0, len, &pb, err));
-		dot_diff_lanes(acc, g + b0, same_a ? x + b0 : qa, qb, len);
+	unsigned lo, hi, ea[2], ma[2], eb[2], mb[2];
+	memset(p, 0, sizeof *p);
+	bracket(&t->m, &lo, &hi);
+	p->on[0] = lo != hi;
+	ea[0] = eb[0] = t->use_e;
+	ma[0] = hi;
+	mb[0] = lo;
+	bracket(&t->e, &lo, &hi);
+	p->on[1] = lo != hi;
+	ea[1] = hi;
+	eb[1] = lo;
+	ma[1] = mb[1] = t->use_m;
+	for (int k = 0; k < 2; k++) {
+		if (!p->on[k])
+			continue;
+		p->same_a[k] = grid_e && ea[k] == grid_e && ma[k] == grid_m;
+		sfp_params_init(&p->a[k], ea[k], ma[k]);
+		sfp_params_init(&p->b[k], eb[k], mb[k]);
 	}
-	for (int w = DOT_LANES / 2; w > 0; w /= 2) /* pairwise, in a fixed order */
-		for (int j = 0; j < w; j++)
-			acc[j] += acc[j + w];
-	*out = acc[0];
+	/* window tops: for e < 8 they depend on m only (e = 8: always 254),
+	 * so at most two max passes */
+	unsigned top_m[24] = {0};
+	for (int k = 0; k < 2; k++) {
+		if (!p->on[k])
+			continue;
+		sfp_params *q[2] = {&p->a[k], &p->b[k]};
+		for (int j = p->same_a[k]; j < 2; j++) {
+			if (q[j]->e == 8) {
+				q[j]->exp_hi = 254;
+			} else {
+				if (!top_m[q[j]->m])
+					SFP_TRY(sfp_quantize_window(c, x, n, q[j], &top_m[q[j]->m], err));
+				q[j]->exp_hi = top_m[q[j]->m];
+			}
+			q[j]->window = SFP_WINDOW_FIXED;
+		}
+	}
 	return SFP_OK;
+}
+
+int sfp_qgrad_block(sfp_codec *c, const sfp_qgrad *p, const float *g, const float *x, uint64_t n,
+		    double sum[2], sfp_error *err)
+{
+	float qa[DOT_SUB], qb[DOT_SUB];
+	for (int k = 0; k < 2; k++) {
+		double acc[DOT_LANES] = {0};
+		for (uint64_t b0 = 0; p->on[k] && b0 < n; b0 += DOT_SUB) {
+			const uint64_t len = n - b0 < DOT_SUB ? n - b0 : DOT_SUB;
+			if (!p->same_a[k])
+				SFP_TRY(sfp_quantize(c, qa, x + b0, len, &p->a[k], err));
+			SFP_TRY(sfp_quantize(c, qb, x + b0, len, &p->b[k], err));
+			dot_diff_lanes(acc, g + b0, p->same_a[k] ? x + b0 : qa, qb, len);
+		}
+		for (int w = DOT_LANES / 2; w > 0; w /= 2) /* pairwise, in a fixed order */
+			for (int j = 0; j < w; j++)
+				acc[j] += acc[j + w];
+		sum[k] = acc[0];
+	}
+	return SFP_OK;
+}
+
+void sfp_qgrad_apply(sfp_qtensor *t, const sfp_qgrad *p, const double sum[2])
+{
+	if (p->on[0])
+		t->m.grad += (float)sum[0];
+	if (p->on[1])
+		t->e.grad += (float)sum[1];
 }
 
 int sfp_qtensor_grad_grid(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x,
 			  uint64_t n, unsigned grid_e, unsigned grid_m, sfp_error *err)
 {
-	unsigned lo, hi;
-	double d;
-	bracket(&t->m, &lo, &hi);
-	if (lo != hi) {
-		const int same = grid_e && t->use_e == grid_e && hi == grid_m;
-		SFP_TRY(quant_diff_dot(c, &d, g, x, n, t->use_e, hi, t->use_e, lo, same, err));
-		t->m.grad += (float)d;
+	sfp_qgrad p;
+	double total[2] = {0, 0}, d[2];
+	SFP_TRY(sfp_qgrad_plan(c, &p, t, x, n, grid_e, grid_m, err));
+	for (uint64_t b0 = 0; b0 < n; b0 += SFP_QGRAD_BLOCK) {
+		const uint64_t len = n - b0 < SFP_QGRAD_BLOCK ? n - b0 : SFP_QGRAD_BLOCK;
+		SFP_TRY(sfp_qgrad_block(c, &p, g + b0, x + b0, len, d, err));
+		total[0] += d[0];
+		total[1] += d[1];
 	}
-	bracket(&t->e, &lo, &hi);
-	if (lo != hi) {
-		const int same = grid_e && hi == grid_e && t->use_m == grid_m;
-		SFP_TRY(quant_diff_dot(c, &d, g, x, n, hi, t->use_m, lo, t->use_m, same, err));
-		t->e.grad += (float)d;
-	}
+	sfp_qgrad_apply(t, &p, total);
 	return SFP_OK;
 }
 
