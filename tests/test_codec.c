@@ -528,6 +528,102 @@ static void test_window_blocks(void)
 	CU_ASSERT_EQUAL(sfp_quantize_window(codec, big, 2, &p, &top, NULL), SFP_ERANGE);
 }
 
+/* sfp_quantize_diff_dot: the same bits at every ISA level, equal to
+ * quantizing both ways and summing in the documented lane order; x itself
+ * when pa is NULL; errors for AUTO windows and values past a window. */
+static void test_diff_dot(void)
+{
+	enum { N = 5000 };
+	static float x[N], g[N], qa[N], qb[N];
+	sfp_rng r;
+	sfp_rng_seed(&r, 33);
+	for (int i = 0; i < N; i++) {
+		x[i] = i % 6 == 0 ? 0.0f : sfp_rng_normal(&r) * expf(2.0f * sfp_rng_normal(&r));
+		g[i] = sfp_rng_normal(&r);
+	}
+	x[3] = -0.0f;
+	x[9] = 1e-40f; /* subnormal */
+	const unsigned es[] = {2, 4, 8}, ms[] = {0, 2, 7, 23};
+	const uint64_t ns[] = {N, 1, 15, 17, 1023, 1025, 2049};
+	for (size_t a = 0; a < 3; a++)
+		for (size_t b = 0; b < 4; b++)
+			for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+				const uint64_t n = ns[k];
+				sfp_params pa, pb;
+				sfp_params_init(&pa, es[a], ms[b]);
+				sfp_params_init(&pb, es[(a + 1) % 3], ms[(b + 1) % 4]);
+				CU_ASSERT_EQUAL_FATAL(sfp_quantize_window(codec, x, n, &pa, &pa.exp_hi, NULL),
+						      SFP_OK);
+				CU_ASSERT_EQUAL_FATAL(sfp_quantize_window(codec, x, n, &pb, &pb.exp_hi, NULL),
+						      SFP_OK);
+				pa.window = pb.window = SFP_WINDOW_FIXED;
+				sfp_quantize(codec, qa, x, n, &pa, NULL);
+				sfp_quantize(codec, qb, x, n, &pb, NULL);
+				for (int same = 0; same < 2; same++) {
+					double lanes[16] = {0};
+					for (uint64_t i = 0; i < n; i++)
+						lanes[i % 16] += (double)g[i] *
+								 ((double)(same ? x[i] : qa[i]) - (double)qb[i]);
+					for (int w = 8; w > 0; w /= 2)
+						for (int j = 0; j < w; j++)
+							lanes[j] += lanes[j + w];
+					for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+						if (sfp_codec_set_isa(codec, isa) < 0)
+							continue;
+						double s = 1.0;
+						CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, g, x, n,
+										      same ? NULL : &pa, &pb,
+										      &s, NULL),
+								SFP_OK);
+						CU_ASSERT_EQUAL(memcmp(&s, &lanes[0], sizeof s), 0);
+					}
+					sfp_codec_set_isa(codec, sfp_cpu_isa());
+				}
+			}
+	sfp_params pa, pb;
+	/* NaN and Inf (carried as they are) make the sum NaN, the same NaN on
+	 * every ISA */
+	static float y[40];
+	memcpy(y, x, sizeof y);
+	y[5] = NAN;
+	y[13] = -INFINITY;
+	for (int same = 0; same < 2; same++) {
+		double want = 0.0;
+		for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+			if (sfp_codec_set_isa(codec, isa) < 0)
+				continue;
+			sfp_params_init(&pa, 5, 4);
+			sfp_params_init(&pb, 5, 1);
+			sfp_quantize_window(codec, y, 40, &pa, &pa.exp_hi, NULL);
+			sfp_quantize_window(codec, y, 40, &pb, &pb.exp_hi, NULL);
+			pa.window = pb.window = SFP_WINDOW_FIXED;
+			double s = 0.0;
+			CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, g, y, 40, same ? NULL : &pa, &pb, &s,
+							      NULL),
+					SFP_OK);
+			CU_ASSERT(isnan(s));
+			if (isa == SFP_ISA_SCALAR)
+				want = s;
+			CU_ASSERT_EQUAL(memcmp(&s, &want, sizeof s), 0);
+		}
+		sfp_codec_set_isa(codec, sfp_cpu_isa());
+	}
+	sfp_params_init(&pa, 4, 3);
+	sfp_params_init(&pb, 4, 2);
+	double s;
+	CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, g, x, N, &pa, &pb, &s, NULL), SFP_EINVAL);
+	pa.window = pb.window = SFP_WINDOW_FIXED;
+	pa.exp_hi = pb.exp_hi = 100; /* most values are past it */
+	sfp_error err;
+	for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+		if (sfp_codec_set_isa(codec, isa) < 0)
+			continue;
+		CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, g, x, N, &pa, &pb, &s, &err), SFP_ERANGE);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "index 1 ")); /* x[0] is 0 */
+	}
+	sfp_codec_set_isa(codec, sfp_cpu_isa());
+}
+
 static void test_signs_and_shapes(void)
 {
 	enum { N = 1000 };
@@ -810,6 +906,7 @@ int main(void)
 		{"stored mode validates values", test_stored_forgery},
 		{"windows and policies", test_windows_and_policies},
 		{"window top: blocks equal the whole tensor", test_window_blocks},
+		{"fused quantize-difference dot product, every ISA", test_diff_dot},
 		{"sign flags and shapes", test_signs_and_shapes},
 		{"every ISA equals the reference", test_isa_vs_ref},
 		{"buffer edges on every ISA", test_edges_every_isa},

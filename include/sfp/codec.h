@@ -182,6 +182,21 @@ int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const s
 int sfp_quantize_window(sfp_codec *c, const float *src, uint64_t n, const sfp_params *p,
 			unsigned *exp_hi, sfp_error *err);
 
+/*
+ * *sum = sum_i g[i] (Q(x[i], pa) - Q(x[i], pb)) without storing either
+ * quantization (pa NULL: x[i] itself) -- the inner sum of a learned width's
+ * gradient. Both params must have FIXED windows (from sfp_quantize_window
+ * for the values of sfp_quantize), nearest rounding and overflow ERROR,
+ * else SFP_EINVAL; a value past a window is SFP_ERANGE as in sfp_quantize.
+ * The sum is formed in 16 double lanes, element i in lane i % 16 adding
+ * g * (a - b) (a product, then a sum: no fused multiply-add), the lanes
+ * then added pairwise (lane j + lane j + 8, then + 4, + 2, + 1): the same
+ * bits on every ISA. Only reads the context.
+ */
+int sfp_quantize_diff_dot(sfp_codec *c, const float *g, const float *x, uint64_t n,
+			  const sfp_params *pa, const sfp_params *pb, double *sum,
+			  sfp_error *err);
+
 /* Scalar reference versions of encode and decode: same bytes, same values. */
 int sfp_encode_ref(void *dst, size_t cap, size_t *written, const float *src, uint64_t n,
 		   const uint64_t *shape, unsigned ndim, const sfp_params *p, sfp_error *err);

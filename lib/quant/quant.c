@@ -65,33 +65,12 @@ static void bracket(const sfp_qwidth *w, unsigned *lo, unsigned *hi)
  * per tensor: their window tops come from the whole tensor
  * (sfp_quantize_window), then pieces are quantized with FIXED windows at
  * those tops -- exactly sfp_quantize's values for the whole tensor.
- * sfp_qgrad_block sums one block of SFP_QGRAD_BLOCK values in sub-blocks
- * that stay in L1, in DOT_LANES double accumulators (element i in lane
- * i % DOT_LANES; the vectoriser keeps them in registers) reduced pairwise
- * in a fixed order; the tensor's sum is the block sums added in block
- * order. The result depends only on the data: not on the ISA, nor on how
- * blocks are spread over threads.
+ * sfp_qgrad_block sums one block of SFP_QGRAD_BLOCK values with
+ * sfp_quantize_diff_dot (both quantizations in registers, 16 double lanes
+ * reduced in a fixed order); the tensor's sum is the block sums added in
+ * block order. The result depends only on the data: not on the ISA, nor
+ * on how blocks are spread over threads.
  */
-#define DOT_SUB 2048
-#define DOT_LANES 16
-
-#if defined(__x86_64__) && !defined(SFP_NO_CLONES)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static void dot_diff_lanes(double *acc, const float *restrict g, const float *restrict a,
-			   const float *restrict b, uint64_t n)
-{
-	double s[DOT_LANES];
-	memcpy(s, acc, sizeof s);
-	uint64_t i = 0;
-	for (; i + DOT_LANES <= n; i += DOT_LANES)
-		for (int j = 0; j < DOT_LANES; j++)
-			s[j] += (double)g[i + j] * ((double)a[i + j] - (double)b[i + j]);
-	for (int j = 0; i < n; i++, j++)
-		s[j] += (double)g[i] * ((double)a[i] - (double)b[i]);
-	memcpy(acc, s, sizeof s);
-}
-
 int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float *x, uint64_t n,
 		   unsigned grid_e, unsigned grid_m, sfp_error *err)
 {
@@ -138,20 +117,11 @@ int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float
 int sfp_qgrad_block(sfp_codec *c, const sfp_qgrad *p, const float *g, const float *x, uint64_t n,
 		    double sum[2], sfp_error *err)
 {
-	float qa[DOT_SUB], qb[DOT_SUB];
 	for (int k = 0; k < 2; k++) {
-		double acc[DOT_LANES] = {0};
-		for (uint64_t b0 = 0; p->on[k] && b0 < n; b0 += DOT_SUB) {
-			const uint64_t len = n - b0 < DOT_SUB ? n - b0 : DOT_SUB;
-			if (!p->same_a[k])
-				SFP_TRY(sfp_quantize(c, qa, x + b0, len, &p->a[k], err));
-			SFP_TRY(sfp_quantize(c, qb, x + b0, len, &p->b[k], err));
-			dot_diff_lanes(acc, g + b0, p->same_a[k] ? x + b0 : qa, qb, len);
-		}
-		for (int w = DOT_LANES / 2; w > 0; w /= 2) /* pairwise, in a fixed order */
-			for (int j = 0; j < w; j++)
-				acc[j] += acc[j + w];
-		sum[k] = acc[0];
+		sum[k] = 0.0;
+		if (p->on[k])
+			SFP_TRY(sfp_quantize_diff_dot(c, g, x, n, p->same_a[k] ? NULL : &p->a[k],
+						      &p->b[k], &sum[k], err));
 	}
 	return SFP_OK;
 }
