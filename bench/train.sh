@@ -6,6 +6,12 @@
 # (the machine is shared and noisy); the table shows medians over every
 # timed window of every round.
 #
+# Then learned containers on versus off, in the same rounds: the CNN in
+# float32, with QM+QE on weights and activations and the packed stash (the
+# default: stored activations kept in containers), and with the float stash
+# (bitlength.pack=false: float32 values on the container grid), at 1 and 2
+# threads: samples/s, peak RSS and the bytes the model reports holding.
+#
 # PyTorch runs twice: as the machine has it, and with OPENBLAS_CORETYPE=
 # SkylakeX set in that one command. Debian's OpenBLAS 0.3.21 does not know
 # this CPU generation and falls back to its SSE3 ("Prescott") kernels; that
@@ -39,9 +45,15 @@ for r in $(seq "$ROUNDS"); do
 		done
 	done
 	# learned containers on versus off, same model, same round
-	"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name cnn-quantum --threads 1 \
-		--seconds "$SECS" --repeats 3 --set bitlength.policy=quantum --set bitlength.m=7 \
-		--set bitlength.gamma=0.05 >>"$OUT"
+	for t in 1 2; do
+		echo "  round $r: cnn with containers, $t thread(s)" >&2
+		for pack in true false; do
+			"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml \
+				--name "cnn-quantum-pack-$pack" --threads "$t" --seconds "$SECS" --repeats 3 \
+				--set bitlength.policy=quantum --set bitlength.m=7 \
+				--set bitlength.gamma=0.05 --set bitlength.pack=$pack >>"$OUT"
+		done
+	done
 done
 $PY - "$OUT" <<'PYEOF'
 import json, statistics, sys
@@ -64,10 +76,22 @@ for m in ("mlp", "cnn"):
         print(f"| {m} | {t} | {s:,.0f} | {p:,.0f} | {s/p:.2f}x | {k:,.0f} | {s/k:.2f}x | "
               f"{gf:.1f} ({100*gf/peak:.0f}% of {peak:.0f}) | {rss_s:.0f} / {rss_p:.0f} MiB |")
 print()
-_, q = pick("sfp", "cnn-quantum", 1)
-_, f = pick("sfp", "cnn", 1)
-print(f"Learned containers (Quantum Mantissa/Exponent on weights and activations, width updates included),")
-print(f"CNN, 1 thread: {q:,.0f} samples/s against {f:,.0f} in float32: {100 * (1 - q / f):.0f}% slower.")
+print("Learned containers (QM+QE on weights and activations, e8 m7 at the start, width updates included),")
+print("CNN, same rounds. Packed: stored activations kept in containers (the default); float stash:")
+print("float32 values on the container grid (bitlength.pack=false). RSS: the whole process, peak;")
+print("model: the bytes sfp_model_memory reports (activation part: float outputs and their gradients,")
+print("packed stash).")
+print()
+print("| threads | float32 samples/s | QM+QE packed | vs float32 | QM+QE float stash | vs float32 | peak RSS float32 / packed / float stash | model MiB float32 / packed / float stash |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+for t in (1, 2):
+    fx, f = pick("sfp", "cnn", t)
+    px, p = pick("sfp", "cnn-quantum-pack-true", t)
+    sx, s = pick("sfp", "cnn-quantum-pack-false", t)
+    rss = [max(x["peak_rss_kb"] for x in xs) / 1024 for xs in (fx, px, sx)]
+    mb = [xs[0]["model_bytes"] / 1048576 for xs in (fx, px, sx)]
+    print(f"| {t} | {f:,.0f} | {p:,.0f} | {100 * (p / f - 1):+.0f}% | {s:,.0f} | {100 * (s / f - 1):+.0f}% | "
+          f"{rss[0]:.1f} / {rss[1]:.1f} / {rss[2]:.1f} MiB | {mb[0]:.1f} / {mb[1]:.1f} / {mb[2]:.1f} |")
 print()
 print("PyTorch:", sorted({x["peer"] for x in rows if x["peer"].startswith("pytorch ")})[0],
       "| SGEMM peak: sfp's own kernel, 512^3, one core | GFLOP/s counts linear and conv multiply-adds x2")

@@ -4,17 +4,26 @@
  * batches (speed does not depend on the values), with the same step as the
  * trainer: forward, loss, backward, optimizer. Prints one JSON line:
  *   {"peer": "sfp", "model": ..., "threads": T, "batch": B,
- *    "samples_per_s": [...], "gflop_per_sample": F, "sgemm_peak_gflops": P,
+ *    "samples_per_s": [...], "cpu_samples_per_s": [...], "gflop_per_sample": F,
+ *    "sgemm_peak_gflops": P,
  *    "peak_rss_kb": K, "model_bytes": M, "activation_bytes": A,
- *    "stash_bytes": S, "policy": ..., "stash": "packed" | "float" | "none"}
+ *    "stash_bytes": S, "act_grad_bytes": G, "policy": ...,
+ *    "stash": "packed" | "float" | "none"}
  * (model_bytes: what the model reports holding, sfp_model_memory; A: its
- * float32 activation memory; S: the packed stash after the last step).
+ * float32 activation memory; S: the packed stash after the last step; G:
+ * the activation-gradient arena, max-pool indices, loss and input
+ * gradients -- A + S + G is the activation part of the model's memory;
+ * cpu_samples_per_s: samples per second of the process's CPU time, which
+ * a busy machine disturbs less at one thread; at several it counts the
+ * threads' waiting too).
  * The FLOP count is the multiply-adds of the linear and convolution layers
  * (x2), forward and backward (no input gradient before the first layer
  * that learns). `--set bitlength.policy=quantum` runs with Quantum Mantissa
  * / Exponent containers on weights and activations (the width updates
  * included), for the on/off comparison; `bitlength.pack` and
  * `bitlength.gecko` choose how the stored activations are kept.
+ * `--steps N` times N steps per repeat instead of S seconds, after N/4
+ * warm-up steps (a fixed amount of work, to compare profiles).
  * bench/train.sh runs this beside PyTorch and prints the ratio table.
  */
 #include <stdio.h>
@@ -47,6 +56,15 @@ static double gemm_flops_per_sample(sfp_model *m)
 	return f;
 }
 
+/* CPU time of the process (user + system, every thread). */
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+	       (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 /* Single-core GEMM peak of the engine's own kernel, 512^3, best of 5. */
 static double sgemm_peak(void)
 {
@@ -72,7 +90,7 @@ static double sgemm_peak(void)
 int sfp_bench_train_main(int argc, char **argv)
 {
 	const char *config = NULL, *name = NULL, *sets[16];
-	int threads = 1, repeats = 5, nsets = 0;
+	int threads = 1, repeats = 5, nsets = 0, steps = 0;
 	double seconds = 2.0;
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -86,15 +104,17 @@ int sfp_bench_train_main(int argc, char **argv)
 			repeats = atoi(v), i++;
 		else if (!strcmp(argv[i], "--seconds") && v)
 			seconds = atof(v), i++;
+		else if (!strcmp(argv[i], "--steps") && v)
+			steps = atoi(v), i++;
 		else if (!strcmp(argv[i], "--set") && v && nsets < 16)
 			sets[nsets++] = v, i++;
 		else {
 			fprintf(stderr, "usage: sfp bench train --config FILE [--name N] [--threads T] "
-					"[--seconds S] [--repeats R] [--set K=V ...]\n");
+					"[--seconds S | --steps N] [--repeats R] [--set K=V ...]\n");
 			return 2;
 		}
 	}
-	if (!config || threads < 1 || repeats < 1 || repeats > 100 || !(seconds > 0)) {
+	if (!config || threads < 1 || repeats < 1 || repeats > 100 || !(seconds > 0) || steps < 0) {
 		fprintf(stderr, "sfp bench train: --config FILE is required; threads, repeats and "
 				"seconds must be positive\n");
 		return 2;
@@ -145,8 +165,9 @@ int sfp_bench_train_main(int argc, char **argv)
 		y[i] = (uint8_t)sfp_rng_below(&r, (uint64_t)sfp_model_classes(m));
 	float *p = sfp_model_params(m, NULL);
 	int64_t step = 0;
-	double rates[100];
+	double rates[100], cpu_rates[100];
 	for (int rep = -1; rep < repeats; rep++) { /* rep -1 warms up */
+		const double c0 = cpu_seconds();
 		uint64_t t0 = sfp_clock_ns(), t;
 		int64_t n = 0;
 		do {
@@ -161,9 +182,12 @@ int sfp_bench_train_main(int argc, char **argv)
 			step++;
 			n++;
 			t = sfp_clock_ns();
-		} while ((double)(t - t0) * 1e-9 < (rep < 0 ? 0.5 : seconds));
-		if (rep >= 0)
+		} while (steps ? n < (rep < 0 ? (steps + 3) / 4 : steps)
+			       : (double)(t - t0) * 1e-9 < (rep < 0 ? 0.5 : seconds));
+		if (rep >= 0) {
 			rates[rep] = (double)n * B / ((double)(t - t0) * 1e-9);
+			cpu_rates[rep] = (double)n * B / (cpu_seconds() - c0);
+		}
 	}
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
@@ -174,11 +198,15 @@ int sfp_bench_train_main(int argc, char **argv)
 	       name ? name : config, threads, B);
 	for (int i = 0; i < repeats; i++)
 		printf("%s%.1f", i ? ", " : "", rates[i]);
+	printf("], \"cpu_samples_per_s\": [");
+	for (int i = 0; i < repeats; i++)
+		printf("%s%.1f", i ? ", " : "", cpu_rates[i]);
 	printf("], \"gflop_per_sample\": %.5f, \"sgemm_peak_gflops\": %.1f, \"peak_rss_kb\": %ld, "
 	       "\"model_bytes\": %zu, \"activation_bytes\": %zu, \"stash_bytes\": %zu, "
+	       "\"act_grad_bytes\": %zu, "
 	       "\"policy\": \"%s\", \"stash\": \"%s\", \"isa\": \"%s\"}\n",
 	       gemm_flops_per_sample(m) * 1e-9, sgemm_peak(), ru.ru_maxrss, mem.total,
-	       mem.activations, mem.stash, quantum ? "quantum" : "off",
+	       mem.activations, mem.stash, mem.act_grads, quantum ? "quantum" : "off",
 	       !quantum ? "none" : cfg.bitlength.pack ? "packed" : "float",
 	       sfp_isa_name(sfp_cpu_isa()));
 out:
