@@ -149,6 +149,8 @@ static int layer_shape(layer *l, const sfp_cfg_layer *c, sfp_error *err)
 		if (pad < 0 || 2 * pad > k)
 			return layer_error(err, SFP_EINVAL, l,
 					   "padding must be between 0 and half the kernel");
+		if (l->kind == L_MAXPOOL && k > 16) /* the argmax is kept in a byte */
+			return layer_error(err, SFP_EINVAL, l, "kernel must be at most 16");
 		if (in.h + 2 * pad < k || in.w + 2 * pad < k) {
 			snprintf(msg, sizeof msg, "kernel %d does not fit input %s", k,
 				 shape_str(a, sizeof a, in));
@@ -384,7 +386,7 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 	m->dacts = alloc_floats(aoff);
 	m->aux = alloc_floats(xoff);
 	m->dlogits = alloc_floats((size_t)max_batch * m->classes);
-	m->idx = calloc(m->nidx ? m->nidx : 1, sizeof(int32_t));
+	m->idx = calloc(m->nidx ? m->nidx : 1, 1);
 	m->ctx.isa = sfp_cpu_isa();
 	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->aux ||
 	    !m->dlogits || !m->idx || sfp_model_set_threads(m, 1, err) < 0) {
@@ -495,7 +497,7 @@ void sfp_model_memory(const sfp_model *m, sfp_model_mem *mem)
 	mem->activations = sfp_stash_float_bytes(m);
 	mem->stash = sfp_stash_packed_bytes(m, -1);
 	mem->act_grads = ((m->dacts ? m->nacts : 0) + (size_t)m->max_batch * m->classes) * F +
-			 m->nidx * 4 +
+			 m->nidx +
 			 (m->dinput ? (size_t)m->max_batch * sfp_shape_numel(m->input) * F : 0);
 	mem->workspace = (T * (m->nws + SFP_GEMM_WS_FLOATS) + (T > 1 ? T * m->npartial : 0)) * F;
 	mem->containers = sfp_qm_bytes(m);

@@ -47,7 +47,7 @@ typedef struct layer {
 	size_t buf_off, nbufs;     /* batch norm: running mean, running var */
 	size_t act_off;            /* output, max_batch x out (activation and gradient arenas) */
 	size_t aux_off;            /* batch norm: mean, invstd, in the aux arena */
-	size_t idx_off;            /* maxpool: argmax per output, in the index arena */
+	size_t idx_off;            /* maxpool: argmax per output, in the index arena (bytes) */
 	/* plug-in */
 	void *dl;
 	const sfp_plugin_layer *plugin;
@@ -60,7 +60,7 @@ struct sfp_model {
 	sfp_shape input;
 	int classes, max_batch;
 	float *params, *grads, *bufs, *acts, *dacts, *dlogits, *dinput, *aux;
-	int32_t *idx;
+	uint8_t *idx; /* max-pool argmax: position in the window, per output */
 	size_t nparams, nbufs, nacts, naux, nws, nidx, npartial;
 	int want_dinput;
 	sfp_nn_ctx ctx; /* owns its workspaces */
