@@ -479,6 +479,36 @@ static void test_windows_and_policies(void)
 	CU_ASSERT_EQUAL(sfp_encode(codec, buf, cap, &w, x, 6, &shape, 1, &p, &err), SFP_EINVAL);
 }
 
+/* A value that rounds past float32 in place: an error naming it, the
+ * values before it quantized, it and the rest untouched -- never an Inf
+ * made by rounding -- at every ISA level, wherever it sits in a block. */
+static void test_quantize_overflow_in_place(void)
+{
+	enum { N = 3000 };
+	static float x[N], y[N], want[N];
+	const int where[] = {0, 5, 17, 1023, 1024, 2999};
+	for (size_t w = 0; w < sizeof where / sizeof where[0]; w++)
+		for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+			if (sfp_codec_set_isa(codec, isa) < 0)
+				continue;
+			for (int i = 0; i < N; i++)
+				x[i] = (float)(i % 11) * 0.37f - 1.5f;
+			x[where[w]] = 3.4e38f; /* rounds to infinity at m = 1 */
+			sfp_params p;
+			sfp_params_init(&p, 8, 1);
+			memcpy(want, x, sizeof x);
+			CU_ASSERT_EQUAL(sfp_quantize(codec, want, x, where[w], &p, NULL), SFP_OK);
+			memcpy(y, x, sizeof x);
+			sfp_error err;
+			CU_ASSERT_EQUAL(sfp_quantize(codec, y, y, N, &p, &err), SFP_ERANGE);
+			char idx[32];
+			snprintf(idx, sizeof idx, "index %d ", where[w]);
+			CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, idx));
+			CU_ASSERT_EQUAL(memcmp(y, want, sizeof y), 0);
+		}
+	sfp_codec_set_isa(codec, sfp_cpu_isa());
+}
+
 /* sfp_quantize_window: blocks quantized at the tensor's window top (FIXED)
  * give exactly the whole tensor's values, for every e and a few m, data
  * with zeros, NaN/Inf, tiny values and one large outlier. */
@@ -906,6 +936,7 @@ int main(void)
 		{"stored mode validates values", test_stored_forgery},
 		{"windows and policies", test_windows_and_policies},
 		{"window top: blocks equal the whole tensor", test_window_blocks},
+		{"a value past float32 in place: error, nothing rounded to Inf", test_quantize_overflow_in_place},
 		{"fused quantize-difference dot product, every ISA", test_diff_dot},
 		{"sign flags and shapes", test_signs_and_shapes},
 		{"every ISA equals the reference", test_isa_vs_ref},

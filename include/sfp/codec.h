@@ -165,7 +165,10 @@ int sfp_decode_codes(sfp_codec *c, uint8_t *codes, uint64_t cap, const void *src
 
 /*
  * Fake quantization: dst[i] is exactly what encode + decode of src would
- * give (dst may equal src). Same errors as sfp_encode.
+ * give (dst may equal src). Same errors as sfp_encode; on SFP_ERANGE the
+ * values before the one reported are quantized and dst is untouched from
+ * it on (in place: the value that does not fit is still there, never an
+ * Inf made by rounding).
  */
 int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,
 		 sfp_error *err);

@@ -904,8 +904,10 @@ int sfp_decode_codes(sfp_codec *c, uint8_t *codes, uint64_t cap, const void *src
  * is x itself for exceptions, 0 (or the window's smallest value under MIN)
  * for zeros and values below the window, else sign | rounded magnitude
  * (code + lo - 1 and the kept mantissa bits are exactly those bits). Returns
- * n, or the index of the first value past the window (the caller reports
- * it through the reference loop). Tested bit for bit against that loop.
+ * n, or the start of the block holding the first value past the window;
+ * that block is not written (each block goes through a local buffer), so
+ * the caller's reference loop reports the value even in place. Tested bit
+ * for bit against that loop.
  */
 #if defined(__x86_64__) && !defined(SFP_NO_CLONES)
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -916,9 +918,10 @@ static uint64_t quantize_nearest(const qplan *q, float *dst, const float *src, u
 	const uint32_t lo = q->lo, hi = q->hi, lossless = (uint32_t)q->lossless;
 	const uint32_t minv = q->under_min ? lo << 23 : 0;
 	uint32_t over = 0;
-	const uint64_t block = 1024;
-	for (uint64_t b0 = 0; b0 < n; b0 += block) {
-		const uint64_t b1 = b0 + block < n ? b0 + block : n;
+	enum { BLOCK = 1024 };
+	uint32_t out[BLOCK];
+	for (uint64_t b0 = 0; b0 < n; b0 += BLOCK) {
+		const uint64_t b1 = b0 + BLOCK < n ? b0 + BLOCK : n;
 		for (uint64_t i = b0; i < b1; i++) {
 			uint32_t x, r;
 			memcpy(&x, &src[i], 4);
@@ -930,10 +933,11 @@ static uint64_t quantize_nearest(const qplan *q, float *dst, const float *src, u
 			r = ar == 0 ? 0 : Er < lo ? (minv ? sign | minv : 0) : sign | ar;
 			r = exc ? x : r;
 			over |= (uint32_t)(!exc & (Er > hi));
-			memcpy(&dst[i], &r, 4);
+			out[i - b0] = r;
 		}
 		if (over)
 			return b0;
+		memcpy(dst + b0, out, (size_t)(b1 - b0) * 4);
 	}
 	return n;
 }

@@ -3,8 +3,9 @@
  * rounding without saturation, 16 values per step: the same branch-free
  * element rule as quantize_nearest() in container.c, tested bit for bit
  * against the reference loop on every (e, m) (tests/test_codec.c).
- * Returns n, or the start of the 1024-value block holding the first value
- * past the window (the caller's reference loop reports it).
+ * Returns n, or the start of the 16-value group holding the first value
+ * past the window, which is not written (the caller's reference loop
+ * reports it; with dst == src the values are still there).
  */
 #include <immintrin.h>
 
@@ -45,10 +46,10 @@ uint64_t sfp__quantize_nearest_avx512(const qplan *q, float *dst, const float *s
 			r = _mm512_mask_mov_epi32(r, below, under_min ? _mm512_or_si512(sign, vmin) : zero);
 			r = _mm512_mask_mov_epi32(r, exc, x);
 			over |= _mm512_cmpgt_epu32_mask(Er, vhi) & ~exc & lm;
+			if (over)
+				return i;
 			_mm512_mask_storeu_epi32(dst + i, lm, r);
 		}
-		if (over)
-			return b0;
 	}
 	return n;
 }
