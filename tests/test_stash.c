@@ -343,6 +343,39 @@ static void test_threads(void)
 	}
 }
 
+/* A value the container cannot hold (FLT_MAX rounds to infinity at one
+ * mantissa bit: a diverging run): the packed stash keeps the rows as the
+ * float stash leaves them, at one and two threads. */
+static void test_overflow_kept_raw(void)
+{
+	sfp_cfg_model cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.input_ndim = 1;
+	cfg.input[0] = 20000; /* 40000 values at batch 2: three blocks */
+	cfg.layers[cfg.n_layers++] = L("relu");
+	cfg.layers[cfg.n_layers++] = linear(2);
+	for (int T = 1; T <= 2; T++) {
+		run f, p;
+		sfp_error err;
+		run_open(&f, &cfg, 2, SFP_QPOLICY_FIXED, 8, 1, 0);
+		run_open(&p, &cfg, 2, SFP_QPOLICY_FIXED, 8, 1, 1);
+		CU_ASSERT_EQUAL_FATAL(sfp_model_set_threads(f.m, T, &err), SFP_OK);
+		CU_ASSERT_EQUAL_FATAL(sfp_model_set_threads(p.m, T, &err), SFP_OK);
+		for (int i = 0; i < 40000; i++)
+			p.x[i] = f.x[i] = i == 30000 ? 3.4e38f : (float)(i % 7) - 3.0f;
+		sfp_model_forward(f.m, f.x, 2, 1, 1);
+		sfp_model_forward(p.m, p.x, 2, 1, 1);
+		static float a[40000], b[40000];
+		int Ba = 0, Bb = 0;
+		CU_ASSERT_EQUAL_FATAL(sfp_model_saved_activation(f.m, 0, a, 40000, &Ba, NULL), SFP_OK);
+		CU_ASSERT_EQUAL_FATAL(sfp_model_saved_activation(p.m, 0, b, 40000, &Bb, NULL), SFP_OK);
+		CU_ASSERT(same_bits(a, b, 40000));
+		CU_ASSERT(a[30000] == 3.4e38f); /* left as it was */
+		run_close(&f);
+		run_close(&p);
+	}
+}
+
 /*
  * At e = 4, m = 1 (6 bits a value) the stash holds at most 6 bits per kept
  * value plus a header per container (zeros cost only their 4-bit exponent
@@ -422,6 +455,7 @@ int main(void)
 		{"packed stash unpacks to the fake-quantized values, trains the same",
 		 test_packed_equals_fake_quant},
 		{"two threads: the same training bits, the same stash", test_threads},
+		{"a value past the container is kept as the float stash has it", test_overflow_kept_raw},
 		{"memory: 6-bit containers shrink the activation part", test_memory},
 		{NULL, NULL},
 	};

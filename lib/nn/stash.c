@@ -81,9 +81,11 @@ typedef struct sfp_stash {
 	size_t used, cap;
 	sfp_codec **codec; /* one per thread (encode and decode keep scratch) */
 	int ncodec;
-	uint8_t *wave;     /* threads' encoded blocks before they are appended */
-	size_t wave_cap;   /* bytes per thread */
-	int wave_threads;
+	uint8_t *spill;    /* threads' encoded blocks before they are appended */
+	size_t spill_cap;  /* bytes per thread */
+	int spill_threads;
+	size_t *blk, *blk_bytes; /* per block of a chunk: offset in its spill area, bytes */
+	size_t nblk;
 	int nunits;
 	int *unit; /* layer -> plan unit (a run of per-sample layers, or one layer) */
 } sfp_stash;
@@ -102,7 +104,9 @@ void sfp_stash_free(sfp_stash *st)
 	for (int t = 0; t < st->ncodec; t++)
 		sfp_codec_free(st->codec[t]);
 	free(st->codec);
-	free(st->wave);
+	free(st->spill);
+	free(st->blk);
+	free(st->blk_bytes);
 	free(st);
 }
 
@@ -172,12 +176,16 @@ static int reserve(sfp_stash *st, size_t need)
 }
 
 /* Threads for n values in SFP_QBLOCK blocks, with a codec each (fewer
- * when the blocks are fewer, or codecs cannot be had). */
-static int team(sfp_model *m, size_t n)
+ * when the blocks are fewer, or memory cannot be had); for encoding at
+ * `bits` a value (0: decoding), each thread's spill area and the block
+ * table too. */
+static int team(sfp_model *m, size_t n, unsigned bits)
 {
 	sfp_stash *st = m->st;
 	const size_t nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
 	int T = nb < (size_t)m->ctx.threads ? (int)(nb ? nb : 1) : m->ctx.threads;
+	if (T <= 1)
+		return 1;
 	if (T > st->ncodec) {
 		sfp_codec **c = realloc(st->codec, (size_t)T * sizeof *c);
 		if (c) {
@@ -185,16 +193,33 @@ static int team(sfp_model *m, size_t n)
 			while (st->ncodec < T && (c[st->ncodec] = sfp_codec_create()))
 				st->ncodec++;
 		}
+		if (T > st->ncodec)
+			T = st->ncodec;
 	}
-	if (T > 1 && st->wave_threads < T) {
-		free(st->wave);
-		st->wave_cap = sfp_encode_bound(SFP_QBLOCK, 1);
-		st->wave = malloc((size_t)T * st->wave_cap);
-		st->wave_threads = st->wave ? T : 0;
+	if (!bits || T <= 1)
+		return T;
+	/* a thread's run of blocks at `bits` a value, headers included (a
+	 * block with exceptions may not fit: it is redone serially) */
+	const size_t per = (nb + (size_t)T - 1) / (size_t)T;
+	const size_t cap = per * (SFP_HEADER_BYTES(1) + 80 + (SFP_QBLOCK * (size_t)bits + 7) / 8);
+	if (st->spill_cap < cap || st->spill_threads < T) {
+		const size_t c = cap > st->spill_cap ? cap : st->spill_cap;
+		const int t = T > st->spill_threads ? T : st->spill_threads;
+		free(st->spill);
+		st->spill = malloc((size_t)t * c);
+		st->spill_cap = st->spill ? c : 0;
+		st->spill_threads = st->spill ? t : 0;
 	}
-	if (T > st->wave_threads)
-		T = 1;
-	return T < st->ncodec ? T : st->ncodec;
+	if (st->nblk < nb) {
+		size_t *a = realloc(st->blk, nb * sizeof *a), *w = a ? realloc(st->blk_bytes, nb * sizeof *w) : NULL;
+		if (a)
+			st->blk = a;
+		if (w) {
+			st->blk_bytes = w;
+			st->nblk = nb;
+		}
+	}
+	return st->spill_threads >= T && st->nblk >= nb ? T : 1;
 }
 
 /* Encode block k of y (values [v0, v0 + len)) into dst[0..cap). */
@@ -231,8 +256,83 @@ int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits
 	sfp_params p;
 	sfp_params_init(&p, e, mbits);
 	p.gecko = st->gecko;
-	int rc = sfp_qm_window(m, y, n, &p);
-	const int T = rc == SFP_OK ? team(m, n) : 1;
+	const int T = team(m, n, e + mbits + 1);
+	int rc = SFP_OK;
+	if (T > 1) {
+		/* one parallel region: the window (a max per block, the largest
+		 * top), then each thread encodes its run of blocks into its own
+		 * spill area and quantizes them; the blocks are appended in order
+		 * afterwards. A block that does not fit its area (exceptions) is
+		 * redone below. */
+		const size_t per = (nb + (size_t)T - 1) / (size_t)T;
+		unsigned top = p.e == 8 ? 254 : 1;
+		int bad = 0, wbad = 0;
+#pragma omp parallel num_threads(T) reduction(| : bad)
+		{
+			if (p.e < 8) {
+				/* the window: a max per block (the for ends in a barrier) */
+#pragma omp for schedule(static) reduction(max : top)
+				for (int64_t k = 0; k < (int64_t)nb; k++) {
+					const size_t v0 = (size_t)k * SFP_QBLOCK;
+					unsigned tk = 0;
+					if (sfp_quantize_window(st->codec[thread_id()], y + v0,
+								n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK, &p,
+								&tk, NULL) < 0) {
+#pragma omp atomic write
+						wbad = 1;
+					} else if (tk > top) {
+						top = tk;
+					}
+				}
+			}
+			bad = wbad; /* nothing is touched when the window fails */
+			const int t = thread_id();
+			sfp_params pt = p;
+			pt.window = SFP_WINDOW_FIXED;
+			pt.exp_hi = top;
+			uint8_t *area = st->spill + (size_t)t * st->spill_cap;
+			size_t pos = 0;
+			for (size_t k = (size_t)t * per; k < nb && k < (size_t)(t + 1) * per && !bad; k++) {
+				const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
+				size_t w = 0;
+				int r = encode_block(st, t, area + pos, st->spill_cap - pos, &w, y + v0, len, &pt);
+				st->blk[k] = r == SFP_OK ? pos : SIZE_MAX;
+				st->blk_bytes[k] = w;
+				if (r == SFP_OK) {
+					pos += w;
+					r = sfp_quantize(st->codec[t], y + v0, y + v0, len, &pt, NULL);
+				} else if (r == SFP_ENOSPC) {
+					r = SFP_OK; /* redone below */
+				}
+				bad |= r < 0;
+			}
+		}
+		rc = bad ? SFP_ERANGE : SFP_OK;
+		p.window = SFP_WINDOW_FIXED;
+		p.exp_hi = top;
+		for (size_t k = 0; k < nb && rc == SFP_OK; k++) {
+			const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
+			const size_t t = k / per;
+			size_t w = st->blk_bytes[k];
+			if (st->blk[k] != SIZE_MAX && reserve(st, w) == SFP_OK) {
+				memcpy(st->bytes + st->used, st->spill + t * st->spill_cap + st->blk[k], w);
+			} else {
+				rc = reserve(st, sfp_encode_bound(len, 1));
+				if (rc == SFP_OK)
+					rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w,
+							  y + v0, len, &p);
+				if (rc == SFP_OK)
+					rc = sfp_quantize(st->codec[0], y + v0, y + v0, len, &p, NULL);
+			}
+			if (rc == SFP_OK) {
+				add_seg(sl, s0, b, v0, len, st->used, w);
+				st->used += w;
+			}
+		}
+	} else {
+		rc = sfp_quantize_window(st->codec[0], y, n, &p, &p.exp_hi, NULL);
+		p.window = SFP_WINDOW_FIXED;
+	}
 	for (size_t k = 0; k < nb && rc == SFP_OK && T == 1; k++) {
 		/* one thread: straight into the arena (the room there is first,
 		 * then the bound) */
@@ -250,36 +350,6 @@ int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits
 		if (rc == SFP_OK) {
 			add_seg(sl, s0, b, v0, len, st->used, w);
 			st->used += w;
-		}
-	}
-	/* threads: waves of T blocks, each encoded into its thread's slice of
-	 * `wave`, then appended in block order */
-	for (size_t k0 = 0; k0 < nb && rc == SFP_OK && T > 1; k0 += (size_t)T) {
-		size_t w[256] = {0};
-		int bad = 0;
-		const int64_t kn = (int64_t)(nb - k0 < (size_t)T ? nb - k0 : (size_t)T);
-#pragma omp parallel for num_threads(T) schedule(static, 1) reduction(| : bad)
-		for (int64_t j = 0; j < kn; j++) {
-			const size_t v0 = (k0 + (size_t)j) * SFP_QBLOCK;
-			const size_t len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
-			int r = encode_block(st, (int)j, st->wave + (size_t)j * st->wave_cap, st->wave_cap,
-					     &w[j], y + v0, len, &p);
-			if (r == SFP_OK)
-				r = sfp_quantize(st->codec[j], y + v0, y + v0, len, &p, NULL);
-			bad |= r < 0;
-		}
-		size_t all = 0;
-		for (int64_t j = 0; j < kn; j++)
-			all += w[j];
-		if (bad || reserve(st, all) < 0) {
-			rc = SFP_ENOMEM;
-			break;
-		}
-		for (int64_t j = 0; j < kn; j++) {
-			const size_t v0 = (k0 + (size_t)j) * SFP_QBLOCK;
-			memcpy(st->bytes + st->used, st->wave + (size_t)j * st->wave_cap, w[j]);
-			add_seg(sl, s0, b, v0, n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK, st->used, w[j]);
-			st->used += w[j];
 		}
 	}
 	if (rc == SFP_OK)
@@ -312,7 +382,7 @@ static void decode_segs(sfp_model *m, const slot *sl, int k0, int k1, float *dst
 	size_t total = 0;
 	for (int k = k0; k < k1; k++)
 		total += sl->segs[k].n;
-	const int T = team(m, total);
+	const int T = team(m, total, 0);
 	int bad = 0;
 #pragma omp parallel for num_threads(T) schedule(static) reduction(| : bad) if (T > 1)
 	for (int k = k0; k < k1; k++) {
@@ -426,7 +496,8 @@ size_t sfp_stash_packed_bytes(const sfp_model *m, int i)
 	if (!st)
 		return 0;
 	if (i < 0)
-		return st->cap + (size_t)st->wave_threads * st->wave_cap;
+		return st->cap + (size_t)st->spill_threads * st->spill_cap +
+		       2 * st->nblk * sizeof(size_t);
 	const slot *sl = &st->s[m->layers[i].slot];
 	if (sl->stash != i)
 		return 0;
