@@ -184,14 +184,12 @@ const float *sfp_qm_weights(sfp_model *m, int i);
 const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size_t n);
 /*
  * Container work on a tensor is spread over the model's threads in blocks
- * of SFP_QBLOCK values. The exponent window is the whole tensor's
- * (sfp_qm_window: a max pass per block, then the largest top), each block
- * is quantized or encoded with that FIXED window: exactly sfp_quantize's
- * values for the whole tensor, whatever the thread count.
+ * of SFP_QBLOCK values. The exponent window is the whole tensor's (a max
+ * pass per block, then the largest top), each block is quantized or
+ * encoded with that FIXED window: exactly sfp_quantize's values for the
+ * whole tensor, whatever the thread count.
  */
 #define SFP_QBLOCK 16384
-/* p (e, m set) gets the window top of x[0..n) and a FIXED window. */
-int sfp_qm_window(sfp_model *m, const float *x, size_t n, sfp_params *p);
 /* dst = Q(src, e, mbits) (dst may be src), blocks over the threads. */
 int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
 		    unsigned mbits);

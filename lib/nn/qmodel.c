@@ -248,34 +248,6 @@ static int nthreads(const sfp_model *m, size_t n)
 	return nb < 2 ? 1 : nb < (size_t)m->ctx.threads ? (int)nb : m->ctx.threads;
 }
 
-int sfp_qm_window(sfp_model *m, const float *x, size_t n, sfp_params *p)
-{
-	sfp_codec *c = m->q->codec; /* window and quantize only read it */
-	const int T = nthreads(m, n);
-	int rc = SFP_OK;
-	if (p->e == 8 || T == 1) {
-		rc = sfp_quantize_window(c, x, n, p, &p->exp_hi, NULL);
-	} else {
-		const int64_t nb = (int64_t)((n + SFP_QBLOCK - 1) / SFP_QBLOCK);
-		unsigned top = 1;
-		int bad = 0;
-#pragma omp parallel for num_threads(T) schedule(static) reduction(max : top) reduction(| : bad)
-		for (int64_t k = 0; k < nb; k++) {
-			const size_t b0 = (size_t)k * SFP_QBLOCK, len = n - b0 < SFP_QBLOCK ? n - b0 : SFP_QBLOCK;
-			unsigned t = 0;
-			if (sfp_quantize_window(c, x + b0, len, p, &t, NULL) < 0)
-				bad = 1;
-			else if (t > top)
-				top = t;
-		}
-		/* an all-zero block says 1, the AUTO top of an all-zero tensor */
-		p->exp_hi = top;
-		rc = bad ? SFP_ERANGE : SFP_OK;
-	}
-	p->window = SFP_WINDOW_FIXED;
-	return rc;
-}
-
 int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
 		    unsigned mbits)
 {
@@ -285,15 +257,40 @@ int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsign
 		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
 	sfp_params p;
 	sfp_params_init(&p, e, mbits);
-	if (sfp_qm_window(m, src, n, &p) < 0) /* the serial pass reports it, as before */
-		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
 	const int64_t nb = (int64_t)((n + SFP_QBLOCK - 1) / SFP_QBLOCK);
-	int bad = 0;
-#pragma omp parallel for num_threads(T) schedule(static) reduction(| : bad)
-	for (int64_t k = 0; k < nb; k++) {
-		const size_t b0 = (size_t)k * SFP_QBLOCK, len = n - b0 < SFP_QBLOCK ? n - b0 : SFP_QBLOCK;
-		bad |= sfp_quantize(c, dst + b0, src + b0, len, &p, NULL) < 0;
+	unsigned top = e == 8 ? 254 : 1;
+	int bad = 0, wbad = 0;
+	/* one region: the window (a max per block; the for ends in a
+	 * barrier), then the blocks at that FIXED window */
+#pragma omp parallel num_threads(T) reduction(| : bad)
+	{
+		if (e < 8) {
+#pragma omp for schedule(static) reduction(max : top)
+			for (int64_t k = 0; k < nb; k++) {
+				const size_t b0 = (size_t)k * SFP_QBLOCK;
+				unsigned tk = 0;
+				if (sfp_quantize_window(c, src + b0, n - b0 < SFP_QBLOCK ? n - b0 : SFP_QBLOCK,
+							&p, &tk, NULL) < 0) {
+#pragma omp atomic write
+					wbad = 1;
+				} else if (tk > top) {
+					top = tk;
+				}
+			}
+		}
+		sfp_params pt = p;
+		pt.window = SFP_WINDOW_FIXED;
+		pt.exp_hi = top;
+#pragma omp for schedule(static)
+		for (int64_t k = 0; k < nb; k++) {
+			const size_t b0 = (size_t)k * SFP_QBLOCK;
+			const size_t len = n - b0 < SFP_QBLOCK ? n - b0 : SFP_QBLOCK;
+			if (!wbad)
+				bad |= sfp_quantize(c, dst + b0, src + b0, len, &pt, NULL) < 0;
+		}
 	}
+	if (wbad) /* the serial pass reports it, as the one-thread path does */
+		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
 	return bad ? SFP_ERANGE : SFP_OK;
 }
 
