@@ -7,7 +7,10 @@
  * non-trained buffers (batch-norm running statistics), optimizer moments and
  * activations each live in one contiguous float block, so zeroing gradients
  * is one memset, the optimizer one loop, a checkpoint one write per block and
- * a gradient exchange one call over one buffer. Layers never allocate.
+ * a gradient exchange one call over one buffer. Layers never allocate. With
+ * activations in containers and a packed stash (sfp_model_set_stash), the
+ * activations kept for backward live packed and float activation memory is
+ * one planned scratch pool instead.
  *
  * Tensors are float32, batch-major, C order. A layer's per-sample shape is
  * (c, h, w); a flat vector of n features is (n, 1, 1).

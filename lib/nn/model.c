@@ -7,7 +7,10 @@
  * the same slice of the activation-gradient arena; `flatten` aliases its
  * input's slice (it moves no data). Backward walks the layers in reverse and
  * each layer adds its input gradient into the producer's slice, so a tensor
- * read by two layers (a residual branch) sums both gradients.
+ * read by two layers (a residual branch) sums both gradients. With a packed
+ * stash (stash.c) those slices are planned scratch instead and what
+ * backward reads comes from the containers: layers reach outputs and
+ * gradients only through sfp_act_out, sfp_act_saved and sfp_dact.
  */
 #include <dlfcn.h>
 #include <limits.h>

@@ -8,13 +8,14 @@
  *
  * Packed stash (activations in containers, the default then): what backward
  * reads of a layer's output is kept only as containers (lib/codec at the
- * packing widths, Gecko exponents if asked), one per forward segment -- the
- * chunk of samples the layer ran on, or the batch -- encoded right after
- * the layer's forward from the values it produced, so each decodes to
+ * packing widths, Gecko exponents if asked), encoded right after the
+ * layer's forward on a chunk of samples (or the batch) from the values it
+ * produced: one window for the chunk, one container per block of
+ * SFP_QBLOCK values, blocks spread over the threads. Each decodes to
  * exactly the fake-quantized values the float stash would hold
- * (sfp_decode(sfp_encode(x)) == sfp_quantize(x)). Float32 outputs are then
- * scratch, placed in one pool by a liveness plan made once for the largest
- * batch:
+ * (sfp_decode(sfp_encode(x)) == sfp_quantize(x)). Float32 outputs, the
+ * stash decoded for backward and the outputs' gradients are then scratch,
+ * placed in one pool by a liveness plan made once for the largest batch:
  *  - forward: a layer's output buffer lives from its producer to its last
  *    consumer; inside a run of per-sample layers (model_internal.h) whose
  *    consumers all sit in the same run it holds one chunk, reused chunk
@@ -22,6 +23,8 @@
  *  - backward: a stored output is decoded into scratch just before its
  *    first reader and lives until its last one; one chunk at a time when
  *    every reader runs in the chunks the stash was written in, else whole;
+ *    an output's gradient lives from its first writer to its last reader,
+ *    one chunk when only its run touches it, zeroed when its life starts;
  *  - outputs read in backward that have no container (the logits, a
  *    flatten of the input) are kept whole for the step.
  * Buffers whose lifetimes (in units of forward/backward layer runs) do not
