@@ -575,13 +575,18 @@ static void test_diff_dot(void)
 	x[9] = 1e-40f; /* subnormal */
 	const unsigned es[] = {2, 4, 8}, ms[] = {0, 2, 7, 23};
 	const uint64_t ns[] = {N, 1, 15, 17, 1023, 1025, 2049};
+	/* the second quantization: other e and m; other e, same m (shared
+	 * rounding, differences only where a window flushes: mostly skipped
+	 * zeros); the same e and m (all differences zero) */
 	for (size_t a = 0; a < 3; a++)
 		for (size_t b = 0; b < 4; b++)
-			for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
-				const uint64_t n = ns[k];
+			for (size_t k = 0; k < 3 * sizeof ns / sizeof ns[0]; k++) {
+				const uint64_t n = ns[k % (sizeof ns / sizeof ns[0])];
+				const size_t kind = k / (sizeof ns / sizeof ns[0]);
 				sfp_params pa, pb;
 				sfp_params_init(&pa, es[a], ms[b]);
-				sfp_params_init(&pb, es[(a + 1) % 3], ms[(b + 1) % 4]);
+				sfp_params_init(&pb, kind == 2 ? es[a] : es[(a + 1) % 3],
+						kind ? ms[b] : ms[(b + 1) % 4]);
 				CU_ASSERT_EQUAL_FATAL(sfp_quantize_window(codec, x, n, &pa, &pa.exp_hi, NULL),
 						      SFP_OK);
 				CU_ASSERT_EQUAL_FATAL(sfp_quantize_window(codec, x, n, &pb, &pb.exp_hi, NULL),
@@ -612,24 +617,30 @@ static void test_diff_dot(void)
 			}
 	sfp_params pa, pb;
 	/* NaN and Inf (carried as they are) make the sum NaN, the same NaN on
-	 * every ISA */
-	static float y[40];
+	 * every ISA; so does an infinite gradient where both quantizations
+	 * agree (0 * Inf), and in the third case only that */
+	static float y[40], y2[40], g2[40];
 	memcpy(y, x, sizeof y);
+	memcpy(y2, x, sizeof y2);
+	memcpy(g2, g, sizeof g2);
 	y[5] = NAN;
 	y[13] = -INFINITY;
-	for (int same = 0; same < 2; same++) {
+	g2[20] = INFINITY;
+	y2[20] = 0.0f;
+	for (int same = 0; same < 3; same++) {
 		double want = 0.0;
 		for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
 			if (sfp_codec_set_isa(codec, isa) < 0)
 				continue;
 			sfp_params_init(&pa, 5, 4);
 			sfp_params_init(&pb, 5, 1);
-			sfp_quantize_window(codec, y, 40, &pa, &pa.exp_hi, NULL);
-			sfp_quantize_window(codec, y, 40, &pb, &pb.exp_hi, NULL);
+			const float *gg = same == 2 ? g2 : g, *yy = same == 2 ? y2 : y;
+			sfp_quantize_window(codec, yy, 40, &pa, &pa.exp_hi, NULL);
+			sfp_quantize_window(codec, yy, 40, &pb, &pb.exp_hi, NULL);
 			pa.window = pb.window = SFP_WINDOW_FIXED;
 			double s = 0.0;
-			CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, g, y, 40, same ? NULL : &pa, &pb, &s,
-							      NULL),
+			CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, gg, yy, 40, same == 1 ? NULL : &pa,
+							      &pb, &s, NULL),
 					SFP_OK);
 			CU_ASSERT(isnan(s));
 			if (isa == SFP_ISA_SCALAR)

@@ -121,7 +121,11 @@ static inline __m512 qvec_window(const qvec *v, const qround *q, __m512i x, __mm
  * so each is zero or within a factor 2 of the other and a - b is exact
  * (Sterbenz) -- the same double as (double)a - (double)b; NaN and Inf
  * give NaN either way. Plans with the same mantissa width share the
- * rounding.
+ * rounding. Sixteen values whose differences are all zero, with finite
+ * gradients, add only zeros: they are skipped (a lane that starts at +0
+ * never becomes -0 by adding exact values, so adding +-0 changes no lane)
+ * -- after ReLU most values are zero, and the exponent pair differs only
+ * where the narrower window flushes.
  */
 uint64_t sfp__diff_dot_avx512(const qplan *qa, const qplan *qb, const float *g, const float *x,
 			      uint64_t n, double *acc)
@@ -153,6 +157,13 @@ uint64_t sfp__diff_dot_avx512(const qplan *qa, const qplan *qb, const float *g, 
 				qav = qvec_window(&va, &ra, xi, lm, &over);
 			}
 			const __m512 d = _mm512_sub_ps(qav, qbv);
+			const __mmask16 nz = _mm512_cmpneq_ps_mask(d, _mm512_setzero_ps()) & lm;
+			const __mmask16 gbad =
+				_mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(gv),
+									 _mm512_set1_epi32(0x7f800000)),
+							_mm512_set1_epi32(0x7f800000)) & lm;
+			if (!(nz | gbad))
+				continue;
 			const __m512d g0 = _mm512_cvtps_pd(_mm512_castps512_ps256(gv));
 			const __m512d g1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(gv, 1));
 			const __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
