@@ -6,11 +6,13 @@
 # (the machine is shared and noisy); the table shows medians over every
 # timed window of every round.
 #
-# Then learned containers on versus off, in the same rounds: the CNN in
-# float32, with QM+QE on weights and activations and the packed stash (the
-# default: stored activations kept in containers), and with the float stash
+# Then learned containers on versus off: the CNN in float32, with QM+QE on
+# weights and activations and the packed stash (the default: stored
+# activations kept in containers), and with the float stash
 # (bitlength.pack=false: float32 values on the container grid), at 1 and 2
-# threads: samples/s, peak RSS and the bytes the model reports holding.
+# threads. The three train in one process, half-second windows in turn
+# (sfp bench train --variant), so the machine's moods fall on all alike;
+# peak RSS comes from a separate short run of each.
 #
 # PyTorch runs twice: as the machine has it, and with OPENBLAS_CORETYPE=
 # SkylakeX set in that one command. Debian's OpenBLAS 0.3.21 does not know
@@ -44,15 +46,22 @@ for r in $(seq "$ROUNDS"); do
 				--seconds "$SECS" --repeats 3 --tag "OPENBLAS_CORETYPE=SkylakeX" >>"$OUT"
 		done
 	done
-	# learned containers on versus off, same model, same round
+	# learned containers on versus off, same model, same process
+	Q=bitlength.policy=quantum,bitlength.m=7,bitlength.gamma=0.05
 	for t in 1 2; do
-		echo "  round $r: cnn with containers, $t thread(s)" >&2
-		for pack in true false; do
-			"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml \
-				--name "cnn-quantum-pack-$pack" --threads "$t" --seconds "$SECS" --repeats 3 \
-				--set bitlength.policy=quantum --set bitlength.m=7 \
-				--set bitlength.gamma=0.05 --set bitlength.pack=$pack >>"$OUT"
-		done
+		echo "  round $r: cnn, float32 / QM+QE packed / QM+QE float stash, $t thread(s)" >&2
+		"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name cnn-f32-ab \
+			--threads "$t" --seconds 0.5 --repeats 9 --variant "cnn-quantum-packed:$Q" \
+			--variant "cnn-quantum-float:$Q,bitlength.pack=false" >>"$OUT"
+	done
+done
+for t in 1 2; do
+	"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name cnn-f32-rss --threads "$t" \
+		--steps 20 --repeats 1 >>"$OUT"
+	for pack in true false; do
+		"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name "cnn-quantum-$pack-rss" \
+			--threads "$t" --steps 20 --repeats 1 --set bitlength.policy=quantum \
+			--set bitlength.m=7 --set bitlength.pack=$pack >>"$OUT"
 	done
 done
 $PY - "$OUT" <<'PYEOF'
@@ -77,19 +86,19 @@ for m in ("mlp", "cnn"):
               f"{gf:.1f} ({100*gf/peak:.0f}% of {peak:.0f}) | {rss_s:.0f} / {rss_p:.0f} MiB |")
 print()
 print("Learned containers (QM+QE on weights and activations, e8 m7 at the start, width updates included),")
-print("CNN, same rounds. Packed: stored activations kept in containers (the default); float stash:")
-print("float32 values on the container grid (bitlength.pack=false). RSS: the whole process, peak;")
-print("model: the bytes sfp_model_memory reports (activation part: float outputs and their gradients,")
-print("packed stash).")
+print("CNN, the three in one process, windows in turn. Packed: stored activations kept in containers")
+print("(the default); float stash: float32 values on the container grid (bitlength.pack=false). Peak RSS:")
+print("the whole process, a separate 20-step run of each; model: the bytes sfp_model_memory reports.")
 print()
 print("| threads | float32 samples/s | QM+QE packed | vs float32 | QM+QE float stash | vs float32 | peak RSS float32 / packed / float stash | model MiB float32 / packed / float stash |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for t in (1, 2):
-    fx, f = pick("sfp", "cnn", t)
-    px, p = pick("sfp", "cnn-quantum-pack-true", t)
-    sx, s = pick("sfp", "cnn-quantum-pack-false", t)
-    rss = [max(x["peak_rss_kb"] for x in xs) / 1024 for xs in (fx, px, sx)]
-    mb = [xs[0]["model_bytes"] / 1048576 for xs in (fx, px, sx)]
+    _, f = pick("sfp", "cnn-f32-ab", t)
+    _, p = pick("sfp", "cnn-quantum-packed", t)
+    _, s = pick("sfp", "cnn-quantum-float", t)
+    xs3 = [pick("sfp", n, t)[0] for n in ("cnn-f32-rss", "cnn-quantum-true-rss", "cnn-quantum-false-rss")]
+    rss = [max(x["peak_rss_kb"] for x in xs) / 1024 for xs in xs3]
+    mb = [xs[0]["model_bytes"] / 1048576 for xs in xs3]
     print(f"| {t} | {f:,.0f} | {p:,.0f} | {100 * (p / f - 1):+.0f}% | {s:,.0f} | {100 * (s / f - 1):+.0f}% | "
           f"{rss[0]:.1f} / {rss[1]:.1f} / {rss[2]:.1f} MiB | {mb[0]:.1f} / {mb[1]:.1f} / {mb[2]:.1f} |")
 print()
