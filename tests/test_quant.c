@@ -130,6 +130,52 @@ static void test_grad_on_grid(void)
 	CU_ASSERT(checked > 50);
 }
 
+/* The gradient in pieces: window tops found per block and maxed, block
+ * sums added in order -- the same bits as sfp_qtensor_grad_grid. */
+static void test_grad_pieces(void)
+{
+	enum { N = 3 * SFP_QGRAD_BLOCK + 123 };
+	static float x[N], g[N];
+	sfp_rng r;
+	sfp_rng_seed(&r, 77);
+	for (int i = 0; i < N; i++) {
+		x[i] = i % 4 == 0 ? 0.0f : sfp_rng_normal(&r) * expf(2.0f * sfp_rng_normal(&r));
+		g[i] = sfp_rng_normal(&r);
+	}
+	x[2 * SFP_QGRAD_BLOCK + 5] = 4e6f; /* the top lives in the third block */
+	const float es[] = {3.4f, 5.0f, 8.0f}, ms[] = {1.5f, 4.0f, 6.7f};
+	for (int a = 0; a < 3; a++)
+		for (int b = 0; b < 3; b++) {
+			sfp_qtensor t1, t2;
+			sfp_qtensor_init(&t1, es[a], ms[b], N);
+			t1.use_e = (unsigned)floorf(es[a]);
+			t1.use_m = sfp_qwidth_pack_bits(&t1.m);
+			t2 = t1;
+			CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad_grid(codec, &t1, g, x, N, 0, 0, NULL), SFP_OK);
+			sfp_qgrad p;
+			sfp_qgrad_setup(&p, &t2, 0, 0);
+			unsigned top[2] = {1, 1};
+			for (int k = 0; k * SFP_QGRAD_BLOCK < N; k++) {
+				const int b0 = k * SFP_QGRAD_BLOCK, len = N - b0 < SFP_QGRAD_BLOCK ? N - b0 : SFP_QGRAD_BLOCK;
+				unsigned tk[2] = {1, 1};
+				CU_ASSERT_EQUAL_FATAL(sfp_qgrad_tops(codec, &p, x + b0, len, tk, NULL), SFP_OK);
+				top[0] = tk[0] > top[0] ? tk[0] : top[0];
+				top[1] = tk[1] > top[1] ? tk[1] : top[1];
+			}
+			sfp_qgrad_set_tops(&p, top);
+			double total[2] = {0, 0}, d[2];
+			for (int k = 0; k * SFP_QGRAD_BLOCK < N; k++) {
+				const int b0 = k * SFP_QGRAD_BLOCK, len = N - b0 < SFP_QGRAD_BLOCK ? N - b0 : SFP_QGRAD_BLOCK;
+				CU_ASSERT_EQUAL_FATAL(sfp_qgrad_block(codec, &p, g + b0, x + b0, len, d, NULL), SFP_OK);
+				total[0] += d[0];
+				total[1] += d[1];
+			}
+			sfp_qgrad_apply(&t2, &p, total);
+			CU_ASSERT_EQUAL(memcmp(&t1.m.grad, &t2.m.grad, 4), 0);
+			CU_ASSERT_EQUAL(memcmp(&t1.e.grad, &t2.e.grad, 4), 0);
+		}
+}
+
 static void test_pick(void)
 {
 	sfp_rng r;
@@ -260,6 +306,7 @@ int main(void)
 	static const test_case cases[] = {
 		{"interpolation gradient = finite differences", test_interp_gradient},
 		{"gradient of values on a grid skips the identity", test_grad_on_grid},
+		{"gradient in pieces equals the whole", test_grad_pieces},
 		{"forward picks floor/ceil by the fraction", test_pick},
 		{"the penalty drives widths down, the task loss holds", test_penalty_drives_widths},
 		{"BitWave on synthetic loss curves", test_bitwave},

@@ -92,9 +92,20 @@ typedef struct sfp_qgrad {
 	int on[2];             /* [0] mantissa pair, [1] exponent pair: has a gradient */
 	int same_a[2];         /* the pair's first quantization is x itself */
 	sfp_params a[2], b[2]; /* the quantizations compared, FIXED windows */
+	unsigned need_m[2];    /* mantissa widths whose window top needs a max pass */
+	int nneed;
 } sfp_qgrad;
 int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float *x, uint64_t n,
 		   unsigned grid_e, unsigned grid_m, sfp_error *err);
+/* sfp_qgrad_plan in three steps, for callers that spread the max passes
+ * over threads too: setup fixes the pairs and lists the window tops to
+ * find (need_m); sfp_qgrad_tops gives them for a piece of x (the whole's
+ * are the largest over the pieces; an all-zero piece says 1);
+ * sfp_qgrad_set_tops puts them in. */
+void sfp_qgrad_setup(sfp_qgrad *p, const sfp_qtensor *t, unsigned grid_e, unsigned grid_m);
+int sfp_qgrad_tops(sfp_codec *c, const sfp_qgrad *p, const float *x, uint64_t n, unsigned tops[2],
+		   sfp_error *err);
+void sfp_qgrad_set_tops(sfp_qgrad *p, const unsigned tops[2]);
 int sfp_qgrad_block(sfp_codec *c, const sfp_qgrad *p, const float *g, const float *x, uint64_t n,
 		    double sum[2], sfp_error *err);
 void sfp_qgrad_apply(sfp_qtensor *t, const sfp_qgrad *p, const double sum[2]);

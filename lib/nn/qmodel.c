@@ -359,17 +359,36 @@ static void width_grad(sfp_model *m, sfp_qtensor *t, const float *g, const float
 {
 	sfp_qmodel *q = m->q;
 	sfp_qgrad p;
-	if (sfp_qgrad_plan(q->codec, &p, t, x, n, grid_e, grid_m, NULL) < 0)
-		return;
+	sfp_qgrad_setup(&p, t, grid_e, grid_m);
 	const int64_t nb = (int64_t)((n + SFP_QGRAD_BLOCK - 1) / SFP_QGRAD_BLOCK);
 	double *sums = q->sums, total[2] = {0, 0};
+	unsigned top0 = 1, top1 = 1;
 	int bad = 0;
-#pragma omp parallel for num_threads(m->ctx.threads) schedule(static) reduction(| : bad) \
+	/* one region: the window tops (a max per block), then the block sums */
+#pragma omp parallel num_threads(m->ctx.threads) reduction(| : bad) \
 	if (m->ctx.threads > 1 && nb > 1)
-	for (int64_t k = 0; k < nb; k++) {
-		const size_t b0 = (size_t)k * SFP_QGRAD_BLOCK;
-		const size_t len = n - b0 < SFP_QGRAD_BLOCK ? n - b0 : SFP_QGRAD_BLOCK;
-		bad |= sfp_qgrad_block(q->codec, &p, g + b0, x + b0, len, sums + 2 * k, NULL) < 0;
+	{
+		if (p.nneed) {
+#pragma omp for schedule(static) reduction(max : top0, top1)
+			for (int64_t k = 0; k < nb; k++) {
+				const size_t b0 = (size_t)k * SFP_QGRAD_BLOCK;
+				unsigned tk[2] = {1, 1};
+				bad |= sfp_qgrad_tops(q->codec, &p, x + b0,
+						      n - b0 < SFP_QGRAD_BLOCK ? n - b0 : SFP_QGRAD_BLOCK,
+						      tk, NULL) < 0;
+				top0 = tk[0] > top0 ? tk[0] : top0;
+				top1 = tk[1] > top1 ? tk[1] : top1;
+			}
+		}
+		sfp_qgrad pt = p;
+		const unsigned tops[2] = {top0, top1};
+		sfp_qgrad_set_tops(&pt, tops);
+#pragma omp for schedule(static)
+		for (int64_t k = 0; k < nb; k++) {
+			const size_t b0 = (size_t)k * SFP_QGRAD_BLOCK;
+			const size_t len = n - b0 < SFP_QGRAD_BLOCK ? n - b0 : SFP_QGRAD_BLOCK;
+			bad |= sfp_qgrad_block(q->codec, &pt, g + b0, x + b0, len, sums + 2 * k, NULL) < 0;
+		}
 	}
 	for (int64_t k = 0; k < nb && !bad; k++) {
 		total[0] += sums[2 * k];

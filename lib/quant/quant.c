@@ -71,8 +71,7 @@ static void bracket(const sfp_qwidth *w, unsigned *lo, unsigned *hi)
  * block order. The result depends only on the data: not on the ISA, nor
  * on how blocks are spread over threads.
  */
-int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float *x, uint64_t n,
-		   unsigned grid_e, unsigned grid_m, sfp_error *err)
+void sfp_qgrad_setup(sfp_qgrad *p, const sfp_qtensor *t, unsigned grid_e, unsigned grid_m)
 {
 	unsigned lo, hi, ea[2], ma[2], eb[2], mb[2];
 	memset(p, 0, sizeof *p);
@@ -92,25 +91,52 @@ int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float
 		p->same_a[k] = grid_e && ea[k] == grid_e && ma[k] == grid_m;
 		sfp_params_init(&p->a[k], ea[k], ma[k]);
 		sfp_params_init(&p->b[k], eb[k], mb[k]);
-	}
-	/* window tops: for e < 8 they depend on m only (e = 8: always 254),
-	 * so at most two max passes */
-	unsigned top_m[24] = {0};
-	for (int k = 0; k < 2; k++) {
-		if (!p->on[k])
-			continue;
 		sfp_params *q[2] = {&p->a[k], &p->b[k]};
 		for (int j = p->same_a[k]; j < 2; j++) {
-			if (q[j]->e == 8) {
-				q[j]->exp_hi = 254;
-			} else {
-				if (!top_m[q[j]->m])
-					SFP_TRY(sfp_quantize_window(c, x, n, q[j], &top_m[q[j]->m], err));
-				q[j]->exp_hi = top_m[q[j]->m];
-			}
+			/* window tops: for e < 8 they depend on m only (e = 8:
+			 * always 254), so at most two max passes */
 			q[j]->window = SFP_WINDOW_FIXED;
+			q[j]->exp_hi = 254;
+			if (q[j]->e == 8)
+				continue;
+			int seen = 0;
+			for (int i = 0; i < p->nneed; i++)
+				seen |= p->need_m[i] == q[j]->m;
+			if (!seen)
+				p->need_m[p->nneed++] = q[j]->m;
 		}
 	}
+}
+
+int sfp_qgrad_tops(sfp_codec *c, const sfp_qgrad *p, const float *x, uint64_t n, unsigned tops[2],
+		   sfp_error *err)
+{
+	for (int i = 0; i < p->nneed; i++) {
+		sfp_params q;
+		sfp_params_init(&q, 1, p->need_m[i]);
+		SFP_TRY(sfp_quantize_window(c, x, n, &q, &tops[i], err));
+	}
+	return SFP_OK;
+}
+
+void sfp_qgrad_set_tops(sfp_qgrad *p, const unsigned tops[2])
+{
+	for (int k = 0; k < 2; k++) {
+		sfp_params *q[2] = {&p->a[k], &p->b[k]};
+		for (int j = 0; j < 2 && p->on[k]; j++)
+			for (int i = 0; i < p->nneed; i++)
+				if (q[j]->e < 8 && q[j]->m == p->need_m[i])
+					q[j]->exp_hi = tops[i];
+	}
+}
+
+int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float *x, uint64_t n,
+		   unsigned grid_e, unsigned grid_m, sfp_error *err)
+{
+	unsigned tops[2] = {1, 1};
+	sfp_qgrad_setup(p, t, grid_e, grid_m);
+	SFP_TRY(sfp_qgrad_tops(c, p, x, n, tops, err));
+	sfp_qgrad_set_tops(p, tops);
 	return SFP_OK;
 }
 
