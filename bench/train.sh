@@ -6,6 +6,14 @@
 # (the machine is shared and noisy); the table shows medians over every
 # timed window of every round.
 #
+# Then learned containers on versus off: the CNN in float32, with QM+QE on
+# weights and activations and the packed stash (the default: stored
+# activations kept in containers), and with the float stash
+# (bitlength.pack=false: float32 values on the container grid), at 1 and 2
+# threads. The three train in one process, half-second windows in turn
+# (sfp bench train --variant), so the machine's moods fall on all alike;
+# peak RSS comes from a separate short run of each.
+#
 # PyTorch runs twice: as the machine has it, and with OPENBLAS_CORETYPE=
 # SkylakeX set in that one command. Debian's OpenBLAS 0.3.21 does not know
 # this CPU generation and falls back to its SSE3 ("Prescott") kernels; that
@@ -38,10 +46,23 @@ for r in $(seq "$ROUNDS"); do
 				--seconds "$SECS" --repeats 3 --tag "OPENBLAS_CORETYPE=SkylakeX" >>"$OUT"
 		done
 	done
-	# learned containers on versus off, same model, same round
-	"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name cnn-quantum --threads 1 \
-		--seconds "$SECS" --repeats 3 --set bitlength.policy=quantum --set bitlength.m=7 \
-		--set bitlength.gamma=0.05 >>"$OUT"
+	# learned containers on versus off, same model, same process
+	Q=bitlength.policy=quantum,bitlength.m=7,bitlength.gamma=0.05
+	for t in 1 2; do
+		echo "  round $r: cnn, float32 / QM+QE packed / QM+QE float stash, $t thread(s)" >&2
+		"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name cnn-f32-ab \
+			--threads "$t" --seconds 0.5 --repeats 9 --variant "cnn-quantum-packed:$Q" \
+			--variant "cnn-quantum-float:$Q,bitlength.pack=false" >>"$OUT"
+	done
+done
+for t in 1 2; do
+	"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name cnn-f32-rss --threads "$t" \
+		--steps 20 --repeats 1 >>"$OUT"
+	for pack in true false; do
+		"$SFP" bench train --config deploy/examples/fmnist-cnn.yaml --name "cnn-quantum-$pack-rss" \
+			--threads "$t" --steps 20 --repeats 1 --set bitlength.policy=quantum \
+			--set bitlength.m=7 --set bitlength.pack=$pack >>"$OUT"
+	done
 done
 $PY - "$OUT" <<'PYEOF'
 import json, statistics, sys
@@ -64,10 +85,22 @@ for m in ("mlp", "cnn"):
         print(f"| {m} | {t} | {s:,.0f} | {p:,.0f} | {s/p:.2f}x | {k:,.0f} | {s/k:.2f}x | "
               f"{gf:.1f} ({100*gf/peak:.0f}% of {peak:.0f}) | {rss_s:.0f} / {rss_p:.0f} MiB |")
 print()
-_, q = pick("sfp", "cnn-quantum", 1)
-_, f = pick("sfp", "cnn", 1)
-print(f"Learned containers (Quantum Mantissa/Exponent on weights and activations, width updates included),")
-print(f"CNN, 1 thread: {q:,.0f} samples/s against {f:,.0f} in float32: {100 * (1 - q / f):.0f}% slower.")
+print("Learned containers (QM+QE on weights and activations, e8 m7 at the start, width updates included),")
+print("CNN, the three in one process, windows in turn. Packed: stored activations kept in containers")
+print("(the default); float stash: float32 values on the container grid (bitlength.pack=false). Peak RSS:")
+print("the whole process, a separate 20-step run of each; model: the bytes sfp_model_memory reports.")
+print()
+print("| threads | float32 samples/s | QM+QE packed | vs float32 | QM+QE float stash | vs float32 | peak RSS float32 / packed / float stash | model MiB float32 / packed / float stash |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+for t in (1, 2):
+    _, f = pick("sfp", "cnn-f32-ab", t)
+    _, p = pick("sfp", "cnn-quantum-packed", t)
+    _, s = pick("sfp", "cnn-quantum-float", t)
+    xs3 = [pick("sfp", n, t)[0] for n in ("cnn-f32-rss", "cnn-quantum-true-rss", "cnn-quantum-false-rss")]
+    rss = [max(x["peak_rss_kb"] for x in xs) / 1024 for xs in xs3]
+    mb = [xs[0]["model_bytes"] / 1048576 for xs in xs3]
+    print(f"| {t} | {f:,.0f} | {p:,.0f} | {100 * (p / f - 1):+.0f}% | {s:,.0f} | {100 * (s / f - 1):+.0f}% | "
+          f"{rss[0]:.1f} / {rss[1]:.1f} / {rss[2]:.1f} MiB | {mb[0]:.1f} / {mb[1]:.1f} / {mb[2]:.1f} |")
 print()
 print("PyTorch:", sorted({x["peer"] for x in rows if x["peer"].startswith("pytorch ")})[0],
       "| SGEMM peak: sfp's own kernel, 512^3, one core | GFLOP/s counts linear and conv multiply-adds x2")

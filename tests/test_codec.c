@@ -479,6 +479,192 @@ static void test_windows_and_policies(void)
 	CU_ASSERT_EQUAL(sfp_encode(codec, buf, cap, &w, x, 6, &shape, 1, &p, &err), SFP_EINVAL);
 }
 
+/* A value that rounds past float32 in place: an error naming it, the
+ * values before it quantized, it and the rest untouched -- never an Inf
+ * made by rounding -- at every ISA level, wherever it sits in a block. */
+static void test_quantize_overflow_in_place(void)
+{
+	enum { N = 3000 };
+	static float x[N], y[N], want[N];
+	const int where[] = {0, 5, 17, 1023, 1024, 2999};
+	for (size_t w = 0; w < sizeof where / sizeof where[0]; w++)
+		for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+			if (sfp_codec_set_isa(codec, isa) < 0)
+				continue;
+			for (int i = 0; i < N; i++)
+				x[i] = (float)(i % 11) * 0.37f - 1.5f;
+			x[where[w]] = 3.4e38f; /* rounds to infinity at m = 1 */
+			sfp_params p;
+			sfp_params_init(&p, 8, 1);
+			memcpy(want, x, sizeof x);
+			CU_ASSERT_EQUAL(sfp_quantize(codec, want, x, where[w], &p, NULL), SFP_OK);
+			memcpy(y, x, sizeof x);
+			sfp_error err;
+			CU_ASSERT_EQUAL(sfp_quantize(codec, y, y, N, &p, &err), SFP_ERANGE);
+			char idx[32];
+			snprintf(idx, sizeof idx, "index %d ", where[w]);
+			CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, idx));
+			CU_ASSERT_EQUAL(memcmp(y, want, sizeof y), 0);
+		}
+	sfp_codec_set_isa(codec, sfp_cpu_isa());
+}
+
+/* sfp_quantize_window: blocks quantized at the tensor's window top (FIXED)
+ * give exactly the whole tensor's values, for every e and a few m, data
+ * with zeros, NaN/Inf, tiny values and one large outlier. */
+static void test_window_blocks(void)
+{
+	enum { N = 3000, BL = 512 };
+	static float x[N], whole[N], blocked[N];
+	sfp_rng r;
+	sfp_rng_seed(&r, 21);
+	for (int i = 0; i < N; i++)
+		x[i] = i % 7 == 0 ? 0.0f : sfp_rng_normal(&r) * expf(3.0f * sfp_rng_normal(&r));
+	x[5] = NAN;
+	x[17] = -INFINITY;
+	x[2500] = 3e30f; /* the window top lives in one block only */
+	const unsigned ms[] = {0, 1, 3, 7, 23};
+	for (unsigned e = 1; e <= 8; e++)
+		for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) {
+			sfp_params p;
+			sfp_params_init(&p, e, ms[k]);
+			unsigned top = 0;
+			CU_ASSERT_EQUAL_FATAL(sfp_quantize_window(codec, x, N, &p, &top, NULL), SFP_OK);
+			CU_ASSERT(top >= 1 && top <= 254);
+			CU_ASSERT_EQUAL_FATAL(sfp_quantize(codec, whole, x, N, &p, NULL), SFP_OK);
+			sfp_params f = p;
+			f.window = SFP_WINDOW_FIXED;
+			f.exp_hi = top;
+			for (int b0 = 0; b0 < N; b0 += BL)
+				CU_ASSERT_EQUAL_FATAL(sfp_quantize(codec, blocked + b0, x + b0,
+								   N - b0 < BL ? N - b0 : BL, &f, NULL),
+						      SFP_OK);
+			CU_ASSERT_EQUAL(memcmp(whole, blocked, sizeof whole), 0);
+		}
+	/* all zeros: the window a decoder of an empty tensor would see */
+	static const float z[4] = {0};
+	sfp_params p;
+	sfp_params_init(&p, 3, 2);
+	unsigned top = 0;
+	CU_ASSERT_EQUAL(sfp_quantize_window(codec, z, 4, &p, &top, NULL), SFP_OK);
+	CU_ASSERT_EQUAL(top, 1u);
+	/* FIXED windows report their own top; errors as sfp_quantize */
+	p.window = SFP_WINDOW_FIXED;
+	p.exp_hi = 130;
+	CU_ASSERT_EQUAL(sfp_quantize_window(codec, x, N, &p, &top, NULL), SFP_OK);
+	CU_ASSERT_EQUAL(top, 130u);
+	float big[2] = {FLT_MAX, 1.0f};
+	sfp_params_init(&p, 4, 3);
+	CU_ASSERT_EQUAL(sfp_quantize_window(codec, big, 2, &p, &top, NULL), SFP_ERANGE);
+}
+
+/* sfp_quantize_diff_dot: the same bits at every ISA level, equal to
+ * quantizing both ways and summing in the documented lane order; x itself
+ * when pa is NULL; errors for AUTO windows and values past a window. */
+static void test_diff_dot(void)
+{
+	enum { N = 5000 };
+	static float x[N], g[N], qa[N], qb[N];
+	sfp_rng r;
+	sfp_rng_seed(&r, 33);
+	for (int i = 0; i < N; i++) {
+		x[i] = i % 6 == 0 ? 0.0f : sfp_rng_normal(&r) * expf(2.0f * sfp_rng_normal(&r));
+		g[i] = sfp_rng_normal(&r);
+	}
+	x[3] = -0.0f;
+	x[9] = 1e-40f; /* subnormal */
+	const unsigned es[] = {2, 4, 8}, ms[] = {0, 2, 7, 23};
+	const uint64_t ns[] = {N, 1, 15, 17, 1023, 1025, 2049};
+	/* the second quantization: other e and m; other e, same m (shared
+	 * rounding, differences only where a window flushes: mostly skipped
+	 * zeros); the same e and m (all differences zero) */
+	for (size_t a = 0; a < 3; a++)
+		for (size_t b = 0; b < 4; b++)
+			for (size_t k = 0; k < 3 * sizeof ns / sizeof ns[0]; k++) {
+				const uint64_t n = ns[k % (sizeof ns / sizeof ns[0])];
+				const size_t kind = k / (sizeof ns / sizeof ns[0]);
+				sfp_params pa, pb;
+				sfp_params_init(&pa, es[a], ms[b]);
+				sfp_params_init(&pb, kind == 2 ? es[a] : es[(a + 1) % 3],
+						kind ? ms[b] : ms[(b + 1) % 4]);
+				CU_ASSERT_EQUAL_FATAL(sfp_quantize_window(codec, x, n, &pa, &pa.exp_hi, NULL),
+						      SFP_OK);
+				CU_ASSERT_EQUAL_FATAL(sfp_quantize_window(codec, x, n, &pb, &pb.exp_hi, NULL),
+						      SFP_OK);
+				pa.window = pb.window = SFP_WINDOW_FIXED;
+				sfp_quantize(codec, qa, x, n, &pa, NULL);
+				sfp_quantize(codec, qb, x, n, &pb, NULL);
+				for (int same = 0; same < 2; same++) {
+					double lanes[16] = {0};
+					for (uint64_t i = 0; i < n; i++)
+						lanes[i % 16] += (double)g[i] *
+								 ((double)(same ? x[i] : qa[i]) - (double)qb[i]);
+					for (int w = 8; w > 0; w /= 2)
+						for (int j = 0; j < w; j++)
+							lanes[j] += lanes[j + w];
+					for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+						if (sfp_codec_set_isa(codec, isa) < 0)
+							continue;
+						double s = 1.0;
+						CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, g, x, n,
+										      same ? NULL : &pa, &pb,
+										      &s, NULL),
+								SFP_OK);
+						CU_ASSERT_EQUAL(memcmp(&s, &lanes[0], sizeof s), 0);
+					}
+					sfp_codec_set_isa(codec, sfp_cpu_isa());
+				}
+			}
+	sfp_params pa, pb;
+	/* NaN and Inf (carried as they are) make the sum NaN, the same NaN on
+	 * every ISA; so does an infinite gradient where both quantizations
+	 * agree (0 * Inf), and in the third case only that */
+	static float y[40], y2[40], g2[40];
+	memcpy(y, x, sizeof y);
+	memcpy(y2, x, sizeof y2);
+	memcpy(g2, g, sizeof g2);
+	y[5] = NAN;
+	y[13] = -INFINITY;
+	g2[20] = INFINITY;
+	y2[20] = 0.0f;
+	for (int same = 0; same < 3; same++) {
+		double want = 0.0;
+		for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+			if (sfp_codec_set_isa(codec, isa) < 0)
+				continue;
+			sfp_params_init(&pa, 5, 4);
+			sfp_params_init(&pb, 5, 1);
+			const float *gg = same == 2 ? g2 : g, *yy = same == 2 ? y2 : y;
+			sfp_quantize_window(codec, yy, 40, &pa, &pa.exp_hi, NULL);
+			sfp_quantize_window(codec, yy, 40, &pb, &pb.exp_hi, NULL);
+			pa.window = pb.window = SFP_WINDOW_FIXED;
+			double s = 0.0;
+			CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, gg, yy, 40, same == 1 ? NULL : &pa,
+							      &pb, &s, NULL),
+					SFP_OK);
+			CU_ASSERT(isnan(s));
+			if (isa == SFP_ISA_SCALAR)
+				want = s;
+			CU_ASSERT_EQUAL(memcmp(&s, &want, sizeof s), 0);
+		}
+		sfp_codec_set_isa(codec, sfp_cpu_isa());
+	}
+	sfp_params_init(&pa, 4, 3);
+	sfp_params_init(&pb, 4, 2);
+	double s;
+	CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, g, x, N, &pa, &pb, &s, NULL), SFP_EINVAL);
+	pa.window = pb.window = SFP_WINDOW_FIXED;
+	pa.exp_hi = pb.exp_hi = 100; /* most values are past it */
+	sfp_error err;
+	for (int isa = SFP_ISA_SCALAR; isa <= sfp_cpu_isa(); isa++) {
+		if (sfp_codec_set_isa(codec, isa) < 0)
+			continue;
+		CU_ASSERT_EQUAL(sfp_quantize_diff_dot(codec, g, x, N, &pa, &pb, &s, &err), SFP_ERANGE);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "index 1 ")); /* x[0] is 0 */
+	}
+	sfp_codec_set_isa(codec, sfp_cpu_isa());
+}
+
 static void test_signs_and_shapes(void)
 {
 	enum { N = 1000 };
@@ -760,6 +946,9 @@ int main(void)
 		{"corrupt input is rejected", test_corrupt},
 		{"stored mode validates values", test_stored_forgery},
 		{"windows and policies", test_windows_and_policies},
+		{"window top: blocks equal the whole tensor", test_window_blocks},
+		{"a value past float32 in place: error, nothing rounded to Inf", test_quantize_overflow_in_place},
+		{"fused quantize-difference dot product, every ISA", test_diff_dot},
 		{"sign flags and shapes", test_signs_and_shapes},
 		{"every ISA equals the reference", test_isa_vs_ref},
 		{"buffer edges on every ISA", test_edges_every_isa},

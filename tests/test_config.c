@@ -38,6 +38,7 @@ static void test_defaults(void)
 	CU_ASSERT_STRING_EQUAL(cfg.train.optimizer.type, "sgd");
 	CU_ASSERT_STRING_EQUAL(cfg.data.dataset, "fashion-mnist");
 	CU_ASSERT_STRING_EQUAL(cfg.bitlength.policy, "fixed");
+	CU_ASSERT_EQUAL(cfg.bitlength.pack, 1);
 	CU_ASSERT_EQUAL(cfg.parallel.pipeline_stages, 1);
 	CU_ASSERT_EQUAL(cfg.model.n_layers, 0);
 	sfp_error err;
@@ -71,7 +72,7 @@ static const char *full = "# every section\n"
 			  "  eval_every_epochs: 0\n"
 			  "  optimizer: {type: adamw, lr: 0.001, weight_decay: 0.01, beta1: 0.8, beta2: 0.99, eps: 1e-7}\n"
 			  "  schedule: {type: step, warmup_steps: 10, step_every: 100, gamma: 0.5}\n"
-			  "bitlength: {policy: quantum, targets: [weights], e: 5, m: 7.5, gamma: 0.1, gecko: true}\n"
+			  "bitlength: {policy: quantum, targets: [weights], e: 5, m: 7.5, gamma: 0.1, gecko: true, pack: false}\n"
 			  "parallel: {pipeline_stages: 2, transport: nng}\n"
 			  "daemon: {address: 'tcp://127.0.0.1:7070', token: s3cret}\n"
 			  "log: {metrics: /tmp/m.jsonl, every: 10}\n"
@@ -120,6 +121,7 @@ static void test_full_file(void)
 	CU_ASSERT_STRING_EQUAL(cfg.bitlength.targets[0], "weights");
 	CU_ASSERT_DOUBLE_EQUAL(cfg.bitlength.m, 7.5, 1e-7);
 	CU_ASSERT_EQUAL(cfg.bitlength.gecko, 1);
+	CU_ASSERT_EQUAL(cfg.bitlength.pack, 0);
 	CU_ASSERT_STRING_EQUAL(cfg.parallel.transport, "nng");
 	CU_ASSERT_STRING_EQUAL(cfg.daemon.address, "tcp://127.0.0.1:7070");
 	CU_ASSERT_EQUAL(cfg.checkpoint.keep, 3);

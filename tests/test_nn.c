@@ -368,6 +368,14 @@ static void test_shape_errors(void)
 	CU_ASSERT_EQUAL(sfp_model_create(&mm, &m2, NULL, 8, &err), SFP_EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "kernel 5 does not fit input (1, 4, 4)"));
 
+	/* max pooling keeps its argmax in a byte: windows up to 16 x 16 */
+	sfp_cfg_model m2b = model_cfg(1, 20, 20);
+	sfp_cfg_layer mp = L("maxpool");
+	mp.kernel = 17;
+	push(&m2b, mp);
+	CU_ASSERT_EQUAL(sfp_model_create(&mm, &m2b, NULL, 8, &err), SFP_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "kernel must be at most 16"));
+
 	sfp_cfg_model m3 = model_cfg(4, 1, 1);
 	sfp_cfg_layer a = L("add");
 	snprintf(a.from, sizeof a.from, "nothere");

@@ -39,7 +39,7 @@ static double interp_loss(const float *g, const float *x, int n, double width, i
 static void test_interp_gradient(void)
 {
 	enum { N = 4096 };
-	static float x[N], g[N], scratch[2 * N];
+	static float x[N], g[N];
 	sfp_rng r;
 	sfp_rng_seed(&r, 9);
 	for (int i = 0; i < N; i++) {
@@ -51,7 +51,7 @@ static void test_interp_gradient(void)
 		sfp_qtensor t;
 		sfp_qtensor_init(&t, 8.0f, ms[k], N);
 		t.use_e = 8;
-		CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad(codec, &t, g, x, N, scratch, NULL), SFP_OK);
+		CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad(codec, &t, g, x, N, NULL), SFP_OK);
 		const double h = 0.05;
 		double fd = (interp_loss(g, x, N, ms[k] + h, 0, 8) - interp_loss(g, x, N, ms[k] - h, 0, 8)) /
 			    (2 * h);
@@ -64,7 +64,7 @@ static void test_interp_gradient(void)
 		sfp_qtensor_init(&t, es[k], 5.0f, N);
 		t.use_m = 5;
 		t.m.lo = t.m.n = 5.0f; /* mantissa held at its floor: no mantissa gradient */
-		CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad(codec, &t, g, x, N, scratch, NULL), SFP_OK);
+		CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad(codec, &t, g, x, N, NULL), SFP_OK);
 		const double h = 0.05;
 		double fd = (interp_loss(g, x, N, es[k] + h, 1, 5) - interp_loss(g, x, N, es[k] - h, 1, 5)) /
 			    (2 * h);
@@ -75,12 +75,107 @@ static void test_interp_gradient(void)
 	sfp_qtensor t;
 	sfp_qtensor_init(&t, 8.0f, 4.0f, N);
 	t.use_e = 8;
-	CU_ASSERT_EQUAL(sfp_qtensor_grad(codec, &t, g, x, N, scratch, NULL), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_qtensor_grad(codec, &t, g, x, N, NULL), SFP_OK);
 	double want = interp_loss(g, x, N, 3.99999, 0, 8) - interp_loss(g, x, N, 3.0, 0, 8);
 	CU_ASSERT_DOUBLE_EQUAL(t.m.grad, want / 0.99999, 1e-3 * (1.0 + fabs(want)));
 }
 
 /* Forward choices follow the fractional part. */
+/* Values already in a container: the gradient that skips the quantization
+ * at the grid's own widths (Q is idempotent) is the same bits as the full
+ * one, for widths above, at and between the grid's, every pick. */
+static void test_grad_on_grid(void)
+{
+	enum { N = 5000 };
+	static float y[N], x[N], g[N];
+	sfp_rng r;
+	sfp_rng_seed(&r, 12);
+	for (int i = 0; i < N; i++) {
+		y[i] = i % 5 == 0 ? 0.0f : sfp_rng_normal(&r) * expf(2.0f * sfp_rng_normal(&r));
+		g[i] = sfp_rng_normal(&r);
+	}
+	y[7] = NAN;
+	y[11] = -INFINITY;
+	int checked = 0;
+	for (unsigned ge = 2; ge <= 8; ge += 3)
+		for (unsigned gm = 0; gm <= 7; gm += 7) {
+			CU_ASSERT_EQUAL_FATAL(sfp_quant_apply(codec, x, y, N, ge, gm, NULL), SFP_OK);
+			/* idempotent: quantizing again changes nothing */
+			static float z[N];
+			CU_ASSERT_EQUAL_FATAL(sfp_quant_apply(codec, z, x, N, ge, gm, NULL), SFP_OK);
+			CU_ASSERT_EQUAL(memcmp(x, z, sizeof x), 0);
+			const float ns[] = {-1.5f, -0.5f, 0.0f};
+			for (size_t a = 0; a < 3; a++)
+				for (size_t b = 0; b < 3; b++) {
+					sfp_qtensor t1, t2;
+					sfp_qtensor_init(&t1, (float)ge + ns[a], (float)gm + ns[b], N);
+					if ((float)gm + ns[b] < 0.0f || (float)ge + ns[a] < 1.0f)
+						continue;
+					for (int pick = 0; pick < 4; pick++) {
+						t1.use_e = sfp_qwidth_pack_bits(&t1.e) - (pick & 1 && ns[a] != 0.0f);
+						t1.use_m = sfp_qwidth_pack_bits(&t1.m) - (pick & 2 && ns[b] != 0.0f);
+						t1.m.grad = t1.e.grad = 0.0f;
+						t2 = t1;
+						CU_ASSERT_EQUAL_FATAL(
+							sfp_qtensor_grad(codec, &t1, g, x, N, NULL), SFP_OK);
+						CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad_grid(codec, &t2, g, x, N,
+											     ge, gm, NULL),
+								      SFP_OK);
+						CU_ASSERT_EQUAL(memcmp(&t1.m.grad, &t2.m.grad, 4), 0);
+						CU_ASSERT_EQUAL(memcmp(&t1.e.grad, &t2.e.grad, 4), 0);
+						checked++;
+					}
+				}
+		}
+	CU_ASSERT(checked > 50);
+}
+
+/* The gradient in pieces: window tops found per block and maxed, block
+ * sums added in order -- the same bits as sfp_qtensor_grad_grid. */
+static void test_grad_pieces(void)
+{
+	enum { N = 3 * SFP_QGRAD_BLOCK + 123 };
+	static float x[N], g[N];
+	sfp_rng r;
+	sfp_rng_seed(&r, 77);
+	for (int i = 0; i < N; i++) {
+		x[i] = i % 4 == 0 ? 0.0f : sfp_rng_normal(&r) * expf(2.0f * sfp_rng_normal(&r));
+		g[i] = sfp_rng_normal(&r);
+	}
+	x[2 * SFP_QGRAD_BLOCK + 5] = 4e6f; /* the top lives in the third block */
+	const float es[] = {3.4f, 5.0f, 8.0f}, ms[] = {1.5f, 4.0f, 6.7f};
+	for (int a = 0; a < 3; a++)
+		for (int b = 0; b < 3; b++) {
+			sfp_qtensor t1, t2;
+			sfp_qtensor_init(&t1, es[a], ms[b], N);
+			t1.use_e = (unsigned)floorf(es[a]);
+			t1.use_m = sfp_qwidth_pack_bits(&t1.m);
+			t2 = t1;
+			CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad_grid(codec, &t1, g, x, N, 0, 0, NULL), SFP_OK);
+			sfp_qgrad p;
+			sfp_qgrad_setup(&p, &t2, 0, 0);
+			unsigned top[2] = {1, 1};
+			for (int k = 0; k * SFP_QGRAD_BLOCK < N; k++) {
+				const int b0 = k * SFP_QGRAD_BLOCK, len = N - b0 < SFP_QGRAD_BLOCK ? N - b0 : SFP_QGRAD_BLOCK;
+				unsigned tk[2] = {1, 1};
+				CU_ASSERT_EQUAL_FATAL(sfp_qgrad_tops(codec, &p, x + b0, len, tk, NULL), SFP_OK);
+				top[0] = tk[0] > top[0] ? tk[0] : top[0];
+				top[1] = tk[1] > top[1] ? tk[1] : top[1];
+			}
+			sfp_qgrad_set_tops(&p, top);
+			double total[2] = {0, 0}, d[2];
+			for (int k = 0; k * SFP_QGRAD_BLOCK < N; k++) {
+				const int b0 = k * SFP_QGRAD_BLOCK, len = N - b0 < SFP_QGRAD_BLOCK ? N - b0 : SFP_QGRAD_BLOCK;
+				CU_ASSERT_EQUAL_FATAL(sfp_qgrad_block(codec, &p, g + b0, x + b0, len, d, NULL), SFP_OK);
+				total[0] += d[0];
+				total[1] += d[1];
+			}
+			sfp_qgrad_apply(&t2, &p, total);
+			CU_ASSERT_EQUAL(memcmp(&t1.m.grad, &t2.m.grad, 4), 0);
+			CU_ASSERT_EQUAL(memcmp(&t1.e.grad, &t2.e.grad, 4), 0);
+		}
+}
+
 static void test_pick(void)
 {
 	sfp_rng r;
@@ -110,7 +205,7 @@ static void test_pick(void)
 static void test_penalty_drives_widths(void)
 {
 	enum { N = 512 };
-	static float t[N], w[N], q[N], g[N], scratch[2 * N];
+	static float t[N], w[N], q[N], g[N];
 	sfp_rng r;
 	sfp_rng_seed(&r, 4);
 	for (int i = 0; i < N; i++) {
@@ -131,7 +226,7 @@ static void test_penalty_drives_widths(void)
 			task += d * d / N;
 			g[i] = (float)(2.0 * d / N);
 		}
-		CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad(codec, &qt, g, w, N, scratch, NULL), SFP_OK);
+		CU_ASSERT_EQUAL_FATAL(sfp_qtensor_grad(codec, &qt, g, w, N, NULL), SFP_OK);
 		sfp_quant_penalty(list, 1, 0.002f);
 		sfp_qwidth_step(&qt.m, 20.0f);
 		sfp_qwidth_step(&qt.e, 20.0f);
@@ -210,6 +305,8 @@ int main(void)
 	codec = sfp_codec_create();
 	static const test_case cases[] = {
 		{"interpolation gradient = finite differences", test_interp_gradient},
+		{"gradient of values on a grid skips the identity", test_grad_on_grid},
+		{"gradient in pieces equals the whole", test_grad_pieces},
 		{"forward picks floor/ceil by the fraction", test_pick},
 		{"the penalty drives widths down, the task loss holds", test_penalty_drives_widths},
 		{"BitWave on synthetic loss curves", test_bitwave},

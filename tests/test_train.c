@@ -354,7 +354,11 @@ static void test_footprint_by_hand(void)
 	for (int i = 0; i < 20; i++)
 		x[i] = 0.37f * (float)(i - 9);
 	sfp_model_forward(m, x, 5, 1, 1);
-	const float *h = sfp_model_activation(m, 2);
+	float h[15];
+	int B = 0;
+	CU_ASSERT_EQUAL_FATAL(sfp_model_saved_activation(m, 2, h, 15, &B, &err), SFP_OK);
+	CU_ASSERT_EQUAL(B, 5);
+	CU_ASSERT_PTR_NULL(sfp_model_activation(m, 2)); /* packed: no float copy kept */
 	for (int i = 0; i < 15; i++) {
 		uint32_t u;
 		memcpy(&u, &h[i], 4);

@@ -165,10 +165,40 @@ int sfp_decode_codes(sfp_codec *c, uint8_t *codes, uint64_t cap, const void *src
 
 /*
  * Fake quantization: dst[i] is exactly what encode + decode of src would
- * give (dst may equal src). Same errors as sfp_encode.
+ * give (dst may equal src). Same errors as sfp_encode; on SFP_ERANGE the
+ * values before the one reported are quantized and dst is untouched from
+ * it on (in place: the value that does not fit is still there, never an
+ * Inf made by rounding).
  */
 int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,
 		 sfp_error *err);
+
+/*
+ * The top of the exponent window (a biased exponent, 1..254) that
+ * sfp_encode and sfp_quantize pick for src under p: with an AUTO window from
+ * the data (one max pass), with a FIXED one p->exp_hi. Quantizing pieces of
+ * src with p.window = FIXED at this top gives exactly sfp_quantize's values
+ * for the whole of src (blocked or parallel passes over one tensor).
+ * Same errors as sfp_quantize. This and sfp_quantize only read the
+ * context: threads may share one.
+ */
+int sfp_quantize_window(sfp_codec *c, const float *src, uint64_t n, const sfp_params *p,
+			unsigned *exp_hi, sfp_error *err);
+
+/*
+ * *sum = sum_i g[i] (Q(x[i], pa) - Q(x[i], pb)) without storing either
+ * quantization (pa NULL: x[i] itself) -- the inner sum of a learned width's
+ * gradient. Both params must have FIXED windows (from sfp_quantize_window
+ * for the values of sfp_quantize), nearest rounding and overflow ERROR,
+ * else SFP_EINVAL; a value past a window is SFP_ERANGE as in sfp_quantize.
+ * The sum is formed in 16 double lanes, element i in lane i % 16 adding
+ * g * (a - b) (a product, then a sum: no fused multiply-add), the lanes
+ * then added pairwise (lane j + lane j + 8, then + 4, + 2, + 1): the same
+ * bits on every ISA. Only reads the context.
+ */
+int sfp_quantize_diff_dot(sfp_codec *c, const float *g, const float *x, uint64_t n,
+			  const sfp_params *pa, const sfp_params *pb, double *sum,
+			  sfp_error *err);
 
 /* Scalar reference versions of encode and decode: same bytes, same values. */
 int sfp_encode_ref(void *dst, size_t cap, size_t *written, const float *src, uint64_t n,

@@ -7,7 +7,10 @@
  * non-trained buffers (batch-norm running statistics), optimizer moments and
  * activations each live in one contiguous float block, so zeroing gradients
  * is one memset, the optimizer one loop, a checkpoint one write per block and
- * a gradient exchange one call over one buffer. Layers never allocate.
+ * a gradient exchange one call over one buffer. Layers never allocate. With
+ * activations in containers and a packed stash (sfp_model_set_stash), the
+ * activations kept for backward live packed and float activation memory is
+ * one planned scratch pool instead.
  *
  * Tensors are float32, batch-major, C order. A layer's per-sample shape is
  * (c, h, w); a flat vector of n features is (n, 1, 1).
@@ -81,8 +84,23 @@ int sfp_model_max_batch(const sfp_model *m);
 float *sfp_model_params(sfp_model *m, size_t *n);
 float *sfp_model_grads(sfp_model *m, size_t *n);
 float *sfp_model_buffers(sfp_model *m, size_t *n);
-/* Bytes held by all arenas (parameters, gradients, buffers, activations,
- * activation gradients, workspace). */
+/* The memory a model holds, in bytes, by role. */
+typedef struct sfp_model_mem {
+	size_t params;      /* float32 parameters and their gradients */
+	size_t buffers;     /* batch-norm running and batch statistics */
+	size_t activations; /* float32 layer outputs: the whole arena; with a packed
+			     * stash the liveness-planned scratch pool, which also holds
+			     * the output gradients and the decoded stash */
+	size_t stash;       /* packed stash: bytes allocated for the containers of the
+			     * activations backward reads (0 without one) */
+	size_t act_grads;   /* activation-gradient arena (none with a packed stash),
+			     * max-pool indices, loss and input gradients */
+	size_t workspace;   /* the kernels' per-thread workspaces */
+	size_t containers;  /* weights as forward reads them, re-quantization scratch */
+	size_t total;
+} sfp_model_mem;
+void sfp_model_memory(const sfp_model *m, sfp_model_mem *mem);
+/* sfp_model_memory's total. */
 size_t sfp_model_bytes(const sfp_model *m);
 
 /* Seeded initialisation: He-uniform weights, zero biases, batch-norm scale 1
@@ -101,8 +119,16 @@ void sfp_model_init(sfp_model *m, uint64_t seed);
 enum { SFP_FORWARD_EVAL = 0, SFP_FORWARD_TRAIN = 1, SFP_FORWARD_RECOMPUTE = 2 };
 const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training,
 			       uint64_t noise_seed);
-/* Output activation of layer i from the last forward (B x out shape). */
+/* Output activation of layer i from the last forward (B x out shape), as
+ * float32 memory; NULL for a layer whose output is packed (sfp_model_set_stash:
+ * then only the logits and outputs kept whole stay float). */
 const float *sfp_model_activation(const sfp_model *m, int i);
+/* Layer i's output as the last training forward kept it for backward,
+ * decoded from the packed stash or copied from float memory, into
+ * dst[0..cap); *B = its samples. SFP_ENOENT when it was not kept (nothing
+ * reads it back), SFP_ENOSPC when cap is short. */
+int sfp_model_saved_activation(sfp_model *m, int i, float *dst, size_t cap, int *B,
+			       sfp_error *err);
 
 /*
  * Softmax cross-entropy of the last forward's logits against `labels`
@@ -145,6 +171,19 @@ enum sfp_qpolicy {
  * bits under `policy`. */
 int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mbits,
 			sfp_error *err);
+/*
+ * How stored activations in containers are kept between forward and
+ * backward. packed = 1 (the default): each layer output backward reads is
+ * encoded right after its forward at the packing widths (lib/codec; Gecko
+ * exponent coding if `gecko`), one container per chunk of samples, and
+ * decoded into scratch when backward needs it; float32 outputs become
+ * scratch laid out by a liveness plan (lib/nn/stash.c), so the memory is
+ * really saved. packed = 0: float32 values on the container grid (the
+ * fake-quantized stash): the same training bits, no memory saved. No effect
+ * on a model without activation containers. Call before training; the
+ * setting survives sfp_model_set_quant.
+ */
+int sfp_model_set_stash(sfp_model *m, int packed, int gecko, sfp_error *err);
 
 /* A pipeline stage that is not the last: its output is an activation that
  * gets a container like the others. Call before sfp_model_set_quant. */
@@ -156,6 +195,7 @@ typedef struct sfp_qtensor_info {
 	float n_e, n_m;    /* learned real widths */
 	unsigned e, m;     /* packing widths (ceil) */
 	uint64_t count;    /* values (activations: at the largest batch) */
+	uint64_t stash_bytes; /* activations: packed bytes the last training forward kept */
 } sfp_qtensor_info;
 
 int sfp_model_n_qtensors(const sfp_model *m);
@@ -173,10 +213,11 @@ float sfp_model_quant_update(sfp_model *m, float lr, float gamma);
 void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_acts,
 			 double *count_weights, double *count_acts);
 /* Bits the containers of those tensors take when encoded (lib/codec, headers
- * included; `gecko` codes the exponents): each tensor encoded now at its
- * packing widths, activations as left by the last forward. The engine keeps
- * its stash as float32 values on the container grid for now; this measures
- * what the packed stash will hold. */
+ * included; `gecko` codes the exponents), weights encoded now at their
+ * packing widths. Activations: with a packed stash, the bytes it holds
+ * after the last training forward (re-encoded when `gecko` differs from
+ * the stash's; an output backward never reads is not kept and counts 0);
+ * with a float stash, each tensor encoded as left by the last forward. */
 int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double *bits_acts,
 			  sfp_error *err);
 /* The widths (n_e, n_m per tensor) for checkpoints: save returns the count. */

@@ -65,12 +65,53 @@ int sfp_quant_apply(sfp_codec *c, float *dst, const float *src, uint64_t n, unsi
  *   sum_i g_i (Q(x_i, use_e, ceil m) - Q(x_i, use_e, floor m))  and
  *   sum_i g_i (Q(x_i, ceil e, use_m) - Q(x_i, floor e, use_m)),
  * given the upstream gradient g of the quantized tensor and its
- * unquantized values x. `scratch` holds 2n floats. A width already at an
- * integer (floor = ceil) gets the one-sided difference toward the next
- * width down, so an integer width can still move.
+ * unquantized values x. A width already at an integer (floor = ceil) gets
+ * the one-sided difference toward the next width down, so an integer width
+ * can still move. One pass over x and g per width (no scratch, no
+ * allocation); the sums are in double over 16 interleaved lanes, so the
+ * result is the same on every ISA.
  */
 int sfp_qtensor_grad(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x, uint64_t n,
-		     float *scratch, sfp_error *err);
+		     sfp_error *err);
+/* The same when x already holds container values: x == Q(x, grid_e,
+ * grid_m) (a stored activation at its packing widths). The quantization at
+ * exactly those widths is then x itself (Q is idempotent) and is skipped;
+ * the result is the same bits as sfp_qtensor_grad's. */
+int sfp_qtensor_grad_grid(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x,
+			  uint64_t n, unsigned grid_e, unsigned grid_m, sfp_error *err);
+
+/*
+ * The same gradient in pieces, for callers that spread a tensor over
+ * threads. sfp_qgrad_plan fixes the quantizations once for the whole
+ * tensor x[0..n) (their exponent windows come from all of it; grid_e = 0:
+ * x is on no grid); then sfp_qgrad_block gives the two sums (mantissa,
+ * exponent) of each block of SFP_QGRAD_BLOCK values (the last may be
+ * shorter), in any order or thread -- the codec context is only read, so
+ * one may be shared; adding the block sums in block order and
+ * sfp_qgrad_apply give exactly sfp_qtensor_grad_grid's result.
+ */
+#define SFP_QGRAD_BLOCK 16384
+typedef struct sfp_qgrad {
+	int on[2];             /* [0] mantissa pair, [1] exponent pair: has a gradient */
+	int same_a[2];         /* the pair's first quantization is x itself */
+	sfp_params a[2], b[2]; /* the quantizations compared, FIXED windows */
+	unsigned need_m[2];    /* mantissa widths whose window top needs a max pass */
+	int nneed;
+} sfp_qgrad;
+int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float *x, uint64_t n,
+		   unsigned grid_e, unsigned grid_m, sfp_error *err);
+/* sfp_qgrad_plan in three steps, for callers that spread the max passes
+ * over threads too: setup fixes the pairs and lists the window tops to
+ * find (need_m); sfp_qgrad_tops gives them for a piece of x (the whole's
+ * are the largest over the pieces; an all-zero piece says 1);
+ * sfp_qgrad_set_tops puts them in. */
+void sfp_qgrad_setup(sfp_qgrad *p, const sfp_qtensor *t, unsigned grid_e, unsigned grid_m);
+int sfp_qgrad_tops(sfp_codec *c, const sfp_qgrad *p, const float *x, uint64_t n, unsigned tops[2],
+		   sfp_error *err);
+void sfp_qgrad_set_tops(sfp_qgrad *p, const unsigned tops[2]);
+int sfp_qgrad_block(sfp_codec *c, const sfp_qgrad *p, const float *g, const float *x, uint64_t n,
+		    double sum[2], sfp_error *err);
+void sfp_qgrad_apply(sfp_qtensor *t, const sfp_qgrad *p, const double sum[2]);
 
 /*
  * Footprint penalty over k tensors: returns gamma * sum_l(size_l * (n_m,l +

@@ -344,5 +344,13 @@ uint64_t sfp__delta_bits_prev8_avx512(const uint8_t *c, uint64_t n);
 
 /* AVX-512 fake quantization for nearest rounding (quantize_avx512.c). */
 uint64_t sfp__quantize_nearest_avx512(const qplan *q, float *dst, const float *src, uint64_t n);
+/* sfp_quantize_diff_dot's lanes: acc[j] += g_i (Q(x_i, qa) - Q(x_i, qb)) for
+ * i % 16 == j (qa NULL: x itself). Returns n, or the start of the
+ * 1024-value block holding the first value past a window. */
+#define SFP_DOT_LANES 16
+uint64_t sfp__diff_dot_ref(const qplan *qa, const qplan *qb, const float *g, const float *x,
+			   uint64_t n, double *acc);
+uint64_t sfp__diff_dot_avx512(const qplan *qa, const qplan *qb, const float *g, const float *x,
+			      uint64_t n, double *acc);
 
 #endif

@@ -904,8 +904,10 @@ int sfp_decode_codes(sfp_codec *c, uint8_t *codes, uint64_t cap, const void *src
  * is x itself for exceptions, 0 (or the window's smallest value under MIN)
  * for zeros and values below the window, else sign | rounded magnitude
  * (code + lo - 1 and the kept mantissa bits are exactly those bits). Returns
- * n, or the index of the first value past the window (the caller reports
- * it through the reference loop). Tested bit for bit against that loop.
+ * n, or the start of the block holding the first value past the window;
+ * that block is not written (each block goes through a local buffer), so
+ * the caller's reference loop reports the value even in place. Tested bit
+ * for bit against that loop.
  */
 #if defined(__x86_64__) && !defined(SFP_NO_CLONES)
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -916,9 +918,10 @@ static uint64_t quantize_nearest(const qplan *q, float *dst, const float *src, u
 	const uint32_t lo = q->lo, hi = q->hi, lossless = (uint32_t)q->lossless;
 	const uint32_t minv = q->under_min ? lo << 23 : 0;
 	uint32_t over = 0;
-	const uint64_t block = 1024;
-	for (uint64_t b0 = 0; b0 < n; b0 += block) {
-		const uint64_t b1 = b0 + block < n ? b0 + block : n;
+	enum { BLOCK = 1024 };
+	uint32_t out[BLOCK];
+	for (uint64_t b0 = 0; b0 < n; b0 += BLOCK) {
+		const uint64_t b1 = b0 + BLOCK < n ? b0 + BLOCK : n;
 		for (uint64_t i = b0; i < b1; i++) {
 			uint32_t x, r;
 			memcpy(&x, &src[i], 4);
@@ -930,12 +933,95 @@ static uint64_t quantize_nearest(const qplan *q, float *dst, const float *src, u
 			r = ar == 0 ? 0 : Er < lo ? (minv ? sign | minv : 0) : sign | ar;
 			r = exc ? x : r;
 			over |= (uint32_t)(!exc & (Er > hi));
-			memcpy(&dst[i], &r, 4);
+			out[i - b0] = r;
+		}
+		if (over)
+			return b0;
+		memcpy(dst + b0, out, (size_t)(b1 - b0) * 4);
+	}
+	return n;
+}
+
+/* One value through the nearest, non-saturating element rule: the
+ * quantized float, *over = 1 past the window. */
+static float quantize_one(const qplan *q, float xf, uint64_t i, int *over)
+{
+	unsigned code, sign;
+	uint32_t mant, u = f2u(xf);
+	int r = quant_one(q, u, i, &code, &sign, &mant);
+	*over |= r == Q_OVERFLOW;
+	return u2f(r == Q_EXC ? u : assemble(q->lo, q->k, code, sign, mant));
+}
+
+uint64_t sfp__diff_dot_ref(const qplan *qa, const qplan *qb, const float *g, const float *x,
+			   uint64_t n, double *acc)
+{
+	for (uint64_t b0 = 0; b0 < n; b0 += 1024) {
+		const uint64_t b1 = b0 + 1024 < n ? b0 + 1024 : n;
+		int over = 0;
+		for (uint64_t i = b0; i < b1; i++) {
+			const float a = qa ? quantize_one(qa, x[i], i, &over) : x[i];
+			const float b = quantize_one(qb, x[i], i, &over);
+			acc[i % SFP_DOT_LANES] += (double)g[i] * ((double)a - (double)b);
 		}
 		if (over)
 			return b0;
 	}
 	return n;
+}
+
+static int dot_plan(qplan *q, const sfp_params *p, sfp_error *err)
+{
+	SFP_TRY(sfp_params_check(p, err));
+	if (p->window != SFP_WINDOW_FIXED || p->rounding != SFP_ROUND_NEAREST ||
+	    p->overflow != SFP_OVERFLOW_ERROR)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "diff-dot needs FIXED windows, nearest rounding, overflow ERROR");
+	plan_init(q, p);
+	plan_window(q, p->exp_hi);
+	return SFP_OK;
+}
+
+int sfp_quantize_diff_dot(sfp_codec *c, const float *g, const float *x, uint64_t n,
+			  const sfp_params *pa, const sfp_params *pb, double *sum, sfp_error *err)
+{
+	qplan qa, qb;
+	if (pa)
+		SFP_TRY(dot_plan(&qa, pa, err));
+	SFP_TRY(dot_plan(&qb, pb, err));
+	double acc[SFP_DOT_LANES] = {0};
+	uint64_t done = c->isa >= SFP_ISA_AVX512
+				? sfp__diff_dot_avx512(pa ? &qa : NULL, &qb, g, x, n, acc)
+				: sfp__diff_dot_ref(pa ? &qa : NULL, &qb, g, x, n, acc);
+	if (done < n) {
+		/* report the first value past a window */
+		for (uint64_t i = done; i < n; i++) {
+			int over = 0;
+			if (pa)
+				(void)quantize_one(&qa, x[i], i, &over);
+			if (over)
+				return overflow_error(err, x, i, pa);
+			(void)quantize_one(&qb, x[i], i, &over);
+			if (over)
+				return overflow_error(err, x, i, pb);
+		}
+	}
+	for (int w = SFP_DOT_LANES / 2; w > 0; w /= 2) /* pairwise, in a fixed order */
+		for (int j = 0; j < w; j++)
+			acc[j] += acc[j + w];
+	*sum = acc[0];
+	return SFP_OK;
+}
+
+int sfp_quantize_window(sfp_codec *c, const float *src, uint64_t n, const sfp_params *p,
+			unsigned *exp_hi, sfp_error *err)
+{
+	kernels k = pick(c->isa);
+	qplan q;
+	SFP_TRY(sfp_params_check(p, err));
+	SFP_TRY(make_plan(&q, &k, src, n, p, err));
+	*exp_hi = q.hi;
+	return SFP_OK;
 }
 
 int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,

@@ -83,6 +83,7 @@ static const key_desc keys[] = {
 	{"bitlength.m", K_FLOAT, F(bitlength.m), 0, 23, 0, NULL},
 	{"bitlength.gamma", K_FLOAT, F(bitlength.gamma), 0, 1e6, 0, NULL},
 	{"bitlength.gecko", K_BOOL, F(bitlength.gecko), 0, 1, 0, NULL},
+	{"bitlength.pack", K_BOOL, F(bitlength.pack), 0, 1, 0, NULL},
 	{"bitlength.lr", K_FLOAT, F(bitlength.lr), 0, 1e6, 0, NULL},
 	{"bitlength.ema", K_FLOAT, F(bitlength.ema), 0.001, 0.999999, 0, NULL},
 	{"bitlength.threshold", K_FLOAT, F(bitlength.threshold), 0, 1, 0, NULL},
@@ -599,6 +600,7 @@ void sfp_config_defaults(sfp_config *c)
 	snprintf(c->prune.optimizer, sizeof c->prune.optimizer, "adam");
 	c->prune.lr = 0.01f;
 	c->prune.weight_lr = 0.005f;
+	c->bitlength.pack = 1;
 	c->parallel.pipeline_stages = 1;
 	snprintf(c->parallel.transport, sizeof c->parallel.transport, "mpi");
 	c->parallel.grad_e = 8;

@@ -289,8 +289,10 @@ void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db
 }
 
 /* ---- pools -------------------------------------------------------------- */
+/* The argmax of each window is kept for backward as its position in the
+ * window, ky * k + kx: one byte (k <= 16, checked when the model is built). */
 SFP_VECTOR_CLONES
-void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
+void sfp_maxpool_forward(float *out, uint8_t *arg, const float *in, int B,
 			 const sfp_pool_dims *d)
 {
 	const size_t planes = (size_t)B * d->c;
@@ -299,29 +301,28 @@ void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
 		for (size_t p = 0; p < planes; p++) {
 			const float *x = in + p * d->h * d->w;
 			float *y = out + p * d->ho * d->wo;
-			int32_t *ai = arg + p * d->ho * d->wo;
+			uint8_t *ai = arg + p * d->ho * d->wo;
 			for (int oy = 0; oy < d->ho; oy++) {
 				const float *r0 = x + (size_t)(2 * oy) * d->w, *r1 = r0 + d->w;
-				const int base0 = 2 * oy * d->w, base1 = base0 + d->w;
 				for (int ox = 0; ox < d->wo; ox++) {
 					/* selects, not branches: the comparisons are data-random */
-					int i0 = 2 * ox, best = base0 + i0;
+					int i0 = 2 * ox, best = 0;
 					float m = r0[i0], v;
 					int t;
 					v = r0[i0 + 1];
 					t = v > m;
 					m = t ? v : m;
-					best = t ? base0 + i0 + 1 : best;
+					best = t ? 1 : best;
 					v = r1[i0];
 					t = v > m;
 					m = t ? v : m;
-					best = t ? base1 + i0 : best;
+					best = t ? 2 : best;
 					v = r1[i0 + 1];
 					t = v > m;
 					m = t ? v : m;
-					best = t ? base1 + i0 + 1 : best;
+					best = t ? 3 : best;
 					y[oy * d->wo + ox] = m;
-					ai[oy * d->wo + ox] = best;
+					ai[oy * d->wo + ox] = (uint8_t)best;
 				}
 			}
 		}
@@ -330,10 +331,10 @@ void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
 	for (size_t p = 0; p < planes; p++) {
 		const float *x = in + p * d->h * d->w;
 		float *y = out + p * d->ho * d->wo;
-		int32_t *ai = arg + p * d->ho * d->wo;
+		uint8_t *ai = arg + p * d->ho * d->wo;
 		for (int oy = 0; oy < d->ho; oy++)
 			for (int ox = 0; ox < d->wo; ox++) {
-				/* the first maximum of the window; its index feeds backward */
+				/* the first maximum of the window; its position feeds backward */
 				float m = -INFINITY;
 				int best = -1;
 				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
@@ -346,18 +347,18 @@ void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
 						if (ix >= 0 && ix < d->w &&
 						    (best < 0 || x[iy * d->w + ix] > m)) {
 							m = x[iy * d->w + ix];
-							best = iy * d->w + ix;
+							best = ky * d->k + kx;
 						}
 					}
 				}
 				y[oy * d->wo + ox] = m;
-				ai[oy * d->wo + ox] = best;
+				ai[oy * d->wo + ox] = (uint8_t)best;
 			}
 	}
 }
 
 SFP_VECTOR_CLONES
-void sfp_maxpool_backward(float *din, const float *dout, const int32_t *arg, int B,
+void sfp_maxpool_backward(float *din, const float *dout, const uint8_t *arg, int B,
 			  const sfp_pool_dims *d)
 {
 	if (!din)
@@ -366,9 +367,14 @@ void sfp_maxpool_backward(float *din, const float *dout, const int32_t *arg, int
 	for (size_t p = 0; p < planes; p++) {
 		float *dx = din + p * d->h * d->w;
 		const float *g = dout + p * no;
-		const int32_t *ai = arg + p * no;
-		for (size_t o = 0; o < no; o++)
-			dx[ai[o]] += g[o];
+		const uint8_t *ai = arg + p * no;
+		for (int oy = 0; oy < d->ho; oy++)
+			for (int ox = 0; ox < d->wo; ox++) {
+				const int a = ai[oy * d->wo + ox];
+				const int iy = oy * d->stride - d->pad + a / d->k;
+				const int ix = ox * d->stride - d->pad + a % d->k;
+				dx[iy * d->w + ix] += g[oy * d->wo + ox];
+			}
 	}
 }
 

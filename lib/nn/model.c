@@ -7,7 +7,10 @@
  * the same slice of the activation-gradient arena; `flatten` aliases its
  * input's slice (it moves no data). Backward walks the layers in reverse and
  * each layer adds its input gradient into the producer's slice, so a tensor
- * read by two layers (a residual branch) sums both gradients.
+ * read by two layers (a residual branch) sums both gradients. With a packed
+ * stash (stash.c) those slices are planned scratch instead and what
+ * backward reads comes from the containers: layers reach outputs and
+ * gradients only through sfp_act_out, sfp_act_saved and sfp_dact.
  */
 #include <dlfcn.h>
 #include <limits.h>
@@ -149,6 +152,8 @@ static int layer_shape(layer *l, const sfp_cfg_layer *c, sfp_error *err)
 		if (pad < 0 || 2 * pad > k)
 			return layer_error(err, SFP_EINVAL, l,
 					   "padding must be between 0 and half the kernel");
+		if (l->kind == L_MAXPOOL && k > 16) /* the argmax is kept in a byte */
+			return layer_error(err, SFP_EINVAL, l, "kernel must be at most 16");
 		if (in.h + 2 * pad < k || in.w + 2 * pad < k) {
 			snprintf(msg, sizeof msg, "kernel %d does not fit input %s", k,
 				 shape_str(a, sizeof a, in));
@@ -232,6 +237,7 @@ void sfp_model_free(sfp_model *m)
 	}
 	sfp_qm_free(m->q);
 	sfp_pm_free(m->p);
+	sfp_stash_free(m->st);
 	free(m->layers);
 	free(m->params);
 	free(m->grads);
@@ -240,6 +246,7 @@ void sfp_model_free(sfp_model *m)
 	free(m->dacts);
 	free(m->dlogits);
 	free(m->dinput);
+	free(m->aux);
 	free(m->ctx.gemm_ws);
 	free(m->ctx.conv_ws);
 	free(m->ctx.partial);
@@ -278,6 +285,7 @@ int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *b
 		goto out;
 	}
 	m->max_batch = max_batch;
+	m->stash_packed = 1;
 	int d[3] = {1, 1, 1};
 	for (int i = 0; i < cfg->input_ndim; i++) {
 		if (cfg->input[i] <= 0) {
@@ -288,7 +296,7 @@ int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *b
 	}
 	m->input = (sfp_shape){d[0], d[1], d[2]};
 
-	size_t poff = 0, boff = 0, aoff = 0;
+	size_t poff = 0, boff = 0, aoff = 0, xoff = 0;
 	sfp_shape cur = m->input;
 	for (int i = 0; i < cfg->n_layers; i++) {
 		const sfp_cfg_layer *c = &cfg->layers[i];
@@ -337,11 +345,14 @@ int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *b
 		boff += l->nbufs;
 		if (l->kind == L_FLATTEN && i > 0) {
 			l->act_off = m->layers[i - 1].act_off; /* an alias: no data moves */
+			l->slot = m->layers[i - 1].slot;
 		} else if (l->kind == L_RELU && relu_can_be_inplace(m, cfg, i)) {
 			l->inplace = 1;
 			l->act_off = m->layers[i - 1].act_off;
+			l->slot = m->layers[i - 1].slot;
 		} else {
 			l->act_off = aoff;
+			l->slot = i;
 			aoff += (size_t)max_batch * sfp_shape_numel(l->out);
 		}
 		if (l->kind == L_MAXPOOL) {
@@ -349,8 +360,8 @@ int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *b
 			m->nidx += (size_t)max_batch * sfp_shape_numel(l->out);
 		}
 		if (l->kind == L_BATCHNORM) {
-			l->aux_off = aoff;
-			aoff += 2 * (size_t)l->in.c;
+			l->aux_off = xoff;
+			xoff += 2 * (size_t)l->in.c;
 		}
 		if (l->kind == L_CONV2D) {
 			size_t w = sfp_conv_ws_floats(&l->conv);
@@ -377,16 +388,18 @@ int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *b
 	m->nparams = poff;
 	m->nbufs = boff;
 	m->nacts = aoff;
+	m->naux = xoff;
 	m->params = alloc_floats(poff);
 	m->grads = alloc_floats(poff);
 	m->bufs = alloc_floats(boff);
 	m->acts = alloc_floats(aoff);
 	m->dacts = alloc_floats(aoff);
+	m->aux = alloc_floats(xoff);
 	m->dlogits = alloc_floats((size_t)max_batch * m->classes);
-	m->idx = calloc(m->nidx ? m->nidx : 1, sizeof(int32_t));
+	m->idx = calloc(m->nidx ? m->nidx : 1, 1);
 	m->ctx.isa = sfp_cpu_isa();
-	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->dlogits ||
-	    !m->idx || sfp_model_set_threads(m, 1, err) < 0) {
+	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->aux ||
+	    !m->dlogits || !m->idx || sfp_model_set_threads(m, 1, err) < 0) {
 		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's arenas");
 		goto out;
 	}
@@ -496,13 +509,26 @@ float *sfp_model_buffers(sfp_model *m, size_t *n)
 
 size_t sfp_model_bytes(const sfp_model *m)
 {
-	const size_t T = (size_t)m->ctx.threads;
-	size_t f = 2 * m->nparams + m->nbufs + 2 * m->nacts + T * (m->nws + SFP_GEMM_WS_FLOATS) +
-		   (T > 1 ? T * m->npartial : 0) +
-		   m->nidx + (size_t)m->max_batch * m->classes;
-	if (m->dinput)
-		f += (size_t)m->max_batch * sfp_shape_numel(m->input);
-	return f * sizeof(float);
+	sfp_model_mem mem;
+	sfp_model_memory(m, &mem);
+	return mem.total;
+}
+
+void sfp_model_memory(const sfp_model *m, sfp_model_mem *mem)
+{
+	const size_t T = (size_t)m->ctx.threads, F = sizeof(float);
+	memset(mem, 0, sizeof *mem);
+	mem->params = 2 * m->nparams * F;
+	mem->buffers = (m->nbufs + m->naux) * F;
+	mem->activations = sfp_stash_float_bytes(m);
+	mem->stash = sfp_stash_packed_bytes(m, -1);
+	mem->act_grads = ((m->dacts ? m->nacts : 0) + (size_t)m->max_batch * m->classes) * F +
+			 m->nidx +
+			 (m->dinput ? (size_t)m->max_batch * sfp_shape_numel(m->input) * F : 0);
+	mem->workspace = (T * (m->nws + SFP_GEMM_WS_FLOATS) + (T > 1 ? T * m->npartial : 0)) * F;
+	mem->containers = sfp_qm_bytes(m);
+	mem->total = mem->params + mem->buffers + mem->activations + mem->stash + mem->act_grads +
+		     mem->workspace + mem->containers;
 }
 
 void sfp_model_init(sfp_model *m, uint64_t seed)
@@ -547,49 +573,37 @@ void sfp_model_init(sfp_model *m, uint64_t seed)
 
 const float *sfp_model_activation(const sfp_model *m, int i)
 {
-	return m->acts + m->layers[i].act_off;
+	if (m->st && !sfp_stash_holds_float(m, i))
+		return NULL;
+	return sfp_act_out((sfp_model *)m, i, 0);
 }
 
-/*
- * Layers that treat each sample on its own (convolution, pooling,
- * element-wise, residual add, flatten, dropout) run in chunks of a few
- * samples through a whole run of such layers, so a chunk's activations stay
- * in cache from one layer to the next instead of streaming the whole batch
- * through memory once per layer. Linear, batch norm (batch statistics) and
- * plug-ins run on the whole batch. Chunking changes no result: every
- * per-sample layer computes each sample the same way whatever the chunk.
- */
-#define CHUNK_BYTES (512u * 1024u)
-
-static int per_sample(const layer *l)
+/* Layer i's input (which = 0) or an add's second operand (1) for samples
+ * [s0, s0 + b), as the layer consumes it; `saved`: in backward, from what
+ * forward kept. */
+static const float *layer_input(sfp_model *m, int i, int which, const float *x, int s0, int b,
+				int saved)
 {
-	return l->kind != L_LINEAR && l->kind != L_BATCHNORM && l->kind != L_PLUGIN;
-}
-
-/* Samples per chunk for the run of layers [i, j): the largest output of the
- * run in CHUNK_BYTES, at least 1. */
-static int chunk_samples(const sfp_model *m, int i, int j)
-{
-	size_t big = 1;
-	for (int k = i; k < j; k++) {
-		size_t b = sfp_shape_numel(m->layers[k].out) * sizeof(float);
-		if (b > big)
-			big = b;
-	}
-	size_t c = CHUNK_BYTES / big;
-	return c < 1 ? 1 : c > (size_t)m->max_batch ? m->max_batch : (int)c;
+	const layer *l = &m->layers[i];
+	const int j = which ? l->from : l->input;
+	const size_t n1 = sfp_shape_numel(which ? m->layers[j].out : l->in);
+	if (j < 0)
+		return m->p && !which ? sfp_pm_input(m, i, x + (size_t)s0 * n1, b) : x + (size_t)s0 * n1;
+	const float *src = saved ? sfp_act_saved(m, j, s0, b) : sfp_act_out(m, j, s0);
+	if (m->q)
+		return sfp_qm_input(m, j, which, src, (size_t)b * n1);
+	return m->p && !which ? sfp_pm_input(m, i, src, b) : src;
 }
 
 /* Forward of layer i for samples [s0, s0 + b). */
 static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 {
 	layer *l = &m->layers[i];
-	const size_t ni = sfp_shape_numel(l->in), no = sfp_shape_numel(l->out);
-	const float *in = sfp_qm_input(m, i, 0, x, s0, b);
-	float *y = act(m, i) + (size_t)s0 * no;
+	const size_t no = sfp_shape_numel(l->out);
+	const float *in = layer_input(m, i, 0, x, s0, b, 0);
+	float *y = sfp_act_out(m, i, s0);
 	const float *w = sfp_qm_weights(m, i);
 	const size_t n = (size_t)b * no;
-	(void)ni;
 	switch (l->kind) {
 	case L_LINEAR:
 		sfp_linear_forward(&m->ctx, y, in, w, l->bias ? w + (size_t)l->in.c * l->out.c : NULL, b,
@@ -628,13 +642,13 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 			memcpy(y, in, n * sizeof(float));
 		break;
 	case L_BATCHNORM: {
-		float *aux = m->acts + l->aux_off, *buf = m->bufs + l->buf_off;
+		float *aux = m->aux + l->aux_off, *buf = m->bufs + l->buf_off;
 		sfp_batchnorm_forward(y, aux, aux + l->in.c, buf, buf + l->in.c, in, w, w + l->in.c, b,
 				      l->in.c, l->in.h * l->in.w, l->eps, l->momentum, m->training);
 		break;
 	}
 	case L_ADD:
-		sfp_add_forward(y, in, sfp_qm_input(m, i, 1, x, s0, b), n);
+		sfp_add_forward(y, in, layer_input(m, i, 1, x, s0, b, 0), n);
 		break;
 	case L_PLUGIN: {
 		int i3[3] = {l->in.c, l->in.h, l->in.w};
@@ -658,6 +672,8 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 		sfp_qm_begin_forward(m);
 	else if (m->p)
 		sfp_pm_begin_forward(m);
+	if (m->st)
+		sfp_stash_begin_forward(m);
 	for (int i = 0; i < m->n;) {
 		if (!per_sample(&m->layers[i])) {
 			layer_forward(m, i, x, 0, B);
@@ -673,13 +689,13 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 				layer_forward(m, k, x, s0, B - s0 < ch ? B - s0 : ch);
 		i = j;
 	}
-	return act(m, m->n - 1);
+	return sfp_act_out(m, m->n - 1, 0);
 }
 
 float sfp_model_loss(sfp_model *m, const uint8_t *labels, int B, int *correct, int want_grad)
 {
-	return sfp_softmax_xent(want_grad ? m->dlogits : NULL, correct, act(m, m->n - 1), labels, B,
-				m->classes);
+	return sfp_softmax_xent(want_grad ? m->dlogits : NULL, correct, sfp_act_out(m, m->n - 1, 0),
+				labels, B, m->classes);
 }
 
 void sfp_model_set_output_stored(sfp_model *m, int on)
@@ -730,17 +746,22 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 	const size_t ni = sfp_shape_numel(l->in), no = sfp_shape_numel(l->out);
 	if (m->q)
 		sfp_qm_before_backward(m, i, s0, b);
-	const float *in = sfp_qm_input(m, i, 0, x, s0, b);
 	/* no input gradient where nothing upstream learns (e.g. a first
 	 * linear layer after a flatten of the data) */
 	float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL)
-		     : m->layers[l->input].grad_out ? dact(m, l->input) : NULL;
-	if (din)
+		     : m->layers[l->input].grad_out ? sfp_dact(m, l->input, s0) : NULL;
+	if (din && l->input < 0)
 		din += (size_t)s0 * ni;
 	if (m->p)
 		din = sfp_pm_before_backward(m, i, din, s0, b);
-	float *g = dact(m, i) + (size_t)s0 * no;
-	const float *y = act(m, i) + (size_t)s0 * no;
+	/* what this layer reads of forward's tensors, fetched (decoded from a
+	 * packed stash) only when used: element-wise layers need nothing
+	 * without an input gradient to form */
+	const int elementwise = l->kind == L_RELU || l->kind == L_GELU || l->kind == L_TANH;
+	const int need = !elementwise || din || l->inplace;
+	const float *in = need && bwd_reads_input(l) ? layer_input(m, i, 0, x, s0, b, 1) : NULL;
+	const float *y = need && bwd_reads_output(l) ? sfp_act_saved(m, i, s0, b) : NULL;
+	float *g = sfp_dact(m, i, s0);
 	const float *w = sfp_qm_weights(m, i);
 	float *dw = m->grads + l->param_off;
 	const size_t n = (size_t)b * no;
@@ -787,13 +808,13 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 				din[j] += g[j];
 		break;
 	case L_BATCHNORM: {
-		const float *aux = m->acts + l->aux_off;
+		const float *aux = m->aux + l->aux_off;
 		sfp_batchnorm_backward(din, dw, dw + l->in.c, g, in, aux, aux + l->in.c, w, b, l->in.c,
 				       l->in.h * l->in.w);
 		break;
 	}
 	case L_ADD: {
-		float *df = dact(m, l->from) + (size_t)s0 * no;
+		float *df = sfp_dact(m, l->from, s0);
 		if (din)
 			for (size_t j = 0; j < n; j++)
 				din[j] += g[j];
@@ -814,18 +835,14 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 void sfp_model_backward(sfp_model *m, const float *x, int B)
 {
 	mark_grad_out(m);
-	/* zero every activation gradient that this batch uses, then seed the last */
-	for (int i = 0; i < m->n; i++) {
-		layer *l = &m->layers[i];
-		if ((l->kind != L_FLATTEN || i == 0) && !l->inplace)
-			memset(dact(m, i), 0, (size_t)B * sfp_shape_numel(l->out) * sizeof(float));
-	}
-	memcpy(dact(m, m->n - 1), m->dlogits, (size_t)B * m->classes * sizeof(float));
+	sfp_stash_begin_backward(m, B);
 	if (m->want_dinput)
 		memset(m->dinput, 0, (size_t)B * sfp_shape_numel(m->input) * sizeof(float));
 
 	for (int j = m->n; j > 0;) {
 		if (!per_sample(&m->layers[j - 1])) {
+			if (m->st)
+				sfp_stash_unit_begin(m, j - 1, B);
 			layer_backward(m, j - 1, x, 0, B);
 			j--;
 			continue;
@@ -834,9 +851,15 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 		while (i > 0 && per_sample(&m->layers[i - 1]))
 			i--;
 		const int ch = chunk_samples(m, i, j);
-		for (int s0 = 0; s0 < B; s0 += ch)
+		if (m->st)
+			sfp_stash_unit_begin(m, i, B);
+		for (int s0 = 0; s0 < B; s0 += ch) {
+			const int b = B - s0 < ch ? B - s0 : ch;
+			if (m->st)
+				sfp_stash_chunk_begin(m, i, b);
 			for (int k = j - 1; k >= i; k--)
-				layer_backward(m, k, x, s0, B - s0 < ch ? B - s0 : ch);
+				layer_backward(m, k, x, s0, b);
+		}
 		j = i;
 	}
 }

@@ -79,9 +79,9 @@ typedef struct sfp_pool_dims {
 } sfp_pool_dims;
 /* maxpool keeps the input index of each output's maximum in `arg` (one per
  * output value) for backward */
-void sfp_maxpool_forward(float *out, int32_t *arg, const float *in, int B,
+void sfp_maxpool_forward(float *out, uint8_t *arg, const float *in, int B,
 			 const sfp_pool_dims *d);
-void sfp_maxpool_backward(float *din, const float *dout, const int32_t *arg, int B,
+void sfp_maxpool_backward(float *din, const float *dout, const uint8_t *arg, int B,
 			  const sfp_pool_dims *d);
 void sfp_avgpool_forward(float *out, const float *in, int B, const sfp_pool_dims *d);
 void sfp_avgpool_backward(float *din, const float *dout, int B, const sfp_pool_dims *d);

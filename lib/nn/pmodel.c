@@ -268,7 +268,8 @@ static const float *raw_input(sfp_model *m, int i, const float *x, int s0)
 {
 	const layer *l = &m->layers[i];
 	const size_t n1 = sfp_shape_numel(l->in);
-	return (l->input < 0 ? x : act(m, l->input)) + (size_t)s0 * n1;
+	/* BitPruning runs without a packed stash: outputs stay in the arena */
+	return l->input < 0 ? x + (size_t)s0 * n1 : sfp_act_out(m, l->input, s0);
 }
 
 /* Tensor k's activation width is quantizing: activations on, k a tensor. */

@@ -35,8 +35,10 @@ typedef struct sfp_qmodel {
 	int *is_weight;      /* tensor -> 1 weights, 0 activations */
 	int *wq, *aq;        /* layer -> tensor index or -1 */
 	float *qparams;      /* parameters as forward reads them */
-	float *tmp[2];       /* re-quantized inputs (max batch x largest input) */
-	float *scratch;      /* 2 x largest tensor, for width gradients */
+	float *tmp[2];       /* re-quantized inputs (the largest a layer reads at once) */
+	size_t tmp_floats;
+	double *sums;        /* width-gradient block sums (2 per block of the largest output) */
+	size_t nsums;
 	int warned;          /* activations that could not be quantized (NaN/Inf) */
 	uint8_t *enc;        /* scratch for measuring packed sizes */
 	size_t enc_cap;
@@ -55,7 +57,7 @@ void sfp_qm_free(sfp_qmodel *q)
 	free(q->qparams);
 	free(q->tmp[0]);
 	free(q->tmp[1]);
-	free(q->scratch);
+	free(q->sums);
 	free(q->enc);
 	free(q);
 }
@@ -99,7 +101,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	sfp_qm_free(m->q);
 	m->q = NULL;
 	if (policy == SFP_QPOLICY_OFF)
-		return SFP_OK;
+		return sfp_stash_setup(m, 0, 0, err);
 	if (policy != SFP_QPOLICY_FIXED && policy != SFP_QPOLICY_QUANTUM &&
 	    policy != SFP_QPOLICY_BITWAVE)
 		return sfp_error_set(err, SFP_EINVAL, "unknown bitlength policy %d", policy);
@@ -116,7 +118,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	q->qparams = malloc((m->nparams ? m->nparams : 1) * sizeof(float));
 	if (!q->codec || !q->t || !q->layer_of || !q->is_weight || !q->wq || !q->aq || !q->qparams)
 		goto nomem;
-	size_t big_in = 1, big_t = 1;
+	size_t big_in = 1, big_out = 1;
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
 		q->wq[i] = q->aq[i] = -1;
@@ -126,8 +128,8 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			q->layer_of[q->nt] = i;
 			q->is_weight[q->nt] = 1;
 			sfp_qtensor_init(&q->t[q->nt++], e, mbits, nw);
-			if (nw > big_t)
-				big_t = nw;
+			if (nw > big_out)
+				big_out = nw;
 		}
 		const int stores = (targets & SFP_QTARGET_ACTIVATIONS) && stores_activation(m, i);
 		if (stores) {
@@ -135,20 +137,36 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			q->aq[i] = q->nt;
 			q->layer_of[q->nt] = i;
 			sfp_qtensor_init(&q->t[q->nt++], e, mbits, na);
-			if (na > big_t)
-				big_t = na;
 		}
-		size_t ni = (size_t)m->max_batch * sfp_shape_numel(l->in);
-		if (ni > big_in)
-			big_in = ni;
+		/* a layer reads its input one chunk at a time in a run of
+		 * per-sample layers, else the whole batch */
+		int a = i, b = i + 1;
+		while (per_sample(l) && a > 0 && per_sample(&m->layers[a - 1]))
+			a--;
+		while (per_sample(l) && b < m->n && per_sample(&m->layers[b]))
+			b++;
+		const size_t rows = (size_t)(per_sample(l) ? chunk_samples(m, a, b) : m->max_batch);
+		if (rows * sfp_shape_numel(l->in) > big_in)
+			big_in = rows * sfp_shape_numel(l->in);
+		if (rows * sfp_shape_numel(l->out) > big_out)
+			big_out = rows * sfp_shape_numel(l->out);
 	}
+	q->nsums = 2 * ((big_out + SFP_QGRAD_BLOCK - 1) / SFP_QGRAD_BLOCK);
+	q->tmp_floats = big_in;
 	q->tmp[0] = malloc(big_in * sizeof(float));
 	q->tmp[1] = malloc(big_in * sizeof(float));
-	q->scratch = malloc(2 * big_t * sizeof(float));
-	if (!q->tmp[0] || !q->tmp[1] || !q->scratch)
+	q->sums = malloc(q->nsums * sizeof(double));
+	if (!q->tmp[0] || !q->tmp[1] || !q->sums)
 		goto nomem;
 	memcpy(q->qparams, m->params, m->nparams * sizeof(float));
 	m->q = q;
+	int rc = sfp_stash_setup(m, m->stash_packed, m->stash_gecko, err);
+	if (rc < 0) {
+		sfp_qm_free(q);
+		m->q = NULL;
+		(void)sfp_stash_setup(m, 0, 0, NULL);
+		return rc;
+	}
 	return SFP_OK;
 nomem:
 	sfp_qm_free(q);
@@ -171,6 +189,7 @@ void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info)
 	info->e = sfp_qwidth_pack_bits(&t->e);
 	info->m = sfp_qwidth_pack_bits(&t->m);
 	info->count = t->size;
+	info->stash_bytes = q->is_weight[k] ? 0 : sfp_stash_packed_bytes(m, q->layer_of[k]);
 }
 
 void sfp_model_set_floors(sfp_model *m, float e_min, float m_min)
@@ -219,8 +238,8 @@ void sfp_qm_begin_forward(sfp_model *m)
 			continue;
 		const layer *l = &m->layers[i];
 		/* finite weights always fit an automatic window: no error path */
-		(void)sfp_quant_apply(q->codec, q->qparams + l->param_off, m->params + l->param_off,
-				      q->t[k].size, q->t[k].use_e, q->t[k].use_m, NULL);
+		(void)sfp_qm_quantize(m, q->qparams + l->param_off, m->params + l->param_off,
+				      q->t[k].size, q->t[k].use_e, q->t[k].use_m);
 	}
 }
 
@@ -230,17 +249,61 @@ const float *sfp_qm_weights(sfp_model *m, int i)
 	return base + m->layers[i].param_off;
 }
 
-const float *sfp_qm_input(sfp_model *m, int i, int which, const float *x, int s0, int b)
+static int nthreads(const sfp_model *m, size_t n)
 {
-	const layer *l = &m->layers[i];
-	int j = which ? l->from : l->input;
-	const size_t n1 = sfp_shape_numel(which ? m->layers[j].out : l->in);
-	if (j < 0)
-		return m->p && !which ? sfp_pm_input(m, i, x + (size_t)s0 * n1, b) : x + (size_t)s0 * n1;
-	const float *src = act(m, j) + (size_t)s0 * n1;
+	const size_t nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
+	return nb < 2 ? 1 : nb < (size_t)m->ctx.threads ? (int)nb : m->ctx.threads;
+}
+
+int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
+		    unsigned mbits)
+{
+	sfp_codec *c = m->q->codec;
+	const int T = nthreads(m, n);
+	if (T == 1)
+		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
+	sfp_params p;
+	sfp_params_init(&p, e, mbits);
+	const int64_t nb = (int64_t)((n + SFP_QBLOCK - 1) / SFP_QBLOCK);
+	unsigned top = e == 8 ? 254 : 1;
+	int bad = 0, wbad = 0;
+	/* one region: the window (a max per block; the for ends in a
+	 * barrier), then the blocks at that FIXED window */
+#pragma omp parallel num_threads(T) reduction(| : bad)
+	{
+		if (e < 8) {
+#pragma omp for schedule(static) reduction(max : top)
+			for (int64_t k = 0; k < nb; k++) {
+				const size_t b0 = (size_t)k * SFP_QBLOCK;
+				unsigned tk = 0;
+				if (sfp_quantize_window(c, src + b0, n - b0 < SFP_QBLOCK ? n - b0 : SFP_QBLOCK,
+							&p, &tk, NULL) < 0) {
+#pragma omp atomic write
+					wbad = 1;
+				} else if (tk > top) {
+					top = tk;
+				}
+			}
+		}
+		sfp_params pt = p;
+		pt.window = SFP_WINDOW_FIXED;
+		pt.exp_hi = top;
+#pragma omp for schedule(static)
+		for (int64_t k = 0; k < nb; k++) {
+			const size_t b0 = (size_t)k * SFP_QBLOCK;
+			const size_t len = n - b0 < SFP_QBLOCK ? n - b0 : SFP_QBLOCK;
+			if (!wbad)
+				bad |= sfp_quantize(c, dst + b0, src + b0, len, &pt, NULL) < 0;
+		}
+	}
+	if (wbad) /* the serial pass reports it, as the one-thread path does */
+		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
+	return bad ? SFP_ERANGE : SFP_OK;
+}
+
+const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size_t n)
+{
 	sfp_qmodel *q = m->q;
-	if (!q)
-		return m->p && !which ? sfp_pm_input(m, i, src, b) : src;
 	int k = q->aq[owner(m, j)];
 	if (k < 0)
 		return src;
@@ -248,8 +311,32 @@ const float *sfp_qm_input(sfp_model *m, int i, int which, const float *x, int s0
 	if (t->use_e == sfp_qwidth_pack_bits(&t->e) && t->use_m == sfp_qwidth_pack_bits(&t->m))
 		return src;
 	float *dst = q->tmp[which];
-	(void)sfp_quant_apply(q->codec, dst, src, (uint64_t)b * n1, t->use_e, t->use_m, NULL);
+	(void)sfp_qm_quantize(m, dst, src, n, t->use_e, t->use_m);
 	return dst;
+}
+
+int sfp_qm_pack_widths(const sfp_model *m, int i, unsigned *e, unsigned *mbits)
+{
+	const sfp_qmodel *q = m->q;
+	if (!q || q->aq[i] < 0)
+		return 0;
+	*e = sfp_qwidth_pack_bits(&q->t[q->aq[i]].e);
+	*mbits = sfp_qwidth_pack_bits(&q->t[q->aq[i]].m);
+	return 1;
+}
+
+int sfp_qm_reads_outputs(const sfp_model *m)
+{
+	return m->q && m->q->policy == SFP_QPOLICY_QUANTUM;
+}
+
+size_t sfp_qm_bytes(const sfp_model *m)
+{
+	const sfp_qmodel *q = m->q;
+	if (!q)
+		return 0;
+	return q->enc_cap + (m->nparams + 2 * q->tmp_floats) * sizeof(float) +
+	       q->nsums * sizeof(double);
 }
 
 void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
@@ -259,11 +346,63 @@ void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
 	if (k < 0)
 		return;
 	const size_t no = sfp_shape_numel(m->layers[i].out);
-	float *y = act(m, i) + (size_t)s0 * no;
+	float *y = sfp_act_out(m, i, s0);
 	const sfp_qtensor *t = &q->t[k];
-	if (sfp_quant_apply(q->codec, y, y, (uint64_t)b * no, sfp_qwidth_pack_bits(&t->e),
-			    sfp_qwidth_pack_bits(&t->m), NULL) < 0)
+	const unsigned e = sfp_qwidth_pack_bits(&t->e), mb = sfp_qwidth_pack_bits(&t->m);
+	/* quantized in place; the packed copy is encoded from the values the
+	 * layer produced and decodes to exactly those */
+	const int rc = sfp_stash_wants(m, i) ? sfp_stash_put(m, i, s0, b, e, mb)
+					     : sfp_qm_quantize(m, y, y, (size_t)b * no, e, mb);
+	if (rc < 0)
 		q->warned++; /* a NaN/Inf activation: left as is, the loss check stops the run */
+}
+
+/* The width gradients of tensor t from its values x and their gradient g
+ * (x on the (grid_e, grid_m) grid; grid_e = 0: on none): blocks over the
+ * threads, summed in block order, so the bits do not depend on the thread
+ * count. */
+static void width_grad(sfp_model *m, sfp_qtensor *t, const float *g, const float *x, size_t n,
+		       unsigned grid_e, unsigned grid_m)
+{
+	sfp_qmodel *q = m->q;
+	sfp_qgrad p;
+	sfp_qgrad_setup(&p, t, grid_e, grid_m);
+	const int64_t nb = (int64_t)((n + SFP_QGRAD_BLOCK - 1) / SFP_QGRAD_BLOCK);
+	double *sums = q->sums, total[2] = {0, 0};
+	unsigned top0 = 1, top1 = 1;
+	int bad = 0;
+	/* one region: the window tops (a max per block), then the block sums */
+#pragma omp parallel num_threads(m->ctx.threads) reduction(| : bad) \
+	if (m->ctx.threads > 1 && nb > 1)
+	{
+		if (p.nneed) {
+#pragma omp for schedule(static) reduction(max : top0, top1)
+			for (int64_t k = 0; k < nb; k++) {
+				const size_t b0 = (size_t)k * SFP_QGRAD_BLOCK;
+				unsigned tk[2] = {1, 1};
+				bad |= sfp_qgrad_tops(q->codec, &p, x + b0,
+						      n - b0 < SFP_QGRAD_BLOCK ? n - b0 : SFP_QGRAD_BLOCK,
+						      tk, NULL) < 0;
+				top0 = tk[0] > top0 ? tk[0] : top0;
+				top1 = tk[1] > top1 ? tk[1] : top1;
+			}
+		}
+		sfp_qgrad pt = p;
+		const unsigned tops[2] = {top0, top1};
+		sfp_qgrad_set_tops(&pt, tops);
+#pragma omp for schedule(static)
+		for (int64_t k = 0; k < nb; k++) {
+			const size_t b0 = (size_t)k * SFP_QGRAD_BLOCK;
+			const size_t len = n - b0 < SFP_QGRAD_BLOCK ? n - b0 : SFP_QGRAD_BLOCK;
+			bad |= sfp_qgrad_block(q->codec, &pt, g + b0, x + b0, len, sums + 2 * k, NULL) < 0;
+		}
+	}
+	for (int64_t k = 0; k < nb && !bad; k++) {
+		total[0] += sums[2 * k];
+		total[1] += sums[2 * k + 1];
+	}
+	if (!bad)
+		sfp_qgrad_apply(t, &p, total);
 }
 
 void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
@@ -273,8 +412,9 @@ void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
 	if (k < 0 || q->policy != SFP_QPOLICY_QUANTUM)
 		return;
 	const size_t no = sfp_shape_numel(m->layers[i].out);
-	(void)sfp_qtensor_grad(q->codec, &q->t[k], dact(m, i) + (size_t)s0 * no,
-			       act(m, i) + (size_t)s0 * no, (uint64_t)b * no, q->scratch, NULL);
+	const sfp_qtensor *t = &q->t[k];
+	width_grad(m, &q->t[k], sfp_dact(m, i, s0), sfp_act_saved(m, i, s0, b), (size_t)b * no,
+		   sfp_qwidth_pack_bits(&t->e), sfp_qwidth_pack_bits(&t->m));
 }
 
 float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
@@ -287,8 +427,8 @@ float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
 		if (k < 0)
 			continue;
 		const layer *l = &m->layers[i];
-		(void)sfp_qtensor_grad(q->codec, &q->t[k], m->grads + l->param_off,
-				       m->params + l->param_off, q->t[k].size, q->scratch, NULL);
+		width_grad(m, &q->t[k], m->grads + l->param_off, m->params + l->param_off,
+			   q->t[k].size, 0, 0);
 	}
 	sfp_qtensor **list = malloc((size_t)q->nt * sizeof *list);
 	float pen = 0.0f;
@@ -366,7 +506,16 @@ int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double 
 		const int i = q->layer_of[k];
 		const layer *l = &m->layers[i];
 		const sfp_qtensor *t = &q->t[k];
-		const float *src = q->is_weight[k] ? m->params + l->param_off : act(m, i);
+		if (!q->is_weight[k] && m->st) {
+			/* the packed stash: the bytes it holds (nothing for an output
+			 * backward never reads), or re-encoded the other way */
+			size_t w = 0;
+			int Bs = B;
+			SFP_TRY(sfp_stash_measure(m, i, gecko, &w, &Bs, err));
+			*bits_acts += 8.0 * (double)w * ((double)m->max_batch / (Bs ? Bs : 1));
+			continue;
+		}
+		const float *src = q->is_weight[k] ? m->params + l->param_off : sfp_act_out(m, i, 0);
 		const uint64_t n = q->is_weight[k] ? t->size : (uint64_t)B * sfp_shape_numel(l->out);
 		const size_t need = sfp_encode_bound(n, 1);
 		if (need > q->enc_cap) {

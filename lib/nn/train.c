@@ -121,6 +121,7 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 				     .e_max = (unsigned)ceilf(b->e)};
 		SFP_TRY(sfp_bitwave_init(&t->bw, &c, c.e_max, c.m_max, err));
 	}
+	SFP_TRY(sfp_model_set_stash(t->model, b->pack, b->gecko, err));
 	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
 	if (t->policy == SFP_QPOLICY_QUANTUM)
 		sfp_model_set_floors(t->model, (float)b->e_min, (float)b->m_min);
@@ -782,24 +783,29 @@ static int log_widths(sfp_trainer *t, sfp_error *err)
 		sfp_model_qtensor(t->model, k, &qi);
 		SFP_TRY(metrics_write(t, err,
 				      "{\"step\":%" PRId64 ",\"layer\":\"%s\",\"kind\":\"%s\",\"e\":%u,"
-				      "\"m\":%u,\"n_e\":%.4f,\"n_m\":%.4f,\"count\":%" PRIu64 "}",
+				      "\"m\":%u,\"n_e\":%.4f,\"n_m\":%.4f,\"count\":%" PRIu64
+				      ",\"stash_bytes\":%" PRIu64 "}",
 				      t->step, qi.layer, qi.kind, qi.e, qi.m, (double)qi.n_e,
-				      (double)qi.n_m, qi.count));
+				      (double)qi.n_m, qi.count, qi.stash_bytes));
 	}
 	double bw, ba, cw, ca, pw, pa, gw, ga;
 	sfp_model_footprint(t->model, &bw, &ba, &cw, &ca);
 	SFP_TRY(sfp_model_packed_bits(t->model, 0, &pw, &pa, err));
 	SFP_TRY(sfp_model_packed_bits(t->model, 1, &gw, &ga, err));
 	const double nv = cw + ca;
+	sfp_model_mem mem;
+	sfp_model_memory(t->model, &mem);
 	return metrics_write(t, err,
 			     "{\"step\":%" PRId64 ",\"footprint_bits_per_value\":%.4f,"
 			     "\"weights_bits_per_value\":%.4f,\"activations_bits_per_value\":%.4f,"
 			     "\"reduction_vs_fp32\":%.4f,\"packed_bits_per_value\":%.4f,"
 			     "\"packed_reduction_vs_fp32\":%.4f,\"gecko_bits_per_value\":%.4f,"
-			     "\"gecko_reduction_vs_fp32\":%.4f}",
+			     "\"gecko_reduction_vs_fp32\":%.4f,\"model_bytes\":%zu,"
+			     "\"activation_bytes\":%zu,\"stash_alloc_bytes\":%zu}",
 			     t->step, (bw + ba) / nv, cw ? bw / cw : 0.0, ca ? ba / ca : 0.0,
 			     32.0 * nv / (bw + ba), (pw + pa) / nv, 32.0 * nv / (pw + pa),
-			     (gw + ga) / nv, 32.0 * nv / (gw + ga));
+			     (gw + ga) / nv, 32.0 * nv / (gw + ga), mem.total, mem.activations,
+			     mem.stash);
 }
 
 /* One communication record per tensor kind that moved: per-step means over

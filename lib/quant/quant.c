@@ -59,33 +59,127 @@ static void bracket(const sfp_qwidth *w, unsigned *lo, unsigned *hi)
 		*lo = *hi - 1;
 }
 
-/* sum_i g_i (a_i - b_i) in double */
-static double dot_diff(const float *g, const float *a, const float *b, uint64_t n)
+/*
+ * The width gradient sums g_i (Q(x_i, a) - Q(x_i, b)) for the mantissa pair
+ * and the exponent pair. sfp_qgrad_plan fixes the four quantizations once
+ * per tensor: their window tops come from the whole tensor
+ * (sfp_quantize_window), then pieces are quantized with FIXED windows at
+ * those tops -- exactly sfp_quantize's values for the whole tensor.
+ * sfp_qgrad_block sums one block of SFP_QGRAD_BLOCK values with
+ * sfp_quantize_diff_dot (both quantizations in registers, 16 double lanes
+ * reduced in a fixed order); the tensor's sum is the block sums added in
+ * block order. The result depends only on the data: not on the ISA, nor
+ * on how blocks are spread over threads.
+ */
+void sfp_qgrad_setup(sfp_qgrad *p, const sfp_qtensor *t, unsigned grid_e, unsigned grid_m)
 {
-	double s = 0.0;
-	for (uint64_t i = 0; i < n; i++)
-		s += (double)g[i] * ((double)a[i] - (double)b[i]);
-	return s;
+	unsigned lo, hi, ea[2], ma[2], eb[2], mb[2];
+	memset(p, 0, sizeof *p);
+	bracket(&t->m, &lo, &hi);
+	p->on[0] = lo != hi;
+	ea[0] = eb[0] = t->use_e;
+	ma[0] = hi;
+	mb[0] = lo;
+	bracket(&t->e, &lo, &hi);
+	p->on[1] = lo != hi;
+	ea[1] = hi;
+	eb[1] = lo;
+	ma[1] = mb[1] = t->use_m;
+	for (int k = 0; k < 2; k++) {
+		if (!p->on[k])
+			continue;
+		p->same_a[k] = grid_e && ea[k] == grid_e && ma[k] == grid_m;
+		sfp_params_init(&p->a[k], ea[k], ma[k]);
+		sfp_params_init(&p->b[k], eb[k], mb[k]);
+		sfp_params *q[2] = {&p->a[k], &p->b[k]};
+		for (int j = p->same_a[k]; j < 2; j++) {
+			/* window tops: for e < 8 they depend on m only (e = 8:
+			 * always 254), so at most two max passes */
+			q[j]->window = SFP_WINDOW_FIXED;
+			q[j]->exp_hi = 254;
+			if (q[j]->e == 8)
+				continue;
+			int seen = 0;
+			for (int i = 0; i < p->nneed; i++)
+				seen |= p->need_m[i] == q[j]->m;
+			if (!seen)
+				p->need_m[p->nneed++] = q[j]->m;
+		}
+	}
+}
+
+int sfp_qgrad_tops(sfp_codec *c, const sfp_qgrad *p, const float *x, uint64_t n, unsigned tops[2],
+		   sfp_error *err)
+{
+	for (int i = 0; i < p->nneed; i++) {
+		sfp_params q;
+		sfp_params_init(&q, 1, p->need_m[i]);
+		SFP_TRY(sfp_quantize_window(c, x, n, &q, &tops[i], err));
+	}
+	return SFP_OK;
+}
+
+void sfp_qgrad_set_tops(sfp_qgrad *p, const unsigned tops[2])
+{
+	for (int k = 0; k < 2; k++) {
+		sfp_params *q[2] = {&p->a[k], &p->b[k]};
+		for (int j = 0; j < 2 && p->on[k]; j++)
+			for (int i = 0; i < p->nneed; i++)
+				if (q[j]->e < 8 && q[j]->m == p->need_m[i])
+					q[j]->exp_hi = tops[i];
+	}
+}
+
+int sfp_qgrad_plan(sfp_codec *c, sfp_qgrad *p, const sfp_qtensor *t, const float *x, uint64_t n,
+		   unsigned grid_e, unsigned grid_m, sfp_error *err)
+{
+	unsigned tops[2] = {1, 1};
+	sfp_qgrad_setup(p, t, grid_e, grid_m);
+	SFP_TRY(sfp_qgrad_tops(c, p, x, n, tops, err));
+	sfp_qgrad_set_tops(p, tops);
+	return SFP_OK;
+}
+
+int sfp_qgrad_block(sfp_codec *c, const sfp_qgrad *p, const float *g, const float *x, uint64_t n,
+		    double sum[2], sfp_error *err)
+{
+	for (int k = 0; k < 2; k++) {
+		sum[k] = 0.0;
+		if (p->on[k])
+			SFP_TRY(sfp_quantize_diff_dot(c, g, x, n, p->same_a[k] ? NULL : &p->a[k],
+						      &p->b[k], &sum[k], err));
+	}
+	return SFP_OK;
+}
+
+void sfp_qgrad_apply(sfp_qtensor *t, const sfp_qgrad *p, const double sum[2])
+{
+	if (p->on[0])
+		t->m.grad += (float)sum[0];
+	if (p->on[1])
+		t->e.grad += (float)sum[1];
+}
+
+int sfp_qtensor_grad_grid(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x,
+			  uint64_t n, unsigned grid_e, unsigned grid_m, sfp_error *err)
+{
+	sfp_qgrad p;
+	double total[2] = {0, 0}, d[2];
+	SFP_TRY(sfp_qgrad_plan(c, &p, t, x, n, grid_e, grid_m, err));
+	for (uint64_t b0 = 0; b0 < n; b0 += SFP_QGRAD_BLOCK) {
+		const uint64_t len = n - b0 < SFP_QGRAD_BLOCK ? n - b0 : SFP_QGRAD_BLOCK;
+		SFP_TRY(sfp_qgrad_block(c, &p, g + b0, x + b0, len, d, err));
+		total[0] += d[0];
+		total[1] += d[1];
+	}
+	sfp_qgrad_apply(t, &p, total);
+	return SFP_OK;
 }
 
 int sfp_qtensor_grad(sfp_codec *c, sfp_qtensor *t, const float *g, const float *x, uint64_t n,
-		     float *scratch, sfp_error *err)
+		     sfp_error *err)
 {
-	float *qa = scratch, *qb = scratch + n;
-	unsigned lo, hi;
-	bracket(&t->m, &lo, &hi);
-	if (lo != hi) {
-		SFP_TRY(sfp_quant_apply(c, qa, x, n, t->use_e, hi, err));
-		SFP_TRY(sfp_quant_apply(c, qb, x, n, t->use_e, lo, err));
-		t->m.grad += (float)dot_diff(g, qa, qb, n);
-	}
-	bracket(&t->e, &lo, &hi);
-	if (lo != hi) {
-		SFP_TRY(sfp_quant_apply(c, qa, x, n, hi, t->use_m, err));
-		SFP_TRY(sfp_quant_apply(c, qb, x, n, lo, t->use_m, err));
-		t->e.grad += (float)dot_diff(g, qa, qb, n);
-	}
-	return SFP_OK;
+	return sfp_qtensor_grad_grid(c, t, g, x, n, 0, 0, err);
 }
 
 float sfp_quant_penalty(sfp_qtensor *const *t, int k, float gamma)
