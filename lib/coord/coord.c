@@ -333,6 +333,16 @@ int sfp_coord_send_report(sfp_coord *c, const sfp_coord_report *r, sfp_coord_upd
 	return SFP_OK;
 }
 
+/* A request whose reply carries nothing but success. */
+static int call_ack(sfp_coord *c, Sfp__Request *req, sfp_error *err)
+{
+	Sfp__Reply *reply = NULL;
+	int rc = call(c, req, &reply, err);
+	if (reply)
+		sfp__reply__free_unpacked(reply, NULL);
+	return rc;
+}
+
 int sfp_coord_heartbeat(sfp_coord *c, const char *job, int rank, int64_t step, sfp_error *err)
 {
 	Sfp__Heartbeat hb;
@@ -344,11 +354,7 @@ int sfp_coord_heartbeat(sfp_coord *c, const char *job, int rank, int64_t step, s
 	sfp__request__init(&req);
 	req.body_case = SFP__REQUEST__BODY_HEARTBEAT;
 	req.heartbeat = &hb;
-	Sfp__Reply *reply = NULL;
-	int rc = call(c, &req, &reply, err);
-	if (reply)
-		sfp__reply__free_unpacked(reply, NULL);
-	return rc;
+	return call_ack(c, &req, err);
 }
 
 int sfp_coord_goodbye(sfp_coord *c, const char *job, int rank, int64_t step, int ok,
@@ -364,11 +370,7 @@ int sfp_coord_goodbye(sfp_coord *c, const char *job, int rank, int64_t step, int
 	sfp__request__init(&req);
 	req.body_case = SFP__REQUEST__BODY_GOODBYE;
 	req.goodbye = &gb;
-	Sfp__Reply *reply = NULL;
-	int rc = call(c, &req, &reply, err);
-	if (reply)
-		sfp__reply__free_unpacked(reply, NULL);
-	return rc;
+	return call_ack(c, &req, err);
 }
 
 /* ---- daemon side -------------------------------------------------------- */

@@ -227,4 +227,15 @@ void sfp_pm_after_backward(sfp_model *m, int i, const float *x, float *din, int 
 sfp_qwidth *sfp_pm_act_width(sfp_model *m, int k);
 void sfp_pm_free(struct sfp_pmodel *p);
 
+/* Values in the weight matrix of a linear or conv2d layer (not its bias);
+ * 0 for other layers. */
+static inline size_t sfp_layer_weight_count(const layer *l)
+{
+	if (l->kind == L_LINEAR)
+		return (size_t)l->in.c * l->out.c;
+	if (l->kind == L_CONV2D)
+		return (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k;
+	return 0;
+}
+
 #endif

@@ -95,15 +95,6 @@ void sfp_pm_free(sfp_pmodel *p)
 	free(p);
 }
 
-static size_t weight_count(const layer *l)
-{
-	if (l->kind == L_LINEAR)
-		return (size_t)l->in.c * l->out.c;
-	if (l->kind == L_CONV2D)
-		return (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k;
-	return 0;
-}
-
 static int out_channels(const layer *l)
 {
 	return l->kind == L_LINEAR ? l->out.c : l->conv.co;
@@ -122,7 +113,7 @@ static int pm_alloc(sfp_pmodel *p, const sfp_model *m)
 	const size_t nw = (size_t)(p->ng + p->na) ? (size_t)(p->ng + p->na) : 1;
 	size_t big = 1;
 	for (int i = 0; i < m->n && p->na; i++)
-		if (weight_count(&m->layers[i]) &&
+		if (sfp_layer_weight_count(&m->layers[i]) &&
 		    (size_t)m->max_batch * sfp_shape_numel(m->layers[i].in) > big)
 			big = (size_t)m->max_batch * sfp_shape_numel(m->layers[i].in);
 	p->layer_of = malloc(nt * sizeof(int));
@@ -161,10 +152,10 @@ static sfp_pmodel *pm_create(const sfp_model *m, int granularity, int penalty, i
 	p->granularity = granularity;
 	p->penalty = penalty;
 	for (int i = 0; i < m->n; i++)
-		if (weight_count(&m->layers[i])) {
+		if (sfp_layer_weight_count(&m->layers[i])) {
 			p->nt++;
 			p->ng += granularity == SFP_PRUNE_CHANNEL ? out_channels(&m->layers[i]) : 1;
-			p->ncodes += weight_count(&m->layers[i]);
+			p->ncodes += sfp_layer_weight_count(&m->layers[i]);
 		}
 	p->na = acts ? p->nt : 0;
 	if (!pm_alloc(p, m)) {
@@ -174,7 +165,7 @@ static sfp_pmodel *pm_create(const sfp_model *m, int granularity, int penalty, i
 	int k = 0, g = 0;
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
-		const size_t nw = weight_count(l);
+		const size_t nw = sfp_layer_weight_count(l);
 		p->tensor_of[i] = nw ? k : -1;
 		if (!nw)
 			continue;
@@ -628,7 +619,7 @@ int sfp_model_save_pruned(const sfp_model *m, const char *path, sfp_error *err)
 		pq_tensor t = {(uint32_t)p->layer_of[k],
 			       (uint32_t)(p->first[k + 1] - p->first[k]),
 			       l->param_off,
-			       weight_count(l),
+			       sfp_layer_weight_count(l),
 			       p->na ? (uint32_t)p->w[p->ng + k].n : 0u,
 			       p->na ? (uint32_t)p->asigned[k] : 1u,
 			       p->na ? p->arange[k] : 0.0f,
@@ -734,7 +725,7 @@ static int check_tables(const sfp_model *m, sfp_pmodel *p, const char *name,
 		memcpy(&t, pay + (size_t)k * sizeof t, sizeof t);
 		const layer *l = &m->layers[p->layer_of[k]];
 		if (t.layer != (uint32_t)p->layer_of[k] || t.param_offset != l->param_off ||
-		    t.count != weight_count(l) || t.groups != (uint32_t)(p->first[k + 1] - p->first[k]))
+		    t.count != sfp_layer_weight_count(l) || t.groups != (uint32_t)(p->first[k + 1] - p->first[k]))
 			return sfp_error_set(err, SFP_ECORRUPT,
 					     "model '%s': tensor %d does not describe layer '%s'", name,
 					     k, l->name);

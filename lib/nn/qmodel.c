@@ -62,15 +62,6 @@ void sfp_qm_free(sfp_qmodel *q)
 	free(q);
 }
 
-static size_t weight_count(const layer *l)
-{
-	if (l->kind == L_LINEAR)
-		return (size_t)l->in.c * l->out.c;
-	if (l->kind == L_CONV2D)
-		return (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k;
-	return 0;
-}
-
 /* Does layer i's output count as a stored activation? Not the logits, not
  * a flatten (an alias), not a producer whose next layer is a ReLU in place
  * over it (the pair stores one tensor: the ReLU's). The last output of a
@@ -122,7 +113,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
 		q->wq[i] = q->aq[i] = -1;
-		size_t nw = targets & SFP_QTARGET_WEIGHTS ? weight_count(l) : 0;
+		size_t nw = targets & SFP_QTARGET_WEIGHTS ? sfp_layer_weight_count(l) : 0;
 		if (nw) {
 			q->wq[i] = q->nt;
 			q->layer_of[q->nt] = i;
@@ -452,7 +443,7 @@ void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_
 	const sfp_qmodel *q = m->q;
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
-		double nw = (double)weight_count(l);
+		double nw = (double)sfp_layer_weight_count(l);
 		double na = (double)m->max_batch * (double)sfp_shape_numel(l->out);
 		const int stores = stores_activation(m, i);
 		if (nw > 0) {
