@@ -57,7 +57,7 @@ ISA_SSE42 := -msse4.2 -mpclmul
 # ---- the library -----------------------------------------------------------
 # proto/sfp.proto -> $(BUILD)/gen/proto/sfp.pb-c.{c,h} (protoc-c), part of the library
 PROTO_GEN := $(BUILD)/gen/proto/sfp.pb-c.c
-$(BUILD)/gen/proto/sfp.pb-c.c $(BUILD)/gen/proto/sfp.pb-c.h: proto/sfp.proto
+$(BUILD)/gen/proto/sfp.pb-c.c $(BUILD)/gen/proto/sfp.pb-c.h &: proto/sfp.proto
 	@mkdir -p $(@D)
 	$(call say,PROTOC,$<)protoc-c --proto_path=proto --c_out=$(@D) $<
 $(BUILD)/gen/proto/sfp.pb-c.o: $(BUILD)/gen/proto/sfp.pb-c.c
