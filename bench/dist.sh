@@ -16,6 +16,7 @@
 #   bench/dist.sh [STEPS] [MODELS] [RANKS]     (defaults 40 "cnn resnet" "2 4")
 set -eu
 cd "$(dirname "$0")/.."
+. bench/steps.inc
 B=${BUILD:-build}
 STEPS=${1:-40}
 MODELS=${2:-cnn resnet}
@@ -28,21 +29,16 @@ MPI="mpirun --oversubscribe --bind-to none"
 EVERY=$((STEPS / 8))
 [ "$EVERY" -lt 1 ] && EVERY=1
 
-# median of a column of numbers
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 # run NAME MODEL N ARGS...: one sfp-worker job; prints "NAME MODEL N wire_bytes step_ms"
 run() {
 	name=$1 model=$2 n=$3
 	shift 3
 	log="$OUT/$name-$model-$n.jsonl"
-	batch=$(grep -m1 'batch_size' "deploy/examples/fmnist-$model.yaml" | sed 's/[^0-9]//g')
 	$MPI -np "$n" "$B/bin/sfp-worker" --config "deploy/examples/fmnist-$model.yaml" --quiet \
 		--set train.max_steps="$STEPS" --set train.threads=1 --set log.every="$EVERY" \
 		--set train.eval_every_epochs=0 --set data.test_limit=64 --set log.metrics="$log" "$@" >&2
 	wire=$(grep '"kind":"gradients"' "$log" | tail -n +2 | sed 's/.*"wire_bytes":\([0-9]*\).*/\1/' | median)
-	ms=$(grep '"samples_per_s"' "$log" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' |
-		awk -v b="$batch" '{ print 1000 * b / $1 }' | median)
+	ms=$(step_ms "$log" "$model")
 	echo "$name $model $n $wire $ms"
 }
 

@@ -9,6 +9,7 @@
 #       defaults: 60 "mlp cnn" "1gbit 10gbit" 2
 set -eu
 cd "$(dirname "$0")/.."
+. bench/steps.inc
 B=$(pwd)/${BUILD:-build}
 STEPS=${1:-60}
 MODELS=${2:-mlp cnn}
@@ -20,19 +21,15 @@ OUT=$(mktemp -d)
 trap '$R down >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
 EVERY=$((STEPS / 6))
 [ "$EVERY" -lt 1 ] && EVERY=1
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 # run NAME MODEL RATE ARGS...: prints "RATE MODEL NAME step_ms wire_bytes"
 run() {
 	name=$1 model=$2 rate=$3
 	shift 3
 	log="$OUT/$name-$model-$rate.jsonl"
-	batch=$(grep -m1 'batch_size' "deploy/examples/fmnist-$model.yaml" | sed 's/[^0-9]//g')
 	$R run -- "$B/bin/sfp-worker" --config "$(pwd)/deploy/examples/fmnist-$model.yaml" --quiet \
 		--set train.max_steps="$STEPS" --set train.threads=1 --set log.every="$EVERY" \
 		--set train.eval_every_epochs=0 --set data.test_limit=64 --set log.metrics="$log" "$@" >&2
-	ms=$(grep '"samples_per_s"' "$log" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' |
-		awk -v b="$batch" '{ print 1000 * b / $1 }' | median)
+	ms=$(step_ms "$log" "$model")
 	wire=$(grep '"kind":"gradients"' "$log" | tail -1 | sed 's/.*"wire_bytes":\([0-9]*\).*/\1/')
 	echo "$rate $model $name $ms $wire"
 }
