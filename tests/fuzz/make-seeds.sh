@@ -69,6 +69,10 @@ model:
 YAML
 TINY="--set data.train_limit=64 --set data.test_limit=32 --set train.max_steps=2"
 ${BUILD:-build}/bin/sfp-worker --config "$T/tiny.yaml" $TINY --set checkpoint.dir="$T/ck" --quiet
+# checkpoint seeds (fuzz_ckpt.c): that run's checkpoint, behind the same prefix
+mkdir -p $C/ckpt
+printf '\001' | cat - "$T"/ck/ckpt-*.sfpk >"$C/ckpt/tiny"
+printf '\000' | cat - "$T"/ck/ckpt-*.sfpk >"$C/ckpt/tiny_crc"
 for g in layer channel channel_act; do
 	act=""
 	[ $g = channel_act ] && act=--activations
