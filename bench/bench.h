@@ -9,6 +9,9 @@
 int sfp_bench_codec_main(int argc, char **argv);
 /* `sfp bench gecko [FILE.npy ...]`: the Gecko ablation of docs/gecko.md. */
 int sfp_bench_gecko_main(int argc, char **argv);
+/* `sfp bench refine [--quick] [--config F] [--steps N] [--verbose]`: decoder-side
+ * refinement on a briefly trained model's tensors (docs/refine.md). */
+int sfp_bench_refine_main(int argc, char **argv);
 
 /* `sfp bench train --config FILE [--threads N] [--seconds S] [--repeats R]`:
  * training steps per second of one model on random batches, one JSON line

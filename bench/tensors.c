@@ -16,7 +16,9 @@
 #include <string.h>
 
 #include "bench/tensors.h"
+#include "sfp/config.h"
 #include "sfp/data.h"
+#include "sfp/nn.h"
 #include "sfp/npy.h"
 
 #define FMNIST_MEAN 0.2860f
@@ -276,4 +278,101 @@ void bench_tensors_free(bench_tensor *t, int n)
 	for (int i = 0; i < n; i++)
 		free(t[i].data);
 	free(t);
+}
+
+/* ---- tensors of a trained model ------------------------------------------- */
+
+static int add_copy(bench_tensor *t, int *n, const char *layer, const char *what,
+		    const char *kind, const float *src, uint64_t lead, uint64_t count)
+{
+	bench_tensor *b = &t[*n];
+	b->data = malloc((size_t)count * sizeof(float));
+	if (!b->data)
+		return -1;
+	memcpy(b->data, src, (size_t)count * sizeof(float));
+	snprintf(b->name, sizeof b->name, "%s-%s", layer, what);
+	b->kind = kind;
+	b->count = count;
+	b->ndim = 2;
+	b->shape[0] = lead;
+	b->shape[1] = count / lead;
+	(*n)++;
+	return 0;
+}
+
+/* The weights of a conv/linear layer's parameter slice: [co][per] weights,
+ * then (if the layer has a bias) co biases. A conv row holds ci * k * k
+ * weights (ci k^2 + 1 with a bias is never ci times a square), a linear row
+ * all input features (+ 1 with a bias). */
+static uint64_t weights_in_slice(const sfp_layer_info *li)
+{
+	uint64_t co = li->out.c, per = li->nparams / co, ci = li->in.c;
+	int bias;
+	if (!strcmp(li->type, "linear")) {
+		bias = per == (uint64_t)li->in.c * li->in.h * li->in.w + 1;
+	} else {
+		uint64_t k = per % ci ? 0 : (uint64_t)(sqrt((double)(per / ci)) + 0.5);
+		bias = !(per % ci == 0 && k * k == per / ci);
+	}
+	return bias ? li->nparams - co : li->nparams;
+}
+
+int bench_tensors_trained(bench_tensor **out, const char *config, int steps, sfp_error *err)
+{
+	enum { B = 64 };
+	char s_steps[48];
+	snprintf(s_steps, sizeof s_steps, "train.max_steps=%d", steps);
+	const char *sets[] = {s_steps, "log.metrics=", "checkpoint.dir=", "data.test_limit=64"};
+	sfp_config cfg;
+	sfp_trainer *tr = NULL;
+	sfp_dataset train = {0}, test = {0};
+	bench_tensor *t = NULL;
+	float *x = NULL;
+	int n = 0, rc;
+	*out = NULL;
+	if ((rc = sfp_config_load_all(&cfg, config, sets, 4, err)) < 0 ||
+	    (rc = sfp_trainer_create(&tr, &cfg, NULL, err)) < 0 ||
+	    (rc = sfp_trainer_run(tr, err)) < 0 ||
+	    (rc = sfp_dataset_load(&train, &test, &cfg.data, err)) < 0)
+		goto out;
+	sfp_model *m = sfp_trainer_model(tr);
+	const int L = sfp_model_n_layers(m);
+	t = calloc(3 * (size_t)L + 1, sizeof *t);
+	const size_t per = (size_t)test.shape.c * test.shape.h * test.shape.w;
+	x = malloc(B * per * sizeof *x);
+	if (!t || !x || test.n < B)
+		goto nomem;
+	memcpy(x, test.x, B * per * sizeof *x);
+	sfp_model_forward(m, x, B, SFP_FORWARD_TRAIN, 1);
+	sfp_model_loss(m, test.y, B, NULL, 1);
+	sfp_model_zero_grad(m);
+	sfp_model_backward(m, x, B);
+	size_t np;
+	const float *p = sfp_model_params(m, &np), *g = sfp_model_grads(m, &np);
+	for (int i = 0; i < L; i++) {
+		sfp_layer_info li;
+		sfp_model_layer(m, i, &li);
+		if (strcmp(li.type, "conv2d") && strcmp(li.type, "linear"))
+			continue;
+		uint64_t co = li.out.c, nw = weights_in_slice(&li);
+		const float *a = sfp_model_activation(m, i);
+		uint64_t na = (uint64_t)B * li.out.c * li.out.h * li.out.w;
+		if (add_copy(t, &n, li.name, "weight", "weight", p + li.param_offset, co, nw) < 0 ||
+		    (a && add_copy(t, &n, li.name, "act", "activation", a, B, na) < 0) ||
+		    add_copy(t, &n, li.name, "grad", "gradient", g + li.param_offset, co, nw) < 0)
+			goto nomem;
+	}
+	*out = t;
+	rc = n;
+	t = NULL;
+	goto out;
+nomem:
+	rc = sfp_error_set(err, SFP_ENOMEM, "out of memory collecting the trained tensors");
+out:
+	free(x);
+	bench_tensors_free(t, n);
+	sfp_dataset_release(&train);
+	sfp_dataset_release(&test);
+	sfp_trainer_free(tr);
+	return rc;
 }

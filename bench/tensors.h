@@ -26,6 +26,15 @@ typedef struct bench_tensor {
  * (e.g. Fashion-MNIST missing).
  */
 int bench_tensors_standard(bench_tensor **out, double scale, sfp_error *err);
+/*
+ * Real tensors of a model trained for `steps` steps from the config at
+ * `config` (float32 training, no checkpoints or log): every conv/linear
+ * layer's weights (leading dimension = output channels), its output
+ * activations for 64 test images (training-mode forward, leading dimension
+ * = samples) and its weight gradients on that batch. Returns the count or
+ * a negative sfp_err.
+ */
+int bench_tensors_trained(bench_tensor **out, const char *config, int steps, sfp_error *err);
 /* Load .npy files as tensors (kind "file"). */
 int bench_tensors_from_files(bench_tensor **out, char **paths, int n, sfp_error *err);
 void bench_tensors_free(bench_tensor *t, int n);

@@ -37,7 +37,7 @@ static const char *usage_text =
 	"commands:\n"
 	"  encode -e E -m M [--gecko] [--rounding nearest|stochastic] [--seed S]\n"
 	"         [--window-top E] [--underflow zero|min] [--overflow error|saturate]\n"
-	"         [--isa scalar|avx2|avx512] IN.npy OUT.sfpt\n"
+	"         [--bias off|tensor|channel] [--shift] [--isa scalar|avx2|avx512] IN.npy OUT.sfpt\n"
 	"                      float32 .npy -> container (e in 1..8, m in 0..23)\n"
 	"  decode [--isa L] IN.sfpt OUT.npy\n"
 	"                      container -> float32 .npy, shape restored\n"
@@ -47,6 +47,8 @@ static const char *usage_text =
 	"                      codec benchmark against zstd, lz4, blosc, zfp, fpzip, fp16, bf16\n"
 	"  bench gecko [--quick] [FILE.npy ...]\n"
 	"                      Gecko ablation (variants, group sizes, references)\n"
+	"  bench refine [--quick] [--config F] [--steps N] [--verbose]\n"
+	"                      decoder-side refinement on a trained model's tensors\n"
 	"  dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
 	"                      Fashion-MNIST images as float32 N x 28 x 28 in [0, 1]\n"
 	"  eval --config FILE --checkpoint CKPT|DIR [--set K=V ...]\n"
@@ -76,6 +78,8 @@ static const struct {
 	 "  --window-top E          fix the window's top biased exponent (1..254)\n"
 	 "  --underflow zero|min    values below the window (default zero)\n"
 	 "  --overflow error|saturate   values above a fixed window (default error)\n"
+	 "  --bias off|tensor|channel   signal a decoder bias correction (docs/refine.md)\n"
+	 "  --shift                 signal an entropy-gradient shift step (docs/refine.md)\n"
 	 "  --isa scalar|avx2|avx512    cap the SIMD level\n"},
 	{"decode", "usage: sfp decode [--isa scalar|avx2|avx512] IN.sfpt OUT.npy\n"
 		   "  writes the values as float32 .npy with the container's shape\n"},
@@ -84,6 +88,7 @@ static const struct {
 		    "  exponent entropy and Gecko bits per exponent; --json: one JSON object\n"},
 	{"bench", "usage: sfp bench codec [--quick] [--repeats N] [FILE.npy ...]\n"
 		  "       sfp bench gecko [--quick] [FILE.npy ...]\n"
+		  "       sfp bench refine [--quick] [--config F] [--steps N] [--verbose]\n"
 		  "       sfp bench train --config FILE [--name N] [--threads T] [--seconds S] [--repeats R]\n"},
 	{"eval", "usage: sfp eval --config FILE --checkpoint CKPT|DIR [--set section.key=value ...]\n"
 		 "       sfp eval --config FILE --model MODEL.sfpq [--set section.key=value ...]\n"
@@ -233,7 +238,8 @@ static int cmd_encode(int argc, char **argv)
 		const char *a = argv[i], *val;
 		if (!strcmp(a, "-e") || !strcmp(a, "-m") || !strcmp(a, "--seed") ||
 		    !strcmp(a, "--rounding") || !strcmp(a, "--window-top") ||
-		    !strcmp(a, "--underflow") || !strcmp(a, "--overflow") || !strcmp(a, "--isa")) {
+		    !strcmp(a, "--underflow") || !strcmp(a, "--overflow") || !strcmp(a, "--isa") ||
+		    !strcmp(a, "--bias")) {
 			if (!(val = optval(argc, argv, &i)))
 				return EXIT_USAGE;
 			if (!strcmp(a, "-e")) {
@@ -266,11 +272,18 @@ static int cmd_encode(int argc, char **argv)
 				static const char *const names[] = {"error", "saturate", NULL};
 				if ((p.overflow = parse_choice(val, names)) < 0)
 					return usage_error("--overflow must be error or saturate, not '%s'", val);
+			} else if (!strcmp(a, "--bias")) {
+				/* the names in enum sfp_bias order */
+				static const char *const names[] = {"off", "tensor", "channel", NULL};
+				if ((p.bias = parse_choice(val, names)) < 0)
+					return usage_error("--bias must be off, tensor or channel, not '%s'", val);
 			} else {
 				isa = val;
 			}
 		} else if (!strcmp(a, "--gecko")) {
 			p.gecko = 1;
+		} else if (!strcmp(a, "--shift")) {
+			p.shift = 1;
 		} else if (positional(a, &in, &out) != EXIT_OK) {
 			return EXIT_USAGE;
 		}
@@ -487,13 +500,14 @@ static int cmd_inspect(int argc, char **argv)
 		       "\"exc_bytes\": %zu, \"exp_bytes\": %zu, \"bits_per_value\": %s, "
 		       "\"ratio_vs_fp32\": %s, \"nnz\": %" PRIu64 ", \"zero_fraction\": %.6f, "
 		       "\"exceptions\": %" PRIu64 ", \"exp_entropy_bits\": %.6f, "
-		       "\"gecko_bits_per_exp\": %.6f}\n",
+		       "\"gecko_bits_per_exp\": %.6f, \"side_bytes\": %zu, \"rho_code\": %u, "
+		       "\"bias_groups\": %" PRIu64 "}\n",
 		       info.e, info.m, info.exp_lo, info.exp_hi, (int)info.exp_lo - 127,
 		       (int)info.exp_hi - 127, info.flags, coder_name(info.exp_coder),
 		       variant_name(info.exp_coder == SFP_EXP_GECKO ? info.gecko_variant : 0),
 		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
 		       info.exc_bytes, info.exp_bytes, bpv_s, ratio_s, info.nnz, zero_frac,
-		       info.n_exceptions, H, gecko_bpe);
+		       info.n_exceptions, H, gecko_bpe, info.side_bytes, info.rho, info.bias_groups);
 	} else {
 		printf("file            %s\n", in);
 		printf("shape           (");
@@ -504,20 +518,27 @@ static int cmd_inspect(int argc, char **argv)
 		       info.m, info.e, info.m);
 		printf("window          biased exponents %u..%u  (2^%d .. 2^%d)\n", info.exp_lo,
 		       info.exp_hi, (int)info.exp_lo - 127, (int)info.exp_hi - 127);
-		printf("flags           0x%04x%s%s%s%s%s%s\n", info.flags,
+		printf("flags           0x%04x%s%s%s%s%s%s%s%s\n", info.flags,
 		       info.flags & SFP_FLAG_SIGN_POS ? " sign-pos" : "",
 		       info.flags & SFP_FLAG_SIGN_NEG ? " sign-neg" : "",
 		       info.flags & SFP_FLAG_STOCHASTIC ? " stochastic" : "",
 		       info.flags & SFP_FLAG_UNDER_MIN ? " underflow-min" : "",
 		       info.flags & SFP_FLAG_SATURATE ? " saturate" : "",
-		       info.flags & SFP_FLAG_FIXED_WINDOW ? " fixed-window" : "");
+		       info.flags & SFP_FLAG_FIXED_WINDOW ? " fixed-window" : "",
+		       info.flags & SFP_FLAG_SHIFT ? " shift" : "",
+		       info.flags & SFP_FLAG_BIAS_CHANNEL ? " bias-channel"
+		       : info.flags & SFP_FLAG_BIAS	  ? " bias"
+							  : "");
 		printf("exponent coder  %s%s%s\n", coder_name(info.exp_coder),
 		       info.exp_coder == SFP_EXP_GECKO ? " / " : "",
 		       info.exp_coder == SFP_EXP_GECKO ? variant_name(info.gecko_variant) : "");
 		printf("bytes           %zu total: header %zu, mantissa %zu, sign %zu, exceptions %zu, "
-		       "exponent %zu\n",
+		       "exponent %zu, refinement %zu\n",
 		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
-		       info.exc_bytes, info.exp_bytes);
+		       info.exc_bytes, info.exp_bytes, info.side_bytes);
+		if (info.side_bytes)
+			printf("refinement      shift step %u/512, %" PRIu64 " bias offset%s\n",
+			       info.rho, info.bias_groups, info.bias_groups == 1 ? "" : "s");
 		printf("bits per value  %.4f  (ratio %.3f vs float32)\n", bpv, info.count ? 32.0 / bpv : 0);
 		printf("nonzero         %" PRIu64 "  (%.2f%% zero), exceptions %" PRIu64 "\n", info.nnz,
 		       100.0 * zero_frac, info.n_exceptions);
@@ -703,9 +724,11 @@ int main(int argc, char **argv)
 			return sfp_bench_codec_main(argc - 2, argv + 2);
 		if (argc >= 3 && !strcmp(argv[2], "gecko"))
 			return sfp_bench_gecko_main(argc - 2, argv + 2);
+		if (argc >= 3 && !strcmp(argv[2], "refine"))
+			return sfp_bench_refine_main(argc - 2, argv + 2);
 		if (argc >= 3 && !strcmp(argv[2], "train"))
 			return sfp_bench_train_main(argc - 2, argv + 2);
-		return usage_error("%s", "usage: sfp bench codec|gecko|train [...]");
+		return usage_error("%s", "usage: sfp bench codec|gecko|refine|train [...]");
 	}
 	return usage_error("unknown command '%s'", cmd);
 }

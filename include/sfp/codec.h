@@ -78,7 +78,20 @@ typedef struct sfp_params {
 	int overflow;        /* enum sfp_overflow; default ERROR (only FIXED windows overflow) */
 	int gecko;           /* 0: exponent codes packed raw (e bits each); 1: Gecko */
 	sfp_gecko_opts gecko_opts;
+	/* Decoder-side refinement (docs/refine.md; m <= SFP_REFINE_MAX_M):
+	 * the encoder fits a correction of the reconstruction and signals it
+	 * in a few side bytes, the decoder applies it. Off by default. */
+	int bias;            /* enum sfp_bias: signaled offset per tensor or channel */
+	int shift;           /* 1: entropy-gradient shift with a signaled step rho */
+	uint64_t channels;   /* sfp_quantize with SFP_BIAS_CHANNEL: the leading dimension
+			      * (n a multiple of it); sfp_encode takes shape[0] */
 } sfp_params;
+
+/* Refinement keeps a value inside its bin with a margin: m at most 20. */
+#define SFP_REFINE_MAX_M 20
+/* Bias correction granularity: one offset per tensor, or one per slice of
+ * the leading dimension (output channels of a weight, batch rows). */
+enum sfp_bias { SFP_BIAS_OFF = 0, SFP_BIAS_TENSOR = 1, SFP_BIAS_CHANNEL = 2 };
 
 /* Fill `p` with the defaults for an (e, m) container. */
 void sfp_params_init(sfp_params *p, unsigned e, unsigned m);
@@ -93,7 +106,10 @@ int sfp_params_check(const sfp_params *p, sfp_error *err);
 #define SFP_FLAG_UNDER_MIN 0x0008u    /* informational: underflow policy MIN */
 #define SFP_FLAG_SATURATE 0x0010u     /* informational: overflow policy SATURATE */
 #define SFP_FLAG_FIXED_WINDOW 0x0020u /* informational: window set by the caller */
-#define SFP_FLAGS_KNOWN 0x003fu
+#define SFP_FLAG_SHIFT 0x0040u        /* side byte: entropy-gradient shift step rho */
+#define SFP_FLAG_BIAS 0x0080u         /* side bytes: bias offsets (one, or per channel) */
+#define SFP_FLAG_BIAS_CHANNEL 0x0100u /* with BIAS: one offset per shape[0] slice */
+#define SFP_FLAGS_KNOWN 0x01ffu
 
 /* How the exponent codes are stored. */
 enum sfp_exp_coder {
@@ -115,6 +131,9 @@ typedef struct sfp_info {
 	uint64_t n_exceptions;    /* values carried raw (NaN, Inf, subnormals, -0 when lossless) */
 	size_t header_bytes, payload_bytes, total_bytes;
 	size_t sign_bytes, mant_bytes, exc_bytes, exp_bytes; /* the payload's regions */
+	size_t side_bytes;        /* refinement side information (payload's last bytes) */
+	unsigned rho;             /* SHIFT: step code 1..255 (rho = code / 64), else 0 */
+	uint64_t bias_groups;     /* BIAS: number of offsets, else 0 */
 } sfp_info;
 
 /* Parse and validate the header of `src` (magic, version, fields, header

@@ -124,6 +124,8 @@ typedef struct sfp_cfg_bitlength {
 	int period;                 /* bitwave: steps between decisions (default 100) */
 	int m_min;                  /* quantum and bitwave: mantissa floor (default 1) */
 	int e_min;                  /* quantum and bitwave: exponent floor (default 3) */
+	char refine_bias[SFP_CFG_NAME]; /* decoder bias correction: "off" (default), "tensor" */
+	int refine_shift;           /* entropy-gradient shift (default 0); docs/refine.md */
 } sfp_cfg_bitlength;
 
 /* BitPruning fine-tune (`sfp export`, docs/bitpruning.md): learned integer

@@ -184,6 +184,12 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
  * setting survives sfp_model_set_quant.
  */
 int sfp_model_set_stash(sfp_model *m, int packed, int gecko, sfp_error *err);
+/* Decoder-side refinement (docs/refine.md) for every container the model
+ * quantizes weights and activations into: bias SFP_BIAS_OFF or
+ * SFP_BIAS_TENSOR (one offset per block of 16384 values), shift 0/1;
+ * containers with m > SFP_REFINE_MAX_M are not refined.
+ * The width gradients use the unrefined quantizers. SFP_EINVAL otherwise. */
+int sfp_model_set_refine(sfp_model *m, int bias, int shift, sfp_error *err);
 
 /* A pipeline stage that is not the last: its output is an activation that
  * gets a container like the others. Call before sfp_model_set_quant. */

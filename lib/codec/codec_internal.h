@@ -353,4 +353,15 @@ uint64_t sfp__diff_dot_ref(const qplan *qa, const qplan *qb, const float *g, con
 uint64_t sfp__diff_dot_avx512(const qplan *qa, const qplan *qb, const float *g, const float *x,
 			      uint64_t n, double *acc);
 
+/* Decoder-side refinement (refine.c, docs/refine.md). fit: from the values
+ * x and their container values q, the side bytes (at most 1 + groups, into
+ * side) and the flags (SFP_FLAG_SHIFT / _BIAS / _BIAS_CHANNEL) of the tools
+ * that lower the squared error; returns the side bytes written (0: none
+ * pays). want_bias is an enum sfp_bias; groups (>= 1) divides n. apply:
+ * refine decoded values in place as the flags and side bytes say. */
+size_t sfp__refine_fit(const float *x, const float *q, uint64_t n, uint64_t groups, unsigned m,
+		       int want_shift, int want_bias, uint8_t *side, unsigned *flags);
+void sfp__refine_apply(float *dst, uint64_t n, uint64_t groups, unsigned m, unsigned flags,
+		       const uint8_t *side);
+
 #endif

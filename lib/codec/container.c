@@ -48,6 +48,14 @@ int sfp_params_check(const sfp_params *p, sfp_error *err)
 	if (p->gecko_opts.variant < SFP_GECKO_AUTO || p->gecko_opts.variant > SFP_GECKO_ANS1)
 		return sfp_error_set(err, SFP_EINVAL, "unknown gecko variant %d",
 				     p->gecko_opts.variant);
+	if (p->bias < SFP_BIAS_OFF || p->bias > SFP_BIAS_CHANNEL)
+		return sfp_error_set(err, SFP_EINVAL, "unknown bias mode %d", p->bias);
+	if (p->shift != 0 && p->shift != 1)
+		return sfp_error_set(err, SFP_EINVAL, "shift must be 0 or 1, not %d", p->shift);
+	if ((p->bias || p->shift) && p->m > SFP_REFINE_MAX_M)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "refinement (bias, shift) needs m <= %d, not %u", SFP_REFINE_MAX_M,
+				     p->m);
 	return SFP_OK;
 }
 
@@ -179,6 +187,12 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 		return sfp_error_set(err, SFP_ECORRUPT, "sign flag set but no nonzero values");
 	if (info->exp_coder > SFP_EXP_STORED)
 		return sfp_error_set(err, SFP_ECORRUPT, "unknown exponent coder %u", info->exp_coder);
+	const unsigned refine = info->flags & (SFP_FLAG_SHIFT | SFP_FLAG_BIAS);
+	if ((info->flags & SFP_FLAG_BIAS_CHANNEL) && !(info->flags & SFP_FLAG_BIAS))
+		return sfp_error_set(err, SFP_ECORRUPT, "per-channel bias flag without the bias flag");
+	if (refine && (info->m > SFP_REFINE_MAX_M || info->nnz == 0))
+		return sfp_error_set(err, SFP_ECORRUPT, "refinement flags on a container with %s",
+				     info->nnz ? "m > 20" : "no nonzero values");
 	if (get32(h + 12) != 0)
 		return sfp_error_set(err, SFP_ECORRUPT, "reserved header bytes are not zero");
 
@@ -194,6 +208,18 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	if (prod != info->count)
 		return sfp_error_set(err, SFP_ECORRUPT, "header says %llu elements, shape has %llu",
 				     (unsigned long long)info->count, (unsigned long long)prod);
+	if ((info->flags & SFP_FLAG_BIAS_CHANNEL) && ndim == 0)
+		return sfp_error_set(err, SFP_ECORRUPT, "per-channel bias on a scalar");
+	uint64_t side = (info->flags & SFP_FLAG_SHIFT) ? 1 : 0;
+	if (info->flags & SFP_FLAG_BIAS) {
+		info->bias_groups = (info->flags & SFP_FLAG_BIAS_CHANNEL) ? info->shape[0] : 1;
+		side += info->bias_groups;
+	}
+	if (side > payload)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "payload of %llu bytes cannot hold %llu bytes of refinement",
+				     (unsigned long long)payload, (unsigned long long)side);
+	info->side_bytes = (size_t)side;
 	if (info->nnz > info->count || info->n_exceptions > info->count - info->nnz)
 		return sfp_error_set(err, SFP_ECORRUPT,
 				     "counts inconsistent: %llu nonzero + %llu exceptions > %llu",
@@ -202,7 +228,7 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 				     (unsigned long long)info->count);
 
 	if (info->exp_coder == SFP_EXP_STORED) {
-		if (payload != 4 * info->count || exp_bytes != 0)
+		if (payload != 4 * info->count + side || exp_bytes != 0)
 			return sfp_error_set(err, SFP_ECORRUPT,
 					     "stored payload must be 4 x %llu bytes",
 					     (unsigned long long)info->count);
@@ -214,11 +240,11 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 					     "raw exponent region is %llu bytes, expected %llu",
 					     (unsigned long long)exp_bytes,
 					     (unsigned long long)div_ceil8(info->count * info->e));
-		if (payload < mant + sign + exp_bytes || exp_bytes > payload)
+		if (exp_bytes > payload || payload - side < mant + sign + exp_bytes)
 			return sfp_error_set(err, SFP_ECORRUPT,
 					     "payload of %llu bytes cannot hold its regions",
 					     (unsigned long long)payload);
-		uint64_t exc = payload - mant - sign - exp_bytes;
+		uint64_t exc = payload - side - mant - sign - exp_bytes;
 		/* Each exception takes 5 to 10 bytes. */
 		if (exc < 5 * info->n_exceptions || exc > 10 * info->n_exceptions)
 			return sfp_error_set(err, SFP_ECORRUPT,
@@ -242,6 +268,8 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 					     info->exp_bytes);
 		info->gecko_variant = v > 0 ? (unsigned)v : 0;
 	}
+	if (info->flags & SFP_FLAG_SHIFT)
+		info->rho = h[hb + payload - info->side_bytes];
 	return SFP_OK;
 }
 
@@ -481,6 +509,42 @@ static int make_plan(qplan *q, kernels *k, const float *src, uint64_t n, const s
 	return SFP_OK;
 }
 
+/* The refinement side bytes for src under plan q (docs/refine.md), written
+ * to out[0..room): the container values are recomputed by the reference
+ * rule, the tools fitted, and only those that pay are kept. */
+static int refine_encode(const qplan *q, const float *src, uint64_t n, uint64_t lead,
+			 const sfp_params *p, uint8_t *out, size_t room, size_t *side,
+			 unsigned *flags, sfp_error *err)
+{
+	/* a scalar has no channels: its one offset is the tensor's */
+	int bias = p->bias == SFP_BIAS_CHANNEL && !lead ? SFP_BIAS_TENSOR : p->bias;
+	uint64_t groups = bias == SFP_BIAS_CHANNEL ? lead : 1;
+	float *qv = malloc((size_t)n * sizeof *qv);
+	uint8_t *sb = malloc((size_t)groups + 1);
+	int rc = SFP_OK;
+	if (!qv || !sb) {
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory for refinement");
+		goto out;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t u = f2u(src[i]);
+		unsigned code, sign;
+		uint32_t mant;
+		int r = quant_one(q, u, i, &code, &sign, &mant);
+		qv[i] = u2f(r == Q_EXC ? u : assemble(q->lo, q->k, code, sign, mant));
+	}
+	*side = sfp__refine_fit(src, qv, n, groups, q->m, p->shift, bias, sb, flags);
+	if (*side > room) {
+		rc = sfp_error_set(err, SFP_ENOSPC, "no room for %zu bytes of refinement", *side);
+		goto out;
+	}
+	memcpy(out, sb, *side);
+out:
+	free(qv);
+	free(sb);
+	return rc;
+}
+
 static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *written,
 		       const float *src, uint64_t n, const uint64_t *shape, unsigned ndim,
 		       const sfp_params *p, sfp_error *err)
@@ -643,6 +707,14 @@ static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *wri
 header:;
 	size_t payload = coder == SFP_EXP_STORED ? (size_t)(4 * n)
 						  : (size_t)(mant_b + sign_b) + exc_b + exp_b;
+	if ((p->bias || p->shift) && cnt.nnz) {
+		size_t side = 0;
+		unsigned rf = 0;
+		SFP_TRY(refine_encode(&q, src, n, ndim ? shape[0] : 0, p, pay + payload,
+				      pcap - payload, &side, &rf, err));
+		flags |= rf;
+		payload += side;
+	}
 	uint8_t *h = out;
 	memset(h, 0, SFP_HEADER_FIXED_BYTES);
 	memcpy(h, "SFPT", 4);
@@ -716,6 +788,20 @@ static int representable(const sfp_info *in, uint32_t u, int *is_exc, int *nonze
 	return 1;
 }
 
+/* Apply the container's refinement (if any) to its decoded values; the
+ * side bytes are the payload's last. dst NULL: validate only. */
+static int refine_decode(const sfp_info *in, const uint8_t *pay, float *dst, sfp_error *err)
+{
+	if (!in->side_bytes)
+		return SFP_OK;
+	const uint8_t *side = pay + in->payload_bytes - in->side_bytes;
+	if ((in->flags & SFP_FLAG_SHIFT) && side[0] == 0)
+		return sfp_error_set(err, SFP_ECORRUPT, "shift flag with a zero step");
+	if (dst)
+		sfp__refine_apply(dst, in->count, in->bias_groups, in->m, in->flags, side);
+	return SFP_OK;
+}
+
 static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, uint8_t *codes_out,
 		       const void *src, size_t len, sfp_info *info_out, sfp_error *err)
 {
@@ -765,7 +851,7 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 					     (unsigned long long)nz, (unsigned long long)ne,
 					     (unsigned long long)in.nnz,
 					     (unsigned long long)in.n_exceptions);
-		return SFP_OK;
+		return refine_decode(&in, pay, dst, err);
 	}
 
 	const uint8_t *mant = pay, *sign = mant + in.mant_bytes, *exc = sign + in.sign_bytes,
@@ -847,7 +933,7 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 					     in.exc_bytes - pos);
 	}
 	if (!dst)
-		return SFP_OK;
+		return refine_decode(&in, pay, NULL, err);
 
 	int sign_mode = (in.flags & SFP_FLAG_SIGN_POS) ? 1 : (in.flags & SFP_FLAG_SIGN_NEG) ? 2 : 0;
 	k.assemble(dst, codes, n, in.exp_lo, in.m, mant, in.mant_bytes, sign, in.sign_bytes,
@@ -863,7 +949,7 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 			pos += 4;
 		}
 	}
-	return SFP_OK;
+	return refine_decode(&in, pay, dst, err);
 }
 
 int sfp_decode(sfp_codec *c, float *dst, uint64_t cap_count, const void *src, size_t len,
@@ -1024,9 +1110,47 @@ int sfp_quantize_window(sfp_codec *c, const float *src, uint64_t n, const sfp_pa
 	return SFP_OK;
 }
 
+/* sfp_quantize's refinement: fit on (src, dst) as the encoder does, apply
+ * as the decoder does. src is gone when dst == src, so the values are
+ * requantized from a copy taken first -- see sfp_quantize. */
+static int refine_quantized(float *dst, const float *x, uint64_t n, const sfp_params *p,
+			    unsigned m, sfp_error *err)
+{
+	uint64_t groups = p->bias == SFP_BIAS_CHANNEL ? p->channels : 1;
+	uint8_t *side = malloc((size_t)groups + 1);
+	if (!side)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for refinement");
+	unsigned flags = 0;
+	int any = 0;
+	for (uint64_t i = 0; i < n && !any; i++)
+		any = dst[i] != 0.0f;
+	if (any) {
+		sfp__refine_fit(x, dst, n, groups, m, p->shift, p->bias, side, &flags);
+		sfp__refine_apply(dst, n, groups, m, flags, side);
+	}
+	free(side);
+	return SFP_OK;
+}
+
 int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,
 		 sfp_error *err)
 {
+	if ((p->bias || p->shift) && (dst == src || (p->bias == SFP_BIAS_CHANNEL &&
+						     (!p->channels || n % p->channels)))) {
+		if (p->bias == SFP_BIAS_CHANNEL && (!p->channels || n % p->channels))
+			return sfp_error_set(err, SFP_EINVAL,
+					     "per-channel bias: %llu values are not %llu channels",
+					     (unsigned long long)n,
+					     (unsigned long long)p->channels);
+		/* in place: quantize from a copy, which the fit needs */
+		float *x = malloc((size_t)n * sizeof *x + 1);
+		if (!x)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory for refinement");
+		memcpy(x, src, (size_t)n * sizeof *x);
+		int rc = sfp_quantize(c, dst, x, n, p, err);
+		free(x);
+		return rc;
+	}
 	kernels k = pick(c->isa);
 	qplan q;
 	SFP_TRY(sfp_params_check(p, err));
@@ -1045,5 +1169,5 @@ int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const s
 			return overflow_error(err, src, i, p);
 		dst[i] = u2f(r == Q_EXC ? u : assemble(q.lo, q.k, code, sign, mant));
 	}
-	return SFP_OK;
+	return (p->bias || p->shift) && n ? refine_quantized(dst, src, n, p, q.m, err) : SFP_OK;
 }

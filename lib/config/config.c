@@ -37,6 +37,7 @@ static const char *const datasets[] = {"fashion-mnist", NULL};
 static const char *const optimizers[] = {"sgd", "adamw", NULL};
 static const char *const schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const policies[] = {"fixed", "quantum", "bitwave", NULL};
+static const char *const refine_biases[] = {"off", "tensor", NULL};
 static const char *const targets[] = {"weights", "activations", "gradients", NULL};
 static const char *const granularities[] = {"layer", "channel", NULL};
 static const char *const penalties[] = {"memory", "ops", NULL};
@@ -90,6 +91,8 @@ static const key_desc keys[] = {
 	{"bitlength.period", K_INT, F(bitlength.period), 1, INT_MAX, 0, NULL},
 	{"bitlength.m_min", K_INT, F(bitlength.m_min), 0, 23, 0, NULL},
 	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL},
+	ENUM("bitlength.refine_bias", bitlength.refine_bias, refine_biases),
+	{"bitlength.refine_shift", K_BOOL, F(bitlength.refine_shift), 0, 1, 0, NULL},
 	ENUM("prune.granularity", prune.granularity, granularities),
 	ENUM("prune.penalty", prune.penalty, penalties),
 	{"prune.activations", K_BOOL, F(prune.activations), 0, 1, 0, NULL},
@@ -601,6 +604,7 @@ void sfp_config_defaults(sfp_config *c)
 	c->prune.lr = 0.01f;
 	c->prune.weight_lr = 0.005f;
 	c->bitlength.pack = 1;
+	snprintf(c->bitlength.refine_bias, sizeof c->bitlength.refine_bias, "off");
 	c->parallel.pipeline_stages = 1;
 	snprintf(c->parallel.transport, sizeof c->parallel.transport, "mpi");
 	c->parallel.grad_e = 8;

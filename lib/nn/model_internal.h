@@ -73,6 +73,7 @@ struct sfp_model {
 	struct sfp_stash *st; /* packed stash and its scratch plan (stash.c); NULL = the
 			       * float32 activation arena `acts` */
 	int stash_packed, stash_gecko; /* sfp_model_set_stash */
+	int refine_bias, refine_shift;  /* sfp_model_set_refine */
 };
 
 /*
@@ -85,6 +86,21 @@ struct sfp_model {
  * per-sample layer computes each sample the same way whatever the chunk.
  */
 #define SFP_CHUNK_BYTES (512u * 1024u)
+
+/* The model's refinement (sfp_model_set_refine) into container params of
+ * widths already set; containers finer than SFP_REFINE_MAX_M have none. */
+static inline void sfp_model_refine_params(const sfp_model *m, sfp_params *p)
+{
+	const int on = p->m <= SFP_REFINE_MAX_M;
+	p->bias = on ? m->refine_bias : SFP_BIAS_OFF;
+	p->shift = on && m->refine_shift;
+}
+
+/* Side bytes refinement may add per block of SFP_QBLOCK values. */
+static inline unsigned sfp_model_refine_bytes(const sfp_model *m)
+{
+	return (m->refine_bias ? 1u : 0u) + (m->refine_shift ? 1u : 0u);
+}
 
 static inline int per_sample(const layer *l)
 {

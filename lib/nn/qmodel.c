@@ -251,10 +251,11 @@ int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsign
 {
 	sfp_codec *c = m->q->codec;
 	const int T = nthreads(m, n);
-	if (T == 1)
-		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
 	sfp_params p;
 	sfp_params_init(&p, e, mbits);
+	sfp_model_refine_params(m, &p);
+	if (T == 1 && !p.bias && !p.shift)
+		return sfp_quant_apply(c, dst, src, n, e, mbits, NULL);
 	const int64_t nb = (int64_t)((n + SFP_QBLOCK - 1) / SFP_QBLOCK);
 	unsigned top = e == 8 ? 254 : 1;
 	int bad = 0, wbad = 0;
@@ -436,6 +437,14 @@ float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
 	return pen;
 }
 
+/* Refinement side information of a tensor of n values: at most its bytes
+ * per block of SFP_QBLOCK values (the encoder drops a tool that does not
+ * pay, so this is an upper bound). */
+static double side_bits(const sfp_model *m, double n)
+{
+	return 8.0 * sfp_model_refine_bytes(m) * ceil(n / SFP_QBLOCK);
+}
+
 void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_acts,
 			 double *count_weights, double *count_acts)
 {
@@ -449,11 +458,15 @@ void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_
 		if (nw > 0) {
 			const sfp_qtensor *t = q && q->wq[i] >= 0 ? &q->t[q->wq[i]] : NULL;
 			bw += nw * (t ? 1 + sfp_qwidth_pack_bits(&t->e) + sfp_qwidth_pack_bits(&t->m) : 32);
+			if (t)
+				bw += side_bits(m, nw);
 			cw += nw;
 		}
 		if (stores) {
 			const sfp_qtensor *t = q && q->aq[i] >= 0 ? &q->t[q->aq[i]] : NULL;
 			ba += na * (t ? 1 + sfp_qwidth_pack_bits(&t->e) + sfp_qwidth_pack_bits(&t->m) : 32);
+			if (t)
+				ba += side_bits(m, na);
 			ca += na;
 		}
 	}

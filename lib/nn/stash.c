@@ -259,6 +259,7 @@ int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits
 	sfp_params p;
 	sfp_params_init(&p, e, mbits);
 	p.gecko = st->gecko;
+	sfp_model_refine_params(m, &p);
 	const int T = team(m, n, e + mbits + 1);
 	int rc = SFP_OK;
 	if (T > 1) {
@@ -565,11 +566,24 @@ int sfp_stash_measure(sfp_model *m, int i, int gecko, size_t *bytes, int *B, sfp
 		uint64_t shape = g->n;
 		rc = sfp_encode(st->codec[0], enc, sfp_encode_bound(most, 1), &w, x, g->n, &shape, 1,
 				&p, err);
-		*bytes += w;
+		/* refined values stay in their bins, so they re-encode to the same
+		 * container values; the refinement's side bytes come on top */
+		*bytes += w + in.side_bytes;
 	}
 	free(x);
 	free(enc);
 	return rc;
+}
+
+int sfp_model_set_refine(sfp_model *m, int bias, int shift, sfp_error *err)
+{
+	if (bias != SFP_BIAS_OFF && bias != SFP_BIAS_TENSOR)
+		return sfp_error_set(err, SFP_EINVAL, "refinement bias must be off or tensor");
+	if (shift != 0 && shift != 1)
+		return sfp_error_set(err, SFP_EINVAL, "refinement shift must be 0 or 1");
+	m->refine_bias = bias;
+	m->refine_shift = shift;
+	return SFP_OK;
 }
 
 int sfp_model_set_stash(sfp_model *m, int packed, int gecko, sfp_error *err)

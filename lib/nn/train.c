@@ -123,6 +123,9 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 	}
 	SFP_TRY(sfp_model_set_stash(t->model, b->pack, b->gecko, err));
 	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
+	SFP_TRY(sfp_model_set_refine(t->model,
+				     strcmp(b->refine_bias, "tensor") ? SFP_BIAS_OFF : SFP_BIAS_TENSOR,
+				     b->refine_shift, err));
 	if (t->policy == SFP_QPOLICY_QUANTUM)
 		sfp_model_set_floors(t->model, (float)b->e_min, (float)b->m_min);
 	t->nextra = extra_count(t);
