@@ -77,11 +77,19 @@ static void slopes_build(slopes *s, const float *q, uint64_t n, unsigned m, int 
 	}
 }
 
-/* The shift of one value in ulps per unit rho. */
-static inline double shift_unit(const slopes *s, uint32_t u, unsigned E, unsigned m)
+/*
+ * The shift of one value in ulps: to the centre of its bin, then rho times
+ * the slope times the bin's width squared (w^2/12 dlnp/dx is where a locally
+ * linear density puts the conditional mean). A value with a zero mantissa
+ * field sits low in its bin [q - u/4, q + u/2) (the binade below has half
+ * the ulp): centre + u/8, width 3u/4; the others sit at the centre of
+ * [q - u/2, q + u/2).
+ */
+static inline double shift_of(const slopes *s, uint32_t u, unsigned E, unsigned m, double rho)
 {
 	int upper = m == 0 || (u & 0x400000u); /* mantissa >= 0.5: above the centre */
-	return upper ? s->hi[E] : s->lo[E];
+	double a = upper ? s->hi[E] : s->lo[E];
+	return (u & 0x7fffffu) ? rho * a : 0.125 + rho * (9.0 / 16.0) * a;
 }
 
 /* The refined value of q (finite nonzero, exponent E) for a total offset of
@@ -123,7 +131,7 @@ void sfp__refine_apply(float *dst, uint64_t n, uint64_t groups, unsigned m, unsi
 			continue;
 		double t = 0.0;
 		if (rho > 0.0)
-			t += rho * shift_unit(s, u, E, m);
+			t += shift_of(s, u, E, m, rho);
 		if (groups)
 			t += (int8_t)bias[i / glen] / BIAS_SCALE;
 		dst[i] = refine_one(s, dst[i], u, E, t);
@@ -142,7 +150,7 @@ static double sse(const float *x, const float *q, uint64_t i0, uint64_t i1, cons
 			continue;
 		double t = b;
 		if (rho > 0.0)
-			t += rho * shift_unit(s, u, E, m);
+			t += shift_of(s, u, E, m, rho);
 		e += sq((double)x[i] - (double)refine_one(s, q[i], u, E, t));
 	}
 	return e;
@@ -156,23 +164,25 @@ size_t sfp__refine_fit(const float *x, const float *q, uint64_t n, uint64_t grou
 	slopes_build(s, q, n, m, want_shift);
 	unsigned rho_code = 0;
 	if (want_shift) {
-		/* least squares for rho, then the best of a few codes near it */
+		/* least squares for rho (the shift is affine in it), then the best
+		 * of a few codes near it and the smallest */
 		double num = 0.0, den = 0.0;
 		for (uint64_t i = 0; i < n; i++) {
 			uint32_t u = f2u(q[i]);
 			unsigned E = refinable(u);
 			if (!E)
 				continue;
-			double g = shift_unit(s, u, E, m) * s->ulp[E];
+			double c = shift_of(s, u, E, m, 0.0) * s->ulp[E];
+			double g = shift_of(s, u, E, m, 1.0) * s->ulp[E] - c;
 			double r = (u >> 31) ? (double)q[i] - (double)x[i] : (double)x[i] - (double)q[i];
-			num += r * g;
+			num += (r - c) * g;
 			den += g * g;
 		}
 		double best = sse(x, q, 0, n, s, m, 0.0, 0.0);
-		if (den > 0.0 && num > 0.0) {
-			double c0 = num / den * RHO_SCALE;
-			double cand[3] = {c0, c0 * 0.75, c0 * 0.5};
-			for (int k = 0; k < 3; k++) {
+		{
+			double c0 = den > 0.0 ? num / den * RHO_SCALE : 1.0;
+			double cand[4] = {c0, c0 * 0.75, c0 * 0.5, 1.0};
+			for (int k = 0; k < 4; k++) {
 				double c = floor(cand[k] + 0.5);
 				c = c < 1.0 ? 1.0 : c > 255.0 ? 255.0 : c;
 				double e = sse(x, q, 0, n, s, m, c / RHO_SCALE, 0.0);
@@ -201,7 +211,7 @@ size_t sfp__refine_fit(const float *x, const float *q, uint64_t n, uint64_t grou
 				if (!E)
 					continue;
 				double ulp = s->ulp[E];
-				double t = rho > 0.0 ? rho * shift_unit(s, u, E, m) : 0.0;
+				double t = rho > 0.0 ? shift_of(s, u, E, m, rho) : 0.0;
 				double r = (u >> 31) ? (double)q[i] - (double)x[i]
 						     : (double)x[i] - (double)q[i];
 				num += (r - t * ulp) * ulp;
