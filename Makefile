@@ -225,6 +225,7 @@ bench-run: $(BINS)
 	$(Q)BUILD=$(BUILD) bench/train.sh
 	$(Q)$(SFP) bench codec
 	$(Q)$(SFP) bench gecko
+	$(Q)$(SFP) bench refine
 
 # distributed: gradient exchange against MPI_Allreduce, casts and PyTorch DDP
 bench-dist:

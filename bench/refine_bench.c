@@ -160,7 +160,10 @@ int sfp_bench_refine_main(int argc, char **argv)
 	       config, steps, nt);
 	for (int ti = 0; ti < nt && c; ti++) {
 		int kind = !strcmp(t[ti].kind, "weight") ? 0 : !strcmp(t[ti].kind, "activation") ? 1 : 2;
-		size_t cap = sfp_encode_bound(t[ti].count, t[ti].ndim);
+		sfp_params pb;
+		sfp_params_init(&pb, 8, 1);
+		pb.bias = SFP_BIAS_CHANNEL;
+		size_t cap = sfp_encode_bound_params(t[ti].count, t[ti].shape, t[ti].ndim, &pb);
 		uint8_t *buf = malloc(cap);
 		float *back = malloc((size_t)t[ti].count * sizeof *back);
 		if (!buf || !back) {

@@ -53,7 +53,7 @@ static void test_round_trip(void)
 	float *x = malloc(N * sizeof *x), *plain = malloc(N * sizeof *plain),
 	      *dec = malloc(N * sizeof *dec), *ref = malloc(N * sizeof *ref),
 	      *fq = malloc(N * sizeof *fq), *back = malloc(N * sizeof *back);
-	size_t cap = sfp_encode_bound(N, 2);
+	size_t cap = sfp_encode_bound(N, 2) + ROWS;
 	uint8_t *buf = malloc(cap), *buf2 = malloc(cap);
 	sfp_codec *c = sfp_codec_create();
 	sfp_error err;
@@ -231,6 +231,22 @@ static void test_params_and_determinism(void)
 		CU_ASSERT_EQUAL_FATAL(sfp_encode(c, b2, cap, &w2, x, N, shape, 2, &p, &err), SFP_OK);
 		CU_ASSERT(w1 == w2 && memcmp(b1, b2, w1) == 0);
 	}
+	/* mostly NaN (stored values) with per-value bias groups: the params'
+	 * bound holds the side bytes */
+	for (int i = 0; i < N; i++)
+		x[i] = i % 7 ? NAN : 1.1f + (float)i / N;
+	const uint64_t flat = N;
+	sfp_params_init(&p, 3, 1);
+	p.bias = SFP_BIAS_CHANNEL;
+	p.shift = 1;
+	size_t bound = sfp_encode_bound_params(N, &flat, 1, &p);
+	CU_ASSERT(bound > sfp_encode_bound(N, 1));
+	uint8_t *big = malloc(bound);
+	CU_ASSERT_EQUAL(sfp_encode(c, big, bound, &w1, x, N, &flat, 1, &p, &err), SFP_OK);
+	sfp_info si;
+	CU_ASSERT_EQUAL(sfp_inspect(big, w1, &si, &err), SFP_OK);
+	CU_ASSERT_EQUAL(si.exp_coder, SFP_EXP_STORED);
+	free(big);
 	/* a scalar asked for per-channel bias gets a tensor offset (or none) */
 	float one = 0.3f;
 	sfp_params_init(&p, 4, 1);

@@ -310,7 +310,7 @@ static int cmd_encode(int argc, char **argv)
 		ret = sfp_exit_code(rc);
 		goto out_codec;
 	}
-	size_t cap = sfp_encode_bound(a.count, a.ndim), w;
+	size_t cap = sfp_encode_bound_params(a.count, a.shape, a.ndim, &p), w;
 	buf = malloc(cap);
 	if (!buf) {
 		fprintf(stderr, "sfp: out of memory\n");

@@ -153,9 +153,14 @@ void sfp_codec_free(sfp_codec *c);
 int sfp_codec_set_isa(sfp_codec *c, int isa);
 int sfp_codec_isa(const sfp_codec *c);
 
-/* Bytes that always suffice for sfp_encode of n elements; cannot fail. */
+/* Bytes that always suffice for sfp_encode of n elements; cannot fail.
+ * This covers every parameter set except per-channel bias (SFP_BIAS_CHANNEL),
+ * whose side bytes (one per shape[0] slice) sfp_encode_bound_params adds. */
 #define SFP_ENCODE_BOUND(n, ndim) (SFP_HEADER_BYTES(ndim) + 4u * (size_t)(n) + 16u)
 size_t sfp_encode_bound(uint64_t n, unsigned ndim);
+/* The bound for these params and shape (per-channel bias included). */
+size_t sfp_encode_bound_params(uint64_t n, const uint64_t *shape, unsigned ndim,
+			       const sfp_params *p);
 
 /*
  * Encode `n` floats with shape shape[0..ndim) (the product must be n;

@@ -458,6 +458,16 @@ static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
 
 size_t sfp_encode_bound(uint64_t n, unsigned ndim) { return SFP_ENCODE_BOUND(n, ndim); }
 
+size_t sfp_encode_bound_params(uint64_t n, const uint64_t *shape, unsigned ndim,
+			       const sfp_params *p)
+{
+	size_t b = SFP_ENCODE_BOUND(n, ndim);
+	/* the 16 spare bytes hold a shift step and one offset */
+	if (p->bias == SFP_BIAS_CHANNEL && ndim > 0)
+		b += (size_t)shape[0];
+	return b;
+}
+
 static int overflow_error(sfp_error *err, const float *src, uint64_t i, const sfp_params *p)
 {
 	return sfp_error_set(err, SFP_ERANGE,

@@ -1,7 +1,7 @@
 #!/bin/sh
-# bench_quick.sh -- `sfp bench codec --quick` and `sfp bench gecko --quick`
-# run, every peer appears, and lossless peers round-trip (the bench fails
-# loudly otherwise).
+# bench_quick.sh -- `sfp bench codec --quick`, `sfp bench gecko --quick` and
+# `sfp bench refine --quick` run, every peer appears, and lossless peers
+# round-trip (the bench fails loudly otherwise).
 set -u
 SFP=${BUILD:-build}/bin/sfp
 out=$(mktemp)
@@ -13,4 +13,7 @@ done
 grep -q "FAILED" "$out" && { grep FAILED "$out"; exit 1; }
 "$SFP" bench gecko --quick >"$out" 2>&1 || { cat "$out"; echo "bench gecko failed"; exit 1; }
 grep -q "delta-16-min" "$out" || { echo "gecko ablation incomplete"; exit 1; }
+# refinement: the bench itself fails when a tool raises the error it was fitted to
+"$SFP" bench refine --quick >"$out" 2>&1 || { cat "$out"; echo "bench refine failed"; exit 1; }
+grep -q "^gradient    7 shift+bias-ch" "$out" || { echo "refine table incomplete"; exit 1; }
 echo "bench_quick.sh: ok"

@@ -1,6 +1,7 @@
 /*
  * fuzz_roundtrip.c -- libFuzzer target: the first 8 bytes choose the
- * container parameters, the rest are float32 values (any bit patterns).
+ * container parameters (byte 7: the refinement tools, where m allows them),
+ * the rest are float32 values (any bit patterns).
  * Checks: encode succeeds or fails with SFP_ERANGE only; decode(encode(x))
  * equals sfp_quantize(x) bit for bit and equals the scalar reference; encode
  * is deterministic; a buffer one byte short gives SFP_ENOSPC.
@@ -39,15 +40,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	size_t n = (size - 8) / 4;
+	if (p.m <= SFP_REFINE_MAX_M) {
+		p.shift = data[7] & 1;
+		p.bias = (data[7] >> 1) % 3;
+		if (p.bias == SFP_BIAS_CHANNEL && !n)
+			p.bias = SFP_BIAS_TENSOR;
+		p.channels = n; /* shape {n}: one group per value */
+	}
 	float *x = malloc((n ? n : 1) * sizeof(float));
 	float *q = malloc((n ? n : 1) * sizeof(float));
 	float *y = malloc((n ? n : 1) * sizeof(float));
-	size_t cap = sfp_encode_bound(n, 1);
+	uint64_t shape = n;
+	size_t cap = sfp_encode_bound_params(n, &shape, 1, &p);
 	uint8_t *enc = malloc(cap), *enc2 = malloc(cap), *ref = malloc(cap);
 	if (!x || !q || !y || !enc || !enc2 || !ref)
 		abort();
 	memcpy(x, data + 8, n * 4);
-	uint64_t shape = n;
 	size_t w = 0, w2 = 0, wr = 0;
 	int rc = sfp_encode(codec, enc, cap, &w, x, n, &shape, 1, &p, NULL);
 	int rq = sfp_quantize(codec, q, x, n, &p, NULL);

@@ -34,7 +34,13 @@ for cfg in "8 23" "4 3" "2 1" "8 7" "5 0"; do
 		$S encode -e "$1" -m "$2" $g "$T/b.npy" "$C/decode/b_$n.sfpt"
 	done
 done
+# refinement seeds: shift and per-row bias side bytes (docs/refine.md)
+for m in 1 3; do
+	$S encode -e 5 -m $m --shift --bias channel "$T/b.npy" "$C/decode/b_refine_$m.sfpt"
+	$S encode -e 5 -m $m --bias tensor --gecko "$T/a.npy" "$C/decode/a_bias_$m.sfpt"
+done
 $S dataset fmnist --count 2 "$T/img.npy"
+$S encode -e 4 -m 1 --shift "$T/img.npy" "$C/decode/img_shift.sfpt"
 $S encode -e 4 -m 2 --gecko "$T/img.npy" "$C/decode/img_ans.sfpt"
 # Gecko seeds: the exponent region of each Gecko container, after the
 # fuzz target's 3-byte prefix (e - 1, count as big-endian u16).

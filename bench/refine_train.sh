@@ -1,0 +1,38 @@
+#!/bin/sh
+# refine_train.sh -- training with decoder-side refinement (docs/refine.md):
+# fmnist-cnn at fixed e4m1 containers (equal footprint: only the side bytes
+# differ) and with QM+QE learning its widths from e5m4, each with the tools
+# off, the shift, the bias, and both. Prints one row per run: test accuracy,
+# final loss and the footprint the trainer reports (side bytes included).
+# EPOCHS (default 2) sets the length; run from the repository root.
+set -eu
+B=${BUILD:-build}
+W=$B/bin/sfp-worker
+CFG=deploy/examples/fmnist-cnn.yaml
+EPOCHS=${EPOCHS:-2}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+printf '%-8s %-12s %9s %9s %12s\n' policy tools test_acc loss bits/value
+for policy in fixed quantum; do
+	if [ $policy = fixed ]; then
+		W0="--set bitlength.e=4 --set bitlength.m=1"
+	else
+		W0="--set bitlength.e=5 --set bitlength.m=4"
+	fi
+	for tools in off shift bias both; do
+		case $tools in
+		off) R="" ;;
+		shift) R="--set bitlength.refine_shift=true" ;;
+		bias) R="--set bitlength.refine_bias=tensor" ;;
+		both) R="--set bitlength.refine_shift=true --set bitlength.refine_bias=tensor" ;;
+		esac
+		log=$T/$policy-$tools.jsonl
+		"$W" --config $CFG --quiet --set train.epochs="$EPOCHS" --set bitlength.policy=$policy \
+			$W0 $R --set log.metrics="$log"
+		acc=$(grep '"test_acc"' "$log" | tail -1 | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')
+		loss=$(grep '"test_loss"' "$log" | tail -1 | sed 's/.*"test_loss":\([0-9.]*\).*/\1/')
+		bits=$(grep '"footprint_bits_per_value"' "$log" | tail -1 |
+			sed 's/.*"footprint_bits_per_value":\([0-9.]*\).*/\1/')
+		printf '%-8s %-12s %9s %9s %12s\n' $policy $tools "$acc" "$loss" "$bits"
+	done
+done
