@@ -138,22 +138,27 @@ void sfp__refine_apply(float *dst, uint64_t n, uint64_t groups, unsigned m, unsi
 	}
 }
 
-/* Squared error over [i0, i1) with step rho and bias b (codes). */
-static double sse(const float *x, const float *q, uint64_t i0, uint64_t i1, const slopes *s,
-		  unsigned m, double rho, double b)
+/* Squared errors over [i0, i1) of k settings (step rho[j], bias b[j]) in
+ * one pass. */
+enum { MAXSET = 5 };
+static void sse_multi(const float *x, const float *q, uint64_t i0, uint64_t i1, const slopes *s,
+		      unsigned m, const double *rho, const double *b, int k, double *out)
 {
-	double e = 0.0;
+	double e[MAXSET] = {0};
 	for (uint64_t i = i0; i < i1; i++) {
 		uint32_t u = f2u(q[i]);
 		unsigned E = refinable(u);
 		if (!E)
 			continue;
-		double t = b;
-		if (rho > 0.0)
-			t += shift_of(s, u, E, m, rho);
-		e += sq((double)x[i] - (double)refine_one(s, q[i], u, E, t));
+		for (int j = 0; j < k; j++) {
+			double t = b[j];
+			if (rho[j] > 0.0)
+				t += shift_of(s, u, E, m, rho[j]);
+			e[j] += sq((double)x[i] - (double)refine_one(s, q[i], u, E, t));
+		}
 	}
-	return e;
+	for (int j = 0; j < k; j++)
+		out[j] = e[j];
 }
 
 size_t sfp__refine_fit(const float *x, const float *q, uint64_t n, uint64_t groups, unsigned m,
@@ -178,20 +183,21 @@ size_t sfp__refine_fit(const float *x, const float *q, uint64_t n, uint64_t grou
 			num += (r - c) * g;
 			den += g * g;
 		}
-		double best = sse(x, q, 0, n, s, m, 0.0, 0.0);
-		{
-			double c0 = den > 0.0 ? num / den * RHO_SCALE : 1.0;
-			double cand[4] = {c0, c0 * 0.75, c0 * 0.5, 1.0};
-			for (int k = 0; k < 4; k++) {
-				double c = floor(cand[k] + 0.5);
-				c = c < 1.0 ? 1.0 : c > 255.0 ? 255.0 : c;
-				double e = sse(x, q, 0, n, s, m, c / RHO_SCALE, 0.0);
-				if (e < best) {
-					best = e;
-					rho_code = (unsigned)c;
-				}
-			}
+		/* off, then the candidates, all in one pass */
+		const double c0 = den > 0.0 ? num / den * RHO_SCALE : 1.0;
+		const double cand[MAXSET] = {0.0, c0, c0 * 0.75, c0 * 0.5, 1.0};
+		double rho[MAXSET] = {0.0}, zero[MAXSET] = {0.0}, e[MAXSET];
+		for (int k = 1; k < MAXSET; k++) {
+			double c = floor(cand[k] + 0.5);
+			rho[k] = (c < 1.0 ? 1.0 : c > 255.0 ? 255.0 : c) / RHO_SCALE;
 		}
+		sse_multi(x, q, 0, n, s, m, rho, zero, MAXSET, e);
+		double best = e[0];
+		for (int k = 1; k < MAXSET; k++)
+			if (e[k] < best) {
+				best = e[k];
+				rho_code = (unsigned)(rho[k] * RHO_SCALE);
+			}
 	}
 	size_t w = 0;
 	if (rho_code) {
@@ -221,9 +227,12 @@ size_t sfp__refine_fit(const float *x, const float *q, uint64_t n, uint64_t grou
 			if (den > 0.0) {
 				double c = floor(num / den * BIAS_SCALE + 0.5);
 				c = c < -128.0 ? -128.0 : c > 127.0 ? 127.0 : c;
-				if (c != 0.0 && sse(x, q, i0, i1, s, m, rho, c / BIAS_SCALE) <
-						    sse(x, q, i0, i1, s, m, rho, 0.0))
-					b = (int8_t)c;
+				double rr[2] = {rho, rho}, bb[2] = {0.0, c / BIAS_SCALE}, e[2];
+				if (c != 0.0) {
+					sse_multi(x, q, i0, i1, s, m, rr, bb, 2, e);
+					if (e[1] < e[0])
+						b = (int8_t)c;
+				}
 			}
 			side[w + g] = (uint8_t)b;
 			any |= b != 0;
