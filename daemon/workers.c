@@ -11,9 +11,11 @@
  * before taking the next). Everything runs on the loop's thread, like the
  * rest of sfpd, so the store needs no lock.
  */
+#include <arpa/inet.h>
 #include <math.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +129,23 @@ static void on_worker_ready(uv_poll_t *p, int status, int events)
 	}
 }
 
+/* The URL workers dial: a tcp:// one with the port actually bound (port 0
+ * picks a free one, which the log line then names), others as given. */
+static void bound_url(nng_listener l, const char *url, char *out, size_t cap)
+{
+	nng_sockaddr sa;
+	char host[INET6_ADDRSTRLEN];
+	snprintf(out, cap, "%s", url);
+	if (strncmp(url, "tcp", 3) || nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa) != 0)
+		return;
+	if (sa.s_family == NNG_AF_INET &&
+	    inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof host))
+		snprintf(out, cap, "tcp://%s:%u", host, (unsigned)ntohs(sa.s_in.sa_port));
+	else if (sa.s_family == NNG_AF_INET6 &&
+		 inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof host))
+		snprintf(out, cap, "tcp://[%s]:%u", host, (unsigned)ntohs(sa.s_in6.sa_port));
+}
+
 int sfpd_workers_start(sfpd *d, sfp_error *err)
 {
 	if (!d->o.listen_url)
@@ -141,10 +160,12 @@ int sfpd_workers_start(sfpd *d, sfp_error *err)
 		return rc;
 	}
 	int rv = nng_rep0_open(&w->sock), fd = -1;
+	nng_listener l = NNG_LISTENER_INITIALIZER;
+	char url[300];
 	if (!rv) {
 		/* a request over the protocol's limit is dropped by nng before we see it */
 		nng_socket_set_size(w->sock, NNG_OPT_RECVMAXSZ, SFP_COORD_MAX_MSG + 1024);
-		rv = nng_listen(w->sock, d->o.listen_url, NULL, 0);
+		rv = nng_listen(w->sock, d->o.listen_url, &l, 0);
 		if (rv)
 			nng_close(w->sock);
 	}
@@ -160,7 +181,9 @@ int sfpd_workers_start(sfpd *d, sfp_error *err)
 	uv_poll_start(&w->poll, UV_READABLE, on_worker_ready);
 	w->polling = 1;
 	d->workers = w;
-	sfp_logf(&d->log, SFP_LOG_INFO, "workers: listening on %s%s", d->o.listen_url,
+	bound_url(l, d->o.listen_url, url, sizeof url);
+	/* the test scripts read the port from this line (with --listen tcp://HOST:0) */
+	sfp_logf(&d->log, SFP_LOG_INFO, "workers: listening on %s%s", url,
 		 d->o.token ? " (job token required)" : "");
 	return SFP_OK;
 }
