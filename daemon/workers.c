@@ -5,11 +5,13 @@
  * An nng REP socket listens on --listen. nng works on its own threads; the
  * loop learns that a request is waiting from the socket's receive
  * descriptor (NNG_OPT_RECVFD: readable whenever a receive would not block;
- * a notification only, never read), polled with uv_poll. Each request goes
- * through lib/coord's handler, whose hooks hand what it accepted to the
- * stats store, and the reply goes straight back (REP answers each request
- * before taking the next). Everything runs on the loop's thread, like the
- * rest of sfpd, so the store needs no lock.
+ * a notification only, never read), polled with uv_poll; the HTTP server
+ * also answers what is waiting before each request of its own, so a report
+ * (which a training step waits on) queues behind at most one response.
+ * Each request goes through lib/coord's handler, whose hooks hand what it
+ * accepted to the stats store, and the reply goes straight back (REP
+ * answers each request before taking the next). Everything runs on the
+ * loop's thread, like the rest of sfpd, so the store needs no lock.
  */
 #include <arpa/inet.h>
 #include <math.h>
@@ -107,12 +109,10 @@ static void on_drop(void *user, int reason)
 	sfp_stats_count_drop(d->stats, (sfp_stats_drop)reason);
 }
 
-static void on_worker_ready(uv_poll_t *p, int status, int events)
+void sfpd_workers_serve(sfpd *d)
 {
-	sfpd *d = p->data;
 	sfpd_workers *w = d->workers;
-	(void)events;
-	if (status < 0)
+	if (!w || !w->polling)
 		return;
 	for (;;) {
 		nng_msg *msg = NULL;
@@ -127,6 +127,13 @@ static void on_worker_ready(uv_poll_t *p, int status, int events)
 		    nng_sendmsg(w->sock, msg, NNG_FLAG_NONBLOCK) != 0)
 			nng_msg_free(msg); /* the worker times out and tries again */
 	}
+}
+
+static void on_worker_ready(uv_poll_t *p, int status, int events)
+{
+	(void)events;
+	if (status >= 0)
+		sfpd_workers_serve(p->data);
 }
 
 /* The URL workers dial: a tcp:// one with the port actually bound (port 0
