@@ -58,7 +58,8 @@ phase() {
 	port=$(sed -n 's|^sfpd: http on http://127.0.0.1:\([0-9]*\)/$|\1|p' "$log")
 	wurl=$(sed -n 's|^sfpd: workers: listening on \(tcp://[^ ]*\).*|\1|p' "$log")
 	[ -n "$port" ] && [ -n "$wurl" ] || { echo "daemon.sh: sfpd did not start: $(cat "$log")" >&2; exit 1; }
-	ticks0=$(cpu_ticks "$PID")
+	ticks0=$(cpu_ticks "$PID") t0=$(date +%s.%N)
+	echo "machine_load $(cut -d' ' -f1 /proc/loadavg)" >"$r"
 	# HTTP covers the whole report window (registration takes well under 2 s)
 	DAEMON_BENCH_HTTP_PAUSE_MS=$pause /usr/bin/time -f "wrk_cpu_s %U %S" -o "$OUT/$name.time" \
 		wrk -t1 -c"$CONNS" -d"$((SECS + 2))s" --timeout 5s -s bench/daemon_http.lua \
@@ -66,7 +67,7 @@ phase() {
 	wrk=$!
 	echo "  $name: $WORKERS workers x $HZ Hz for $SECS s, HTTP on $CONNS connections" >&2
 	"$B/bin/sfp" bench daemon --daemon "$wurl" --workers "$WORKERS" --hz "$HZ" --seconds "$SECS" \
-		--stages "$STAGES" --threads "$THREADS" >"$r" 2>"$OUT/$name.err" ||
+		--stages "$STAGES" --threads "$THREADS" >>"$r" 2>"$OUT/$name.err" ||
 		{ echo "daemon.sh: the load generator failed: $(cat "$OUT/$name.err")" >&2; exit 1; }
 	wait "$wrk" || { echo "daemon.sh: wrk failed: $(cat "$OUT/$name.wrk")" >&2; exit 1; }
 	cat "$OUT/$name.wrk" >>"$r"
@@ -76,7 +77,8 @@ phase() {
 		/^sfp_dropped_messages_total/ { d += $2 } END { print "sfpd_dropped", d + 0 }' \
 		"$OUT/$name.metrics" >>"$r"
 	awk '/^VmHWM:/ { printf "sfpd_rss_mib %.1f\n", $2 / 1024 }' "/proc/$PID/status" >>"$r"
-	echo "sfpd_cpu_s $(echo "$(cpu_ticks "$PID") $ticks0 $TICKS" | awk '{ printf "%.2f", ($1 - $2) / $3 }')" >>"$r"
+	echo "$(cpu_ticks "$PID") $ticks0 $TICKS $(date +%s.%N) $t0" |
+		awk '{ printf "sfpd_cpu_pct %.1f\n", 100 * ($1 - $2) / $3 / ($4 - $5) }' >>"$r"
 	kill -TERM "$PID"
 	wait "$PID" || { echo "daemon.sh: sfpd did not stop cleanly: $(tail -3 "$log")" >&2; exit 1; }
 	PID=""
@@ -111,7 +113,10 @@ both "HTTP requests per second" 'printf "%.0f", v["http_requests_per_s"]'
 both "HTTP latency p50 / p99 (ms)" 'printf "%.2f / %.2f", v["http_latency_ms_p50"], v["http_latency_ms_p99"]'
 both "HTTP errors / non-2xx" 'printf "%d / %d", v["http_errors"], v["http_non_2xx"]'
 both "sfpd peak RSS (VmHWM)" 'printf "%.1f MiB", v["sfpd_rss_mib"]'
-both "CPU: sfpd / load generator / wrk (% of one core)" 'w = v["seconds"]; printf "%.0f / %.0f / %.0f", 100 * v["sfpd_cpu_s"] / w, v["client_cpu_pct"], 100 * v["wrk_cpu_s"] / w'
+both "CPU: sfpd / load generator / wrk (% of one core)" 'printf "%.0f / %.0f / %.0f", v["sfpd_cpu_pct"], v["client_cpu_pct"], 100 * v["wrk_cpu_s"] / (v["http_seconds"] + 0.001)'
+both "machine load average (1 min) at the start" 'printf "%s", v["machine_load"]'
+echo
+echo "machine: $(nproc) CPUs, shared with other users (the load average includes their jobs)"
 echo
 
 # verdict FILE LABEL: the issue's targets, met or missed by how much
