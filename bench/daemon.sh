@@ -12,9 +12,10 @@
 # Printed per phase: reports sent / answered / failed (client side), what
 # sfpd counted and dropped (/metrics), reports answered per second, each
 # report's round trip (p50 / p99 / max) and how late the client started it
-# (its lag), HTTP requests per second and latency, sfpd's peak RSS (VmHWM)
-# and the CPU of sfpd, the load generator and wrk; then the issue's targets
-# (none dropped, p99 < 10 ms) met or missed, per phase.
+# (its lag), HTTP requests per second and latency, sfpd's peak RSS (VmHWM),
+# its history file's size, the CPU of sfpd, the load generator and wrk, and
+# the machine's load average; then the issue's targets (none dropped,
+# p99 < 10 ms) met or missed, per phase.
 #
 #   DAEMON_BENCH_SECONDS=30 DAEMON_BENCH_WORKERS=256 DAEMON_BENCH_HZ=10 \
 #   DAEMON_BENCH_STAGES=4 DAEMON_BENCH_THREADS=16 DAEMON_BENCH_HTTP_CONNECTIONS=4 \
@@ -82,6 +83,7 @@ phase() {
 	kill -TERM "$PID"
 	wait "$PID" || { echo "daemon.sh: sfpd did not stop cleanly: $(tail -3 "$log")" >&2; exit 1; }
 	PID=""
+	echo "history_bytes $(stat -c %s "$OUT/$name.hist")" >>"$r"
 	sed 's/^/    /' "$OUT/$name.err" >&2
 }
 
@@ -113,6 +115,7 @@ both "HTTP requests per second" 'printf "%.0f", v["http_requests_per_s"]'
 both "HTTP latency p50 / p99 (ms)" 'printf "%.2f / %.2f", v["http_latency_ms_p50"], v["http_latency_ms_p99"]'
 both "HTTP errors / non-2xx" 'printf "%d / %d", v["http_errors"], v["http_non_2xx"]'
 both "sfpd peak RSS (VmHWM)" 'printf "%.1f MiB", v["sfpd_rss_mib"]'
+both "history file: size, bytes per report" 'printf "%.1f MiB, %.0f", v["history_bytes"] / 1048576, v["history_bytes"] / v["reports_answered"]'
 both "CPU: sfpd / load generator / wrk (% of one core)" 'printf "%.0f / %.0f / %.0f", v["sfpd_cpu_pct"], v["client_cpu_pct"], 100 * v["wrk_cpu_s"] / (v["http_seconds"] + 0.001)'
 both "machine load average (1 min) at the start" 'printf "%s", v["machine_load"]'
 echo
