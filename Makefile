@@ -5,6 +5,7 @@
 #   make demo         install deps, run the main job
 #   make bench        benchmarks against named peers, side by side
 #   make bench-dist   distributed gradient exchange against MPI, casts, PyTorch DDP
+#   make bench-daemon sfpd under 256 simulated workers and HTTP load
 #   make fuzz         run every fuzz target for FUZZ_SECONDS each
 #   make deps         install the Debian packages the project needs
 #
@@ -235,10 +236,19 @@ bench-dist:
 bench-dist-run: $(BINS)
 	$(Q)BUILD=$(BUILD) bench/dist.sh
 
+# sfpd under load: simulated workers over the worker protocol plus HTTP (wrk)
+bench-daemon:
+	$(Q)deploy/install-deps.sh --bench
+	$(Q)$(MAKE) --no-print-directory bench-daemon-run
+
+bench-daemon-run: $(BINS)
+	$(Q)BUILD=$(BUILD) bench/daemon.sh
+
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-run check-asan demo demo-run bench bench-run bench-dist bench-dist-run fuzz fuzz-build deps clean
+.PHONY: all tests check check-run check-asan demo demo-run bench bench-run bench-dist bench-dist-run \
+	bench-daemon bench-daemon-run fuzz fuzz-build deps clean
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(DAEMON_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/build/gen/assets.d $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d) \
 	$(WORKER_SRC:%.c=$(BUILD)/obj/%.d)

@@ -18,4 +18,9 @@ int sfp_bench_refine_main(int argc, char **argv);
  * (bench/train.sh runs it beside PyTorch). */
 int sfp_bench_train_main(int argc, char **argv);
 
+/* `sfp bench daemon --daemon URL [--workers N] [--hz F] [--seconds S] ...`:
+ * simulated workers report to a real sfpd over the worker protocol; prints
+ * "key value" lines (bench/daemon.sh runs it beside HTTP load). */
+int sfp_bench_daemon_main(int argc, char **argv);
+
 #endif

@@ -25,6 +25,8 @@ struct sfpd_http {
 	uv_loop_t *loop;
 	sfp_http_site *site;
 	const sfp_log *log;
+	void (*before_request)(void *user);
+	void *before_user;
 	conn *conns;      /* open connections, a list */
 	unsigned n_conns; /* in the list, counted or not */
 	int stopping;
@@ -253,6 +255,8 @@ static void conn_process(conn *c, const char *data, size_t len)
 			break;
 		}
 		if (ev == SFP_HTTP_REQUEST) {
+			if (c->srv->before_request)
+				c->srv->before_request(c->srv->before_user);
 			keep = sfp_http_site_handle(
 			    c->srv->site, sfp_http_parser_request(c->parser), sfp_clock_ns(), &out);
 			arm_timer(c, SFP_HTTP_TIMEOUT_MS);
@@ -406,6 +410,12 @@ int sfpd_http_start(sfpd_http **out, uv_loop_t *loop, const char *addr, sfp_http
 	                                          : ((struct sockaddr_in *)&bound)->sin_port);
 	*out = srv;
 	return SFP_OK;
+}
+
+void sfpd_http_before_request(sfpd_http *srv, void (*fn)(void *user), void *user)
+{
+	srv->before_request = fn;
+	srv->before_user = user;
 }
 
 void sfpd_http_stop(sfpd_http *srv)

@@ -50,6 +50,11 @@ void sfpd_stop(sfpd *d)
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 }
 
+static void serve_workers(void *user)
+{
+	sfpd_workers_serve(user);
+}
+
 static void log_recovery(sfpd *d)
 {
 	const sfp_stats_recovery *r = sfp_stats_recovery_info(d->stats);
@@ -87,6 +92,8 @@ static int start(sfpd *d, sfp_error *err)
 	snprintf(host, sizeof host, "%.*s", (int)(colon - d->o.http_addr), d->o.http_addr);
 	sfp_logf(&d->log, SFP_LOG_INFO, "http on http://%s:%d/", host, port);
 	SFP_TRY(sfpd_workers_start(d, err));
+	if (d->workers)
+		sfpd_http_before_request(d->http, serve_workers, d);
 	if (d->o.simulate)
 		SFP_TRY(sfpd_sim_start(d, err));
 	d->site.ready = 1;

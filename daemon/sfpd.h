@@ -66,10 +66,18 @@ int sfpd_http_start(sfpd_http **out, uv_loop_t *loop, const char *addr, sfp_http
 /* Close the listener and every connection; memory goes in the close
  * callbacks, so the loop must run afterwards. NULL is fine. */
 void sfpd_http_stop(sfpd_http *h);
+/* fn(user) runs before each request is answered (sfpd answers the workers
+ * there: see sfpd_workers_serve). */
+void sfpd_http_before_request(sfpd_http *h, void (*fn)(void *user), void *user);
 
 /* ---- workers.c: the worker protocol's listener ---- */
 int sfpd_workers_start(sfpd *d, sfp_error *err);
 void sfpd_workers_stop(sfpd *d);
+/* Answer every worker request waiting now, without blocking. The loop does
+ * it when the socket is readable, and the HTTP server before each request:
+ * a training step waits on its report's answer, a page does not, so a
+ * report never queues behind more than the one response being rendered. */
+void sfpd_workers_serve(sfpd *d);
 
 /* ---- simulate.c ---- */
 int sfpd_sim_start(sfpd *d, sfp_error *err);

@@ -5,15 +5,19 @@
  * An nng REP socket listens on --listen. nng works on its own threads; the
  * loop learns that a request is waiting from the socket's receive
  * descriptor (NNG_OPT_RECVFD: readable whenever a receive would not block;
- * a notification only, never read), polled with uv_poll. Each request goes
- * through lib/coord's handler, whose hooks hand what it accepted to the
- * stats store, and the reply goes straight back (REP answers each request
- * before taking the next). Everything runs on the loop's thread, like the
- * rest of sfpd, so the store needs no lock.
+ * a notification only, never read), polled with uv_poll; the HTTP server
+ * also answers what is waiting before each request of its own, so a report
+ * (which a training step waits on) queues behind at most one response.
+ * Each request goes through lib/coord's handler, whose hooks hand what it
+ * accepted to the stats store, and the reply goes straight back (REP
+ * answers each request before taking the next). Everything runs on the
+ * loop's thread, like the rest of sfpd, so the store needs no lock.
  */
+#include <arpa/inet.h>
 #include <math.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,12 +109,10 @@ static void on_drop(void *user, int reason)
 	sfp_stats_count_drop(d->stats, (sfp_stats_drop)reason);
 }
 
-static void on_worker_ready(uv_poll_t *p, int status, int events)
+void sfpd_workers_serve(sfpd *d)
 {
-	sfpd *d = p->data;
 	sfpd_workers *w = d->workers;
-	(void)events;
-	if (status < 0)
+	if (!w || !w->polling)
 		return;
 	for (;;) {
 		nng_msg *msg = NULL;
@@ -127,6 +129,30 @@ static void on_worker_ready(uv_poll_t *p, int status, int events)
 	}
 }
 
+static void on_worker_ready(uv_poll_t *p, int status, int events)
+{
+	(void)events;
+	if (status >= 0)
+		sfpd_workers_serve(p->data);
+}
+
+/* The URL workers dial: a tcp:// one with the port actually bound (port 0
+ * picks a free one, which the log line then names), others as given. */
+static void bound_url(nng_listener l, const char *url, char *out, size_t cap)
+{
+	nng_sockaddr sa;
+	char host[INET6_ADDRSTRLEN];
+	snprintf(out, cap, "%s", url);
+	if (strncmp(url, "tcp", 3) || nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa) != 0)
+		return;
+	if (sa.s_family == NNG_AF_INET &&
+	    inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof host))
+		snprintf(out, cap, "tcp://%s:%u", host, (unsigned)ntohs(sa.s_in.sa_port));
+	else if (sa.s_family == NNG_AF_INET6 &&
+		 inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof host))
+		snprintf(out, cap, "tcp://[%s]:%u", host, (unsigned)ntohs(sa.s_in6.sa_port));
+}
+
 int sfpd_workers_start(sfpd *d, sfp_error *err)
 {
 	if (!d->o.listen_url)
@@ -141,10 +167,12 @@ int sfpd_workers_start(sfpd *d, sfp_error *err)
 		return rc;
 	}
 	int rv = nng_rep0_open(&w->sock), fd = -1;
+	nng_listener l = NNG_LISTENER_INITIALIZER;
+	char url[300];
 	if (!rv) {
 		/* a request over the protocol's limit is dropped by nng before we see it */
 		nng_socket_set_size(w->sock, NNG_OPT_RECVMAXSZ, SFP_COORD_MAX_MSG + 1024);
-		rv = nng_listen(w->sock, d->o.listen_url, NULL, 0);
+		rv = nng_listen(w->sock, d->o.listen_url, &l, 0);
 		if (rv)
 			nng_close(w->sock);
 	}
@@ -160,7 +188,9 @@ int sfpd_workers_start(sfpd *d, sfp_error *err)
 	uv_poll_start(&w->poll, UV_READABLE, on_worker_ready);
 	w->polling = 1;
 	d->workers = w;
-	sfp_logf(&d->log, SFP_LOG_INFO, "workers: listening on %s%s", d->o.listen_url,
+	bound_url(l, d->o.listen_url, url, sizeof url);
+	/* the test scripts read the port from this line (with --listen tcp://HOST:0) */
+	sfp_logf(&d->log, SFP_LOG_INFO, "workers: listening on %s%s", url,
 		 d->o.token ? " (job token required)" : "");
 	return SFP_OK;
 }

@@ -42,9 +42,10 @@ if ! command -v npm >/dev/null 2>&1; then
 	PKGS="$PKGS npm"
 fi
 
-# `--bench` adds the peers that only `make bench` runs (PyTorch is large).
+# `--bench` adds what only the benchmarks run: PyTorch (large) for `make
+# bench` and `make bench-dist`, wrk and GNU time for `make bench-daemon`.
 if [ "${1:-}" = "--bench" ]; then
-	PKGS="$PKGS python3-torch"
+	PKGS="$PKGS python3-torch wrk time"
 fi
 
 missing=""

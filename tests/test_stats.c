@@ -123,6 +123,73 @@ static void test_strbuf(void)
 	CU_ASSERT_STRING_EQUAL(small, "abc");
 }
 
+/* printf is the reference for JSON numbers ("%lld" for integers, "%.7g"
+ * else); the renderers' own formatting must write the same bytes. */
+static void json_num_matches(double v, int *bad)
+{
+	char ref[64];
+	sfp_strbuf b;
+	if (!isfinite(v))
+		snprintf(ref, sizeof ref, "null");
+	else if (v == (double)(long long)v && fabs(v) < 9.007199254740992e15)
+		snprintf(ref, sizeof ref, "%lld", (long long)v);
+	else
+		snprintf(ref, sizeof ref, "%.7g", v);
+	sfp_strbuf_init(&b, 0);
+	sfp_strbuf_json_num(&b, v);
+	if (b.err || strcmp(b.p, ref)) {
+		if ((*bad)++ < 5)
+			fprintf(stderr, "json_num(%.17g): '%s', printf: '%s'\n", v, b.p ? b.p : "", ref);
+	}
+	sfp_strbuf_release(&b);
+}
+
+static void test_json_num(void)
+{
+	static const double edge[] = {
+	    1e-4,       9.9999995e-5, 9.99999949e-5, 0.99999995, 0.999999949, 9999999.5,
+	    9999999.49, 9999994.5,    1e7,          1e6 + 0.5,  1.0078125,   1234567.5,
+	    0.1,        0.3,          2.5,          5e-5,       1e-3,        123456.75,
+	    -0.0,       4.2e15,       -9.1e15,      1e300,      5e-324,      3.4028234663852886e38};
+	sfp_rng r;
+	int bad = 0;
+	for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+		for (int sign = -1; sign <= 1; sign += 2) {
+			const double v = sign * edge[i];
+			json_num_matches(v, &bad);
+			json_num_matches(nextafter(v, 0.0), &bad);
+			json_num_matches(nextafter(v, v < 0 ? -INFINITY : INFINITY), &bad);
+		}
+	json_num_matches(NAN, &bad);
+	json_num_matches(-INFINITY, &bad);
+	sfp_rng_seed(&r, 7);
+	for (int i = 0; i < 300000; i++) {
+		double v;
+		uint64_t u = sfp_rng_u64(&r);
+		float f;
+		switch (i % 4) {
+		case 0: /* any magnitude the fixed notation covers, and beyond */
+			v = ldexp((double)(u >> 11), -53) * pow(10.0, (double)(i / 4 % 16) - 6.0);
+			break;
+		case 1: /* widths and losses arrive as float32 */
+			memcpy(&f, &u, sizeof f);
+			v = f;
+			break;
+		case 2: /* dyadic values: exact ties at the 7th digit */
+			v = (double)(u % 20000000) / (double)(1u << (i / 4 % 31));
+			break;
+		default: { /* a hair either side of a rounding boundary */
+			const double d = 1000000.0 + (double)(u % 9000000) + 0.5;
+			v = d * pow(10.0, (double)(i / 4 % 12) - 11.0);
+			for (int k = (int)(u >> 60) % 3; k > 0; k--)
+				v = nextafter(v, (u >> 59) & 1 ? INFINITY : 0.0);
+		}
+		}
+		json_num_matches((u >> 63) ? -v : v, &bad);
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 static void test_ingest_and_merge(void)
 {
 	sfp_stats *s = open_mem(4096);
@@ -596,6 +663,7 @@ int main(void)
 		return 2;
 	static const test_case cases[] = {
 	    {"strbuf", test_strbuf},
+	    {"JSON numbers as printf writes them", test_json_num},
 	    {"ingest and merge", test_ingest_and_merge},
 	    {"counter restart", test_counter_restart},
 	    {"bounded memory", test_bounded_memory},

@@ -4,7 +4,7 @@
  *   sfp encode -e E -m M [options] IN.npy OUT.sfpt
  *   sfp decode [--isa L] IN.sfpt OUT.npy
  *   sfp inspect [--json] IN.sfpt
- *   sfp bench codec|gecko [...]
+ *   sfp bench codec|gecko|train|daemon [...]
  *   sfp dataset fmnist [--split S] [--count N] OUT.npy
  *   sfp eval --config FILE --checkpoint CKPT | --model MODEL.sfpq
  *   sfp export --config FILE --checkpoint CKPT --out MODEL.sfpq [...]
@@ -59,6 +59,8 @@ static const char *usage_text =
 	"                      test-set accuracy and average bits of an integer model\n"
 	"  bench train --config FILE [--threads N] [--seconds S] [--repeats R]\n"
 	"                      training speed of one model (beside PyTorch: bench/train.sh)\n"
+	"  bench daemon --daemon URL [--workers N] [--hz F] [--seconds S]\n"
+	"                      simulated workers report to a real sfpd (bench/daemon.sh)\n"
 	"  report LOG.jsonl [--png OUT.png]\n"
 	"                      learned widths per layer, footprint, and a plot of widths over steps\n"
 	"  help [COMMAND]      this text, or one command's options\n"
@@ -89,7 +91,10 @@ static const struct {
 	{"bench", "usage: sfp bench codec [--quick] [--repeats N] [FILE.npy ...]\n"
 		  "       sfp bench gecko [--quick] [FILE.npy ...]\n"
 		  "       sfp bench refine [--quick] [--config F] [--steps N] [--verbose]\n"
-		  "       sfp bench train --config FILE [--name N] [--threads T] [--seconds S] [--repeats R]\n"},
+		  "       sfp bench train --config FILE [--name N] [--threads T] [--seconds S] [--repeats R]\n"
+		  "       sfp bench daemon --daemon URL [--workers N] [--hz F] [--seconds S] [--stages S]\n"
+		  "                        [--threads T] [--config FILE] [--job NAME] [--token T]\n"
+		  "                        [--timeout-s S] [--no-goodbye]\n"},
 	{"eval", "usage: sfp eval --config FILE --checkpoint CKPT|DIR [--set section.key=value ...]\n"
 		 "       sfp eval --config FILE --model MODEL.sfpq [--set section.key=value ...]\n"
 		 "  builds the model of FILE, loads the checkpoint (a folder: its newest) or\n"
@@ -728,7 +733,9 @@ int main(int argc, char **argv)
 			return sfp_bench_refine_main(argc - 2, argv + 2);
 		if (argc >= 3 && !strcmp(argv[2], "train"))
 			return sfp_bench_train_main(argc - 2, argv + 2);
-		return usage_error("%s", "usage: sfp bench codec|gecko|refine|train [...]");
+		if (argc >= 3 && !strcmp(argv[2], "daemon"))
+			return sfp_bench_daemon_main(argc - 2, argv + 2);
+		return usage_error("%s", "usage: sfp bench codec|gecko|refine|train|daemon [...]");
 	}
 	return usage_error("unknown command '%s'", cmd);
 }

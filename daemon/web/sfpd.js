@@ -2,6 +2,9 @@
 // each layer's exponent and mantissa widths, the footprint and the loss
 // over steps. Only new points are fetched (since=the newest step held;
 // the server resends that step, whose point may have gained ranks since).
+// After each redraw it writes what every chart holds into
+// <script type="application/json" id="plotted"> (recordPlotted), which
+// tests/cli/sfpd.sh compares with the API in headless Chromium.
 'use strict';
 (function () {
 	const POLL_MS = 2000;
@@ -80,7 +83,9 @@
 		return Math.max(300, el.clientWidth - 4);
 	}
 
-	function makeChart(id, el, yLabel, series, yRange) {
+	// series: uPlot's options per y series; keys: where each comes from in
+	// the API ({source, key} and, for widths, {layer, kind}), same order.
+	function makeChart(id, el, yLabel, series, keys, yRange) {
 		const opts = {
 			width: chartWidth(el),
 			height: 220,
@@ -92,15 +97,18 @@
 		const data = [[]].concat(series.map(() => []));
 		charts[id] = new uPlot(opts, data, el);
 		charts[id].sfpdEl = el;
+		charts[id].sfpdKeys = keys;
 		return charts[id];
 	}
 
 	function jobCharts() {
 		if (!charts.loss)
-			makeChart('loss', $('c-loss'), 'loss', [{label: 'loss', stroke: '#c0392b', width: 2, spanGaps: true}]);
+			makeChart('loss', $('c-loss'), 'loss', [{label: 'loss', stroke: '#c0392b', width: 2, spanGaps: true}],
+				[{source: 'job', key: 'loss'}]);
 		if (!charts.fp)
 			makeChart('fp', $('c-fp'), 'bits / value',
-				[{label: 'footprint', stroke: '#2c7bb6', width: 2, spanGaps: true}], [0, 33]);
+				[{label: 'footprint', stroke: '#2c7bb6', width: 2, spanGaps: true}],
+				[{source: 'job', key: 'footprint_bits_per_value'}], [0, 33]);
 		charts.loss.setData([jobData.step, jobData.loss]);
 		charts.fp.setData([jobData.step, jobData.footprint_bits_per_value]);
 	}
@@ -139,7 +147,7 @@
 			el.className = 'chart';
 			fig.append(cap, el);
 			$('layers').append(fig);
-			const series = [];
+			const series = [], keys = [];
 			for (const k of kinds) {
 				const st = KIND_STYLE[k.kind] || {e: '#444', m: '#888'};
 				const w = k.kind === 'weights' ? 'w' : 'a';
@@ -147,10 +155,34 @@
 				series.push({label: 'm ' + w, stroke: st.m, width: 2, paths: stepped(), spanGaps: true});
 				series.push({label: 'nₑ ' + w, stroke: st.e, width: 1, dash: [4, 3], spanGaps: true});
 				series.push({label: 'nₘ ' + w, stroke: st.m, width: 1, dash: [4, 3], spanGaps: true});
+				for (const key of ['e', 'm', 'n_e', 'n_m'])
+					keys.push({source: 'bitlengths', layer, kind: k.kind, key});
 			}
-			makeChart(id, el, 'bits', series, [0, 24]);
+			makeChart(id, el, 'bits', series, keys, [0, 24]);
 		}
 		charts[id].setData(layerData(kinds));
+	}
+
+	// What the charts hold, read back from uPlot: per series the points
+	// plotted (values that are not null), the last (step, value) and the sum
+	// of the values. '<' is escaped so the JSON cannot end its element.
+	function recordPlotted() {
+		const out = {job, charts: []};
+		for (const id of Object.keys(charts).sort()) {
+			const u = charts[id], xs = u.data[0];
+			const series = u.sfpdKeys.map((meta, i) => {
+				let n = 0, sum = 0, last = null;
+				u.data[i + 1].forEach((y, k) => {
+					if (y === null || y === undefined) return;
+					n++;
+					sum += y;
+					last = [xs[k], y];
+				});
+				return Object.assign({n, sum, last}, meta);
+			});
+			out.charts.push({chart: id, series});
+		}
+		$('plotted').textContent = JSON.stringify(out).replace(/</g, '\\u003c');
 	}
 
 	function summary(j) {
@@ -224,6 +256,7 @@
 				.reduce((m, d) => Math.min(m, d.step.length ? d.step[d.step.length - 1] : -1), newest);
 			layerOrder = j.layers.map((l) => l.layer).filter((l) => widths[l]);
 			for (const layer of layerOrder) if (touched.has(layer)) layerChart(layer);
+			recordPlotted();
 			workersTable(await getJSON('/api/v1/workers?' + jq));
 			setStatus('live · updated ' + new Date().toLocaleTimeString());
 		} catch (e) {

@@ -240,7 +240,9 @@ int sfp_stats_render_prometheus(const sfp_stats *s, uint64_t now_ns, sfp_strbuf 
 /* ---- JSON ------------------------------------------------------------------- */
 static void json_key(sfp_strbuf *b, const char *key, int first)
 {
-	sfp_strbuf_printf(b, "%s\"%s\":", first ? "" : ",", key);
+	sfp_strbuf_puts(b, first ? "\"" : ",\"");
+	sfp_strbuf_puts(b, key);
+	sfp_strbuf_puts(b, "\":");
 }
 
 static void json_kv_num(sfp_strbuf *b, const char *key, double v)

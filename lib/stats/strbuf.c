@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,14 +130,97 @@ void sfp_strbuf_json_str(sfp_strbuf *b, const char *s)
 	sfp_strbuf_append(b, "\"", 1);
 }
 
+/* The digits of u, written backwards ending before `end`; returns the first. */
+static char *digits_back(char *end, uint64_t u)
+{
+	do {
+		*--end = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	return end;
+}
+
+/*
+ * What printf's "%.7g" writes for v, when that is fixed notation (the
+ * rounded decimal exponent X in -4..6), without printf: the renderers
+ * print series of thousands of numbers, and glibc's exact multi-precision
+ * conversion was most of an endpoint's time. v * 10^k (k = 6 - X, an exact
+ * power of ten) is rounded half-even to a 7-digit integer from its exact
+ * value, recovered with fma (p + e = |v| * 10^k exactly), so the digits are
+ * printf's. Returns the length written to out, or 0 when v is not in that
+ * range (the caller uses printf).
+ */
+static size_t format_g7(char out[32], double v)
+{
+	static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
+	const double a = fabs(v);
+	if (!(a >= 1e-4 && a < 1e7))
+		return 0;
+	int x = (int)floor(log10(a)); /* an estimate: off by one near powers of ten */
+	for (int tries = 0; tries < 3; tries++) {
+		if (x < -4 || x > 6)
+			return 0;
+		const double t = pow10[6 - x];
+		const double p = a * t, e = fma(a, t, -p);
+		const double n = floor(p), f = p - n; /* f exact; |e| <= half an ulp of p */
+		uint64_t d = (uint64_t)n;
+		if (f > 0.5 || (f == 0.5 && (e > 0.0 || (e == 0.0 && (d & 1)))))
+			d++;
+		if (d < 1000000u) {
+			x--;
+			continue;
+		}
+		if (d >= 10000000u) { /* the estimate was low, or rounding carried */
+			x++;
+			continue;
+		}
+		char dig[8];
+		digits_back(dig + 7, d);
+		int last = 6; /* trailing zeros go, and the point if nothing follows */
+		while (last > (x > 0 ? x : 0) && dig[last] == '0')
+			last--;
+		size_t len = 0;
+		if (v < 0)
+			out[len++] = '-';
+		if (x >= 0) {
+			memcpy(out + len, dig, (size_t)x + 1);
+			len += (size_t)x + 1;
+			if (last > x) {
+				out[len++] = '.';
+				memcpy(out + len, dig + x + 1, (size_t)(last - x));
+				len += (size_t)(last - x);
+			}
+		} else {
+			out[len++] = '0';
+			out[len++] = '.';
+			for (int z = 0; z < -x - 1; z++)
+				out[len++] = '0';
+			memcpy(out + len, dig, (size_t)last + 1);
+			len += (size_t)last + 1;
+		}
+		return len;
+	}
+	return 0;
+}
+
 void sfp_strbuf_json_num(sfp_strbuf *b, double v)
 {
-	if (!isfinite(v))
+	char buf[32];
+	size_t n;
+	if (!isfinite(v)) {
 		sfp_strbuf_append(b, "null", 4);
-	else if (v == (double)(int64_t)v && fabs(v) < 9.007199254740992e15)
-		sfp_strbuf_printf(b, "%lld", (long long)v);
-	else
+	} else if (v == (double)(int64_t)v && fabs(v) < 9.007199254740992e15) {
+		/* what "%lld" writes */
+		const int64_t i = (int64_t)v;
+		char *p = digits_back(buf + sizeof buf, i < 0 ? 0 - (uint64_t)i : (uint64_t)i);
+		if (i < 0)
+			*--p = '-';
+		sfp_strbuf_append(b, p, (size_t)(buf + sizeof buf - p));
+	} else if ((n = format_g7(buf, v)) > 0) {
+		sfp_strbuf_append(b, buf, n);
+	} else {
 		sfp_strbuf_printf(b, "%.7g", v);
+	}
 }
 
 char *sfp_strbuf_take(sfp_strbuf *b, size_t *len)

@@ -6,7 +6,9 @@
 # read (sfpd_load.py), `promtool check metrics`, kill -9 and a restart
 # with the same --history (history recovered, then continued), a torn
 # history tail, SIGTERM; then, where installed, a real Prometheus server
-# scraping sfpd and the page in headless Chromium (screenshot saved as
+# scraping sfpd and the page in headless Chromium: on the recovered (static)
+# history, the data the page plotted equals what the API returns
+# (sfpd_plotted.py); live, every chart drawn (screenshot saved as
 # $BUILD/artifacts/sfpd-page.png).
 set -u
 . "$(dirname "$0")/common.inc"
@@ -177,6 +179,20 @@ grep -q "history '$H': [1-9][0-9]* records recovered, 0 corrupt skipped" "$T/d2.
 [ "$(json "$URL/api/v1/job" "j['step'] >= $step and j['workers']['stale'] == 3 and len(j['series']['step']) > 10")" = True ] &&
 	ok "history recovered after kill -9 (step >= $step, workers stale)" || bad "after restart: $(curl -s "$URL/api/v1/job" | head -c 300)"
 curl -s "$URL/api/v1/bitlengths?layer=fc2" | grep -q '"kind":"weights"' && ok "widths recovered" || bad "widths after restart"
+
+# the page's plotted points against the API, on data that no longer changes
+# (the recovered history; nothing reports): the page writes what each chart
+# holds into <script id="plotted">, Chromium's DOM dump carries it out
+CH="chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1800 --virtual-time-budget=5000"
+if command -v chromium >/dev/null 2>&1; then
+	timeout 120 $CH --dump-dom "$URL/" >"$T/dom-static" 2>"$T/chromium-static.log"
+	curl -s "$URL/api/v1/job" >"$T/api-job.json"
+	curl -s "$URL/api/v1/bitlengths" >"$T/api-bitlengths.json"
+	python3 "$(dirname "$0")/sfpd_plotted.py" "$T/dom-static" "$T/api-job.json" "$T/api-bitlengths.json" >"$T/plotted" 2>&1 &&
+		ok "page in Chromium plotted what the API returns ($(cat "$T/plotted"))" || bad "page against the API: $(cat "$T/plotted"); $(tail -3 "$T/chromium-static.log")"
+else
+	echo "skip the page against the API: chromium not installed (deploy/install-deps.sh installs it)"
+fi
 kill -TERM "$PID"
 wait "$PID"
 [ $? -eq 0 ] && grep -q "sfpd: stopped" "$T/d2.log" && ok "SIGTERM: clean stop, exit 0" || bad "SIGTERM: $(tail -3 "$T/d2.log")"
@@ -222,7 +238,6 @@ fi
 
 # ---- the page in headless Chromium ----
 if command -v chromium >/dev/null 2>&1; then
-	CH="chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1800 --virtual-time-budget=5000"
 	timeout 120 $CH --dump-dom "$URL/" >"$T/dom" 2>"$T/chromium.log"
 	[ "$(grep -o 'class="uplot' "$T/dom" | wc -l)" -ge 8 ] && grep -q 'conv1 (weights)' "$T/dom" && grep -q 'fc1 (weights, activations)' "$T/dom" &&
 		ok "page in Chromium: loss, footprint and every layer plotted" || bad "page DOM: $(grep -o 'class="uplot' "$T/dom" | wc -l) charts; $(tail -3 "$T/chromium.log")"
