@@ -91,6 +91,7 @@ TOKEN=tok-$$-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 printf '%s\n' "$TOKEN" >"$T/token"
 chmod 600 "$T/token"
 WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+: >"$T/sfpd.log"
 SFP_TOKEN=$TOKEN "$D" --http 127.0.0.1:0 --listen "tcp://127.0.0.1:$WPORT" >"$T/sfpd.log" 2>&1 &
 SFPD=$!
 i=0
