@@ -115,7 +115,7 @@ while [ $i -lt 600 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
-if wait_job "$j" 60 && [ "$st" = "COMPLETED 0:0" ]; then ok "mpirun template: job $j completed, exit 0"; else bad "mpirun template: job $j: $st: $(tail -5 "$T"/mpirun-*.out)"; fi
+if wait_job "$j" 120 && [ "$st" = "COMPLETED 0:0" ]; then ok "mpirun template: job $j completed, exit 0"; else bad "mpirun template: job $j: $st: $(tail -5 "$T"/mpirun-*.out)"; fi
 grep -q "job: 2 ranks = 2 data-parallel replicas" "$T"/mpirun-*.out && ok "mpirun template: 2 ranks" || bad "mpirun template ranks: $(head -5 "$T"/mpirun-*.out)"
 trained "$T/mpirun.jsonl" && ok "mpirun template: trained (loss $first -> $last, test accuracy logged)" || bad "mpirun template did not train: $(tail -3 "$T/mpirun.jsonl" 2>/dev/null)"
 [ -f "$T/ck-mpirun/ckpt-20.sfpk" ] && ok "mpirun template: checkpoint in SFP_CKPT_DIR" || bad "no checkpoint: $(ls "$T/ck-mpirun")"
@@ -131,14 +131,14 @@ SFPD=""
 
 # ---- the srun --mpi=pmix template ----
 j=$(SFP_CKPT_DIR=$T/ck-srun SFP_SET="$SLICE log.metrics=$T/srun.jsonl" $SB --output="$T/srun-%j.out" deploy/slurm/sfp-train-srun.sbatch)
-if wait_job "$j" 60 && [ "$st" = "COMPLETED 0:0" ]; then ok "srun template: job $j completed, exit 0"; else bad "srun template: job $j: $st: $(tail -5 "$T"/srun-*.out)"; fi
+if wait_job "$j" 120 && [ "$st" = "COMPLETED 0:0" ]; then ok "srun template: job $j completed, exit 0"; else bad "srun template: job $j: $st: $(tail -5 "$T"/srun-*.out)"; fi
 grep -q "job: 2 ranks = 2 data-parallel replicas" "$T"/srun-*.out && ok "srun template: 2 ranks (PMIx)" || bad "srun template ranks: $(head -5 "$T"/srun-*.out)"
 trained "$T/srun.jsonl" && ok "srun template: trained (loss $first -> $last, test accuracy logged)" || bad "srun template did not train: $(tail -3 "$T/srun.jsonl" 2>/dev/null)"
 # the same global batches: the same losses as the mpirun job
 [ "$(losses "$T/srun.jsonl")" = "$(losses "$T/mpirun.jsonl")" ] && ok "srun and mpirun jobs log the same losses" || bad "losses differ between launchers"
 
 # ---- requeued mid-run: resumes from the newest checkpoint ----
-STEPS=1500
+STEPS=800
 j=$(SFP_CKPT_DIR=$T/ck-rq SFP_CKPT_EVERY=50 \
 	SFP_SET="data.train_limit=2560 data.test_limit=256 log.every=50 train.epochs=100 train.max_steps=$STEPS train.eval_every_epochs=0 log.metrics=$T/rq.jsonl" \
 	$SB --output="$T/rq.out" deploy/slurm/sfp-train-srun.sbatch)
@@ -148,7 +148,7 @@ while ! ls "$T"/ck-rq/ckpt-*.sfpk >/dev/null 2>&1 && [ $i -lt 600 ]; do
 	i=$((i + 1))
 done
 scontrol requeue "$j" 2>"$T/rq.err" && ok "job $j requeued after its first checkpoint" || bad "scontrol requeue: $(cat "$T/rq.err")"
-if wait_job "$j" 90 && [ "$st" = "COMPLETED 0:0" ]; then ok "requeued job completed, exit 0"; else bad "requeued job: $st: $(tail -5 "$T/rq.out")"; fi
+if wait_job "$j" 180 && [ "$st" = "COMPLETED 0:0" ]; then ok "requeued job completed, exit 0"; else bad "requeued job: $st: $(tail -5 "$T/rq.out")"; fi
 [ "$(field "$j" Restarts)" = 1 ] && ok "Slurm restarted it once" || bad "restarts: $(field "$j" Restarts)"
 grep -q "CANCELLED AT .* DUE TO JOB REQUEUE" "$T/rq.out" && grep -q "restart 1: resuming from the newest checkpoint" "$T/rq.out" &&
 	ok "the output of both runs is kept (appended)" || bad "requeue output: $(head -20 "$T/rq.out")"
