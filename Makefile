@@ -8,6 +8,8 @@
 #   make bench-daemon sfpd under 256 simulated workers and HTTP load
 #   make fuzz         run every fuzz target for FUZZ_SECONDS each
 #   make deps         install the Debian packages the project needs
+#   make check-deploy the deploy kit's tests alone (Slurm, systemd, Prometheus, Grafana)
+#   make install      sfp, sfp-worker, sfpd into $(PREFIX)/bin (/usr/local)
 #
 # Quiet unless V=1. SANITIZE=address,undefined builds everything with those
 # sanitizers under build/san/ instead of build/.
@@ -244,11 +246,24 @@ bench-daemon:
 bench-daemon-run: $(BINS)
 	$(Q)BUILD=$(BUILD) bench/daemon.sh
 
+# the deploy kit alone (also part of `make check`): the Slurm templates on a
+# one-node cluster, the systemd unit, the Prometheus and Grafana files
+check-deploy: $(BINS)
+	$(Q)f=0; for t in tests/cli/deploy.sh tests/cli/slurm.sh; do \
+		echo "=== $$t"; BUILD=$(BUILD) sh $$t || f=1; done; exit $$f
+
+# the programs into $(DESTDIR)$(PREFIX)/bin, where deploy/systemd/sfpd.service
+# and deploy/slurm/ look for them
+PREFIX ?= /usr/local
+install: $(BINS)
+	$(call say,INSTALL,$(DESTDIR)$(PREFIX)/bin)install -d $(DESTDIR)$(PREFIX)/bin && \
+		install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-run check-asan demo demo-run bench bench-run bench-dist bench-dist-run \
-	bench-daemon bench-daemon-run fuzz fuzz-build deps clean
+.PHONY: all tests check check-run check-asan check-deploy install demo demo-run bench bench-run \
+	bench-dist bench-dist-run bench-daemon bench-daemon-run fuzz fuzz-build deps clean
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(DAEMON_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/build/gen/assets.d $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d) \
 	$(WORKER_SRC:%.c=$(BUILD)/obj/%.d)

@@ -33,7 +33,16 @@ netcat-openbsd
 curl
 prometheus
 chromium
+slurmctld
+slurmd
+slurm-client
+munge
 "
+# slurmctld, slurmd, slurm-client and munge: tests/cli/slurm.sh runs the sbatch
+# templates of deploy/slurm/ on a one-node cluster of its own
+# (deploy/slurm/local-cluster.sh: own munged, config, ports, in a scratch
+# folder); the packages' system services are not used. On a machine with
+# systemd that does not run Slurm: systemctl disable --now slurmctld slurmd munge
 
 # sfpd's live page embeds uPlot from npm at build time. Any npm will do: a
 # machine with Node.js from elsewhere already has one (and Debian's npm
