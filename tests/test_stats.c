@@ -322,6 +322,24 @@ static void test_bounded_memory(void)
 	CU_ASSERT(sfp_stats_series_len(s, "k", NULL, 0) <= 64);
 	CU_ASSERT_EQUAL(sfp_stats_drops(s, SFP_STATS_DROP_LIMIT), 5002);
 	CU_ASSERT(sfp_stats_memory_bytes(s) <= sfp_stats_memory_bound(&o));
+	/* a finished job makes room: k says goodbye, l takes its place, j
+	 * (workers up) stays; the eviction is counted */
+	uint64_t before = sfp_stats_memory_bytes(s);
+	CU_ASSERT_EQUAL(sfp_stats_goodbye(s, "k", 0, SEC), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_stats_register(s, "l", 0, 0, 0, 0, NULL, SEC, NULL), SFP_OK);
+	int64_t st;
+	CU_ASSERT_NOT_EQUAL(sfp_stats_job_step(s, "k", &st), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_stats_job_step(s, "j", &st), SFP_OK);
+	CU_ASSERT(sfp_stats_memory_bytes(s) < before);
+	CU_ASSERT(sfp_stats_memory_bytes(s) <= sfp_stats_memory_bound(&o));
+	/* now j and l are both live: a fourth job is refused again */
+	CU_ASSERT_EQUAL(sfp_stats_register(s, "m", 0, 0, 0, 0, NULL, SEC, NULL), SFP_ERANGE);
+	sfp_strbuf pb;
+	sfp_strbuf_init(&pb, 0);
+	CU_ASSERT_EQUAL(sfp_stats_render_prometheus(s, SEC, &pb), SFP_OK);
+	char *prom = sfp_strbuf_take(&pb, NULL);
+	CU_ASSERT_PTR_NOT_NULL(prom && strstr(prom, "sfp_jobs_evicted_total 1\n"));
+	free(prom);
 	sfp_stats_close(s);
 	/* the default bound stays in the hundreds of MiB */
 	sfp_stats_opts_default(&o);

@@ -191,6 +191,9 @@ static void prom_store(const sfp_stats *s, sfp_strbuf *b)
 		                  (unsigned long long)s->drops[r]);
 	prom_family(b, "sfp_jobs", "gauge", "Jobs the daemon knows.");
 	sfp_strbuf_printf(b, "sfp_jobs %u\n", s->n_jobs);
+	prom_family(b, "sfp_jobs_evicted_total", "counter",
+	            "Finished jobs dropped from the store to make room for new ones.");
+	sfp_strbuf_printf(b, "sfp_jobs_evicted_total %llu\n", (unsigned long long)s->jobs_evicted);
 	prom_family(b, "sfp_stats_memory_bytes", "gauge", "Memory held by the stats store.");
 	sfp_strbuf_printf(b, "sfp_stats_memory_bytes %llu\n", (unsigned long long)s->bytes);
 	prom_family(b, "sfp_history_bytes", "gauge", "Size of the history file (0: none).");

@@ -172,6 +172,15 @@ const stats_job *stats_pick_job(const sfp_stats *s, const char *name)
 	return best;
 }
 
+/* A job with a worker up (reporting, not yet dead or gone). */
+static int job_live(const stats_job *j)
+{
+	for (uint32_t i = 0; i < j->n_workers; i++)
+		if (j->workers[i]->state == SFP_WORKER_UP)
+			return 1;
+	return 0;
+}
+
 static int job_get(sfp_stats *s, const char *name, stats_job **out, sfp_error *err)
 {
 	stats_job *j = stats_find_job(s, name);
@@ -180,12 +189,30 @@ static int job_get(sfp_stats *s, const char *name, stats_job **out, sfp_error *e
 		return SFP_OK;
 	}
 	if (s->n_jobs == s->o.max_jobs) {
-		s->drops[SFP_STATS_DROP_LIMIT]++;
-		return sfp_error_set(err, SFP_ERANGE,
-		                     "job '%s' would be beyond the limit of %u jobs", name,
-		                     s->o.max_jobs);
+		/* full: the least recently active job with no worker up makes
+		 * room (finished runs, e.g. one per Slurm job, must not lock a
+		 * long-lived sfpd out); a full house of live jobs refuses */
+		stats_job *old = NULL;
+		for (uint32_t i = 0; i < s->n_jobs; i++)
+			if (!job_live(&s->jobs[i]) &&
+			    (!old || s->jobs[i].active_seq < old->active_seq))
+				old = &s->jobs[i];
+		if (!old) {
+			s->drops[SFP_STATS_DROP_LIMIT]++;
+			return sfp_error_set(err, SFP_ERANGE,
+			                     "job '%s' would be beyond the limit of %u jobs with "
+			                     "workers up",
+			                     name, s->o.max_jobs);
+		}
+		s->bytes -= (uint64_t)s->o.max_workers * sizeof *old->workers +
+		            (uint64_t)old->n_workers * sizeof **old->workers +
+		            (uint64_t)old->cap_layers * sizeof *old->layers;
+		job_release(s, old);
+		s->jobs_evicted++;
+		j = old;
+	} else {
+		j = &s->jobs[s->n_jobs++];
 	}
-	j = &s->jobs[s->n_jobs];
 	memset(j, 0, sizeof *j);
 	j->workers = calloc(s->o.max_workers, sizeof *j->workers);
 	if (!j->workers)
@@ -195,7 +222,6 @@ static int job_get(sfp_stats *s, const char *name, stats_job **out, sfp_error *e
 	j->step = -1;
 	j->loss = j->footprint = NAN;
 	series_init(&j->se, sizeof(job_point), s->o.max_points);
-	s->n_jobs++;
 	*out = j;
 	return SFP_OK;
 }

@@ -117,6 +117,7 @@ struct sfp_stats {
 	uint32_t n_jobs;
 	uint64_t seq;
 	uint64_t drops[SFP_STATS_DROPS];
+	uint64_t jobs_evicted; /* finished jobs dropped to make room for new ones */
 	uint64_t bytes; /* memory held (series, objects) */
 	/* history file */
 	int fd;
