@@ -23,6 +23,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "nn/train_internal.h"
 
@@ -323,21 +324,29 @@ int64_t sfp_trainer_step(const sfp_trainer *t)
 	return t->step;
 }
 
-/* Append one JSON line; a failed write (e.g. a full disk) is an error. */
+/* Append one JSON line; a failed write (e.g. a full disk) is an error, and
+ * the log is cut back to its last whole record and closed, so what is left
+ * parses and nothing half-written is flushed later. */
 __attribute__((format(printf, 3, 4))) static int metrics_write(sfp_trainer *t, sfp_error *err,
 							      const char *fmt, ...)
 {
 	if (!t->metrics)
 		return SFP_OK;
+	struct stat st; /* flushed after every record: the file's size is where this one starts */
+	const off_t start = fstat(fileno(t->metrics), &st) == 0 ? st.st_size : -1;
 	va_list ap;
 	va_start(ap, fmt);
 	int w = vfprintf(t->metrics, fmt, ap);
 	va_end(ap);
-	if (w < 0 || fputc('\n', t->metrics) == EOF || fflush(t->metrics) != 0)
-		return sfp_error_set(err, errno == ENOSPC ? SFP_ENOSPC : SFP_EIO,
-				     "cannot write metrics log '%s': %s", t->cfg.log.metrics,
-				     strerror(errno));
-	return SFP_OK;
+	if (w >= 0 && fputc('\n', t->metrics) != EOF && fflush(t->metrics) == 0)
+		return SFP_OK;
+	const int e = errno;
+	fclose(t->metrics); /* may write part of the record again: cut after it */
+	t->metrics = NULL;
+	if (start >= 0)
+		(void)truncate(t->cfg.log.metrics, start);
+	return sfp_error_set(err, e == ENOSPC ? SFP_ENOSPC : SFP_EIO,
+			     "cannot write metrics log '%s': %s", t->cfg.log.metrics, strerror(e));
 }
 
 int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
