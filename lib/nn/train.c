@@ -735,7 +735,23 @@ int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap,
 	return sfp_trainer_load(t, used, err);
 }
 
-/* Delete all but the newest `keep` ckpt-<step><suffix> files of `dir`. */
+/* A temporary file of sfp_file_write_atomic for ckpt-<step><suffix>
+ * (ckpt-<step><suffix>.tmpXXXXXX)? */
+static int ckpt_tmp(const char *name, const char *suffix)
+{
+	int64_t s;
+	int used = 0;
+	const size_t n = strlen(suffix);
+	if (sscanf(name, "ckpt-%" SCNd64 "%n", &s, &used) != 1 || s < 0)
+		return 0;
+	name += used;
+	return !strncmp(name, suffix, n) && !strncmp(name + n, ".tmp", 4) && strlen(name + n) == 10;
+}
+
+/* Delete all but the newest `keep` ckpt-<step><suffix> files of `dir`, and
+ * the temporary files of writes that never finished (a rank killed while
+ * it wrote): this rank is the only writer of this suffix, and its own
+ * write has just finished. */
 static void prune_checkpoints(const char *dir, const char *suffix, int keep)
 {
 	DIR *d = opendir(dir);
@@ -744,10 +760,15 @@ static void prune_checkpoints(const char *dir, const char *suffix, int keep)
 	int64_t steps[256];
 	int n = 0;
 	struct dirent *e;
-	while ((e = readdir(d)) && n < 256) {
+	char path[SFP_CFG_PATH + 320]; /* dir, '/', a d_name of up to 255 */
+	while ((e = readdir(d))) {
 		int64_t s = ckpt_step(e->d_name, suffix);
-		if (s >= 0)
+		if (s >= 0 && n < 256) {
 			steps[n++] = s;
+		} else if (ckpt_tmp(e->d_name, suffix)) {
+			snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+			remove(path);
+		}
 	}
 	closedir(d);
 	for (int i = 0; i < n; i++) {
@@ -755,7 +776,6 @@ static void prune_checkpoints(const char *dir, const char *suffix, int keep)
 		for (int j = 0; j < n; j++)
 			newer += steps[j] > steps[i];
 		if (newer >= keep) {
-			char path[SFP_CFG_PATH + 64];
 			snprintf(path, sizeof path, "%s/ckpt-%" PRId64 "%s", dir, steps[i], suffix);
 			remove(path);
 		}
