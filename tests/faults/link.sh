@@ -106,7 +106,8 @@ while [ $i -le "$TRIALS" ]; do
 			bad "link: it ended elsewhere: $(final "$d/m.jsonl") vs $ref"
 	else
 		worst_ms $((t1 - t0 + JOB_MS))
-		worst_lost $(($(last_step "$d/m.jsonl") - $(ckpt_steps "$d/ck" | tail -1)))
+		ck=$(ckpt_steps "$d/ck" | tail -1)
+		worst_lost $(($(last_step "$d/m.jsonl") - ${ck:-0}))
 		named "$d" 0 || named "$d" 1 && ok "link: the job stopped (exit $RC): $(sed -n 's/^sfp-worker rank [01]: //p' "$d"/rank*.err | head -1)" ||
 			bad "link: exit $RC without a message naming the peer: $(grep -hv '^epoch' "$d"/rank*.err | head -4)"
 		[ $((JOB_MS)) -le $(((5 + SLACK) * 1000)) ] && ok "link: every rank gone $(secs "$RANKS_MS") s after the link recovered" ||
@@ -115,8 +116,12 @@ while [ $i -le "$TRIALS" ]; do
 	trial_end
 	i=$((i + 1))
 done
-if [ $completed -eq "$TRIALS" ]; then t="n/a (all finished)"; else t="$(secs $MAX_MS) s (trouble to exit)"; fi
-row "slow or lossy link for a few s" "$TRIALS" "$t" "$completed finished bit-identical; $((TRIALS - completed)) stopped, the peer named (up to $MAX_LOST steps since the last checkpoint)"
+if [ $completed -eq "$TRIALS" ]; then
+	row "slow or lossy link for a few s" "$TRIALS" "n/a (all finished)" "none: all $completed finished bit-identical"
+else
+	row "slow or lossy link for a few s" "$TRIALS" "$(secs $MAX_MS) s (trouble to exit)" \
+		"$completed finished bit-identical; $((TRIALS - completed)) stopped naming the peer, $MAX_LOST steps since the last checkpoint"
+fi
 
 # (b) cut; from now on TCP gives up on a lost host after 5 retransmissions
 # (12.6 s) instead of 15 (about 15 min), so that mpirun ends in bounded time
