@@ -14,8 +14,8 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 mpi_init daemon_job.sh
 CNN="--config deploy/examples/fmnist-cnn.yaml --set data.train_limit=1280 --set data.test_limit=128 --set log.every=10"
-# a free port for the worker listener: bind 0 with the http server once, reuse its neighbour range
-WPORT=$((30000 + $$ % 20000))
+# the workers' listener, below the ephemeral range (the nng ports of the jobs are 20000..29999)
+WPORT=$(free_port 30000 32768)
 SFPD_PID=""
 at_exit '[ -n "$SFPD_PID" ] && kill -9 $SFPD_PID 2>/dev/null'
 sfpd_up() { [ -n "$URL" ] && ok "sfpd up at $URL" || bad "sfpd did not start: $(cat "$1")"; }

@@ -16,7 +16,7 @@ mpi_init faults/daemon.sh
 STEPS=400
 REPORT=5
 JOB="$MLP --set train.max_steps=$STEPS --set daemon.report_every=$REPORT"
-WPORT=$((30000 + $$ % 20000))
+WPORT=$(free_port 30000 32768) # below the ephemeral range, above the jobs' nng ports
 SFPD_PID=""
 at_exit '[ -n "$SFPD_PID" ] && kill -9 $SFPD_PID 2>/dev/null'
 
