@@ -706,7 +706,19 @@ static void ckpt_suffix(const sfp_trainer *t, char *buf, size_t cap)
 		snprintf(buf, cap, ".sfpk");
 }
 
+static int resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err);
+
+/* Error feedback's residuals are per rank and not in the checkpoint: a
+ * resumed run starts them at zero, so it is close to, not the same as, the
+ * run that never stopped (docs/checkpoint.md). Said when the run starts. */
 int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err)
+{
+	SFP_TRY(resume(t, path, used, cap, err));
+	t->resumed_without_residual = t->dist && t->dist->residual && t->step > 0;
+	return SFP_OK;
+}
+
+static int resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err)
 {
 	if (!t->dist || t->dist->stages == 1) {
 		SFP_TRY(sfp_checkpoint_resolve(path, used, cap, err));
@@ -885,6 +897,12 @@ static int run_loop(sfp_trainer *t, sfp_error *err);
 
 int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 {
+	if (t->resumed_without_residual && t->on_notice)
+		t->on_notice(t->notice_user,
+			     "resumed with lossy gradient widths and error feedback: checkpoints do not "
+			     "hold the feedback residuals, which start again from zero (the run is not "
+			     "bit-identical to one that never stopped)");
+	t->resumed_without_residual = 0;
 	int rc = t->daemon.c ? SFP_OK : sfp_daemon_open(t, err);
 	if (rc == SFP_OK)
 		rc = run_loop(t, err);

@@ -57,6 +57,12 @@ ratio=$(grep '"kind":"gradients"' "$T/lossy.jsonl" | tail -1 | sed 's/.*"raw_byt
 awk "BEGIN { exit !($acc > 0.7 && $acc > $ref - 0.02) }" && ok "e4m2 gradients: test accuracy $acc after 80 steps (lossless $ref)" || bad "e4m2 accuracy $acc, lossless $ref"
 awk "BEGIN { exit !($ratio > 5) }" && ok "e4m2 gradients: ${ratio}x fewer gradient bytes" || bad "e4m2 wire ratio $ratio"
 
+# error feedback's residuals are not in checkpoints: a resumed lossy run says it is not the same run
+LOSSY="--set parallel.grad_e=4 --set parallel.grad_m=2 --set checkpoint.dir=$T/lck --set checkpoint.every_steps=10"
+expect 0 "DP 2, e4m2 gradients, a checkpoint at step 10" $MPI -np 2 "$W" $MLP $LOSSY --set train.max_steps=10
+expect 0 "DP 2, e4m2 gradients, resumed to step 20" $MPI -np 2 "$W" $MLP $LOSSY --set train.max_steps=20 --resume "$T/lck"
+grep -q "checkpoints do not hold the feedback residuals" "$T/err" && ok "a resumed lossy run says its residuals start from zero" || bad "no residual note: $(grep -v '^epoch' "$T/err")"
+
 # pipeline stages, and replicas of pipelines (micro-batches, re-computation)
 expect 0 "PP: 2 stages of the MLP" $MPI -np 2 "$W" $MLP --set train.max_steps=40 --set parallel.pipeline_stages=2 --set log.metrics="$T/pp.jsonl"
 acc=$(grep '"test_acc"' "$T/pp.jsonl" | tail -1 | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')

@@ -62,7 +62,7 @@ while [ $i -le "$TRIALS" ]; do
 		expect 0 "kill: ckpt-$ck.sfpk loads (sfp eval checks its CRCs)" timeout -s KILL 60 "$SFP" eval $JOB --checkpoint "$d/ck"
 		cmp -s "$d/ck/ckpt-$ck.sfpk" "$T/ref/ckpt-$ck.sfpk" && ok "kill: ckpt-$ck.sfpk is the uninterrupted run's, byte for byte (killed at step $reached; $tmps unfinished writes left)" ||
 			bad "kill: ckpt-$ck.sfpk differs from the uninterrupted run's"
-		expect 0 "kill: --resume $d/ck to step $STEPS" timeout -s KILL 120 $MPI -np 2 "$W" $JOB --set parallel.transport=$tr \
+		expect 0 "kill: --resume to step $STEPS" timeout -s KILL 120 $MPI -np 2 "$W" $JOB --set parallel.transport=$tr \
 			--set checkpoint.dir="$d/ck" --set log.metrics="$d/r.jsonl" --resume "$d/ck"
 		grep -q "resumed from '$d/ck/ckpt-$ck.sfpk' at step $ck" "$T/err" && ok "kill: resumed at step $ck" || bad "kill: resume: $(grep -v '^epoch' "$T/err" | head -3)"
 		cmp -s "$d/ck/ckpt-$STEPS.sfpk" "$T/ref/ckpt-$STEPS.sfpk" && ok "kill: the resumed run ends on the uninterrupted run's checkpoint, bit for bit" ||
