@@ -52,7 +52,7 @@ rc=$?
 [ $rc -eq 0 ] && ok "the job finished although sfpd was killed" || bad "job exit $rc: $(tail -5 "$T/jerr")"
 curl -s "$URL/api/v1/workers?job=e2e" >"$T/w2.json"
 grep -q '"step":400' "$T/w2.json" && ok "workers reported to the restarted sfpd (step 400)" || bad "after restart: $(cat "$T/w2.json")"
-grep -q "no answer within" "$T/jerr" && grep -q "reachable again" "$T/jerr" && ok "the outage was noticed and said" || bad "no outage notice: $(grep daemon "$T/jerr")"
+grep -q "training on with the current widths" "$T/jerr" && grep -q "reachable again" "$T/jerr" && ok "the outage was noticed and said" || bad "no outage notice: $(grep daemon "$T/jerr")"
 
 kill $SFPD_PID 2>/dev/null
 wait $SFPD_PID 2>/dev/null

@@ -42,8 +42,10 @@ while [ $i -le "$TRIALS" ]; do
 	job=$!
 	wait_step "$d/m.jsonl" "$at" 60 $job || bad "daemon: the job did not reach step $at: $(tail -3 "$d/err")"
 	killed=$(last_step "$d/m.jsonl")
-	sfpd_outage "$d/d2.log" "$d/err" --token s3cret && ok "daemon: sfpd killed at step $killed; the workers noticed; restarted" ||
+	sfpd_outage "$d/d2.log" "$d/err" --token s3cret &&
+		ok "daemon: sfpd killed at step $killed; the workers noticed ($(sed -n 's/^sfp-worker: daemon at [^ ]*: \(.*\); training on.*/\1/p' "$d/err" | head -1)); restarted" ||
 		bad "daemon: the workers did not notice the outage within 30 s"
+	restarted=$(last_step "$d/m.jsonl")
 	t0=$(now_ms)
 	if [ -z "$URL" ]; then
 		bad "daemon: the restarted sfpd did not come up: $(cat "$d/d2.log")"
@@ -51,9 +53,11 @@ while [ $i -le "$TRIALS" ]; do
 		grep -q "records recovered" "$d/d2.log" && ! grep -q " 0 records recovered" "$d/d2.log" &&
 			ok "daemon: history recovered ($(grep -o '[0-9]* records recovered' "$d/d2.log"))" ||
 			bad "daemon: recovery: $(head -3 "$d/d2.log")"
+		# what it knows: the reports up to the kill (one may have been in flight)
 		before=$(worker_step f$i)
-		[ -n "$before" ] && [ "$before" -le "$killed" ] && ok "daemon: it knows rank 0 up to step $before from the history" ||
-			bad "daemon: after restart it knows step '$before' (killed at $killed)"
+		[ -n "$before" ] && [ "$before" -ge $((killed / REPORT * REPORT - REPORT)) ] && [ "$before" -le "$restarted" ] &&
+			ok "daemon: it knows rank 0 up to step $before from the history" ||
+			bad "daemon: after restart it knows step '$before' (killed at about step $killed, restarted at $restarted)"
 		back=""
 		while [ -z "$back" ] && [ $(($(now_ms) - t0)) -lt 60000 ]; do
 			s=$(worker_step f$i)
