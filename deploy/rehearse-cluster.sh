@@ -130,6 +130,8 @@ cmd_check() {
 	elif ! tc -n "$probe" qdisc add dev pa root tbf rate 1gbit burst 128kb latency 20ms \
 		2>/dev/null; then
 		why="cannot add a tbf qdisc (kernel module sch_tbf?)"
+	elif ! mkdir -p /etc/netns 2>/dev/null || [ ! -w /etc/netns ]; then
+		why="cannot write /etc/netns (each host's /etc/hosts)"
 	fi
 	ip netns del "$probe" 2>/dev/null || true
 	trap - EXIT
