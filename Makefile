@@ -7,6 +7,7 @@
 #   make bench-dist   distributed gradient exchange against MPI, casts, PyTorch DDP
 #   make bench-daemon sfpd under 256 simulated workers and HTTP load
 #   make fuzz         run every fuzz target for FUZZ_SECONDS each
+#   make faults       the fault suite, TRIALS (5) trials of every fault (docs/reliability.md)
 #   make deps         install the Debian packages the project needs
 #   make check-deploy the deploy kit's tests alone (Slurm, systemd, Prometheus, Grafana)
 #   make install      sfp, sfp-worker, sfpd into $(PREFIX)/bin (/usr/local)
@@ -213,6 +214,16 @@ check-asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined tests
 	$(Q)BUILD=build/san SFP_SKIP_FUZZ=1 tests/run-all.sh $(TEST_BINS:$(BUILD)/%=build/san/%)
 
+# The fault suite: real mpirun, sfpd, files, a full tmpfs, rehearsed links
+# (tests/faults/, docs/reliability.md); `make check` runs one trial of each.
+TRIALS ?= 5
+faults:
+	$(Q)deploy/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory faults-run
+
+faults-run: tests
+	$(Q)BUILD=$(BUILD) TRIALS=$(TRIALS) tests/faults/run.sh
+
 demo:
 	$(Q)deploy/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory demo-run
@@ -262,8 +273,8 @@ install: $(BINS)
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-run check-asan check-deploy install demo demo-run bench bench-run \
-	bench-dist bench-dist-run bench-daemon bench-daemon-run fuzz fuzz-build deps clean
+.PHONY: all tests check check-run check-asan check-deploy install faults faults-run demo demo-run \
+	bench bench-run bench-dist bench-dist-run bench-daemon bench-daemon-run fuzz fuzz-build deps clean
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(DAEMON_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/build/gen/assets.d $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d) \
 	$(WORKER_SRC:%.c=$(BUILD)/obj/%.d)

@@ -37,7 +37,11 @@ slurmctld
 slurmd
 slurm-client
 munge
+iproute2
+nftables
 "
+# iproute2 and nftables: the fault suite's rehearsed links (tests/faults/link.sh;
+# nftables drops packets where the kernel has no netem).
 # slurmctld, slurmd, slurm-client and munge: tests/cli/slurm.sh runs the sbatch
 # templates of deploy/slurm/ on a one-node cluster of its own
 # (deploy/slurm/local-cluster.sh: own munged, config, ports, in a scratch

@@ -27,6 +27,18 @@
 #                                             0 -> 1, two seconds' worth at RATE
 #   deploy/rehearse-cluster.sh stats          bytes each host sent and received
 #                                             over its link since `up` (tc)
+#   deploy/rehearse-cluster.sh impair HOST rate RATE | loss PCT | delay MS | cut | off
+#                                             host HOST's link, both directions:
+#                                             slower (tbf), lossy (netem, or nft
+#                                             where the kernel has no netem),
+#                                             delayed (netem), cut off silently
+#                                             (its switch port detached), or
+#                                             back to RATE; exit 77 when the
+#                                             machine cannot (says why)
+#   deploy/rehearse-cluster.sh sysctl KEY=VALUE
+#                                             set a kernel setting in every
+#                                             host (per network namespace, e.g.
+#                                             net.ipv4.tcp_retries2=5)
 #   deploy/rehearse-cluster.sh down           delete all of it (idempotent)
 #
 # Example:
@@ -35,6 +47,10 @@
 #   deploy/rehearse-cluster.sh run -- build/bin/sfp-worker --config deploy/examples/fmnist-cnn.yaml
 #   deploy/rehearse-cluster.sh speed
 #   deploy/rehearse-cluster.sh down
+#
+# Each host's name (sfpns<i>) resolves to its address in every host: `up`
+# writes /etc/netns/sfpns<i>/hosts, which `ip netns exec` mounts over
+# /etc/hosts (nng's tcp endpoints are host names).
 #
 # Environment: SFP_REHEARSE_PREFIX (namespace prefix, default sfpns) and
 # SFP_REHEARSE_NET (first three octets of the /24, default 10.77.0) let two
@@ -84,6 +100,9 @@ do_down() {
 		fi
 		ip netns del "$ns" 2>/dev/null || true
 	done
+	for d in /etc/netns/"$P"*; do
+		case ${d##*/} in "$P"[0-9]*) rm -rf "$d" ;; esac
+	done
 	rm -rf "$STATE"
 }
 
@@ -111,6 +130,8 @@ cmd_check() {
 	elif ! tc -n "$probe" qdisc add dev pa root tbf rate 1gbit burst 128kb latency 20ms \
 		2>/dev/null; then
 		why="cannot add a tbf qdisc (kernel module sch_tbf?)"
+	elif ! mkdir -p /etc/netns 2>/dev/null || [ ! -w /etc/netns ]; then
+		why="cannot write /etc/netns (each host's /etc/hosts)"
 	fi
 	ip netns del "$probe" 2>/dev/null || true
 	trap - EXIT
@@ -119,6 +140,18 @@ cmd_check() {
 		exit 77
 	fi
 	echo "$ME: ok (root, ip netns, veth, bridge, tc tbf, mpirun)"
+}
+
+# burst_of BYTES_PER_S: the token bucket of a link of that rate.
+# The bucket holds 1 ms at line rate, and at least 128 KiB: veth hands
+# tbf GSO packets of up to 64 KiB, and a bucket smaller than two of them
+# runs well under the rate (measured at 500mbit: 45 MB/s with 32 KiB,
+# 59 MB/s with 128 KiB, of 62.5). Little more, so that bursts do not beat
+# the rate by much. The queue holds 20 ms, a switch port's order of size.
+burst_of() {
+	b=$(($1 / 1000))
+	[ "$b" -ge 131072 ] || b=131072
+	echo "$b"
 }
 
 cmd_up() {
@@ -132,13 +165,7 @@ cmd_up() {
 	if [ -n "$(our_namespaces)" ] || [ -e "$STATE" ]; then
 		die "a rehearsal with prefix '$P' is up; run '$0 down' first"
 	fi
-	# The bucket holds 1 ms at line rate, and at least 128 KiB: veth hands
-	# tbf GSO packets of up to 64 KiB, and a bucket smaller than two of them
-	# runs well under the rate (measured at 500mbit: 45 MB/s with 32 KiB,
-	# 59 MB/s with 128 KiB, of 62.5). Little more, so that bursts do not beat
-	# the rate by much. The queue holds 20 ms, a switch port's order of size.
-	burst=$((bps / 1000))
-	[ "$burst" -ge 131072 ] || burst=131072
+	burst=$(burst_of "$bps")
 	# shellcheck disable=SC2154
 	trap 'rc=$?; if [ $rc -ne 0 ]; then echo "$ME: up failed; removing what it made" >&2; do_down; fi' EXIT
 	trap 'exit 130' INT TERM
@@ -162,6 +189,20 @@ cmd_up() {
 		tc -n "$ns" qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 20ms
 		tc -n "$BR" qdisc add dev "p$i" root tbf rate "$rate" burst "$burst" latency 20ms
 		echo "$NET.$((i + 1)) slots=1" >>"$STATE/hostfile"
+		i=$((i + 1))
+	done
+	# every host knows every host's name
+	i=0
+	while [ "$i" -lt "$n" ]; do
+		mkdir -p "/etc/netns/$P$i"
+		{
+			echo "127.0.0.1 localhost"
+			k=0
+			while [ "$k" -lt "$n" ]; do
+				echo "$NET.$((k + 1)) $P$k"
+				k=$((k + 1))
+			done
+		} >"/etc/netns/$P$i/hosts"
 		i=$((i + 1))
 	done
 	# The launch agent mpirun calls as `agent [options] HOST COMMAND...`:
@@ -237,6 +278,79 @@ cmd_run() {
 		"$@"
 }
 
+# impair HOST WHAT: host HOST's link (both directions) gets worse, or back
+# to the plain RATE shaper with `off`
+cmd_impair() {
+	need_up
+	[ $# -ge 2 ] || die "usage: impair HOST rate RATE | loss PCT | delay MS | cut | off"
+	h=$1
+	what=$2
+	shift 2
+	case $h in '' | *[!0-9]*) die "impair: no host '$h'" ;; esac
+	[ "$h" -lt "$n" ] || die "impair: no host $h (up $n)"
+	ns=$P$h
+	case $what in
+	rate)
+		[ $# -eq 1 ] || die "usage: impair HOST rate RATE"
+		bps=$(rate_bytes "$1")
+		[ -n "$bps" ] || die "impair: cannot read rate '$1'"
+		# a queue of 10 s at that rate: a slow link, not a lossy one
+		b=$(burst_of "$bps")
+		tc -n "$ns" qdisc replace dev eth0 root tbf rate "$1" burst "$b" latency 10s
+		tc -n "$BR" qdisc replace dev "p$h" root tbf rate "$1" burst "$b" latency 10s
+		echo "$ME: host $NET.$((h + 1)): link at $1"
+		;;
+	loss | delay)
+		[ $# -eq 1 ] || die "usage: impair HOST $what PCT|MS"
+		v=${1%%%}
+		v=${v%ms}
+		case $v in '' | *[!0-9]*) die "impair: $what wants a whole number, got '$1'" ;; esac
+		if [ "$what" = loss ]; then arg=$v%; else arg=${v}ms; fi
+		if tc -n "$ns" qdisc replace dev eth0 root netem "$what" "$arg" 2>/dev/null; then
+			tc -n "$BR" qdisc replace dev "p$h" root netem "$what" "$arg"
+			echo "$ME: host $NET.$((h + 1)): link through netem $what $arg"
+		elif [ "$what" = loss ] && command -v nft >/dev/null 2>&1; then
+			# no netem in this kernel: drop at random in the host's own firewall
+			printf '%s\n' "table inet rehearse_impair {" \
+				"chain out { type filter hook output priority 0; policy accept; numgen random mod 100 < $v drop; }" \
+				"chain in { type filter hook input priority 0; policy accept; numgen random mod 100 < $v drop; }" \
+				"}" | ip netns exec "$ns" nft -f - || die "impair: nft refused the loss rule"
+			echo "$ME: host $NET.$((h + 1)): $v% of packets dropped each way (nft)"
+		else
+			if [ "$what" = loss ]; then need="tc netem (kernel CONFIG_NET_SCH_NETEM) or nft (package nftables)"; else need="tc netem (kernel CONFIG_NET_SCH_NETEM)"; fi
+			echo "$ME: impair $what needs $need" >&2
+			exit 77
+		fi
+		;;
+	cut)
+		# the host's port leaves the switch: both ends stay up, nothing arrives
+		ip -n "$BR" link set "p$h" nomaster
+		echo "$ME: host $NET.$((h + 1)): cut off (its link is up, its switch port forwards nothing)"
+		;;
+	off)
+		ip netns exec "$ns" nft delete table inet rehearse_impair 2>/dev/null || true
+		ip -n "$BR" link set "p$h" master br0
+		b=$(burst_of "$(rate_bytes "$rate")")
+		tc -n "$ns" qdisc replace dev eth0 root tbf rate "$rate" burst "$b" latency 20ms
+		tc -n "$BR" qdisc replace dev "p$h" root tbf rate "$rate" burst "$b" latency 20ms
+		echo "$ME: host $NET.$((h + 1)): link restored ($rate)"
+		;;
+	*) die "impair: unknown '$what' (rate, loss, delay, cut, off)" ;;
+	esac
+}
+
+# sysctl KEY=VALUE: in every host's namespace
+cmd_sysctl() {
+	need_up
+	[ $# -eq 1 ] || die "usage: sysctl KEY=VALUE (e.g. sysctl net.ipv4.tcp_retries2=5)"
+	i=0
+	while [ "$i" -lt "$n" ]; do
+		ip netns exec "$P$i" sysctl -qw "$1" || die "sysctl: cannot set '$1' in $P$i"
+		i=$((i + 1))
+	done
+	echo "$ME: $1 in hosts $NET.1..$NET.$n"
+}
+
 # quote WORD: WORD in single quotes, for eval
 quote() {
 	printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
@@ -292,7 +406,7 @@ cmd_stats() {
 	done
 }
 
-[ $# -ge 1 ] || die "usage: $0 check | up N RATE | run [OPTS] -- PROGRAM... | speed [FROM TO [MB]] | stats | down"
+[ $# -ge 1 ] || die "usage: $0 check | up N RATE | run [OPTS] -- PROGRAM... | speed [FROM TO [MB]] | stats | impair HOST WHAT... | sysctl KEY=VALUE | down"
 sub=$1
 shift
 case $sub in
@@ -301,9 +415,11 @@ up) cmd_up "$@" ;;
 run) cmd_run "$@" ;;
 speed) cmd_speed "$@" ;;
 stats) cmd_stats ;;
+impair) cmd_impair "$@" ;;
+sysctl) cmd_sysctl "$@" ;;
 down)
 	do_down
 	echo "$ME: down (prefix '$P')"
 	;;
-*) die "unknown command '$sub' (check, up, run, speed, stats, down)" ;;
+*) die "unknown command '$sub' (check, up, run, speed, stats, impair, sysctl, down)" ;;
 esac

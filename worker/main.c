@@ -6,6 +6,10 @@
  *
  * Exit codes: 0 trained, 2 usage or bad config/input, 1 other failure
  * (including a full disk while writing a checkpoint or the metrics log).
+ *
+ * SFP_FAULT_FLIP=RANK:N[:BIT] (fault tests, docs/reliability.md): rank RANK
+ * flips one bit (BIT modulo the message's bits; default its middle) of the
+ * Nth message it sends to another rank.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -107,6 +111,38 @@ static void on_term(int sig)
 	if (n > 0)
 		(void)!write(2, msg, (size_t)n);
 	_exit(1);
+}
+
+/* Fault injection notices go to stderr on every rank, quiet or not. */
+static void on_fault(void *user, const char *msg)
+{
+	(void)user;
+	fprintf(stderr, "sfp-worker rank %d: %s\n", g_rank, msg);
+}
+
+/* SFP_FAULT_FLIP=RANK:N[:BIT]: arm the transport's bit flip on that rank. */
+static int arm_fault(sfp_transport *tr, sfp_error *err)
+{
+	const char *v = getenv("SFP_FAULT_FLIP"), *p;
+	if (!v || !*v)
+		return SFP_OK;
+	char *end;
+	unsigned long long rank = strtoull(v, &end, 10), nth = 0, bit = UINT64_MAX;
+	int ok = end != v && *end == ':';
+	if (ok) {
+		nth = strtoull(p = end + 1, &end, 10);
+		ok = end != p && nth > 0;
+	}
+	if (ok && *end == ':') {
+		bit = strtoull(p = end + 1, &end, 10);
+		ok = end != p;
+	}
+	if (!ok || *end)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "SFP_FAULT_FLIP='%s': expected RANK:N[:BIT] with N >= 1", v);
+	if (rank == (unsigned long long)g_rank)
+		sfp_transport_inject_flip(tr, nth, bit, on_fault, NULL);
+	return SFP_OK;
 }
 
 #define URL_MAX 256
@@ -251,7 +287,7 @@ int main(int argc, char **argv)
 		signal(SIGTERM, on_term);
 		if (g_rank != 0)
 			quiet = 1;
-		if ((rc = open_transport(&cfg, &tr, &err)) < 0)
+		if ((rc = open_transport(&cfg, &tr, &err)) < 0 || (rc = arm_fault(tr, &err)) < 0)
 			goto out;
 	}
 	/* set-up, then resuming (collective for pipeline stages): the ranks

@@ -96,6 +96,18 @@ int sfp_transport_sendrecv(sfp_transport *t, int to, const void *sbuf, size_t sl
 /* The backend's float32 sum over every rank (SFP_EUNSUPPORTED without one). */
 int sfp_transport_allreduce_f32(sfp_transport *t, float *x, size_t n, sfp_error *err);
 
+/*
+ * Fault injection, for the fault tests (tests/faults/, docs/reliability.md):
+ * the `nth` message this rank sends from now on (1: the next) leaves with
+ * bit `bit % (8 * its length)` flipped (UINT64_MAX: its middle bit); the
+ * caller's buffer is untouched.
+ * Once. `notify`, if not NULL, gets one line saying which message it was
+ * (number, tag, peer, length, bit), when it is sent. nth = 0 disarms.
+ */
+typedef void (*sfp_transport_notify_fn)(void *user, const char *msg);
+void sfp_transport_inject_flip(sfp_transport *t, uint64_t nth, uint64_t bit,
+			       sfp_transport_notify_fn notify, void *user);
+
 /* ---- collectives over a group of ranks ---------------------------------- */
 /* A group: the world ranks taking part, in ring order, and this rank's
  * position in it (-1 when not a member). */

@@ -72,6 +72,13 @@ static void sync_dir(const char *path)
 	free(d);
 }
 
+/* A full disk or quota (at write, or only at fsync/close on some file
+ * systems) is SFP_ENOSPC; anything else SFP_EIO. */
+static int write_code(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? SFP_ENOSPC : SFP_EIO;
+}
+
 int sfp_file_write_atomic(const char *path, const void *buf, size_t len, sfp_error *err)
 {
 	size_t pl = strlen(path);
@@ -82,7 +89,7 @@ int sfp_file_write_atomic(const char *path, const void *buf, size_t len, sfp_err
 	snprintf(tmp, pl + 16, "%s.tmpXXXXXX", path);
 	fd = mkstemp(tmp);
 	if (fd < 0) {
-		rc = sfp_error_set(err, SFP_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+		rc = sfp_error_set(err, write_code(errno), "cannot create '%s': %s", tmp, strerror(errno));
 		free(tmp);
 		return rc;
 	}
@@ -93,20 +100,20 @@ int sfp_file_write_atomic(const char *path, const void *buf, size_t len, sfp_err
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			rc = sfp_error_set(err, errno == ENOSPC ? SFP_ENOSPC : SFP_EIO,
-					   "cannot write '%s': %s", path, strerror(errno));
+			rc = sfp_error_set(err, write_code(errno), "cannot write '%s': %s", path,
+					   strerror(errno));
 			goto fail;
 		}
 		p += w;
 		left -= (size_t)w;
 	}
 	if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
-		rc = sfp_error_set(err, SFP_EIO, "cannot write '%s': %s", path, strerror(errno));
+		rc = sfp_error_set(err, write_code(errno), "cannot write '%s': %s", path, strerror(errno));
 		goto fail;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		rc = sfp_error_set(err, SFP_EIO, "cannot write '%s': %s", path, strerror(errno));
+		rc = sfp_error_set(err, write_code(errno), "cannot write '%s': %s", path, strerror(errno));
 		goto fail;
 	}
 	fd = -1;

@@ -23,6 +23,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "nn/train_internal.h"
 
@@ -326,21 +327,29 @@ int64_t sfp_trainer_step(const sfp_trainer *t)
 	return t->step;
 }
 
-/* Append one JSON line; a failed write (e.g. a full disk) is an error. */
+/* Append one JSON line; a failed write (e.g. a full disk) is an error, and
+ * the log is cut back to its last whole record and closed, so what is left
+ * parses and nothing half-written is flushed later. */
 __attribute__((format(printf, 3, 4))) static int metrics_write(sfp_trainer *t, sfp_error *err,
 							      const char *fmt, ...)
 {
 	if (!t->metrics)
 		return SFP_OK;
+	struct stat st; /* flushed after every record: the file's size is where this one starts */
+	const off_t start = fstat(fileno(t->metrics), &st) == 0 ? st.st_size : -1;
 	va_list ap;
 	va_start(ap, fmt);
 	int w = vfprintf(t->metrics, fmt, ap);
 	va_end(ap);
-	if (w < 0 || fputc('\n', t->metrics) == EOF || fflush(t->metrics) != 0)
-		return sfp_error_set(err, errno == ENOSPC ? SFP_ENOSPC : SFP_EIO,
-				     "cannot write metrics log '%s': %s", t->cfg.log.metrics,
-				     strerror(errno));
-	return SFP_OK;
+	if (w >= 0 && fputc('\n', t->metrics) != EOF && fflush(t->metrics) == 0)
+		return SFP_OK;
+	const int e = errno;
+	fclose(t->metrics); /* may write part of the record again: cut after it */
+	t->metrics = NULL;
+	if (start >= 0)
+		(void)truncate(t->cfg.log.metrics, start);
+	return sfp_error_set(err, e == ENOSPC ? SFP_ENOSPC : SFP_EIO,
+			     "cannot write metrics log '%s': %s", t->cfg.log.metrics, strerror(e));
 }
 
 int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
@@ -700,7 +709,19 @@ static void ckpt_suffix(const sfp_trainer *t, char *buf, size_t cap)
 		snprintf(buf, cap, ".sfpk");
 }
 
+static int resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err);
+
+/* Error feedback's residuals are per rank and not in the checkpoint: a
+ * resumed run starts them at zero, so it is close to, not the same as, the
+ * run that never stopped (docs/checkpoint.md). Said when the run starts. */
 int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err)
+{
+	SFP_TRY(resume(t, path, used, cap, err));
+	t->resumed_without_residual = t->dist && t->dist->residual && t->step > 0;
+	return SFP_OK;
+}
+
+static int resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err)
 {
 	if (!t->dist || t->dist->stages == 1) {
 		SFP_TRY(sfp_checkpoint_resolve(path, used, cap, err));
@@ -729,7 +750,23 @@ int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap,
 	return sfp_trainer_load(t, used, err);
 }
 
-/* Delete all but the newest `keep` ckpt-<step><suffix> files of `dir`. */
+/* A temporary file of sfp_file_write_atomic for ckpt-<step><suffix>
+ * (ckpt-<step><suffix>.tmpXXXXXX)? */
+static int ckpt_tmp(const char *name, const char *suffix)
+{
+	int64_t s;
+	int used = 0;
+	const size_t n = strlen(suffix);
+	if (sscanf(name, "ckpt-%" SCNd64 "%n", &s, &used) != 1 || s < 0)
+		return 0;
+	name += used;
+	return !strncmp(name, suffix, n) && !strncmp(name + n, ".tmp", 4) && strlen(name + n) == 10;
+}
+
+/* Delete all but the newest `keep` ckpt-<step><suffix> files of `dir`, and
+ * the temporary files of writes that never finished (a rank killed while
+ * it wrote): this rank is the only writer of this suffix, and its own
+ * write has just finished. */
 static void prune_checkpoints(const char *dir, const char *suffix, int keep)
 {
 	DIR *d = opendir(dir);
@@ -738,10 +775,15 @@ static void prune_checkpoints(const char *dir, const char *suffix, int keep)
 	int64_t steps[256];
 	int n = 0;
 	struct dirent *e;
-	while ((e = readdir(d)) && n < 256) {
+	char path[SFP_CFG_PATH + 320]; /* dir, '/', a d_name of up to 255 */
+	while ((e = readdir(d))) {
 		int64_t s = ckpt_step(e->d_name, suffix);
-		if (s >= 0)
+		if (s >= 0 && n < 256) {
 			steps[n++] = s;
+		} else if (ckpt_tmp(e->d_name, suffix)) {
+			snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+			remove(path);
+		}
 	}
 	closedir(d);
 	for (int i = 0; i < n; i++) {
@@ -749,7 +791,6 @@ static void prune_checkpoints(const char *dir, const char *suffix, int keep)
 		for (int j = 0; j < n; j++)
 			newer += steps[j] > steps[i];
 		if (newer >= keep) {
-			char path[SFP_CFG_PATH + 64];
 			snprintf(path, sizeof path, "%s/ckpt-%" PRId64 "%s", dir, steps[i], suffix);
 			remove(path);
 		}
@@ -859,6 +900,12 @@ static int run_loop(sfp_trainer *t, sfp_error *err);
 
 int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 {
+	if (t->resumed_without_residual && t->on_notice)
+		t->on_notice(t->notice_user,
+			     "resumed with lossy gradient widths and error feedback: checkpoints do not "
+			     "hold the feedback residuals, which start again from zero (the run is not "
+			     "bit-identical to one that never stopped)");
+	t->resumed_without_residual = 0;
 	int rc = t->daemon.c ? SFP_OK : sfp_daemon_open(t, err);
 	if (rc == SFP_OK)
 		rc = run_loop(t, err);

@@ -65,6 +65,7 @@ struct sfp_trainer {
 	sfp_daemon_link daemon;
 	sfp_notice_fn on_notice;
 	void *notice_user;
+	int resumed_without_residual; /* said once the run starts (sfp_trainer_run) */
 };
 
 /* coordinate.c */

@@ -23,7 +23,11 @@
  *
  * A received container is validated like any input (sfp_decode checks the
  * header, its CRC32C and the payload's); a bad one is an error naming the
- * sender, and nothing of it is used.
+ * sender, and nothing of it is used. The messages that are not containers
+ * (the float64 sums, broadcasts, 16-bit casts) end with a CRC32C of their
+ * bytes, checked the same way: without it a flipped bit in the sums of the
+ * batch-norm statistics or the learned widths went into the model unseen
+ * (found by tests/faults/wire.sh).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -51,6 +55,22 @@ struct sfp_collective {
 	float *tmp;           /* decoded values */
 	size_t tmp_cap;
 };
+
+/* The CRC32C trailer of a raw message. */
+#define CRC_BYTES 4
+
+static void seal(uint8_t *msg, size_t n)
+{
+	uint32_t crc = sfp_crc32c(0, msg, n);
+	memcpy(msg + n, &crc, CRC_BYTES);
+}
+
+static int sealed(const uint8_t *msg, size_t n)
+{
+	uint32_t crc;
+	memcpy(&crc, msg + n, CRC_BYTES);
+	return crc == sfp_crc32c(0, msg, n);
+}
 
 static int grow(void *pp, size_t *cap, size_t need, size_t elem, sfp_error *err)
 {
@@ -163,7 +183,8 @@ float sfp_bf16_to_f32(uint16_t h)
 static int encode(sfp_collective *c, uint8_t **buf, size_t *cap, size_t *len, const float *x,
 		  size_t n, const sfp_params *p, int cast, sfp_wire_stats *st, sfp_error *err)
 {
-	SFP_TRY(grow(buf, cap, sfp_encode_bound(n, 1), 1, err));
+	const size_t bound = sfp_encode_bound(n, 1);
+	SFP_TRY(grow(buf, cap, bound > 2 * n + CRC_BYTES ? bound : 2 * n + CRC_BYTES, 1, err));
 	uint64_t shape = n, t0 = sfp_clock_ns();
 	int rc = SFP_OK;
 	if (cast) {
@@ -173,7 +194,8 @@ static int encode(sfp_collective *c, uint8_t **buf, size_t *cap, size_t *len, co
 			o[2 * i] = (uint8_t)h;
 			o[2 * i + 1] = (uint8_t)(h >> 8);
 		}
-		*len = 2 * n;
+		seal(o, 2 * n);
+		*len = 2 * n + CRC_BYTES;
 	} else {
 		rc = sfp_encode(c->codec, *buf, *cap, len, x, n, &shape, 1, p, err);
 	}
@@ -190,9 +212,11 @@ static int decode(sfp_collective *c, float *x, size_t n, const uint8_t *buf, siz
 	sfp_error e2;
 	int rc = SFP_OK;
 	if (cast) {
-		if (len != 2 * n)
+		if (len != 2 * n + CRC_BYTES)
 			rc = sfp_error_set(&e2, SFP_ECORRUPT, "%zu bytes where %zu 16-bit values were expected",
 					   len, n);
+		else if (!sealed(buf, 2 * n))
+			rc = sfp_error_set(&e2, SFP_ECHECKSUM, "checksum mismatch");
 		for (size_t i = 0; rc == SFP_OK && i < n; i++) {
 			uint16_t h = (uint16_t)(buf[2 * i] | buf[2 * i + 1] << 8);
 			x[i] = cast == SFP_CAST_FP16 ? sfp_f16_to_f32(h) : sfp_bf16_to_f32(h);
@@ -433,20 +457,31 @@ int sfp_allreduce_f64(sfp_collective *c, const sfp_group *g, double *x, int n, s
 	if (d == 1 || n <= 0)
 		return SFP_OK;
 	const int next = g->ranks[(me + 1) % d], prev = g->ranks[(me + d - 1) % d];
-	const size_t bytes = (size_t)n * sizeof(double);
+	const size_t bytes = (size_t)n * sizeof(double), msg = bytes + CRC_BYTES;
 	double *all = malloc((size_t)d * bytes);
-	if (!all)
+	uint8_t *sb = malloc(2 * msg), *rb = sb + msg;
+	if (!all || !sb) {
+		free(all);
+		free(sb);
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	}
 	memcpy(all + (size_t)me * n, x, bytes);
 	int rc = SFP_OK;
 	for (int s = 0; s < d - 1 && rc == SFP_OK; s++) {
 		int ks = ((me - s) % d + d) % d, kr = ((me - s - 1) % d + d) % d;
 		size_t len = 0;
-		rc = sfp_transport_sendrecv(c->t, next, all + (size_t)ks * n, bytes, prev,
-					    all + (size_t)kr * n, bytes, &len, TAG_F64, err);
-		if (rc == SFP_OK && len != bytes)
+		memcpy(sb, all + (size_t)ks * n, bytes);
+		seal(sb, bytes);
+		rc = sfp_transport_sendrecv(c->t, next, sb, msg, prev, rb, msg, &len, TAG_F64, err);
+		if (rc == SFP_OK && len != msg)
 			rc = sfp_error_set(err, SFP_ECORRUPT, "rank %d: %zu bytes of sums from rank %d, expected %zu",
-					   sfp_transport_rank(c->t), len, prev, bytes);
+					   sfp_transport_rank(c->t), len, prev, msg);
+		else if (rc == SFP_OK && !sealed(rb, bytes))
+			rc = sfp_error_set(err, SFP_ECHECKSUM,
+					   "rank %d: bad sums message from rank %d: checksum mismatch",
+					   sfp_transport_rank(c->t), prev);
+		if (rc == SFP_OK)
+			memcpy(all + (size_t)kr * n, rb, bytes);
 	}
 	if (rc == SFP_OK)
 		for (int i = 0; i < n; i++) {
@@ -455,6 +490,7 @@ int sfp_allreduce_f64(sfp_collective *c, const sfp_group *g, double *x, int n, s
 				s += all[(size_t)k * n + i];
 			x[i] = s;
 		}
+	free(sb);
 	free(all);
 	return rc;
 }
@@ -469,16 +505,30 @@ int sfp_broadcast(sfp_collective *c, const sfp_group *g, int root, void *x, size
 	if (d == 1)
 		return SFP_OK;
 	const int next = (me + 1) % d, prev = (me + d - 1) % d;
+	uint8_t *m = malloc(n + CRC_BYTES);
+	if (!m)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	int rc = SFP_OK;
 	if (me != root) {
 		size_t len = 0;
-		SFP_TRY(sfp_transport_recv(c->t, g->ranks[prev], TAG_BCAST, x, n, &len, err));
-		if (len != n)
-			return sfp_error_set(err, SFP_ECORRUPT, "rank %d: broadcast of %zu bytes, expected %zu",
-					     sfp_transport_rank(c->t), len, n);
+		rc = sfp_transport_recv(c->t, g->ranks[prev], TAG_BCAST, m, n + CRC_BYTES, &len, err);
+		if (rc == SFP_OK && len != n + CRC_BYTES)
+			rc = sfp_error_set(err, SFP_ECORRUPT, "rank %d: broadcast of %zu bytes, expected %zu",
+					   sfp_transport_rank(c->t), len, n + CRC_BYTES);
+		else if (rc == SFP_OK && !sealed(m, n))
+			rc = sfp_error_set(err, SFP_ECHECKSUM,
+					   "rank %d: bad broadcast message from rank %d: checksum mismatch",
+					   sfp_transport_rank(c->t), g->ranks[prev]);
+		if (rc == SFP_OK)
+			memcpy(x, m, n);
+	} else {
+		memcpy(m, x, n);
+		seal(m, n);
 	}
-	if (next != root)
-		SFP_TRY(sfp_transport_send(c->t, g->ranks[next], TAG_BCAST, x, n, err));
-	return SFP_OK;
+	if (rc == SFP_OK && next != root)
+		rc = sfp_transport_send(c->t, g->ranks[next], TAG_BCAST, m, n + CRC_BYTES, err);
+	free(m);
+	return rc;
 }
 
 int sfp_send_tensor(sfp_collective *c, int peer, int tag, const float *x, size_t n,

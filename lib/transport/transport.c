@@ -1,8 +1,12 @@
 /*
  * transport.c -- the backend-independent half of a transport: argument
- * checks, the receive deadline, and rank/size bookkeeping.
+ * checks, the receive deadline, rank/size bookkeeping, and the bit-flip
+ * fault injection of the fault tests.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sfp/transport.h"
 
@@ -11,6 +15,11 @@ struct sfp_transport {
 	void *impl;
 	int rank, size;
 	double timeout_s;
+	/* fault injection: flip a bit of send number flip_at (0: off) */
+	uint64_t sent, flip_at, flip_bit;
+	sfp_transport_notify_fn notify;
+	void *notify_user;
+	uint8_t *fbuf; /* the flipped copy */
 };
 
 int sfp_transport_wrap(sfp_transport **out, const sfp_transport_ops *ops, void *impl, int rank,
@@ -38,6 +47,7 @@ void sfp_transport_close(sfp_transport *t)
 		return;
 	if (t->ops->close)
 		t->ops->close(t->impl);
+	free(t->fbuf);
 	free(t);
 }
 
@@ -76,10 +86,47 @@ static int check_peer(const sfp_transport *t, int peer, int tag, sfp_error *err)
 	return SFP_OK;
 }
 
+void sfp_transport_inject_flip(sfp_transport *t, uint64_t nth, uint64_t bit,
+			       sfp_transport_notify_fn notify, void *user)
+{
+	t->flip_at = nth ? t->sent + nth : 0;
+	t->flip_bit = bit;
+	t->notify = notify;
+	t->notify_user = user;
+}
+
+/* Count a send; if it is the one to corrupt, return a flipped copy of buf
+ * (or NULL when the copy cannot be made: then it goes out intact, said). */
+static const void *count_send(sfp_transport *t, int peer, int tag, const void *buf, size_t len)
+{
+	t->sent++;
+	if (!t->flip_at || t->sent != t->flip_at)
+		return buf;
+	t->flip_at = 0;
+	char msg[200];
+	free(t->fbuf);
+	t->fbuf = len ? malloc(len) : NULL;
+	if (!t->fbuf) {
+		snprintf(msg, sizeof msg, "fault injection: message %" PRIu64 " to rank %d is empty "
+			 "or cannot be copied; sent intact", t->sent, peer);
+	} else {
+		memcpy(t->fbuf, buf, len);
+		const uint64_t b = t->flip_bit == UINT64_MAX ? (uint64_t)len * 4 : t->flip_bit % ((uint64_t)len * 8);
+		t->fbuf[b / 8] ^= (uint8_t)(1u << (b % 8));
+		buf = t->fbuf;
+		snprintf(msg, sizeof msg, "fault injection: flipped bit %" PRIu64 " of message %" PRIu64
+			 " (tag %d, %zu bytes) to rank %d", b, t->sent, tag, len, peer);
+	}
+	if (t->notify)
+		t->notify(t->notify_user, msg);
+	return buf;
+}
+
 int sfp_transport_send(sfp_transport *t, int peer, int tag, const void *buf, size_t len,
 		       sfp_error *err)
 {
 	SFP_TRY(check_peer(t, peer, tag, err));
+	buf = count_send(t, peer, tag, buf, len);
 	return t->ops->send(t->impl, peer, tag, buf, len, err);
 }
 
@@ -95,6 +142,7 @@ int sfp_transport_sendrecv(sfp_transport *t, int to, const void *sbuf, size_t sl
 {
 	SFP_TRY(check_peer(t, to, tag, err));
 	SFP_TRY(check_peer(t, from, tag, err));
+	sbuf = count_send(t, to, tag, sbuf, slen);
 	return t->ops->sendrecv(t->impl, to, sbuf, slen, from, rbuf, cap, rlen, tag, t->timeout_s,
 				err);
 }

@@ -7,7 +7,17 @@
  * the previous one is in flight); completed sends are reaped on every call
  * and the rest at close. Receives poll MPI_Improbe until the deadline, with
  * a backoff from spinning to 1 ms sleeps so oversubscribed ranks leave the
- * cores to the ranks that compute, then MPI_Mrecv into the caller's buffer.
+ * cores to the ranks that compute, then MPI_Imrecv into the transport's own
+ * buffer, polled against a second deadline, and copy out.
+ *
+ * Why not MPI_Mrecv into the caller's buffer: the probe matches a message
+ * once its first fragment has arrived, and a large one (ob1's rendezvous)
+ * still needs the rest. If the link fails between the two, a blocking
+ * MPI_Mrecv never returns (measured across a cut link: rank 1 spun in it
+ * forever while rank 0 had timed out). A matched receive cannot be
+ * cancelled either, so one that misses its deadline keeps writing into its
+ * buffer for as long as MPI likes: that buffer must be ours, not the
+ * caller's. It is set aside (`stuck`) and never freed.
  */
 #include <limits.h>
 #include <mpi.h>
@@ -26,6 +36,9 @@ typedef struct pending {
 typedef struct mpi_impl {
 	int rank;
 	pending *sends;
+	pending *stuck;  /* receives that missed their deadline; MPI may still write into them */
+	void *rbuf;      /* where receives land before the copy out */
+	size_t rcap;
 } mpi_impl;
 
 /* Free the sends that completed; `give_up` cancels the rest (at close,
@@ -83,11 +96,23 @@ static double now_s(void)
 	return (double)sfp_clock_ns() * 1e-9;
 }
 
+/* One wait of a polling loop: spin 200 times, then sleep from 1 us up to
+ * 1 ms, doubling. */
+static void backoff(long *spins, long *sleep_ns)
+{
+	if (++*spins <= 200)
+		return;
+	struct timespec ts = {0, *sleep_ns};
+	nanosleep(&ts, NULL);
+	if (*sleep_ns < 1000000)
+		*sleep_ns *= 2;
+}
+
 static int mpi_recv(void *impl, int peer, int tag, void *buf, size_t cap, size_t *len,
 		    double timeout_s, sfp_error *err)
 {
 	mpi_impl *m = impl;
-	const double t0 = now_s();
+	double t0 = now_s();
 	long spins = 0, sleep_ns = 1000;
 	MPI_Message msg;
 	MPI_Status st;
@@ -103,25 +128,58 @@ static int mpi_recv(void *impl, int peer, int tag, void *buf, size_t cap, size_t
 					     "rank %d: no message from rank %d within %.0f s (rank %d "
 					     "died, hangs or is far behind)",
 					     m->rank, peer, timeout_s, peer);
-		if (++spins > 200) {
-			struct timespec ts = {0, sleep_ns};
-			nanosleep(&ts, NULL);
-			if (sleep_ns < 1000000)
-				sleep_ns *= 2;
-		}
+		backoff(&spins, &sleep_ns);
 	}
 	int count = 0;
 	MPI_Get_count(&st, MPI_BYTE, &count);
-	if ((size_t)count > cap) {
-		void *sink = malloc((size_t)count);
-		MPI_Mrecv(sink, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-		free(sink);
+	if ((size_t)count > m->rcap) {
+		void *nb = realloc(m->rbuf, (size_t)count);
+		if (!nb) {
+			/* the message stays matched and unreceived: the job cannot go on */
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory for a message of %d bytes",
+					     count);
+		}
+		m->rbuf = nb;
+		m->rcap = (size_t)count;
+	}
+	MPI_Request req;
+	if (MPI_Imrecv(m->rbuf, count, MPI_BYTE, &msg, &req) != MPI_SUCCESS)
+		return sfp_error_set(err, SFP_EPEER, "mpi: receive from rank %d failed", peer);
+	/* the body gets its own deadline: the wait for the message is over */
+	t0 = now_s();
+	spins = 0;
+	sleep_ns = 1000;
+	for (;;) {
+		int done = 0;
+		if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+			return sfp_error_set(err, SFP_EPEER, "mpi: receive from rank %d failed", peer);
+		if (done)
+			break;
+		reap(m, 0);
+		if (timeout_s > 0 && now_s() - t0 > timeout_s) {
+			pending *p = malloc(sizeof *p);
+			if (p) { /* else lose track of it: the buffer must not be freed either way */
+				p->req = req;
+				p->buf = m->rbuf;
+				p->next = m->stuck;
+				m->stuck = p;
+			}
+			m->rbuf = NULL;
+			m->rcap = 0;
+			return sfp_error_set(err, SFP_ETIMEDOUT,
+					     "rank %d: a message of %d bytes from rank %d began but did "
+					     "not finish within %.0f s (the link to rank %d failed or "
+					     "stalls)",
+					     m->rank, count, peer, timeout_s, peer);
+		}
+		backoff(&spins, &sleep_ns);
+	}
+	if ((size_t)count > cap)
 		return sfp_error_set(err, SFP_ENOSPC,
 				     "mpi: message of %d bytes from rank %d is over the %zu expected",
 				     count, peer, cap);
-	}
-	if (MPI_Mrecv(buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-		return sfp_error_set(err, SFP_EPEER, "mpi: receive from rank %d failed", peer);
+	if (count > 0)
+		memcpy(buf, m->rbuf, (size_t)count);
 	*len = (size_t)count;
 	return SFP_OK;
 }
@@ -155,6 +213,14 @@ static void mpi_close(void *impl)
 		}
 	}
 	reap(m, 1);
+	/* receives that missed their deadline: let MPI drop the requests; the
+	 * buffers stay allocated, as MPI may still write into them */
+	for (pending *p = m->stuck, *next; p; p = next) {
+		next = p->next;
+		MPI_Request_free(&p->req);
+		free(p);
+	}
+	free(m->rbuf);
 	free(m);
 }
 

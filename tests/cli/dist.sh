@@ -8,16 +8,7 @@ set -u
 . "$(dirname "$0")/common.inc"
 B=${BUILD:-build}
 W=$B/bin/sfp-worker
-if ! command -v mpirun >/dev/null 2>&1; then
-	echo "skip dist.sh: mpirun is not installed (deploy/install-deps.sh installs it)"
-	exit 0
-fi
-# Open MPI keeps allocations to process exit (and unloads its plug-ins, so
-# they cannot be suppressed by name): under the sanitizers, leak checking
-# is off for the MPI processes; ASan and UBSan still check every access.
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-MPI="mpirun --oversubscribe --bind-to none"
-[ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
+mpi_init dist.sh
 MLP="--config deploy/examples/fmnist-mlp.yaml --set data.train_limit=2560 --set data.test_limit=1000 --set log.every=5"
 CNN="--config deploy/examples/fmnist-cnn.yaml --set data.train_limit=640 --set data.test_limit=256 --set log.every=5"
 
@@ -66,6 +57,12 @@ ratio=$(grep '"kind":"gradients"' "$T/lossy.jsonl" | tail -1 | sed 's/.*"raw_byt
 awk "BEGIN { exit !($acc > 0.7 && $acc > $ref - 0.02) }" && ok "e4m2 gradients: test accuracy $acc after 80 steps (lossless $ref)" || bad "e4m2 accuracy $acc, lossless $ref"
 awk "BEGIN { exit !($ratio > 5) }" && ok "e4m2 gradients: ${ratio}x fewer gradient bytes" || bad "e4m2 wire ratio $ratio"
 
+# error feedback's residuals are not in checkpoints: a resumed lossy run says it is not the same run
+LOSSY="--set parallel.grad_e=4 --set parallel.grad_m=2 --set checkpoint.dir=$T/lck --set checkpoint.every_steps=10"
+expect 0 "DP 2, e4m2 gradients, a checkpoint at step 10" $MPI -np 2 "$W" $MLP $LOSSY --set train.max_steps=10
+expect 0 "DP 2, e4m2 gradients, resumed to step 20" $MPI -np 2 "$W" $MLP $LOSSY --set train.max_steps=20 --resume "$T/lck"
+grep -q "checkpoints do not hold the feedback residuals" "$T/err" && ok "a resumed lossy run says its residuals start from zero" || bad "no residual note: $(grep -v '^epoch' "$T/err")"
+
 # pipeline stages, and replicas of pipelines (micro-batches, re-computation)
 expect 0 "PP: 2 stages of the MLP" $MPI -np 2 "$W" $MLP --set train.max_steps=40 --set parallel.pipeline_stages=2 --set log.metrics="$T/pp.jsonl"
 acc=$(grep '"test_acc"' "$T/pp.jsonl" | tail -1 | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')
@@ -94,38 +91,29 @@ expect 2 "3 ranks, 2 stages" $MPI -np 3 "$W" $MLP --set parallel.pipeline_stages
 expect 2 "7 stages of a 6-layer MLP" $MPI -np 7 "$W" $MLP --set parallel.pipeline_stages=7
 grep -q "7 stages for a model of 6 layers" "$T/err" && ok "stage count error names the layers" || bad "stages: $(cat "$T/err")"
 
-# a rank killed mid-run: every rank ends, non-zero, within a bounded time, and the rank is named
+# a rank killed mid-run: every rank ends, non-zero, within a bounded time,
+# and the rank is named (tests/faults/kill.sh kills at random steps, then
+# resumes)
 kill_test() {
 	tr=$1
 	$MPI -np 2 "$W" $MLP --set train.max_steps=100000 --set log.every=1 --set parallel.transport="$tr" \
 		--set log.metrics="$T/kill-$tr.jsonl" >"$T/kout" 2>"$T/kerr" &
 	job=$!
-	i=0
-	while [ $i -lt 300 ] && ! grep -q '"step":20,' "$T/kill-$tr.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-	victim=""
-	for p in $(pgrep -f "log.metrics=$T/kill-$tr.jsonl"); do
-		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
-	done
-	if [ -n "$victim" ]; then
-		start=$(date +%s)
-		kill -9 "$victim"
-		i=0
-		while kill -0 $job 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-		if kill -0 $job 2>/dev/null; then
-			kill -9 $job
-			bad "$tr: the job still runs 60 s after rank 1 was killed"
-		else
-			wait $job
-			rc=$?
-			took=$(($(date +%s) - start))
-			[ $rc -ne 0 ] && ok "$tr, killed rank: the job exits non-zero ($rc) after ${took} s" || bad "$tr, killed rank: exit $rc"
-			grep -q "rank 1" "$T/kerr" && ok "$tr, killed rank: rank 1 is named" || bad "$tr: killed rank not named: $(cat "$T/kerr")"
-		fi
-	else
+	if ! wait_step "$T/kill-$tr.jsonl" 20 30 $job; then
 		kill $job 2>/dev/null
-		bad "$tr: could not find rank 1 to kill"
+		wait_gone $job "log.metrics=$T/kill-$tr.jsonl" 10
+		bad "$tr: the job did not reach step 20: $(tail -3 "$T/kerr")"
+		return
 	fi
-	pkill -9 -f "log.metrics=$T/kill-$tr.jsonl" 2>/dev/null
+	kill_rank $job "log.metrics=$T/kill-$tr.jsonl" 1 60
+	case $? in
+	2) bad "$tr: could not find rank 1 to kill" ;;
+	1) bad "$tr: the job still runs 60 s after rank 1 was killed" ;;
+	*)
+		[ $RC -ne 0 ] && ok "$tr, killed rank: the job exits non-zero ($RC) after $(secs $JOB_MS) s" || bad "$tr, killed rank: exit $RC"
+		grep -q "rank 1" "$T/kerr" && ok "$tr, killed rank: rank 1 is named" || bad "$tr: killed rank not named: $(cat "$T/kerr")"
+		;;
+	esac
 }
 kill_test mpi
 kill_test nng

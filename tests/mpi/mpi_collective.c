@@ -8,7 +8,9 @@
  * ends with the same bits, lossy too; error feedback makes the mean of
  * repeated lossy reductions converge to the exact sum; a corrupted
  * container is refused naming its sender and the next good one arrives; a
- * receive from a silent rank times out naming it; f64 sums and broadcast.
+ * receive from a silent rank times out naming it; f64 sums and broadcast;
+ * a bit flipped on the wire (the transport's fault injection) in f64 sums,
+ * a broadcast or a 16-bit cast is refused naming its sender.
  * Prints "ok"/"FAIL" lines; exits 1 if anything failed on any rank.
  */
 #include <math.h>
@@ -186,6 +188,49 @@ static void corrupt_and_timeout(sfp_collective *c, sfp_transport *t)
 	free(y);
 }
 
+/* Ranks 0 and 1: rank 1's next message leaves with a flipped bit; rank 0
+ * must refuse it with a checksum error naming rank 1. The cast case comes
+ * last: rank 0 stops in the middle of the ring and leaves a message behind. */
+static void corrupt_raw(sfp_collective *c, sfp_transport *t)
+{
+	sfp_group g = {.n = 2, .me = rank < 2 ? rank : -1, .ranks = {0, 1}};
+	sfp_error err;
+	if (rank > 1)
+		goto out;
+	double v[2] = {1.0, 2.0};
+	if (rank == 1)
+		sfp_transport_inject_flip(t, 1, 3, NULL, NULL);
+	int rc = sfp_allreduce_f64(c, &g, v, 2, &err);
+	if (rank == 0)
+		check(rc == SFP_ECHECKSUM && strstr(err.msg, "from rank 1"),
+		      "a flipped bit in f64 sums is refused, naming the sender");
+	char msg[32] = "";
+	if (rank == 1) {
+		snprintf(msg, sizeof msg, "from rank 1");
+		sfp_transport_inject_flip(t, 1, 9, NULL, NULL);
+	}
+	rc = sfp_broadcast(c, &g, 1, msg, sizeof msg, &err);
+	if (rank == 0)
+		check(rc == SFP_ECHECKSUM && strstr(err.msg, "from rank 1"),
+		      "a flipped bit in a broadcast is refused, naming the sender");
+	float x[100];
+	fill(x, 100, 9);
+	sfp_wire_cfg w = {.algo = SFP_ALLREDUCE_RING, .cast = SFP_CAST_FP16};
+	sfp_params_init(&w.params, 8, 23);
+	sfp_wire_stats st = {0};
+	double keep = sfp_transport_timeout(t);
+	sfp_transport_set_timeout(t, 0.5);
+	if (rank == 1)
+		sfp_transport_inject_flip(t, 1, 17, NULL, NULL);
+	rc = sfp_allreduce(c, &g, x, 100, &w, NULL, &st, &err);
+	if (rank == 0)
+		check(rc == SFP_ECHECKSUM && strstr(err.msg, "from rank 1"),
+		      "a flipped bit in an fp16 cast is refused, naming the sender");
+	sfp_transport_set_timeout(t, keep);
+out:
+	MPI_Barrier(MPI_COMM_WORLD);
+}
+
 int main(int argc, char **argv)
 {
 	MPI_Init(&argc, &argv);
@@ -217,8 +262,10 @@ int main(int argc, char **argv)
 	check(sfp_broadcast(c, &g, size - 1, msg, sizeof msg, &err) == SFP_OK &&
 		      !strcmp(msg, "from the last rank"),
 	      "broadcast reaches every rank");
-	if (size >= 2)
+	if (size >= 2) {
 		corrupt_and_timeout(c, t);
+		corrupt_raw(c, t);
+	}
 	sfp_collective_free(c);
 	sfp_transport_close(t);
 	int all = 0;
