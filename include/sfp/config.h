@@ -150,6 +150,8 @@ typedef struct sfp_cfg_parallel {
 	int micro_batches;            /* per replica batch with stages > 1 (0: 2 x stages) */
 	int grad_e, grad_m;           /* gradient containers on the wire (default 8, 23: lossless) */
 	int grad_gecko;               /* Gecko on gradient exponents (default off) */
+	char grad_refine_bias[SFP_CFG_NAME]; /* "off" (default), "tensor": docs/refine.md */
+	int grad_refine_shift;        /* entropy-gradient shift on gradient containers (default 0) */
 	int error_feedback;           /* carry gradient rounding into the next step (default on) */
 	char allreduce[SFP_CFG_NAME]; /* "auto" (= ring), "ring",
 					 "allgather", "native" (MPI_Allreduce, float32: the baseline) */

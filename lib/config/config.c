@@ -111,6 +111,8 @@ static const key_desc keys[] = {
 	{"parallel.grad_e", K_INT, F(parallel.grad_e), 1, 8, 0, NULL},
 	{"parallel.grad_m", K_INT, F(parallel.grad_m), 0, 23, 0, NULL},
 	{"parallel.grad_gecko", K_BOOL, F(parallel.grad_gecko), 0, 1, 0, NULL},
+	ENUM("parallel.grad_refine_bias", parallel.grad_refine_bias, refine_biases),
+	{"parallel.grad_refine_shift", K_BOOL, F(parallel.grad_refine_shift), 0, 1, 0, NULL},
 	{"parallel.error_feedback", K_BOOL, F(parallel.error_feedback), 0, 1, 0, NULL},
 	ENUM("parallel.allreduce", parallel.allreduce, allreduces),
 	ENUM("parallel.grad_cast", parallel.grad_cast, casts),
@@ -612,6 +614,7 @@ void sfp_config_defaults(sfp_config *c)
 	c->parallel.error_feedback = 1;
 	snprintf(c->parallel.allreduce, sizeof c->parallel.allreduce, "auto");
 	snprintf(c->parallel.grad_cast, sizeof c->parallel.grad_cast, "none");
+	snprintf(c->parallel.grad_refine_bias, sizeof c->parallel.grad_refine_bias, "off");
 	c->parallel.timeout_s = 60.0f;
 	snprintf(c->parallel.nng_endpoint, sizeof c->parallel.nng_endpoint, "tcp");
 	c->parallel.nng_port = 23700;

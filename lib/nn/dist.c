@@ -197,6 +197,13 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 
 	sfp_params_init(&d->gwire.params, (unsigned)pc->grad_e, (unsigned)pc->grad_m);
 	d->gwire.params.gecko = pc->grad_gecko;
+	d->gwire.params.shift = pc->grad_refine_shift;
+	d->gwire.params.bias = strcmp(pc->grad_refine_bias, "tensor") ? SFP_BIAS_OFF : SFP_BIAS_TENSOR;
+	if ((d->gwire.params.shift || d->gwire.params.bias) && pc->grad_m > SFP_REFINE_MAX_M)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "parallel.grad_refine_*: refinement needs parallel.grad_m <= %d "
+				     "(it is %d)",
+				     SFP_REFINE_MAX_M, pc->grad_m);
 	/* auto = ring: it sends least (2 (D-1)/D of the tensor against the
 	 * all-gather's D-1), and error feedback at each of its rounding points
 	 * makes it as accurate (docs/distributed.md measures both) */

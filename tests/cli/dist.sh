@@ -56,6 +56,13 @@ ref=$(grep '"test_acc"' "$T/exact.jsonl" | tail -1 | sed 's/.*"test_acc":\([0-9.
 ratio=$(grep '"kind":"gradients"' "$T/lossy.jsonl" | tail -1 | sed 's/.*"raw_bytes":\([0-9]*\),"wire_bytes":\([0-9]*\).*/\1 \2/' | awk '{ printf "%.1f", $1 / $2 }')
 awk "BEGIN { exit !($acc > 0.7 && $acc > $ref - 0.02) }" && ok "e4m2 gradients: test accuracy $acc after 80 steps (lossless $ref)" || bad "e4m2 accuracy $acc, lossless $ref"
 awk "BEGIN { exit !($ratio > 5) }" && ok "e4m2 gradients: ${ratio}x fewer gradient bytes" || bad "e4m2 wire ratio $ratio"
+# decoder-side refinement of the gradient containers (docs/refine.md)
+expect 0 "DP 2, e4m1 gradients with shift and bias" $MPI -np 2 "$W" $MLP --set train.max_steps=80 --set parallel.grad_e=4 \
+	--set parallel.grad_m=1 --set parallel.grad_refine_shift=true --set parallel.grad_refine_bias=tensor --set log.metrics="$T/refine.jsonl"
+acc=$(grep '"test_acc"' "$T/refine.jsonl" | tail -1 | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')
+awk "BEGIN { exit !($acc > 0.7 && $acc > $ref - 0.03) }" && ok "refined e4m1 gradients: test accuracy $acc (lossless $ref)" || bad "refined accuracy $acc, lossless $ref"
+expect 2 "refinement of lossless gradients refused" $MPI -np 2 "$W" $MLP --set train.max_steps=4 --set parallel.grad_refine_shift=true
+grep -q "needs parallel.grad_m <= 20" "$T/err" && ok "says why" || bad "refine refusal: $(tail -3 "$T/err")"
 
 # error feedback's residuals are not in checkpoints: a resumed lossy run says it is not the same run
 LOSSY="--set parallel.grad_e=4 --set parallel.grad_m=2 --set checkpoint.dir=$T/lck --set checkpoint.every_steps=10"
