@@ -16,19 +16,11 @@
 #include "sfp/common.h"
 #include "sfp/config.h"
 #include "sfp/nn.h"
+#include "tests/fuzz/fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Keep in step with make-seeds.sh (tiny.yaml and $TINY). */
-static const char *tiny = "model:\n"
-			  "  input: [1, 28, 28]\n"
-			  "  layers:\n"
-			  "    - {type: conv2d, out_channels: 3, kernel: 3, padding: 1}\n"
-			  "    - {type: batchnorm}\n"
-			  "    - {type: relu}\n"
-			  "    - {type: maxpool, kernel: 4}\n"
-			  "    - {type: flatten}\n"
-			  "    - {type: linear, out_features: 10}\n";
+/* Keep in step with make-seeds.sh ($TINY). */
 static const char *const sets[] = {"data.train_limit=64", "data.test_limit=32",
 				   "train.max_steps=2"};
 
@@ -40,7 +32,8 @@ static sfp_trainer *trainer(void)
 	static sfp_config cfg;
 	if (!t) {
 		sfp_error err;
-		if (sfp_config_load_string(&cfg, "tiny.yaml", tiny, strlen(tiny), &err) < 0)
+		if (sfp_config_load_string(&cfg, "tiny.yaml", fuzz_tiny_yaml, strlen(fuzz_tiny_yaml),
+					   &err) < 0)
 			abort();
 		for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
 			if (sfp_config_set(&cfg, sets[i], &err) < 0)
@@ -65,24 +58,12 @@ static const char *scratch(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (size < 1)
-		return 0;
-	const int reseal = data[0] & 1;
-	data++;
-	size--;
-	uint8_t *buf = malloc(size ? size : 1);
+	size_t len = 0;
+	uint8_t *buf = fuzz_file(data, size, &len, HDR, PAYLOAD_CRC, HEADER_CRC);
 	if (!buf)
 		return 0;
-	memcpy(buf, data, size);
-	if (reseal && size >= HDR) {
-		uint32_t c = sfp_crc32c(0, buf + HDR, size - HDR);
-		memcpy(buf + PAYLOAD_CRC, &c, 4);
-		memset(buf + HEADER_CRC, 0, 4);
-		c = sfp_crc32c(0, buf, HDR);
-		memcpy(buf + HEADER_CRC, &c, 4);
-	}
 	FILE *f = fopen(scratch(), "wb");
-	if (!f || fwrite(buf, 1, size, f) != size || fclose(f) != 0)
+	if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0)
 		abort();
 	free(buf);
 	sfp_trainer *t = trainer();
