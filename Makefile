@@ -212,7 +212,8 @@ check-run: tests fuzz-build
 # with both sanitizers in `make check`).
 check-asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined tests
-	$(Q)BUILD=build/san SFP_SKIP_FUZZ=1 tests/run-all.sh $(TEST_BINS:$(BUILD)/%=build/san/%)
+	$(Q)BUILD=build/san SFP_SKIP_FUZZ=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+		tests/run-all.sh $(TEST_BINS:$(BUILD)/%=build/san/%)
 
 # The fault suite: real mpirun, sfpd, files, a full tmpfs, rehearsed links
 # (tests/faults/, docs/reliability.md); `make check` runs one trial of each.
