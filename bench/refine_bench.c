@@ -140,7 +140,7 @@ int sfp_bench_refine_main(int argc, char **argv)
 	}
 	bench_tensor *t;
 	sfp_error err;
-	int nt = bench_tensors_trained(&t, config, steps, &err);
+	int nt = bench_tensors_trained(&t, config, steps, 64, &err);
 	if (nt < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
 		return 1;
