@@ -1145,13 +1145,11 @@ static int refine_quantized(float *dst, const float *x, uint64_t n, const sfp_pa
 int sfp_quantize(sfp_codec *c, float *dst, const float *src, uint64_t n, const sfp_params *p,
 		 sfp_error *err)
 {
-	if ((p->bias || p->shift) && (dst == src || (p->bias == SFP_BIAS_CHANNEL &&
-						     (!p->channels || n % p->channels)))) {
-		if (p->bias == SFP_BIAS_CHANNEL && (!p->channels || n % p->channels))
-			return sfp_error_set(err, SFP_EINVAL,
-					     "per-channel bias: %llu values are not %llu channels",
-					     (unsigned long long)n,
-					     (unsigned long long)p->channels);
+	if (p->bias == SFP_BIAS_CHANNEL && (!p->channels || n % p->channels))
+		return sfp_error_set(err, SFP_EINVAL,
+				     "per-channel bias: %llu values are not %llu channels",
+				     (unsigned long long)n, (unsigned long long)p->channels);
+	if ((p->bias || p->shift) && dst == src) {
 		/* in place: quantize from a copy, which the fit needs */
 		float *x = malloc((size_t)n * sizeof *x + 1);
 		if (!x)
