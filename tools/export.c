@@ -39,6 +39,18 @@ static void config_dir(char *dir, size_t cap, const char *config)
 		snprintf(dir, cap, ".");
 }
 
+int sfp_tool_eval_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char *config,
+			     const char *ckpt, char *path, size_t cap, float *acc, float *loss,
+			     sfp_error *err)
+{
+	char dir[SFP_CFG_PATH];
+	config_dir(dir, sizeof dir, config);
+	SFP_TRY(sfp_checkpoint_resolve(ckpt, path, cap, err));
+	SFP_TRY(sfp_trainer_create(t, cfg, dir, err));
+	SFP_TRY(sfp_trainer_load(*t, path, err));
+	return sfp_trainer_evaluate(*t, acc, loss, err);
+}
+
 __attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
 {
 	va_list ap;
@@ -177,18 +189,12 @@ int sfp_export_main(int argc, char **argv)
 	static sfp_config cfg;
 	sfp_error err;
 	sfp_trainer *t = NULL;
-	char path[SFP_CFG_PATH + 64], dir[SFP_CFG_PATH];
+	char path[SFP_CFG_PATH + 64];
 	float acc0 = 0, acc = 0, loss = 0;
 	int rc = sfp_config_load_all(&cfg, config, sets, nsets, &err);
-	config_dir(dir, sizeof dir, config);
 	if (rc == SFP_OK)
-		rc = sfp_checkpoint_resolve(ckpt, path, sizeof path, &err);
-	if (rc == SFP_OK)
-		rc = sfp_trainer_create(&t, &cfg, dir, &err);
-	if (rc == SFP_OK)
-		rc = sfp_trainer_load(t, path, &err);
-	if (rc == SFP_OK)
-		rc = sfp_trainer_evaluate(t, &acc0, &loss, &err);
+		rc = sfp_tool_eval_checkpoint(&t, &cfg, config, ckpt, path, sizeof path, &acc0,
+					      &loss, &err);
 	if (rc == SFP_OK) {
 		if (!quiet)
 			fprintf(stderr, "float32 checkpoint '%s': test_acc %.4f\n", path,

@@ -654,24 +654,13 @@ static int cmd_eval(int argc, char **argv)
 	static sfp_config cfg;
 	sfp_error err;
 	sfp_trainer *t = NULL;
-	char path[SFP_CFG_PATH + 64], dir[SFP_CFG_PATH];
+	char path[SFP_CFG_PATH + 64];
 	int rc = sfp_config_load_all(&cfg, config, sets, nsets, &err);
-	snprintf(dir, sizeof dir, "%s", config);
-	char *slash = strrchr(dir, '/');
-	if (slash)
-		*slash = 0;
-	else
-		snprintf(dir, sizeof dir, ".");
 	cfg.log.metrics[0] = 0; /* evaluation writes no training log */
-	if (rc == SFP_OK)
-		rc = sfp_checkpoint_resolve(ckpt, path, sizeof path, &err);
-	if (rc == SFP_OK)
-		rc = sfp_trainer_create(&t, &cfg, dir, &err);
-	if (rc == SFP_OK)
-		rc = sfp_trainer_load(t, path, &err);
 	float acc = 0, loss = 0;
 	if (rc == SFP_OK)
-		rc = sfp_trainer_evaluate(t, &acc, &loss, &err);
+		rc = sfp_tool_eval_checkpoint(&t, &cfg, config, ckpt, path, sizeof path, &acc, &loss,
+					      &err);
 	if (rc == SFP_OK)
 		printf("test_acc %.4f  test_loss %.4f  (checkpoint '%s', step %" PRId64 ")\n",
 		       (double)acc, (double)loss, path, sfp_trainer_step(t));

@@ -5,6 +5,11 @@
 #ifndef SFP_TOOLS_H
 #define SFP_TOOLS_H
 
+#include <stddef.h>
+
+#include "sfp/config.h"
+#include "sfp/nn.h"
+
 /* `sfp report LOG.jsonl [--png OUT.png]`: widths, footprint, plot. */
 int sfp_report_main(int argc, char **argv);
 
@@ -12,5 +17,13 @@ int sfp_report_main(int argc, char **argv);
 int sfp_export_main(int argc, char **argv);
 /* `sfp eval --model MODEL.sfpq --config FILE`: accuracy and widths. */
 int sfp_eval_model(const char *config, const char *model, const char *const *sets, int nsets);
+/* A trainer for cfg (loaded from the file `config`, whose folder holds its
+ * plug-ins) with the float checkpoint `ckpt` names loaded (a file, or a
+ * folder's newest; the path used goes to path[0..cap)), and its test
+ * accuracy and loss. *t is the caller's to free, also after an error.
+ * `sfp eval --checkpoint` and `sfp export` start here. */
+int sfp_tool_eval_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char *config,
+			     const char *ckpt, char *path, size_t cap, float *acc, float *loss,
+			     sfp_error *err);
 
 #endif
