@@ -50,7 +50,7 @@ static int rank_of(const sfp_trainer *t)
 static void failed(sfp_trainer *t, const sfp_error *err)
 {
 	sfp_daemon_link *l = &t->daemon;
-	if (!l->failures)
+	if (!l->failures && !l->closing)
 		notice(t, "%s; training on with the current widths", err->msg);
 	l->failures++;
 	l->skip = l->failures < 64 ? l->failures : 64;
@@ -120,21 +120,9 @@ int sfp_daemon_open(sfp_trainer *t, sfp_error *err)
 	return SFP_OK;
 }
 
-void sfp_daemon_close(sfp_trainer *t, int ok)
-{
-	sfp_daemon_link *l = &t->daemon;
-	if (!l->c)
-		return;
-	if (l->registered && !l->failures)
-		(void)sfp_coord_goodbye(l->c, t->cfg.daemon.job[0] ? t->cfg.daemon.job : "sfp",
-					rank_of(t), t->step, ok, NULL);
-	sfp_coord_close(l->c);
-	l->c = NULL;
-}
-
-/* Exchange with the daemon; *upd gets its answer (valid = 0 if none). */
-static void exchange(sfp_trainer *t, double loss, uint64_t samples, sfp_coord_update *upd,
-		     sfp_coord_width *widths)
+/* Report the step, loss and samples kept in l->last_* to the daemon; *upd
+ * gets its answer (valid = 0 if none). */
+static void exchange(sfp_trainer *t, sfp_coord_update *upd, sfp_coord_width *widths)
 {
 	sfp_daemon_link *l = &t->daemon;
 	upd->valid = 0;
@@ -171,9 +159,9 @@ static void exchange(sfp_trainer *t, double loss, uint64_t samples, sfp_coord_up
 		}
 	}
 	sfp_coord_report r = {.rank = rank_of(t),
-			      .step = t->step,
-			      .loss = loss,
-			      .samples = samples,
+			      .step = l->last_step,
+			      .loss = l->last_loss,
+			      .samples = l->last_samples,
 			      .n_widths = nt,
 			      .widths = widths,
 			      .footprint_bits = cw + ca > 0 ? (bw + ba) / (cw + ca) : 32.0,
@@ -188,6 +176,7 @@ static void exchange(sfp_trainer *t, double loss, uint64_t samples, sfp_coord_up
 		return;
 	}
 	succeeded(t);
+	l->answered_step = l->last_step;
 	if (upd->valid && !upd->set_all && upd->n_widths != nt)
 		upd->valid = 0; /* not for this model: ignore */
 }
@@ -203,7 +192,10 @@ int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *er
 	if (!widths)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 	sfp_coord_update u = {0};
-	exchange(t, loss, samples, &u, widths);
+	t->daemon.last_step = t->step;
+	t->daemon.last_loss = loss;
+	t->daemon.last_samples = samples;
+	exchange(t, &u, widths);
 	int rc = SFP_OK;
 	if (t->policy == SFP_QPOLICY_QUANTUM) {
 		if (u.valid && !u.set_all) {
@@ -234,6 +226,38 @@ int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *er
 	}
 	free(widths);
 	return rc;
+}
+
+/*
+ * At the end: the newest report again if the daemon never answered it (a
+ * timeout under load, or skipped while backing off), so the daemon ends
+ * with the job's last step; then the goodbye. Both are tried even after
+ * failures (each costs at most daemon.timeout_s); the answer's widths are
+ * not applied, training is over.
+ */
+void sfp_daemon_close(sfp_trainer *t, int ok)
+{
+	sfp_daemon_link *l = &t->daemon;
+	if (!l->c)
+		return;
+	int reachable = 1;
+	if (l->registered && l->last_step > l->answered_step) {
+		const int nt = sfp_model_n_qtensors(t->model);
+		sfp_coord_width *widths = calloc((size_t)nt + 1, sizeof *widths);
+		if (widths) {
+			sfp_coord_update u = {0};
+			l->skip = 0;
+			l->closing = 1;
+			exchange(t, &u, widths);
+			reachable = l->failures == 0;
+			free(widths);
+		}
+	}
+	if (l->registered && reachable)
+		(void)sfp_coord_goodbye(l->c, t->cfg.daemon.job[0] ? t->cfg.daemon.job : "sfp",
+					rank_of(t), t->step, ok, NULL);
+	sfp_coord_close(l->c);
+	l->c = NULL;
 }
 
 void sfp_daemon_heartbeat(sfp_trainer *t)

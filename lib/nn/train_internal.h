@@ -42,6 +42,13 @@ typedef struct sfp_daemon_link {
 	int failures;   /* in a row */
 	int skip;       /* reports to skip before trying again */
 	int steers;     /* BitWave widths come from the daemon */
+	int closing;    /* in sfp_daemon_close: failures are not announced */
+	/* The newest report step, its loss and samples, and the newest step
+	 * the daemon answered: a report skipped or lost at the end is sent
+	 * once more when the worker closes. */
+	int64_t last_step, answered_step;
+	double last_loss;
+	uint64_t last_samples;
 } sfp_daemon_link;
 
 struct sfp_trainer {

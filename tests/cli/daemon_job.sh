@@ -3,7 +3,9 @@
 # register and report over nng, the widths reach the JSON API and
 # /metrics; the token is enforced; sfpd killed with SIGKILL mid-run costs
 # the job nothing, and a restarted sfpd recovers its history and the workers
-# report to it again; a job without a reachable daemon trains on.
+# report to it again; a job without a reachable daemon trains on; a job
+# whose sfpd is paused through its last reports ends with sfpd at its last
+# step.
 set -u
 . "$(dirname "$0")/common.inc"
 B=${BUILD:-build}
@@ -38,6 +40,24 @@ expect 0 "a worker with the wrong token still trains" "$W" $CNN --set train.max_
 	--daemon "tcp://127.0.0.1:$WPORT" --set daemon.token=wrong --set daemon.job=intruder
 grep -q "refused the request: missing or wrong job token" "$T/err" && ok "wrong token: refused, said once" || bad "token: $(cat "$T/err")"
 curl -s "$URL/metrics" | grep -q 'sfp_dropped_messages_total{reason="bad_token"} [1-9]' && ok "refusal counted in /metrics" || bad "bad_token not counted"
+
+# sfpd paused while the last reports come due: the worker backs off and skips
+# them, and at the end reports its last step once more and says goodbye
+"$W" $CNN --set train.max_steps=100 --set log.every=1 --set daemon.report_every=5 --set daemon.timeout_s=2 \
+	--set daemon.token=s3cret --set daemon.job=paused --daemon "tcp://127.0.0.1:$WPORT" --set log.metrics="$T/p.jsonl" \
+	>"$T/pout" 2>"$T/perr" &
+job=$!
+wait_step "$T/p.jsonl" 10 30 $job || bad "the paused job did not reach step 10: $(tail -3 "$T/perr")"
+kill -STOP $SFPD_PID
+wait_step "$T/p.jsonl" 90 120 $job || bad "the paused job did not reach step 90: $(tail -3 "$T/perr")"
+kill -CONT $SFPD_PID
+wait $job
+rc=$?
+[ $rc -eq 0 ] && ok "a job whose sfpd was paused finished" || bad "paused job exit $rc: $(tail -5 "$T/perr")"
+grep -q "training on with the current widths" "$T/perr" && ok "the pause was noticed" || bad "pause not noticed: $(grep daemon "$T/perr")"
+curl -s "$URL/api/v1/workers?job=paused" >"$T/w.json"
+python3 -c "import json,sys; w=json.load(open(sys.argv[1]))['workers']; sys.exit(not (len(w) == 1 and w[0]['state'] == 'left' and w[0]['step'] == 100))" "$T/w.json" &&
+	ok "after the pause sfpd has the last step (100) and the goodbye" || bad "paused job in sfpd: $(cat "$T/w.json")"
 
 # sfpd killed mid-run: the job goes on; a restarted sfpd recovers the history and hears from the workers again
 $MPI -np 2 "$W" $CNN --set train.max_steps=400 --set daemon.report_every=5 --set daemon.token=s3cret \
