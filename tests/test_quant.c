@@ -272,7 +272,57 @@ static void test_bitwave(void)
 		sfp_bitwave_observe(&b, b.avg * 1.1);
 	CU_ASSERT_EQUAL(b.e, 8);
 	CU_ASSERT_EQUAL(b.m, 7); /* clamped at the ceiling */
+	/* a width the loss keeps asking for settles: below 3 mantissa bits the
+	 * loss is 20% higher, on a falling trend. Each return of the mantissa
+	 * bit holds it twice as long as the last, so it is taken away only a
+	 * logarithmic number of times and the exponent goes instead. Without
+	 * the hold the bit comes and goes every other decision, the jumps
+	 * widen the noise band until nothing counts, and the run ends below 3
+	 * bits, 20% worse */
+	for (int backoff = 2; backoff >= 0; backoff -= 2) {
+		c.backoff = backoff;
+		CU_ASSERT_EQUAL_FATAL(sfp_bitwave_init(&b, &c, 8, 7, &err), SFP_OK);
+		int narrow = 0, at3 = 0; /* mantissa removals to 2; decisions left at 3 */
+		for (int s = 0; s < 10000; s++) {
+			int d = sfp_bitwave_observe(&b, 2.0 * exp(-0.003 * s) * (b.m < 3 ? 1.2 : 1.0));
+			narrow += d < 0 && b.m == 2;
+			if ((s + 1) % c.period == 0) /* a decision step */
+				at3 += b.m == 3;
+		}
+		printf("\n  bitwave hold %d: m taken to 2 %d times, at 3 after %d of 1000 decisions, "
+		       "ends e%u m%u ",
+		       backoff, narrow, at3, b.e, b.m);
+		if (backoff) {
+			CU_ASSERT(narrow >= 3 && narrow <= 11);
+			CU_ASSERT(at3 > 950);
+			CU_ASSERT_EQUAL(b.m, 3);
+			CU_ASSERT_EQUAL(b.e, c.e_min);
+		} else {
+			CU_ASSERT(narrow > 15);
+			CU_ASSERT(at3 < 500);
+			CU_ASSERT(b.m < 3);
+		}
+	}
+	/* a flat loss with batch-to-batch noise (uniform, +-50%): a 2% threshold
+	 * alone would decide at nearly every period; the noise band lets
+	 * through only the rare average that strays 2 sigma */
+	c.backoff = 0;
+	c.ema = 0.9f;
+	CU_ASSERT_EQUAL_FATAL(sfp_bitwave_init(&b, &c, 8, 7, &err), SFP_OK);
+	uint64_t r = 12345;
+	int moves = 0;
+	for (int s = 0; s < 10000; s++) {
+		r = r * 6364136223846793005ull + 1442695040888963407ull;
+		moves += sfp_bitwave_observe(&b, 1.0 + ((double)(r >> 11) / 9007199254740992.0 - 0.5)) != 0;
+	}
+	printf("\n  bitwave on noise: %d moves in 1000 decisions ", moves);
+	CU_ASSERT(moves < 100);
 	/* bad constants are refused */
+	c.ema = 0.5f;
+	c.backoff = -1;
+	CU_ASSERT_EQUAL(sfp_bitwave_init(&b, &c, 8, 7, &err), SFP_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "backoff"));
+	c.backoff = 2;
 	c.ema = 1.0f;
 	CU_ASSERT_EQUAL(sfp_bitwave_init(&b, &c, 8, 7, &err), SFP_EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "ema"));

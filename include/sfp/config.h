@@ -122,6 +122,7 @@ typedef struct sfp_cfg_bitlength {
 	float ema;                  /* bitwave: loss smoothing (default 0.9) */
 	float threshold;            /* bitwave: relative loss change that counts (default 0.02) */
 	int period;                 /* bitwave: steps between decisions (default 100) */
+	int backoff;                /* bitwave: decisions a kind is held once added back */
 	int m_min;                  /* quantum and bitwave: mantissa floor (default 1) */
 	int e_min;                  /* quantum and bitwave: exponent floor (default 3) */
 	char refine_bias[SFP_CFG_NAME]; /* decoder bias correction: "off" (default), "tensor" */

@@ -133,15 +133,21 @@ typedef struct sfp_bitwave_cfg {
 	float threshold;  /* relative change that counts, e.g. 0.02 */
 	int period;       /* steps between decisions */
 	unsigned m_min, m_max, e_min, e_max;
+	int backoff;      /* decisions a kind of bit is held after it was added
+			   * back the first time; doubles each time (0: never) */
 } sfp_bitwave_cfg;
 
 typedef struct sfp_bitwave {
 	sfp_bitwave_cfg cfg;
 	double avg;       /* EMA of the loss (0 before the first observation) */
 	double ref;       /* the average at the last decision */
+	double var;       /* EMA of (loss - avg)^2: the loss's own noise */
 	int64_t seen;
 	unsigned m, e;    /* current widths */
 	int last;         /* last decision: -1 removed a bit, +1 added, 0 held */
+	int removed;      /* kind of the newest removal not yet undone: 0, 'm', 'e' */
+	int hold_m, hold_e; /* decisions left before that kind may be removed again */
+	int len_m, len_e;   /* the next hold's length */
 } sfp_bitwave;
 
 /* Start at (e, m); SFP_EINVAL naming the bad constant. */
@@ -149,11 +155,19 @@ int sfp_bitwave_init(sfp_bitwave *b, const sfp_bitwave_cfg *cfg, unsigned e, uns
 		     sfp_error *err);
 /*
  * Observe one step's loss. Every `period` steps compare the loss average to
- * the one at the previous decision: improved by more than `threshold`
- * (relative) -> remove a bit (mantissa first; exponent once the mantissa is
- * at its floor); worse by more than `threshold` -> add one back (exponent
- * first when it has been narrowed, since a narrow window flushes values to
- * zero; else mantissa); else hold.
+ * the one at the previous decision. A change counts when it is larger than
+ * `threshold` (relative) and than twice the standard deviation that the
+ * difference of two averages has from the loss's batch-to-batch noise alone
+ * (sqrt(2 var (1 - ema) / (1 + ema))), so noise alone rarely decides:
+ *  - improved: remove a bit, mantissa
+ *    first, exponent once the mantissa is at its floor or held;
+ *  - worse: add a bit back: the kind removed last
+ *    (if that removal is not undone yet), else the exponent when it was
+ *    narrowed (a narrow window flushes values to zero), else the mantissa.
+ *    The kind added back is then held: not removed again for `backoff`
+ *    decisions, twice as long each time it comes back, so a width the
+ *    loss keeps asking for settles instead of oscillating;
+ *  - else hold.
  * Returns -1, 0 or +1 (the decision this step; 0 between decisions).
  */
 int sfp_bitwave_observe(sfp_bitwave *b, double loss);

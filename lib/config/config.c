@@ -89,6 +89,7 @@ static const key_desc keys[] = {
 	{"bitlength.ema", K_FLOAT, F(bitlength.ema), 0.001, 0.999999, 0, NULL},
 	{"bitlength.threshold", K_FLOAT, F(bitlength.threshold), 0, 1, 0, NULL},
 	{"bitlength.period", K_INT, F(bitlength.period), 1, INT_MAX, 0, NULL},
+	{"bitlength.backoff", K_INT, F(bitlength.backoff), 0, 1024, 0, NULL},
 	{"bitlength.m_min", K_INT, F(bitlength.m_min), 0, 23, 0, NULL},
 	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL},
 	ENUM("bitlength.refine_bias", bitlength.refine_bias, refine_biases),
@@ -592,6 +593,7 @@ void sfp_config_defaults(sfp_config *c)
 	c->bitlength.ema = 0.9f;
 	c->bitlength.threshold = 0.02f;
 	c->bitlength.period = 100;
+	c->bitlength.backoff = 2;
 	c->bitlength.m_min = 1;
 	c->bitlength.e_min = 3;
 	snprintf(c->prune.granularity, sizeof c->prune.granularity, "channel");

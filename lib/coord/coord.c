@@ -234,6 +234,7 @@ int sfp_coord_register(sfp_coord *c, const sfp_coord_hello *h, sfp_error *err)
 	bw.m_max = h->bitwave.m_max;
 	bw.e_min = h->bitwave.e_min;
 	bw.e_max = h->bitwave.e_max;
+	bw.backoff = (uint32_t)h->bitwave.backoff;
 	reg.bitwave = &bw;
 	reg.report_every = (uint32_t)h->report_every;
 	Sfp__Request req;
@@ -606,7 +607,8 @@ static void handle_register(sfp_coord_server *s, const Sfp__Register *g, uint64_
 		/* the daemon sees one loss per report: its period counts reports */
 		int period = (int)b->period / h->report_every;
 		h->bitwave = (sfp_bitwave_cfg){b->ema, b->threshold, period < 1 ? 1 : period,
-					       b->m_min, b->m_max, b->e_min, b->e_max};
+					       b->m_min, b->m_max, b->e_min, b->e_max,
+					       (int)(b->backoff > 1024 ? 1024 : b->backoff)};
 		if (!j->bw_on && sfp_bitwave_init(&j->bw, &h->bitwave, b->e_max, b->m_max, NULL) == SFP_OK)
 			j->bw_on = 1;
 	}

@@ -47,24 +47,29 @@ typedef struct ckpt_header {
 } ckpt_header;
 static_assert(sizeof(ckpt_header) == 72, "checkpoint header layout");
 
-/* Widths (n_e, n_m per tensor), then for BitWave its averages (as raw
- * double bits), step count and widths: all in one float array so a
- * checkpoint carries them beside the buffers. */
+/* Widths (n_e, n_m per tensor), then for BitWave its averages and step
+ * count (as raw double bits) and its widths and holds: all in one float
+ * array so a checkpoint carries them beside the buffers. */
+enum { BW_DOUBLES = 4, BW_INTS = 7, BW_FLOATS = 2 * BW_DOUBLES + BW_INTS };
+
 static size_t extra_count(const sfp_trainer *t)
 {
 	return (size_t)2 * sfp_model_n_qtensors(t->model) +
-	       (t->policy == SFP_QPOLICY_BITWAVE ? 8 : 0);
+	       (t->policy == SFP_QPOLICY_BITWAVE ? BW_FLOATS : 0);
 }
 
 static void extra_gather(sfp_trainer *t)
 {
 	int nw = sfp_model_widths_save(t->model, t->extra, (int)t->nextra);
 	if (t->policy == SFP_QPOLICY_BITWAVE) {
+		const sfp_bitwave *b = &t->bw;
+		const double d[BW_DOUBLES] = {b->avg, b->ref, (double)b->seen, b->var};
+		const int i[BW_INTS] = {(int)b->m, (int)b->e, b->removed, b->hold_m,
+					b->hold_e, b->len_m, b->len_e};
 		float *e = t->extra + nw;
-		double d[3] = {t->bw.avg, t->bw.ref, (double)t->bw.seen};
 		memcpy(e, d, sizeof d);
-		e[6] = (float)t->bw.m;
-		e[7] = (float)t->bw.e;
+		for (int k = 0; k < BW_INTS; k++)
+			e[2 * BW_DOUBLES + k] = (float)i[k];
 	}
 }
 
@@ -74,14 +79,24 @@ static void extra_scatter(sfp_trainer *t)
 	if (nw)
 		sfp_model_widths_load(t->model, t->extra, nw);
 	if (t->policy == SFP_QPOLICY_BITWAVE) {
+		sfp_bitwave *b = &t->bw;
 		const float *e = t->extra + nw;
-		double d[3];
+		double d[BW_DOUBLES];
 		memcpy(d, e, sizeof d);
-		t->bw.avg = d[0];
-		t->bw.ref = d[1];
-		t->bw.seen = (int64_t)d[2];
-		t->bw.m = (unsigned)e[6];
-		t->bw.e = (unsigned)e[7];
+		int i[BW_INTS];
+		for (int k = 0; k < BW_INTS; k++)
+			i[k] = (int)e[2 * BW_DOUBLES + k];
+		b->avg = d[0];
+		b->ref = d[1];
+		b->seen = (int64_t)d[2];
+		b->var = d[3];
+		b->m = (unsigned)i[0];
+		b->e = (unsigned)i[1];
+		b->removed = i[2];
+		b->hold_m = i[3];
+		b->hold_e = i[4];
+		b->len_m = i[5];
+		b->len_e = i[6];
 	}
 }
 
@@ -119,7 +134,8 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 				     .m_min = (unsigned)b->m_min,
 				     .m_max = (unsigned)ceilf(b->m),
 				     .e_min = (unsigned)b->e_min,
-				     .e_max = (unsigned)ceilf(b->e)};
+				     .e_max = (unsigned)ceilf(b->e),
+				     .backoff = b->backoff};
 		SFP_TRY(sfp_bitwave_init(&t->bw, &c, c.e_max, c.m_max, err));
 	}
 	SFP_TRY(sfp_model_set_stash(t->model, b->pack, b->gecko, err));

@@ -222,9 +222,9 @@ int sfp_bitwave_init(sfp_bitwave *b, const sfp_bitwave_cfg *cfg, unsigned e, uns
 	if (!(cfg->ema > 0.0f && cfg->ema < 1.0f))
 		return sfp_error_set(err, SFP_EINVAL, "bitwave ema must be in (0, 1), not %g",
 				     (double)cfg->ema);
-	if (!(cfg->threshold >= 0.0f) || cfg->period < 1)
+	if (!(cfg->threshold >= 0.0f) || cfg->period < 1 || cfg->backoff < 0)
 		return sfp_error_set(err, SFP_EINVAL,
-				     "bitwave threshold must be >= 0 and period >= 1");
+				     "bitwave threshold must be >= 0, period >= 1 and backoff >= 0");
 	if (cfg->m_min > cfg->m_max || cfg->m_max > 23 || cfg->e_min < 1 ||
 	    cfg->e_min > cfg->e_max || cfg->e_max > 8)
 		return sfp_error_set(err, SFP_EINVAL,
@@ -237,10 +237,28 @@ int sfp_bitwave_init(sfp_bitwave *b, const sfp_bitwave_cfg *cfg, unsigned e, uns
 	return SFP_OK;
 }
 
+/* The next hold of a kind added back: backoff, then twice the last (at most
+ * 1024 decisions). */
+static int next_hold(const sfp_bitwave_cfg *c, int *len)
+{
+	if (c->backoff <= 0)
+		return 0;
+	*len = *len == 0 ? c->backoff : *len < 512 ? 2 * *len : 1024;
+	return *len;
+}
+
 int sfp_bitwave_observe(sfp_bitwave *b, double loss)
 {
 	const sfp_bitwave_cfg *c = &b->cfg;
-	b->avg = b->seen == 0 ? loss : c->ema * b->avg + (1.0 - c->ema) * loss;
+	if (b->seen == 0) {
+		b->avg = loss;
+	} else {
+		const double dev = loss - b->avg;
+		b->avg += (1.0 - c->ema) * dev;
+		/* the noise over at least ~100 steps, whatever the average's span */
+		const double k = c->ema > 0.99 ? c->ema : 0.99;
+		b->var = k * b->var + (1.0 - k) * dev * dev;
+	}
 	b->seen++;
 	if (b->seen == 1) {
 		b->ref = b->avg;
@@ -248,25 +266,43 @@ int sfp_bitwave_observe(sfp_bitwave *b, double loss)
 	}
 	if (b->seen % c->period != 0)
 		return 0;
+	/* the change that counts: the threshold, or 2 sigma of the noise */
+	const double noise = 2.0 * sqrt(2.0 * b->var * (1.0 - c->ema) / (1.0 + c->ema));
+	const double band = fmax(c->threshold * b->ref, noise);
+	const int free_m = b->hold_m == 0, free_e = b->hold_e == 0;
+	b->hold_m -= !free_m;
+	b->hold_e -= !free_e;
 	int d = 0;
-	if (b->avg < b->ref * (1.0 - c->threshold)) {
+	if (b->avg < b->ref - band) {
 		/* improving: remove a bit, mantissa first */
-		if (b->m > c->m_min) {
+		if (b->m > c->m_min && free_m) {
 			b->m--;
+			b->removed = 'm';
 			d = -1;
-		} else if (b->e > c->e_min) {
+		} else if (b->e > c->e_min && free_e) {
 			b->e--;
+			b->removed = 'e';
 			d = -1;
 		}
-	} else if (b->avg > b->ref * (1.0 + c->threshold)) {
-		/* worse: add a bit back, the exponent first if it was narrowed */
-		if (b->e < c->e_max) {
+	} else if (b->avg > b->ref + band) {
+		/* worse: undo the last removal, else widen the exponent first */
+		int kind = b->removed;
+		if (kind == 'e' && b->e >= c->e_max)
+			kind = 0;
+		if (kind == 'm' && b->m >= c->m_max)
+			kind = 0;
+		if (!kind)
+			kind = b->e < c->e_max ? 'e' : b->m < c->m_max ? 'm' : 0;
+		if (kind == 'e') {
 			b->e++;
+			b->hold_e = next_hold(c, &b->len_e);
 			d = 1;
-		} else if (b->m < c->m_max) {
+		} else if (kind == 'm') {
 			b->m++;
+			b->hold_m = next_hold(c, &b->len_m);
 			d = 1;
 		}
+		b->removed = 0;
 	}
 	b->ref = b->avg;
 	b->last = d;
