@@ -113,6 +113,7 @@ static int variant_open(variant *v, const char *config, int threads, sfp_error *
 	SFP_TRY(sfp_model_set_threads(v->m, threads, err));
 	v->quantum = !strcmp(v->cfg.bitlength.policy, "quantum");
 	SFP_TRY(sfp_model_set_stash(v->m, v->cfg.bitlength.pack, v->cfg.bitlength.gecko, err));
+	sfp_model_set_pack_weights(v->m, v->cfg.bitlength.pack_weights);
 	if (v->quantum)
 		SFP_TRY(sfp_model_set_quant(v->m, SFP_QPOLICY_QUANTUM,
 					    SFP_QTARGET_WEIGHTS | SFP_QTARGET_ACTIVATIONS,

@@ -137,6 +137,7 @@ static void run_open(run *r, const sfp_cfg_model *cfg, int B, int policy, float 
 	sfp_model_want_input_grad(r->m, 1);
 	if (policy != SFP_QPOLICY_OFF) {
 		CU_ASSERT_EQUAL_FATAL(sfp_model_set_stash(r->m, packed != 0, packed == 2, &err), SFP_OK);
+		sfp_model_set_pack_weights(r->m, packed != 0);
 		CU_ASSERT_EQUAL_FATAL(sfp_model_set_quant(r->m, policy,
 							  policy == SFP_QPOLICY_FIXED
 								  ? SFP_QTARGET_ACTIVATIONS
@@ -287,6 +288,11 @@ static void test_packed_equals_fake_quant(void)
 			CU_ASSERT_EQUAL(qa.stash_bytes, 0);
 			if (!strcmp(qb.kind, "activations"))
 				CU_ASSERT(qb.stash_bytes > 0);
+			/* weights are held packed: at most 1 + 5 + 3 bits a value,
+			 * plus a header per block of 16384 */
+			if (!strcmp(qb.kind, "weights"))
+				CU_ASSERT(qb.stash_bytes > 0 &&
+					  qb.stash_bytes <= qb.count * 9 / 8 + 128 * (qb.count / 16384 + 1));
 		}
 		run_close(&f);
 		run_close(&p);

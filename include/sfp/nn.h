@@ -184,6 +184,12 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
  * setting survives sfp_model_set_quant.
  */
 int sfp_model_set_stash(sfp_model *m, int packed, int gecko, sfp_error *err);
+/* Weights in containers (lib/nn/qmodel.c) held packed: each forward encodes
+ * them from the float32 masters at the step's widths (Gecko as
+ * sfp_model_set_stash says) and a layer decodes its own into one scratch
+ * buffer when it runs; the same training bits. Off (the default): a float32
+ * copy on the container grid. Takes effect at sfp_model_set_quant. */
+void sfp_model_set_pack_weights(sfp_model *m, int on);
 /* Decoder-side refinement (docs/refine.md) for every container the model
  * quantizes weights and activations into: bias SFP_BIAS_OFF or
  * SFP_BIAS_TENSOR (one offset per block of 16384 values), shift 0/1;
@@ -201,7 +207,8 @@ typedef struct sfp_qtensor_info {
 	float n_e, n_m;    /* learned real widths */
 	unsigned e, m;     /* packing widths (ceil) */
 	uint64_t count;    /* values (activations: at the largest batch) */
-	uint64_t stash_bytes; /* activations: packed bytes the last training forward kept */
+	uint64_t stash_bytes; /* bytes of containers the last forward kept: activations
+			       * in the packed stash, weights packed (0 when not packed) */
 } sfp_qtensor_info;
 
 int sfp_model_n_qtensors(const sfp_model *m);

@@ -85,6 +85,7 @@ static const key_desc keys[] = {
 	{"bitlength.gamma", K_FLOAT, F(bitlength.gamma), 0, 1e6, 0, NULL},
 	{"bitlength.gecko", K_BOOL, F(bitlength.gecko), 0, 1, 0, NULL},
 	{"bitlength.pack", K_BOOL, F(bitlength.pack), 0, 1, 0, NULL},
+	{"bitlength.pack_weights", K_BOOL, F(bitlength.pack_weights), 0, 1, 0, NULL},
 	{"bitlength.lr", K_FLOAT, F(bitlength.lr), 0, 1e6, 0, NULL},
 	{"bitlength.ema", K_FLOAT, F(bitlength.ema), 0.001, 0.999999, 0, NULL},
 	{"bitlength.threshold", K_FLOAT, F(bitlength.threshold), 0, 1, 0, NULL},

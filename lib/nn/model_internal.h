@@ -73,6 +73,7 @@ struct sfp_model {
 	struct sfp_stash *st; /* packed stash and its scratch plan (stash.c); NULL = the
 			       * float32 activation arena `acts` */
 	int stash_packed, stash_gecko; /* sfp_model_set_stash */
+	int pack_weights;              /* sfp_model_set_pack_weights */
 	int refine_bias, refine_shift;  /* sfp_model_set_refine */
 };
 

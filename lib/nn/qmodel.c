@@ -18,7 +18,18 @@
  * widths, so the width gradient sum g (Q(x, ceil) - Q(x, floor)) can be
  * formed in backward from the stored copy. Eval mode uses the packing
  * widths. Q is the codec's own quantizer (sfp_quantize), window per call.
+ *
+ * Packed weights (bitlength.pack_weights): what forward and
+ * backward read of each weight tensor is held only as containers, one per
+ * SFP_QBLOCK values, encoded from the float32 masters at the step's widths
+ * at the start of each forward (Gecko exponents with bitlength.gecko), with
+ * the window and refinement sfp_qm_quantize uses, so they decode to exactly
+ * its values. A layer's weights are decoded into one scratch buffer when it
+ * runs (layers run one at a time; the buffer keeps the last layer's), so
+ * the memory is the containers plus the largest layer's weights in float32,
+ * against a float32 copy of all parameters without packing.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +53,18 @@ typedef struct sfp_qmodel {
 	int warned;          /* activations that could not be quantized (NaN/Inf) */
 	uint8_t *enc;        /* scratch for measuring packed sizes */
 	size_t enc_cap;
+	/* packed weights (qparams is NULL then) */
+	int wpack, wgecko;
+	uint8_t *wbytes;     /* every weight tensor's containers, in order */
+	size_t wused, wcap;
+	size_t *wblk;        /* per block: offset into wbytes and size */
+	size_t *wblk0;       /* tensor -> its first block (weights only) */
+	size_t nwblk;
+	int *wraw;           /* tensor -> 1: not packed this step (no memory): read
+			      * by quantizing the masters */
+	float *wdec;         /* the weights (and bias) of layer wdec_layer */
+	size_t wdec_floats;
+	int wdec_layer;
 } sfp_qmodel;
 
 void sfp_qm_free(sfp_qmodel *q)
@@ -55,6 +78,11 @@ void sfp_qm_free(sfp_qmodel *q)
 	free(q->wq);
 	free(q->aq);
 	free(q->qparams);
+	free(q->wbytes);
+	free(q->wblk);
+	free(q->wblk0);
+	free(q->wraw);
+	free(q->wdec);
 	free(q->tmp[0]);
 	free(q->tmp[1]);
 	free(q->sums);
@@ -106,8 +134,17 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	q->is_weight = calloc((size_t)2 * m->n, sizeof(int));
 	q->wq = malloc((size_t)m->n * sizeof(int));
 	q->aq = malloc((size_t)m->n * sizeof(int));
-	q->qparams = malloc((m->nparams ? m->nparams : 1) * sizeof(float));
-	if (!q->codec || !q->t || !q->layer_of || !q->is_weight || !q->wq || !q->aq || !q->qparams)
+	q->wpack = m->pack_weights && (targets & SFP_QTARGET_WEIGHTS);
+	q->wgecko = m->stash_gecko;
+	q->wdec_layer = -1;
+	if (q->wpack) {
+		q->wblk0 = calloc((size_t)2 * m->n + 1, sizeof *q->wblk0);
+		q->wraw = calloc((size_t)2 * m->n + 1, sizeof *q->wraw);
+	} else {
+		q->qparams = malloc((m->nparams ? m->nparams : 1) * sizeof(float));
+	}
+	if (!q->codec || !q->t || !q->layer_of || !q->is_weight || !q->wq || !q->aq ||
+	    (q->wpack ? !q->wblk0 || !q->wraw : !q->qparams))
 		goto nomem;
 	size_t big_in = 1, big_out = 1;
 	for (int i = 0; i < m->n; i++) {
@@ -118,6 +155,12 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 			q->wq[i] = q->nt;
 			q->layer_of[q->nt] = i;
 			q->is_weight[q->nt] = 1;
+			if (q->wpack) {
+				q->wblk0[q->nt] = q->nwblk;
+				q->nwblk += (nw + SFP_QBLOCK - 1) / SFP_QBLOCK;
+				if (l->nparams > q->wdec_floats)
+					q->wdec_floats = l->nparams;
+			}
 			sfp_qtensor_init(&q->t[q->nt++], e, mbits, nw);
 			if (nw > big_out)
 				big_out = nw;
@@ -149,7 +192,16 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	q->sums = malloc(q->nsums * sizeof(double));
 	if (!q->tmp[0] || !q->tmp[1] || !q->sums)
 		goto nomem;
-	memcpy(q->qparams, m->params, m->nparams * sizeof(float));
+	if (q->wpack) {
+		q->wblk = malloc((2 * q->nwblk + 1) * sizeof *q->wblk);
+		q->wdec = malloc((q->wdec_floats + 1) * sizeof(float));
+		if (!q->wblk || !q->wdec)
+			goto nomem;
+		for (int k = 0; k < q->nt; k++)
+			q->wraw[k] = 1; /* until the first forward packs them */
+	} else {
+		memcpy(q->qparams, m->params, m->nparams * sizeof(float));
+	}
 	m->q = q;
 	int rc = sfp_stash_setup(m, m->stash_packed, m->stash_gecko, err);
 	if (rc < 0) {
@@ -169,6 +221,23 @@ int sfp_model_n_qtensors(const sfp_model *m)
 	return m->q ? m->q->nt : 0;
 }
 
+void sfp_model_set_pack_weights(sfp_model *m, int on)
+{
+	m->pack_weights = on != 0;
+}
+
+/* Bytes of weight tensor k's containers (0 when not packed). */
+static size_t weight_bytes(const sfp_qmodel *q, int k)
+{
+	if (!q->wpack || q->wraw[k])
+		return 0;
+	size_t bytes = 0;
+	const size_t nb = (q->t[k].size + SFP_QBLOCK - 1) / SFP_QBLOCK;
+	for (size_t b = 0; b < nb; b++)
+		bytes += q->wblk[2 * (q->wblk0[k] + b) + 1];
+	return bytes;
+}
+
 void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info)
 {
 	const sfp_qmodel *q = m->q;
@@ -180,7 +249,7 @@ void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info)
 	info->e = sfp_qwidth_pack_bits(&t->e);
 	info->m = sfp_qwidth_pack_bits(&t->m);
 	info->count = t->size;
-	info->stash_bytes = q->is_weight[k] ? 0 : sfp_stash_packed_bytes(m, q->layer_of[k]);
+	info->stash_bytes = q->is_weight[k] ? weight_bytes(q, k) : sfp_stash_packed_bytes(m, q->layer_of[k]);
 }
 
 void sfp_model_set_floors(sfp_model *m, float e_min, float m_min)
@@ -206,6 +275,86 @@ void sfp_model_set_widths(sfp_model *m, unsigned e, unsigned mbits)
 	}
 }
 
+static int nthreads(const sfp_model *m, size_t n);
+
+/* The encode scratch q->enc holds at least `need` bytes. */
+static int enc_room(sfp_qmodel *q, size_t need)
+{
+	if (need <= q->enc_cap)
+		return SFP_OK;
+	uint8_t *p = realloc(q->enc, need);
+	if (!p)
+		return SFP_ENOMEM;
+	q->enc = p;
+	q->enc_cap = need;
+	return SFP_OK;
+}
+
+/* Room for `need` more bytes of weight containers. */
+static int wreserve(sfp_qmodel *q, size_t need)
+{
+	if (q->wcap - q->wused >= need)
+		return SFP_OK;
+	size_t cap = q->wused + need + q->wcap / 8;
+	uint8_t *p = realloc(q->wbytes, cap);
+	if (!p)
+		return SFP_ENOMEM;
+	q->wbytes = p;
+	q->wcap = cap;
+	return SFP_OK;
+}
+
+/*
+ * Encode weight tensor k from its masters w at its widths this step: the
+ * window sfp_qm_quantize takes (the largest over the blocks), then each
+ * block with that FIXED window. Where memory runs out the tensor is read by
+ * quantizing the masters instead (the same values).
+ */
+static void pack_weights(sfp_model *m, int k, const float *w)
+{
+	sfp_qmodel *q = m->q;
+	const sfp_qtensor *t = &q->t[k];
+	const size_t n = t->size, nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
+	sfp_params p;
+	sfp_params_init(&p, t->use_e, t->use_m);
+	sfp_model_refine_params(m, &p);
+	p.gecko = q->wgecko;
+	unsigned top = p.e == 8 ? 254 : 1;
+	int rc = SFP_OK;
+	for (size_t b = 0; b < nb && p.e < 8 && rc == SFP_OK; b++) {
+		const size_t v0 = b * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
+		unsigned tb = 0;
+		rc = sfp_quantize_window(q->codec, w + v0, len, &p, &tb, NULL);
+		if (tb > top)
+			top = tb;
+	}
+	p.window = SFP_WINDOW_FIXED;
+	p.exp_hi = top;
+	const size_t used0 = q->wused;
+	for (size_t b = 0; b < nb && rc == SFP_OK; b++) {
+		const size_t v0 = b * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
+		const uint64_t shape = len;
+		size_t bytes = 0;
+		/* into the scratch (room for the worst case), then exactly its
+		 * size into the arena */
+		rc = enc_room(q, sfp_encode_bound_params(len, &shape, 1, &p));
+		if (rc == SFP_OK)
+			rc = sfp_encode(q->codec, q->enc, q->enc_cap, &bytes, w + v0, len, &shape, 1,
+					&p, NULL);
+		if (rc == SFP_OK)
+			rc = wreserve(q, bytes);
+		if (rc == SFP_OK)
+			memcpy(q->wbytes + q->wused, q->enc, bytes);
+		size_t *blk = q->wblk + 2 * (q->wblk0[k] + b);
+		blk[0] = q->wused;
+		blk[1] = bytes;
+		q->wused += bytes;
+	}
+	q->wraw[k] = rc != SFP_OK;
+	if (rc != SFP_OK)
+		q->wused = used0;
+}
+
 /* Pick this step's widths and quantize the weights (training), or use the
  * packing widths (eval). */
 void sfp_qm_begin_forward(sfp_model *m)
@@ -222,6 +371,14 @@ void sfp_qm_begin_forward(sfp_model *m)
 			t->use_m = sfp_qwidth_pack_bits(&t->m);
 		}
 	}
+	if (q->wpack) {
+		q->wused = 0;
+		q->wdec_layer = -1;
+		for (int i = 0; i < m->n; i++)
+			if (q->wq[i] >= 0)
+				pack_weights(m, q->wq[i], m->params + m->layers[i].param_off);
+		return;
+	}
 	memcpy(q->qparams, m->params, m->nparams * sizeof(float));
 	for (int i = 0; i < m->n; i++) {
 		int k = q->wq[i];
@@ -236,8 +393,38 @@ void sfp_qm_begin_forward(sfp_model *m)
 
 const float *sfp_qm_weights(sfp_model *m, int i)
 {
-	const float *base = m->q ? m->q->qparams : m->p ? sfp_pm_weights(m) : m->params;
-	return base + m->layers[i].param_off;
+	sfp_qmodel *q = m->q;
+	if (!q)
+		return (m->p ? sfp_pm_weights(m) : m->params) + m->layers[i].param_off;
+	if (!q->wpack)
+		return q->qparams + m->layers[i].param_off;
+	const layer *l = &m->layers[i];
+	const int k = q->wq[i];
+	if (k < 0)
+		return m->params + l->param_off;
+	if (q->wdec_layer != i) {
+		const sfp_qtensor *t = &q->t[k];
+		if (q->wraw[k]) {
+			(void)sfp_qm_quantize(m, q->wdec, m->params + l->param_off, t->size, t->use_e,
+					      t->use_m);
+		} else {
+			const size_t nb = (t->size + SFP_QBLOCK - 1) / SFP_QBLOCK;
+			for (size_t b = 0; b < nb; b++) {
+				const size_t *blk = q->wblk + 2 * (q->wblk0[k] + b);
+				const size_t v0 = b * SFP_QBLOCK;
+				const size_t len = t->size - v0 < SFP_QBLOCK ? t->size - v0 : SFP_QBLOCK;
+				const int rc = sfp_decode(q->codec, q->wdec + v0, len, q->wbytes + blk[0],
+							  blk[1], NULL, NULL);
+				assert(rc == SFP_OK); /* our own containers: anything else is a bug */
+				(void)rc;
+			}
+		}
+		/* the bias reads the master */
+		memcpy(q->wdec + t->size, m->params + l->param_off + t->size,
+		       (l->nparams - t->size) * sizeof(float));
+		q->wdec_layer = i;
+	}
+	return q->wdec;
 }
 
 static int nthreads(const sfp_model *m, size_t n)
@@ -327,8 +514,10 @@ size_t sfp_qm_bytes(const sfp_model *m)
 	const sfp_qmodel *q = m->q;
 	if (!q)
 		return 0;
-	return q->enc_cap + (m->nparams + 2 * q->tmp_floats) * sizeof(float) +
-	       q->nsums * sizeof(double);
+	const size_t weights = q->wpack ? q->wcap + (q->wdec_floats + 1) * sizeof(float) +
+						  (2 * q->nwblk + 1) * sizeof(size_t)
+					: m->nparams * sizeof(float);
+	return q->enc_cap + weights + 2 * q->tmp_floats * sizeof(float) + q->nsums * sizeof(double);
 }
 
 void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
@@ -521,14 +710,8 @@ int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double 
 		}
 		const float *src = q->is_weight[k] ? m->params + l->param_off : sfp_act_out(m, i, 0);
 		const uint64_t n = q->is_weight[k] ? t->size : (uint64_t)B * sfp_shape_numel(l->out);
-		const size_t need = sfp_encode_bound(n, 1);
-		if (need > q->enc_cap) {
-			uint8_t *p = realloc(q->enc, need);
-			if (!p)
-				return sfp_error_set(err, SFP_ENOMEM, "out of memory for packing");
-			q->enc = p;
-			q->enc_cap = need;
-		}
+		if (enc_room(q, sfp_encode_bound(n, 1)) < 0)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory for packing");
 		sfp_params p;
 		sfp_params_init(&p, sfp_qwidth_pack_bits(&t->e), sfp_qwidth_pack_bits(&t->m));
 		p.gecko = gecko;

@@ -139,6 +139,7 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 		SFP_TRY(sfp_bitwave_init(&t->bw, &c, c.e_max, c.m_max, err));
 	}
 	SFP_TRY(sfp_model_set_stash(t->model, b->pack, b->gecko, err));
+	sfp_model_set_pack_weights(t->model, b->pack_weights);
 	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
 	SFP_TRY(sfp_model_set_refine(t->model,
 				     strcmp(b->refine_bias, "tensor") ? SFP_BIAS_OFF : SFP_BIAS_TENSOR,
