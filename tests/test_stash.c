@@ -449,6 +449,76 @@ static void test_memory(void)
 	run_close(&g);
 }
 
+/* Gradient containers (opt-in target): at e8 m23 they change no bit; at
+ * narrower mantissas the weight gradients move away from float32's, more
+ * at 1 mantissa bit than at 7, and e5 m2 still trains. */
+static void grads_open(run *r, const sfp_cfg_model *cfg, int B, unsigned e, unsigned mb)
+{
+	sfp_error err;
+	run_open(r, cfg, B, SFP_QPOLICY_OFF, 8, 23, 0);
+	CU_ASSERT_EQUAL_FATAL(sfp_model_set_quant(r->m, SFP_QPOLICY_FIXED, SFP_QTARGET_GRADIENTS,
+						  8, 23, &err),
+			      SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_model_set_grad_widths(r->m, e, mb, &err), SFP_OK);
+}
+
+static double grad_error(run *a, run *f)
+{
+	size_t np;
+	const float *ga = sfp_model_grads(a->m, &np), *gf = sfp_model_grads(f->m, NULL);
+	double num = 0, den = 0;
+	for (size_t i = 0; i < np; i++) {
+		num += ((double)ga[i] - gf[i]) * ((double)ga[i] - gf[i]);
+		den += (double)gf[i] * gf[i];
+	}
+	return sqrt(num / den);
+}
+
+static void test_gradient_containers(void)
+{
+	const sfp_cfg_model cfg = cnn_cfg();
+	const int B = 24;
+	run f, l, g7, g1, g2;
+	sfp_error err;
+	run_open(&f, &cfg, B, SFP_QPOLICY_OFF, 8, 23, 0);
+	grads_open(&l, &cfg, B, 8, 23);
+	grads_open(&g7, &cfg, B, 5, 7);
+	grads_open(&g1, &cfg, B, 5, 1);
+	grads_open(&g2, &cfg, B, 5, 2);
+	CU_ASSERT_EQUAL(sfp_model_set_grad_widths(g2.m, 9, 2, &err), SFP_EINVAL);
+	for (int s = 0; s < 2; s++)
+		expect_same_step(&f, &l, s, 0, "lossless gradient containers");
+	/* one step from the same parameters */
+	run_step(&g7, 0, 0);
+	run_step(&g1, 0, 0);
+	run_close(&f);
+	run_open(&f, &cfg, B, SFP_QPOLICY_OFF, 8, 23, 0);
+	run_step(&f, 0, 0);
+	const double e7 = grad_error(&g7, &f), e1 = grad_error(&g1, &f);
+	printf("\n    weight-gradient error against float32: e5 m7 %.2g, e5 m1 %.2g ", e7, e1);
+	CU_ASSERT(e7 > 0.0);
+	CU_ASSERT(e1 > 4.0 * e7);
+	CU_ASSERT(e1 < 0.5);
+	/* e5 m2 trains like float32 on the same data */
+	run_close(&f);
+	run_open(&f, &cfg, B, SFP_QPOLICY_OFF, 8, 23, 0);
+	float f0 = 0, f1 = 0, q0 = 0, q1 = 0;
+	for (int s = 0; s < 40; s++) {
+		float lf = run_step(&f, s, 0), lq = run_step(&g2, s, 0);
+		if (s == 0)
+			f0 = lf, q0 = lq;
+		f1 = lf, q1 = lq;
+	}
+	printf("loss 40 steps: float32 %.3f -> %.3f, e5 m2 gradients %.3f -> %.3f ", f0, f1, q0, q1);
+	CU_ASSERT(q1 < 0.6f * q0);
+	CU_ASSERT(q1 < 2.0f * f1 + 0.05f);
+	run_close(&f);
+	run_close(&l);
+	run_close(&g7);
+	run_close(&g1);
+	run_close(&g2);
+}
+
 int main(void)
 {
 	/* plug-in paths in this suite are relative to the build folder */
@@ -463,6 +533,8 @@ int main(void)
 		{"two threads: the same training bits, the same stash", test_threads},
 		{"a value past the container is kept as the float stash has it", test_overflow_kept_raw},
 		{"memory: 6-bit containers shrink the activation part", test_memory},
+		{"gradient containers: lossless at e8 m23, error grows as m shrinks, e5 m2 trains",
+		 test_gradient_containers},
 		{NULL, NULL},
 	};
 	return test_run_suite("stash", cases);

@@ -119,6 +119,7 @@ typedef struct sfp_cfg_bitlength {
 	int gecko;                  /* default 0 */
 	int pack;                   /* stored activations packed between forward and backward (default 1) */
 	int pack_weights;           /* weights held as containers, decoded per layer (default 0) */
+	int grad_e, grad_m;         /* widths of the gradient containers (target gradients; e5 m2) */
 	float lr;                   /* quantum: learning rate of the widths (default 0.05) */
 	float ema;                  /* bitwave: loss smoothing (default 0.9) */
 	float threshold;            /* bitwave: relative loss change that counts (default 0.02) */

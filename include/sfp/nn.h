@@ -166,6 +166,13 @@ enum sfp_qpolicy {
 
 #define SFP_QTARGET_WEIGHTS 1
 #define SFP_QTARGET_ACTIVATIONS 2
+/* Opt-in, our extension (design.md §1.6): every layer's output gradient
+ * (not the loss gradient) is rounded to a container at fixed widths
+ * (sfp_model_set_grad_widths; default e5 m2) before that layer's backward
+ * reads it. Values on the grid only: the gradient buffers are transient
+ * scratch, so no memory is saved; it measures what training tolerates
+ * (gradients save bytes on the wire: parallel.grad_e / grad_m). */
+#define SFP_QTARGET_GRADIENTS 4
 /* Put the weights of linear/conv layers and/or every stored activation (all
  * but the logits), as `targets` says, in containers starting at (e, m)
  * bits under `policy`. */
@@ -190,6 +197,9 @@ int sfp_model_set_stash(sfp_model *m, int packed, int gecko, sfp_error *err);
  * buffer when it runs; the same training bits. Off (the default): a float32
  * copy on the container grid. Takes effect at sfp_model_set_quant. */
 void sfp_model_set_pack_weights(sfp_model *m, int on);
+/* Widths of the gradient containers (SFP_QTARGET_GRADIENTS); after
+ * sfp_model_set_quant. SFP_EINVAL outside 1 <= e <= 8, m <= 23. */
+int sfp_model_set_grad_widths(sfp_model *m, unsigned e, unsigned mbits, sfp_error *err);
 /* Decoder-side refinement (docs/refine.md) for every container the model
  * quantizes weights and activations into: bias SFP_BIAS_OFF or
  * SFP_BIAS_TENSOR (one offset per block of 16384 values), shift 0/1;

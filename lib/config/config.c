@@ -86,6 +86,8 @@ static const key_desc keys[] = {
 	{"bitlength.gecko", K_BOOL, F(bitlength.gecko), 0, 1, 0, NULL},
 	{"bitlength.pack", K_BOOL, F(bitlength.pack), 0, 1, 0, NULL},
 	{"bitlength.pack_weights", K_BOOL, F(bitlength.pack_weights), 0, 1, 0, NULL},
+	{"bitlength.grad_e", K_INT, F(bitlength.grad_e), 1, 8, 0, NULL},
+	{"bitlength.grad_m", K_INT, F(bitlength.grad_m), 0, 23, 0, NULL},
 	{"bitlength.lr", K_FLOAT, F(bitlength.lr), 0, 1e6, 0, NULL},
 	{"bitlength.ema", K_FLOAT, F(bitlength.ema), 0.001, 0.999999, 0, NULL},
 	{"bitlength.threshold", K_FLOAT, F(bitlength.threshold), 0, 1, 0, NULL},
@@ -595,6 +597,8 @@ void sfp_config_defaults(sfp_config *c)
 	c->bitlength.threshold = 0.02f;
 	c->bitlength.period = 100;
 	c->bitlength.backoff = 2;
+	c->bitlength.grad_e = 5;
+	c->bitlength.grad_m = 2;
 	c->bitlength.m_min = 1;
 	c->bitlength.e_min = 3;
 	snprintf(c->prune.granularity, sizeof c->prune.granularity, "channel");

@@ -65,6 +65,9 @@ typedef struct sfp_qmodel {
 	float *wdec;         /* the weights (and bias) of layer wdec_layer */
 	size_t wdec_floats;
 	int wdec_layer;
+	/* gradient containers (SFP_QTARGET_GRADIENTS) */
+	int grad_on;
+	unsigned grad_e, grad_m;
 } sfp_qmodel;
 
 void sfp_qm_free(sfp_qmodel *q)
@@ -136,6 +139,9 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	q->aq = malloc((size_t)m->n * sizeof(int));
 	q->wpack = m->pack_weights && (targets & SFP_QTARGET_WEIGHTS);
 	q->wgecko = m->stash_gecko;
+	q->grad_on = (targets & SFP_QTARGET_GRADIENTS) != 0;
+	q->grad_e = 5;
+	q->grad_m = 2;
 	q->wdec_layer = -1;
 	if (q->wpack) {
 		q->wblk0 = calloc((size_t)2 * m->n + 1, sizeof *q->wblk0);
@@ -586,9 +592,29 @@ static void width_grad(sfp_model *m, sfp_qtensor *t, const float *g, const float
 		sfp_qgrad_apply(t, &p, total);
 }
 
+int sfp_model_set_grad_widths(sfp_model *m, unsigned e, unsigned mbits, sfp_error *err)
+{
+	if (e < 1 || e > 8 || mbits > 23)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "gradient widths must satisfy 1 <= e <= 8 and m <= 23 (got e%u m%u)",
+				     e, mbits);
+	if (m->q) {
+		m->q->grad_e = e;
+		m->q->grad_m = mbits;
+	}
+	return SFP_OK;
+}
+
 void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
 {
 	sfp_qmodel *q = m->q;
+	if (q->grad_on && i < m->n - 1) {
+		/* the output gradient is complete: round it to its container */
+		const size_t no = sfp_shape_numel(m->layers[i].out);
+		float *g = sfp_dact(m, i, s0);
+		if (sfp_qm_quantize(m, g, g, (size_t)b * no, q->grad_e, q->grad_m) < 0)
+			q->warned++; /* a NaN/Inf gradient: the loss check stops the run */
+	}
 	int k = q->aq[i];
 	if (k < 0 || q->policy != SFP_QPOLICY_QUANTUM)
 		return;

@@ -109,10 +109,12 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 			targets |= SFP_QTARGET_WEIGHTS;
 		else if (!strcmp(b->targets[i], "activations"))
 			targets |= SFP_QTARGET_ACTIVATIONS;
+		else if (!strcmp(b->targets[i], "gradients"))
+			targets |= SFP_QTARGET_GRADIENTS;
 		else
 			return sfp_error_set(err, SFP_EUNSUPPORTED,
-					     "bitlength.targets: '%s' is not supported yet (weights, "
-					     "activations)",
+					     "bitlength.targets: '%s' is not supported (weights, "
+					     "activations, gradients)",
 					     b->targets[i]);
 	}
 	if (!strcmp(b->policy, "quantum"))
@@ -120,7 +122,9 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 	else if (!strcmp(b->policy, "bitwave"))
 		t->policy = SFP_QPOLICY_BITWAVE;
 	else
-		t->policy = b->e >= 8.0f && b->m >= 23.0f ? SFP_QPOLICY_OFF : SFP_QPOLICY_FIXED;
+		t->policy = b->e >= 8.0f && b->m >= 23.0f && !(targets & SFP_QTARGET_GRADIENTS)
+				    ? SFP_QPOLICY_OFF
+				    : SFP_QPOLICY_FIXED;
 	if (!targets)
 		t->policy = SFP_QPOLICY_OFF;
 	if (t->policy == SFP_QPOLICY_FIXED && (b->e != floorf(b->e) || b->m != floorf(b->m)))
@@ -141,6 +145,7 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 	SFP_TRY(sfp_model_set_stash(t->model, b->pack, b->gecko, err));
 	sfp_model_set_pack_weights(t->model, b->pack_weights);
 	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
+	SFP_TRY(sfp_model_set_grad_widths(t->model, (unsigned)b->grad_e, (unsigned)b->grad_m, err));
 	SFP_TRY(sfp_model_set_refine(t->model,
 				     strcmp(b->refine_bias, "tensor") ? SFP_BIAS_OFF : SFP_BIAS_TENSOR,
 				     b->refine_shift, err));
