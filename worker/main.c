@@ -293,13 +293,17 @@ int main(int argc, char **argv)
 	/* set-up, then resuming (collective for pipeline stages): the ranks
 	 * agree after each, so none waits on a rank that already failed */
 	char path[SFP_CFG_PATH + 64];
+	progress_ctx pc = {cfg.train.epochs, quiet, 0};
 	for (int phase = 0; phase < 2; phase++) {
-		if (phase == 0)
+		if (phase == 0) {
 			rc = sfp_trainer_create_dist(&t, &cfg, config_dir, tr, &err);
-		else if (resume && (rc = sfp_trainer_resume(t, resume, path, sizeof path, &err)) == SFP_OK &&
-			 !quiet)
+			if (rc == SFP_OK) /* resuming may have things to say */
+				sfp_trainer_on_notice(t, on_notice, &pc);
+		} else if (resume && (rc = sfp_trainer_resume(t, resume, path, sizeof path, &err)) == SFP_OK &&
+			   !quiet) {
 			fprintf(stderr, "resumed from '%s' at step %" PRId64 "\n", path,
 				sfp_trainer_step(t));
+		}
 		if (world > 1 && (rc = agree_on_setup(rc, &err)) < 0) {
 			/* every rank stops; the first that failed has said why (and the
 			 * launcher's SIGTERM to the others needs no second message) */
@@ -326,9 +330,7 @@ int main(int argc, char **argv)
 			stages > 1 ? " (stage 0)" : "", sfp_model_n_layers(m), np,
 			(double)sfp_model_bytes(m) / 1048576.0);
 	}
-	progress_ctx pc = {cfg.train.epochs, quiet, 0};
 	sfp_trainer_on_progress(t, on_progress, &pc);
-	sfp_trainer_on_notice(t, on_notice, &pc);
 	rc = sfp_trainer_run(t, &err);
 out:
 	if (rc < 0) {

@@ -743,10 +743,89 @@ int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap,
 	return SFP_OK;
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+	const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The steps of `dir`'s ckpt-<step><suffix> files, newest first (*n of
+ * them; NULL with *n = 0 when none or out of memory). */
+static int64_t *ckpt_steps(const char *dir, const char *suffix, int *n)
+{
+	*n = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return NULL;
+	int64_t *v = NULL;
+	int cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const int64_t st = ckpt_step(e->d_name, suffix);
+		if (st < 0)
+			continue;
+		if (*n == cap) {
+			int64_t *g = realloc(v, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *v);
+			if (!g)
+				break;
+			v = g;
+		}
+		v[(*n)++] = st;
+	}
+	closedir(d);
+	if (v)
+		qsort(v, (size_t)*n, sizeof *v, cmp_desc);
+	return v;
+}
+
+/*
+ * A folder: its newest checkpoint; one that is damaged (truncated, corrupt,
+ * checksum mismatch) is said and skipped for the one before it, so a crash
+ * that damaged the newest file loses only the steps since the previous one.
+ * A checkpoint that belongs to another model or run stops the search.
+ */
+static int resume_folder(sfp_trainer *t, const char *path, char *used, size_t cap,
+			 sfp_error *err)
+{
+	int n = 0;
+	int64_t *steps = ckpt_steps(path, ".sfpk", &n);
+	if (!n) {
+		free(steps);
+		return sfp_error_set(err, SFP_ENOENT, "no checkpoint (ckpt-<step>.sfpk) in '%s'", path);
+	}
+	int rc = SFP_OK;
+	sfp_error first;
+	for (int k = 0; k < n; k++) {
+		if ((size_t)snprintf(used, cap, "%s/ckpt-%" PRId64 ".sfpk", path, steps[k]) >= cap) {
+			rc = sfp_error_set(err, SFP_EINVAL, "checkpoint path in '%s' is too long", path);
+			break;
+		}
+		rc = sfp_trainer_load(t, used, err);
+		if (rc != SFP_ETRUNC && rc != SFP_ECORRUPT && rc != SFP_ECHECKSUM)
+			break;
+		if (k == 0)
+			first = *err;
+		if (t->on_notice) {
+			char msg[sizeof err->msg + 64];
+			snprintf(msg, sizeof msg, "%s; %s", err->msg,
+				 k + 1 < n ? "trying the checkpoint before it" : "no older checkpoint");
+			t->on_notice(t->notice_user, msg);
+		}
+	}
+	if (rc == SFP_ETRUNC || rc == SFP_ECORRUPT || rc == SFP_ECHECKSUM)
+		rc = sfp_error_set(err, rc, "no intact checkpoint in '%s' (the newest: %s)", path,
+				   first.msg);
+	free(steps);
+	return rc;
+}
+
 static int resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err)
 {
 	if (!t->dist || t->dist->stages == 1) {
 		SFP_TRY(sfp_checkpoint_resolve(path, used, cap, err));
+		struct stat st;
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			return resume_folder(t, path, used, cap, err);
 		return sfp_trainer_load(t, used, err);
 	}
 	/* stages: the newest step that every stage has saved */

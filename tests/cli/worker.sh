@@ -48,6 +48,17 @@ cp "$T/ck/ckpt-10.sfpk" "$T/broken.sfpk"
 printf '\377' | dd of="$T/broken.sfpk" bs=1 seek=200 conv=notrunc 2>/dev/null
 expect 2 "corrupted checkpoint" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=20 --resume "$T/broken.sfpk"
 grep -q "broken.sfpk': payload checksum mismatch" "$T/err" && ok "corruption detected" || bad "corrupt: $(cat "$T/err")"
+# a folder whose newest checkpoint is damaged resumes from the one before, saying so
+mkdir -p "$T/ck2"
+cp "$T/ck/ckpt-5.sfpk" "$T/ck2/" && cp "$T/broken.sfpk" "$T/ck2/ckpt-10.sfpk"
+expect 0 "resume past a damaged newest checkpoint" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=20 --resume "$T/ck2"
+grep -q "ck2/ckpt-10.sfpk': payload checksum mismatch; trying the checkpoint before it" "$T/err" &&
+	grep -q "resumed from '$T/ck2/ckpt-5.sfpk' at step 5" "$T/err" && ok "damaged newest skipped, named; resumed from step 5" ||
+	bad "fallback: $(cat "$T/err")"
+head -c 100 "$T/ck/ckpt-5.sfpk" >"$T/ck2/ckpt-5.sfpk"
+expect 2 "a folder with no intact checkpoint" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=20 --resume "$T/ck2"
+grep -q "no intact checkpoint in '$T/ck2' (the newest: checkpoint '$T/ck2/ckpt-10.sfpk': payload checksum mismatch)" "$T/err" &&
+	ok "no intact checkpoint: refused, naming the newest's damage" || bad "all damaged: $(cat "$T/err")"
 
 # learned widths: a short quantum run, then sfp report (table + PNG)
 expect 0 "quantum policy trains" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=10 \
