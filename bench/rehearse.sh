@@ -7,6 +7,9 @@
 #
 #   bench/rehearse.sh [STEPS] [MODELS] [RATES] [HOSTS]
 #       defaults: 60 "mlp cnn" "1gbit 10gbit" 2
+#   BATCH=N: every run at train.batch_size=N (the global batch; the
+#   table's model column says so), e.g. a small per-rank batch, where the
+#   exchange rather than the compute sets the step time
 set -eu
 cd "$(dirname "$0")/.."
 . bench/steps.inc
@@ -28,10 +31,11 @@ run() {
 	log="$OUT/$name-$model-$rate.jsonl"
 	$R run -- "$B/bin/sfp-worker" --config "$(pwd)/deploy/examples/fmnist-$model.yaml" --quiet \
 		--set train.max_steps="$STEPS" --set train.threads=1 --set log.every="$EVERY" \
-		--set train.eval_every_epochs=0 --set data.test_limit=64 --set log.metrics="$log" "$@" >&2
-	ms=$(step_ms "$log" "$model")
+		--set train.eval_every_epochs=0 --set data.test_limit=64 --set log.metrics="$log" \
+		${BATCH:+--set train.batch_size=$BATCH} "$@" >&2
+	ms=$(step_ms "$log" "$model" "${BATCH:-}")
 	wire=$(grep '"kind":"gradients"' "$log" | tail -1 | sed 's/.*"wire_bytes":\([0-9]*\).*/\1/')
-	echo "$rate $model $name $ms $wire"
+	echo "$rate $model${BATCH:+-batch$BATCH} $name $ms $wire"
 }
 
 for rate in $RATES; do
