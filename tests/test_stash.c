@@ -377,6 +377,9 @@ static void test_overflow_kept_raw(void)
 		CU_ASSERT_EQUAL_FATAL(sfp_model_saved_activation(p.m, 0, b, 40000, &Bb, NULL), SFP_OK);
 		CU_ASSERT(same_bits(a, b, 40000));
 		CU_ASSERT(a[30000] == 3.4e38f); /* left as it was */
+		/* counted, for the trainer to say */
+		CU_ASSERT_EQUAL(sfp_model_container_misses(f.m), 1);
+		CU_ASSERT_EQUAL(sfp_model_container_misses(p.m), 1);
 		run_close(&f);
 		run_close(&p);
 	}

@@ -197,6 +197,10 @@ int sfp_model_set_stash(sfp_model *m, int packed, int gecko, sfp_error *err);
  * buffer when it runs; the same training bits. Off (the default): a float32
  * copy on the container grid. Takes effect at sfp_model_set_quant. */
 void sfp_model_set_pack_weights(sfp_model *m, int on);
+/* How many times a tensor had a value its container cannot hold (NaN/Inf,
+ * or one that rounds past float32) since the model was set up: those
+ * values stay as they are (a diverging run is stopped by the loss check). */
+uint64_t sfp_model_container_misses(const sfp_model *m);
 /* Widths of the gradient containers (SFP_QTARGET_GRADIENTS); after
  * sfp_model_set_quant. SFP_EINVAL outside 1 <= e <= 8, m <= 23. */
 int sfp_model_set_grad_widths(sfp_model *m, unsigned e, unsigned mbits, sfp_error *err);

@@ -50,7 +50,7 @@ typedef struct sfp_qmodel {
 	size_t tmp_floats;
 	double *sums;        /* width-gradient block sums (2 per block of the largest output) */
 	size_t nsums;
-	int warned;          /* activations that could not be quantized (NaN/Inf) */
+	uint64_t warned;     /* quantizations that failed (a value beyond its container) */
 	uint8_t *enc;        /* scratch for measuring packed sizes */
 	size_t enc_cap;
 	/* packed weights (qparams is NULL then) */
@@ -227,6 +227,11 @@ int sfp_model_n_qtensors(const sfp_model *m)
 	return m->q ? m->q->nt : 0;
 }
 
+uint64_t sfp_model_container_misses(const sfp_model *m)
+{
+	return m->q ? m->q->warned : 0;
+}
+
 void sfp_model_set_pack_weights(sfp_model *m, int on)
 {
 	m->pack_weights = on != 0;
@@ -391,9 +396,11 @@ void sfp_qm_begin_forward(sfp_model *m)
 		if (k < 0)
 			continue;
 		const layer *l = &m->layers[i];
-		/* finite weights always fit an automatic window: no error path */
-		(void)sfp_qm_quantize(m, q->qparams + l->param_off, m->params + l->param_off,
-				      q->t[k].size, q->t[k].use_e, q->t[k].use_m);
+		/* finite weights fit an automatic window; one that rounds past
+		 * float32 is counted (sfp_model_container_misses) */
+		if (sfp_qm_quantize(m, q->qparams + l->param_off, m->params + l->param_off,
+				    q->t[k].size, q->t[k].use_e, q->t[k].use_m) < 0)
+			q->warned++;
 	}
 }
 
@@ -411,8 +418,9 @@ const float *sfp_qm_weights(sfp_model *m, int i)
 	if (q->wdec_layer != i) {
 		const sfp_qtensor *t = &q->t[k];
 		if (q->wraw[k]) {
-			(void)sfp_qm_quantize(m, q->wdec, m->params + l->param_off, t->size, t->use_e,
-					      t->use_m);
+			if (sfp_qm_quantize(m, q->wdec, m->params + l->param_off, t->size, t->use_e,
+					    t->use_m) < 0)
+				q->warned++;
 		} else {
 			const size_t nb = (t->size + SFP_QBLOCK - 1) / SFP_QBLOCK;
 			for (size_t b = 0; b < nb; b++) {

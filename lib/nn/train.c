@@ -1069,6 +1069,17 @@ static int run_loop(sfp_trainer *t, sfp_error *err)
 			sfp_model_set_widths(t->model, t->bw.e, t->bw.m);
 		t->step++;
 		done_here++;
+		const uint64_t misses = sfp_model_container_misses(t->model);
+		if (misses > t->misses_said && t->on_notice) {
+			char msg[200];
+			snprintf(msg, sizeof msg,
+				 "step %" PRId64 ": %" PRIu64 " tensor(s) held values their container "
+				 "cannot (NaN, Inf or beyond float32), kept as they are",
+				 t->step, misses - t->misses_said);
+			if (!t->misses_said)
+				t->on_notice(t->notice_user, msg);
+			t->misses_said = misses;
+		}
 		SFP_TRY(sfp_daemon_step(t, loss, (uint64_t)b * (uint64_t)c->daemon.report_every, err));
 		iv_loss += loss;
 		iv_ok += ok;
