@@ -222,6 +222,9 @@ size_t sfp_qm_bytes(const sfp_model *m);
 void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b);
 /* Before layer i's backward on [s0, s0 + b): its output's width gradients. */
 void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b);
+/* stash.c: *buf (capacity *cap, `used` of it filled) has room for `need`
+ * more bytes, growing by an eighth more than asked; SFP_ENOMEM leaves it. */
+int sfp_bytes_reserve(uint8_t **buf, size_t *cap, size_t used, size_t need);
 void sfp_qm_free(struct sfp_qmodel *q);
 
 /* ---- pmodel.c: BitPruning hooks (m->p set) -------------------------------- */

@@ -291,28 +291,13 @@ static int nthreads(const sfp_model *m, size_t n);
 /* The encode scratch q->enc holds at least `need` bytes. */
 static int enc_room(sfp_qmodel *q, size_t need)
 {
-	if (need <= q->enc_cap)
-		return SFP_OK;
-	uint8_t *p = realloc(q->enc, need);
-	if (!p)
-		return SFP_ENOMEM;
-	q->enc = p;
-	q->enc_cap = need;
-	return SFP_OK;
+	return sfp_bytes_reserve(&q->enc, &q->enc_cap, 0, need);
 }
 
 /* Room for `need` more bytes of weight containers. */
 static int wreserve(sfp_qmodel *q, size_t need)
 {
-	if (q->wcap - q->wused >= need)
-		return SFP_OK;
-	size_t cap = q->wused + need + q->wcap / 8;
-	uint8_t *p = realloc(q->wbytes, cap);
-	if (!p)
-		return SFP_ENOMEM;
-	q->wbytes = p;
-	q->wcap = cap;
-	return SFP_OK;
+	return sfp_bytes_reserve(&q->wbytes, &q->wcap, q->wused, need);
 }
 
 /*

@@ -164,18 +164,23 @@ int sfp_stash_wants(const sfp_model *m, int i)
 	return sl->stash == i;
 }
 
+int sfp_bytes_reserve(uint8_t **buf, size_t *cap, size_t used, size_t need)
+{
+	if (*cap - used >= need)
+		return SFP_OK;
+	const size_t c = used + need + *cap / 8;
+	uint8_t *p = realloc(*buf, c);
+	if (!p)
+		return SFP_ENOMEM;
+	*buf = p;
+	*cap = c;
+	return SFP_OK;
+}
+
 /* Room for `need` more bytes in the byte arena. */
 static int reserve(sfp_stash *st, size_t need)
 {
-	if (st->cap - st->used >= need)
-		return SFP_OK;
-	size_t cap = st->used + need + st->cap / 8;
-	uint8_t *p = realloc(st->bytes, cap);
-	if (!p)
-		return SFP_ENOMEM;
-	st->bytes = p;
-	st->cap = cap;
-	return SFP_OK;
+	return sfp_bytes_reserve(&st->bytes, &st->cap, st->used, need);
 }
 
 /* Threads for n values in SFP_QBLOCK blocks, with a codec each (fewer
