@@ -125,6 +125,7 @@ typedef struct sfp_cfg_bitlength {
 	float threshold;            /* bitwave: relative loss change that counts (default 0.02) */
 	int period;                 /* bitwave: steps between decisions (default 100) */
 	int backoff;                /* bitwave: decisions a kind is held once added back */
+	float freeze;               /* bitwave: fraction of the run after which widths hold */
 	int m_min;                  /* quantum and bitwave: mantissa floor (default 1) */
 	int e_min;                  /* quantum and bitwave: exponent floor (default 3) */
 	char refine_bias[SFP_CFG_NAME]; /* decoder bias correction: "off" (default), "tensor" */

@@ -93,6 +93,7 @@ static const key_desc keys[] = {
 	{"bitlength.threshold", K_FLOAT, F(bitlength.threshold), 0, 1, 0, NULL},
 	{"bitlength.period", K_INT, F(bitlength.period), 1, INT_MAX, 0, NULL},
 	{"bitlength.backoff", K_INT, F(bitlength.backoff), 0, 1024, 0, NULL},
+	{"bitlength.freeze", K_FLOAT, F(bitlength.freeze), 0, 1, 0, NULL},
 	{"bitlength.m_min", K_INT, F(bitlength.m_min), 0, 23, 0, NULL},
 	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL},
 	ENUM("bitlength.refine_bias", bitlength.refine_bias, refine_biases),
@@ -597,6 +598,7 @@ void sfp_config_defaults(sfp_config *c)
 	c->bitlength.threshold = 0.02f;
 	c->bitlength.period = 100;
 	c->bitlength.backoff = 2;
+	c->bitlength.freeze = 1.0f;
 	c->bitlength.grad_e = 5;
 	c->bitlength.grad_m = 2;
 	c->bitlength.m_min = 1;

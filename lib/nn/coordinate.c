@@ -217,7 +217,7 @@ int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *er
 			v[0] = 1.0, v[1] = u.e, v[2] = u.m;
 		if (t->dist)
 			rc = sfp_dist_allreduce_world(t, v, 3, err);
-		if (rc == SFP_OK && v[0] > 0.5) {
+		if (rc == SFP_OK && v[0] > 0.5 && sfp_bitwave_live(t)) {
 			t->bw.e = (unsigned)v[1];
 			t->bw.m = (unsigned)v[2];
 			sfp_model_set_widths(m, t->bw.e, t->bw.m);

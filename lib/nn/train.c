@@ -1064,7 +1064,7 @@ static int run_loop(sfp_trainer *t, sfp_error *err)
 			sfp_model_quant_update(t->model, c->bitlength.lr, c->bitlength.gamma);
 			if (t->dist)
 				SFP_TRY(sfp_dist_sync_widths(t, err));
-		} else if (t->policy == SFP_QPOLICY_BITWAVE && !t->daemon.steers &&
+		} else if (t->policy == SFP_QPOLICY_BITWAVE && !t->daemon.steers && sfp_bitwave_live(t) &&
 			   sfp_bitwave_observe(&t->bw, loss) != 0)
 			sfp_model_set_widths(t->model, t->bw.e, t->bw.m);
 		t->step++;

@@ -76,6 +76,13 @@ struct sfp_trainer {
 	uint64_t misses_said;         /* sfp_model_container_misses when last said */
 };
 
+/* BitWave decides (locally or from the daemon) only before
+ * bitlength.freeze of the run's steps; then the widths hold. */
+static inline int sfp_bitwave_live(const struct sfp_trainer *t)
+{
+	return (double)t->step < (double)t->cfg.bitlength.freeze * (double)t->total_steps;
+}
+
 /* coordinate.c */
 int sfp_daemon_open(sfp_trainer *t, sfp_error *err);
 void sfp_daemon_close(sfp_trainer *t, int ok);

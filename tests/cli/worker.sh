@@ -70,6 +70,22 @@ grep -q "relu1 *activations" "$T/out" && grep -q "smaller than float32" "$T/out"
 head -c 8 "$T/q.png" | od -An -c | grep -q "P   N   G" && ok "report writes a PNG" || bad "no PNG"
 expect 2 "sfp report on a log without widths" "$SFP" report "$T/m.jsonl"
 
+# BitWave decides until bitlength.freeze of the run, then holds
+for fz in 1 0.5 0; do
+	expect 0 "bitwave, freeze $fz" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=40 \
+		--set log.every=20 --set bitlength.policy=bitwave --set bitlength.m=7 --set bitlength.period=5 \
+		--set bitlength.freeze=$fz --set log.metrics="$T/fz$fz.jsonl"
+done
+w1=$(grep '"step":40,"layer":"conv1","kind":"weights"' "$T/fz1.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
+w20=$(grep '"step":20,"layer":"conv1","kind":"weights"' "$T/fz0.5.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
+w40=$(grep '"step":40,"layer":"conv1","kind":"weights"' "$T/fz0.5.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
+w0=$(grep '"step":40,"layer":"conv1","kind":"weights"' "$T/fz0.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
+w1_20=$(grep '"step":20,"layer":"conv1","kind":"weights"' "$T/fz1.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
+# the same run up to the freeze point (step 20 of 40), then it holds while the unfrozen one moves on
+[ "$w0" = e8m7 ] && [ -n "$w20" ] && [ "$w1_20" = "$w20" ] && [ "$w20" = "$w40" ] && [ "$w1" != "$w40" ] &&
+	ok "bitwave: at freeze 0.5 the widths hold from step 20 ($w20) while the unfrozen run moves on ($w1); at 0 never move" ||
+	bad "bitwave freeze: 1 -> $w1_20/$w1, 0.5 -> $w20/$w40, 0 -> $w0"
+
 # the plug-in example trains
 expect 0 "plug-in layer trains" "$W" --config deploy/examples/fmnist-plugin.yaml $SLICE --set train.max_steps=5
 
