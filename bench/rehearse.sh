@@ -8,8 +8,11 @@
 #   bench/rehearse.sh [STEPS] [MODELS] [RATES] [HOSTS]
 #       defaults: 60 "mlp cnn" "1gbit 10gbit" 2
 #   BATCH=N: every run at train.batch_size=N (the global batch; the
-#   table's model column says so), e.g. a small per-rank batch, where the
-#   exchange rather than the compute sets the step time
+#   table's model column says so) and the learning rate scaled with it
+#   (the config's lr x N / its batch: unscaled, a small batch diverges and
+#   its vanishing gradients would flatter the compression), e.g. a small
+#   per-rank batch, where the exchange rather than the compute sets the
+#   step time
 set -eu
 cd "$(dirname "$0")/.."
 . bench/steps.inc
@@ -29,10 +32,17 @@ run() {
 	name=$1 model=$2 rate=$3
 	shift 3
 	log="$OUT/$name-$model-$rate.jsonl"
+	cfg=deploy/examples/fmnist-$model.yaml
+	lr=""
+	if [ -n "${BATCH:-}" ]; then
+		b0=$(grep -m1 'batch_size' "$cfg" | sed 's/[^0-9]//g')
+		lr0=$(grep -m1 -o 'lr: [0-9.e-]*' "$cfg" | cut -d' ' -f2)
+		lr=$(awk -v l="$lr0" -v b="$BATCH" -v b0="$b0" 'BEGIN { printf "%g", l * b / b0 }')
+	fi
 	$R run -- "$B/bin/sfp-worker" --config "$(pwd)/deploy/examples/fmnist-$model.yaml" --quiet \
 		--set train.max_steps="$STEPS" --set train.threads=1 --set log.every="$EVERY" \
 		--set train.eval_every_epochs=0 --set data.test_limit=64 --set log.metrics="$log" \
-		${BATCH:+--set train.batch_size=$BATCH} "$@" >&2
+		${BATCH:+--set train.batch_size=$BATCH --set train.optimizer.lr=$lr} "$@" >&2
 	ms=$(step_ms "$log" "$model" "${BATCH:-}")
 	wire=$(grep '"kind":"gradients"' "$log" | tail -1 | sed 's/.*"wire_bytes":\([0-9]*\).*/\1/')
 	echo "$rate $model${BATCH:+-batch$BATCH} $name $ms $wire"
