@@ -286,8 +286,6 @@ void sfp_model_set_widths(sfp_model *m, unsigned e, unsigned mbits)
 	}
 }
 
-static int nthreads(const sfp_model *m, size_t n);
-
 /* The encode scratch q->enc holds at least `need` bytes. */
 static int enc_room(sfp_qmodel *q, size_t need)
 {
