@@ -94,7 +94,7 @@ static sfp_coord_hello hello(int rank, int replica, const char *policy)
 			     .n_tensors = 2, .tensors = tensors, .pid = 1, .report_every = 10};
 	snprintf(h.job, sizeof h.job, "job1");
 	snprintf(h.policy, sizeof h.policy, "%s", policy);
-	h.bitwave = (sfp_bitwave_cfg){0.5f, 0.02f, 10, 1, 7, 3, 6};
+	h.bitwave = (sfp_bitwave_cfg){0.5f, 0.02f, 10, 1, 7, 3, 6, 2};
 	return h;
 }
 

@@ -683,19 +683,48 @@ static int64_t ckpt_step(const char *name, const char *suffix)
 	return s;
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+	const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The steps of `dir`'s ckpt-<step><suffix> files, newest first (*n of
+ * them; NULL with *n = 0 when none or out of memory). */
+static int64_t *ckpt_steps(const char *dir, const char *suffix, int *n)
+{
+	*n = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return NULL;
+	int64_t *v = NULL;
+	int cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const int64_t st = ckpt_step(e->d_name, suffix);
+		if (st < 0)
+			continue;
+		if (*n == cap) {
+			int64_t *g = realloc(v, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *v);
+			if (!g)
+				break;
+			v = g;
+		}
+		v[(*n)++] = st;
+	}
+	closedir(d);
+	if (v)
+		qsort(v, (size_t)*n, sizeof *v, cmp_desc);
+	return v;
+}
+
 /* The newest step of `dir`'s ckpt-<step><suffix> files (-1: none). */
 static int64_t newest_ckpt(const char *dir, const char *suffix)
 {
-	DIR *d = opendir(dir);
-	if (!d)
-		return -1;
-	int64_t best = -1;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		int64_t s = ckpt_step(e->d_name, suffix);
-		best = s > best ? s : best;
-	}
-	closedir(d);
+	int n = 0;
+	int64_t *steps = ckpt_steps(dir, suffix, &n);
+	const int64_t best = n ? steps[0] : -1;
+	free(steps);
 	return best;
 }
 
@@ -743,41 +772,6 @@ int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap,
 	return SFP_OK;
 }
 
-static int cmp_desc(const void *a, const void *b)
-{
-	const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* The steps of `dir`'s ckpt-<step><suffix> files, newest first (*n of
- * them; NULL with *n = 0 when none or out of memory). */
-static int64_t *ckpt_steps(const char *dir, const char *suffix, int *n)
-{
-	*n = 0;
-	DIR *d = opendir(dir);
-	if (!d)
-		return NULL;
-	int64_t *v = NULL;
-	int cap = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		const int64_t st = ckpt_step(e->d_name, suffix);
-		if (st < 0)
-			continue;
-		if (*n == cap) {
-			int64_t *g = realloc(v, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *v);
-			if (!g)
-				break;
-			v = g;
-		}
-		v[(*n)++] = st;
-	}
-	closedir(d);
-	if (v)
-		qsort(v, (size_t)*n, sizeof *v, cmp_desc);
-	return v;
-}
-
 /*
  * A folder: its newest checkpoint; one that is damaged (truncated, corrupt,
  * checksum mismatch) is said and skipped for the one before it, so a crash
@@ -822,10 +816,10 @@ static int resume_folder(sfp_trainer *t, const char *path, char *used, size_t ca
 static int resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err)
 {
 	if (!t->dist || t->dist->stages == 1) {
-		SFP_TRY(sfp_checkpoint_resolve(path, used, cap, err));
 		struct stat st;
 		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 			return resume_folder(t, path, used, cap, err);
+		SFP_TRY(sfp_checkpoint_resolve(path, used, cap, err));
 		return sfp_trainer_load(t, used, err);
 	}
 	/* stages: the newest step that every stage has saved */
@@ -1069,17 +1063,17 @@ static int run_loop(sfp_trainer *t, sfp_error *err)
 			sfp_model_set_widths(t->model, t->bw.e, t->bw.m);
 		t->step++;
 		done_here++;
+		/* said once a run: a tensor held values its container cannot */
 		const uint64_t misses = sfp_model_container_misses(t->model);
-		if (misses > t->misses_said && t->on_notice) {
+		if (misses && !t->misses_said && t->on_notice) {
 			char msg[200];
 			snprintf(msg, sizeof msg,
 				 "step %" PRId64 ": %" PRIu64 " tensor(s) held values their container "
 				 "cannot (NaN, Inf or beyond float32), kept as they are",
-				 t->step, misses - t->misses_said);
-			if (!t->misses_said)
-				t->on_notice(t->notice_user, msg);
-			t->misses_said = misses;
+				 t->step, misses);
+			t->on_notice(t->notice_user, msg);
 		}
+		t->misses_said = misses;
 		SFP_TRY(sfp_daemon_step(t, loss, (uint64_t)b * (uint64_t)c->daemon.report_every, err));
 		iv_loss += loss;
 		iv_ok += ok;

@@ -73,7 +73,7 @@ struct sfp_trainer {
 	sfp_notice_fn on_notice;
 	void *notice_user;
 	int resumed_without_residual; /* said once the run starts (sfp_trainer_run) */
-	uint64_t misses_said;         /* sfp_model_container_misses when last said */
+	uint64_t misses_said;         /* sfp_model_container_misses after the last step */
 };
 
 /* BitWave decides (locally or from the daemon) only before
