@@ -76,11 +76,9 @@ for fz in 1 0.5 0; do
 		--set log.every=20 --set bitlength.policy=bitwave --set bitlength.m=7 --set bitlength.period=5 \
 		--set bitlength.freeze=$fz --set log.metrics="$T/fz$fz.jsonl"
 done
-w1=$(grep '"step":40,"layer":"conv1","kind":"weights"' "$T/fz1.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
-w20=$(grep '"step":20,"layer":"conv1","kind":"weights"' "$T/fz0.5.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
-w40=$(grep '"step":40,"layer":"conv1","kind":"weights"' "$T/fz0.5.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
-w0=$(grep '"step":40,"layer":"conv1","kind":"weights"' "$T/fz0.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
-w1_20=$(grep '"step":20,"layer":"conv1","kind":"weights"' "$T/fz1.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/')
+# conv1's weight widths at STEP in the freeze run FZ, as eXmY
+conv1_at() { grep "\"step\":$2,\"layer\":\"conv1\",\"kind\":\"weights\"" "$T/fz$1.jsonl" | sed 's/.*"e":\([0-9]*\),"m":\([0-9]*\).*/e\1m\2/'; }
+w1_20=$(conv1_at 1 20) w1=$(conv1_at 1 40) w20=$(conv1_at 0.5 20) w40=$(conv1_at 0.5 40) w0=$(conv1_at 0 40)
 # the same run up to the freeze point (step 20 of 40), then it holds while the unfrozen one moves on
 [ "$w0" = e8m7 ] && [ -n "$w20" ] && [ "$w1_20" = "$w20" ] && [ "$w20" = "$w40" ] && [ "$w1" != "$w40" ] &&
 	ok "bitwave: at freeze 0.5 the widths hold from step 20 ($w20) while the unfrozen run moves on ($w1); at 0 never move" ||
