@@ -49,7 +49,7 @@
 #include "bench/bench.h"
 #include "sfp/config.h"
 #include "sfp/coord.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 
 #define LOAD_STEPS_PER_REPORT 10
 #define LOAD_MAX_WORKERS 1024

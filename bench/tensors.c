@@ -18,7 +18,7 @@
 #include "bench/tensors.h"
 #include "sfp/config.h"
 #include "sfp/data.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 #include "sfp/npy.h"
 
 #define FMNIST_MEAN 0.2860f

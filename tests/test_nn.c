@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nn/nn_internal.h"
+#include "sfp/data.h"
 #include "sfp/nn.h"
 #include "tests/util/testutil.h"
 

@@ -14,7 +14,7 @@
 
 #include "nn/model_internal.h"
 #include "sfp/config.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 #include "sfp/quant.h"
 #include "tests/util/testutil.h"
 
@@ -458,10 +458,10 @@ static void test_model_act_gradient(void)
 	double maxdiff = 0.0;
 	for (int k = 0; k < 3; k++) {
 		for (int j = 0; j < 3; j++) {
-			sfp_pm_act_width(m, j)->n = j == k ? 3.4f : 16.0f;
-			sfp_pm_act_width(m, j)->grad = 0.0f;
+			sfp_intweights_act_width(m, j)->n = j == k ? 3.4f : 16.0f;
+			sfp_intweights_act_width(m, j)->grad = 0.0f;
 		}
-		sfp_qwidth *w = sfp_pm_act_width(m, k);
+		sfp_qwidth *w = sfp_intweights_act_width(m, k);
 		sfp_model_forward(m, x, SB, 1, 1);
 		sfp_model_loss(m, y, SB, NULL, 1);
 		sfp_model_zero_grad(m);

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "sfp/config.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 #include "tests/util/testutil.h"
 
 static char *dir;

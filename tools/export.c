@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "sfp/config.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 #include "tools/tools.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };

@@ -24,7 +24,7 @@
 #include "sfp/codec.h"
 #include "sfp/config.h"
 #include "sfp/data.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 #include "sfp/npy.h"
 
 #define SFP_VERSION "0.1.0"

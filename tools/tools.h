@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "sfp/config.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 
 /* `sfp report LOG.jsonl [--png OUT.png]`: widths, footprint, plot. */
 int sfp_report_main(int argc, char **argv);

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "sfp/config.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 #include "sfp/transport.h"
 
 #define SFP_VERSION "0.1.0"

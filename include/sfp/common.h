@@ -118,6 +118,17 @@ uint32_t sfp_crc32c(uint32_t crc, const void *data, size_t n);
 /* The table-driven portable version (kept for tests). */
 uint32_t sfp_crc32c_ref(uint32_t crc, const void *data, size_t n);
 
+/* ---- tensor shapes ----------------------------------------------------- */
+/* A per-sample shape (c, h, w); a flat vector of n features is (n, 1, 1). */
+typedef struct sfp_shape {
+	int c, h, w;
+} sfp_shape;
+
+static inline size_t sfp_shape_numel(sfp_shape s)
+{
+	return (size_t)s.c * (size_t)s.h * (size_t)s.w;
+}
+
 /* ---- files ------------------------------------------------------------- */
 /* Read a whole regular file; on success *buf (malloc'd, the caller frees it)
  * holds *len bytes. Errors name the file. */

@@ -1,7 +1,8 @@
 /*
  * sfp/nn.h -- the training engine: a model built from the config's layer
  * list, its forward/backward pass, optimizers and learning-rate schedules,
- * the Fashion-MNIST dataset, checkpoints and the training loop.
+ * and the BitPruning integer weights. The training loop, checkpoints and the
+ * distributed trainer are sfp/train.h; datasets are sfp/data.h.
  *
  * Memory is one arena per role (llm.c style): parameters, their gradients,
  * non-trained buffers (batch-norm running statistics), optimizer moments and
@@ -23,20 +24,10 @@
 
 #include "sfp/common.h"
 #include "sfp/config.h"
-#include "sfp/transport.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef struct sfp_shape {
-	int c, h, w;
-} sfp_shape;
-
-static inline size_t sfp_shape_numel(sfp_shape s)
-{
-	return (size_t)s.c * (size_t)s.h * (size_t)s.w;
-}
 
 /* ---- model ------------------------------------------------------------- */
 typedef struct sfp_model sfp_model;
@@ -156,7 +147,7 @@ void sfp_model_backward(sfp_model *m, const float *x, int B);
 void sfp_model_want_input_grad(sfp_model *m, int on);
 const float *sfp_model_input_grad(const sfp_model *m);
 
-/* ---- learned containers (lib/nn/qmodel.c, widths from lib/quant) ------- */
+/* ---- learned containers (lib/nn/containers.c, widths from lib/quant) ------- */
 enum sfp_qpolicy {
 	SFP_QPOLICY_OFF = 0,     /* float32 everywhere */
 	SFP_QPOLICY_FIXED = 1,   /* every tensor at the given (e, m) */
@@ -191,7 +182,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
  * setting survives sfp_model_set_quant.
  */
 int sfp_model_set_stash(sfp_model *m, int packed, int gecko, sfp_error *err);
-/* Weights in containers (lib/nn/qmodel.c) held packed: each forward encodes
+/* Weights in containers (lib/nn/containers.c) held packed: each forward encodes
  * them from the float32 masters at the step's widths (Gecko as
  * sfp_model_set_stash says) and a layer decodes its own into one scratch
  * buffer when it runs; the same training bits. Off (the default): a float32
@@ -251,7 +242,7 @@ int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double 
 int sfp_model_widths_save(const sfp_model *m, float *dst, int cap);
 int sfp_model_widths_load(sfp_model *m, const float *src, int n);
 
-/* ---- BitPruning: integer weights for inference (lib/nn/pmodel.c) -------
+/* ---- BitPruning: integer weights for inference (lib/nn/intweights.c) -------
  * The weights of every linear and conv2d layer as b-bit integer codes with
  * one scale per layer or per output channel ("group"), b learned per group
  * (design.md §1.5, the quantizer in sfp/quant.h). Biases, batch-norm
@@ -365,127 +356,6 @@ float *sfp_optim_state(sfp_optim *o, size_t *n);
  * constant, step decay or cosine to min_lr. */
 float sfp_lr_at(const sfp_cfg_optimizer *opt, const sfp_cfg_schedule *s, int64_t step,
 		int64_t total_steps);
-
-/* ---- data -------------------------------------------------------------- */
-typedef struct sfp_dataset {
-	int n;          /* samples */
-	sfp_shape shape; /* per sample */
-	int classes;
-	float *x;       /* n x shape, owned */
-	uint8_t *y;     /* n labels, owned */
-} sfp_dataset;
-
-/* Load the config's dataset (Fashion-MNIST train and t10k), scaled to [0,1]
- * and, with data.normalize, standardised by the training set's mean and
- * standard deviation; train_limit/test_limit take the first N. Errors name
- * the file. */
-int sfp_dataset_load(sfp_dataset *train, sfp_dataset *test, const sfp_cfg_data *cfg,
-		     sfp_error *err);
-void sfp_dataset_release(sfp_dataset *d);
-/* The order of epoch `epoch`: identity without shuffling, else a seeded
- * Fisher-Yates permutation that depends only on (seed, epoch). */
-void sfp_dataset_order(uint32_t *perm, int n, uint64_t seed, int64_t epoch, int shuffle);
-/* Keep this rank's shard: samples i with i % nranks == rank, in order
- * (every rank gets n / nranks or one more). For data-parallel workers. */
-int sfp_dataset_shard(sfp_dataset *d, int rank, int nranks, sfp_error *err);
-/* Copy samples idx[0..B) into x (B x shape) and y. */
-void sfp_dataset_gather(const sfp_dataset *d, const uint32_t *idx, int B, float *x, uint8_t *y);
-
-/* ---- training ---------------------------------------------------------- */
-typedef struct sfp_trainer sfp_trainer;
-
-/* What the trainer reports to its caller after every log interval and
- * evaluation (the worker prints it; lib/ never does). */
-typedef struct sfp_progress {
-	int is_eval;
-	int64_t epoch; /* 0-based */
-	int64_t step;  /* steps done */
-	int64_t total_steps;
-	float loss;          /* mean training loss over the interval, or test loss */
-	float train_acc;     /* over the interval */
-	float test_acc;      /* is_eval */
-	float lr;
-	float bits_per_value; /* weights + stored activations (32 without containers) */
-	double samples_per_s;
-	double eta_s;
-	/* distributed: bytes the job sent per step (every rank, every kind)
-	 * and what float32 would have taken; 0 in one process */
-	double wire_bytes_per_step, raw_bytes_per_step;
-	/* and per step and rank, the mean time spent encoding + decoding
-	 * tensors and waiting on the transport */
-	double codec_ms_per_step, comm_ms_per_step;
-} sfp_progress;
-
-typedef void (*sfp_progress_fn)(void *user, const sfp_progress *p);
-
-/* Create from a validated config: loads the data, builds and initialises the
- * model and optimizer, opens the metrics log (append). `config_dir` is the
- * config file's folder (for plug-in paths; NULL = current). */
-int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
-		       sfp_error *err);
-void sfp_trainer_free(sfp_trainer *t);
-void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user);
-/* One-line notices worth a user's attention that do not stop training
- * (e.g. "daemon: ... unreachable; training on with the current widths"). */
-typedef void (*sfp_notice_fn)(void *user, const char *msg);
-void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user);
-sfp_model *sfp_trainer_model(sfp_trainer *t);
-
-/*
- * The same, as one rank of a distributed job over `tr` (design.md §3,
- * docs/distributed.md): parallel.pipeline_stages S splits the layers into S
- * stages and the ranks into size/S data-parallel replicas. Every rank calls
- * the same trainer functions in the same order (they communicate); only
- * rank 0 writes the metrics log and checkpoints. `tr` must outlive the
- * trainer; NULL or a transport of one rank is sfp_trainer_create.
- */
-int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
-			    sfp_transport *tr, sfp_error *err);
-
-/* The split of the model's layers into `stages` pipeline stages: stage s is
- * layers [first[s], first[s + 1]) (first has stages + 1 entries). Balances
- * multiply-adds; never cuts a skip connection or right after a flatten;
- * every stage holds parameters. SFP_EINVAL saying why when impossible. */
-int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err);
-
-/* This rank's place: stage, replica and the job's stages and replicas
- * (0, 0, 1, 1 for one process). */
-void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *stages,
-			  int *replicas);
-
-/* Train until train.epochs or train.max_steps, evaluating every
- * eval_every_epochs and checkpointing as configured. */
-int sfp_trainer_run(sfp_trainer *t, sfp_error *err);
-/*
- * BitPruning fine-tune from the weights the trainer holds (a float
- * checkpoint): turns containers off, (with prune.activations) measures the
- * inputs' clip ranges over 16 training batches, learns integer widths with
- * the config's `prune` section for prune.steps steps, rounds them, trains
- * the weights prune.fix_steps more steps at those widths, and finalizes
- * (sfp_model_prune_finalize). Progress goes to the callback
- * (bits_per_value: the mean width per weight).
- */
-int sfp_trainer_prune(sfp_trainer *t, sfp_error *err);
-/* Test-set accuracy and mean loss (eval mode). */
-int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err);
-
-/*
- * Checkpoints: magic "SFPK", version, the model's layer signature, step,
- * parameters, buffers, optimizer state; CRC32C over everything. Written
- * atomically (temporary file, fsync, rename). Loading checks that the
- * checkpoint belongs to this model; resuming continues bit-identically.
- */
-int sfp_trainer_save(sfp_trainer *t, const char *path, sfp_error *err);
-int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err);
-int64_t sfp_trainer_step(const sfp_trainer *t);
-/* Load the checkpoint `path` names (sfp_checkpoint_resolve; the path used
- * goes to used[0..cap)). A pipeline stage of a distributed job takes its
- * own file, ckpt-<step>-stage<s>.sfpk, from the folder `path`, at the
- * newest step every stage has (a collective call). */
-int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err);
-/* `path` itself when it is a file; for a folder, its newest ckpt-<step>.sfpk.
- * SFP_ENOENT (naming the folder) when there is none. */
-int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *err);
 
 #ifdef __cplusplus
 }

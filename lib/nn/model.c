@@ -235,9 +235,9 @@ void sfp_model_free(sfp_model *m)
 		if (l->dl)
 			dlclose(l->dl);
 	}
-	sfp_qm_free(m->q);
-	sfp_pm_free(m->p);
-	sfp_stash_free(m->st);
+	sfp_containers_free(m->containers);
+	sfp_intweights_free(m->intweights);
+	sfp_stash_free(m->stash);
 	free(m->layers);
 	free(m->params);
 	free(m->grads);
@@ -526,7 +526,7 @@ void sfp_model_memory(const sfp_model *m, sfp_model_mem *mem)
 			 m->nidx +
 			 (m->dinput ? (size_t)m->max_batch * sfp_shape_numel(m->input) * F : 0);
 	mem->workspace = (T * (m->nws + SFP_GEMM_WS_FLOATS) + (T > 1 ? T * m->npartial : 0)) * F;
-	mem->containers = sfp_qm_bytes(m);
+	mem->containers = sfp_containers_bytes(m);
 	mem->total = mem->params + mem->buffers + mem->activations + mem->stash + mem->act_grads +
 		     mem->workspace + mem->containers;
 }
@@ -573,7 +573,7 @@ void sfp_model_init(sfp_model *m, uint64_t seed)
 
 const float *sfp_model_activation(const sfp_model *m, int i)
 {
-	if (m->st && !sfp_stash_holds_float(m, i))
+	if (m->stash && !sfp_stash_holds_float(m, i))
 		return NULL;
 	return sfp_act_out((sfp_model *)m, i, 0);
 }
@@ -588,11 +588,11 @@ static const float *layer_input(sfp_model *m, int i, int which, const float *x, 
 	const int j = which ? l->from : l->input;
 	const size_t n1 = sfp_shape_numel(which ? m->layers[j].out : l->in);
 	if (j < 0)
-		return m->p && !which ? sfp_pm_input(m, i, x + (size_t)s0 * n1, b) : x + (size_t)s0 * n1;
+		return m->intweights && !which ? sfp_intweights_input(m, i, x + (size_t)s0 * n1, b) : x + (size_t)s0 * n1;
 	const float *src = saved ? sfp_act_saved(m, j, s0, b) : sfp_act_out(m, j, s0);
-	if (m->q)
-		return sfp_qm_input(m, j, which, src, (size_t)b * n1);
-	return m->p && !which ? sfp_pm_input(m, i, src, b) : src;
+	if (m->containers)
+		return sfp_containers_input(m, j, which, src, (size_t)b * n1);
+	return m->intweights && !which ? sfp_intweights_input(m, i, src, b) : src;
 }
 
 /* Forward of layer i for samples [s0, s0 + b). */
@@ -602,7 +602,7 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 	const size_t no = sfp_shape_numel(l->out);
 	const float *in = layer_input(m, i, 0, x, s0, b, 0);
 	float *y = sfp_act_out(m, i, s0);
-	const float *w = sfp_qm_weights(m, i);
+	const float *w = sfp_containers_weights(m, i);
 	const size_t n = (size_t)b * no;
 	switch (l->kind) {
 	case L_LINEAR:
@@ -656,10 +656,10 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	}
 	}
-	if (m->q)
-		sfp_qm_after_forward(m, i, s0, b);
-	else if (m->p)
-		sfp_pm_after_forward(m, i, x, s0, b);
+	if (m->containers)
+		sfp_containers_after_forward(m, i, s0, b);
+	else if (m->intweights)
+		sfp_intweights_after_forward(m, i, x, s0, b);
 }
 
 const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training,
@@ -668,11 +668,11 @@ const float *sfp_model_forward(sfp_model *m, const float *x, int B, int training
 	m->training = training;
 	m->noise_seed = noise_seed;
 	m->last_batch = B;
-	if (m->q)
-		sfp_qm_begin_forward(m);
-	else if (m->p)
-		sfp_pm_begin_forward(m);
-	if (m->st)
+	if (m->containers)
+		sfp_containers_begin_forward(m);
+	else if (m->intweights)
+		sfp_intweights_begin_forward(m);
+	if (m->stash)
 		sfp_stash_begin_forward(m);
 	for (int i = 0; i < m->n;) {
 		if (!per_sample(&m->layers[i])) {
@@ -744,16 +744,16 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 {
 	layer *l = &m->layers[i];
 	const size_t ni = sfp_shape_numel(l->in), no = sfp_shape_numel(l->out);
-	if (m->q)
-		sfp_qm_before_backward(m, i, s0, b);
+	if (m->containers)
+		sfp_containers_before_backward(m, i, s0, b);
 	/* no input gradient where nothing upstream learns (e.g. a first
 	 * linear layer after a flatten of the data) */
 	float *din = l->input < 0 ? (m->want_dinput ? m->dinput : NULL)
 		     : m->layers[l->input].grad_out ? sfp_dact(m, l->input, s0) : NULL;
 	if (din && l->input < 0)
 		din += (size_t)s0 * ni;
-	if (m->p)
-		din = sfp_pm_before_backward(m, i, din, s0, b);
+	if (m->intweights)
+		din = sfp_intweights_before_backward(m, i, din, s0, b);
 	/* what this layer reads of forward's tensors, fetched (decoded from a
 	 * packed stash) only when used: element-wise layers need nothing
 	 * without an input gradient to form */
@@ -762,7 +762,7 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 	const float *in = need && bwd_reads_input(l) ? layer_input(m, i, 0, x, s0, b, 1) : NULL;
 	const float *y = need && bwd_reads_output(l) ? sfp_act_saved(m, i, s0, b) : NULL;
 	float *g = sfp_dact(m, i, s0);
-	const float *w = sfp_qm_weights(m, i);
+	const float *w = sfp_containers_weights(m, i);
 	float *dw = m->grads + l->param_off;
 	const size_t n = (size_t)b * no;
 	switch (l->kind) {
@@ -828,8 +828,8 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	}
 	}
-	if (m->p)
-		sfp_pm_after_backward(m, i, x, din, s0, b);
+	if (m->intweights)
+		sfp_intweights_after_backward(m, i, x, din, s0, b);
 }
 
 void sfp_model_backward(sfp_model *m, const float *x, int B)
@@ -841,7 +841,7 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 
 	for (int j = m->n; j > 0;) {
 		if (!per_sample(&m->layers[j - 1])) {
-			if (m->st)
+			if (m->stash)
 				sfp_stash_unit_begin(m, j - 1, B);
 			layer_backward(m, j - 1, x, 0, B);
 			j--;
@@ -851,11 +851,11 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 		while (i > 0 && per_sample(&m->layers[i - 1]))
 			i--;
 		const int ch = chunk_samples(m, i, j);
-		if (m->st)
+		if (m->stash)
 			sfp_stash_unit_begin(m, i, B);
 		for (int s0 = 0; s0 < B; s0 += ch) {
 			const int b = B - s0 < ch ? B - s0 : ch;
-			if (m->st)
+			if (m->stash)
 				sfp_stash_chunk_begin(m, i, b);
 			for (int k = j - 1; k >= i; k--)
 				layer_backward(m, k, x, s0, b);

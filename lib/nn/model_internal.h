@@ -1,6 +1,6 @@
 /*
  * model_internal.h -- the model's layer table and arenas, shared by
- * model.c (building, forward, backward) and qmodel.c (learned containers
+ * model.c (building, forward, backward) and containers.c (learned containers
  * for weights and activations).
  */
 #ifndef SFP_MODEL_INTERNAL_H
@@ -68,10 +68,12 @@ struct sfp_model {
 	int training;
 	int last_batch; /* B of the last forward */
 	int output_stored; /* a pipeline stage: the last output is an activation, not logits */
-	struct sfp_qmodel *q; /* learned containers (qmodel.c); NULL = float32 */
-	struct sfp_pmodel *p; /* BitPruning integer weights (pmodel.c); NULL = none */
-	struct sfp_stash *st; /* packed stash and its scratch plan (stash.c); NULL = the
-			       * float32 activation arena `acts` */
+	struct sfp_containers *containers; /* learned-width containers (containers.c);
+					    * NULL = float32 */
+	struct sfp_intweights *intweights; /* BitPruning integer weights (intweights.c);
+					    * NULL = none */
+	struct sfp_stash *stash; /* the packed activation stash and its scratch plan
+				  * (stash.c); NULL = the float32 activation arena `acts` */
 	int stash_packed, stash_gecko; /* sfp_model_set_stash */
 	int pack_weights;              /* sfp_model_set_pack_weights */
 	int refine_bias, refine_shift;  /* sfp_model_set_refine */
@@ -192,15 +194,15 @@ size_t sfp_stash_float_bytes(const sfp_model *m);
 size_t sfp_stash_packed_bytes(const sfp_model *m, int i);
 
 
-/* ---- qmodel.c: hooks the forward and backward passes call ---------------- */
+/* ---- containers.c: hooks the forward and backward passes call ---------------- */
 /* Pick widths and quantize the weights before a forward pass. */
-void sfp_qm_begin_forward(sfp_model *m);
+void sfp_containers_begin_forward(sfp_model *m);
 /* The weights forward and backward use (quantized copy, or the masters). */
-const float *sfp_qm_weights(sfp_model *m, int i);
+const float *sfp_containers_weights(sfp_model *m, int i);
 /* Layer i's input `src` (n values of producer j's output) as the layer
  * consumes it: re-quantized at this step's picked widths into scratch
  * `which` (0: its input, 1: an add's second operand), or src itself. */
-const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size_t n);
+const float *sfp_containers_input(sfp_model *m, int j, int which, const float *src, size_t n);
 /*
  * Container work on a tensor is spread over the model's threads in blocks
  * of SFP_QBLOCK values. The exponent window is the whole tensor's (a max
@@ -210,42 +212,42 @@ const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size
  */
 #define SFP_QBLOCK 16384
 /* dst = Q(src, e, mbits) (dst may be src), blocks over the threads. */
-int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
+int sfp_containers_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
 		    unsigned mbits);
 /* The packing widths of layer i's stored output; 0 when it has none. */
-int sfp_qm_pack_widths(const sfp_model *m, int i, unsigned *e, unsigned *mbits);
+int sfp_containers_pack_widths(const sfp_model *m, int i, unsigned *e, unsigned *mbits);
 /* Does backward read stored outputs for their width gradients (quantum)? */
-int sfp_qm_reads_outputs(const sfp_model *m);
+int sfp_containers_reads_outputs(const sfp_model *m);
 /* Bytes the containers' own buffers hold (quantized weights, scratch). */
-size_t sfp_qm_bytes(const sfp_model *m);
+size_t sfp_containers_bytes(const sfp_model *m);
 /* After layer i's forward on [s0, s0 + b): quantize the stored output. */
-void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b);
+void sfp_containers_after_forward(sfp_model *m, int i, int s0, int b);
 /* Before layer i's backward on [s0, s0 + b): its output's width gradients. */
-void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b);
+void sfp_containers_before_backward(sfp_model *m, int i, int s0, int b);
 /* stash.c: *buf (capacity *cap, `used` of it filled) has room for `need`
  * more bytes, growing by an eighth more than asked; SFP_ENOMEM leaves it. */
 int sfp_bytes_reserve(uint8_t **buf, size_t *cap, size_t used, size_t need);
-void sfp_qm_free(struct sfp_qmodel *q);
+void sfp_containers_free(struct sfp_containers *q);
 
-/* ---- pmodel.c: BitPruning hooks (m->p set) -------------------------------- */
+/* ---- intweights.c: BitPruning hooks (m->intweights set) -------------------------------- */
 /* Before a forward pass: the weights through the interpolated quantizer. */
-void sfp_pm_begin_forward(sfp_model *m);
+void sfp_intweights_begin_forward(sfp_model *m);
 /* The parameter arena forward and backward read (quantized copy, or the
  * finalized masters). */
-const float *sfp_pm_weights(const sfp_model *m);
+const float *sfp_intweights_weights(const sfp_model *m);
 /* Layer i's input for b samples (src) as the layer consumes it: quantized
  * when activations are on and i is linear/conv, else src. */
-const float *sfp_pm_input(sfp_model *m, int i, const float *src, int b);
+const float *sfp_intweights_input(sfp_model *m, int i, const float *src, int b);
 /* After layer i's forward on [s0, s0 + b): note its input's range. */
-void sfp_pm_after_forward(sfp_model *m, int i, const float *x, int s0, int b);
+void sfp_intweights_after_forward(sfp_model *m, int i, const float *x, int s0, int b);
 /* Around layer i's backward on [s0, s0 + b): the input gradient slice to
  * give the kernel (a scratch one when din is NULL), then the activation
  * width's gradient and the clamp's mask. */
-float *sfp_pm_before_backward(sfp_model *m, int i, float *din, int s0, int b);
-void sfp_pm_after_backward(sfp_model *m, int i, const float *x, float *din, int s0, int b);
+float *sfp_intweights_before_backward(sfp_model *m, int i, float *din, int s0, int b);
+void sfp_intweights_after_backward(sfp_model *m, int i, const float *x, float *din, int s0, int b);
 /* Tensor k's activation width (NULL without activations), for tests. */
-sfp_qwidth *sfp_pm_act_width(sfp_model *m, int k);
-void sfp_pm_free(struct sfp_pmodel *p);
+sfp_qwidth *sfp_intweights_act_width(sfp_model *m, int k);
+void sfp_intweights_free(struct sfp_intweights *p);
 
 /* Values in the weight matrix of a linear or conv2d layer (not its bias);
  * 0 for other layers. */

@@ -135,32 +135,32 @@ float *sfp_dact(sfp_model *m, int i, int s0)
 {
 	const int s = m->layers[i].slot;
 	const size_t no = slot_numel(m, s);
-	if (!m->st)
+	if (!m->stash)
 		return m->dacts + m->layers[s].act_off + (size_t)s0 * no;
-	const slot *sl = &m->st->s[s];
-	return m->st->pool + sl->dact_off + (sl->dact_chunk ? 0 : (size_t)s0 * no);
+	const slot *sl = &m->stash->s[s];
+	return m->stash->pool + sl->dact_off + (sl->dact_chunk ? 0 : (size_t)s0 * no);
 }
 
 float *sfp_act_out(sfp_model *m, int i, int s0)
 {
 	const int s = m->layers[i].slot;
 	const size_t no = slot_numel(m, s);
-	if (!m->st)
+	if (!m->stash)
 		return m->acts + m->layers[s].act_off + (size_t)s0 * no;
-	const slot *sl = &m->st->s[s];
-	return m->st->pool + sl->fwd_off + (sl->fwd_chunk ? 0 : (size_t)s0 * no);
+	const slot *sl = &m->stash->s[s];
+	return m->stash->pool + sl->fwd_off + (sl->fwd_chunk ? 0 : (size_t)s0 * no);
 }
 
 int sfp_stash_holds_float(const sfp_model *m, int i)
 {
-	return !m->st || m->st->s[m->layers[i].slot].whole;
+	return !m->stash || m->stash->s[m->layers[i].slot].whole;
 }
 
 int sfp_stash_wants(const sfp_model *m, int i)
 {
-	if (!m->st || !m->training)
+	if (!m->stash || !m->training)
 		return 0;
-	const slot *sl = &m->st->s[m->layers[i].slot];
+	const slot *sl = &m->stash->s[m->layers[i].slot];
 	return sl->stash == i;
 }
 
@@ -189,7 +189,7 @@ static int reserve(sfp_stash *st, size_t need)
  * table too. */
 static int team(sfp_model *m, size_t n, unsigned bits)
 {
-	sfp_stash *st = m->st;
+	sfp_stash *st = m->stash;
 	const size_t nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
 	int T = nb < (size_t)m->ctx.threads ? (int)(nb ? nb : 1) : m->ctx.threads;
 	if (T <= 1)
@@ -256,7 +256,7 @@ static seg *add_seg(slot *sl, int s0, int b, size_t v0, size_t n, size_t off, si
  */
 int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits)
 {
-	sfp_stash *st = m->st;
+	sfp_stash *st = m->stash;
 	slot *sl = &st->s[m->layers[i].slot];
 	const size_t n = (size_t)b * slot_numel(m, m->layers[i].slot);
 	float *y = sfp_act_out(m, i, s0);
@@ -387,7 +387,7 @@ int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits
 static void decode_segs(sfp_model *m, const slot *sl, int k0, int k1, float *dst, size_t no,
 			int whole)
 {
-	sfp_stash *st = m->st;
+	sfp_stash *st = m->stash;
 	size_t total = 0;
 	for (int k = k0; k < k1; k++)
 		total += sl->segs[k].n;
@@ -414,9 +414,9 @@ const float *sfp_act_saved(sfp_model *m, int i, int s0, int b)
 {
 	const int s = m->layers[i].slot;
 	const size_t no = slot_numel(m, s);
-	if (!m->st)
+	if (!m->stash)
 		return m->acts + m->layers[s].act_off + (size_t)s0 * no;
-	sfp_stash *st = m->st;
+	sfp_stash *st = m->stash;
 	slot *sl = &st->s[s];
 	if (sl->whole)
 		return st->pool + sl->fwd_off + (size_t)s0 * no;
@@ -446,7 +446,7 @@ const float *sfp_act_saved(sfp_model *m, int i, int s0, int b)
 
 void sfp_stash_begin_forward(sfp_model *m)
 {
-	sfp_stash *st = m->st;
+	sfp_stash *st = m->stash;
 	if (!m->training)
 		return; /* evaluation keeps nothing: the last training stash stays */
 	st->used = 0;
@@ -456,7 +456,7 @@ void sfp_stash_begin_forward(sfp_model *m)
 
 void sfp_stash_begin_backward(sfp_model *m, int B)
 {
-	if (!m->st) {
+	if (!m->stash) {
 		/* the float arena: zero every gradient this batch uses */
 		for (int i = 0; i < m->n; i++)
 			if (m->layers[i].slot == i)
@@ -464,7 +464,7 @@ void sfp_stash_begin_backward(sfp_model *m, int B)
 				       (size_t)B * slot_numel(m, i) * sizeof(float));
 	} else {
 		for (int i = 0; i < m->n; i++)
-			m->st->s[i].cur = -1;
+			m->stash->s[i].cur = -1;
 	}
 	/* seed the logits' gradient (kept whole, alive from here) */
 	memcpy(sfp_dact(m, m->n - 1, 0), m->dlogits, (size_t)B * m->classes * sizeof(float));
@@ -474,7 +474,7 @@ void sfp_stash_begin_backward(sfp_model *m, int B)
  * layer i (their first writer is in it). */
 void sfp_stash_unit_begin(sfp_model *m, int i, int B)
 {
-	sfp_stash *st = m->st;
+	sfp_stash *st = m->stash;
 	const int t = 2 * st->nunits - 1 - st->unit[i], logits = m->layers[m->n - 1].slot;
 	for (int s = 0; s < m->n; s++) {
 		const slot *sl = &st->s[s];
@@ -486,7 +486,7 @@ void sfp_stash_unit_begin(sfp_model *m, int i, int B)
 /* Zero the chunk gradients of the run starting at layer i. */
 void sfp_stash_chunk_begin(sfp_model *m, int i, int b)
 {
-	sfp_stash *st = m->st;
+	sfp_stash *st = m->stash;
 	for (int s = i; s < m->n && st->unit[s] == st->unit[i]; s++) {
 		const slot *sl = &st->s[s];
 		if (m->layers[s].slot == s && sl->dact_chunk)
@@ -496,12 +496,12 @@ void sfp_stash_chunk_begin(sfp_model *m, int i, int b)
 
 size_t sfp_stash_float_bytes(const sfp_model *m)
 {
-	return (m->st ? m->st->pool_floats : m->nacts) * sizeof(float);
+	return (m->stash ? m->stash->pool_floats : m->nacts) * sizeof(float);
 }
 
 size_t sfp_stash_packed_bytes(const sfp_model *m, int i)
 {
-	const sfp_stash *st = m->st;
+	const sfp_stash *st = m->stash;
 	if (!st)
 		return 0;
 	if (i < 0)
@@ -520,9 +520,9 @@ int sfp_stash_decode(sfp_model *m, int i, float *dst, size_t cap, int *B)
 {
 	const int s = m->layers[i].slot;
 	const size_t no = slot_numel(m, s);
-	if (!m->st)
+	if (!m->stash)
 		return SFP_ENOENT;
-	const slot *sl = &m->st->s[s];
+	const slot *sl = &m->stash->s[s];
 	if (sl->stash < 0 || !sl->nseg)
 		return SFP_ENOENT;
 	const seg *last = &sl->segs[sl->nseg - 1];
@@ -535,7 +535,7 @@ int sfp_stash_decode(sfp_model *m, int i, float *dst, size_t cap, int *B)
 
 int sfp_stash_measure(sfp_model *m, int i, int gecko, size_t *bytes, int *B, sfp_error *err)
 {
-	sfp_stash *st = m->st;
+	sfp_stash *st = m->stash;
 	const slot *sl = &st->s[m->layers[i].slot];
 	*bytes = 0;
 	*B = 0;
@@ -604,7 +604,7 @@ int sfp_model_saved_activation(sfp_model *m, int i, float *dst, size_t cap, int 
 	if (i < 0 || i >= m->n)
 		return sfp_error_set(err, SFP_EINVAL, "no layer %d", i);
 	const size_t no = sfp_shape_numel(m->layers[i].out);
-	if (m->st && !m->st->s[m->layers[i].slot].whole) {
+	if (m->stash && !m->stash->s[m->layers[i].slot].whole) {
 		int rc = sfp_stash_decode(m, i, dst, cap, B);
 		if (rc == SFP_ENOENT)
 			return sfp_error_set(err, rc, "layer '%s': its output is not kept for backward",
@@ -671,12 +671,12 @@ static size_t place(item *it, int k)
 
 int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 {
-	sfp_stash_free(m->st);
-	m->st = NULL;
+	sfp_stash_free(m->stash);
+	m->stash = NULL;
 	unsigned e, mb;
 	int any = 0;
 	for (int i = 0; i < m->n && packed; i++)
-		any |= sfp_qm_pack_widths(m, i, &e, &mb);
+		any |= sfp_containers_pack_widths(m, i, &e, &mb);
 	if (!any) {
 		if (!m->acts)
 			m->acts = calloc(m->nacts ? m->nacts : 1, sizeof(float));
@@ -715,7 +715,7 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		sl->fwd_t1 = sl->bwd_t1 = sl->dact_t1 = -1;
 		sl->cur = -1;
 	}
-	const int quantum_reads = sfp_qm_reads_outputs(m);
+	const int quantum_reads = sfp_containers_reads_outputs(m);
 	for (int k = 0; k < n; k++) {
 		const layer *l = &m->layers[k];
 		const int u = st->unit[k], bt = 2 * U - 1 - u;
@@ -736,7 +736,7 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 			touch(&f->fwd_t0, &f->fwd_t1, u);
 			touch(&f->dact_t0, &f->dact_t1, bt);
 		}
-		const int has = sfp_qm_pack_widths(m, k, &e, &mb);
+		const int has = sfp_containers_pack_widths(m, k, &e, &mb);
 		if (has)
 			own->stash = k;
 		if (bwd_reads_output(l) || (has && quantum_reads)) {
@@ -798,6 +798,6 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 	free(m->acts);
 	free(m->dacts);
 	m->acts = m->dacts = NULL;
-	m->st = st;
+	m->stash = st;
 	return SFP_OK;
 }

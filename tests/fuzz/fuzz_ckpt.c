@@ -15,7 +15,7 @@
 
 #include "sfp/common.h"
 #include "sfp/config.h"
-#include "sfp/nn.h"
+#include "sfp/train.h"
 #include "tests/fuzz/fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -25,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nn/train_internal.h"
+#include "train/train_internal.h"
 #include "sfp/coord.h"
 
 static void notice(sfp_trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

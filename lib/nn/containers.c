@@ -1,5 +1,5 @@
 /*
- * qmodel.c -- a model's weights and activations in learned-width containers
+ * containers.c -- a model's weights and activations in learned-width containers
  * (Quantum Mantissa / Quantum Exponent, or widths set by BitWave).
  *
  * Which tensors: the weights of every linear and conv2d layer (not biases,
@@ -23,7 +23,7 @@
  * backward read of each weight tensor is held only as containers, one per
  * SFP_QBLOCK values, encoded from the float32 masters at the step's widths
  * at the start of each forward (Gecko exponents with bitlength.gecko), with
- * the window and refinement sfp_qm_quantize uses, so they decode to exactly
+ * the window and refinement sfp_containers_quantize uses, so they decode to exactly
  * its values. A layer's weights are decoded into one scratch buffer when it
  * runs (layers run one at a time; the buffer keeps the last layer's), so
  * the memory is the containers plus the largest layer's weights in float32,
@@ -37,7 +37,7 @@
 #include "nn/model_internal.h"
 #include "sfp/codec.h"
 
-typedef struct sfp_qmodel {
+typedef struct sfp_containers {
 	int policy; /* SFP_QPOLICY_* */
 	sfp_codec *codec;
 	int nt;              /* tensors */
@@ -68,9 +68,9 @@ typedef struct sfp_qmodel {
 	/* gradient containers (SFP_QTARGET_GRADIENTS) */
 	int grad_on;
 	unsigned grad_e, grad_m;
-} sfp_qmodel;
+} sfp_containers;
 
-void sfp_qm_free(sfp_qmodel *q)
+void sfp_containers_free(sfp_containers *q)
 {
 	if (!q)
 		return;
@@ -117,17 +117,17 @@ static int owner(const sfp_model *m, int i)
 int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mbits,
 			sfp_error *err)
 {
-	if (m->p && policy != SFP_QPOLICY_OFF)
+	if (m->intweights && policy != SFP_QPOLICY_OFF)
 		return sfp_error_set(err, SFP_EINVAL,
 				     "containers and BitPruning widths cannot be on together");
-	sfp_qm_free(m->q);
-	m->q = NULL;
+	sfp_containers_free(m->containers);
+	m->containers = NULL;
 	if (policy == SFP_QPOLICY_OFF)
 		return sfp_stash_setup(m, 0, 0, err);
 	if (policy != SFP_QPOLICY_FIXED && policy != SFP_QPOLICY_QUANTUM &&
 	    policy != SFP_QPOLICY_BITWAVE)
 		return sfp_error_set(err, SFP_EINVAL, "unknown bitlength policy %d", policy);
-	sfp_qmodel *q = calloc(1, sizeof *q);
+	sfp_containers *q = calloc(1, sizeof *q);
 	if (!q)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 	q->policy = policy;
@@ -208,28 +208,28 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	} else {
 		memcpy(q->qparams, m->params, m->nparams * sizeof(float));
 	}
-	m->q = q;
+	m->containers = q;
 	int rc = sfp_stash_setup(m, m->stash_packed, m->stash_gecko, err);
 	if (rc < 0) {
-		sfp_qm_free(q);
-		m->q = NULL;
+		sfp_containers_free(q);
+		m->containers = NULL;
 		(void)sfp_stash_setup(m, 0, 0, NULL);
 		return rc;
 	}
 	return SFP_OK;
 nomem:
-	sfp_qm_free(q);
+	sfp_containers_free(q);
 	return sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's containers");
 }
 
 int sfp_model_n_qtensors(const sfp_model *m)
 {
-	return m->q ? m->q->nt : 0;
+	return m->containers ? m->containers->nt : 0;
 }
 
 uint64_t sfp_model_container_misses(const sfp_model *m)
 {
-	return m->q ? m->q->warned : 0;
+	return m->containers ? m->containers->warned : 0;
 }
 
 void sfp_model_set_pack_weights(sfp_model *m, int on)
@@ -238,7 +238,7 @@ void sfp_model_set_pack_weights(sfp_model *m, int on)
 }
 
 /* Bytes of weight tensor k's containers (0 when not packed). */
-static size_t weight_bytes(const sfp_qmodel *q, int k)
+static size_t weight_bytes(const sfp_containers *q, int k)
 {
 	if (!q->wpack || q->wraw[k])
 		return 0;
@@ -251,7 +251,7 @@ static size_t weight_bytes(const sfp_qmodel *q, int k)
 
 void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info)
 {
-	const sfp_qmodel *q = m->q;
+	const sfp_containers *q = m->containers;
 	const sfp_qtensor *t = &q->t[k];
 	info->layer = m->layers[q->layer_of[k]].name;
 	info->kind = q->is_weight[k] ? "weights" : "activations";
@@ -265,10 +265,10 @@ void sfp_model_qtensor(const sfp_model *m, int k, sfp_qtensor_info *info)
 
 void sfp_model_set_floors(sfp_model *m, float e_min, float m_min)
 {
-	if (!m->q)
+	if (!m->containers)
 		return;
-	for (int k = 0; k < m->q->nt; k++) {
-		sfp_qtensor *t = &m->q->t[k];
+	for (int k = 0; k < m->containers->nt; k++) {
+		sfp_qtensor *t = &m->containers->t[k];
 		t->e.lo = e_min < 1.0f ? 1.0f : e_min > t->e.hi ? t->e.hi : e_min;
 		t->m.lo = m_min < 0.0f ? 0.0f : m_min > t->m.hi ? t->m.hi : m_min;
 		t->e.n = t->e.n < t->e.lo ? t->e.lo : t->e.n;
@@ -278,35 +278,35 @@ void sfp_model_set_floors(sfp_model *m, float e_min, float m_min)
 
 void sfp_model_set_widths(sfp_model *m, unsigned e, unsigned mbits)
 {
-	if (!m->q)
+	if (!m->containers)
 		return;
-	for (int k = 0; k < m->q->nt; k++) {
-		m->q->t[k].e.n = (float)e;
-		m->q->t[k].m.n = (float)mbits;
+	for (int k = 0; k < m->containers->nt; k++) {
+		m->containers->t[k].e.n = (float)e;
+		m->containers->t[k].m.n = (float)mbits;
 	}
 }
 
 /* The encode scratch q->enc holds at least `need` bytes. */
-static int enc_room(sfp_qmodel *q, size_t need)
+static int enc_room(sfp_containers *q, size_t need)
 {
 	return sfp_bytes_reserve(&q->enc, &q->enc_cap, 0, need);
 }
 
 /* Room for `need` more bytes of weight containers. */
-static int wreserve(sfp_qmodel *q, size_t need)
+static int wreserve(sfp_containers *q, size_t need)
 {
 	return sfp_bytes_reserve(&q->wbytes, &q->wcap, q->wused, need);
 }
 
 /*
  * Encode weight tensor k from its masters w at its widths this step: the
- * window sfp_qm_quantize takes (the largest over the blocks), then each
+ * window sfp_containers_quantize takes (the largest over the blocks), then each
  * block with that FIXED window. Where memory runs out the tensor is read by
  * quantizing the masters instead (the same values).
  */
 static void pack_weights(sfp_model *m, int k, const float *w)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	const sfp_qtensor *t = &q->t[k];
 	const size_t n = t->size, nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
 	sfp_params p;
@@ -351,9 +351,9 @@ static void pack_weights(sfp_model *m, int k, const float *w)
 
 /* Pick this step's widths and quantize the weights (training), or use the
  * packing widths (eval). */
-void sfp_qm_begin_forward(sfp_model *m)
+void sfp_containers_begin_forward(sfp_model *m)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	for (int k = 0; k < q->nt; k++) {
 		sfp_qtensor *t = &q->t[k];
 		if (m->training && q->policy == SFP_QPOLICY_QUANTUM) {
@@ -381,17 +381,17 @@ void sfp_qm_begin_forward(sfp_model *m)
 		const layer *l = &m->layers[i];
 		/* finite weights fit an automatic window; one that rounds past
 		 * float32 is counted (sfp_model_container_misses) */
-		if (sfp_qm_quantize(m, q->qparams + l->param_off, m->params + l->param_off,
+		if (sfp_containers_quantize(m, q->qparams + l->param_off, m->params + l->param_off,
 				    q->t[k].size, q->t[k].use_e, q->t[k].use_m) < 0)
 			q->warned++;
 	}
 }
 
-const float *sfp_qm_weights(sfp_model *m, int i)
+const float *sfp_containers_weights(sfp_model *m, int i)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	if (!q)
-		return (m->p ? sfp_pm_weights(m) : m->params) + m->layers[i].param_off;
+		return (m->intweights ? sfp_intweights_weights(m) : m->params) + m->layers[i].param_off;
 	if (!q->wpack)
 		return q->qparams + m->layers[i].param_off;
 	const layer *l = &m->layers[i];
@@ -401,7 +401,7 @@ const float *sfp_qm_weights(sfp_model *m, int i)
 	if (q->wdec_layer != i) {
 		const sfp_qtensor *t = &q->t[k];
 		if (q->wraw[k]) {
-			if (sfp_qm_quantize(m, q->wdec, m->params + l->param_off, t->size, t->use_e,
+			if (sfp_containers_quantize(m, q->wdec, m->params + l->param_off, t->size, t->use_e,
 					    t->use_m) < 0)
 				q->warned++;
 		} else {
@@ -430,10 +430,10 @@ static int nthreads(const sfp_model *m, size_t n)
 	return nb < 2 ? 1 : nb < (size_t)m->ctx.threads ? (int)nb : m->ctx.threads;
 }
 
-int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
+int sfp_containers_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsigned e,
 		    unsigned mbits)
 {
-	sfp_codec *c = m->q->codec;
+	sfp_codec *c = m->containers->codec;
 	const int T = nthreads(m, n);
 	sfp_params p;
 	sfp_params_init(&p, e, mbits);
@@ -477,9 +477,9 @@ int sfp_qm_quantize(sfp_model *m, float *dst, const float *src, size_t n, unsign
 	return bad ? SFP_ERANGE : SFP_OK;
 }
 
-const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size_t n)
+const float *sfp_containers_input(sfp_model *m, int j, int which, const float *src, size_t n)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	int k = q->aq[owner(m, j)];
 	if (k < 0)
 		return src;
@@ -487,13 +487,13 @@ const float *sfp_qm_input(sfp_model *m, int j, int which, const float *src, size
 	if (t->use_e == sfp_qwidth_pack_bits(&t->e) && t->use_m == sfp_qwidth_pack_bits(&t->m))
 		return src;
 	float *dst = q->tmp[which];
-	(void)sfp_qm_quantize(m, dst, src, n, t->use_e, t->use_m);
+	(void)sfp_containers_quantize(m, dst, src, n, t->use_e, t->use_m);
 	return dst;
 }
 
-int sfp_qm_pack_widths(const sfp_model *m, int i, unsigned *e, unsigned *mbits)
+int sfp_containers_pack_widths(const sfp_model *m, int i, unsigned *e, unsigned *mbits)
 {
-	const sfp_qmodel *q = m->q;
+	const sfp_containers *q = m->containers;
 	if (!q || q->aq[i] < 0)
 		return 0;
 	*e = sfp_qwidth_pack_bits(&q->t[q->aq[i]].e);
@@ -501,14 +501,14 @@ int sfp_qm_pack_widths(const sfp_model *m, int i, unsigned *e, unsigned *mbits)
 	return 1;
 }
 
-int sfp_qm_reads_outputs(const sfp_model *m)
+int sfp_containers_reads_outputs(const sfp_model *m)
 {
-	return m->q && m->q->policy == SFP_QPOLICY_QUANTUM;
+	return m->containers && m->containers->policy == SFP_QPOLICY_QUANTUM;
 }
 
-size_t sfp_qm_bytes(const sfp_model *m)
+size_t sfp_containers_bytes(const sfp_model *m)
 {
-	const sfp_qmodel *q = m->q;
+	const sfp_containers *q = m->containers;
 	if (!q)
 		return 0;
 	const size_t weights = q->wpack ? q->wcap + (q->wdec_floats + 1) * sizeof(float) +
@@ -517,9 +517,9 @@ size_t sfp_qm_bytes(const sfp_model *m)
 	return q->enc_cap + weights + 2 * q->tmp_floats * sizeof(float) + q->nsums * sizeof(double);
 }
 
-void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
+void sfp_containers_after_forward(sfp_model *m, int i, int s0, int b)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	int k = q->aq[i];
 	if (k < 0)
 		return;
@@ -530,7 +530,7 @@ void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
 	/* quantized in place; the packed copy is encoded from the values the
 	 * layer produced and decodes to exactly those */
 	const int rc = sfp_stash_wants(m, i) ? sfp_stash_put(m, i, s0, b, e, mb)
-					     : sfp_qm_quantize(m, y, y, (size_t)b * no, e, mb);
+					     : sfp_containers_quantize(m, y, y, (size_t)b * no, e, mb);
 	if (rc < 0)
 		q->warned++; /* a NaN/Inf activation: left as is, the loss check stops the run */
 }
@@ -542,7 +542,7 @@ void sfp_qm_after_forward(sfp_model *m, int i, int s0, int b)
 static void width_grad(sfp_model *m, sfp_qtensor *t, const float *g, const float *x, size_t n,
 		       unsigned grid_e, unsigned grid_m)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	sfp_qgrad p;
 	sfp_qgrad_setup(&p, t, grid_e, grid_m);
 	const int64_t nb = (int64_t)((n + SFP_QGRAD_BLOCK - 1) / SFP_QGRAD_BLOCK);
@@ -589,21 +589,21 @@ int sfp_model_set_grad_widths(sfp_model *m, unsigned e, unsigned mbits, sfp_erro
 		return sfp_error_set(err, SFP_EINVAL,
 				     "gradient widths must satisfy 1 <= e <= 8 and m <= 23 (got e%u m%u)",
 				     e, mbits);
-	if (m->q) {
-		m->q->grad_e = e;
-		m->q->grad_m = mbits;
+	if (m->containers) {
+		m->containers->grad_e = e;
+		m->containers->grad_m = mbits;
 	}
 	return SFP_OK;
 }
 
-void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
+void sfp_containers_before_backward(sfp_model *m, int i, int s0, int b)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	if (q->grad_on && i < m->n - 1) {
 		/* the output gradient is complete: round it to its container */
 		const size_t no = sfp_shape_numel(m->layers[i].out);
 		float *g = sfp_dact(m, i, s0);
-		if (sfp_qm_quantize(m, g, g, (size_t)b * no, q->grad_e, q->grad_m) < 0)
+		if (sfp_containers_quantize(m, g, g, (size_t)b * no, q->grad_e, q->grad_m) < 0)
 			q->warned++; /* a NaN/Inf gradient: the loss check stops the run */
 	}
 	int k = q->aq[i];
@@ -617,7 +617,7 @@ void sfp_qm_before_backward(sfp_model *m, int i, int s0, int b)
 
 float sfp_model_quant_update(sfp_model *m, float lr, float gamma)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	if (!q || q->policy != SFP_QPOLICY_QUANTUM)
 		return 0.0f;
 	for (int i = 0; i < m->n; i++) {
@@ -655,7 +655,7 @@ void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_
 			 double *count_weights, double *count_acts)
 {
 	double bw = 0, ba = 0, cw = 0, ca = 0;
-	const sfp_qmodel *q = m->q;
+	const sfp_containers *q = m->containers;
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
 		double nw = (double)sfp_layer_weight_count(l);
@@ -684,22 +684,22 @@ void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_
 
 int sfp_model_widths_save(const sfp_model *m, float *dst, int cap)
 {
-	if (!m->q)
+	if (!m->containers)
 		return 0;
-	for (int k = 0; k < m->q->nt && 2 * k + 1 < cap; k++) {
-		dst[2 * k] = m->q->t[k].e.n;
-		dst[2 * k + 1] = m->q->t[k].m.n;
+	for (int k = 0; k < m->containers->nt && 2 * k + 1 < cap; k++) {
+		dst[2 * k] = m->containers->t[k].e.n;
+		dst[2 * k + 1] = m->containers->t[k].m.n;
 	}
-	return 2 * m->q->nt;
+	return 2 * m->containers->nt;
 }
 
 int sfp_model_widths_load(sfp_model *m, const float *src, int n)
 {
-	if (!m->q || n != 2 * m->q->nt)
+	if (!m->containers || n != 2 * m->containers->nt)
 		return SFP_EINVAL;
-	for (int k = 0; k < m->q->nt; k++) {
-		m->q->t[k].e.n = src[2 * k];
-		m->q->t[k].m.n = src[2 * k + 1];
+	for (int k = 0; k < m->containers->nt; k++) {
+		m->containers->t[k].e.n = src[2 * k];
+		m->containers->t[k].m.n = src[2 * k + 1];
 	}
 	return SFP_OK;
 }
@@ -707,7 +707,7 @@ int sfp_model_widths_load(sfp_model *m, const float *src, int n)
 int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double *bits_acts,
 			  sfp_error *err)
 {
-	sfp_qmodel *q = m->q;
+	sfp_containers *q = m->containers;
 	*bits_weights = *bits_acts = 0.0;
 	if (!q)
 		return SFP_OK;
@@ -716,7 +716,7 @@ int sfp_model_packed_bits(sfp_model *m, int gecko, double *bits_weights, double 
 		const int i = q->layer_of[k];
 		const layer *l = &m->layers[i];
 		const sfp_qtensor *t = &q->t[k];
-		if (!q->is_weight[k] && m->st) {
+		if (!q->is_weight[k] && m->stash) {
 			/* the packed stash: the bytes it holds (nothing for an output
 			 * backward never reads), or re-encoded the other way */
 			size_t w = 0;

@@ -2,12 +2,12 @@
  * train_internal.h -- the trainer's state, shared by the training loop
  * (train.c) and its distributed half (dist.c).
  */
-#ifndef SFP_NN_TRAIN_INTERNAL_H
-#define SFP_NN_TRAIN_INTERNAL_H
+#ifndef SFP_TRAIN_INTERNAL_H
+#define SFP_TRAIN_INTERNAL_H
 
 #include <stdio.h>
 
-#include "sfp/nn.h"
+#include "sfp/train.h"
 #include "sfp/quant.h"
 #include "sfp/transport.h"
 

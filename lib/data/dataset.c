@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "sfp/data.h"
-#include "sfp/nn.h"
 
 void sfp_dataset_release(sfp_dataset *d)
 {

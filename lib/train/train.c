@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "nn/train_internal.h"
+#include "train/train_internal.h"
 
 #define CKPT_MAGIC "SFPK"
 #define CKPT_VERSION 1u

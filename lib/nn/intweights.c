@@ -1,5 +1,5 @@
 /*
- * pmodel.c -- BitPruning on a model: the weights of every linear and conv2d
+ * intweights.c -- BitPruning on a model: the weights of every linear and conv2d
  * layer as integer codes at learned widths, one scale and one width per
  * layer or per output channel (a "group"), and the .sfpq file that holds
  * the result (docs/bitpruning.md).
@@ -36,7 +36,7 @@
 
 #include "nn/model_internal.h"
 
-typedef struct sfp_pmodel {
+typedef struct sfp_intweights {
 	int granularity, penalty, optim;
 	int learning;      /* widths are real: the forward pass interpolates */
 	int finalized;     /* masters hold the dequantized weights: read as they are */
@@ -66,9 +66,9 @@ typedef struct sfp_pmodel {
 	float *abuf;       /* a layer's quantized input (max batch x largest input) */
 	float *snap;       /* its input gradient before the layer's backward */
 	int din_null;      /* the layer had no input gradient: snap is it */
-} sfp_pmodel;
+} sfp_intweights;
 
-void sfp_pm_free(sfp_pmodel *p)
+void sfp_intweights_free(sfp_intweights *p)
 {
 	if (!p)
 		return;
@@ -107,7 +107,7 @@ static double macs_per_weight(const layer *l)
 	return l->kind == L_CONV2D ? (double)l->conv.ho * l->conv.wo : 1.0;
 }
 
-static int pm_alloc(sfp_pmodel *p, const sfp_model *m)
+static int pm_alloc(sfp_intweights *p, const sfp_model *m)
 {
 	const size_t nt = (size_t)p->nt ? (size_t)p->nt : 1;
 	const size_t nw = (size_t)(p->ng + p->na) ? (size_t)(p->ng + p->na) : 1;
@@ -143,10 +143,10 @@ static int pm_alloc(sfp_pmodel *p, const sfp_model *m)
 
 /* The tensor and group tables for `granularity` (and the activations when
  * `acts`), widths at `bits` in [lo, hi]; NULL when out of memory. */
-static sfp_pmodel *pm_create(const sfp_model *m, int granularity, int penalty, int acts, float bits,
+static sfp_intweights *pm_create(const sfp_model *m, int granularity, int penalty, int acts, float bits,
 			     float lo, float hi)
 {
-	sfp_pmodel *p = calloc(1, sizeof *p);
+	sfp_intweights *p = calloc(1, sizeof *p);
 	if (!p)
 		return NULL;
 	p->granularity = granularity;
@@ -159,7 +159,7 @@ static sfp_pmodel *pm_create(const sfp_model *m, int granularity, int penalty, i
 		}
 	p->na = acts ? p->nt : 0;
 	if (!pm_alloc(p, m)) {
-		sfp_pm_free(p);
+		sfp_intweights_free(p);
 		return NULL;
 	}
 	int k = 0, g = 0;
@@ -193,14 +193,14 @@ static sfp_pmodel *pm_create(const sfp_model *m, int granularity, int penalty, i
 }
 
 /* Offset in the parameter arena of group j of tensor k. */
-static size_t group_off(const sfp_model *m, const sfp_pmodel *p, int k, int j)
+static size_t group_off(const sfp_model *m, const sfp_intweights *p, int k, int j)
 {
 	return m->layers[p->layer_of[k]].param_off + (size_t)j * p->gsize[k];
 }
 
 int sfp_model_set_prune(sfp_model *m, const sfp_prune_opts *o, sfp_error *err)
 {
-	if (m->q)
+	if (m->containers)
 		return sfp_error_set(err, SFP_EINVAL,
 				     "BitPruning needs a float model: turn the bitlength containers off");
 	if (o->granularity != SFP_PRUNE_LAYER && o->granularity != SFP_PRUNE_CHANNEL)
@@ -216,20 +216,20 @@ int sfp_model_set_prune(sfp_model *m, const sfp_prune_opts *o, sfp_error *err)
 				     "(got %g, %g, %g)",
 				     SFP_PRUNE_MIN_BITS, SFP_PRUNE_MAX_BITS, (double)o->min_bits,
 				     (double)o->bits, (double)o->max_bits);
-	sfp_pmodel *p = pm_create(m, o->granularity, o->penalty, o->activations, o->bits, o->min_bits,
+	sfp_intweights *p = pm_create(m, o->granularity, o->penalty, o->activations, o->bits, o->min_bits,
 				  o->max_bits);
 	if (!p)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the pruning tables");
 	p->optim = o->optim;
 	p->learning = 1;
-	sfp_pm_free(m->p);
-	m->p = p;
+	sfp_intweights_free(m->intweights);
+	m->intweights = p;
 	return SFP_OK;
 }
 
-void sfp_pm_begin_forward(sfp_model *m)
+void sfp_intweights_begin_forward(sfp_model *m)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	if (p->finalized)
 		return;
 	if (p->observing)
@@ -249,9 +249,9 @@ void sfp_pm_begin_forward(sfp_model *m)
 		}
 }
 
-const float *sfp_pm_weights(const sfp_model *m)
+const float *sfp_intweights_weights(const sfp_model *m)
 {
-	return m->p->finalized ? m->params : m->p->qparams;
+	return m->intweights->finalized ? m->params : m->intweights->qparams;
 }
 
 /* Layer i's input slice as it was produced (before quantization). */
@@ -264,14 +264,14 @@ static const float *raw_input(sfp_model *m, int i, const float *x, int s0)
 }
 
 /* Tensor k's activation width is quantizing: activations on, k a tensor. */
-static int acts_on(const sfp_pmodel *p, int k)
+static int acts_on(const sfp_intweights *p, int k)
 {
 	return p->na && k >= 0 && !p->observing;
 }
 
-const float *sfp_pm_input(sfp_model *m, int i, const float *src, int b)
+const float *sfp_intweights_input(sfp_model *m, int i, const float *src, int b)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	const int k = p->tensor_of[i];
 	if (!acts_on(p, k))
 		return src;
@@ -280,9 +280,9 @@ const float *sfp_pm_input(sfp_model *m, int i, const float *src, int b)
 	return p->abuf;
 }
 
-void sfp_pm_after_forward(sfp_model *m, int i, const float *x, int s0, int b)
+void sfp_intweights_after_forward(sfp_model *m, int i, const float *x, int s0, int b)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	const int k = p->tensor_of[i];
 	if (!p->na || k < 0 || p->finalized || !(m->training || p->observing))
 		return;
@@ -296,9 +296,9 @@ void sfp_pm_after_forward(sfp_model *m, int i, const float *x, int s0, int b)
 			p->asigned[k] = in[j] < 0.0f;
 }
 
-float *sfp_pm_before_backward(sfp_model *m, int i, float *din, int s0, int b)
+float *sfp_intweights_before_backward(sfp_model *m, int i, float *din, int s0, int b)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	const int k = p->tensor_of[i];
 	if (!acts_on(p, k) || p->finalized)
 		return din;
@@ -312,9 +312,9 @@ float *sfp_pm_before_backward(sfp_model *m, int i, float *din, int s0, int b)
 	return din ? din : p->snap;
 }
 
-void sfp_pm_after_backward(sfp_model *m, int i, const float *x, float *din, int s0, int b)
+void sfp_intweights_after_backward(sfp_model *m, int i, const float *x, float *din, int s0, int b)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	const int k = p->tensor_of[i];
 	if (!acts_on(p, k) || p->finalized)
 		return;
@@ -334,14 +334,14 @@ void sfp_pm_after_backward(sfp_model *m, int i, const float *x, float *din, int 
 				din[j] -= g[j]; /* clipped: no gradient through the clamp */
 }
 
-sfp_qwidth *sfp_pm_act_width(sfp_model *m, int k)
+sfp_qwidth *sfp_intweights_act_width(sfp_model *m, int k)
 {
-	return m->p && m->p->na && k >= 0 && k < m->p->nt ? &m->p->w[m->p->ng + k] : NULL;
+	return m->intweights && m->intweights->na && k >= 0 && k < m->intweights->nt ? &m->intweights->w[m->intweights->ng + k] : NULL;
 }
 
 void sfp_model_prune_observe(sfp_model *m, int on)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	if (!p || !p->na || p->finalized)
 		return;
 	if (on) {
@@ -370,7 +370,7 @@ void sfp_model_prune_observe(sfp_model *m, int on)
 
 float sfp_model_prune_update(sfp_model *m, float lr, float gamma)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	if (!p || p->finalized)
 		return 0.0f;
 	for (int k = 0; k < p->na; k++) {
@@ -399,7 +399,7 @@ float sfp_model_prune_update(sfp_model *m, float lr, float gamma)
 
 void sfp_model_prune_round(sfp_model *m)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	if (!p)
 		return;
 	for (int g = 0; g < p->ng + p->na; g++) {
@@ -412,7 +412,7 @@ void sfp_model_prune_round(sfp_model *m)
 
 int sfp_model_prune_finalize(sfp_model *m, sfp_error *err)
 {
-	sfp_pmodel *p = m->p;
+	sfp_intweights *p = m->intweights;
 	if (!p)
 		return sfp_error_set(err, SFP_EINVAL, "the model has no pruning widths");
 	if (p->finalized)
@@ -447,12 +447,12 @@ int sfp_model_prune_finalize(sfp_model *m, sfp_error *err)
 
 int sfp_model_n_pruned(const sfp_model *m)
 {
-	return m->p ? m->p->nt : 0;
+	return m->intweights ? m->intweights->nt : 0;
 }
 
 void sfp_model_pruned(const sfp_model *m, int k, sfp_prune_info *info)
 {
-	const sfp_pmodel *p = m->p;
+	const sfp_intweights *p = m->intweights;
 	const int g0 = p->first[k], g1 = p->first[k + 1];
 	double sum = 0.0;
 	unsigned lo = SFP_PRUNE_MAX_BITS, hi = 0;
@@ -547,7 +547,7 @@ typedef struct pq_group {
 static_assert(sizeof(pq_group) == 8, ".sfpq group record layout");
 
 /* Bytes of the codes of every group at its width. */
-static uint64_t codes_bytes(const sfp_pmodel *p)
+static uint64_t codes_bytes(const sfp_intweights *p)
 {
 	uint64_t b = 0;
 	for (int k = 0; k < p->nt; k++)
@@ -557,14 +557,14 @@ static uint64_t codes_bytes(const sfp_pmodel *p)
 }
 
 /* Parameters outside every quantized tensor, plus the buffers. */
-static uint64_t float_count(const sfp_model *m, const sfp_pmodel *p)
+static uint64_t float_count(const sfp_model *m, const sfp_intweights *p)
 {
 	return m->nparams - p->ncodes + m->nbufs;
 }
 
 size_t sfp_model_pruned_bytes(const sfp_model *m)
 {
-	const sfp_pmodel *p = m->p;
+	const sfp_intweights *p = m->intweights;
 	if (!p)
 		return 0;
 	return sizeof(pq_header) + (size_t)p->nt * sizeof(pq_tensor) +
@@ -573,7 +573,7 @@ size_t sfp_model_pruned_bytes(const sfp_model *m)
 
 /* Copy the uncovered parameters (to_file = 1: into dst) or back (0: from
  * src into the model's arena). */
-static void floats_copy(float *params, float *flat, const sfp_model *m, const sfp_pmodel *p,
+static void floats_copy(float *params, float *flat, const sfp_model *m, const sfp_intweights *p,
 			int to_file)
 {
 	size_t at = 0, o = 0;
@@ -592,7 +592,7 @@ static void floats_copy(float *params, float *flat, const sfp_model *m, const sf
 
 int sfp_model_save_pruned(const sfp_model *m, const char *path, sfp_error *err)
 {
-	const sfp_pmodel *p = m->p;
+	const sfp_intweights *p = m->intweights;
 	if (!p || !p->finalized)
 		return sfp_error_set(err, SFP_EINVAL, "cannot write '%s': the model is not finalized",
 				     path);
@@ -709,7 +709,7 @@ static int check_header(const sfp_model *m, const char *name, const unsigned cha
 
 /* Tensor and group tables against the model's layers (p was built from the
  * model for the file's granularity); widths and scales go into p. */
-static int check_tables(const sfp_model *m, sfp_pmodel *p, const char *name,
+static int check_tables(const sfp_model *m, sfp_intweights *p, const char *name,
 			const unsigned char *pay, uint64_t plen, const pq_header *h,
 			sfp_error *err)
 {
@@ -768,7 +768,7 @@ static int check_tables(const sfp_model *m, sfp_pmodel *p, const char *name,
 }
 
 /* Codes -> p->codes and the dequantized weights, floats -> `flat`; checked. */
-static int read_values(sfp_pmodel *p, const char *name, const unsigned char *src,
+static int read_values(sfp_intweights *p, const char *name, const unsigned char *src,
 		       const unsigned char *end, float *weights, float *flat, uint64_t nf,
 		       sfp_error *err)
 {
@@ -797,14 +797,14 @@ static int read_values(sfp_pmodel *p, const char *name, const unsigned char *src
 int sfp_model_load_pruned(sfp_model *m, const char *name, const void *data, size_t len,
 			  sfp_error *err)
 {
-	if (m->q)
+	if (m->containers)
 		return sfp_error_set(err, SFP_EINVAL,
 				     "an integer model needs a float model: turn the bitlength "
 				     "containers off");
 	const unsigned char *buf = data;
 	pq_header h;
 	SFP_TRY(check_header(m, name, buf, len, &h, err));
-	sfp_pmodel *p = pm_create(m, (int)h.granularity, SFP_PRUNE_MEMORY,
+	sfp_intweights *p = pm_create(m, (int)h.granularity, SFP_PRUNE_MEMORY,
 				  (h.flags & PQ_FLAG_ACTIVATIONS) != 0, SFP_PRUNE_MAX_BITS,
 				  SFP_PRUNE_MIN_BITS, SFP_PRUNE_MAX_BITS);
 	if (!p)
@@ -835,11 +835,11 @@ int sfp_model_load_pruned(sfp_model *m, const char *name, const void *data, size
 	for (int g = 0; g < p->ng + p->na; g++)
 		p->w[g].lo = p->w[g].hi = p->w[g].n;
 	p->finalized = 1;
-	sfp_pm_free(m->p);
-	m->p = p;
+	sfp_intweights_free(m->intweights);
+	m->intweights = p;
 	p = NULL;
 out:
-	sfp_pm_free(p);
+	sfp_intweights_free(p);
 	free(weights);
 	free(flat);
 	return rc;

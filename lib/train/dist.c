@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/train_internal.h"
+#include "train/train_internal.h"
 
 #define TAG_EVAL 0xfff0
 
