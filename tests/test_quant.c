@@ -350,6 +350,41 @@ static void test_footprint(void)
 	CU_ASSERT_EQUAL(a.m.grad, 0.0f);
 }
 
+/* The state a checkpoint carries: a controller restored from it decides
+ * exactly as the one saved; a state no controller reaches is refused. */
+static void test_bitwave_state(void)
+{
+	sfp_bitwave_cfg c = {.ema = 0.9f, .threshold = 0.01f, .period = 5, .m_min = 1, .m_max = 7,
+			     .e_min = 3, .e_max = 8, .backoff = 2};
+	sfp_bitwave a, b;
+	sfp_error err;
+	CU_ASSERT_EQUAL_FATAL(sfp_bitwave_init(&a, &c, 8, 7, &err), SFP_OK);
+	for (int s = 0; s < 300; s++)
+		sfp_bitwave_observe(&a, 2.0 * exp(-0.01 * s) * (a.m < 4 ? 1.3 : 1.0));
+	float st[SFP_BITWAVE_STATE_FLOATS];
+	sfp_bitwave_save(&a, st);
+	CU_ASSERT_EQUAL_FATAL(sfp_bitwave_init(&b, &c, 8, 7, &err), SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_bitwave_load(&b, st, &err), SFP_OK);
+	CU_ASSERT(a.avg == b.avg && a.ref == b.ref && a.var == b.var && a.seen == b.seen);
+	CU_ASSERT(a.m == b.m && a.e == b.e && a.removed == b.removed);
+	CU_ASSERT(a.hold_m == b.hold_m && a.hold_e == b.hold_e && a.len_m == b.len_m &&
+		  a.len_e == b.len_e);
+	int same = 1;
+	for (int s = 300; s < 600; s++) {
+		const double loss = 2.0 * exp(-0.01 * s) * (a.m < 4 ? 1.3 : 1.0);
+		same &= sfp_bitwave_observe(&a, loss) == sfp_bitwave_observe(&b, loss);
+	}
+	CU_ASSERT(same && a.m == b.m && a.e == b.e);
+	/* widths out of range, a fraction, a removal that is no kind */
+	const int field[] = {8, 9, 10, 11};
+	const float bad[] = {24.0f, 9.0f, 'x', 2.5f};
+	for (int k = 0; k < 4; k++) {
+		sfp_bitwave_save(&a, st);
+		st[field[k]] = bad[k];
+		CU_ASSERT_EQUAL(sfp_bitwave_load(&b, st, &err), SFP_ECORRUPT);
+	}
+}
+
 int main(void)
 {
 	codec = sfp_codec_create();
@@ -360,6 +395,7 @@ int main(void)
 		{"forward picks floor/ceil by the fraction", test_pick},
 		{"the penalty drives widths down, the task loss holds", test_penalty_drives_widths},
 		{"BitWave on synthetic loss curves", test_bitwave},
+		{"BitWave state saves and loads exactly", test_bitwave_state},
 		{"footprint and penalty by hand", test_footprint},
 		{NULL, NULL},
 	};

@@ -368,6 +368,51 @@ static void test_footprint_by_hand(void)
 	sfp_model_free(m);
 }
 
+/* Names and paths from the config are escaped in the metrics log: a layer
+ * named with a quote and a backslash, a checkpoint folder with a quote. */
+static void test_metrics_escaped(void)
+{
+	static sfp_config c;
+	static const char *text = "model:\n"
+				  "  input: [1, 28, 28]\n"
+				  "  layers:\n"
+				  "    - {type: flatten}\n"
+				  "    - {type: linear, out_features: 16, name: 'odd\"na\\me'}\n"
+				  "    - {type: relu}\n"
+				  "    - {type: linear, out_features: 10}\n"
+				  "data: {train_limit: 128, test_limit: 64}\n"
+				  "train: {epochs: 1, max_steps: 4, batch_size: 16}\n"
+				  "bitlength: {policy: fixed, e: 5, m: 4}\n"
+				  "log: {every: 2}\n";
+	sfp_error err;
+	int rc = sfp_config_load_string(&c, "test.yaml", text, strlen(text), &err);
+	if (rc < 0)
+		fprintf(stderr, "\nconfig: %s\n", err.msg);
+	CU_ASSERT_EQUAL_FATAL(rc, SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_config_validate(&c, &err), SFP_OK);
+	snprintf(c.log.metrics, sizeof c.log.metrics, "%s/esc.jsonl", dir);
+	char ck[600];
+	snprintf(ck, sizeof ck, "%s", with_checkpoints(&c, "q\"ck", 2));
+	sfp_trainer *t = NULL;
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_create(&t, &c, NULL, &err), SFP_OK);
+	CU_ASSERT_EQUAL_FATAL(sfp_trainer_run(t, &err), SFP_OK);
+	sfp_trainer_free(t);
+	FILE *f = fopen(c.log.metrics, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	char line[1024];
+	int layer = 0, ckpt = 0, raw = 0;
+	while (fgets(line, sizeof line, f)) {
+		layer += strstr(line, "\"layer\":\"odd\\\"na\\\\me\"") != NULL;
+		ckpt += strstr(line, "q\\\"ck/ckpt-") != NULL;
+		raw += strstr(line, "odd\"na") != NULL || strstr(line, "q\"ck") != NULL;
+	}
+	fclose(f);
+	CU_ASSERT(layer >= 2); /* weights and activations of the named layer */
+	CU_ASSERT(ckpt >= 2);
+	CU_ASSERT_EQUAL(raw, 0);
+	test_rmdir(ck);
+}
+
 int main(void)
 {
 	dir = test_tmpdir();
@@ -378,6 +423,7 @@ int main(void)
 		{"quantum policy: loss falls, widths move, resume", test_quantum_run},
 		{"bitwave policy: widths fall with the loss", test_bitwave_run},
 		{"footprint by hand, stored activations are containers", test_footprint_by_hand},
+		{"metrics log escapes layer names and paths", test_metrics_escaped},
 		{NULL, NULL},
 	};
 	int rc = test_run_suite("train", cases);

@@ -138,6 +138,34 @@ int sfp_file_read(const char *path, void **buf, size_t *len, sfp_error *err);
  * temporary removed. */
 int sfp_file_write_atomic(const char *path, const void *buf, size_t len, sfp_error *err);
 
+/* ---- sealed file headers (checkpoints, .sfpq models) -------------------
+ * A file that starts with a fixed header struct: magic[4], then uint32
+ * version and header_bytes (offsets 0, 4, 8), and somewhere in it two
+ * uint32 CRC32Cs: one over the payload after the header, one over the
+ * header with its own CRC field zero. Little-endian, like the machines sfp
+ * runs on. */
+typedef struct sfp_sealed_kind {
+	char magic[4];
+	uint32_t version;
+	uint32_t header_bytes;
+	size_t payload_crc_at, header_crc_at; /* byte offsets in the header */
+	const char *noun;     /* errors: "<noun> 'name' is truncated" */
+	const char *not_this; /* "'name' is not <not_this>" (bad magic) */
+} sfp_sealed_kind;
+/* buf[0..len) holds the header (its other fields set, the CRC fields
+ * anything) and the payload: stamp magic, version and header_bytes, then
+ * both CRCs. len >= k->header_bytes. */
+void sfp_sealed_seal(const sfp_sealed_kind *k, void *buf, size_t len);
+/* The header's own checks, in this order: long enough (SFP_ETRUNC), magic
+ * (SFP_ECORRUPT), header CRC (SFP_ECHECKSUM), version and header size
+ * (SFP_EVERSION, naming both versions). On success the header is copied to
+ * hdr (k->header_bytes). Errors name `name`. */
+int sfp_sealed_check_header(const sfp_sealed_kind *k, const char *name, const void *buf,
+			    size_t len, void *hdr, sfp_error *err);
+/* The payload buf[header_bytes..len) against the CRC in hdr (SFP_ECHECKSUM). */
+int sfp_sealed_check_payload(const sfp_sealed_kind *k, const char *name, const void *buf,
+			     size_t len, const void *hdr, sfp_error *err);
+
 /* ---- clock ------------------------------------------------------------- */
 /* Monotonic nanoseconds. */
 uint64_t sfp_clock_ns(void);

@@ -172,6 +172,16 @@ int sfp_bitwave_init(sfp_bitwave *b, const sfp_bitwave_cfg *cfg, unsigned e, uns
  */
 int sfp_bitwave_observe(sfp_bitwave *b, double loss);
 
+/* BitWave's state as SFP_BITWAVE_STATE_FLOATS floats, so a checkpoint
+ * carries it beside the model's buffers: the loss averages, their variance
+ * and the step count as raw double bits (two floats each), then the widths,
+ * the newest removal and the holds as float-valued integers. The constants
+ * (cfg) are not part of it. Load refuses (SFP_ECORRUPT) a state whose
+ * widths or holds are outside the ranges the controller can reach. */
+#define SFP_BITWAVE_STATE_FLOATS 15
+void sfp_bitwave_save(const sfp_bitwave *b, float *dst);
+int sfp_bitwave_load(sfp_bitwave *b, const float *src, sfp_error *err);
+
 /* ---- BitPruning: learned integer widths for inference (design.md §1.5) ---
  *
  * A tensor (or each output channel of it: a "group") is stored as b-bit

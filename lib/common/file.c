@@ -1,7 +1,8 @@
 /*
- * file.c -- whole-file reads and atomic whole-file writes (temporary file in
- * the same directory, fsync, rename): a failed write never leaves a partial
- * destination or a stray temporary behind.
+ * file.c -- whole-file reads; atomic whole-file writes (temporary file in
+ * the same directory, fsync, rename), so a failed write never leaves a
+ * partial destination or a stray temporary behind; the sealed headers
+ * (magic, version, two CRC32Cs) of the checkpoint and integer-model files.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -130,4 +131,62 @@ fail:
 	unlink(tmp);
 	free(tmp);
 	return rc;
+}
+
+/* ---- sealed headers ------------------------------------------------------ */
+static uint32_t u32_at(const void *hdr, size_t at)
+{
+	uint32_t v;
+	memcpy(&v, (const unsigned char *)hdr + at, sizeof v);
+	return v;
+}
+
+static void u32_put(void *hdr, size_t at, uint32_t v)
+{
+	memcpy((unsigned char *)hdr + at, &v, sizeof v);
+}
+
+void sfp_sealed_seal(const sfp_sealed_kind *k, void *buf, size_t len)
+{
+	unsigned char *b = buf;
+	const size_t hb = k->header_bytes;
+	memcpy(b, k->magic, 4);
+	u32_put(b, 4, k->version);
+	u32_put(b, 8, k->header_bytes);
+	u32_put(b, k->payload_crc_at, sfp_crc32c(0, b + hb, len - hb));
+	u32_put(b, k->header_crc_at, 0);
+	u32_put(b, k->header_crc_at, sfp_crc32c(0, b, hb));
+}
+
+int sfp_sealed_check_header(const sfp_sealed_kind *k, const char *name, const void *buf,
+			    size_t len, void *hdr, sfp_error *err)
+{
+	const size_t hb = k->header_bytes;
+	if (len < hb)
+		return sfp_error_set(err, SFP_ETRUNC, "%s '%s' is truncated (%zu bytes)", k->noun,
+				     name, len);
+	memcpy(hdr, buf, hb);
+	if (memcmp(hdr, k->magic, 4) != 0)
+		return sfp_error_set(err, SFP_ECORRUPT, "'%s' is not %s", name, k->not_this);
+	const uint32_t hc = u32_at(hdr, k->header_crc_at);
+	u32_put(hdr, k->header_crc_at, 0);
+	const uint32_t want = sfp_crc32c(0, hdr, hb);
+	u32_put(hdr, k->header_crc_at, hc);
+	if (want != hc)
+		return sfp_error_set(err, SFP_ECHECKSUM, "%s '%s': header checksum mismatch", k->noun,
+				     name);
+	if (u32_at(hdr, 4) != k->version || u32_at(hdr, 8) != hb)
+		return sfp_error_set(err, SFP_EVERSION, "%s '%s' has version %u; this sfp reads version %u",
+				     k->noun, name, u32_at(hdr, 4), k->version);
+	return SFP_OK;
+}
+
+int sfp_sealed_check_payload(const sfp_sealed_kind *k, const char *name, const void *buf,
+			     size_t len, const void *hdr, sfp_error *err)
+{
+	const size_t hb = k->header_bytes;
+	if (sfp_crc32c(0, (const unsigned char *)buf + hb, len - hb) != u32_at(hdr, k->payload_crc_at))
+		return sfp_error_set(err, SFP_ECHECKSUM, "%s '%s': payload checksum mismatch", k->noun,
+				     name);
+	return SFP_OK;
 }

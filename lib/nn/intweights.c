@@ -31,6 +31,7 @@
  */
 #include <assert.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -507,8 +508,6 @@ void sfp_model_prune_summary(const sfp_model *m, sfp_prune_summary *s)
  * The codes of each group are packed on their own (sfp_prune_pack), so a
  * group starts on a byte. The floats are the parameters no tensor covers,
  * in arena order, then the buffers. */
-#define PQ_MAGIC "SFPQ"
-#define PQ_VERSION 1u
 #define PQ_FLAG_ACTIVATIONS 1u /* the layers' inputs are quantized too */
 
 typedef struct pq_header {
@@ -527,6 +526,16 @@ typedef struct pq_header {
 	uint32_t header_crc;
 } pq_header;
 static_assert(sizeof(pq_header) == 64, ".sfpq header layout");
+
+static const sfp_sealed_kind pq_kind = {
+	.magic = {'S', 'F', 'P', 'Q'},
+	.version = 1,
+	.header_bytes = sizeof(pq_header),
+	.payload_crc_at = offsetof(pq_header, payload_crc),
+	.header_crc_at = offsetof(pq_header, header_crc),
+	.noun = "model",
+	.not_this = "an sfp integer model (bad magic; `sfp export` writes them)",
+};
 
 typedef struct pq_tensor {
 	uint32_t layer;
@@ -602,9 +611,6 @@ int sfp_model_save_pruned(const sfp_model *m, const char *path, sfp_error *err)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory for '%s'", path);
 	pq_header h;
 	memset(&h, 0, sizeof h);
-	memcpy(h.magic, PQ_MAGIC, 4);
-	h.version = PQ_VERSION;
-	h.header_bytes = sizeof h;
 	h.model_sig = sfp_model_signature(m);
 	h.granularity = (uint32_t)p->granularity;
 	h.n_tensors = (uint32_t)p->nt;
@@ -654,9 +660,8 @@ int sfp_model_save_pruned(const sfp_model *m, const char *path, sfp_error *err)
 			memcpy(flat + (m->nparams - p->ncodes), m->bufs, m->nbufs * sizeof(float));
 			memcpy(o, flat, nf * sizeof(float));
 			free(flat);
-			h.payload_crc = sfp_crc32c(0, buf + sizeof h, len - sizeof h);
-			h.header_crc = sfp_crc32c(0, &h, sizeof h);
 			memcpy(buf, &h, sizeof h);
+			sfp_sealed_seal(&pq_kind, buf, len);
 			rc = sfp_file_write_atomic(path, buf, len, err);
 		}
 	}
@@ -668,30 +673,12 @@ int sfp_model_save_pruned(const sfp_model *m, const char *path, sfp_error *err)
 static int check_header(const sfp_model *m, const char *name, const unsigned char *buf,
 			size_t len, pq_header *h, sfp_error *err)
 {
-	if (len < sizeof *h)
-		return sfp_error_set(err, SFP_ETRUNC, "model '%s' is truncated (%zu bytes)", name,
-				     len);
-	memcpy(h, buf, sizeof *h);
-	if (memcmp(h->magic, PQ_MAGIC, 4) != 0)
-		return sfp_error_set(err, SFP_ECORRUPT,
-				     "'%s' is not an sfp integer model (bad magic; `sfp export` "
-				     "writes them)",
-				     name);
-	const uint32_t hc = h->header_crc;
-	h->header_crc = 0;
-	if (sfp_crc32c(0, h, sizeof *h) != hc)
-		return sfp_error_set(err, SFP_ECHECKSUM, "model '%s': header checksum mismatch", name);
-	if (h->version != PQ_VERSION || h->header_bytes != sizeof *h)
-		return sfp_error_set(err, SFP_EVERSION,
-				     "model '%s' has version %u; this sfp reads version %u", name,
-				     h->version, PQ_VERSION);
+	SFP_TRY(sfp_sealed_check_header(&pq_kind, name, buf, len, h, err));
 	if (h->payload_bytes != len - sizeof *h)
 		return sfp_error_set(err, h->payload_bytes > len - sizeof *h ? SFP_ETRUNC : SFP_ECORRUPT,
 				     "model '%s' has %zu bytes, its header says %llu", name, len,
 				     (unsigned long long)(h->payload_bytes + sizeof *h));
-	if (sfp_crc32c(0, buf + sizeof *h, len - sizeof *h) != h->payload_crc)
-		return sfp_error_set(err, SFP_ECHECKSUM, "model '%s': payload checksum mismatch",
-				     name);
+	SFP_TRY(sfp_sealed_check_payload(&pq_kind, name, buf, len, h, err));
 	if (h->model_sig != sfp_model_signature(m) || h->n_params != m->nparams ||
 	    h->n_bufs != m->nbufs)
 		return sfp_error_set(err, SFP_EINVAL,

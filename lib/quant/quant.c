@@ -2,6 +2,7 @@
  * quant.c -- Quantum Mantissa / Quantum Exponent widths, the footprint
  * penalty and the BitWave controller (include/sfp/quant.h).
  */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -307,4 +308,50 @@ int sfp_bitwave_observe(sfp_bitwave *b, double loss)
 	b->ref = b->avg;
 	b->last = d;
 	return d;
+}
+
+/* The state's layout: doubles first (two floats of raw bits each), then
+ * integers; the order is the checkpoint format's (docs/checkpoint.md). */
+enum { BW_DOUBLES = 4, BW_INTS = 7 };
+static_assert(2 * BW_DOUBLES + BW_INTS == SFP_BITWAVE_STATE_FLOATS, "BitWave state layout");
+
+void sfp_bitwave_save(const sfp_bitwave *b, float *dst)
+{
+	const double d[BW_DOUBLES] = {b->avg, b->ref, (double)b->seen, b->var};
+	const int i[BW_INTS] = {(int)b->m, (int)b->e, b->removed, b->hold_m,
+				b->hold_e, b->len_m, b->len_e};
+	memcpy(dst, d, sizeof d);
+	for (int k = 0; k < BW_INTS; k++)
+		dst[2 * BW_DOUBLES + k] = (float)i[k];
+}
+
+int sfp_bitwave_load(sfp_bitwave *b, const float *src, sfp_error *err)
+{
+	double d[BW_DOUBLES];
+	memcpy(d, src, sizeof d);
+	int i[BW_INTS];
+	for (int k = 0; k < BW_INTS; k++) {
+		const float v = src[2 * BW_DOUBLES + k];
+		if (!(v >= 0.0f && v <= 1024.0f) || v != floorf(v))
+			return sfp_error_set(err, SFP_ECORRUPT, "bitwave state: field %d is %g", k,
+					     (double)v);
+		i[k] = (int)v;
+	}
+	if (i[0] > 23 || i[1] < 1 || i[1] > 8 || (i[2] != 0 && i[2] != 'm' && i[2] != 'e') ||
+	    !(d[2] >= 0.0))
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "bitwave state: widths e%d m%d, removal %d, %g steps", i[1], i[0],
+				     i[2], d[2]);
+	b->avg = d[0];
+	b->ref = d[1];
+	b->seen = (int64_t)d[2];
+	b->var = d[3];
+	b->m = (unsigned)i[0];
+	b->e = (unsigned)i[1];
+	b->removed = i[2];
+	b->hold_m = i[3];
+	b->hold_e = i[4];
+	b->len_m = i[5];
+	b->len_e = i[6];
+	return SFP_OK;
 }

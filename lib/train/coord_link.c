@@ -1,5 +1,5 @@
 /*
- * coordinate.c -- the trainer's side of the coordinator daemon (design.md
+ * coord_link.c -- the trainer's side of the coordinator daemon (design.md
  * §3 step 6): register at start, report every daemon.report_every steps,
  * apply the widths the daemon answers, say goodbye at the end.
  *
@@ -49,7 +49,7 @@ static int rank_of(const sfp_trainer *t)
 /* A failed exchange: say so once per outage, back off. */
 static void failed(sfp_trainer *t, const sfp_error *err)
 {
-	sfp_daemon_link *l = &t->daemon;
+	sfp_coord_link *l = &t->link;
 	if (!l->failures && !l->closing)
 		notice(t, "%s; training on with the current widths", err->msg);
 	l->failures++;
@@ -58,7 +58,7 @@ static void failed(sfp_trainer *t, const sfp_error *err)
 
 static void succeeded(sfp_trainer *t)
 {
-	sfp_daemon_link *l = &t->daemon;
+	sfp_coord_link *l = &t->link;
 	if (l->failures)
 		notice(t, "daemon: reachable again at %s", t->cfg.daemon.address);
 	l->failures = 0;
@@ -67,7 +67,7 @@ static void succeeded(sfp_trainer *t)
 
 static int do_register(sfp_trainer *t, sfp_error *err)
 {
-	sfp_daemon_link *l = &t->daemon;
+	sfp_coord_link *l = &t->link;
 	sfp_model *m = t->model;
 	const int nt = sfp_model_n_qtensors(m);
 	sfp_coord_tensor *ts = calloc((size_t)nt + 1, sizeof *ts);
@@ -103,13 +103,13 @@ static int do_register(sfp_trainer *t, sfp_error *err)
 	return rc;
 }
 
-int sfp_daemon_open(sfp_trainer *t, sfp_error *err)
+int sfp_coord_link_open(sfp_trainer *t, sfp_error *err)
 {
 	const sfp_cfg_daemon *dc = &t->cfg.daemon;
 	if (!dc->address[0])
 		return SFP_OK;
 	const char *token = dc->token[0] ? dc->token : getenv("SFP_TOKEN");
-	SFP_TRY(sfp_coord_connect(&t->daemon.c, dc->address, token ? token : "", dc->timeout_s,
+	SFP_TRY(sfp_coord_connect(&t->link.c, dc->address, token ? token : "", dc->timeout_s,
 				  err));
 	sfp_error e2;
 	if (do_register(t, &e2) < 0)
@@ -124,7 +124,7 @@ int sfp_daemon_open(sfp_trainer *t, sfp_error *err)
  * gets its answer (valid = 0 if none). */
 static void exchange(sfp_trainer *t, sfp_coord_update *upd, sfp_coord_width *widths)
 {
-	sfp_daemon_link *l = &t->daemon;
+	sfp_coord_link *l = &t->link;
 	upd->valid = 0;
 	if (!l->c)
 		return;
@@ -181,7 +181,7 @@ static void exchange(sfp_trainer *t, sfp_coord_update *upd, sfp_coord_width *wid
 		upd->valid = 0; /* not for this model: ignore */
 }
 
-int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *err)
+int sfp_coord_link_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *err)
 {
 	const int every = t->cfg.daemon.report_every > 0 ? t->cfg.daemon.report_every : 10;
 	if (!t->cfg.daemon.address[0] || t->step % every != 0)
@@ -192,9 +192,9 @@ int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *er
 	if (!widths)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 	sfp_coord_update u = {0};
-	t->daemon.last_step = t->step;
-	t->daemon.last_loss = loss;
-	t->daemon.last_samples = samples;
+	t->link.last_step = t->step;
+	t->link.last_loss = loss;
+	t->link.last_samples = samples;
 	exchange(t, &u, widths);
 	int rc = SFP_OK;
 	if (t->policy == SFP_QPOLICY_QUANTUM) {
@@ -221,7 +221,7 @@ int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *er
 			t->bw.e = (unsigned)v[1];
 			t->bw.m = (unsigned)v[2];
 			sfp_model_set_widths(m, t->bw.e, t->bw.m);
-			t->daemon.steers = 1;
+			t->link.steers = 1;
 		}
 	}
 	free(widths);
@@ -235,9 +235,9 @@ int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *er
  * failures (each costs at most daemon.timeout_s); the answer's widths are
  * not applied, training is over.
  */
-void sfp_daemon_close(sfp_trainer *t, int ok)
+void sfp_coord_link_close(sfp_trainer *t, int ok)
 {
-	sfp_daemon_link *l = &t->daemon;
+	sfp_coord_link *l = &t->link;
 	if (!l->c)
 		return;
 	int reachable = 1;
@@ -260,9 +260,9 @@ void sfp_daemon_close(sfp_trainer *t, int ok)
 	l->c = NULL;
 }
 
-void sfp_daemon_heartbeat(sfp_trainer *t)
+void sfp_coord_link_heartbeat(sfp_trainer *t)
 {
-	sfp_daemon_link *l = &t->daemon;
+	sfp_coord_link *l = &t->link;
 	if (!l->c || !l->registered || l->skip > 0)
 		return;
 	sfp_error err;

@@ -1,6 +1,8 @@
 /*
- * train_internal.h -- the trainer's state, shared by the training loop
- * (train.c) and its distributed half (dist.c).
+ * train_internal.h -- the trainer's state, shared by its set-up
+ * (trainer.c), the loop (loop.c), checkpoints (checkpoint.c), the metrics
+ * log (metrics.c), the distributed half (dist.c) and the daemon link
+ * (coord_link.c).
  */
 #ifndef SFP_TRAIN_INTERNAL_H
 #define SFP_TRAIN_INTERNAL_H
@@ -35,21 +37,21 @@ typedef struct sfp_dist {
 
 typedef struct sfp_coord sfp_coord;
 
-/* The link to the coordinator daemon (coordinate.c). */
-typedef struct sfp_daemon_link {
+/* The link to the coordinator daemon (coord_link.c). */
+typedef struct sfp_coord_link {
 	sfp_coord *c;   /* NULL: no daemon configured */
 	int registered;
 	int failures;   /* in a row */
 	int skip;       /* reports to skip before trying again */
 	int steers;     /* BitWave widths come from the daemon */
-	int closing;    /* in sfp_daemon_close: failures are not announced */
+	int closing;    /* in sfp_coord_link_close: failures are not announced */
 	/* The newest report step, its loss and samples, and the newest step
 	 * the daemon answered: a report skipped or lost at the end is sent
 	 * once more when the worker closes. */
 	int64_t last_step, answered_step;
 	double last_loss;
 	uint64_t last_samples;
-} sfp_daemon_link;
+} sfp_coord_link;
 
 struct sfp_trainer {
 	sfp_config cfg;
@@ -69,7 +71,7 @@ struct sfp_trainer {
 	float *extra;        /* checkpointed state beyond the arenas: widths, BitWave */
 	size_t nextra;
 	sfp_dist *dist;      /* NULL: one process */
-	sfp_daemon_link daemon;
+	sfp_coord_link link; /* to the coordinator daemon (coord_link.c) */
 	sfp_notice_fn on_notice;
 	void *notice_user;
 	int resumed_without_residual; /* said once the run starts (sfp_trainer_run) */
@@ -83,12 +85,38 @@ static inline int sfp_bitwave_live(const struct sfp_trainer *t)
 	return (double)t->step < (double)t->cfg.bitlength.freeze * (double)t->total_steps;
 }
 
-/* coordinate.c */
-int sfp_daemon_open(sfp_trainer *t, sfp_error *err);
-void sfp_daemon_close(sfp_trainer *t, int ok);
+/* trainer.c, loop.c: the trainer's own files; these are the others'. */
+
+/* checkpoint.c */
+/* Floats of state beyond the arenas a checkpoint carries ("extra"). */
+size_t sfp_ckpt_extra_count(const sfp_trainer *t);
+/* mkdir -p, naming the folder on failure. */
+int sfp_ckpt_make_dirs(const char *path, sfp_error *err);
+/* Save ckpt-<step>.sfpk (a stage: -stage<s>) into checkpoint.dir (collective
+ * in a job: replica 0 of each stage writes), keep the newest
+ * checkpoint.keep, log it. */
+int sfp_ckpt_now(sfp_trainer *t, sfp_error *err);
+
+/* metrics.c: every record function writes one JSON line, nothing when the
+ * log is not open (not configured, or not the writer rank). */
+int sfp_metrics_open(sfp_trainer *t, sfp_error *err);
+void sfp_metrics_close(sfp_trainer *t);
+int sfp_metrics_train(sfp_trainer *t, const sfp_progress *p, sfp_error *err);
+int sfp_metrics_prune(sfp_trainer *t, const sfp_progress *p, const sfp_prune_summary *ps,
+		      sfp_error *err);
+int sfp_metrics_eval(sfp_trainer *t, int64_t epoch, float acc, float loss, sfp_error *err);
+int sfp_metrics_checkpoint(sfp_trainer *t, const char *path, sfp_error *err);
+/* One record per container, then the footprint. */
+int sfp_metrics_widths(sfp_trainer *t, sfp_error *err);
+/* One record per tensor kind that moved: per-step means over `steps`. */
+int sfp_metrics_traffic(sfp_trainer *t, const sfp_wire_stats *ws, int64_t steps, sfp_error *err);
+
+/* coord_link.c */
+int sfp_coord_link_open(sfp_trainer *t, sfp_error *err);
+void sfp_coord_link_close(sfp_trainer *t, int ok);
 /* At every daemon.report_every-th step (collective): report, apply. */
-int sfp_daemon_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *err);
-void sfp_daemon_heartbeat(sfp_trainer *t);
+int sfp_coord_link_step(sfp_trainer *t, double loss, uint64_t samples, sfp_error *err);
+void sfp_coord_link_heartbeat(sfp_trainer *t);
 
 /* dist.c */
 int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full,

@@ -1,0 +1,246 @@
+/*
+ * trainer.c -- the trainer's set-up and teardown: the model (this rank's
+ * stage of it in a distributed job), its containers from the bitlength
+ * section, the data, the optimizer, the checkpoint folder and the metrics
+ * log; evaluation on the test set.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/train_internal.h"
+
+/* bitlength section -> containers on the model (and the BitWave state) */
+static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error *err)
+{
+	int targets = 0;
+	for (int i = 0; i < b->n_targets; i++) {
+		if (!strcmp(b->targets[i], "weights"))
+			targets |= SFP_QTARGET_WEIGHTS;
+		else if (!strcmp(b->targets[i], "activations"))
+			targets |= SFP_QTARGET_ACTIVATIONS;
+		else if (!strcmp(b->targets[i], "gradients"))
+			targets |= SFP_QTARGET_GRADIENTS;
+		else
+			return sfp_error_set(err, SFP_EUNSUPPORTED,
+					     "bitlength.targets: '%s' is not supported (weights, "
+					     "activations, gradients)",
+					     b->targets[i]);
+	}
+	if (!strcmp(b->policy, "quantum"))
+		t->policy = SFP_QPOLICY_QUANTUM;
+	else if (!strcmp(b->policy, "bitwave"))
+		t->policy = SFP_QPOLICY_BITWAVE;
+	else
+		t->policy = b->e >= 8.0f && b->m >= 23.0f && !(targets & SFP_QTARGET_GRADIENTS)
+				    ? SFP_QPOLICY_OFF
+				    : SFP_QPOLICY_FIXED;
+	if (!targets)
+		t->policy = SFP_QPOLICY_OFF;
+	if (t->policy == SFP_QPOLICY_FIXED && (b->e != floorf(b->e) || b->m != floorf(b->m)))
+		return sfp_error_set(err, SFP_EINVAL,
+				     "bitlength: the fixed policy needs integer e and m (got %g, %g)",
+				     (double)b->e, (double)b->m);
+	if (t->policy == SFP_QPOLICY_BITWAVE) {
+		sfp_bitwave_cfg c = {.ema = b->ema,
+				     .threshold = b->threshold,
+				     .period = b->period,
+				     .m_min = (unsigned)b->m_min,
+				     .m_max = (unsigned)ceilf(b->m),
+				     .e_min = (unsigned)b->e_min,
+				     .e_max = (unsigned)ceilf(b->e),
+				     .backoff = b->backoff};
+		SFP_TRY(sfp_bitwave_init(&t->bw, &c, c.e_max, c.m_max, err));
+	}
+	SFP_TRY(sfp_model_set_stash(t->model, b->pack, b->gecko, err));
+	sfp_model_set_pack_weights(t->model, b->pack_weights);
+	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
+	SFP_TRY(sfp_model_set_grad_widths(t->model, (unsigned)b->grad_e, (unsigned)b->grad_m, err));
+	SFP_TRY(sfp_model_set_refine(t->model,
+				     strcmp(b->refine_bias, "tensor") ? SFP_BIAS_OFF : SFP_BIAS_TENSOR,
+				     b->refine_shift, err));
+	if (t->policy == SFP_QPOLICY_QUANTUM)
+		sfp_model_set_floors(t->model, (float)b->e_min, (float)b->m_min);
+	t->nextra = sfp_ckpt_extra_count(t);
+	if (t->nextra && !(t->extra = calloc(t->nextra, sizeof(float))))
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	return SFP_OK;
+}
+
+void sfp_trainer_free(sfp_trainer *t)
+{
+	if (!t)
+		return;
+	sfp_model_free(t->model);
+	sfp_optim_free(t->opt);
+	sfp_dataset_release(&t->train);
+	sfp_dataset_release(&t->test);
+	sfp_coord_link_close(t, 0);
+	sfp_dist_free(t->dist);
+	free(t->order);
+	free(t->extra);
+	free(t->bx);
+	free(t->by);
+	sfp_metrics_close(t);
+	free(t);
+}
+
+static int cfg_input_numel(const sfp_cfg_model *c)
+{
+	int n = 1;
+	for (int i = 0; i < c->input_ndim; i++)
+		n *= c->input[i];
+	return n;
+}
+
+int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
+		       sfp_error *err)
+{
+	return sfp_trainer_create_dist(out, cfg, config_dir, NULL, err);
+}
+
+int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
+			    sfp_transport *tr, sfp_error *err)
+{
+	*out = NULL;
+	int rc;
+	sfp_cfg_model *stage_cfg = NULL;
+	sfp_trainer *t = calloc(1, sizeof *t);
+	if (!t)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	t->cfg = *cfg;
+	const int B = cfg->train.batch_size;
+	if (B <= 0) {
+		rc = sfp_error_set(err, SFP_EINVAL, "train.batch_size must be positive");
+		goto out;
+	}
+	/* a distributed rank builds its stage only, for its share of a batch */
+	const sfp_cfg_model *mcfg = &cfg->model;
+	int max_batch = B;
+	if (tr && sfp_transport_size(tr) > 1) {
+		if (!(stage_cfg = malloc(sizeof *stage_cfg))) {
+			rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = sfp_dist_create(t, tr, &cfg->model, config_dir, stage_cfg, &max_batch,
+					  err)) < 0)
+			goto out;
+		mcfg = stage_cfg;
+	}
+	const sfp_dist *d = t->dist;
+	const int is_last = !d || d->stage == d->stages - 1;
+	if ((rc = sfp_model_create_ex(&t->model, mcfg, config_dir, max_batch,
+				      is_last ? 0 : SFP_MODEL_STAGE, err)) < 0 ||
+	    (rc = sfp_model_set_threads(t->model, cfg->train.threads > 0 ? cfg->train.threads : 1,
+					err)) < 0)
+		goto out;
+	if (d && d->stage > 0)
+		sfp_model_want_input_grad(t->model, 1);
+	if (!is_last)
+		sfp_model_set_output_stored(t->model, 1);
+	if ((rc = sfp_dataset_load(&t->train, &t->test, &cfg->data, err)) < 0)
+		goto out;
+	if ((size_t)cfg_input_numel(&cfg->model) != sfp_shape_numel(t->train.shape)) {
+		rc = sfp_error_set(err, SFP_EINVAL,
+				   "model.input has %d values per sample but the data has %zu",
+				   cfg_input_numel(&cfg->model), sfp_shape_numel(t->train.shape));
+		goto out;
+	}
+	if (is_last && sfp_model_classes(t->model) != t->train.classes) {
+		rc = sfp_error_set(err, SFP_EINVAL,
+				   "the model outputs %d classes but the data has %d",
+				   sfp_model_classes(t->model), t->train.classes);
+		goto out;
+	}
+	sfp_model_init(t->model, cfg->train.seed);
+	if (d && (rc = sfp_dist_finish_setup(t, config_dir, err)) < 0)
+		goto out;
+	if ((rc = setup_bitlength(t, &cfg->bitlength, err)) < 0)
+		goto out;
+	size_t np;
+	sfp_model_params(t->model, &np);
+	if ((rc = sfp_optim_create(&t->opt, &cfg->train.optimizer, np, err)) < 0)
+		goto out;
+	t->order = malloc((size_t)t->train.n * sizeof *t->order);
+	t->bx = malloc((size_t)max_batch * sfp_shape_numel(sfp_model_input_shape(t->model)) *
+		       sizeof(float));
+	t->by = malloc((size_t)max_batch);
+	if (!t->order || !t->bx || !t->by) {
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		goto out;
+	}
+	t->order_epoch = -1;
+	t->steps_per_epoch = (t->train.n + B - 1) / B;
+	t->total_steps = (int64_t)cfg->train.epochs * t->steps_per_epoch;
+	if (cfg->train.max_steps > 0 && cfg->train.max_steps < t->total_steps)
+		t->total_steps = cfg->train.max_steps;
+	const int writer = !d || d->rank == 0;
+	if ((!d || d->replica == 0) && cfg->checkpoint.dir[0] &&
+	    (rc = sfp_ckpt_make_dirs(cfg->checkpoint.dir, err)) < 0)
+		goto out;
+	if (writer && (rc = sfp_metrics_open(t, err)) < 0)
+		goto out;
+	*out = t;
+	t = NULL;
+	rc = SFP_OK;
+out:
+	free(stage_cfg);
+	sfp_trainer_free(t);
+	return rc;
+}
+
+void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *stages,
+			  int *replicas)
+{
+	const sfp_dist *d = t->dist;
+	*stage = d ? d->stage : 0;
+	*replica = d ? d->replica : 0;
+	*stages = d ? d->stages : 1;
+	*replicas = d ? d->replicas : 1;
+}
+
+void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user)
+{
+	t->on_notice = fn;
+	t->notice_user = user;
+}
+
+void sfp_trainer_on_progress(sfp_trainer *t, sfp_progress_fn fn, void *user)
+{
+	t->on_progress = fn;
+	t->user = user;
+}
+
+sfp_model *sfp_trainer_model(sfp_trainer *t)
+{
+	return t->model;
+}
+
+int64_t sfp_trainer_step(const sfp_trainer *t)
+{
+	return t->step;
+}
+
+int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
+{
+	if (t->dist) {
+		SFP_TRY(sfp_dist_sync_buffers(t, err));
+		return sfp_dist_evaluate(t, acc, loss, err);
+	}
+	const int B = t->cfg.train.batch_size;
+	const size_t per = sfp_shape_numel(t->test.shape);
+	double lsum = 0.0;
+	int64_t ok = 0;
+	for (int s = 0; s < t->test.n; s += B) {
+		int b = t->test.n - s < B ? t->test.n - s : B;
+		int c = 0;
+		sfp_model_forward(t->model, t->test.x + (size_t)s * per, b, 0, 0);
+		lsum += (double)sfp_model_loss(t->model, t->test.y + s, b, &c, 0) * b;
+		ok += c;
+	}
+	*acc = t->test.n ? (float)ok / (float)t->test.n : 0.0f;
+	*loss = t->test.n ? (float)(lsum / t->test.n) : 0.0f;
+	(void)err;
+	return SFP_OK;
+}
