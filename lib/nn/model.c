@@ -265,6 +265,147 @@ int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base
 	return sfp_model_create_ex(out, cfg, base_dir, max_batch, 0, err);
 }
 
+/* model.input as a shape: 1 to 3 positive dimensions. */
+static int model_input(sfp_model *m, const sfp_cfg_model *cfg, sfp_error *err)
+{
+	if (cfg->input_ndim < 1 || cfg->input_ndim > 3)
+		return sfp_error_set(err, SFP_EINVAL, "model.input must have 1 to 3 dimensions");
+	int d[3] = {1, 1, 1};
+	for (int i = 0; i < cfg->input_ndim; i++) {
+		if (cfg->input[i] <= 0)
+			return sfp_error_set(err, SFP_EINVAL, "model.input dimensions must be positive");
+		d[i] = cfg->input[i];
+	}
+	m->input = (sfp_shape){d[0], d[1], d[2]};
+	return SFP_OK;
+}
+
+/* An add layer's other operand: an earlier layer of the same shape. */
+static int wire_add(sfp_model *m, layer *l, const sfp_cfg_layer *c, int i, sfp_error *err)
+{
+	for (int j = 0; j < i; j++)
+		if (!strcmp(m->layers[j].name, c->from))
+			l->from = j;
+	if (l->from < 0) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "from '%s' names no earlier layer", c->from);
+		return layer_error(err, SFP_EINVAL, l, msg);
+	}
+	const sfp_shape f = m->layers[l->from].out, cur = l->in;
+	if (f.c != cur.c || f.h != cur.h || f.w != cur.w) {
+		char a[64], b[64], msg[256];
+		snprintf(msg, sizeof msg, "input %s and '%s' output %s differ",
+			 shape_str(a, sizeof a, cur), c->from, shape_str(b, sizeof b, f));
+		return layer_error(err, SFP_EINVAL, l, msg);
+	}
+	return SFP_OK;
+}
+
+/* Layer i from its config entry: kind, name, shapes, plug-in, wiring. */
+static int layer_build(sfp_model *m, const sfp_cfg_layer *c, int i, sfp_shape in,
+		       const char *base_dir, sfp_error *err)
+{
+	layer *l = &m->layers[i];
+	l->kind = kind_parse(c->type);
+	l->line = c->line;
+	l->input = i - 1;
+	l->from = -1;
+	if (c->name[0])
+		snprintf(l->name, sizeof l->name, "%s", c->name);
+	else
+		snprintf(l->name, sizeof l->name, "%s%d", c->type, i);
+	if (l->kind < 0)
+		return sfp_error_set(err, SFP_EINVAL, "layer %d (line %d): unknown type '%s'", i,
+				     c->line, c->type);
+	l->in = in;
+	if (l->kind == L_PLUGIN)
+		SFP_TRY(load_plugin(l, c, base_dir, err));
+	SFP_TRY(layer_shape(l, c, err));
+	if (l->kind == L_ADD)
+		SFP_TRY(wire_add(m, l, c, i, err));
+	return SFP_OK;
+}
+
+/* Running totals of the arenas while layers are placed. */
+typedef struct arena_offsets {
+	size_t params, bufs, acts, aux;
+} arena_offsets;
+
+/* Layer i's slices of the arenas (flatten and an in-place relu alias their
+ * input's activations), max-pool indices, the kernels' workspace. */
+static void layer_place(sfp_model *m, const sfp_cfg_model *cfg, int i, arena_offsets *o)
+{
+	layer *l = &m->layers[i];
+	l->param_off = o->params;
+	o->params += l->nparams;
+	l->buf_off = o->bufs;
+	o->bufs += l->nbufs;
+	if (l->kind == L_FLATTEN && i > 0) {
+		l->act_off = m->layers[i - 1].act_off; /* an alias: no data moves */
+		l->slot = m->layers[i - 1].slot;
+	} else if (l->kind == L_RELU && relu_can_be_inplace(m, cfg, i)) {
+		l->inplace = 1;
+		l->act_off = m->layers[i - 1].act_off;
+		l->slot = m->layers[i - 1].slot;
+	} else {
+		l->act_off = o->acts;
+		l->slot = i;
+		o->acts += (size_t)m->max_batch * sfp_shape_numel(l->out);
+	}
+	if (l->kind == L_MAXPOOL) {
+		l->idx_off = m->nidx;
+		m->nidx += (size_t)m->max_batch * sfp_shape_numel(l->out);
+	}
+	if (l->kind == L_BATCHNORM) {
+		l->aux_off = o->aux;
+		o->aux += 2 * (size_t)l->in.c;
+	}
+	if (l->kind == L_CONV2D) {
+		size_t w = sfp_conv_ws_floats(&l->conv);
+		if (w > m->nws)
+			m->nws = w;
+		if (l->nparams + (l->bias ? 0 : (size_t)l->conv.co) > m->npartial)
+			m->npartial = l->nparams + (l->bias ? 0 : (size_t)l->conv.co);
+	}
+}
+
+/* The last layer's output: class scores, unless the model is a stage. */
+static int check_output(const sfp_model *m, unsigned flags, sfp_error *err)
+{
+	const layer *last = &m->layers[m->n - 1];
+	const sfp_shape cur = last->out;
+	if (last->kind == L_FLATTEN && m->n == 1)
+		return sfp_error_set(err, SFP_EINVAL, "model is a single flatten layer");
+	if (!(flags & SFP_MODEL_STAGE) && (cur.h != 1 || cur.w != 1 || cur.c < 2)) {
+		char a[64], msg[160];
+		snprintf(msg, sizeof msg, "output %s is not a flat vector of class scores",
+			 shape_str(a, sizeof a, cur));
+		return layer_error(err, SFP_EINVAL, last, msg);
+	}
+	return SFP_OK;
+}
+
+static int alloc_arenas(sfp_model *m, const arena_offsets *o, sfp_error *err)
+{
+	m->nparams = o->params;
+	m->nbufs = o->bufs;
+	m->nacts = o->acts;
+	m->naux = o->aux;
+	m->params = alloc_floats(o->params);
+	m->grads = alloc_floats(o->params);
+	m->bufs = alloc_floats(o->bufs);
+	m->acts = alloc_floats(o->acts);
+	m->dacts = alloc_floats(o->acts);
+	m->aux = alloc_floats(o->aux);
+	m->dlogits = alloc_floats((size_t)m->max_batch * m->classes);
+	m->idx = calloc(m->nidx ? m->nidx : 1, 1);
+	m->ctx.isa = sfp_cpu_isa();
+	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->aux ||
+	    !m->dlogits || !m->idx || sfp_model_set_threads(m, 1, err) < 0)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's arenas");
+	return SFP_OK;
+}
+
 int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *base_dir,
 			int max_batch, unsigned flags, sfp_error *err)
 {
@@ -273,8 +414,6 @@ int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *b
 		return sfp_error_set(err, SFP_EINVAL, "batch size must be positive");
 	if (cfg->n_layers <= 0)
 		return sfp_error_set(err, SFP_EINVAL, "model has no layers");
-	if (cfg->input_ndim < 1 || cfg->input_ndim > 3)
-		return sfp_error_set(err, SFP_EINVAL, "model.input must have 1 to 3 dimensions");
 	int rc = SFP_OK;
 	sfp_model *m = calloc(1, sizeof *m);
 	if (!m)
@@ -286,123 +425,22 @@ int sfp_model_create_ex(sfp_model **out, const sfp_cfg_model *cfg, const char *b
 	}
 	m->max_batch = max_batch;
 	m->stash_packed = 1;
-	int d[3] = {1, 1, 1};
-	for (int i = 0; i < cfg->input_ndim; i++) {
-		if (cfg->input[i] <= 0) {
-			rc = sfp_error_set(err, SFP_EINVAL, "model.input dimensions must be positive");
-			goto out;
-		}
-		d[i] = cfg->input[i];
-	}
-	m->input = (sfp_shape){d[0], d[1], d[2]};
-
-	size_t poff = 0, boff = 0, aoff = 0, xoff = 0;
+	if ((rc = model_input(m, cfg, err)) < 0)
+		goto out;
+	arena_offsets o = {0, 0, 0, 0};
 	sfp_shape cur = m->input;
 	for (int i = 0; i < cfg->n_layers; i++) {
-		const sfp_cfg_layer *c = &cfg->layers[i];
-		layer *l = &m->layers[i];
 		m->n = i + 1;
-		l->kind = kind_parse(c->type);
-		l->line = c->line;
-		l->input = i - 1;
-		l->from = -1;
-		if (c->name[0])
-			snprintf(l->name, sizeof l->name, "%s", c->name);
-		else
-			snprintf(l->name, sizeof l->name, "%s%d", c->type, i);
-		if (l->kind < 0) {
-			rc = sfp_error_set(err, SFP_EINVAL, "layer %d (line %d): unknown type '%s'", i,
-					   c->line, c->type);
+		if ((rc = layer_build(m, &cfg->layers[i], i, cur, base_dir, err)) < 0)
 			goto out;
-		}
-		l->in = cur;
-		if (l->kind == L_PLUGIN && (rc = load_plugin(l, c, base_dir, err)) < 0)
-			goto out;
-		if ((rc = layer_shape(l, c, err)) < 0)
-			goto out;
-		if (l->kind == L_ADD) {
-			for (int j = 0; j < i; j++)
-				if (!strcmp(m->layers[j].name, c->from))
-					l->from = j;
-			if (l->from < 0) {
-				char msg[128];
-				snprintf(msg, sizeof msg, "from '%s' names no earlier layer", c->from);
-				rc = layer_error(err, SFP_EINVAL, l, msg);
-				goto out;
-			}
-			sfp_shape f = m->layers[l->from].out;
-			if (f.c != cur.c || f.h != cur.h || f.w != cur.w) {
-				char a[64], b[64], msg[256];
-				snprintf(msg, sizeof msg, "input %s and '%s' output %s differ",
-					 shape_str(a, sizeof a, cur), c->from, shape_str(b, sizeof b, f));
-				rc = layer_error(err, SFP_EINVAL, l, msg);
-				goto out;
-			}
-		}
-		l->param_off = poff;
-		poff += l->nparams;
-		l->buf_off = boff;
-		boff += l->nbufs;
-		if (l->kind == L_FLATTEN && i > 0) {
-			l->act_off = m->layers[i - 1].act_off; /* an alias: no data moves */
-			l->slot = m->layers[i - 1].slot;
-		} else if (l->kind == L_RELU && relu_can_be_inplace(m, cfg, i)) {
-			l->inplace = 1;
-			l->act_off = m->layers[i - 1].act_off;
-			l->slot = m->layers[i - 1].slot;
-		} else {
-			l->act_off = aoff;
-			l->slot = i;
-			aoff += (size_t)max_batch * sfp_shape_numel(l->out);
-		}
-		if (l->kind == L_MAXPOOL) {
-			l->idx_off = m->nidx;
-			m->nidx += (size_t)max_batch * sfp_shape_numel(l->out);
-		}
-		if (l->kind == L_BATCHNORM) {
-			l->aux_off = xoff;
-			xoff += 2 * (size_t)l->in.c;
-		}
-		if (l->kind == L_CONV2D) {
-			size_t w = sfp_conv_ws_floats(&l->conv);
-			if (w > m->nws)
-				m->nws = w;
-			if (l->nparams + (l->bias ? 0 : (size_t)l->conv.co) > m->npartial)
-				m->npartial = l->nparams + (l->bias ? 0 : (size_t)l->conv.co);
-		}
-		cur = l->out;
+		layer_place(m, cfg, i, &o);
+		cur = m->layers[i].out;
 	}
-	layer *last = &m->layers[m->n - 1];
-	if (last->kind == L_FLATTEN && m->n == 1) {
-		rc = sfp_error_set(err, SFP_EINVAL, "model is a single flatten layer");
+	if ((rc = check_output(m, flags, err)) < 0)
 		goto out;
-	}
-	if (!(flags & SFP_MODEL_STAGE) && (cur.h != 1 || cur.w != 1 || cur.c < 2)) {
-		char a[64], msg[160];
-		snprintf(msg, sizeof msg, "output %s is not a flat vector of class scores",
-			 shape_str(a, sizeof a, cur));
-		rc = layer_error(err, SFP_EINVAL, last, msg);
-		goto out;
-	}
 	m->classes = (int)sfp_shape_numel(cur);
-	m->nparams = poff;
-	m->nbufs = boff;
-	m->nacts = aoff;
-	m->naux = xoff;
-	m->params = alloc_floats(poff);
-	m->grads = alloc_floats(poff);
-	m->bufs = alloc_floats(boff);
-	m->acts = alloc_floats(aoff);
-	m->dacts = alloc_floats(aoff);
-	m->aux = alloc_floats(xoff);
-	m->dlogits = alloc_floats((size_t)max_batch * m->classes);
-	m->idx = calloc(m->nidx ? m->nidx : 1, 1);
-	m->ctx.isa = sfp_cpu_isa();
-	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->aux ||
-	    !m->dlogits || !m->idx || sfp_model_set_threads(m, 1, err) < 0) {
-		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's arenas");
+	if ((rc = alloc_arenas(m, &o, err)) < 0)
 		goto out;
-	}
 	*out = m;
 	m = NULL;
 out:
