@@ -254,97 +254,94 @@ static seg *add_seg(slot *sl, int s0, int b, size_t v0, size_t n, size_t off, si
  * threads, encode the layer's values with that FIXED window and quantize
  * them. The containers decode to exactly the quantized rows.
  */
-int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits)
+/* The threads' path of sfp_stash_put: over T threads, the window (a max
+ * per block, the largest top), then each thread encodes its run of blocks
+ * into its own spill area and quantizes them; the blocks are appended in
+ * order afterwards. A block that does not fit its area (exceptions) is
+ * redone here by one thread. */
+static int put_threads(sfp_model *m, slot *sl, int s0, int b, float *y, size_t n, sfp_params p,
+		       int T)
 {
 	sfp_stash *st = m->stash;
-	slot *sl = &st->s[m->layers[i].slot];
-	const size_t n = (size_t)b * slot_numel(m, m->layers[i].slot);
-	float *y = sfp_act_out(m, i, s0);
 	const size_t nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
-	sfp_params p;
-	sfp_params_init(&p, e, mbits);
-	p.gecko = st->gecko;
-	sfp_model_refine_params(m, &p);
-	const int T = team(m, n, e + mbits + 1);
-	int rc = SFP_OK;
-	if (T > 1) {
-		/* one parallel region: the window (a max per block, the largest
-		 * top), then each thread encodes its run of blocks into its own
-		 * spill area and quantizes them; the blocks are appended in order
-		 * afterwards. A block that does not fit its area (exceptions) is
-		 * redone below. */
-		const size_t per = (nb + (size_t)T - 1) / (size_t)T;
-		unsigned top = p.e == 8 ? 254 : 1;
-		int bad = 0, wbad = 0;
+	int rc;
+	const size_t per = (nb + (size_t)T - 1) / (size_t)T;
+	unsigned top = p.e == 8 ? 254 : 1;
+	int bad = 0, wbad = 0;
 #pragma omp parallel num_threads(T) reduction(| : bad)
-		{
-			if (p.e < 8) {
-				/* the window: a max per block (the for ends in a barrier) */
+	{
+		if (p.e < 8) {
+			/* the window: a max per block (the for ends in a barrier) */
 #pragma omp for schedule(static) reduction(max : top)
-				for (int64_t k = 0; k < (int64_t)nb; k++) {
-					const size_t v0 = (size_t)k * SFP_QBLOCK;
-					unsigned tk = 0;
-					if (sfp_quantize_window(st->codec[thread_id()], y + v0,
-								n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK, &p,
-								&tk, NULL) < 0) {
+			for (int64_t k = 0; k < (int64_t)nb; k++) {
+				const size_t v0 = (size_t)k * SFP_QBLOCK;
+				unsigned tk = 0;
+				if (sfp_quantize_window(st->codec[thread_id()], y + v0,
+							n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK, &p,
+							&tk, NULL) < 0) {
 #pragma omp atomic write
-						wbad = 1;
-					} else if (tk > top) {
-						top = tk;
-					}
+					wbad = 1;
+				} else if (tk > top) {
+					top = tk;
 				}
-			}
-			bad = wbad; /* nothing is touched when the window fails */
-			const int t = thread_id();
-			sfp_params pt = p;
-			pt.window = SFP_WINDOW_FIXED;
-			pt.exp_hi = top;
-			uint8_t *area = st->spill + (size_t)t * st->spill_cap;
-			size_t pos = 0;
-			for (size_t k = (size_t)t * per; k < nb && k < (size_t)(t + 1) * per && !bad; k++) {
-				const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
-				size_t w = 0;
-				int r = encode_block(st, t, area + pos, st->spill_cap - pos, &w, y + v0, len, &pt);
-				st->blk[k] = r == SFP_OK ? pos : SIZE_MAX;
-				st->blk_bytes[k] = w;
-				if (r == SFP_OK) {
-					pos += w;
-					r = sfp_quantize(st->codec[t], y + v0, y + v0, len, &pt, NULL);
-				} else if (r == SFP_ENOSPC) {
-					r = SFP_OK; /* redone below */
-				}
-				bad |= r < 0;
 			}
 		}
-		rc = bad ? SFP_ERANGE : SFP_OK;
-		p.window = SFP_WINDOW_FIXED;
-		p.exp_hi = top;
-		for (size_t k = 0; k < nb && rc == SFP_OK; k++) {
+		bad = wbad; /* nothing is touched when the window fails */
+		const int t = thread_id();
+		sfp_params pt = p;
+		pt.window = SFP_WINDOW_FIXED;
+		pt.exp_hi = top;
+		uint8_t *area = st->spill + (size_t)t * st->spill_cap;
+		size_t pos = 0;
+		for (size_t k = (size_t)t * per; k < nb && k < (size_t)(t + 1) * per && !bad; k++) {
 			const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
-			const size_t t = k / per;
-			size_t w = st->blk_bytes[k];
-			if (st->blk[k] != SIZE_MAX && reserve(st, w) == SFP_OK) {
-				memcpy(st->bytes + st->used, st->spill + t * st->spill_cap + st->blk[k], w);
-			} else {
-				rc = reserve(st, sfp_encode_bound(len, 1));
-				if (rc == SFP_OK)
-					rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w,
-							  y + v0, len, &p);
-				if (rc == SFP_OK)
-					rc = sfp_quantize(st->codec[0], y + v0, y + v0, len, &p, NULL);
+			size_t w = 0;
+			int r = encode_block(st, t, area + pos, st->spill_cap - pos, &w, y + v0, len, &pt);
+			st->blk[k] = r == SFP_OK ? pos : SIZE_MAX;
+			st->blk_bytes[k] = w;
+			if (r == SFP_OK) {
+				pos += w;
+				r = sfp_quantize(st->codec[t], y + v0, y + v0, len, &pt, NULL);
+			} else if (r == SFP_ENOSPC) {
+				r = SFP_OK; /* redone below */
 			}
-			if (rc == SFP_OK) {
-				add_seg(sl, s0, b, v0, len, st->used, w);
-				st->used += w;
-			}
+			bad |= r < 0;
 		}
-	} else {
-		rc = sfp_quantize_window(st->codec[0], y, n, &p, &p.exp_hi, NULL);
-		p.window = SFP_WINDOW_FIXED;
 	}
-	for (size_t k = 0; k < nb && rc == SFP_OK && T == 1; k++) {
-		/* one thread: straight into the arena (the room there is first,
-		 * then the bound) */
+	rc = bad ? SFP_ERANGE : SFP_OK;
+	p.window = SFP_WINDOW_FIXED;
+	p.exp_hi = top;
+	for (size_t k = 0; k < nb && rc == SFP_OK; k++) {
+		const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
+		const size_t t = k / per;
+		size_t w = st->blk_bytes[k];
+		if (st->blk[k] != SIZE_MAX && reserve(st, w) == SFP_OK) {
+			memcpy(st->bytes + st->used, st->spill + t * st->spill_cap + st->blk[k], w);
+		} else {
+			rc = reserve(st, sfp_encode_bound(len, 1));
+			if (rc == SFP_OK)
+				rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w,
+						  y + v0, len, &p);
+			if (rc == SFP_OK)
+				rc = sfp_quantize(st->codec[0], y + v0, y + v0, len, &p, NULL);
+		}
+		if (rc == SFP_OK) {
+			add_seg(sl, s0, b, v0, len, st->used, w);
+			st->used += w;
+		}
+	}
+	return rc;
+}
+
+/* One thread: straight into the arena (the room there is first, then the
+ * bound), at the chunk's window. */
+static int put_serial(sfp_model *m, slot *sl, int s0, int b, float *y, size_t n, sfp_params p)
+{
+	sfp_stash *st = m->stash;
+	const size_t nb = (n + SFP_QBLOCK - 1) / SFP_QBLOCK;
+	int rc = sfp_quantize_window(st->codec[0], y, n, &p, &p.exp_hi, NULL);
+	p.window = SFP_WINDOW_FIXED;
+	for (size_t k = 0; k < nb && rc == SFP_OK; k++) {
 		const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
 		size_t w = 0;
 		rc = SFP_ENOSPC;
@@ -361,15 +358,20 @@ int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits
 			st->used += w;
 		}
 	}
-	if (rc == SFP_OK)
-		return SFP_OK;
-	/* A value the container cannot hold (one that rounds to infinity: a
-	 * diverging run, which the loss check stops): drop this chunk's
-	 * containers, quantize as the float stash does (which reports the
-	 * error) and keep the rows as they are then. */
+	return rc;
+}
+
+/* A value the container cannot hold (one that rounds to infinity: a
+ * diverging run, which the loss check stops): drop this chunk's
+ * containers, quantize as the float stash does (which reports the error)
+ * and keep the rows as they are then. */
+static int put_raw(sfp_model *m, slot *sl, int s0, int b, float *y, size_t n, unsigned e,
+		   unsigned mbits)
+{
+	sfp_stash *st = m->stash;
 	while (sl->nseg > 0 && sl->segs[sl->nseg - 1].s0 == s0)
 		st->used = sl->segs[--sl->nseg].off;
-	rc = sfp_quant_apply(st->codec[0], y, y, n, e, mbits, NULL);
+	int rc = sfp_quant_apply(st->codec[0], y, y, n, e, mbits, NULL);
 	seg *g = add_seg(sl, s0, b, 0, n, st->used, 0);
 	g->raw = 1;
 	if (reserve(st, n * sizeof(float)) == SFP_OK) {
@@ -380,6 +382,21 @@ int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits
 		g->raw = 2; /* lost: backward reads zeros (the run is diverging anyway) */
 	}
 	return rc < 0 ? rc : SFP_ERANGE;
+}
+
+int sfp_stash_put(sfp_model *m, int i, int s0, int b, unsigned e, unsigned mbits)
+{
+	sfp_stash *st = m->stash;
+	slot *sl = &st->s[m->layers[i].slot];
+	const size_t n = (size_t)b * slot_numel(m, m->layers[i].slot);
+	float *y = sfp_act_out(m, i, s0);
+	sfp_params p;
+	sfp_params_init(&p, e, mbits);
+	p.gecko = st->gecko;
+	sfp_model_refine_params(m, &p);
+	const int T = team(m, n, e + mbits + 1);
+	const int rc = T > 1 ? put_threads(m, sl, s0, b, y, n, p, T) : put_serial(m, sl, s0, b, y, n, p);
+	return rc == SFP_OK ? SFP_OK : put_raw(m, sl, s0, b, y, n, e, mbits);
 }
 
 /* Decode segments [k0, k1) into dst: at their rows (s0 * no) when
@@ -669,37 +686,38 @@ static size_t place(item *it, int k)
 	return top;
 }
 
-int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
+/* Without a packed stash: the float32 activation and gradient arenas. */
+static int float_arenas(sfp_model *m, sfp_error *err)
 {
-	sfp_stash_free(m->stash);
-	m->stash = NULL;
-	unsigned e, mb;
-	int any = 0;
-	for (int i = 0; i < m->n && packed; i++)
-		any |= sfp_containers_pack_widths(m, i, &e, &mb);
-	if (!any) {
-		if (!m->acts)
-			m->acts = calloc(m->nacts ? m->nacts : 1, sizeof(float));
-		if (!m->dacts)
-			m->dacts = calloc(m->nacts ? m->nacts : 1, sizeof(float));
-		if (!m->acts || !m->dacts)
-			return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activations");
-		return SFP_OK;
-	}
-	const int n = m->n;
+	if (!m->acts)
+		m->acts = calloc(m->nacts ? m->nacts : 1, sizeof(float));
+	if (!m->dacts)
+		m->dacts = calloc(m->nacts ? m->nacts : 1, sizeof(float));
+	if (!m->acts || !m->dacts)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activations");
+	return SFP_OK;
+}
+
+static sfp_stash *stash_alloc(int n, int gecko)
+{
 	sfp_stash *st = calloc(1, sizeof *st);
-	item *it = calloc(3 * (size_t)n, sizeof *it);
-	if (!st || !it || !(st->s = calloc((size_t)n, sizeof *st->s)) ||
+	if (!st || !(st->s = calloc((size_t)n, sizeof *st->s)) ||
 	    !(st->unit = calloc((size_t)n, sizeof(int))) ||
 	    !(st->codec = calloc(1, sizeof *st->codec)) || !(st->codec[0] = sfp_codec_create())) {
-		free(it);
 		sfp_stash_free(st);
-		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation stash");
+		return NULL;
 	}
 	st->n = n;
 	st->ncodec = 1;
 	st->gecko = gecko;
-	/* units: each run of per-sample layers is one, every other layer one */
+	return st;
+}
+
+/* Units: each run of per-sample layers is one, every other layer one;
+ * every slot starts empty (no time alive, nothing kept). */
+static void plan_units(const sfp_model *m, sfp_stash *st)
+{
+	const int n = m->n;
 	int U = 0;
 	for (int i = 0; i < n; i++) {
 		if (i > 0 && per_sample(&m->layers[i]) && per_sample(&m->layers[i - 1]))
@@ -715,7 +733,15 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		sl->fwd_t1 = sl->bwd_t1 = sl->dact_t1 = -1;
 		sl->cur = -1;
 	}
+}
+
+/* When each slot's output, saved copy and gradient are alive: forward runs
+ * units 0..U-1, backward U..2U-1 in reverse; which outputs are kept. */
+static void plan_liveness(sfp_model *m, sfp_stash *st)
+{
+	const int n = m->n, U = st->nunits;
 	const int quantum_reads = sfp_containers_reads_outputs(m);
+	unsigned e, mb;
 	for (int k = 0; k < n; k++) {
 		const layer *l = &m->layers[k];
 		const int u = st->unit[k], bt = 2 * U - 1 - u;
@@ -745,7 +771,15 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		}
 	}
 	st->s[m->layers[n - 1].slot].stash = -1; /* the logits stay float */
-	int ni = 0;
+}
+
+/* Every slot's buffers as items for place(): its gradient, its output
+ * (a chunk when one unit uses it, else whole), and for a kept output the
+ * container segments and the decoded copy backward reads. *ni items. */
+static int plan_buffers(sfp_model *m, sfp_stash *st, item *it, int *ni, sfp_error *err)
+{
+	const int n = m->n, U = st->nunits;
+	*ni = 0;
 	for (int s = 0; s < n; s++) {
 		slot *sl = &st->s[s];
 		if (m->layers[s].slot != s)
@@ -758,7 +792,7 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		sl->dact_chunk = s != m->layers[n - 1].slot && sl->dact_t0 == sl->dact_t1 &&
 				 per_sample(&m->layers[s]);
 		sl->dact_n = (size_t)(sl->dact_chunk ? seg_samples(m, st, s) : m->max_batch) * no;
-		it[ni++] = (item){sl->dact_n, sl->dact_t0, sl->dact_t1, &sl->dact_off};
+		it[(*ni)++] = (item){sl->dact_n, sl->dact_t0, sl->dact_t1, &sl->dact_off};
 		if (!sl->bwd)
 			sl->stash = -1; /* nothing reads it back: nothing to keep */
 		sl->whole = s == m->layers[n - 1].slot || (sl->bwd && sl->stash < 0);
@@ -766,13 +800,13 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 			sl->fwd_t0 = 0;
 			sl->fwd_t1 = 2 * U - 1;
 			sl->fwd_n = (size_t)m->max_batch * no;
-			it[ni++] = (item){sl->fwd_n, sl->fwd_t0, sl->fwd_t1, &sl->fwd_off};
+			it[(*ni)++] = (item){sl->fwd_n, sl->fwd_t0, sl->fwd_t1, &sl->fwd_off};
 			continue;
 		}
 		/* one unit, a run: a chunk buffer */
 		sl->fwd_chunk = sl->fwd_t0 == sl->fwd_t1 && per_sample(&m->layers[s]);
 		sl->fwd_n = (size_t)(sl->fwd_chunk ? seg_samples(m, st, s) : m->max_batch) * no;
-		it[ni++] = (item){sl->fwd_n, sl->fwd_t0, sl->fwd_t1, &sl->fwd_off};
+		it[(*ni)++] = (item){sl->fwd_n, sl->fwd_t0, sl->fwd_t1, &sl->fwd_off};
 		if (sl->stash < 0)
 			continue;
 		const int w = sl->stash, wt = 2 * U - 1 - st->unit[w];
@@ -780,24 +814,48 @@ int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
 		/* containers: a chunk's blocks, for every chunk */
 		sl->maxseg = (m->max_batch + ch - 1) / ch *
 			     (int)(((size_t)ch * no + SFP_QBLOCK - 1) / SFP_QBLOCK);
-		if (!(sl->segs = calloc((size_t)sl->maxseg, sizeof *sl->segs))) {
-			free(it);
-			sfp_stash_free(st);
+		if (!(sl->segs = calloc((size_t)sl->maxseg, sizeof *sl->segs)))
 			return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation stash");
-		}
 		sl->bwd_chunk = per_sample(&m->layers[w]) && sl->bwd_t0 == wt && sl->bwd_t1 == wt;
 		sl->bwd_n = (size_t)(sl->bwd_chunk ? ch : m->max_batch) * no;
-		it[ni++] = (item){sl->bwd_n, sl->bwd_t0, sl->bwd_t1, &sl->bwd_off};
+		it[(*ni)++] = (item){sl->bwd_n, sl->bwd_t0, sl->bwd_t1, &sl->bwd_off};
 	}
+	return SFP_OK;
+}
+
+int sfp_stash_setup(sfp_model *m, int packed, int gecko, sfp_error *err)
+{
+	sfp_stash_free(m->stash);
+	m->stash = NULL;
+	unsigned e, mb;
+	int any = 0;
+	for (int i = 0; i < m->n && packed; i++)
+		any |= sfp_containers_pack_widths(m, i, &e, &mb);
+	if (!any)
+		return float_arenas(m, err);
+	sfp_stash *st = stash_alloc(m->n, gecko);
+	item *it = calloc(3 * (size_t)m->n, sizeof *it);
+	int ni = 0, rc = SFP_OK;
+	if (!st || !it) {
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation stash");
+		goto out;
+	}
+	plan_units(m, st);
+	plan_liveness(m, st);
+	if ((rc = plan_buffers(m, st, it, &ni, err)) < 0)
+		goto out;
 	st->pool_floats = place(it, ni);
-	free(it);
 	if (!(st->pool = calloc(st->pool_floats ? st->pool_floats : 1, sizeof(float)))) {
-		sfp_stash_free(st);
-		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation scratch");
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory for the activation scratch");
+		goto out;
 	}
 	free(m->acts);
 	free(m->dacts);
 	m->acts = m->dacts = NULL;
 	m->stash = st;
-	return SFP_OK;
+	st = NULL;
+out:
+	free(it);
+	sfp_stash_free(st);
+	return rc;
 }
