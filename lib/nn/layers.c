@@ -10,23 +10,10 @@
 
 #include "nn/nn_internal.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 /* Thread `t`'s slices of the context's workspaces. */
 static float *gemm_ws_of(const sfp_nn_ctx *ctx, int t)
 {
 	return ctx->gemm_ws + (size_t)t * SFP_GEMM_WS_FLOATS;
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-	return omp_get_thread_num();
-#else
-	return 0;
-#endif
 }
 
 /* ---- linear ------------------------------------------------------------- */
@@ -47,7 +34,7 @@ static void gemm_rows_mt(const sfp_nn_ctx *ctx, int ta, int tb, int M, int N, in
 	}
 #pragma omp parallel num_threads(T)
 	{
-		const int t = thread_id();
+		const int t = sfp_thread_id();
 		if (by_cols) {
 			int per = ((N + T - 1) / T + SFP_GEMM_NR - 1) / SFP_GEMM_NR * SFP_GEMM_NR;
 			int n0 = t * per, n1 = n0 + per < N ? n0 + per : N;
@@ -194,7 +181,7 @@ void sfp_conv2d_forward(const sfp_nn_ctx *ctx, float *out, const float *in, cons
 	const size_t in_n = (size_t)d->ci * d->h * d->w, out_n = (size_t)d->co * hw;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (ctx->threads > 1)
 	for (int s = 0; s < B; s++) {
-		const int t = thread_id();
+		const int t = sfp_thread_id();
 		float *ws = ctx->conv_ws + (size_t)t * ctx->conv_ws_floats;
 		const float *x = in + s * in_n;
 		float *y = out + s * out_n;
@@ -272,7 +259,7 @@ void sfp_conv2d_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *db
 	const size_t nw = (size_t)d->co * d->ci * d->k * d->k, np = nw + (size_t)d->co;
 #pragma omp parallel num_threads(T)
 	{
-		const int t = thread_id();
+		const int t = sfp_thread_id();
 		float *pw = ctx->partial + (size_t)t * ctx->partial_floats;
 		memset(pw, 0, np * sizeof(float));
 		int s0 = (int)((int64_t)B * t / T), s1 = (int)((int64_t)B * (t + 1) / T);
@@ -378,19 +365,21 @@ void sfp_maxpool_backward(float *din, const float *dout, const uint8_t *arg, int
 	}
 }
 
-static int pool_count(const sfp_pool_dims *d, int oy, int ox)
+/* The window of output (oy, ox), clipped to the input: rows [y0, y1),
+ * columns [x0, x1). Average pooling divides by its area (padding is not
+ * counted). */
+typedef struct pool_win {
+	int y0, y1, x0, x1;
+} pool_win;
+
+static pool_win pool_window(const sfp_pool_dims *d, int oy, int ox)
 {
-	int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
-	int y1 = y0 + d->k, x1 = x0 + d->k;
-	if (y0 < 0)
-		y0 = 0;
-	if (x0 < 0)
-		x0 = 0;
-	if (y1 > d->h)
-		y1 = d->h;
-	if (x1 > d->w)
-		x1 = d->w;
-	return (y1 - y0) * (x1 - x0);
+	pool_win w = {oy * d->stride - d->pad, 0, ox * d->stride - d->pad, 0};
+	w.y1 = w.y0 + d->k < d->h ? w.y0 + d->k : d->h;
+	w.x1 = w.x0 + d->k < d->w ? w.x0 + d->k : d->w;
+	w.y0 = w.y0 < 0 ? 0 : w.y0;
+	w.x0 = w.x0 < 0 ? 0 : w.x0;
+	return w;
 }
 
 SFP_VECTOR_CLONES
@@ -402,19 +391,12 @@ void sfp_avgpool_forward(float *out, const float *in, int B, const sfp_pool_dims
 		float *y = out + p * d->ho * d->wo;
 		for (int oy = 0; oy < d->ho; oy++)
 			for (int ox = 0; ox < d->wo; ox++) {
+				const pool_win w = pool_window(d, oy, ox);
 				float acc = 0.0f;
-				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
-				for (int ky = 0; ky < d->k; ky++) {
-					int iy = y0 + ky;
-					if (iy < 0 || iy >= d->h)
-						continue;
-					for (int kx = 0; kx < d->k; kx++) {
-						int ix = x0 + kx;
-						if (ix >= 0 && ix < d->w)
-							acc += x[iy * d->w + ix];
-					}
-				}
-				y[oy * d->wo + ox] = acc / (float)pool_count(d, oy, ox);
+				for (int iy = w.y0; iy < w.y1; iy++)
+					for (int ix = w.x0; ix < w.x1; ix++)
+						acc += x[iy * d->w + ix];
+				y[oy * d->wo + ox] = acc / (float)((w.y1 - w.y0) * (w.x1 - w.x0));
 			}
 	}
 }
@@ -430,18 +412,11 @@ void sfp_avgpool_backward(float *din, const float *dout, int B, const sfp_pool_d
 		const float *g = dout + p * d->ho * d->wo;
 		for (int oy = 0; oy < d->ho; oy++)
 			for (int ox = 0; ox < d->wo; ox++) {
-				float v = g[oy * d->wo + ox] / (float)pool_count(d, oy, ox);
-				int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad;
-				for (int ky = 0; ky < d->k; ky++) {
-					int iy = y0 + ky;
-					if (iy < 0 || iy >= d->h)
-						continue;
-					for (int kx = 0; kx < d->k; kx++) {
-						int ix = x0 + kx;
-						if (ix >= 0 && ix < d->w)
-							dx[iy * d->w + ix] += v;
-					}
-				}
+				const pool_win w = pool_window(d, oy, ox);
+				const float v = g[oy * d->wo + ox] / (float)((w.y1 - w.y0) * (w.x1 - w.x0));
+				for (int iy = w.y0; iy < w.y1; iy++)
+					for (int ix = w.x0; ix < w.x1; ix++)
+						dx[iy * d->w + ix] += v;
 			}
 	}
 }

@@ -12,6 +12,20 @@
 
 #include "sfp/nn.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The calling thread's number in the current OpenMP team (0 outside one). */
+static inline int sfp_thread_id(void)
+{
+#ifdef _OPENMP
+	return omp_get_thread_num();
+#else
+	return 0;
+#endif
+}
+
 /* Element-wise loops are compiled for AVX-512, AVX2 and the baseline, and
  * the loader picks one for this CPU (gcc/clang function multi-versioning). */
 #if defined(__x86_64__) && !defined(SFP_NO_CLONES)

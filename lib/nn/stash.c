@@ -34,21 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "nn/model_internal.h"
 #include "sfp/codec.h"
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-	return omp_get_thread_num();
-#else
-	return 0;
-#endif
-}
 
 /* One container: values [v0, v0 + n) of the chunk of samples [s0, s0 + b). */
 typedef struct seg {
@@ -254,6 +241,26 @@ static seg *add_seg(slot *sl, int s0, int b, size_t v0, size_t n, size_t off, si
  * threads, encode the layer's values with that FIXED window and quantize
  * them. The containers decode to exactly the quantized rows.
  */
+/* Values [v0, v0 + len) of y into the arena at p (its free room first,
+ * then room for the bound), quantized in place, as one more segment. */
+static int put_block(sfp_stash *st, slot *sl, int s0, int b, float *y, size_t v0, size_t len,
+		     const sfp_params *p)
+{
+	size_t w = 0;
+	int rc = SFP_ENOSPC;
+	if (st->cap - st->used > SFP_HEADER_BYTES(1))
+		rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w, y + v0, len, p);
+	if (rc == SFP_ENOSPC && reserve(st, sfp_encode_bound(len, 1)) == SFP_OK)
+		rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w, y + v0, len, p);
+	if (rc == SFP_OK)
+		rc = sfp_quantize(st->codec[0], y + v0, y + v0, len, p, NULL);
+	if (rc == SFP_OK) {
+		add_seg(sl, s0, b, v0, len, st->used, w);
+		st->used += w;
+	}
+	return rc;
+}
+
 /* The threads' path of sfp_stash_put: over T threads, the window (a max
  * per block, the largest top), then each thread encodes its run of blocks
  * into its own spill area and quantizes them; the blocks are appended in
@@ -276,7 +283,7 @@ static int put_threads(sfp_model *m, slot *sl, int s0, int b, float *y, size_t n
 			for (int64_t k = 0; k < (int64_t)nb; k++) {
 				const size_t v0 = (size_t)k * SFP_QBLOCK;
 				unsigned tk = 0;
-				if (sfp_quantize_window(st->codec[thread_id()], y + v0,
+				if (sfp_quantize_window(st->codec[sfp_thread_id()], y + v0,
 							n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK, &p,
 							&tk, NULL) < 0) {
 #pragma omp atomic write
@@ -287,7 +294,7 @@ static int put_threads(sfp_model *m, slot *sl, int s0, int b, float *y, size_t n
 			}
 		}
 		bad = wbad; /* nothing is touched when the window fails */
-		const int t = thread_id();
+		const int t = sfp_thread_id();
 		sfp_params pt = p;
 		pt.window = SFP_WINDOW_FIXED;
 		pt.exp_hi = top;
@@ -314,20 +321,13 @@ static int put_threads(sfp_model *m, slot *sl, int s0, int b, float *y, size_t n
 	for (size_t k = 0; k < nb && rc == SFP_OK; k++) {
 		const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
 		const size_t t = k / per;
-		size_t w = st->blk_bytes[k];
+		const size_t w = st->blk_bytes[k];
 		if (st->blk[k] != SIZE_MAX && reserve(st, w) == SFP_OK) {
 			memcpy(st->bytes + st->used, st->spill + t * st->spill_cap + st->blk[k], w);
-		} else {
-			rc = reserve(st, sfp_encode_bound(len, 1));
-			if (rc == SFP_OK)
-				rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w,
-						  y + v0, len, &p);
-			if (rc == SFP_OK)
-				rc = sfp_quantize(st->codec[0], y + v0, y + v0, len, &p, NULL);
-		}
-		if (rc == SFP_OK) {
 			add_seg(sl, s0, b, v0, len, st->used, w);
 			st->used += w;
+		} else {
+			rc = put_block(st, sl, s0, b, y, v0, len, &p);
 		}
 	}
 	return rc;
@@ -343,20 +343,7 @@ static int put_serial(sfp_model *m, slot *sl, int s0, int b, float *y, size_t n,
 	p.window = SFP_WINDOW_FIXED;
 	for (size_t k = 0; k < nb && rc == SFP_OK; k++) {
 		const size_t v0 = k * SFP_QBLOCK, len = n - v0 < SFP_QBLOCK ? n - v0 : SFP_QBLOCK;
-		size_t w = 0;
-		rc = SFP_ENOSPC;
-		if (st->cap - st->used > SFP_HEADER_BYTES(1))
-			rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w, y + v0,
-					  len, &p);
-		if (rc == SFP_ENOSPC && reserve(st, sfp_encode_bound(len, 1)) == SFP_OK)
-			rc = encode_block(st, 0, st->bytes + st->used, st->cap - st->used, &w, y + v0,
-					  len, &p);
-		if (rc == SFP_OK)
-			rc = sfp_quantize(st->codec[0], y + v0, y + v0, len, &p, NULL);
-		if (rc == SFP_OK) {
-			add_seg(sl, s0, b, v0, len, st->used, w);
-			st->used += w;
-		}
+		rc = put_block(st, sl, s0, b, y, v0, len, &p);
 	}
 	return rc;
 }
@@ -413,7 +400,7 @@ static void decode_segs(sfp_model *m, const slot *sl, int k0, int k1, float *dst
 #pragma omp parallel for num_threads(T) schedule(static) reduction(| : bad) if (T > 1)
 	for (int k = k0; k < k1; k++) {
 		const seg *g = &sl->segs[k];
-		const int t = T > 1 ? thread_id() : 0;
+		const int t = T > 1 ? sfp_thread_id() : 0;
 		float *d = dst + (whole ? (size_t)g->s0 * no : 0) + g->v0;
 		if (g->raw == 1)
 			memcpy(d, st->bytes + g->off, g->n * sizeof(float));

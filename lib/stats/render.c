@@ -262,8 +262,31 @@ static int no_job(const char *name, sfp_strbuf *b, const char *empty, sfp_error 
 	return b->err;
 }
 
-static double job_column(const job_point *p, int c)
+/* A column of a series' point, by index. */
+typedef double (*column_fn)(const void *point, int c);
+
+/* ,"series":{"<name>":[v, ...], ...} over the points from `since` on, one
+ * array per column; NaN is null. */
+static void json_series(const series *se, int64_t since, const char *const *names, int ncol,
+			column_fn column, sfp_strbuf *b)
 {
+	const uint32_t from = series_lower_bound(se, since);
+	sfp_strbuf_puts(b, ",\"series\":{");
+	for (int c = 0; c < ncol; c++) {
+		sfp_strbuf_printf(b, "%s\"%s\":[", c ? "," : "", names[c]);
+		for (uint32_t i = from; i < se->len; i++) {
+			if (i > from)
+				sfp_strbuf_append(b, ",", 1);
+			sfp_strbuf_json_num(b, column(series_at(se, i), c));
+		}
+		sfp_strbuf_append(b, "]", 1);
+	}
+	sfp_strbuf_append(b, "}", 1);
+}
+
+static double job_column(const void *point, int c)
+{
+	const job_point *p = point;
 	switch (c) {
 	case 0: return (double)p->h.step;
 	case 1: return p->loss_n ? p->loss_sum / p->loss_n : NAN;
@@ -283,18 +306,8 @@ static const char *const job_columns[] = {"step",
 
 static void json_job_series(const stats_job *j, int64_t since, sfp_strbuf *b)
 {
-	uint32_t from = series_lower_bound(&j->se, since);
-	sfp_strbuf_puts(b, ",\"series\":{");
-	for (size_t c = 0; c < sizeof job_columns / sizeof job_columns[0]; c++) {
-		sfp_strbuf_printf(b, "%s\"%s\":[", c ? "," : "", job_columns[c]);
-		for (uint32_t i = from; i < j->se.len; i++) {
-			if (i > from)
-				sfp_strbuf_append(b, ",", 1);
-			sfp_strbuf_json_num(b, job_column(series_at(&j->se, i), (int)c));
-		}
-		sfp_strbuf_append(b, "]", 1);
-	}
-	sfp_strbuf_append(b, "}", 1);
+	json_series(&j->se, since, job_columns, (int)(sizeof job_columns / sizeof job_columns[0]),
+		    job_column, b);
 }
 
 int sfp_stats_render_job(const sfp_stats *s, const char *name, int64_t since, uint64_t now_ns,
@@ -394,8 +407,9 @@ int sfp_stats_render_workers(const sfp_stats *s, const char *name, uint64_t now_
 	return b->err;
 }
 
-static double width_column(const width_point *p, int c)
+static double width_column(const void *point, int c)
 {
+	const width_point *p = point;
 	switch (c) {
 	case 0: return (double)p->h.step;
 	case 1: return p->e;
@@ -420,18 +434,9 @@ static void json_width(const stats_layer *l, int k, int64_t since, sfp_strbuf *b
 	json_kv_num(b, "n_e", ks->n_e);
 	json_kv_num(b, "n_m", ks->n_m);
 	json_kv_num(b, "stride", (double)ks->se.stride);
-	sfp_strbuf_puts(b, ",\"series\":{");
-	uint32_t from = series_lower_bound(&ks->se, since);
-	for (size_t c = 0; c < sizeof width_columns / sizeof width_columns[0]; c++) {
-		sfp_strbuf_printf(b, "%s\"%s\":[", c ? "," : "", width_columns[c]);
-		for (uint32_t i = from; i < ks->se.len; i++) {
-			if (i > from)
-				sfp_strbuf_append(b, ",", 1);
-			sfp_strbuf_json_num(b, width_column(series_at(&ks->se, i), (int)c));
-		}
-		sfp_strbuf_append(b, "]", 1);
-	}
-	sfp_strbuf_puts(b, "}}");
+	json_series(&ks->se, since, width_columns,
+		    (int)(sizeof width_columns / sizeof width_columns[0]), width_column, b);
+	sfp_strbuf_append(b, "}", 1);
 }
 
 int sfp_stats_render_bitlengths(const sfp_stats *s, const char *name, const char *layer_name,
