@@ -159,11 +159,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_UTIL_OBJ) $(LIBSFP)
 	@mkdir -p $(@D)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
-# multi-process programs run under real mpirun by tests/cli/dist.sh
-MPI_TEST_SRC := $(sort $(wildcard tests/mpi/*.c))
-MPI_TEST_BINS := $(MPI_TEST_SRC:tests/mpi/%.c=$(BUILD)/tests/mpi/%)
+# multi-process programs run under real mpirun by tests/system/dist.sh
+MPI_TEST_SRC := $(sort $(wildcard tests/system/*.c))
+MPI_TEST_BINS := $(MPI_TEST_SRC:tests/system/%.c=$(BUILD)/tests/system/%)
 
-$(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(LIBSFP)
+$(BUILD)/tests/system/%: $(BUILD)/obj/tests/system/%.o $(LIBSFP)
 	@mkdir -p $(@D)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -261,7 +261,7 @@ bench-daemon-run: $(BINS)
 # the deploy kit alone (also part of `make check`): the Slurm templates on a
 # one-node cluster, the systemd unit, the Prometheus and Grafana files
 check-deploy: $(BINS)
-	$(Q)f=0; for t in tests/cli/deploy.sh tests/cli/slurm.sh; do \
+	$(Q)f=0; for t in tests/system/deploy.sh tests/system/slurm.sh; do \
 		echo "=== $$t"; BUILD=$(BUILD) sh $$t || f=1; done; exit $$f
 
 # the programs into $(DESTDIR)$(PREFIX)/bin, where deploy/systemd/sfpd.service

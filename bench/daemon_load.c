@@ -4,7 +4,7 @@
  * (lib/coord: sfp_coord_connect, _register, _send_report, _goodbye). Each
  * simulated worker is its own nng REQ socket and its own registered rank.
  * bench/daemon.sh (`make bench-daemon`) runs it beside HTTP load and
- * tests/cli/daemon_load.sh runs a short one.
+ * tests/system/daemon_load.sh runs a short one.
  *
  * The job looks like a real one: the model of --config (the fmnist-cnn by
  * default) with Quantum widths on weights and activations, split into

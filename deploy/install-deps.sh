@@ -42,7 +42,7 @@ nftables
 "
 # iproute2 and nftables: the fault suite's rehearsed links (tests/faults/link.sh;
 # nftables drops packets where the kernel has no netem).
-# slurmctld, slurmd, slurm-client and munge: tests/cli/slurm.sh runs the sbatch
+# slurmctld, slurmd, slurm-client and munge: tests/system/slurm.sh runs the sbatch
 # templates of deploy/slurm/ on a one-node cluster of its own
 # (deploy/slurm/local-cluster.sh: own munged, config, ports, in a scratch
 # folder); the packages' system services are not used. On a machine with

@@ -1,6 +1,6 @@
 #!/bin/sh
 # run-all.sh -- run every test of `make check`: the CUnit binaries given as
-# arguments, then the shell tests tests/cli/*.sh, then each fuzz target
+# arguments, then the shell tests tests/system/*.sh, then each fuzz target
 # briefly. Prints one closing line "check: N passed, N failed".
 set -u
 BUILD=${BUILD:-build}
@@ -25,7 +25,7 @@ run() {
 for t in "$@"; do
 	run "$(basename "$t")" "$t"
 done
-for s in tests/cli/*.sh; do
+for s in tests/system/*.sh; do
 	[ -e "$s" ] || continue
 	run "$(basename "$s")" sh "$s"
 done

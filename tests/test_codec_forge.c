@@ -3,7 +3,7 @@
  * time, each with its CRCs recomputed so the field check (not the CRC) must
  * catch it, and each expecting its specific error code; plus every SIMD level
  * against the scalar reference on every (e, m) at every odd size.
- * Complements test_codec.c (which asserts only "some error" for most forgeries
+ * Complements test_codec_container.c (which asserts only "some error" for most forgeries
  * and one size per (e, m)).
  */
 #include <math.h>

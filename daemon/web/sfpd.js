@@ -4,7 +4,7 @@
 // the server resends that step, whose point may have gained ranks since).
 // After each redraw it writes what every chart holds into
 // <script type="application/json" id="plotted"> (recordPlotted), which
-// tests/cli/sfpd.sh compares with the API in headless Chromium.
+// tests/system/sfpd.sh compares with the API in headless Chromium.
 'use strict';
 (function () {
 	const POLL_MS = 2000;

@@ -1,7 +1,7 @@
 #!/bin/sh
 # local-cluster.sh -- a one-node Slurm cluster on this machine, in one folder,
 # to try the sbatch templates of deploy/slurm/ (and to test them:
-# tests/cli/slurm.sh). Needs root and Debian's slurmctld, slurmd,
+# tests/system/slurm.sh). Needs root and Debian's slurmctld, slurmd,
 # slurm-client and munge (deploy/install-deps.sh --deploy installs them).
 #
 # Everything lives under DIR: its own munge key and munged socket, slurm.conf

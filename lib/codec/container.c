@@ -3,7 +3,7 @@
  * header, encode and decode, with the scalar reference kernels and run-time
  * dispatch to the SIMD ones. The reference path (sfp_encode_ref /
  * sfp_decode_ref) runs the same driver with the scalar kernels, so the two
- * differ only in the kernels, which tests/test_codec.c compares bit for bit.
+ * differ only in the kernels, which tests/test_codec_container.c compares bit for bit.
  */
 #include <stdlib.h>
 #include <string.h>

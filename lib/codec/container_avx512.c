@@ -1,7 +1,7 @@
 /*
  * container_avx512.c -- AVX-512 (F/BW/VBMI/VBMI2) + BMI2 kernels of the
  * container, 16 values per step. They must match the scalar reference in
- * container.c bit for bit; tests/test_codec.c checks every (e, m).
+ * container.c bit for bit; tests/test_codec_container.c checks every (e, m).
  *
  * Encode: the max pass rounds only the largest magnitude (nearest-even is
  * monotonic); the quantize pass rounds the magnitudes in-vector

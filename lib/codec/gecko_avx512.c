@@ -2,7 +2,7 @@
  * gecko_avx512.c -- AVX-512 kernels of Gecko's rANS: the 32 states of the
  * segment layout (docs/gecko.md) in two vectors, one step (one code per
  * lane) per iteration. Same words and states as sfp__ans_enc_ref /
- * sfp__ans_dec_ref in gecko.c; tests/test_gecko.c compares them.
+ * sfp__ans_dec_ref in gecko.c; tests/test_codec_gecko.c compares them.
  *
  * Decode: table entries and symbols by gathers; the renormalizing lanes
  * take the next words of the stream in lane order (a masked load of just

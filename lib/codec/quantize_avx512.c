@@ -2,7 +2,7 @@
  * quantize_avx512.c -- fake quantization (sfp_quantize) for nearest
  * rounding without saturation, 16 values per step: the same branch-free
  * element rule as quantize_nearest() in container.c, tested bit for bit
- * against the reference loop on every (e, m) (tests/test_codec.c).
+ * against the reference loop on every (e, m) (tests/test_codec_container.c).
  * Returns n, or the start of the 16-value group holding the first value
  * past the window, which is not written (the caller's reference loop
  * reports it; with dst == src the values are still there).

@@ -1,7 +1,7 @@
 #!/bin/sh
 # run.sh -- the fault suite (docs/reliability.md): every fault script of
 # tests/faults/ with TRIALS trials each (default 5; `make check` runs 1
-# through tests/cli/faults.sh), each under a time limit (a script that
+# through tests/system/faults.sh), each under a time limit (a script that
 # overruns it fails), then the table of results: fault, trials, trials
 # passed, the worst time measured, data lost.
 #

@@ -1,5 +1,5 @@
 /*
- * test_codec.c -- the container codec: round trips over the whole (e, m)
+ * test_codec_container.c -- the container codec: round trips over the whole (e, m)
  * grid, error bounds, rounding, determinism, bounds, corrupt input, specials,
  * policies, and every SIMD level against the scalar reference.
  */

@@ -1,5 +1,5 @@
 /*
- * test_stash.c -- the packed activation stash (lib/nn/stash.c): what it
+ * test_nn_stash.c -- the packed activation stash (lib/nn/stash.c): what it
  * keeps decodes to exactly the fake-quantized values; training with it is
  * bit-identical to training with the float stash; lossless containers
  * through it give float32's results bit for bit (every layer's backward

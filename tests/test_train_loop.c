@@ -1,5 +1,5 @@
 /*
- * test_train.c -- the trainer end to end on slices of Fashion-MNIST: the loss
+ * test_train_loop.c -- the trainer end to end on slices of Fashion-MNIST: the loss
  * falls, the metrics log holds the documented records, checkpoints round-trip
  * and reject corruption, and a resumed run is bit-identical to one that never
  * stopped.

@@ -1,5 +1,5 @@
 /*
- * test_quant.c -- learned widths: the interpolation gradient against finite
+ * test_quant_widths.c -- learned widths: the interpolation gradient against finite
  * differences of the interpolated quantizer, the penalty driving widths down
  * on a toy problem while its loss holds, BitWave on synthetic loss curves,
  * and footprint accounting by hand.

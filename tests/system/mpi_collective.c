@@ -1,6 +1,6 @@
 /*
  * mpi_collective.c -- the compressed collectives and the MPI transport
- * under a real mpirun (tests/cli/dist.sh runs it with 2 and 4 ranks).
+ * under a real mpirun (tests/system/dist.sh runs it with 2 and 4 ranks).
  *
  * Checks, on every rank: lossless all-reduce equals MPI_Allreduce on
  * float32 (bitwise with 2 ranks, where a + b is one addition either way;

@@ -1,5 +1,5 @@
 /*
- * test_nn.c -- the training engine: finite-difference gradient checks of
+ * test_nn_layers.c -- the training engine: finite-difference gradient checks of
  * every layer (parameters and inputs) and of the plug-in ABI, shape errors
  * that name the layer, optimizers and schedules against hand computations.
  */

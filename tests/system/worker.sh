@@ -3,7 +3,7 @@
 # config errors (exit 2, file:line:key), a short real run on a slice of
 # Fashion-MNIST with metrics log and checkpoints, --resume, a corrupted
 # checkpoint, evaluation, a plug-in layer, and one rank under real mpirun
-# (tests/cli/dist.sh runs the distributed jobs).
+# (tests/system/dist.sh runs the distributed jobs).
 set -u
 . "$(dirname "$0")/common.inc"
 W=${BUILD:-build}/bin/sfp-worker

@@ -1,5 +1,5 @@
 /*
- * test_gecko.c -- Gecko: lossless on every variant, width and distribution;
+ * test_codec_gecko.c -- Gecko: lossless on every variant, width and distribution;
  * exact bounds; corrupt and truncated streams rejected; near the entropy on
  * lop-sided data.
  */

@@ -1,5 +1,5 @@
 /*
- * test_refine.c -- decoder-side refinement (lib/codec/refine.c,
+ * test_codec_refine.c -- decoder-side refinement (lib/codec/refine.c,
  * docs/refine.md): round trips with each flag, decode equal to sfp_quantize
  * and to the scalar reference, the error never above the plain container's
  * and really below it where the papers' effect exists, refined values inside

@@ -1,5 +1,5 @@
 /*
- * test_cast.c -- the 16-bit casts the gradient containers are measured
+ * test_codec_cast.c -- the 16-bit casts the gradient containers are measured
  * against (transport.h): every binary16 value survives f16 -> f32 -> f16,
  * and float32 -> binary16 / bfloat16 round to nearest even, checked against
  * a reference computed in double.

@@ -1,5 +1,5 @@
 /*
- * test_prune.c -- BitPruning: the fixed-point quantizer and its codes, the
+ * test_quant_prune.c -- BitPruning: the fixed-point quantizer and its codes, the
  * width gradient against finite differences of the interpolated quantizer,
  * the penalty driving widths down on a toy problem while the loss holds,
  * bit packing (round trip, short buffers, corrupt codes), the model's
@@ -410,7 +410,7 @@ static void test_model_forward_is_q(void)
 }
 
 /* Tolerance of the in-model check: central differences of a float32 loss
- * through ReLUs and max pooling (as in test_nn.c), and through the other
+ * through ReLUs and max pooling (as in test_nn_layers.c), and through the other
  * inputs' quantizers held at 16 bits, whose steps (1e-4 of the range) add
  * a little noise. */
 #define MODEL_FD_H 0.05f

@@ -13,7 +13,7 @@ MLP="--config deploy/examples/fmnist-mlp.yaml --set data.train_limit=2560 --set 
 CNN="--config deploy/examples/fmnist-cnn.yaml --set data.train_limit=640 --set data.test_limit=256 --set log.every=5"
 
 for n in 2 4; do
-	$MPI -np $n "$B/tests/mpi/mpi_collective" >"$T/out" 2>"$T/err"
+	$MPI -np $n "$B/tests/system/mpi_collective" >"$T/out" 2>"$T/err"
 	[ $? -eq 0 ] && ok "collectives on $n ranks" || bad "collectives on $n ranks: $(grep FAIL "$T/out") $(tail -5 "$T/err")"
 done
 
