@@ -99,24 +99,6 @@ static void plan_window(qplan *q, unsigned hi)
 
 /* ---- header ---------------------------------------------------------------- */
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
-
 static uint32_t header_crc(const uint8_t *h, unsigned ndim)
 {
 	uint32_t c = sfp_crc32c(0, h, 60);
@@ -152,7 +134,7 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	if (len < hb)
 		return sfp_error_set(err, SFP_ETRUNC, "%zu bytes is shorter than the %zu-byte header",
 				     len, hb);
-	uint32_t want = get32(h + 60), got = header_crc(h, ndim);
+	uint32_t want = sfp_load_le32(h + 60), got = header_crc(h, ndim);
 	if (want != got)
 		return sfp_error_set(err, SFP_ECHECKSUM, "header crc %08x != stored %08x", got, want);
 
@@ -160,13 +142,13 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	info->e = h[5];
 	info->m = h[6];
 	info->exp_lo = h[7];
-	info->flags = get16(h + 8);
+	info->flags = sfp_load_le16(h + 8);
 	info->exp_coder = h[10];
 	info->ndim = ndim;
-	info->count = get64(h + 16);
-	info->nnz = get64(h + 24);
-	info->n_exceptions = get64(h + 32);
-	uint64_t exp_bytes = get64(h + 40), payload = get64(h + 48);
+	info->count = sfp_load_le64(h + 16);
+	info->nnz = sfp_load_le64(h + 24);
+	info->n_exceptions = sfp_load_le64(h + 32);
+	uint64_t exp_bytes = sfp_load_le64(h + 40), payload = sfp_load_le64(h + 48);
 
 	if (info->e < 1 || info->e > 8)
 		return sfp_error_set(err, SFP_ECORRUPT, "exponent bits e = %u is not in 1..8", info->e);
@@ -193,12 +175,12 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	if (refine && (info->m > SFP_REFINE_MAX_M || info->nnz == 0))
 		return sfp_error_set(err, SFP_ECORRUPT, "refinement flags on a container with %s",
 				     info->nnz ? "m > 20" : "no nonzero values");
-	if (get32(h + 12) != 0)
+	if (sfp_load_le32(h + 12) != 0)
 		return sfp_error_set(err, SFP_ECORRUPT, "reserved header bytes are not zero");
 
 	uint64_t prod = 1;
 	for (unsigned i = 0; i < ndim; i++) {
-		info->shape[i] = get64(h + SFP_HEADER_FIXED_BYTES + 8 * i);
+		info->shape[i] = sfp_load_le64(h + SFP_HEADER_FIXED_BYTES + 8 * i);
 		if (info->shape[i] > SFP_MAX_COUNT ||
 		    (info->shape[i] && prod > SFP_MAX_COUNT / info->shape[i]))
 			return sfp_error_set(err, SFP_ECORRUPT, "shape exceeds %llu elements",
@@ -649,7 +631,7 @@ static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *wri
 			} else if (is_exception(&q, u)) {
 				v = u;
 			}
-			put32(pay + 4 * i, v);
+			sfp_store_le32(pay + 4 * i, v);
 		}
 		free(mcopy);
 		flags &= ~(SFP_FLAG_SIGN_POS | SFP_FLAG_SIGN_NEG);
@@ -676,7 +658,7 @@ static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *wri
 				return sfp_error_set(err, SFP_ENOSPC,
 						     "%zu bytes cannot hold the container", cap);
 			ep += put_varint(ep, first ? i : i - last);
-			put32(ep, u);
+			sfp_store_le32(ep, u);
 			ep += 4;
 			last = i;
 			first = 0;
@@ -732,18 +714,18 @@ header:;
 	h[5] = (uint8_t)q.e;
 	h[6] = (uint8_t)q.m;
 	h[7] = (uint8_t)q.lo;
-	put16(h + 8, (uint16_t)flags);
+	sfp_store_le16(h + 8, (uint16_t)flags);
 	h[10] = (uint8_t)coder;
 	h[11] = (uint8_t)ndim;
-	put64(h + 16, n);
-	put64(h + 24, cnt.nnz);
-	put64(h + 32, cnt.nexc);
-	put64(h + 40, exp_b);
-	put64(h + 48, payload);
+	sfp_store_le64(h + 16, n);
+	sfp_store_le64(h + 24, cnt.nnz);
+	sfp_store_le64(h + 32, cnt.nexc);
+	sfp_store_le64(h + 40, exp_b);
+	sfp_store_le64(h + 48, payload);
 	for (unsigned i = 0; i < ndim; i++)
-		put64(h + SFP_HEADER_FIXED_BYTES + 8 * i, shape[i]);
-	put32(h + 56, sfp_crc32c(0, pay, payload));
-	put32(h + 60, header_crc(h, ndim));
+		sfp_store_le64(h + SFP_HEADER_FIXED_BYTES + 8 * i, shape[i]);
+	sfp_store_le32(h + 56, sfp_crc32c(0, pay, payload));
+	sfp_store_le32(h + 60, header_crc(h, ndim));
 	*written = hb + payload;
 	return SFP_OK;
 }
@@ -831,15 +813,15 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 				     (unsigned long long)in.count);
 	const uint8_t *pay = s + in.header_bytes;
 	uint32_t crc = sfp_crc32c(0, pay, in.payload_bytes);
-	if (crc != get32(s + 56))
+	if (crc != sfp_load_le32(s + 56))
 		return sfp_error_set(err, SFP_ECHECKSUM, "payload crc %08x != stored %08x", crc,
-				     get32(s + 56));
+				     sfp_load_le32(s + 56));
 	uint64_t n = in.count;
 
 	if (in.exp_coder == SFP_EXP_STORED) {
 		uint64_t nz = 0, ne = 0;
 		for (uint64_t i = 0; i < n; i++) {
-			uint32_t u = get32(pay + 4 * i);
+			uint32_t u = sfp_load_le32(pay + 4 * i);
 			int exc, nonzero;
 			if (!representable(&in, u, &exc, &nonzero))
 				return sfp_error_set(err, SFP_ECORRUPT,
@@ -926,7 +908,7 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 				return sfp_error_set(err, SFP_ECORRUPT,
 						     "exception at index %llu has a nonzero code",
 						     (unsigned long long)idx);
-			uint32_t u = get32(exc + pos);
+			uint32_t u = sfp_load_le32(exc + pos);
 			pos += 4;
 			qplan q;
 			memset(&q, 0, sizeof q);
@@ -955,7 +937,7 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 			uint64_t d = 0;
 			get_varint(exc, in.exc_bytes, &pos, &d);
 			idx = j ? idx + d : d;
-			dst[idx] = u2f(get32(exc + pos));
+			dst[idx] = u2f(sfp_load_le32(exc + pos));
 			pos += 4;
 		}
 	}

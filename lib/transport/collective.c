@@ -61,15 +61,12 @@ struct sfp_collective {
 
 static void seal(uint8_t *msg, size_t n)
 {
-	uint32_t crc = sfp_crc32c(0, msg, n);
-	memcpy(msg + n, &crc, CRC_BYTES);
+	sfp_store_le32(msg + n, sfp_crc32c(0, msg, n));
 }
 
 static int sealed(const uint8_t *msg, size_t n)
 {
-	uint32_t crc;
-	memcpy(&crc, msg + n, CRC_BYTES);
-	return crc == sfp_crc32c(0, msg, n);
+	return sfp_load_le32(msg + n) == sfp_crc32c(0, msg, n);
 }
 
 static int grow(void *pp, size_t *cap, size_t need, size_t elem, sfp_error *err)
@@ -136,9 +133,8 @@ static int encode(sfp_collective *c, uint8_t **buf, size_t *cap, size_t *len, co
 	if (cast) {
 		uint8_t *o = *buf;
 		for (size_t i = 0; i < n; i++) {
-			uint16_t h = cast == SFP_CAST_FP16 ? sfp_f32_to_f16(x[i]) : sfp_f32_to_bf16(x[i]);
-			o[2 * i] = (uint8_t)h;
-			o[2 * i + 1] = (uint8_t)(h >> 8);
+			sfp_store_le16(o + 2 * i, cast == SFP_CAST_FP16 ? sfp_f32_to_f16(x[i])
+									: sfp_f32_to_bf16(x[i]));
 		}
 		seal(o, 2 * n);
 		*len = 2 * n + CRC_BYTES;
@@ -164,7 +160,7 @@ static int decode(sfp_collective *c, float *x, size_t n, const uint8_t *buf, siz
 		else if (!sealed(buf, 2 * n))
 			rc = sfp_error_set(&e2, SFP_ECHECKSUM, "checksum mismatch");
 		for (size_t i = 0; rc == SFP_OK && i < n; i++) {
-			uint16_t h = (uint16_t)(buf[2 * i] | buf[2 * i + 1] << 8);
+			uint16_t h = sfp_load_le16(buf + 2 * i);
 			x[i] = cast == SFP_CAST_FP16 ? sfp_f16_to_f32(h) : sfp_bf16_to_f32(h);
 		}
 	} else {
