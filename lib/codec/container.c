@@ -267,11 +267,28 @@ struct sfp_codec {
 	size_t work_cap;
 };
 
+/* A context with no scratch yet, for `isa`. The reference entry points keep
+ * one on the stack; sfp_codec_create puts one on the heap. */
+static void codec_init(sfp_codec *c, int isa)
+{
+	memset(c, 0, sizeof *c);
+	c->isa = isa;
+}
+
+/* Free the scratch of a context from codec_init. */
+static void codec_release(sfp_codec *c)
+{
+	free(c->codes);
+	free(c->sign);
+	free(c->work);
+	codec_init(c, c->isa);
+}
+
 sfp_codec *sfp_codec_create(void)
 {
-	sfp_codec *c = calloc(1, sizeof *c);
+	sfp_codec *c = malloc(sizeof *c);
 	if (c)
-		c->isa = sfp_cpu_isa();
+		codec_init(c, sfp_cpu_isa());
 	return c;
 }
 
@@ -279,9 +296,7 @@ void sfp_codec_free(sfp_codec *c)
 {
 	if (!c)
 		return;
-	free(c->codes);
-	free(c->sign);
-	free(c->work);
+	codec_release(c);
 	free(c);
 }
 
@@ -740,11 +755,10 @@ int sfp_encode(sfp_codec *c, void *dst, size_t cap, size_t *written, const float
 int sfp_encode_ref(void *dst, size_t cap, size_t *written, const float *src, uint64_t n,
 		   const uint64_t *shape, unsigned ndim, const sfp_params *p, sfp_error *err)
 {
-	sfp_codec c = {SFP_ISA_SCALAR, NULL, 0, NULL, 0, NULL, 0};
+	sfp_codec c;
+	codec_init(&c, SFP_ISA_SCALAR);
 	int rc = encode_impl(&c, SFP_ISA_SCALAR, dst, cap, written, src, n, shape, ndim, p, err);
-	free(c.codes);
-	free(c.sign);
-	free(c.work);
+	codec_release(&c);
 	return rc;
 }
 
@@ -955,11 +969,11 @@ int sfp_decode(sfp_codec *c, float *dst, uint64_t cap_count, const void *src, si
 int sfp_decode_ref(float *dst, uint64_t cap_count, const void *src, size_t len, sfp_info *info,
 		   sfp_error *err)
 {
-	sfp_codec c = {SFP_ISA_SCALAR, NULL, 0, NULL, 0, NULL, 0};
+	sfp_codec c;
+	codec_init(&c, SFP_ISA_SCALAR);
 	int rc = dst ? decode_impl(&c, SFP_ISA_SCALAR, dst, cap_count, NULL, src, len, info, err)
 		     : sfp_error_set(err, SFP_EINVAL, "no destination");
-	free(c.codes);
-	free(c.work);
+	codec_release(&c);
 	return rc;
 }
 
