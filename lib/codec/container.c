@@ -5,6 +5,8 @@
  * sfp_decode_ref) runs the same driver with the scalar kernels, so the two
  * differ only in the kernels, which tests/test_codec.c compares bit for bit.
  */
+#include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,10 +101,84 @@ static void plan_window(qplan *q, unsigned hi)
 
 /* ---- header ---------------------------------------------------------------- */
 
-static uint32_t header_crc(const uint8_t *h, unsigned ndim)
+/*
+ * The fixed part of the header (docs/format.md), in its on-disk order; the
+ * shape, ndim little-endian u64s, follows it. Every field is naturally
+ * aligned, so the struct has no padding and offsetof gives each field's
+ * byte offset. The bytes are little-endian whatever the host: hdr_load and
+ * hdr_store convert field by field and never copy the struct whole.
+ */
+typedef struct hdr {
+	uint8_t magic[4];      /* "SFPT" */
+	uint8_t version;       /* SFP_FORMAT_VERSION */
+	uint8_t e, m;          /* exponent and mantissa bits */
+	uint8_t exp_lo;        /* biased exponent of code 1 */
+	uint16_t flags;        /* SFP_FLAG_* */
+	uint8_t exp_coder;     /* enum sfp_exp_coder */
+	uint8_t ndim;          /* 0..SFP_MAX_DIMS */
+	uint32_t reserved;     /* zero */
+	uint64_t count, nnz, n_exceptions;
+	uint64_t exp_bytes, payload_bytes;
+	uint32_t payload_crc;  /* CRC32C of the payload */
+	uint32_t header_crc;   /* CRC32C of the bytes before this field, then the shape */
+} hdr;
+static_assert(sizeof(hdr) == SFP_HEADER_FIXED_BYTES, "container header layout");
+static_assert(offsetof(hdr, header_crc) + sizeof(uint32_t) == SFP_HEADER_FIXED_BYTES,
+	      "the header CRC ends the fixed header");
+
+#define HDR_AT(field) offsetof(hdr, field)
+static const uint8_t hdr_magic[4] = {'S', 'F', 'P', 'T'};
+
+/* The fixed header fields of b[0..SFP_HEADER_FIXED_BYTES). */
+static void hdr_load(hdr *h, const uint8_t *b)
 {
-	uint32_t c = sfp_crc32c(0, h, 60);
-	return sfp_crc32c(c, h + SFP_HEADER_FIXED_BYTES, 8u * ndim);
+	memcpy(h->magic, b + HDR_AT(magic), sizeof h->magic);
+	h->version = b[HDR_AT(version)];
+	h->e = b[HDR_AT(e)];
+	h->m = b[HDR_AT(m)];
+	h->exp_lo = b[HDR_AT(exp_lo)];
+	h->flags = sfp_load_le16(b + HDR_AT(flags));
+	h->exp_coder = b[HDR_AT(exp_coder)];
+	h->ndim = b[HDR_AT(ndim)];
+	h->reserved = sfp_load_le32(b + HDR_AT(reserved));
+	h->count = sfp_load_le64(b + HDR_AT(count));
+	h->nnz = sfp_load_le64(b + HDR_AT(nnz));
+	h->n_exceptions = sfp_load_le64(b + HDR_AT(n_exceptions));
+	h->exp_bytes = sfp_load_le64(b + HDR_AT(exp_bytes));
+	h->payload_bytes = sfp_load_le64(b + HDR_AT(payload_bytes));
+	h->payload_crc = sfp_load_le32(b + HDR_AT(payload_crc));
+	h->header_crc = sfp_load_le32(b + HDR_AT(header_crc));
+}
+
+/* CRC32C of the header b (fixed part up to the CRC field, then the shape). */
+static uint32_t header_crc(const uint8_t *b, unsigned ndim)
+{
+	uint32_t c = sfp_crc32c(0, b, HDR_AT(header_crc));
+	return sfp_crc32c(c, b + SFP_HEADER_FIXED_BYTES, 8u * ndim);
+}
+
+/* Write h and shape[0..h->ndim) as the header at b; h's header_crc is
+ * ignored, the stored one is computed over the bytes written. */
+static void hdr_store(uint8_t *b, const hdr *h, const uint64_t *shape)
+{
+	memcpy(b + HDR_AT(magic), h->magic, sizeof h->magic);
+	b[HDR_AT(version)] = h->version;
+	b[HDR_AT(e)] = h->e;
+	b[HDR_AT(m)] = h->m;
+	b[HDR_AT(exp_lo)] = h->exp_lo;
+	sfp_store_le16(b + HDR_AT(flags), h->flags);
+	b[HDR_AT(exp_coder)] = h->exp_coder;
+	b[HDR_AT(ndim)] = h->ndim;
+	sfp_store_le32(b + HDR_AT(reserved), h->reserved);
+	sfp_store_le64(b + HDR_AT(count), h->count);
+	sfp_store_le64(b + HDR_AT(nnz), h->nnz);
+	sfp_store_le64(b + HDR_AT(n_exceptions), h->n_exceptions);
+	sfp_store_le64(b + HDR_AT(exp_bytes), h->exp_bytes);
+	sfp_store_le64(b + HDR_AT(payload_bytes), h->payload_bytes);
+	for (unsigned i = 0; i < h->ndim; i++)
+		sfp_store_le64(b + SFP_HEADER_FIXED_BYTES + 8 * i, shape[i]);
+	sfp_store_le32(b + HDR_AT(payload_crc), h->payload_crc);
+	sfp_store_le32(b + HDR_AT(header_crc), header_crc(b, h->ndim));
 }
 
 static uint64_t div_ceil8(uint64_t bits) { return (bits + 7) >> 3; }
@@ -115,40 +191,42 @@ static uint64_t sign_region(uint64_t nnz, unsigned flags)
 
 int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 {
-	const uint8_t *h = src;
+	const uint8_t *b = src;
+	hdr h;
 	memset(info, 0, sizeof *info);
 	if (len < SFP_HEADER_FIXED_BYTES)
 		return sfp_error_set(err, SFP_ETRUNC, "%zu bytes is shorter than the %d-byte header",
 				     len, SFP_HEADER_FIXED_BYTES);
-	if (memcmp(h, "SFPT", 4) != 0)
+	hdr_load(&h, b);
+	if (memcmp(h.magic, hdr_magic, sizeof hdr_magic) != 0)
 		return sfp_error_set(err, SFP_ECORRUPT,
 				     "bad magic: not an sfp tensor container (expected 'SFPT')");
-	if (h[4] != SFP_FORMAT_VERSION)
+	if (h.version != SFP_FORMAT_VERSION)
 		return sfp_error_set(err, SFP_EVERSION,
-				     "format version %u (this build reads version %d)", h[4],
+				     "format version %u (this build reads version %d)", h.version,
 				     SFP_FORMAT_VERSION);
-	unsigned ndim = h[11];
+	unsigned ndim = h.ndim;
 	if (ndim > SFP_MAX_DIMS)
 		return sfp_error_set(err, SFP_ECORRUPT, "ndim %u exceeds %d", ndim, SFP_MAX_DIMS);
 	size_t hb = SFP_HEADER_BYTES(ndim);
 	if (len < hb)
 		return sfp_error_set(err, SFP_ETRUNC, "%zu bytes is shorter than the %zu-byte header",
 				     len, hb);
-	uint32_t want = sfp_load_le32(h + 60), got = header_crc(h, ndim);
+	uint32_t want = h.header_crc, got = header_crc(b, ndim);
 	if (want != got)
 		return sfp_error_set(err, SFP_ECHECKSUM, "header crc %08x != stored %08x", got, want);
 
-	info->version = h[4];
-	info->e = h[5];
-	info->m = h[6];
-	info->exp_lo = h[7];
-	info->flags = sfp_load_le16(h + 8);
-	info->exp_coder = h[10];
+	info->version = h.version;
+	info->e = h.e;
+	info->m = h.m;
+	info->exp_lo = h.exp_lo;
+	info->flags = h.flags;
+	info->exp_coder = h.exp_coder;
 	info->ndim = ndim;
-	info->count = sfp_load_le64(h + 16);
-	info->nnz = sfp_load_le64(h + 24);
-	info->n_exceptions = sfp_load_le64(h + 32);
-	uint64_t exp_bytes = sfp_load_le64(h + 40), payload = sfp_load_le64(h + 48);
+	info->count = h.count;
+	info->nnz = h.nnz;
+	info->n_exceptions = h.n_exceptions;
+	uint64_t exp_bytes = h.exp_bytes, payload = h.payload_bytes;
 
 	if (info->e < 1 || info->e > 8)
 		return sfp_error_set(err, SFP_ECORRUPT, "exponent bits e = %u is not in 1..8", info->e);
@@ -175,12 +253,12 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	if (refine && (info->m > SFP_REFINE_MAX_M || info->nnz == 0))
 		return sfp_error_set(err, SFP_ECORRUPT, "refinement flags on a container with %s",
 				     info->nnz ? "m > 20" : "no nonzero values");
-	if (sfp_load_le32(h + 12) != 0)
+	if (h.reserved != 0)
 		return sfp_error_set(err, SFP_ECORRUPT, "reserved header bytes are not zero");
 
 	uint64_t prod = 1;
 	for (unsigned i = 0; i < ndim; i++) {
-		info->shape[i] = sfp_load_le64(h + SFP_HEADER_FIXED_BYTES + 8 * i);
+		info->shape[i] = sfp_load_le64(b + SFP_HEADER_FIXED_BYTES + 8 * i);
 		if (info->shape[i] > SFP_MAX_COUNT ||
 		    (info->shape[i] && prod > SFP_MAX_COUNT / info->shape[i]))
 			return sfp_error_set(err, SFP_ECORRUPT, "shape exceeds %llu elements",
@@ -245,13 +323,13 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	info->payload_bytes = (size_t)payload;
 	info->total_bytes = hb + (size_t)payload;
 	if (info->exp_coder == SFP_EXP_GECKO) {
-		int v = sfp_gecko_variant_of(h + hb + info->mant_bytes + info->sign_bytes +
+		int v = sfp_gecko_variant_of(b + hb + info->mant_bytes + info->sign_bytes +
 						     info->exc_bytes,
 					     info->exp_bytes);
 		info->gecko_variant = v > 0 ? (unsigned)v : 0;
 	}
 	if (info->flags & SFP_FLAG_SHIFT)
-		info->rho = h[hb + payload - info->side_bytes];
+		info->rho = b[hb + payload - info->side_bytes];
 	return SFP_OK;
 }
 
@@ -722,25 +800,21 @@ header:;
 		flags |= rf;
 		payload += side;
 	}
-	uint8_t *h = out;
-	memset(h, 0, SFP_HEADER_FIXED_BYTES);
-	memcpy(h, "SFPT", 4);
-	h[4] = SFP_FORMAT_VERSION;
-	h[5] = (uint8_t)q.e;
-	h[6] = (uint8_t)q.m;
-	h[7] = (uint8_t)q.lo;
-	sfp_store_le16(h + 8, (uint16_t)flags);
-	h[10] = (uint8_t)coder;
-	h[11] = (uint8_t)ndim;
-	sfp_store_le64(h + 16, n);
-	sfp_store_le64(h + 24, cnt.nnz);
-	sfp_store_le64(h + 32, cnt.nexc);
-	sfp_store_le64(h + 40, exp_b);
-	sfp_store_le64(h + 48, payload);
-	for (unsigned i = 0; i < ndim; i++)
-		sfp_store_le64(h + SFP_HEADER_FIXED_BYTES + 8 * i, shape[i]);
-	sfp_store_le32(h + 56, sfp_crc32c(0, pay, payload));
-	sfp_store_le32(h + 60, header_crc(h, ndim));
+	hdr h = {.version = SFP_FORMAT_VERSION,
+		 .e = (uint8_t)q.e,
+		 .m = (uint8_t)q.m,
+		 .exp_lo = (uint8_t)q.lo,
+		 .flags = (uint16_t)flags,
+		 .exp_coder = (uint8_t)coder,
+		 .ndim = (uint8_t)ndim,
+		 .count = n,
+		 .nnz = cnt.nnz,
+		 .n_exceptions = cnt.nexc,
+		 .exp_bytes = exp_b,
+		 .payload_bytes = payload,
+		 .payload_crc = sfp_crc32c(0, pay, payload)};
+	memcpy(h.magic, hdr_magic, sizeof h.magic);
+	hdr_store(out, &h, shape);
 	*written = hb + payload;
 	return SFP_OK;
 }
@@ -827,9 +901,10 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 				     (unsigned long long)in.count);
 	const uint8_t *pay = s + in.header_bytes;
 	uint32_t crc = sfp_crc32c(0, pay, in.payload_bytes);
-	if (crc != sfp_load_le32(s + 56))
+	const uint32_t stored = sfp_load_le32(s + HDR_AT(payload_crc));
+	if (crc != stored)
 		return sfp_error_set(err, SFP_ECHECKSUM, "payload crc %08x != stored %08x", crc,
-				     sfp_load_le32(s + 56));
+				     stored);
 	uint64_t n = in.count;
 
 	if (in.exp_coder == SFP_EXP_STORED) {
