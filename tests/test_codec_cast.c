@@ -1,14 +1,14 @@
 /*
- * test_codec_cast.c -- the 16-bit casts the gradient containers are measured
- * against (transport.h): every binary16 value survives f16 -> f32 -> f16,
- * and float32 -> binary16 / bfloat16 round to nearest even, checked against
- * a reference computed in double.
+ * test_codec_cast.c -- the 16-bit casts the gradient containers are
+ * measured against (codec.h; the collectives send them): every binary16
+ * value survives f16 -> f32 -> f16, and float32 -> binary16 / bfloat16
+ * round to nearest even, checked against a reference computed in double.
  */
 #include <CUnit/CUnit.h>
 #include <math.h>
 #include <string.h>
 
-#include "sfp/transport.h"
+#include "sfp/codec.h"
 #include "tests/util/testutil.h"
 
 static void test_f16_roundtrip(void)

@@ -16,17 +16,6 @@
 
 static sfp_codec *codec;
 
-static void put64(uint8_t *b, size_t off, uint64_t v)
-{
-	memcpy(b + off, &v, 8);
-}
-static uint64_t get64(const uint8_t *b, size_t off)
-{
-	uint64_t v;
-	memcpy(&v, b + off, 8);
-	return v;
-}
-
 /* Recompute the payload CRC (when the header is sane enough to find the
  * payload) and then the header CRC over bytes 0..59 and the shape. */
 static void fix_crcs(uint8_t *b, size_t len, int payload)
@@ -123,20 +112,20 @@ static void test_header_fields(void)
 		FORGE(c[10] = 3, SFP_ECORRUPT, "exp_coder 3");
 		FORGE(c[12] = 1, SFP_ECORRUPT, "reserved");
 		FORGE(c[15] = 0x80, SFP_ECORRUPT, "reserved high");
-		FORGE(put64(c, 16, N + 8), SFP_ECORRUPT, "count vs shape");
-		FORGE(put64(c, 16, N - 8), SFP_ECORRUPT, "count vs shape (smaller)");
-		FORGE(put64(c, 16, (1ull << 40) + 1), SFP_ECORRUPT, "count > 2^40");
-		FORGE(put64(c, 24, get64(b, 24) + 1), SFP_ECORRUPT, "nnz + 1");
-		FORGE(put64(c, 24, get64(b, 24) - 1), SFP_ECORRUPT, "nnz - 1");
-		FORGE(put64(c, 24, N + 1), SFP_ECORRUPT, "nnz > count");
-		FORGE(put64(c, 32, 3), SFP_ECORRUPT, "n_exc + 1");
-		FORGE(put64(c, 32, 1), SFP_ECORRUPT, "n_exc - 1");
-		FORGE(put64(c, 40, get64(b, 40) + 1), SFP_ECORRUPT, "exp_bytes + 1");
-		FORGE(put64(c, 40, get64(b, 40) - 1), SFP_ECORRUPT, "exp_bytes - 1");
-		FORGE(put64(c, 48, get64(b, 48) - 1), SFP_ECORRUPT, "payload_bytes - 1");
-		FORGE(put64(c, 48, ~0ull), SFP_ECORRUPT, "payload_bytes huge");
+		FORGE(sfp_store_le64(c + 16, N + 8), SFP_ECORRUPT, "count vs shape");
+		FORGE(sfp_store_le64(c + 16, N - 8), SFP_ECORRUPT, "count vs shape (smaller)");
+		FORGE(sfp_store_le64(c + 16, (1ull << 40) + 1), SFP_ECORRUPT, "count > 2^40");
+		FORGE(sfp_store_le64(c + 24, sfp_load_le64(b + 24) + 1), SFP_ECORRUPT, "nnz + 1");
+		FORGE(sfp_store_le64(c + 24, sfp_load_le64(b + 24) - 1), SFP_ECORRUPT, "nnz - 1");
+		FORGE(sfp_store_le64(c + 24, N + 1), SFP_ECORRUPT, "nnz > count");
+		FORGE(sfp_store_le64(c + 32, 3), SFP_ECORRUPT, "n_exc + 1");
+		FORGE(sfp_store_le64(c + 32, 1), SFP_ECORRUPT, "n_exc - 1");
+		FORGE(sfp_store_le64(c + 40, sfp_load_le64(b + 40) + 1), SFP_ECORRUPT, "exp_bytes + 1");
+		FORGE(sfp_store_le64(c + 40, sfp_load_le64(b + 40) - 1), SFP_ECORRUPT, "exp_bytes - 1");
+		FORGE(sfp_store_le64(c + 48, sfp_load_le64(b + 48) - 1), SFP_ECORRUPT, "payload_bytes - 1");
+		FORGE(sfp_store_le64(c + 48, ~0ull), SFP_ECORRUPT, "payload_bytes huge");
 		/* the shape itself: a dimension changed, count no longer matches */
-		FORGE(put64(c, 64, N / 8 + 1), SFP_ECORRUPT, "shape[0]");
+		FORGE(sfp_store_le64(c + 64, N / 8 + 1), SFP_ECORRUPT, "shape[0]");
 #undef FORGE
 		/* ndim 9: the header is unreadable as such; any error will do, but
 		 * never OK and fast == reference. */
@@ -301,11 +290,11 @@ static void test_stored(void)
 	}
 	/* nnz and n_exc must match the stored values */
 	memcpy(c, b, len);
-	put64(c, 24, 2);
+	sfp_store_le64(c + 24, 2);
 	fix_crcs(c, len, 0);
 	CU_ASSERT_EQUAL(sfp_decode(codec, y, 8, c, len, NULL, NULL), SFP_ECORRUPT);
 	memcpy(c, b, len);
-	put64(c, 32, 5);
+	sfp_store_le64(c + 32, 5);
 	fix_crcs(c, len, 0);
 	CU_ASSERT_EQUAL(sfp_decode(codec, y, 8, c, len, NULL, NULL), SFP_ECORRUPT);
 	free(b);

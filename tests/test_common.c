@@ -145,6 +145,25 @@ static void test_crc32c_fast_vs_ref(void)
 	free(buf);
 }
 
+/* The byte helpers put the least significant byte first at any address and
+ * read back what they wrote. */
+static void test_le_bytes(void)
+{
+	uint8_t b[1 + 8];
+	uint8_t *p = b + 1; /* unaligned */
+	sfp_store_le16(p, 0x0102u);
+	CU_ASSERT(p[0] == 0x02 && p[1] == 0x01);
+	CU_ASSERT_EQUAL(sfp_load_le16(p), 0x0102u);
+	sfp_store_le32(p, 0x01020304u);
+	CU_ASSERT(p[0] == 0x04 && p[1] == 0x03 && p[2] == 0x02 && p[3] == 0x01);
+	CU_ASSERT_EQUAL(sfp_load_le32(p), 0x01020304u);
+	sfp_store_le64(p, 0x0102030405060708ull);
+	for (int i = 0; i < 8; i++)
+		CU_ASSERT_EQUAL(p[i], 8 - i);
+	CU_ASSERT_EQUAL(sfp_load_le64(p), 0x0102030405060708ull);
+	CU_ASSERT_EQUAL(sfp_load_le32(p + 4), 0x01020304u);
+}
+
 static void test_isa_names(void)
 {
 	int best = sfp_cpu_isa();
@@ -171,6 +190,7 @@ int main(void)
 		{"hash32 mixes", test_hash32},
 		{"crc32c check values", test_crc32c_vectors},
 		{"crc32c fast equals reference", test_crc32c_fast_vs_ref},
+		{"little-endian loads and stores", test_le_bytes},
 		{"isa names round trip", test_isa_names},
 		{"clock is monotonic", test_clock},
 		{NULL, NULL},

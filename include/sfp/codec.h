@@ -252,6 +252,15 @@ int sfp_gecko_decode(uint8_t *codes, uint64_t n, unsigned e, const void *src, si
 /* Variant stored in a Gecko stream (its first byte), or SFP_ECORRUPT. */
 int sfp_gecko_variant_of(const void *src, size_t len);
 
+/* ---- 16-bit casts --------------------------------------------------------- */
+/* IEEE binary16 and bfloat16 conversions, round to nearest even; NaN stays
+ * NaN, out-of-range values become infinities (as a cast does). Computed on
+ * the bits: the same values on every CPU. */
+uint16_t sfp_f32_to_f16(float f);
+float sfp_f16_to_f32(uint16_t h);
+uint16_t sfp_f32_to_bf16(float f);
+float sfp_bf16_to_f32(uint16_t h);
+
 /* ---- statistics --------------------------------------------------------- */
 /* Empirical order-0 entropy of a byte stream, in bits per symbol. */
 double sfp_entropy_u8(const uint8_t *sym, uint64_t n);

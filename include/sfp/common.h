@@ -1,6 +1,7 @@
 /*
  * sfp/common.h -- errors, error details, the log hook, a seeded RNG, CRC32C,
- * the monotonic clock and CPU feature detection.
+ * little-endian byte loads and stores, the monotonic clock and CPU feature
+ * detection.
  *
  * Everything here is reentrant: there is no mutable global state in lib/.
  * A caller that wants log output passes an sfp_log to the objects that log.
@@ -11,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -110,6 +112,62 @@ static inline uint32_t sfp_hash32(uint32_t seed, uint32_t index)
 	x *= 0x846ca68bu;
 	x ^= x >> 16;
 	return x;
+}
+
+/* ---- little-endian bytes ------------------------------------------------ */
+/*
+ * Every integer sfp puts in a file or on the wire is little-endian. These
+ * read and write one at p (any alignment) whatever the host's byte order;
+ * on a little-endian host each is a single load or store, so they are fine
+ * in inner loops. The caller has checked that the bytes are there.
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define SFP_HOST_LE_16(v) __builtin_bswap16(v)
+#define SFP_HOST_LE_32(v) __builtin_bswap32(v)
+#define SFP_HOST_LE_64(v) __builtin_bswap64(v)
+#else
+#define SFP_HOST_LE_16(v) (v)
+#define SFP_HOST_LE_32(v) (v)
+#define SFP_HOST_LE_64(v) (v)
+#endif
+
+static inline uint16_t sfp_load_le16(const void *p)
+{
+	uint16_t v;
+	memcpy(&v, p, sizeof v);
+	return SFP_HOST_LE_16(v);
+}
+
+static inline uint32_t sfp_load_le32(const void *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof v);
+	return SFP_HOST_LE_32(v);
+}
+
+static inline uint64_t sfp_load_le64(const void *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof v);
+	return SFP_HOST_LE_64(v);
+}
+
+static inline void sfp_store_le16(void *p, uint16_t v)
+{
+	v = SFP_HOST_LE_16(v);
+	memcpy(p, &v, sizeof v);
+}
+
+static inline void sfp_store_le32(void *p, uint32_t v)
+{
+	v = SFP_HOST_LE_32(v);
+	memcpy(p, &v, sizeof v);
+}
+
+static inline void sfp_store_le64(void *p, uint64_t v)
+{
+	v = SFP_HOST_LE_64(v);
+	memcpy(p, &v, sizeof v);
 }
 
 /* ---- CRC32C (Castagnoli), hardware where available ---------------------- */

@@ -133,7 +133,8 @@ enum sfp_allreduce_algo {
 };
 
 /* Plain 16-bit casts instead of containers: the peers the containers are
- * measured against (what DDP's fp16 compression hook sends). */
+ * measured against (what DDP's fp16 compression hook sends); the conversions
+ * are sfp_f32_to_f16 and friends in codec.h. */
 enum sfp_wire_cast { SFP_CAST_NONE = 0, SFP_CAST_FP16 = 1, SFP_CAST_BF16 = 2 };
 
 /* How tensors are encoded on the wire. Lossless when e = 8 and m = 23. */
@@ -143,13 +144,6 @@ typedef struct sfp_wire_cfg {
 	int error_feedback;  /* keep what quantization dropped and add it next time */
 	int cast;            /* enum sfp_wire_cast: raw 16-bit values, no container */
 } sfp_wire_cfg;
-
-/* IEEE binary16 and bfloat16 conversions, round to nearest even; NaN stays
- * NaN, out-of-range values become infinities (as a cast does). */
-uint16_t sfp_f32_to_f16(float f);
-float sfp_f16_to_f32(uint16_t h);
-uint16_t sfp_f32_to_bf16(float f);
-float sfp_bf16_to_f32(uint16_t h);
 
 typedef struct sfp_collective sfp_collective;
 

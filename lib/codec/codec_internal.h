@@ -163,7 +163,7 @@ static inline uint32_t bits_get(const uint8_t *buf, size_t len, uint64_t pos, un
 	size_t byte = (size_t)(pos >> 3);
 	uint64_t v = 0;
 	if (byte + 8 <= len) {
-		memcpy(&v, buf + byte, 8);
+		v = sfp_load_le64(buf + byte);
 	} else {
 		for (size_t i = 0; byte + i < len && i < 8; i++)
 			v |= (uint64_t)buf[byte + i] << (8 * i);

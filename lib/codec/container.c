@@ -5,6 +5,8 @@
  * sfp_decode_ref) runs the same driver with the scalar kernels, so the two
  * differ only in the kernels, which tests/test_codec_container.c compares bit for bit.
  */
+#include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,28 +101,84 @@ static void plan_window(qplan *q, unsigned hi)
 
 /* ---- header ---------------------------------------------------------------- */
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+/*
+ * The fixed part of the header (docs/format.md), in its on-disk order; the
+ * shape, ndim little-endian u64s, follows it. Every field is naturally
+ * aligned, so the struct has no padding and offsetof gives each field's
+ * byte offset. The bytes are little-endian whatever the host: hdr_load and
+ * hdr_store convert field by field and never copy the struct whole.
+ */
+typedef struct hdr {
+	uint8_t magic[4];      /* "SFPT" */
+	uint8_t version;       /* SFP_FORMAT_VERSION */
+	uint8_t e, m;          /* exponent and mantissa bits */
+	uint8_t exp_lo;        /* biased exponent of code 1 */
+	uint16_t flags;        /* SFP_FLAG_* */
+	uint8_t exp_coder;     /* enum sfp_exp_coder */
+	uint8_t ndim;          /* 0..SFP_MAX_DIMS */
+	uint32_t reserved;     /* zero */
+	uint64_t count, nnz, n_exceptions;
+	uint64_t exp_bytes, payload_bytes;
+	uint32_t payload_crc;  /* CRC32C of the payload */
+	uint32_t header_crc;   /* CRC32C of the bytes before this field, then the shape */
+} hdr;
+static_assert(sizeof(hdr) == SFP_HEADER_FIXED_BYTES, "container header layout");
+static_assert(offsetof(hdr, header_crc) + sizeof(uint32_t) == SFP_HEADER_FIXED_BYTES,
+	      "the header CRC ends the fixed header");
 
-static uint32_t header_crc(const uint8_t *h, unsigned ndim)
+#define HDR_AT(field) offsetof(hdr, field)
+static const uint8_t hdr_magic[4] = {'S', 'F', 'P', 'T'};
+
+/* The fixed header fields of b[0..SFP_HEADER_FIXED_BYTES). */
+static void hdr_load(hdr *h, const uint8_t *b)
 {
-	uint32_t c = sfp_crc32c(0, h, 60);
-	return sfp_crc32c(c, h + SFP_HEADER_FIXED_BYTES, 8u * ndim);
+	memcpy(h->magic, b + HDR_AT(magic), sizeof h->magic);
+	h->version = b[HDR_AT(version)];
+	h->e = b[HDR_AT(e)];
+	h->m = b[HDR_AT(m)];
+	h->exp_lo = b[HDR_AT(exp_lo)];
+	h->flags = sfp_load_le16(b + HDR_AT(flags));
+	h->exp_coder = b[HDR_AT(exp_coder)];
+	h->ndim = b[HDR_AT(ndim)];
+	h->reserved = sfp_load_le32(b + HDR_AT(reserved));
+	h->count = sfp_load_le64(b + HDR_AT(count));
+	h->nnz = sfp_load_le64(b + HDR_AT(nnz));
+	h->n_exceptions = sfp_load_le64(b + HDR_AT(n_exceptions));
+	h->exp_bytes = sfp_load_le64(b + HDR_AT(exp_bytes));
+	h->payload_bytes = sfp_load_le64(b + HDR_AT(payload_bytes));
+	h->payload_crc = sfp_load_le32(b + HDR_AT(payload_crc));
+	h->header_crc = sfp_load_le32(b + HDR_AT(header_crc));
+}
+
+/* CRC32C of the header b (fixed part up to the CRC field, then the shape). */
+static uint32_t header_crc(const uint8_t *b, unsigned ndim)
+{
+	uint32_t c = sfp_crc32c(0, b, HDR_AT(header_crc));
+	return sfp_crc32c(c, b + SFP_HEADER_FIXED_BYTES, 8u * ndim);
+}
+
+/* Write h and shape[0..h->ndim) as the header at b; h's header_crc is
+ * ignored, the stored one is computed over the bytes written. */
+static void hdr_store(uint8_t *b, const hdr *h, const uint64_t *shape)
+{
+	memcpy(b + HDR_AT(magic), h->magic, sizeof h->magic);
+	b[HDR_AT(version)] = h->version;
+	b[HDR_AT(e)] = h->e;
+	b[HDR_AT(m)] = h->m;
+	b[HDR_AT(exp_lo)] = h->exp_lo;
+	sfp_store_le16(b + HDR_AT(flags), h->flags);
+	b[HDR_AT(exp_coder)] = h->exp_coder;
+	b[HDR_AT(ndim)] = h->ndim;
+	sfp_store_le32(b + HDR_AT(reserved), h->reserved);
+	sfp_store_le64(b + HDR_AT(count), h->count);
+	sfp_store_le64(b + HDR_AT(nnz), h->nnz);
+	sfp_store_le64(b + HDR_AT(n_exceptions), h->n_exceptions);
+	sfp_store_le64(b + HDR_AT(exp_bytes), h->exp_bytes);
+	sfp_store_le64(b + HDR_AT(payload_bytes), h->payload_bytes);
+	for (unsigned i = 0; i < h->ndim; i++)
+		sfp_store_le64(b + SFP_HEADER_FIXED_BYTES + 8 * i, shape[i]);
+	sfp_store_le32(b + HDR_AT(payload_crc), h->payload_crc);
+	sfp_store_le32(b + HDR_AT(header_crc), header_crc(b, h->ndim));
 }
 
 static uint64_t div_ceil8(uint64_t bits) { return (bits + 7) >> 3; }
@@ -131,42 +189,47 @@ static uint64_t sign_region(uint64_t nnz, unsigned flags)
 	return (flags & (SFP_FLAG_SIGN_POS | SFP_FLAG_SIGN_NEG)) ? 0 : div_ceil8(nnz);
 }
 
-int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
+/* The frame of a header: length, magic, version, ndim and the header CRC.
+ * Fills *h from b[0..len) and *hb with the header's size. */
+static int hdr_frame(hdr *h, size_t *hb, const uint8_t *b, size_t len, sfp_error *err)
 {
-	const uint8_t *h = src;
-	memset(info, 0, sizeof *info);
 	if (len < SFP_HEADER_FIXED_BYTES)
 		return sfp_error_set(err, SFP_ETRUNC, "%zu bytes is shorter than the %d-byte header",
 				     len, SFP_HEADER_FIXED_BYTES);
-	if (memcmp(h, "SFPT", 4) != 0)
+	hdr_load(h, b);
+	if (memcmp(h->magic, hdr_magic, sizeof hdr_magic) != 0)
 		return sfp_error_set(err, SFP_ECORRUPT,
 				     "bad magic: not an sfp tensor container (expected 'SFPT')");
-	if (h[4] != SFP_FORMAT_VERSION)
+	if (h->version != SFP_FORMAT_VERSION)
 		return sfp_error_set(err, SFP_EVERSION,
-				     "format version %u (this build reads version %d)", h[4],
+				     "format version %u (this build reads version %d)", h->version,
 				     SFP_FORMAT_VERSION);
-	unsigned ndim = h[11];
-	if (ndim > SFP_MAX_DIMS)
-		return sfp_error_set(err, SFP_ECORRUPT, "ndim %u exceeds %d", ndim, SFP_MAX_DIMS);
-	size_t hb = SFP_HEADER_BYTES(ndim);
-	if (len < hb)
+	if (h->ndim > SFP_MAX_DIMS)
+		return sfp_error_set(err, SFP_ECORRUPT, "ndim %u exceeds %d", h->ndim, SFP_MAX_DIMS);
+	*hb = SFP_HEADER_BYTES(h->ndim);
+	if (len < *hb)
 		return sfp_error_set(err, SFP_ETRUNC, "%zu bytes is shorter than the %zu-byte header",
-				     len, hb);
-	uint32_t want = get32(h + 60), got = header_crc(h, ndim);
+				     len, *hb);
+	uint32_t want = h->header_crc, got = header_crc(b, h->ndim);
 	if (want != got)
 		return sfp_error_set(err, SFP_ECHECKSUM, "header crc %08x != stored %08x", got, want);
+	return SFP_OK;
+}
 
-	info->version = h[4];
-	info->e = h[5];
-	info->m = h[6];
-	info->exp_lo = h[7];
-	info->flags = get16(h + 8);
-	info->exp_coder = h[10];
-	info->ndim = ndim;
-	info->count = get64(h + 16);
-	info->nnz = get64(h + 24);
-	info->n_exceptions = get64(h + 32);
-	uint64_t exp_bytes = get64(h + 40), payload = get64(h + 48);
+/* The header's scalar fields into *info, each checked on its own and
+ * against the others (widths, window, flags, coder, reserved bytes). */
+static int hdr_fields(sfp_info *info, const hdr *h, sfp_error *err)
+{
+	info->version = h->version;
+	info->e = h->e;
+	info->m = h->m;
+	info->exp_lo = h->exp_lo;
+	info->flags = h->flags;
+	info->exp_coder = h->exp_coder;
+	info->ndim = h->ndim;
+	info->count = h->count;
+	info->nnz = h->nnz;
+	info->n_exceptions = h->n_exceptions;
 
 	if (info->e < 1 || info->e > 8)
 		return sfp_error_set(err, SFP_ECORRUPT, "exponent bits e = %u is not in 1..8", info->e);
@@ -193,12 +256,18 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	if (refine && (info->m > SFP_REFINE_MAX_M || info->nnz == 0))
 		return sfp_error_set(err, SFP_ECORRUPT, "refinement flags on a container with %s",
 				     info->nnz ? "m > 20" : "no nonzero values");
-	if (get32(h + 12) != 0)
+	if (h->reserved != 0)
 		return sfp_error_set(err, SFP_ECORRUPT, "reserved header bytes are not zero");
+	return SFP_OK;
+}
 
+/* The shape that follows the fixed header at b into info->shape; its
+ * product must be the count. */
+static int hdr_shape(sfp_info *info, const uint8_t *b, sfp_error *err)
+{
 	uint64_t prod = 1;
-	for (unsigned i = 0; i < ndim; i++) {
-		info->shape[i] = get64(h + SFP_HEADER_FIXED_BYTES + 8 * i);
+	for (unsigned i = 0; i < info->ndim; i++) {
+		info->shape[i] = sfp_load_le64(b + SFP_HEADER_FIXED_BYTES + 8 * i);
 		if (info->shape[i] > SFP_MAX_COUNT ||
 		    (info->shape[i] && prod > SFP_MAX_COUNT / info->shape[i]))
 			return sfp_error_set(err, SFP_ECORRUPT, "shape exceeds %llu elements",
@@ -208,8 +277,16 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	if (prod != info->count)
 		return sfp_error_set(err, SFP_ECORRUPT, "header says %llu elements, shape has %llu",
 				     (unsigned long long)info->count, (unsigned long long)prod);
-	if ((info->flags & SFP_FLAG_BIAS_CHANNEL) && ndim == 0)
+	if ((info->flags & SFP_FLAG_BIAS_CHANNEL) && info->ndim == 0)
 		return sfp_error_set(err, SFP_ECORRUPT, "per-channel bias on a scalar");
+	return SFP_OK;
+}
+
+/* The payload's regions (mantissas, signs, exceptions, exponent codes,
+ * side bytes) from the counts, flags and the header's two sizes: each must
+ * be what the counts imply, and together exactly the payload. */
+static int hdr_regions(sfp_info *info, uint64_t exp_bytes, uint64_t payload, sfp_error *err)
+{
 	uint64_t side = (info->flags & SFP_FLAG_SHIFT) ? 1 : 0;
 	if (info->flags & SFP_FLAG_BIAS) {
 		info->bias_groups = (info->flags & SFP_FLAG_BIAS_CHANNEL) ? info->shape[0] : 1;
@@ -232,30 +309,44 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 			return sfp_error_set(err, SFP_ECORRUPT,
 					     "stored payload must be 4 x %llu bytes",
 					     (unsigned long long)info->count);
-	} else {
-		uint64_t mant = div_ceil8(info->nnz * info->m);
-		uint64_t sign = sign_region(info->nnz, info->flags);
-		if (info->exp_coder == SFP_EXP_RAW && exp_bytes != div_ceil8(info->count * info->e))
-			return sfp_error_set(err, SFP_ECORRUPT,
-					     "raw exponent region is %llu bytes, expected %llu",
-					     (unsigned long long)exp_bytes,
-					     (unsigned long long)div_ceil8(info->count * info->e));
-		if (exp_bytes > payload || payload - side < mant + sign + exp_bytes)
-			return sfp_error_set(err, SFP_ECORRUPT,
-					     "payload of %llu bytes cannot hold its regions",
-					     (unsigned long long)payload);
-		uint64_t exc = payload - side - mant - sign - exp_bytes;
-		/* Each exception takes 5 to 10 bytes. */
-		if (exc < 5 * info->n_exceptions || exc > 10 * info->n_exceptions)
-			return sfp_error_set(err, SFP_ECORRUPT,
-					     "exception region of %llu bytes for %llu exceptions",
-					     (unsigned long long)exc,
-					     (unsigned long long)info->n_exceptions);
-		info->mant_bytes = (size_t)mant;
-		info->sign_bytes = (size_t)sign;
-		info->exc_bytes = (size_t)exc;
-		info->exp_bytes = (size_t)exp_bytes;
+		return SFP_OK;
 	}
+	uint64_t mant = div_ceil8(info->nnz * info->m);
+	uint64_t sign = sign_region(info->nnz, info->flags);
+	if (info->exp_coder == SFP_EXP_RAW && exp_bytes != div_ceil8(info->count * info->e))
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "raw exponent region is %llu bytes, expected %llu",
+				     (unsigned long long)exp_bytes,
+				     (unsigned long long)div_ceil8(info->count * info->e));
+	if (exp_bytes > payload || payload - side < mant + sign + exp_bytes)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "payload of %llu bytes cannot hold its regions",
+				     (unsigned long long)payload);
+	uint64_t exc = payload - side - mant - sign - exp_bytes;
+	/* Each exception takes 5 to 10 bytes. */
+	if (exc < 5 * info->n_exceptions || exc > 10 * info->n_exceptions)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "exception region of %llu bytes for %llu exceptions",
+				     (unsigned long long)exc,
+				     (unsigned long long)info->n_exceptions);
+	info->mant_bytes = (size_t)mant;
+	info->sign_bytes = (size_t)sign;
+	info->exc_bytes = (size_t)exc;
+	info->exp_bytes = (size_t)exp_bytes;
+	return SFP_OK;
+}
+
+int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
+{
+	const uint8_t *b = src;
+	hdr h;
+	size_t hb = 0;
+	memset(info, 0, sizeof *info);
+	SFP_TRY(hdr_frame(&h, &hb, b, len, err));
+	SFP_TRY(hdr_fields(info, &h, err));
+	SFP_TRY(hdr_shape(info, b, err));
+	const uint64_t payload = h.payload_bytes;
+	SFP_TRY(hdr_regions(info, h.exp_bytes, payload, err));
 	if (payload > len - hb)
 		return sfp_error_set(err, SFP_ETRUNC, "payload needs %llu bytes, %zu present",
 				     (unsigned long long)payload, len - hb);
@@ -263,13 +354,13 @@ int sfp_inspect(const void *src, size_t len, sfp_info *info, sfp_error *err)
 	info->payload_bytes = (size_t)payload;
 	info->total_bytes = hb + (size_t)payload;
 	if (info->exp_coder == SFP_EXP_GECKO) {
-		int v = sfp_gecko_variant_of(h + hb + info->mant_bytes + info->sign_bytes +
+		int v = sfp_gecko_variant_of(b + hb + info->mant_bytes + info->sign_bytes +
 						     info->exc_bytes,
 					     info->exp_bytes);
 		info->gecko_variant = v > 0 ? (unsigned)v : 0;
 	}
 	if (info->flags & SFP_FLAG_SHIFT)
-		info->rho = h[hb + payload - info->side_bytes];
+		info->rho = b[hb + payload - info->side_bytes];
 	return SFP_OK;
 }
 
@@ -285,11 +376,28 @@ struct sfp_codec {
 	size_t work_cap;
 };
 
+/* A context with no scratch yet, for `isa`. The reference entry points keep
+ * one on the stack; sfp_codec_create puts one on the heap. */
+static void codec_init(sfp_codec *c, int isa)
+{
+	memset(c, 0, sizeof *c);
+	c->isa = isa;
+}
+
+/* Free the scratch of a context from codec_init. */
+static void codec_release(sfp_codec *c)
+{
+	free(c->codes);
+	free(c->sign);
+	free(c->work);
+	codec_init(c, c->isa);
+}
+
 sfp_codec *sfp_codec_create(void)
 {
-	sfp_codec *c = calloc(1, sizeof *c);
+	sfp_codec *c = malloc(sizeof *c);
 	if (c)
-		c->isa = sfp_cpu_isa();
+		codec_init(c, sfp_cpu_isa());
 	return c;
 }
 
@@ -297,9 +405,7 @@ void sfp_codec_free(sfp_codec *c)
 {
 	if (!c)
 		return;
-	free(c->codes);
-	free(c->sign);
-	free(c->work);
+	codec_release(c);
 	free(c);
 }
 
@@ -555,6 +661,156 @@ out:
 	return rc;
 }
 
+static int no_room(sfp_error *err, size_t cap)
+{
+	return sfp_error_set(err, SFP_ENOSPC, "%zu bytes cannot hold the container", cap);
+}
+
+/* The header flags of a quantized tensor: no sign stream when every nonzero
+ * value has the same sign, and the informational policy bits. */
+static unsigned encode_flags(const qplan *q, const qcounts *cnt, const sfp_params *p)
+{
+	unsigned flags = 0;
+	if (cnt->nnz && cnt->nneg == 0)
+		flags |= SFP_FLAG_SIGN_POS;
+	else if (cnt->nnz && cnt->nneg == cnt->nnz)
+		flags |= SFP_FLAG_SIGN_NEG;
+	if (q->stochastic)
+		flags |= SFP_FLAG_STOCHASTIC;
+	if (q->under_min)
+		flags |= SFP_FLAG_UNDER_MIN;
+	if (q->saturate)
+		flags |= SFP_FLAG_SATURATE;
+	if (p->window == SFP_WINDOW_FIXED)
+		flags |= SFP_FLAG_FIXED_WINDOW;
+	return flags;
+}
+
+/* The exact size of src's exception region under q (see encode_exceptions). */
+static uint64_t exceptions_size(const qplan *q, const float *src, uint64_t n)
+{
+	uint64_t last = 0, first = 1, eb = 0;
+	uint8_t tmp[10];
+	for (uint64_t i = 0; i < n; i++)
+		if (is_exception(q, f2u(src[i]))) {
+			eb += put_varint(tmp, first ? i : i - last) + 4;
+			last = i;
+			first = 0;
+		}
+	return eb;
+}
+
+/* Stored mode: the n quantized values as raw u32 at pay[0..4n), rebuilt
+ * from c->codes, the mantissas (mant_b bytes) the quantization pass wrote
+ * at pay, and the signs in c->sign. */
+static int encode_stored(sfp_codec *c, const qplan *q, uint64_t nnz, const float *src,
+			 uint64_t n, uint8_t *pay, uint64_t mant_b, sfp_error *err)
+{
+	const unsigned m = q->m, k = q->k, lo = q->lo;
+	const uint8_t *codes = c->codes, *sign = c->sign;
+	uint64_t mpos = 0, spos = 0;
+	size_t slen = (size_t)div_ceil8(nnz);
+	/* the values overwrite the mantissas: copy them aside first */
+	uint8_t *mcopy = malloc((size_t)mant_b + 8);
+	if (!mcopy)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	memcpy(mcopy, pay, (size_t)mant_b);
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t u = f2u(src[i]), v = 0;
+		unsigned code = codes[i];
+		if (code) {
+			uint32_t f = bits_get(mcopy, (size_t)mant_b, mpos, m);
+			unsigned s = bits_get(sign, slen, spos++, 1);
+			mpos += m;
+			v = assemble(lo, k, code, s, f);
+		} else if (is_exception(q, u)) {
+			v = u;
+		}
+		sfp_store_le32(pay + 4 * i, v);
+	}
+	free(mcopy);
+	return SFP_OK;
+}
+
+/* The exception region at e0 (room until eend): for each of the nexc
+ * exceptions of src a LEB128 gap from the previous one (the first: its
+ * index), then its raw bits. *bytes is the region's size. */
+static int encode_exceptions(const qplan *q, const float *src, uint64_t n, uint64_t nexc,
+			     uint8_t *e0, const uint8_t *eend, size_t *bytes, size_t cap,
+			     sfp_error *err)
+{
+	uint8_t *ep = e0;
+	uint64_t last = 0;
+	int first = 1;
+	for (uint64_t i = 0, left = nexc; left && i < n; i++) {
+		uint32_t u = f2u(src[i]);
+		if (!is_exception(q, u))
+			continue;
+		if (eend - ep < 10)
+			return no_room(err, cap);
+		ep += put_varint(ep, first ? i : i - last);
+		sfp_store_le32(ep, u);
+		ep += 4;
+		last = i;
+		first = 0;
+		left--;
+	}
+	*bytes = (size_t)(ep - e0);
+	return SFP_OK;
+}
+
+/* The n exponent codes of c->codes at xp[0..room): a Gecko stream when
+ * p asks for one and it is smaller than the raw packing (exp_raw bytes),
+ * else packed raw. Sets *coder and *bytes. */
+static int encode_exponents(sfp_codec *c, const kernels *k, int isa, const sfp_params *p,
+			    unsigned e, uint64_t n, uint8_t *xp, size_t room, uint64_t exp_raw,
+			    unsigned *coder, size_t *bytes, size_t cap, sfp_error *err)
+{
+	if (p->gecko && n > 0) {
+		size_t wb = sfp_gecko_work_bytes(n);
+		if (grow(&c->work, &c->work_cap, wb) < 0)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		size_t gcap = (size_t)exp_raw < room ? (size_t)exp_raw : room, gw = 0;
+		int rc = sfp_gecko_encode(xp, gcap, &gw, c->codes, n, e, &p->gecko_opts, isa,
+					  c->work, c->work_cap, err);
+		if (rc == SFP_OK && gw < exp_raw) {
+			*coder = SFP_EXP_GECKO;
+			*bytes = gw;
+			return SFP_OK;
+		}
+		if (rc < 0 && rc != SFP_ENOSPC)
+			return rc;
+	}
+	if (room < exp_raw)
+		return no_room(err, cap);
+	k->pack_codes(xp, c->codes, n, e);
+	*coder = SFP_EXP_RAW;
+	*bytes = (size_t)exp_raw;
+	return SFP_OK;
+}
+
+/* Write the header of the finished payload pay[0..payload) at out. */
+static void encode_header(uint8_t *out, const qplan *q, unsigned flags, unsigned coder,
+			  uint64_t n, const qcounts *cnt, size_t exp_b, const uint8_t *pay,
+			  size_t payload, const uint64_t *shape, unsigned ndim)
+{
+	hdr h = {.version = SFP_FORMAT_VERSION,
+		 .e = (uint8_t)q->e,
+		 .m = (uint8_t)q->m,
+		 .exp_lo = (uint8_t)q->lo,
+		 .flags = (uint16_t)flags,
+		 .exp_coder = (uint8_t)coder,
+		 .ndim = (uint8_t)ndim,
+		 .count = n,
+		 .nnz = cnt->nnz,
+		 .n_exceptions = cnt->nexc,
+		 .exp_bytes = exp_b,
+		 .payload_bytes = payload,
+		 .payload_crc = sfp_crc32c(0, pay, payload)};
+	memcpy(h.magic, hdr_magic, sizeof h.magic);
+	hdr_store(out, &h, shape);
+}
+
 static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *written,
 		       const float *src, uint64_t n, const uint64_t *shape, unsigned ndim,
 		       const sfp_params *p, sfp_error *err)
@@ -562,7 +818,6 @@ static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *wri
 	uint8_t *out = dst;
 	kernels k = pick(isa);
 	qplan q;
-	int rc;
 
 	*written = 0;
 	SFP_TRY(sfp_params_check(p, err));
@@ -590,133 +845,38 @@ static int encode_impl(sfp_codec *c, int isa, void *dst, size_t cap, size_t *wri
 	bitw_flush(&mw);
 	bitw_flush(&sw);
 
-	unsigned flags = 0;
-	if (cnt.nnz && cnt.nneg == 0)
-		flags |= SFP_FLAG_SIGN_POS;
-	else if (cnt.nnz && cnt.nneg == cnt.nnz)
-		flags |= SFP_FLAG_SIGN_NEG;
-	if (q.stochastic)
-		flags |= SFP_FLAG_STOCHASTIC;
-	if (q.under_min)
-		flags |= SFP_FLAG_UNDER_MIN;
-	if (q.saturate)
-		flags |= SFP_FLAG_SATURATE;
-	if (p->window == SFP_WINDOW_FIXED)
-		flags |= SFP_FLAG_FIXED_WINDOW;
-
+	unsigned flags = encode_flags(&q, &cnt, p);
 	uint64_t mant_b = div_ceil8(cnt.nnz * q.m), sign_b = sign_region(cnt.nnz, flags);
 	uint64_t exp_raw = div_ceil8(n * q.e);
 	/* Exceptions cost at most 10 bytes each; stored mode caps the total. */
-	uint64_t exc_max = 10 * cnt.nexc;
+	uint64_t streams_max = mant_b + sign_b + 10 * cnt.nexc + exp_raw;
+	if (streams_max > 4 * n && cnt.nexc) /* measure them exactly before giving up on streams */
+		streams_max = mant_b + sign_b + exceptions_size(&q, src, n) + exp_raw;
 	unsigned coder = SFP_EXP_RAW;
-	uint64_t streams_max = mant_b + sign_b + exc_max + exp_raw;
-	size_t exc_b = 0, exp_b = 0;
+	size_t exc_b = 0, exp_b = 0, payload;
 
-	if (streams_max > 4 * n && cnt.nexc) {
-		/* Measure the exceptions exactly before giving up on streams. */
-		uint64_t last = 0, first = 1, eb = 0;
-		uint8_t tmp[10];
-		for (uint64_t i = 0; i < n; i++)
-			if (is_exception(&q, f2u(src[i]))) {
-				eb += put_varint(tmp, first ? i : i - last) + 4;
-				last = i;
-				first = 0;
-			}
-		exc_max = eb;
-		streams_max = mant_b + sign_b + exc_max + exp_raw;
-	}
 	if (streams_max > 4 * n) {
 		/* Stored: the quantized values as raw u32. */
 		coder = SFP_EXP_STORED;
 		if (pcap < 4 * n)
-			return sfp_error_set(err, SFP_ENOSPC, "%zu bytes cannot hold the container",
-					     cap);
-		uint64_t mpos = 0, spos = 0;
-		size_t slen = (size_t)div_ceil8(cnt.nnz);
-		/* mw wrote the mantissas at pay; copy them aside first. */
-		uint8_t *mcopy = malloc((size_t)mant_b + 8);
-		if (!mcopy)
-			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
-		memcpy(mcopy, pay, (size_t)mant_b);
-		for (uint64_t i = 0; i < n; i++) {
-			uint32_t u = f2u(src[i]), v = 0;
-			unsigned code = c->codes[i];
-			if (code) {
-				uint32_t f = bits_get(mcopy, (size_t)mant_b, mpos, q.m);
-				unsigned s = bits_get(c->sign, slen, spos++, 1);
-				mpos += q.m;
-				v = assemble(q.lo, q.k, code, s, f);
-			} else if (is_exception(&q, u)) {
-				v = u;
-			}
-			put32(pay + 4 * i, v);
-		}
-		free(mcopy);
+			return no_room(err, cap);
+		SFP_TRY(encode_stored(c, &q, cnt.nnz, src, n, pay, mant_b, err));
 		flags &= ~(SFP_FLAG_SIGN_POS | SFP_FLAG_SIGN_NEG);
-		exp_b = 0;
-		mant_b = sign_b = 0;
-		goto header;
+		payload = (size_t)(4 * n);
+	} else {
+		/* Streams: mantissas (already in place), signs, exceptions, codes. */
+		if (mw.overflow || pcap < mant_b + sign_b)
+			return no_room(err, cap);
+		if (sign_b)
+			memcpy(pay + mant_b, c->sign, (size_t)sign_b);
+		uint8_t *e0 = pay + mant_b + sign_b;
+		SFP_TRY(encode_exceptions(&q, src, n, cnt.nexc, e0, pay + pcap, &exc_b, cap, err));
+		SFP_TRY(encode_exponents(c, &k, isa, p, q.e, n, e0 + exc_b,
+					 pcap - (size_t)(mant_b + sign_b) - exc_b, exp_raw, &coder,
+					 &exp_b, cap, err));
+		payload = (size_t)(mant_b + sign_b) + exc_b + exp_b;
 	}
 
-	if (mw.overflow || pcap < mant_b + sign_b)
-		return sfp_error_set(err, SFP_ENOSPC, "%zu bytes cannot hold the container", cap);
-	if (sign_b)
-		memcpy(pay + mant_b, c->sign, (size_t)sign_b);
-
-	/* Exceptions: LEB128 gap + raw bits. */
-	{
-		uint8_t *e0 = pay + mant_b + sign_b, *ep = e0, *eend = pay + pcap;
-		uint64_t last = 0;
-		int first = 1;
-		for (uint64_t i = 0, left = cnt.nexc; left && i < n; i++) {
-			uint32_t u = f2u(src[i]);
-			if (!is_exception(&q, u))
-				continue;
-			if (eend - ep < 10)
-				return sfp_error_set(err, SFP_ENOSPC,
-						     "%zu bytes cannot hold the container", cap);
-			ep += put_varint(ep, first ? i : i - last);
-			put32(ep, u);
-			ep += 4;
-			last = i;
-			first = 0;
-			left--;
-		}
-		exc_b = (size_t)(ep - e0);
-	}
-
-	/* Exponent codes: Gecko when asked and smaller, else raw. */
-	{
-		uint8_t *xp = pay + mant_b + sign_b + exc_b;
-		size_t room = pcap - (size_t)(mant_b + sign_b) - exc_b;
-		int done = 0;
-		if (p->gecko && n > 0) {
-			size_t wb = sfp_gecko_work_bytes(n);
-			if (grow(&c->work, &c->work_cap, wb) < 0)
-				return sfp_error_set(err, SFP_ENOMEM, "out of memory");
-			size_t gcap = (size_t)exp_raw < room ? (size_t)exp_raw : room, gw = 0;
-			rc = sfp_gecko_encode(xp, gcap, &gw, c->codes, n, q.e, &p->gecko_opts, isa,
-					      c->work, c->work_cap, err);
-			if (rc == SFP_OK && gw < exp_raw) {
-				coder = SFP_EXP_GECKO;
-				exp_b = gw;
-				done = 1;
-			} else if (rc < 0 && rc != SFP_ENOSPC) {
-				return rc;
-			}
-		}
-		if (!done) {
-			if (room < exp_raw)
-				return sfp_error_set(err, SFP_ENOSPC,
-						     "%zu bytes cannot hold the container", cap);
-			k.pack_codes(xp, c->codes, n, q.e);
-			exp_b = (size_t)exp_raw;
-		}
-	}
-
-header:;
-	size_t payload = coder == SFP_EXP_STORED ? (size_t)(4 * n)
-						  : (size_t)(mant_b + sign_b) + exc_b + exp_b;
 	if ((p->bias || p->shift) && cnt.nnz) {
 		size_t side = 0;
 		unsigned rf = 0;
@@ -725,25 +885,7 @@ header:;
 		flags |= rf;
 		payload += side;
 	}
-	uint8_t *h = out;
-	memset(h, 0, SFP_HEADER_FIXED_BYTES);
-	memcpy(h, "SFPT", 4);
-	h[4] = SFP_FORMAT_VERSION;
-	h[5] = (uint8_t)q.e;
-	h[6] = (uint8_t)q.m;
-	h[7] = (uint8_t)q.lo;
-	put16(h + 8, (uint16_t)flags);
-	h[10] = (uint8_t)coder;
-	h[11] = (uint8_t)ndim;
-	put64(h + 16, n);
-	put64(h + 24, cnt.nnz);
-	put64(h + 32, cnt.nexc);
-	put64(h + 40, exp_b);
-	put64(h + 48, payload);
-	for (unsigned i = 0; i < ndim; i++)
-		put64(h + SFP_HEADER_FIXED_BYTES + 8 * i, shape[i]);
-	put32(h + 56, sfp_crc32c(0, pay, payload));
-	put32(h + 60, header_crc(h, ndim));
+	encode_header(out, &q, flags, coder, n, &cnt, exp_b, pay, payload, shape, ndim);
 	*written = hb + payload;
 	return SFP_OK;
 }
@@ -758,11 +900,10 @@ int sfp_encode(sfp_codec *c, void *dst, size_t cap, size_t *written, const float
 int sfp_encode_ref(void *dst, size_t cap, size_t *written, const float *src, uint64_t n,
 		   const uint64_t *shape, unsigned ndim, const sfp_params *p, sfp_error *err)
 {
-	sfp_codec c = {SFP_ISA_SCALAR, NULL, 0, NULL, 0, NULL, 0};
+	sfp_codec c;
+	codec_init(&c, SFP_ISA_SCALAR);
 	int rc = encode_impl(&c, SFP_ISA_SCALAR, dst, cap, written, src, n, shape, ndim, p, err);
-	free(c.codes);
-	free(c.sign);
-	free(c.work);
+	codec_release(&c);
 	return rc;
 }
 
@@ -812,6 +953,130 @@ static int refine_decode(const sfp_info *in, const uint8_t *pay, float *dst, sfp
 	return SFP_OK;
 }
 
+/* Stored mode: every raw value must be one the container can hold and,
+ * together, match the header's counts. Writes the values to dst and/or
+ * their exponent codes to codes_out (either may be NULL). */
+static int decode_stored(const sfp_info *in, const uint8_t *pay, float *dst, uint8_t *codes_out,
+			 sfp_error *err)
+{
+	const uint64_t n = in->count;
+	const unsigned lo = in->exp_lo;
+	uint64_t nz = 0, ne = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t u = sfp_load_le32(pay + 4 * i);
+		int exc, nonzero;
+		if (!representable(in, u, &exc, &nonzero))
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "stored value 0x%08x at index %llu is not "
+					     "representable",
+					     u, (unsigned long long)i);
+		nz += nonzero;
+		ne += exc;
+		if (dst)
+			dst[i] = u2f(u);
+		if (codes_out)
+			codes_out[i] = nonzero ? (uint8_t)(((u >> 23) & 0xff) - lo + 1) : 0;
+	}
+	if (nz != in->nnz || ne != in->n_exceptions)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "stored values have %llu nonzero / %llu exceptions, "
+				     "header says %llu / %llu",
+				     (unsigned long long)nz, (unsigned long long)ne,
+				     (unsigned long long)in->nnz,
+				     (unsigned long long)in->n_exceptions);
+	return refine_decode(in, pay, dst, err);
+}
+
+/* The exponent codes of the region expr into codes[0..count): each inside
+ * the window, and as many nonzero ones as the header says. */
+static int decode_exponents(sfp_codec *c, const kernels *k, int isa, const sfp_info *in,
+			    const uint8_t *expr, uint8_t *codes, sfp_error *err)
+{
+	const uint64_t n = in->count;
+	uint64_t nz = 0;
+	if (in->exp_coder == SFP_EXP_RAW) {
+		if (!padding_ok(expr, in->exp_bytes, n * in->e))
+			return sfp_error_set(err, SFP_ECORRUPT, "nonzero padding in exponent region");
+		nz = k->unpack_codes(codes, expr, n, in->e);
+	} else {
+		size_t wb = sfp_gecko_work_bytes(n);
+		if (grow(&c->work, &c->work_cap, wb) < 0)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		SFP_TRY(sfp_gecko_decode(codes, n, in->e, expr, in->exp_bytes, isa, c->work,
+					 c->work_cap, err));
+		nz = k->count_nonzero(codes, n);
+	}
+	unsigned max_code = in->exp_hi - in->exp_lo + 1;
+	if (in->e == 8 && memchr(codes, 255, (size_t)n)) {
+		for (uint64_t i = 0; i < n; i++)
+			if (codes[i] > max_code)
+				return sfp_error_set(err, SFP_ECORRUPT,
+						     "exponent code %u at index %llu is outside the "
+						     "window",
+						     codes[i], (unsigned long long)i);
+	}
+	if (nz != in->nnz)
+		return sfp_error_set(err, SFP_ECORRUPT,
+				     "%llu nonzero exponent codes, header says %llu",
+				     (unsigned long long)nz, (unsigned long long)in->nnz);
+	return SFP_OK;
+}
+
+/* Validate the whole exception region exc before any value is written:
+ * increasing in-range indices at zero codes, each holding a value that
+ * only an exception can carry, and no bytes left over. */
+static int check_exceptions(const sfp_info *in, const uint8_t *exc, const uint8_t *codes,
+			    sfp_error *err)
+{
+	const uint64_t n = in->count;
+	qplan q;
+	memset(&q, 0, sizeof q);
+	q.lossless = in->e == 8 && in->m == 23;
+	size_t pos = 0;
+	uint64_t idx = 0;
+	for (uint64_t j = 0; j < in->n_exceptions; j++) {
+		uint64_t d;
+		if (get_varint(exc, in->exc_bytes, &pos, &d) < 0 || in->exc_bytes - pos < 4)
+			return sfp_error_set(err, SFP_ECORRUPT, "exception %llu is malformed",
+					     (unsigned long long)j);
+		if (j > 0 && d == 0)
+			return sfp_error_set(err, SFP_ECORRUPT, "exception indices do not increase");
+		idx = j ? idx + d : d;
+		if (idx >= n || (j && idx < d))
+			return sfp_error_set(err, SFP_ECORRUPT, "exception index %llu out of range",
+					     (unsigned long long)idx);
+		if (codes[idx] != 0)
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "exception at index %llu has a nonzero code",
+					     (unsigned long long)idx);
+		uint32_t u = sfp_load_le32(exc + pos);
+		pos += 4;
+		if (!is_exception(&q, u))
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "exception at index %llu holds an ordinary value "
+					     "0x%08x",
+					     (unsigned long long)idx, u);
+	}
+	if (pos != in->exc_bytes)
+		return sfp_error_set(err, SFP_ECORRUPT, "%zu unused bytes in the exception region",
+				     in->exc_bytes - pos);
+	return SFP_OK;
+}
+
+/* Put the raw values of the (checked) exception region exc into dst. */
+static void patch_exceptions(const sfp_info *in, const uint8_t *exc, float *dst)
+{
+	size_t pos = 0;
+	uint64_t idx = 0;
+	for (uint64_t j = 0; j < in->n_exceptions; j++) {
+		uint64_t d = 0;
+		get_varint(exc, in->exc_bytes, &pos, &d);
+		idx = j ? idx + d : d;
+		dst[idx] = u2f(sfp_load_le32(exc + pos));
+		pos += 4;
+	}
+}
+
 static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, uint8_t *codes_out,
 		       const void *src, size_t len, sfp_info *info_out, sfp_error *err)
 {
@@ -831,134 +1096,34 @@ static int decode_impl(sfp_codec *c, int isa, float *dst, uint64_t cap_count, ui
 				     (unsigned long long)in.count);
 	const uint8_t *pay = s + in.header_bytes;
 	uint32_t crc = sfp_crc32c(0, pay, in.payload_bytes);
-	if (crc != get32(s + 56))
+	const uint32_t stored = sfp_load_le32(s + HDR_AT(payload_crc));
+	if (crc != stored)
 		return sfp_error_set(err, SFP_ECHECKSUM, "payload crc %08x != stored %08x", crc,
-				     get32(s + 56));
-	uint64_t n = in.count;
-
-	if (in.exp_coder == SFP_EXP_STORED) {
-		uint64_t nz = 0, ne = 0;
-		for (uint64_t i = 0; i < n; i++) {
-			uint32_t u = get32(pay + 4 * i);
-			int exc, nonzero;
-			if (!representable(&in, u, &exc, &nonzero))
-				return sfp_error_set(err, SFP_ECORRUPT,
-						     "stored value 0x%08x at index %llu is not "
-						     "representable",
-						     u, (unsigned long long)i);
-			nz += nonzero;
-			ne += exc;
-			if (dst)
-				dst[i] = u2f(u);
-			if (codes_out)
-				codes_out[i] = nonzero ? (uint8_t)(((u >> 23) & 0xff) - in.exp_lo + 1)
-						       : 0;
-		}
-		if (nz != in.nnz || ne != in.n_exceptions)
-			return sfp_error_set(err, SFP_ECORRUPT,
-					     "stored values have %llu nonzero / %llu exceptions, "
-					     "header says %llu / %llu",
-					     (unsigned long long)nz, (unsigned long long)ne,
-					     (unsigned long long)in.nnz,
-					     (unsigned long long)in.n_exceptions);
-		return refine_decode(&in, pay, dst, err);
-	}
+				     stored);
+	if (in.exp_coder == SFP_EXP_STORED)
+		return decode_stored(&in, pay, dst, codes_out, err);
 
 	const uint8_t *mant = pay, *sign = mant + in.mant_bytes, *exc = sign + in.sign_bytes,
 		      *expr = exc + in.exc_bytes;
 	uint8_t *codes = codes_out;
 	if (!codes) {
-		if (grow((void **)&c->codes, &c->codes_cap, (size_t)n) < 0)
+		if (grow((void **)&c->codes, &c->codes_cap, (size_t)in.count) < 0)
 			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 		codes = c->codes;
 	}
-
-	/* Exponent codes. */
-	uint64_t nz = 0;
-	if (in.exp_coder == SFP_EXP_RAW) {
-		if (!padding_ok(expr, in.exp_bytes, n * in.e))
-			return sfp_error_set(err, SFP_ECORRUPT, "nonzero padding in exponent region");
-		nz = k.unpack_codes(codes, expr, n, in.e);
-	} else {
-		size_t wb = sfp_gecko_work_bytes(n);
-		if (grow(&c->work, &c->work_cap, wb) < 0)
-			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
-		SFP_TRY(sfp_gecko_decode(codes, n, in.e, expr, in.exp_bytes, isa, c->work,
-					 c->work_cap, err));
-		nz = k.count_nonzero(codes, n);
-	}
-	unsigned max_code = in.exp_hi - in.exp_lo + 1;
-	if (in.e == 8 && memchr(codes, 255, (size_t)n)) {
-		for (uint64_t i = 0; i < n; i++)
-			if (codes[i] > max_code)
-				return sfp_error_set(err, SFP_ECORRUPT,
-						     "exponent code %u at index %llu is outside the "
-						     "window",
-						     codes[i], (unsigned long long)i);
-	}
-	if (nz != in.nnz)
-		return sfp_error_set(err, SFP_ECORRUPT,
-				     "%llu nonzero exponent codes, header says %llu",
-				     (unsigned long long)nz, (unsigned long long)in.nnz);
+	SFP_TRY(decode_exponents(c, &k, isa, &in, expr, codes, err));
 	if (in.mant_bytes && !padding_ok(mant, in.mant_bytes, in.nnz * in.m))
 		return sfp_error_set(err, SFP_ECORRUPT, "nonzero padding in mantissa region");
 	if (in.sign_bytes && !padding_ok(sign, in.sign_bytes, in.nnz))
 		return sfp_error_set(err, SFP_ECORRUPT, "nonzero padding in sign region");
-
-	/* Exceptions: validate all before writing any. */
-	{
-		size_t pos = 0;
-		uint64_t idx = 0;
-		for (uint64_t j = 0; j < in.n_exceptions; j++) {
-			uint64_t d;
-			if (get_varint(exc, in.exc_bytes, &pos, &d) < 0 || in.exc_bytes - pos < 4)
-				return sfp_error_set(err, SFP_ECORRUPT, "exception %llu is malformed",
-						     (unsigned long long)j);
-			if (j > 0 && d == 0)
-				return sfp_error_set(err, SFP_ECORRUPT,
-						     "exception indices do not increase");
-			idx = j ? idx + d : d;
-			if (idx >= n || (j && idx < d))
-				return sfp_error_set(err, SFP_ECORRUPT,
-						     "exception index %llu out of range",
-						     (unsigned long long)idx);
-			if (codes[idx] != 0)
-				return sfp_error_set(err, SFP_ECORRUPT,
-						     "exception at index %llu has a nonzero code",
-						     (unsigned long long)idx);
-			uint32_t u = get32(exc + pos);
-			pos += 4;
-			qplan q;
-			memset(&q, 0, sizeof q);
-			q.lossless = in.e == 8 && in.m == 23;
-			if (!is_exception(&q, u))
-				return sfp_error_set(err, SFP_ECORRUPT,
-						     "exception at index %llu holds an ordinary value "
-						     "0x%08x",
-						     (unsigned long long)idx, u);
-		}
-		if (pos != in.exc_bytes)
-			return sfp_error_set(err, SFP_ECORRUPT,
-					     "%zu unused bytes in the exception region",
-					     in.exc_bytes - pos);
-	}
+	SFP_TRY(check_exceptions(&in, exc, codes, err));
 	if (!dst)
 		return refine_decode(&in, pay, NULL, err);
 
 	int sign_mode = (in.flags & SFP_FLAG_SIGN_POS) ? 1 : (in.flags & SFP_FLAG_SIGN_NEG) ? 2 : 0;
-	k.assemble(dst, codes, n, in.exp_lo, in.m, mant, in.mant_bytes, sign, in.sign_bytes,
+	k.assemble(dst, codes, in.count, in.exp_lo, in.m, mant, in.mant_bytes, sign, in.sign_bytes,
 		   sign_mode);
-	{
-		size_t pos = 0;
-		uint64_t idx = 0;
-		for (uint64_t j = 0; j < in.n_exceptions; j++) {
-			uint64_t d = 0;
-			get_varint(exc, in.exc_bytes, &pos, &d);
-			idx = j ? idx + d : d;
-			dst[idx] = u2f(get32(exc + pos));
-			pos += 4;
-		}
-	}
+	patch_exceptions(&in, exc, dst);
 	return refine_decode(&in, pay, dst, err);
 }
 
@@ -973,11 +1138,11 @@ int sfp_decode(sfp_codec *c, float *dst, uint64_t cap_count, const void *src, si
 int sfp_decode_ref(float *dst, uint64_t cap_count, const void *src, size_t len, sfp_info *info,
 		   sfp_error *err)
 {
-	sfp_codec c = {SFP_ISA_SCALAR, NULL, 0, NULL, 0, NULL, 0};
+	sfp_codec c;
+	codec_init(&c, SFP_ISA_SCALAR);
 	int rc = dst ? decode_impl(&c, SFP_ISA_SCALAR, dst, cap_count, NULL, src, len, info, err)
 		     : sfp_error_set(err, SFP_EINVAL, "no destination");
-	free(c.codes);
-	free(c.work);
+	codec_release(&c);
 	return rc;
 }
 

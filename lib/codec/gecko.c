@@ -316,9 +316,6 @@ static double ans_estimate(const uint64_t (*cnt)[256], int nctx, uint64_t n)
 	return bits / 8.0 + 4;
 }
 
-static void put_u16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static unsigned get_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
-
 /* Segment layout: S = ceil(n / LANES) steps; lane l codes elements
  * l*S .. l*S + len_l - 1, where the first `full` lanes have len S, lane
  * `full` (if < LANES) has `rem` < S, and the rest none. */
@@ -410,7 +407,7 @@ int sfp__ans_dec_ref(uint8_t *T, const ans_lanes *ly, int nctx, const uint32_t *
 			if (v < RANS_L) {
 				if (wend - wp < 2)
 					return SFP_ECORRUPT;
-				v = v << 16 | get_u16(wp);
+				v = v << 16 | sfp_load_le16(wp);
 				wp += 2;
 			}
 			st[l] = v;
@@ -442,12 +439,12 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 	for (int x = 0; x < nctx; x++) {
 		if (cap - pos < 2 + 3 * (size_t)tab[x].nsym)
 			return SFP_ENOSPC;
-		put_u16(dst + pos, tab[x].nsym);
+		sfp_store_le16(dst + pos, (uint16_t)tab[x].nsym);
 		pos += 2;
 		for (int s = 0; s < 256; s++)
 			if (tab[x].freq[s]) {
 				dst[pos++] = (uint8_t)s;
-				put_u16(dst + pos, tab[x].freq[s]);
+				sfp_store_le16(dst + pos, tab[x].freq[s]);
 				pos += 2;
 			}
 	}
@@ -492,12 +489,11 @@ static int ans_encode(uint8_t *dst, size_t cap, size_t *written, const uint8_t *
 	if (cap - pos < LANES * 4 + nw * 2)
 		return SFP_ENOSPC;
 	for (int l = 0; l < LANES; l++) {
-		for (int b = 0; b < 4; b++)
-			dst[pos + b] = (uint8_t)(st[l] >> (8 * b));
+		sfp_store_le32(dst + pos, st[l]);
 		pos += 4;
 	}
 	for (size_t j = 0; j < nw; j++) {
-		put_u16(dst + pos, wp[j]);
+		sfp_store_le16(dst + pos, wp[j]);
 		pos += 2;
 	}
 	*written = pos;
@@ -529,7 +525,7 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 		memset(&tab[x], 0, sizeof tab[x]);
 		if (len - pos < 2)
 			return sfp_error_set(err, SFP_ECORRUPT, "gecko table truncated");
-		unsigned ns = get_u16(s + pos);
+		unsigned ns = sfp_load_le16(s + pos);
 		pos += 2;
 		if (ns > 256 || len - pos < 3 * (size_t)ns)
 			return sfp_error_set(err, SFP_ECORRUPT, "gecko table truncated or too large");
@@ -537,7 +533,7 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 		int last = -1;
 		for (unsigned j = 0; j < ns; j++) {
 			int sym = s[pos];
-			unsigned f = get_u16(s + pos + 1);
+			unsigned f = sfp_load_le16(s + pos + 1);
 			pos += 3;
 			if (f == 0 || f > TOTAL)
 				return sfp_error_set(err, SFP_ECORRUPT,
@@ -566,8 +562,7 @@ static int ans_decode(uint8_t *c, uint64_t n, unsigned e, const uint8_t *s, size
 		return sfp_error_set(err, SFP_ECORRUPT, "gecko states truncated");
 	uint32_t st[LANES];
 	for (int l = 0; l < LANES; l++) {
-		st[l] = (uint32_t)s[pos] | (uint32_t)s[pos + 1] << 8 | (uint32_t)s[pos + 2] << 16 |
-			(uint32_t)s[pos + 3] << 24;
+		st[l] = sfp_load_le32(s + pos);
 		pos += 4;
 		if (st[l] < RANS_L)
 			return sfp_error_set(err, SFP_ECORRUPT, "gecko state out of range");

@@ -166,12 +166,12 @@ int sfp_npy_parse(const void *buf, size_t len, sfp_npy *out, sfp_error *err)
 				     "format version %u.%u is not supported (1.0, 2.0 or 3.0)", major,
 				     minor);
 	if (major == 1) {
-		hl = (size_t)b[8] | (size_t)b[9] << 8;
+		hl = sfp_load_le16(b + 8);
 		off = 10;
 	} else {
 		if (len < 12)
 			return sfp_error_set(err, SFP_ETRUNC, "header truncated");
-		hl = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+		hl = sfp_load_le32(b + 8);
 		off = 12;
 	}
 	if (hl > NPY_MAX_HEADER || hl > len - off)
@@ -312,8 +312,7 @@ int sfp_npy_format(void *dst, size_t cap, size_t *written, const float *data,
 		return sfp_error_set(err, SFP_ENOSPC, "buffer too small for the .npy file");
 	unsigned char *o = dst;
 	memcpy(o, "\x93NUMPY\x01\x00", 8);
-	o[8] = (unsigned char)hl;
-	o[9] = (unsigned char)(hl >> 8);
+	sfp_store_le16(o + 8, (uint16_t)hl);
 	memcpy(o + 10, h, hl);
 	if (count)
 		memcpy(o + 10 + hl, data, 4 * count);

@@ -57,8 +57,8 @@ static void put_u8(wbuf *w, unsigned v)
 
 static void put_u32(wbuf *w, uint32_t v)
 {
-	unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-	                      (unsigned char)(v >> 24)};
+	unsigned char b[4];
+	sfp_store_le32(b, v);
 	put(w, b, 4);
 }
 
@@ -90,11 +90,6 @@ static void put_str(wbuf *w, const char *s)
 	put(w, s, n);
 }
 
-static uint32_t get_u32le(const unsigned char *b)
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
 typedef struct rbuf {
 	const unsigned char *p;
 	size_t len, off;
@@ -121,7 +116,7 @@ static unsigned get_u8(rbuf *r)
 static uint32_t get_u32(rbuf *r)
 {
 	const unsigned char *p = take(r, 4);
-	return p ? get_u32le(p) : 0;
+	return p ? sfp_load_le32(p) : 0;
 }
 
 static uint64_t get_u64(rbuf *r)
@@ -398,12 +393,12 @@ static int apply_body(sfp_stats *s, const unsigned char *body, size_t len)
 /* Length of the intact record at b[0..n), or 0 when there is none there. */
 static size_t record_at(const unsigned char *b, size_t n)
 {
-	if (n < HIST_REC_HEADER || get_u32le(b) != HIST_REC_MAGIC)
+	if (n < HIST_REC_HEADER || sfp_load_le32(b) != HIST_REC_MAGIC)
 		return 0;
-	uint32_t len = get_u32le(b + 4);
+	uint32_t len = sfp_load_le32(b + 4);
 	if (len == 0 || len > HIST_REC_MAX || len > n - HIST_REC_HEADER)
 		return 0;
-	if (sfp_crc32c(sfp_crc32c(0, b + 4, 4), b + HIST_REC_HEADER, len) != get_u32le(b + 8))
+	if (sfp_crc32c(sfp_crc32c(0, b + 4, 4), b + HIST_REC_HEADER, len) != sfp_load_le32(b + 8))
 		return 0;
 	return HIST_REC_HEADER + (size_t)len;
 }
@@ -427,14 +422,14 @@ static int header_ok(const unsigned char *b, size_t n, sfp_error *err)
 		           : SFP_ETRUNC;
 	if (memcmp(b, HIST_MAGIC, 8))
 		return sfp_error_set(err, SFP_ECORRUPT, "not an sfpd history file (no magic)");
-	uint32_t v = get_u32le(b + 8);
+	uint32_t v = sfp_load_le32(b + 8);
 	if (v != HIST_VERSION)
 		return sfp_error_set(err, SFP_EVERSION,
 		                     "history version %u, this sfpd reads version %u", v,
 		                     HIST_VERSION);
-	if (get_u32le(b + 12))
+	if (sfp_load_le32(b + 12))
 		return sfp_error_set(err, SFP_EVERSION, "history flags %#x not understood",
-		                     get_u32le(b + 12));
+		                     sfp_load_le32(b + 12));
 	return SFP_OK;
 }
 

@@ -61,15 +61,12 @@ struct sfp_collective {
 
 static void seal(uint8_t *msg, size_t n)
 {
-	uint32_t crc = sfp_crc32c(0, msg, n);
-	memcpy(msg + n, &crc, CRC_BYTES);
+	sfp_store_le32(msg + n, sfp_crc32c(0, msg, n));
 }
 
 static int sealed(const uint8_t *msg, size_t n)
 {
-	uint32_t crc;
-	memcpy(&crc, msg + n, CRC_BYTES);
-	return crc == sfp_crc32c(0, msg, n);
+	return sfp_load_le32(msg + n) == sfp_crc32c(0, msg, n);
 }
 
 static int grow(void *pp, size_t *cap, size_t need, size_t elem, sfp_error *err)
@@ -124,60 +121,6 @@ static int check_group(const sfp_collective *c, const sfp_group *g, sfp_error *e
 	return SFP_OK;
 }
 
-/* ---- 16-bit casts (the peers) ----------------------------------------- */
-uint16_t sfp_f32_to_f16(float f)
-{
-	uint32_t x;
-	memcpy(&x, &f, 4);
-	const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-	const uint32_t ax = x & 0x7fffffffu;
-	if (ax > 0x7f800000u)
-		return sign | 0x7e00u; /* NaN */
-	if (ax >= 0x477ff000u)
-		return sign | 0x7c00u; /* >= 65520 rounds to infinity */
-	if (ax >= 0x38800000u)         /* normal: re-bias, round 13 bits away */
-		return sign | (uint16_t)((ax - (112u << 23) + 0xfffu + ((ax >> 13) & 1u)) >> 13);
-	if (ax < 0x33000000u)          /* below half the smallest subnormal */
-		return sign;
-	const uint32_t mant = (ax & 0x7fffffu) | 0x800000u, shift = 126u - (ax >> 23);
-	uint32_t q = mant >> shift;
-	const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-	if (rem > half || (rem == half && (q & 1u)))
-		q++;
-	return sign | (uint16_t)q;
-}
-
-float sfp_f16_to_f32(uint16_t h)
-{
-	const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-	uint32_t x;
-	if (e == 0) {
-		float v = (float)m * 0x1p-24f;
-		return sign ? -v : v;
-	}
-	x = sign | (e == 31 ? 0x7f800000u : (e + 112u) << 23) | (m << 13);
-	float f;
-	memcpy(&f, &x, 4);
-	return f;
-}
-
-uint16_t sfp_f32_to_bf16(float f)
-{
-	uint32_t x;
-	memcpy(&x, &f, 4);
-	if ((x & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((x >> 16) | 0x40u); /* NaN stays NaN */
-	return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-}
-
-float sfp_bf16_to_f32(uint16_t h)
-{
-	uint32_t x = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &x, 4);
-	return f;
-}
-
 /* Encode x[0..n) into *buf (grown as needed): a container, or with a cast
  * the raw 16-bit values; *len is the message size. */
 static int encode(sfp_collective *c, uint8_t **buf, size_t *cap, size_t *len, const float *x,
@@ -190,9 +133,8 @@ static int encode(sfp_collective *c, uint8_t **buf, size_t *cap, size_t *len, co
 	if (cast) {
 		uint8_t *o = *buf;
 		for (size_t i = 0; i < n; i++) {
-			uint16_t h = cast == SFP_CAST_FP16 ? sfp_f32_to_f16(x[i]) : sfp_f32_to_bf16(x[i]);
-			o[2 * i] = (uint8_t)h;
-			o[2 * i + 1] = (uint8_t)(h >> 8);
+			sfp_store_le16(o + 2 * i, cast == SFP_CAST_FP16 ? sfp_f32_to_f16(x[i])
+									: sfp_f32_to_bf16(x[i]));
 		}
 		seal(o, 2 * n);
 		*len = 2 * n + CRC_BYTES;
@@ -218,7 +160,7 @@ static int decode(sfp_collective *c, float *x, size_t n, const uint8_t *buf, siz
 		else if (!sealed(buf, 2 * n))
 			rc = sfp_error_set(&e2, SFP_ECHECKSUM, "checksum mismatch");
 		for (size_t i = 0; rc == SFP_OK && i < n; i++) {
-			uint16_t h = (uint16_t)(buf[2 * i] | buf[2 * i + 1] << 8);
+			uint16_t h = sfp_load_le16(buf + 2 * i);
 			x[i] = cast == SFP_CAST_FP16 ? sfp_f16_to_f32(h) : sfp_bf16_to_f32(h);
 		}
 	} else {

@@ -147,30 +147,17 @@ typedef struct ntp {
 
 /* ---- envelope ---------------------------------------------------------- */
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void env_put(uint8_t *p, const ntp_env *e)
 {
 	memcpy(p, e->magic, 4);
 	p[4] = e->version;
 	p[5] = e->kind;
-	p[6] = (uint8_t)e->reserved0;
-	p[7] = (uint8_t)(e->reserved0 >> 8);
-	put_u32(p + 8, e->src);
-	put_u32(p + 12, e->size);
-	put_u32(p + 16, e->tag);
-	put_u32(p + 20, e->reserved1);
-	put_u32(p + 24, (uint32_t)e->len);
-	put_u32(p + 28, (uint32_t)(e->len >> 32));
+	sfp_store_le16(p + 6, e->reserved0);
+	sfp_store_le32(p + 8, e->src);
+	sfp_store_le32(p + 12, e->size);
+	sfp_store_le32(p + 16, e->tag);
+	sfp_store_le32(p + 20, e->reserved1);
+	sfp_store_le64(p + 24, e->len);
 }
 
 static void env_get(ntp_env *e, const uint8_t *p)
@@ -178,12 +165,12 @@ static void env_get(ntp_env *e, const uint8_t *p)
 	memcpy(e->magic, p, 4);
 	e->version = p[4];
 	e->kind = p[5];
-	e->reserved0 = (uint16_t)(p[6] | p[7] << 8);
-	e->src = get_u32(p + 8);
-	e->size = get_u32(p + 12);
-	e->tag = get_u32(p + 16);
-	e->reserved1 = get_u32(p + 20);
-	e->len = get_u32(p + 24) | (uint64_t)get_u32(p + 28) << 32;
+	e->reserved0 = sfp_load_le16(p + 6);
+	e->src = sfp_load_le32(p + 8);
+	e->size = sfp_load_le32(p + 12);
+	e->tag = sfp_load_le32(p + 16);
+	e->reserved1 = sfp_load_le32(p + 20);
+	e->len = sfp_load_le64(p + 24);
 }
 
 /* A new message: envelope of `kind` from this rank, then len bytes of buf. */

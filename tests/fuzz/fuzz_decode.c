@@ -15,14 +15,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check(sfp_codec *codec, const uint8_t *data, size_t size);
 
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static sfp_codec *codec;
@@ -31,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(codec, data, size);
 	if (size >= SFP_HEADER_FIXED_BYTES && data[11] <= SFP_MAX_DIMS) {
 		size_t hb = SFP_HEADER_BYTES(data[11]);
-		uint64_t pay = size >= hb ? get64(data + 48) : 0;
+		uint64_t pay = size >= hb ? sfp_load_le64(data + 48) : 0;
 		if (size >= hb && pay <= size - hb) {
 			uint8_t *c = malloc(size);
 			if (!c)

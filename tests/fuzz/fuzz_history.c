@@ -18,14 +18,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
 /* Frame bodies from `in` into a history image (caller frees). */
 static uint8_t *frame(const uint8_t *in, size_t n, size_t *len)
 {
@@ -35,15 +27,15 @@ static uint8_t *frame(const uint8_t *in, size_t n, size_t *len)
 	memcpy(w, "SFPHIST\n\x01\0\0\0\0\0\0\0", 16);
 	w += 16;
 	for (size_t i = 0; i + 2 <= n;) {
-		size_t bl = (size_t)in[i] | (size_t)in[i + 1] << 8;
+		size_t bl = sfp_load_le16(in + i);
 		i += 2;
 		if (bl > n - i)
 			bl = n - i;
 		if (!bl)
 			continue;
-		put32(w, 0x52504653u);
-		put32(w + 4, (uint32_t)bl);
-		put32(w + 8, sfp_crc32c(sfp_crc32c(0, w + 4, 4), in + i, bl));
+		sfp_store_le32(w, 0x52504653u);
+		sfp_store_le32(w + 4, (uint32_t)bl);
+		sfp_store_le32(w + 8, sfp_crc32c(sfp_crc32c(0, w + 4, 4), in + i, bl));
 		memcpy(w + 12, in + i, bl);
 		w += 12 + bl;
 		i += bl;
