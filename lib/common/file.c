@@ -134,16 +134,15 @@ fail:
 }
 
 /* ---- sealed headers ------------------------------------------------------ */
+/* The headers' fields are little-endian. */
 static uint32_t u32_at(const void *hdr, size_t at)
 {
-	uint32_t v;
-	memcpy(&v, (const unsigned char *)hdr + at, sizeof v);
-	return v;
+	return sfp_load_le32((const unsigned char *)hdr + at);
 }
 
 static void u32_put(void *hdr, size_t at, uint32_t v)
 {
-	memcpy((unsigned char *)hdr + at, &v, sizeof v);
+	sfp_store_le32((unsigned char *)hdr + at, v);
 }
 
 void sfp_sealed_seal(const sfp_sealed_kind *k, void *buf, size_t len)
