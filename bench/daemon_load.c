@@ -9,9 +9,9 @@
  * The job looks like a real one: the model of --config (the fmnist-cnn by
  * default) with Quantum widths on weights and activations, split into
  * --stages pipeline stages by sfp_pipeline_plan as the trainer splits it;
- * rank r is stage r % S and replica r / S (lib/nn/dist.c's layout) and
+ * rank r is stage r % S and replica r / S (lib/train/dist.c's layout) and
  * registers its stage's tensors with the names, kinds and value counts that
- * lib/nn/coordinate.c reads from the model. Every worker reports every
+ * lib/train/coord_link.c reads from the model. Every worker reports every
  * LOAD_STEPS_PER_REPORT steps, --hz times a second, starting at a random
  * moment of its first period and then on a fixed schedule (a late report
  * does not push the next one back): learned widths that shrink towards a

@@ -146,7 +146,7 @@ def load_fmnist(path, normalize):
 
     x = idx("train-images-idx3-ubyte.gz").astype(np.float32) / 255.0
     y = idx("train-labels-idx1-ubyte.gz").astype(np.int64)
-    if normalize:  # as lib/nn/dataset.c: the training set's mean and std
+    if normalize:  # as lib/data/dataset.c: the training set's mean and std
         x = (x - x.mean(dtype=np.float64)) / x.std(dtype=np.float64)
     return torch.from_numpy(x.astype(np.float32)).unsqueeze(1), torch.from_numpy(y)
 

@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *const sets[] = {"data.train_limit=64", "data.test_limit=32",
 				   "train.max_steps=2"};
 
-enum { HDR = 72, PAYLOAD_CRC = 60, HEADER_CRC = 68 }; /* ckpt_header in lib/nn/train.c */
+enum { HDR = 72, PAYLOAD_CRC = 60, HEADER_CRC = 68 }; /* ckpt_header in lib/train/checkpoint.c */
 
 static sfp_trainer *trainer(void)
 {
