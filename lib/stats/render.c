@@ -189,31 +189,29 @@ static void prom_store(const sfp_stats *s, sfp_strbuf *b)
 		sfp_strbuf_printf(b, "sfp_dropped_messages_total{reason=\"%s\"} %llu\n",
 		                  sfp_stats_drop_name((sfp_stats_drop)r),
 		                  (unsigned long long)s->drops[r]);
-	prom_family(b, "sfp_jobs", "gauge", "Jobs the daemon knows.");
-	sfp_strbuf_printf(b, "sfp_jobs %u\n", s->n_jobs);
-	prom_family(b, "sfp_jobs_evicted_total", "counter",
-	            "Finished jobs dropped from the store to make room for new ones.");
-	sfp_strbuf_printf(b, "sfp_jobs_evicted_total %llu\n", (unsigned long long)s->jobs_evicted);
-	prom_family(b, "sfp_stats_memory_bytes", "gauge", "Memory held by the stats store.");
-	sfp_strbuf_printf(b, "sfp_stats_memory_bytes %llu\n", (unsigned long long)s->bytes);
-	prom_family(b, "sfp_history_bytes", "gauge", "Size of the history file (0: none).");
-	sfp_strbuf_printf(b, "sfp_history_bytes %llu\n", (unsigned long long)s->file_bytes);
-	prom_family(b, "sfp_history_recovered_records", "gauge",
-	            "Records replayed from the history file at start.");
-	sfp_strbuf_printf(b, "sfp_history_recovered_records %llu\n",
-	                  (unsigned long long)s->rec.records);
-	prom_family(b, "sfp_history_corrupt_records", "gauge",
-	            "Corrupt records skipped in the history file at start.");
-	sfp_strbuf_printf(b, "sfp_history_corrupt_records %llu\n",
-	                  (unsigned long long)s->rec.corrupt_records);
-	prom_family(b, "sfp_history_truncated_bytes", "gauge",
-	            "Bytes of torn tail cut from the history file at start.");
-	sfp_strbuf_printf(b, "sfp_history_truncated_bytes %llu\n",
-	                  (unsigned long long)s->rec.truncated_bytes);
-	prom_family(b, "sfp_history_write_errors_total", "counter",
-	            "Records that could not be appended to the history file.");
-	sfp_strbuf_printf(b, "sfp_history_write_errors_total %llu\n",
-	                  (unsigned long long)s->write_errors);
+	/* the store's own scalars, one family each */
+	const struct {
+		const char *name, *type, *help;
+		unsigned long long v;
+	} sc[] = {
+		{"sfp_jobs", "gauge", "Jobs the daemon knows.", s->n_jobs},
+		{"sfp_jobs_evicted_total", "counter",
+		 "Finished jobs dropped from the store to make room for new ones.", s->jobs_evicted},
+		{"sfp_stats_memory_bytes", "gauge", "Memory held by the stats store.", s->bytes},
+		{"sfp_history_bytes", "gauge", "Size of the history file (0: none).", s->file_bytes},
+		{"sfp_history_recovered_records", "gauge",
+		 "Records replayed from the history file at start.", s->rec.records},
+		{"sfp_history_corrupt_records", "gauge",
+		 "Corrupt records skipped in the history file at start.", s->rec.corrupt_records},
+		{"sfp_history_truncated_bytes", "gauge",
+		 "Bytes of torn tail cut from the history file at start.", s->rec.truncated_bytes},
+		{"sfp_history_write_errors_total", "counter",
+		 "Records that could not be appended to the history file.", s->write_errors},
+	};
+	for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++) {
+		prom_family(b, sc[i].name, sc[i].type, sc[i].help);
+		sfp_strbuf_printf(b, "%s %llu\n", sc[i].name, sc[i].v);
+	}
 }
 
 int sfp_stats_render_prometheus(const sfp_stats *s, uint64_t now_ns, sfp_strbuf *b)
