@@ -151,7 +151,7 @@ static int arm_fault(sfp_transport *tr, sfp_error *err)
  * ipc://<TMPDIR>/sfp-<job>-<rank>.ipc (one host). */
 static void nng_url(const sfp_cfg_parallel *pc, int rank, char *url)
 {
-	if (!strcmp(pc->nng_endpoint, "ipc")) {
+	if (pc->nng_endpoint == SFP_NNG_IPC) {
 		const char *tmp = getenv("TMPDIR"), *job = getenv("OMPI_COMM_WORLD_JOBID");
 		if (!job)
 			job = getenv("SLURM_JOB_ID");
@@ -171,7 +171,7 @@ static void nng_url(const sfp_cfg_parallel *pc, int rank, char *url)
  * over MPI (every rank listens on its own and dials the others). */
 static int open_transport(const sfp_config *cfg, sfp_transport **tr, sfp_error *err)
 {
-	if (strcmp(cfg->parallel.transport, "nng"))
+	if (cfg->parallel.transport != SFP_TRANSPORT_NNG)
 		return sfp_transport_open_mpi(tr, err);
 	int rank, size;
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -21,6 +21,7 @@
 
 #include "sfp/codec.h"
 #include "sfp/common.h"
+#include "sfp/config.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -132,9 +133,8 @@ enum sfp_allreduce_algo {
 					the uncompressed baseline */
 };
 
-/* Plain 16-bit casts instead of containers: the peers the containers are
- * measured against (what DDP's fp16 compression hook sends). */
-enum sfp_wire_cast { SFP_CAST_NONE = 0, SFP_CAST_FP16 = 1, SFP_CAST_BF16 = 2 };
+/* enum sfp_wire_cast (plain 16-bit casts instead of containers): sfp/config.h,
+ * where parallel.grad_cast stores it. */
 
 /* How tensors are encoded on the wire. Lossless when e = 8 and m = 23. */
 typedef struct sfp_wire_cfg {

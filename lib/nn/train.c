@@ -105,21 +105,21 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 {
 	int targets = 0;
 	for (int i = 0; i < b->n_targets; i++) {
-		if (!strcmp(b->targets[i], "weights"))
+		if (b->targets[i] == SFP_TARGET_WEIGHTS)
 			targets |= SFP_QTARGET_WEIGHTS;
-		else if (!strcmp(b->targets[i], "activations"))
+		else if (b->targets[i] == SFP_TARGET_ACTIVATIONS)
 			targets |= SFP_QTARGET_ACTIVATIONS;
-		else if (!strcmp(b->targets[i], "gradients"))
+		else if (b->targets[i] == SFP_TARGET_GRADIENTS)
 			targets |= SFP_QTARGET_GRADIENTS;
 		else
 			return sfp_error_set(err, SFP_EUNSUPPORTED,
-					     "bitlength.targets: '%s' is not supported (weights, "
+					     "bitlength.targets: %d is not supported (weights, "
 					     "activations, gradients)",
 					     b->targets[i]);
 	}
-	if (!strcmp(b->policy, "quantum"))
+	if (b->policy == SFP_POLICY_QUANTUM)
 		t->policy = SFP_QPOLICY_QUANTUM;
-	else if (!strcmp(b->policy, "bitwave"))
+	else if (b->policy == SFP_POLICY_BITWAVE)
 		t->policy = SFP_QPOLICY_BITWAVE;
 	else
 		t->policy = b->e >= 8.0f && b->m >= 23.0f && !(targets & SFP_QTARGET_GRADIENTS)
@@ -147,7 +147,7 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
 	SFP_TRY(sfp_model_set_grad_widths(t->model, (unsigned)b->grad_e, (unsigned)b->grad_m, err));
 	SFP_TRY(sfp_model_set_refine(t->model,
-				     strcmp(b->refine_bias, "tensor") ? SFP_BIAS_OFF : SFP_BIAS_TENSOR,
+				     b->refine_bias == SFP_REFINE_BIAS_TENSOR ? SFP_BIAS_TENSOR : SFP_BIAS_OFF,
 				     b->refine_shift, err));
 	if (t->policy == SFP_QPOLICY_QUANTUM)
 		sfp_model_set_floors(t->model, (float)b->e_min, (float)b->m_min);
@@ -400,9 +400,9 @@ int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err
 /* ---- BitPruning fine-tune ------------------------------------------------- */
 static void prune_opts_of(const sfp_cfg_prune *pc, sfp_prune_opts *o)
 {
-	o->granularity = !strcmp(pc->granularity, "channel") ? SFP_PRUNE_CHANNEL : SFP_PRUNE_LAYER;
-	o->penalty = !strcmp(pc->penalty, "ops") ? SFP_PRUNE_OPS : SFP_PRUNE_MEMORY;
-	o->optim = !strcmp(pc->optimizer, "sgd") ? SFP_PRUNE_SGD : SFP_PRUNE_ADAM;
+	o->granularity = pc->granularity;
+	o->penalty = pc->penalty;
+	o->optim = pc->optimizer;
 	o->activations = pc->activations;
 	o->bits = pc->bits;
 	o->min_bits = (float)pc->min_bits;
@@ -485,7 +485,7 @@ int sfp_trainer_prune(sfp_trainer *t, sfp_error *err)
 	oc.lr = pc->weight_lr;
 	sfp_cfg_schedule sc;
 	memset(&sc, 0, sizeof sc);
-	snprintf(sc.type, sizeof sc.type, "cosine");
+	sc.type = SFP_SCHEDULE_COSINE;
 	sfp_optim *opt = NULL;
 	size_t np;
 	sfp_model_params(t->model, &np);
