@@ -12,7 +12,6 @@
  * Exit codes: 0 ok, 2 usage error or bad input, 1 other failure. Messages
  * go to stderr; outputs are written atomically, so a failure leaves none.
  */
-#include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,9 +26,7 @@
 #include "sfp/nn.h"
 #include "sfp/npy.h"
 
-#define SFP_VERSION "0.1.0"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char *usage_text =
 	"usage: sfp <command> [options]\n"
@@ -158,7 +155,7 @@ __attribute__((format(printf, 1, 0))) static int usage_error_v(const char *fmt, 
 	fprintf(stderr, "sfp: ");
 	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\n(run 'sfp help' for usage)\n");
-	return EXIT_USAGE;
+	return SFP_EXIT_USAGE;
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -183,7 +180,7 @@ static int positional(const char *arg, const char **first, const char **second)
 		*second = arg;
 	else
 		return usage_error("unexpected argument '%s'", arg);
-	return EXIT_OK;
+	return SFP_EXIT_OK;
 }
 
 /* Index of val in the NULL-terminated names, or -1. */
@@ -193,20 +190,6 @@ static int parse_choice(const char *val, const char *const *names)
 		if (!strcmp(val, names[i]))
 			return i;
 	return -1;
-}
-
-/* Parse an unsigned integer in [lo, hi]; returns 0 on error. */
-static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
-{
-	char *end;
-	errno = 0;
-	if (!s || !*s || *s == '-')
-		return 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return 0;
-	*out = v;
-	return 1;
 }
 
 /* Fetch the value of option argv[*i]; NULL (and a message) if missing. */
@@ -227,15 +210,15 @@ static int apply_isa(sfp_codec *c, const char *name)
 	if (sfp_codec_set_isa(c, isa) < 0) {
 		fprintf(stderr, "sfp: this CPU cannot run --isa %s (best: %s)\n", name,
 			sfp_isa_name(sfp_cpu_isa()));
-		return EXIT_USAGE;
+		return SFP_EXIT_USAGE;
 	}
-	return EXIT_OK;
+	return SFP_EXIT_OK;
 }
 
 static int cmd_encode(int argc, char **argv)
 {
 	sfp_params p;
-	unsigned long e = 0, m = 99, v;
+	uint64_t e = 0, m = 99, v;
 	int have_e = 0, have_m = 0, rc;
 	const char *in = NULL, *out = NULL, *isa = NULL;
 	sfp_params_init(&p, 8, 23);
@@ -246,17 +229,17 @@ static int cmd_encode(int argc, char **argv)
 		    !strcmp(a, "--underflow") || !strcmp(a, "--overflow") || !strcmp(a, "--isa") ||
 		    !strcmp(a, "--bias")) {
 			if (!(val = optval(argc, argv, &i)))
-				return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
 			if (!strcmp(a, "-e")) {
-				if (!parse_uint(val, 1, 8, &e))
+				if (sfp_parse_u64(val, 1, 8, &e) < 0)
 					return usage_error("-e must be an integer in 1..8, not '%s'", val);
 				have_e = 1;
 			} else if (!strcmp(a, "-m")) {
-				if (!parse_uint(val, 0, 23, &m))
+				if (sfp_parse_u64(val, 0, 23, &m) < 0)
 					return usage_error("-m must be an integer in 0..23, not '%s'", val);
 				have_m = 1;
 			} else if (!strcmp(a, "--seed")) {
-				if (!parse_uint(val, 0, UINT32_MAX, &v))
+				if (sfp_parse_u64(val, 0, UINT32_MAX, &v) < 0)
 					return usage_error("--seed must be an integer in 0..2^32-1, not '%s'", val);
 				p.seed = (uint32_t)v;
 			} else if (!strcmp(a, "--rounding")) {
@@ -265,7 +248,7 @@ static int cmd_encode(int argc, char **argv)
 				if ((p.rounding = parse_choice(val, names)) < 0)
 					return usage_error("--rounding must be nearest or stochastic, not '%s'", val);
 			} else if (!strcmp(a, "--window-top")) {
-				if (!parse_uint(val, 1, 254, &v))
+				if (sfp_parse_u64(val, 1, 254, &v) < 0)
 					return usage_error("--window-top must be a biased exponent in 1..254, not '%s'", val);
 				p.window = SFP_WINDOW_FIXED;
 				p.exp_hi = (unsigned)v;
@@ -289,8 +272,8 @@ static int cmd_encode(int argc, char **argv)
 			p.gecko = 1;
 		} else if (!strcmp(a, "--shift")) {
 			p.shift = 1;
-		} else if (positional(a, &in, &out) != EXIT_OK) {
-			return EXIT_USAGE;
+		} else if (positional(a, &in, &out) != SFP_EXIT_OK) {
+			return SFP_EXIT_USAGE;
 		}
 	}
 	if (!have_e || !have_m || !in || !out)
@@ -302,12 +285,12 @@ static int cmd_encode(int argc, char **argv)
 	sfp_npy a;
 	sfp_codec *c = sfp_codec_create();
 	uint8_t *buf = NULL;
-	int ret = EXIT_FAIL;
+	int ret = SFP_EXIT_FAIL;
 	if (!c) {
 		fprintf(stderr, "sfp: out of memory\n");
-		return EXIT_FAIL;
+		return SFP_EXIT_FAIL;
 	}
-	if (isa && (ret = apply_isa(c, isa)) != EXIT_OK)
+	if (isa && (ret = apply_isa(c, isa)) != SFP_EXIT_OK)
 		goto out_codec;
 	rc = sfp_npy_read(in, &a, &err);
 	if (rc < 0) {
@@ -329,10 +312,10 @@ static int cmd_encode(int argc, char **argv)
 	rc = sfp_file_write_atomic(out, buf, w, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
-		ret = EXIT_FAIL;
+		ret = SFP_EXIT_FAIL;
 		goto out;
 	}
-	ret = EXIT_OK;
+	ret = SFP_EXIT_OK;
 out:
 	free(buf);
 	sfp_npy_release(&a);
@@ -347,9 +330,9 @@ static int cmd_decode(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--isa")) {
 			if (!(isa = optval(argc, argv, &i)))
-				return EXIT_USAGE;
-		} else if (positional(argv[i], &in, &out) != EXIT_OK) {
-			return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
+		} else if (positional(argv[i], &in, &out) != SFP_EXIT_OK) {
+			return SFP_EXIT_USAGE;
 		}
 	}
 	if (!in || !out)
@@ -360,13 +343,13 @@ static int cmd_decode(int argc, char **argv)
 	void *buf = NULL;
 	size_t len;
 	float *y = NULL;
-	int ret = EXIT_FAIL, rc;
+	int ret = SFP_EXIT_FAIL, rc;
 	sfp_codec *c = sfp_codec_create();
 	if (!c)
-		return EXIT_FAIL;
-	if (isa && (ret = apply_isa(c, isa)) != EXIT_OK)
+		return SFP_EXIT_FAIL;
+	if (isa && (ret = apply_isa(c, isa)) != SFP_EXIT_OK)
 		goto out;
-	ret = EXIT_FAIL;
+	ret = SFP_EXIT_FAIL;
 	rc = sfp_file_read(in, &buf, &len, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
@@ -393,7 +376,7 @@ static int cmd_decode(int argc, char **argv)
 		fprintf(stderr, "sfp: %s\n", err.msg);
 		goto out;
 	}
-	ret = EXIT_OK;
+	ret = SFP_EXIT_OK;
 out:
 	free(buf);
 	free(y);
@@ -423,8 +406,8 @@ static int cmd_inspect(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			json = 1;
-		else if (positional(argv[i], &in, NULL) != EXIT_OK)
-			return EXIT_USAGE;
+		else if (positional(argv[i], &in, NULL) != SFP_EXIT_OK)
+			return SFP_EXIT_USAGE;
 	}
 	if (!in)
 		return usage_error("%s", "usage: sfp inspect [--json] IN.sfpt");
@@ -434,10 +417,10 @@ static int cmd_inspect(int argc, char **argv)
 	void *buf = NULL, *work = NULL;
 	size_t len;
 	uint8_t *codes = NULL, *gbuf = NULL;
-	int ret = EXIT_FAIL, rc;
+	int ret = SFP_EXIT_FAIL, rc;
 	sfp_codec *c = sfp_codec_create();
 	if (!c)
-		return EXIT_FAIL;
+		return SFP_EXIT_FAIL;
 	rc = sfp_file_read(in, &buf, &len, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
@@ -551,7 +534,7 @@ static int cmd_inspect(int argc, char **argv)
 		       gecko_bpe, variant_name(gvar),
 		       info.exp_coder == SFP_EXP_GECKO ? "" : ", if enabled");
 	}
-	ret = EXIT_OK;
+	ret = SFP_EXIT_OK;
 out:
 	free(buf);
 	free(codes);
@@ -564,19 +547,19 @@ out:
 static int cmd_dataset(int argc, char **argv)
 {
 	const char *split = "t10k", *out = NULL, *name = NULL;
-	unsigned long count = 0;
+	uint64_t count = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *val;
 		if (!strcmp(argv[i], "--split")) {
 			if (!(split = optval(argc, argv, &i)))
-				return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
 		} else if (!strcmp(argv[i], "--count")) {
 			if (!(val = optval(argc, argv, &i)))
-				return EXIT_USAGE;
-			if (!parse_uint(val, 1, 100000000, &count))
+				return SFP_EXIT_USAGE;
+			if (sfp_parse_u64(val, 1, 100000000, &count) < 0)
 				return usage_error("--count must be a positive integer, not '%s'", val);
-		} else if (positional(argv[i], &name, &out) != EXIT_OK) {
-			return EXIT_USAGE;
+		} else if (positional(argv[i], &name, &out) != SFP_EXIT_OK) {
+			return SFP_EXIT_USAGE;
 		}
 	}
 	if (!name || !out)
@@ -591,7 +574,7 @@ static int cmd_dataset(int argc, char **argv)
 		return sfp_exit_code(rc);
 	}
 	uint64_t n = img.dims[0];
-	int ret = EXIT_FAIL;
+	int ret = SFP_EXIT_FAIL;
 	float *x = NULL;
 	if (count > n) {
 		ret = usage_error("--count %lu is more than the %" PRIu64 " images of split '%s'",
@@ -611,7 +594,7 @@ static int cmd_dataset(int argc, char **argv)
 		if (rc < 0)
 			fprintf(stderr, "sfp: %s\n", err.msg);
 		else
-			ret = EXIT_OK;
+			ret = SFP_EXIT_OK;
 	}
 out:
 	free(x);
@@ -631,7 +614,7 @@ static int cmd_eval(int argc, char **argv)
 		if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--checkpoint") ||
 		    !strcmp(argv[i], "--model") || !strcmp(argv[i], "--set")) {
 			if (!(val = optval(argc, argv, &i)))
-				return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
 			if (!strcmp(argv[i - 1], "--config"))
 				config = val;
 			else if (!strcmp(argv[i - 1], "--checkpoint"))
@@ -667,26 +650,26 @@ static int cmd_eval(int argc, char **argv)
 	else
 		fprintf(stderr, "sfp: %s\n", err.msg);
 	sfp_trainer_free(t);
-	return rc == SFP_OK ? EXIT_OK : sfp_exit_code(rc);
+	return rc == SFP_OK ? SFP_EXIT_OK : sfp_exit_code(rc);
 }
 
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fputs(usage_text, stderr);
-		return EXIT_USAGE;
+		return SFP_EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
 	for (int i = 2; i < argc; i++)
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			const char *h = help_for(cmd);
 			fputs(h ? h : usage_text, stdout);
-			return EXIT_OK;
+			return SFP_EXIT_OK;
 		}
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("sfp %s (container format %d, %s)\n", SFP_VERSION, SFP_FORMAT_VERSION,
 		       sfp_isa_name(sfp_cpu_isa()));
-		return EXIT_OK;
+		return SFP_EXIT_OK;
 	}
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		if (argc >= 3) {
@@ -697,7 +680,7 @@ int main(int argc, char **argv)
 		} else {
 			fputs(usage_text, stdout);
 		}
-		return EXIT_OK;
+		return SFP_EXIT_OK;
 	}
 	if (!strcmp(cmd, "encode"))
 		return cmd_encode(argc - 1, argv + 1);

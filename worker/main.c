@@ -25,10 +25,8 @@
 #include "sfp/nn.h"
 #include "sfp/transport.h"
 
-#define SFP_VERSION "0.1.0"
 #define MAX_SETS 256
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char *usage_text =
 	"usage: sfp-worker --config FILE [--set section.key=value ...] [--resume CKPT|DIR]\n"
@@ -219,17 +217,17 @@ int main(int argc, char **argv)
 		const char *a = argv[i];
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			fputs(usage_text, stdout);
-			return EXIT_OK;
+			return SFP_EXIT_OK;
 		} else if (!strcmp(a, "--version")) {
 			printf("sfp-worker %s\n", SFP_VERSION);
-			return EXIT_OK;
+			return SFP_EXIT_OK;
 		} else if (!strcmp(a, "--quiet")) {
 			quiet = 1;
 		} else if (!strcmp(a, "--config") || !strcmp(a, "--set") || !strcmp(a, "--resume") ||
 			   !strcmp(a, "--daemon")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "sfp-worker: %s needs a value\n%s", a, usage_text);
-				return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
 			}
 			const char *v = argv[++i];
 			if (!strcmp(a, "--config"))
@@ -240,17 +238,17 @@ int main(int argc, char **argv)
 				resume = v;
 			else if (nsets == MAX_SETS) {
 				fprintf(stderr, "sfp-worker: more than %d --set options\n", MAX_SETS);
-				return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
 			} else
 				sets[nsets++] = v;
 		} else {
 			fprintf(stderr, "sfp-worker: unexpected argument '%s'\n%s", a, usage_text);
-			return EXIT_USAGE;
+			return SFP_EXIT_USAGE;
 		}
 	}
 	if (!config) {
 		fprintf(stderr, "sfp-worker: --config FILE is required\n%s", usage_text);
-		return EXIT_USAGE;
+		return SFP_EXIT_USAGE;
 	}
 
 	static sfp_config cfg;
@@ -268,7 +266,7 @@ int main(int argc, char **argv)
 	if (daemon && (size_t)snprintf(cfg.daemon.address, sizeof cfg.daemon.address, "%s", daemon) >=
 			      sizeof cfg.daemon.address) {
 		fprintf(stderr, "sfp-worker: --daemon: address too long\n");
-		return EXIT_USAGE;
+		return SFP_EXIT_USAGE;
 	}
 	if (!cfg.daemon.job[0]) { /* the job's name at the daemon: the config's file name */
 		char base[SFP_CFG_PATH];
@@ -347,5 +345,5 @@ out:
 	sfp_transport_close(tr);
 	if (mpi)
 		MPI_Finalize();
-	return rc < 0 ? sfp_exit_code(rc) : EXIT_OK;
+	return rc < 0 ? sfp_exit_code(rc) : SFP_EXIT_OK;
 }
