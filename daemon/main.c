@@ -41,16 +41,15 @@ static int usage(const char *fmt, ...)
 	return SFP_EXIT_USAGE;
 }
 
-int main(int argc, char **argv)
+/* argv -> opts: -1 to go on, else the exit code (--help, --version, bad usage). */
+static int parse_args(int argc, char **argv, sfpd_opts *o)
 {
-	sfpd_opts o;
-	sfp_error err;
 	uint64_t v;
-	memset(&o, 0, sizeof o);
-	o.http_addr = SFPD_DEFAULT_HTTP;
-	o.token = getenv("SFP_TOKEN");
-	o.simulate_ms = 200;
-	sfp_stats_opts_default(&o.stats);
+	memset(o, 0, sizeof *o);
+	o->http_addr = SFPD_DEFAULT_HTTP;
+	o->token = getenv("SFP_TOKEN");
+	o->simulate_ms = 200;
+	sfp_stats_opts_default(&o->stats);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -66,39 +65,49 @@ int main(int argc, char **argv)
 			return usage("option '%s' needs a value", a);
 		i++;
 		if (!strcmp(a, "--http")) {
-			o.http_addr = val;
+			o->http_addr = val;
 		} else if (!strcmp(a, "--history")) {
-			o.history = val;
+			o->history = val;
 		} else if (!strcmp(a, "--token")) {
-			o.token = val;
+			o->token = val;
 		} else if (!strcmp(a, "--listen")) {
 			if (!strstr(val, "://"))
 				return usage(
 				    "--listen '%s': expected a URL such as tcp://HOST:PORT", val);
-			o.listen_url = val;
+			o->listen_url = val;
 		} else if (!strcmp(a, "--max-points")) {
 			if (sfp_parse_u64(val, 16, 1u << 24, &v) < 0)
 				return usage("--max-points '%s': expected 16..16777216", val);
-			o.stats.max_points = (uint32_t)v;
+			o->stats.max_points = (uint32_t)v;
 		} else if (!strcmp(a, "--dead-after")) {
 			if (sfp_parse_u64(val, 1, 86400, &v) < 0)
 				return usage("--dead-after '%s': expected 1..86400 seconds", val);
-			o.stats.dead_after_ns = v * 1000000000ull;
+			o->stats.dead_after_ns = v * 1000000000ull;
 		} else if (!strcmp(a, "--simulate")) {
 			if (sfp_parse_u64(val, 1, 64, &v) < 0)
 				return usage("--simulate '%s': expected 1..64 fake workers", val);
-			o.simulate = (unsigned)v;
+			o->simulate = (unsigned)v;
 		} else if (!strcmp(a, "--simulate-interval-ms")) {
 			if (sfp_parse_u64(val, 1, 3600000, &v) < 0)
 				return usage("--simulate-interval-ms '%s': expected 1..3600000",
 				             val);
-			o.simulate_ms = (unsigned)v;
+			o->simulate_ms = (unsigned)v;
 		} else {
 			return usage("unknown option '%s'", a);
 		}
 	}
-	if (o.token && !*o.token)
-		o.token = NULL;
+	if (o->token && !*o->token)
+		o->token = NULL;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	sfpd_opts o;
+	sfp_error err;
+	int code = parse_args(argc, argv, &o);
+	if (code >= 0)
+		return code;
 	/* a client that goes away mid-response is an error code, not a signal */
 	signal(SIGPIPE, SIG_IGN);
 	int rc = sfpd_run(&o, &err);
