@@ -4,7 +4,7 @@
  *   sfp encode -e E -m M [options] IN.npy OUT.sfpt
  *   sfp decode [--isa L] IN.sfpt OUT.npy
  *   sfp inspect [--json] IN.sfpt
- *   sfp bench codec|gecko|train|daemon [...]
+ *   sfp bench codec|gecko|refine|train|daemon [...]   (runs sfp-bench, beside sfp)
  *   sfp dataset fmnist [--split S] [--count N] OUT.npy
  *   sfp eval --config FILE --checkpoint CKPT | --model MODEL.sfpq
  *   sfp export --config FILE --checkpoint CKPT --out MODEL.sfpq [...]
@@ -12,21 +12,21 @@
  * Exit codes: 0 ok, 2 usage error or bad input, 1 other failure. Messages
  * go to stderr; outputs are written atomically, so a failure leaves none.
  */
-#include <stdarg.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "bench/bench.h"
 #include "tools/tools.h"
 #include "sfp/codec.h"
 #include "sfp/config.h"
 #include "sfp/data.h"
 #include "sfp/nn.h"
 #include "sfp/npy.h"
-
-
 
 static const char *usage_text =
 	"usage: sfp <command> [options]\n"
@@ -653,6 +653,30 @@ static int cmd_eval(int argc, char **argv)
 	return rc == SFP_OK ? SFP_EXIT_OK : sfp_exit_code(rc);
 }
 
+/*
+ * `sfp bench VERB ...` runs sfp-bench, the binary beside this one (it links
+ * the peer codecs, sfp does not): exec'd with argv = {path, VERB, ...}, so
+ * its output and exit code are the command's. Returns only on failure.
+ */
+static int run_bench(char **argv)
+{
+	char self[4096], path[4096 + 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0) {
+		fprintf(stderr, "sfp: cannot find this program's folder (/proc/self/exe): %s\n",
+			strerror(errno));
+		return SFP_EXIT_FAIL;
+	}
+	self[n] = 0;
+	snprintf(path, sizeof path, "%s/sfp-bench", dirname(self));
+	argv[1] = path; /* argv[1..] = {path, VERB, ...}, argv[argc] = NULL */
+	execv(path, argv + 1);
+	fprintf(stderr, "sfp: cannot run '%s': %s (sfp bench needs sfp-bench beside sfp; "
+			"'make' builds both)\n",
+		path, strerror(errno));
+	return SFP_EXIT_FAIL;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -696,18 +720,7 @@ int main(int argc, char **argv)
 		return sfp_export_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "report"))
 		return sfp_report_main(argc - 1, argv + 1);
-	if (!strcmp(cmd, "bench")) {
-		if (argc >= 3 && !strcmp(argv[2], "codec"))
-			return sfp_bench_codec_main(argc - 2, argv + 2);
-		if (argc >= 3 && !strcmp(argv[2], "gecko"))
-			return sfp_bench_gecko_main(argc - 2, argv + 2);
-		if (argc >= 3 && !strcmp(argv[2], "refine"))
-			return sfp_bench_refine_main(argc - 2, argv + 2);
-		if (argc >= 3 && !strcmp(argv[2], "train"))
-			return sfp_bench_train_main(argc - 2, argv + 2);
-		if (argc >= 3 && !strcmp(argv[2], "daemon"))
-			return sfp_bench_daemon_main(argc - 2, argv + 2);
-		return usage_error("%s", "usage: sfp bench codec|gecko|refine|train|daemon [...]");
-	}
+	if (!strcmp(cmd, "bench"))
+		return run_bench(argv);
 	return usage_error("unknown command '%s'", cmd);
 }
