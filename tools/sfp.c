@@ -399,6 +399,122 @@ static const char *variant_name(unsigned v)
 	}
 }
 
+/* What `sfp inspect` works out beyond the header (sfp_info). */
+typedef struct inspect_stats {
+	double H;         /* entropy of the exponent codes, bits */
+	double gecko_bpe; /* Gecko bits per exponent: the stream's own, or what Gecko would give */
+	unsigned gvar;    /* the Gecko variant those bits are for */
+	double bpv;       /* bits per value (0 for an empty tensor) */
+	double zero_frac;
+} inspect_stats;
+
+/* Gecko bits per exponent of `codes` as the stream has them, or, for
+ * another exponent coder, as Gecko would encode them. */
+static int inspect_gecko(const sfp_info *info, const uint8_t *codes, inspect_stats *st,
+			 sfp_error *err)
+{
+	st->gvar = info->gecko_variant;
+	st->gecko_bpe = 0;
+	if (info->exp_coder == SFP_EXP_GECKO) {
+		st->gecko_bpe = info->count ? 8.0 * (double)info->exp_bytes / (double)info->count : 0;
+		return SFP_OK;
+	}
+	if (!info->count)
+		return SFP_OK;
+	size_t gcap = sfp_gecko_bound(info->count, info->e), wb = sfp_gecko_work_bytes(info->count), gw;
+	sfp_gecko_opts o;
+	sfp_gecko_opts_init(&o);
+	uint8_t *gbuf = malloc(gcap);
+	void *work = malloc(wb);
+	int rc = SFP_OK;
+	if (!gbuf || !work) {
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = sfp_gecko_encode(gbuf, gcap, &gw, codes, info->count, info->e, &o, sfp_cpu_isa(), work,
+			      wb, err);
+	if (rc < 0)
+		goto out;
+	st->gecko_bpe = 8.0 * (double)gw / (double)info->count;
+	st->gvar = (unsigned)sfp_gecko_variant_of(gbuf, gw);
+out:
+	free(gbuf);
+	free(work);
+	return rc;
+}
+
+/* One JSON object; an empty tensor's bits per value and ratio are null. */
+static void inspect_print_json(const char *in, const sfp_info *info, const inspect_stats *st)
+{
+	char bpv_s[32] = "null", ratio_s[32] = "null";
+	if (info->count) {
+		snprintf(bpv_s, sizeof bpv_s, "%.6f", st->bpv);
+		snprintf(ratio_s, sizeof ratio_s, "%.6f", 32.0 / st->bpv);
+	}
+	printf("{\"file\": ");
+	json_str(stdout, in);
+	printf(", \"version\": %u, \"count\": %" PRIu64 ", \"shape\": [", info->version,
+	       info->count);
+	for (unsigned i = 0; i < info->ndim; i++)
+		printf("%s%" PRIu64, i ? ", " : "", info->shape[i]);
+	printf("], \"e\": %u, \"m\": %u, \"exp_lo\": %u, \"exp_hi\": %u, \"window_lo_pow2\": %d, "
+	       "\"window_hi_pow2\": %d, \"flags\": %u, "
+	       "\"exp_coder\": \"%s\", \"gecko_variant\": \"%s\", \"total_bytes\": %zu, "
+	       "\"header_bytes\": %zu, \"mant_bytes\": %zu, \"sign_bytes\": %zu, "
+	       "\"exc_bytes\": %zu, \"exp_bytes\": %zu, \"bits_per_value\": %s, "
+	       "\"ratio_vs_fp32\": %s, \"nnz\": %" PRIu64 ", \"zero_fraction\": %.6f, "
+	       "\"exceptions\": %" PRIu64 ", \"exp_entropy_bits\": %.6f, "
+	       "\"gecko_bits_per_exp\": %.6f, \"side_bytes\": %zu, \"rho_code\": %u, "
+	       "\"bias_groups\": %" PRIu64 "}\n",
+	       info->e, info->m, info->exp_lo, info->exp_hi, (int)info->exp_lo - 127,
+	       (int)info->exp_hi - 127, info->flags, coder_name(info->exp_coder),
+	       variant_name(info->exp_coder == SFP_EXP_GECKO ? info->gecko_variant : 0),
+	       info->total_bytes, info->header_bytes, info->mant_bytes, info->sign_bytes,
+	       info->exc_bytes, info->exp_bytes, bpv_s, ratio_s, info->nnz, st->zero_frac,
+	       info->n_exceptions, st->H, st->gecko_bpe, info->side_bytes, info->rho, info->bias_groups);
+}
+
+static void inspect_print_text(const char *in, const sfp_info *info, const inspect_stats *st)
+{
+	printf("file            %s\n", in);
+	printf("shape           (");
+	for (unsigned i = 0; i < info->ndim; i++)
+		printf("%s%" PRIu64, i ? ", " : "", info->shape[i]);
+	printf(")  count %" PRIu64 "\n", info->count);
+	printf("container       e = %u, m = %u  (1 + %u + %u bits per nonzero value)\n", info->e,
+	       info->m, info->e, info->m);
+	printf("window          biased exponents %u..%u  (2^%d .. 2^%d)\n", info->exp_lo,
+	       info->exp_hi, (int)info->exp_lo - 127, (int)info->exp_hi - 127);
+	printf("flags           0x%04x%s%s%s%s%s%s%s%s\n", info->flags,
+	       info->flags & SFP_FLAG_SIGN_POS ? " sign-pos" : "",
+	       info->flags & SFP_FLAG_SIGN_NEG ? " sign-neg" : "",
+	       info->flags & SFP_FLAG_STOCHASTIC ? " stochastic" : "",
+	       info->flags & SFP_FLAG_UNDER_MIN ? " underflow-min" : "",
+	       info->flags & SFP_FLAG_SATURATE ? " saturate" : "",
+	       info->flags & SFP_FLAG_FIXED_WINDOW ? " fixed-window" : "",
+	       info->flags & SFP_FLAG_SHIFT ? " shift" : "",
+	       info->flags & SFP_FLAG_BIAS_CHANNEL ? " bias-channel"
+	       : info->flags & SFP_FLAG_BIAS	  ? " bias"
+						  : "");
+	printf("exponent coder  %s%s%s\n", coder_name(info->exp_coder),
+	       info->exp_coder == SFP_EXP_GECKO ? " / " : "",
+	       info->exp_coder == SFP_EXP_GECKO ? variant_name(info->gecko_variant) : "");
+	printf("bytes           %zu total: header %zu, mantissa %zu, sign %zu, exceptions %zu, "
+	       "exponent %zu, refinement %zu\n",
+	       info->total_bytes, info->header_bytes, info->mant_bytes, info->sign_bytes,
+	       info->exc_bytes, info->exp_bytes, info->side_bytes);
+	if (info->side_bytes)
+		printf("refinement      shift step %u/512, %" PRIu64 " bias offset%s\n",
+		       info->rho, info->bias_groups, info->bias_groups == 1 ? "" : "s");
+	printf("bits per value  %.4f  (ratio %.3f vs float32)\n", st->bpv,
+       info->count ? 32.0 / st->bpv : 0);
+	printf("nonzero         %" PRIu64 "  (%.2f%% zero), exceptions %" PRIu64 "\n", info->nnz,
+	       100.0 * st->zero_frac, info->n_exceptions);
+	printf("exponent codes  entropy %.4f bits; gecko %.4f bits per exponent (%s%s)\n",
+	       st->H, st->gecko_bpe, variant_name(st->gvar),
+	       info->exp_coder == SFP_EXP_GECKO ? "" : ", if enabled");
+}
+
 static int cmd_inspect(int argc, char **argv)
 {
 	const char *in = NULL;
@@ -414,9 +530,9 @@ static int cmd_inspect(int argc, char **argv)
 
 	sfp_error err;
 	sfp_info info;
-	void *buf = NULL, *work = NULL;
+	void *buf = NULL;
 	size_t len;
-	uint8_t *codes = NULL, *gbuf = NULL;
+	uint8_t *codes = NULL;
 	int ret = SFP_EXIT_FAIL, rc;
 	sfp_codec *c = sfp_codec_create();
 	if (!c)
@@ -437,109 +553,26 @@ static int cmd_inspect(int argc, char **argv)
 	codes = malloc(info.count ? info.count : 1);
 	if (!codes)
 		goto out;
+	inspect_stats st = {0};
 	rc = sfp_decode_codes(c, codes, info.count, buf, len, &err);
+	if (rc == SFP_OK)
+		rc = inspect_gecko(&info, codes, &st, &err);
 	if (rc < 0) {
 		ret = fail(rc, "inspect", in, &err);
 		goto out;
 	}
-	double H = sfp_entropy_u8(codes, info.count);
-	/* Gecko bits per exponent: the stream's own, or what Gecko would give. */
-	double gecko_bpe = 0;
-	unsigned gvar = info.gecko_variant;
-	if (info.exp_coder == SFP_EXP_GECKO) {
-		gecko_bpe = info.count ? 8.0 * (double)info.exp_bytes / (double)info.count : 0;
-	} else if (info.count) {
-		size_t gcap = sfp_gecko_bound(info.count, info.e), wb = sfp_gecko_work_bytes(info.count), gw;
-		sfp_gecko_opts o;
-		sfp_gecko_opts_init(&o);
-		gbuf = malloc(gcap);
-		work = malloc(wb);
-		if (!gbuf || !work)
-			goto out;
-		rc = sfp_gecko_encode(gbuf, gcap, &gw, codes, info.count, info.e, &o, sfp_cpu_isa(),
-				      work, wb, &err);
-		if (rc < 0) {
-			ret = fail(rc, "inspect", in, &err);
-			goto out;
-		}
-		gecko_bpe = 8.0 * (double)gw / (double)info.count;
-		gvar = (unsigned)sfp_gecko_variant_of(gbuf, gw);
-	}
-	/* An empty tensor has no bits per value: 0 in text, null in JSON. */
+	st.H = sfp_entropy_u8(codes, info.count);
 	double n = info.count ? (double)info.count : 1;
-	double bpv = info.count ? 8.0 * (double)info.total_bytes / n : 0;
-	char bpv_s[32] = "null", ratio_s[32] = "null";
-	if (info.count) {
-		snprintf(bpv_s, sizeof bpv_s, "%.6f", bpv);
-		snprintf(ratio_s, sizeof ratio_s, "%.6f", 32.0 / bpv);
-	}
-	double zero_frac = info.count ? 1.0 - (double)(info.nnz + info.n_exceptions) / n : 0;
-	if (json) {
-		printf("{\"file\": ");
-		json_str(stdout, in);
-		printf(", \"version\": %u, \"count\": %" PRIu64 ", \"shape\": [", info.version,
-		       info.count);
-		for (unsigned i = 0; i < info.ndim; i++)
-			printf("%s%" PRIu64, i ? ", " : "", info.shape[i]);
-		printf("], \"e\": %u, \"m\": %u, \"exp_lo\": %u, \"exp_hi\": %u, \"window_lo_pow2\": %d, "
-		       "\"window_hi_pow2\": %d, \"flags\": %u, "
-		       "\"exp_coder\": \"%s\", \"gecko_variant\": \"%s\", \"total_bytes\": %zu, "
-		       "\"header_bytes\": %zu, \"mant_bytes\": %zu, \"sign_bytes\": %zu, "
-		       "\"exc_bytes\": %zu, \"exp_bytes\": %zu, \"bits_per_value\": %s, "
-		       "\"ratio_vs_fp32\": %s, \"nnz\": %" PRIu64 ", \"zero_fraction\": %.6f, "
-		       "\"exceptions\": %" PRIu64 ", \"exp_entropy_bits\": %.6f, "
-		       "\"gecko_bits_per_exp\": %.6f, \"side_bytes\": %zu, \"rho_code\": %u, "
-		       "\"bias_groups\": %" PRIu64 "}\n",
-		       info.e, info.m, info.exp_lo, info.exp_hi, (int)info.exp_lo - 127,
-		       (int)info.exp_hi - 127, info.flags, coder_name(info.exp_coder),
-		       variant_name(info.exp_coder == SFP_EXP_GECKO ? info.gecko_variant : 0),
-		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
-		       info.exc_bytes, info.exp_bytes, bpv_s, ratio_s, info.nnz, zero_frac,
-		       info.n_exceptions, H, gecko_bpe, info.side_bytes, info.rho, info.bias_groups);
-	} else {
-		printf("file            %s\n", in);
-		printf("shape           (");
-		for (unsigned i = 0; i < info.ndim; i++)
-			printf("%s%" PRIu64, i ? ", " : "", info.shape[i]);
-		printf(")  count %" PRIu64 "\n", info.count);
-		printf("container       e = %u, m = %u  (1 + %u + %u bits per nonzero value)\n", info.e,
-		       info.m, info.e, info.m);
-		printf("window          biased exponents %u..%u  (2^%d .. 2^%d)\n", info.exp_lo,
-		       info.exp_hi, (int)info.exp_lo - 127, (int)info.exp_hi - 127);
-		printf("flags           0x%04x%s%s%s%s%s%s%s%s\n", info.flags,
-		       info.flags & SFP_FLAG_SIGN_POS ? " sign-pos" : "",
-		       info.flags & SFP_FLAG_SIGN_NEG ? " sign-neg" : "",
-		       info.flags & SFP_FLAG_STOCHASTIC ? " stochastic" : "",
-		       info.flags & SFP_FLAG_UNDER_MIN ? " underflow-min" : "",
-		       info.flags & SFP_FLAG_SATURATE ? " saturate" : "",
-		       info.flags & SFP_FLAG_FIXED_WINDOW ? " fixed-window" : "",
-		       info.flags & SFP_FLAG_SHIFT ? " shift" : "",
-		       info.flags & SFP_FLAG_BIAS_CHANNEL ? " bias-channel"
-		       : info.flags & SFP_FLAG_BIAS	  ? " bias"
-							  : "");
-		printf("exponent coder  %s%s%s\n", coder_name(info.exp_coder),
-		       info.exp_coder == SFP_EXP_GECKO ? " / " : "",
-		       info.exp_coder == SFP_EXP_GECKO ? variant_name(info.gecko_variant) : "");
-		printf("bytes           %zu total: header %zu, mantissa %zu, sign %zu, exceptions %zu, "
-		       "exponent %zu, refinement %zu\n",
-		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
-		       info.exc_bytes, info.exp_bytes, info.side_bytes);
-		if (info.side_bytes)
-			printf("refinement      shift step %u/512, %" PRIu64 " bias offset%s\n",
-			       info.rho, info.bias_groups, info.bias_groups == 1 ? "" : "s");
-		printf("bits per value  %.4f  (ratio %.3f vs float32)\n", bpv, info.count ? 32.0 / bpv : 0);
-		printf("nonzero         %" PRIu64 "  (%.2f%% zero), exceptions %" PRIu64 "\n", info.nnz,
-		       100.0 * zero_frac, info.n_exceptions);
-		printf("exponent codes  entropy %.4f bits; gecko %.4f bits per exponent (%s%s)\n", H,
-		       gecko_bpe, variant_name(gvar),
-		       info.exp_coder == SFP_EXP_GECKO ? "" : ", if enabled");
-	}
+	st.bpv = info.count ? 8.0 * (double)info.total_bytes / n : 0;
+	st.zero_frac = info.count ? 1.0 - (double)(info.nnz + info.n_exceptions) / n : 0;
+	if (json)
+		inspect_print_json(in, &info, &st);
+	else
+		inspect_print_text(in, &info, &st);
 	ret = SFP_EXIT_OK;
 out:
 	free(buf);
 	free(codes);
-	free(gbuf);
-	free(work);
 	sfp_codec_free(c);
 	return ret;
 }
