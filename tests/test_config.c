@@ -217,7 +217,7 @@ static void test_enum_names(void)
 	sfp_error err;
 	sfp_config_defaults(&cfg);
 	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "parallel.grad_cast=bf16", &err), SFP_OK);
-	CU_ASSERT_EQUAL(cfg.parallel.grad_cast, SFP_CAST_BF16);
+	CU_ASSERT_EQUAL(cfg.parallel.grad_cast, SFP_GRAD_CAST_BF16);
 	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "bitlength.targets=[gradients]", &err), SFP_OK);
 	CU_ASSERT_EQUAL(cfg.bitlength.n_targets, 1);
 	CU_ASSERT_EQUAL(cfg.bitlength.targets[0], SFP_TARGET_GRADIENTS);

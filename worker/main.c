@@ -262,7 +262,11 @@ static int run(const worker_opts *o, int *argc, char ***argv)
 		signal(SIGTERM, on_term);
 		if (g_rank != 0)
 			pc.quiet = 1;
-		if ((rc = sfp_transport_open_job(&cfg, &tr, &err)) < 0 ||
+		sfp_job_transport jt = {.nng = cfg.parallel.transport == SFP_TRANSPORT_NNG,
+					.ipc = cfg.parallel.nng_endpoint == SFP_NNG_IPC,
+					.nng_port = cfg.parallel.nng_port,
+					.timeout_s = cfg.parallel.timeout_s};
+		if ((rc = sfp_transport_open_job(&jt, &tr, &err)) < 0 ||
 		    (rc = sfp_transport_fault_from_env(tr, on_fault, NULL, &err)) < 0)
 			goto out;
 	}

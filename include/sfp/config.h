@@ -33,8 +33,8 @@ extern "C" {
  * Enum-valued keys are stored as the index of their value in the key's
  * names table (lib/config/config.c), one C enum per key below, in the same
  * order as the names; sfp_config_enum_name turns an index back into the
- * string a file or `--set` gives. Where a library enum already is the same
- * set it is the one stored (the prune keys, parallel.grad_cast).
+ * string a file or `--set` gives. Where a library enum below config is the
+ * same set it is the one stored (the prune keys).
  */
 enum sfp_cfg_dataset { SFP_DATASET_FASHION_MNIST = 0 };
 enum sfp_cfg_optimizer_type { SFP_OPTIMIZER_SGD = 0, SFP_OPTIMIZER_ADAMW = 1 };
@@ -59,10 +59,9 @@ enum sfp_cfg_allreduce {
 	SFP_CFG_ALLREDUCE_ALLGATHER = 2,
 	SFP_CFG_ALLREDUCE_NATIVE = 3
 };
-/* parallel.grad_cast: plain 16-bit casts instead of containers on the wire,
- * the peers the containers are measured against (DDP's fp16 compression
- * hook); sfp_wire_cfg.cast (sfp/transport.h). */
-enum sfp_wire_cast { SFP_CAST_NONE = 0, SFP_CAST_FP16 = 1, SFP_CAST_BF16 = 2 };
+/* parallel.grad_cast: plain 16-bit casts instead of containers on the wire
+ * (enum sfp_wire_cast in sfp/transport.h, which config may not include) */
+enum sfp_cfg_grad_cast { SFP_GRAD_CAST_NONE = 0, SFP_GRAD_CAST_FP16 = 1, SFP_GRAD_CAST_BF16 = 2 };
 enum sfp_cfg_nng_endpoint { SFP_NNG_TCP = 0, SFP_NNG_IPC = 1 };
 
 /* One `key: value` pair handed to a plug-in layer unparsed. */
@@ -195,7 +194,7 @@ typedef struct sfp_cfg_parallel {
 	int error_feedback;           /* carry gradient rounding into the next step (default on) */
 	int allreduce;                /* enum sfp_cfg_allreduce: "auto" (= ring), "ring",
 					 "allgather", "native" (MPI_Allreduce, float32: the baseline) */
-	int grad_cast;                /* enum sfp_wire_cast: "none" (containers), "fp16", "bf16" */
+	int grad_cast;                /* enum sfp_cfg_grad_cast: "none" (containers), "fp16", "bf16" */
 	float timeout_s;              /* a peer silent this long has failed (default 60) */
 	int nng_endpoint;             /* enum sfp_cfg_nng_endpoint: "tcp" (default, host + port) or "ipc" */
 	int nng_port;                 /* nng tcp: base port, + local rank (default 23700) */

@@ -21,7 +21,6 @@
 
 #include "sfp/codec.h"
 #include "sfp/common.h"
-#include "sfp/config.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -127,16 +126,24 @@ void sfp_job_end(void);
  */
 int sfp_job_agree(int rc, int rank, int *first_rank);
 
+/* Which transport an MPI job uses (the config's parallel.* keys). */
+typedef struct sfp_job_transport {
+	int nng;          /* 0: MPI itself; 1: nng, endpoints exchanged over MPI */
+	int ipc;          /* nng: ipc endpoints (one host) instead of tcp */
+	int nng_port;     /* nng tcp: base port, + local rank */
+	double timeout_s; /* nng: connecting to every peer may take this long */
+} sfp_job_transport;
+
 /*
- * Collective, after sfp_job_start: the transport cfg->parallel.transport
- * names. "mpi": MPI_COMM_WORLD. "nng": each rank listens on its own
- * endpoint -- tcp://HOST:(parallel.nng_port + local rank) with the local
- * rank from OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID, or with
- * parallel.nng_endpoint ipc, ipc://$TMPDIR/sfp-JOB-PPID-RANK.ipc -- the
- * endpoints are exchanged over MPI and every rank dials the others within
- * parallel.timeout_s. *tr is the caller's to sfp_transport_close.
+ * Collective, after sfp_job_start: the transport `o` asks for. MPI:
+ * MPI_COMM_WORLD. nng: each rank listens on its own endpoint --
+ * tcp://HOST:(nng_port + local rank) with the local rank from
+ * OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID, or ipc://$TMPDIR/
+ * sfp-JOB-PPID-RANK.ipc -- the endpoints are exchanged over MPI and every
+ * rank dials the others within timeout_s. *tr is the caller's to
+ * sfp_transport_close.
  */
-int sfp_transport_open_job(const sfp_config *cfg, sfp_transport **tr, sfp_error *err);
+int sfp_transport_open_job(const sfp_job_transport *o, sfp_transport **tr, sfp_error *err);
 
 /*
  * The fault tests' SFP_FAULT_FLIP=RANK:N[:BIT] (docs/reliability.md): on
@@ -170,8 +177,9 @@ enum sfp_allreduce_algo {
 					the uncompressed baseline */
 };
 
-/* enum sfp_wire_cast (plain 16-bit casts instead of containers): sfp/config.h,
- * where parallel.grad_cast stores it. */
+/* Plain 16-bit casts instead of containers: the peers the containers are
+ * measured against (what DDP's fp16 compression hook sends). */
+enum sfp_wire_cast { SFP_CAST_NONE = 0, SFP_CAST_FP16 = 1, SFP_CAST_BF16 = 2 };
 
 /* How tensors are encoded on the wire. Lossless when e = 8 and m = 23. */
 typedef struct sfp_wire_cfg {

@@ -69,7 +69,7 @@ LAST_IS(penalties, SFP_PRUNE_OPS);
 LAST_IS(width_optims, SFP_PRUNE_SGD);
 LAST_IS(transports, SFP_TRANSPORT_NNG);
 LAST_IS(allreduces, SFP_CFG_ALLREDUCE_NATIVE);
-LAST_IS(casts, SFP_CAST_BF16);
+LAST_IS(casts, SFP_GRAD_CAST_BF16);
 LAST_IS(nng_schemes, SFP_NNG_IPC);
 
 #define F(field) offsetof(sfp_config, field)

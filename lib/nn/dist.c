@@ -207,7 +207,9 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 	/* auto = ring: it sends least (2 (D-1)/D of the tensor against the
 	 * all-gather's D-1), and error feedback at each of its rounding points
 	 * makes it as accurate (docs/distributed.md measures both) */
-	d->gwire.cast = pc->grad_cast;
+	d->gwire.cast = pc->grad_cast == SFP_GRAD_CAST_FP16   ? SFP_CAST_FP16
+			: pc->grad_cast == SFP_GRAD_CAST_BF16 ? SFP_CAST_BF16
+							      : SFP_CAST_NONE;
 	if (pc->allreduce == SFP_CFG_ALLREDUCE_NATIVE)
 		d->gwire.algo = SFP_ALLREDUCE_NATIVE;
 	else if (pc->allreduce == SFP_CFG_ALLREDUCE_ALLGATHER)

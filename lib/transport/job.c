@@ -1,6 +1,6 @@
 /*
  * job.c -- an MPI job's set-up, for sfp-worker: is this process a rank,
- * MPI start and end, the transport the config names (nng endpoints are
+ * MPI start and end, the transport the job asks for (nng endpoints are
  * made from the host name, the launcher's environment and the base port,
  * then exchanged over MPI), the ranks agreeing on a set-up failure, and
  * the fault tests' SFP_FAULT_FLIP.
@@ -54,9 +54,9 @@ int sfp_job_agree(int rc, int rank, int *first_rank)
 
 /* This rank's nng endpoint: tcp://<host name>:<nng_port + local rank>, or
  * ipc://<TMPDIR>/sfp-<job>-<launcher pid>-<rank>.ipc (one host). */
-static void nng_url(const sfp_cfg_parallel *pc, int rank, char *url)
+static void nng_url(const sfp_job_transport *o, int rank, char *url)
 {
-	if (pc->nng_endpoint == SFP_NNG_IPC) {
+	if (o->ipc) {
 		const char *tmp = getenv("TMPDIR"), *job = getenv("OMPI_COMM_WORLD_JOBID");
 		if (!job)
 			job = getenv("SLURM_JOB_ID");
@@ -69,13 +69,13 @@ static void nng_url(const sfp_cfg_parallel *pc, int rank, char *url)
 	const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
 	if (!lr)
 		lr = getenv("SLURM_LOCALID");
-	snprintf(url, URL_MAX, "tcp://%s:%d", host, pc->nng_port + (lr ? atoi(lr) : rank));
+	snprintf(url, URL_MAX, "tcp://%s:%d", host, o->nng_port + (lr ? atoi(lr) : rank));
 }
 
-int sfp_transport_open_job(const sfp_config *cfg, sfp_transport **tr, sfp_error *err)
+int sfp_transport_open_job(const sfp_job_transport *o, sfp_transport **tr, sfp_error *err)
 {
 	*tr = NULL;
-	if (cfg->parallel.transport != SFP_TRANSPORT_NNG)
+	if (!o->nng)
 		return sfp_transport_open_mpi(tr, err);
 	int rank, size, rc;
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -86,11 +86,11 @@ int sfp_transport_open_job(const sfp_config *cfg, sfp_transport **tr, sfp_error 
 		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
 		goto out;
 	}
-	nng_url(&cfg->parallel, rank, mine);
+	nng_url(o, rank, mine);
 	MPI_Allgather(mine, URL_MAX, MPI_CHAR, all, URL_MAX, MPI_CHAR, MPI_COMM_WORLD);
 	for (int r = 0; r < size; r++)
 		urls[r] = all + (size_t)r * URL_MAX;
-	rc = sfp_transport_open_nng(tr, rank, size, urls, cfg->parallel.timeout_s, err);
+	rc = sfp_transport_open_nng(tr, rank, size, urls, o->timeout_s, err);
 out:
 	free(urls);
 	free(all);
