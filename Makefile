@@ -10,7 +10,7 @@
 #   make faults       the fault suite, TRIALS (5) trials of every fault (docs/reliability.md)
 #   make deps         install the Debian packages the project needs
 #   make check-deploy the deploy kit's tests alone (Slurm, systemd, Prometheus, Grafana)
-#   make install      sfp, sfp-worker, sfpd into $(PREFIX)/bin (/usr/local)
+#   make install      sfp, sfp-bench, sfp-worker, sfpd into $(PREFIX)/bin (/usr/local)
 #
 # Quiet unless V=1. SANITIZE=address,undefined builds everything with those
 # sanitizers under build/san/ instead of build/.
@@ -85,20 +85,29 @@ $(LIBSFP): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
-# ---- the sfp tool (tools/) and the codec benchmark it runs (bench/) ---------
+# ---- the sfp tool (tools/) and the benchmarks it runs (bench/) -------------
+# `sfp bench VERB` execs sfp-bench from sfp's folder: only sfp-bench links
+# the peer codecs, so sfp runs without them installed.
 PEER_LIBS := -lzstd -llz4 -lblosc -lzfp -lfpzip
-TOOL_SRC := $(sort $(wildcard tools/*.c) $(wildcard bench/*.c))
+TOOL_SRC := $(sort $(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
 SFP := $(BUILD)/bin/sfp
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
+SFP_BENCH := $(BUILD)/bin/sfp-bench
 
 $(SFP): $(TOOL_OBJ) $(LIBSFP)
 	@mkdir -p $(@D)
-	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIBSFP) $(PEER_LIBS) $(LDLIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIBSFP) $(LDLIBS)
+
+$(SFP_BENCH): $(BENCH_OBJ) $(LIBSFP)
+	@mkdir -p $(@D)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIBSFP) $(PEER_LIBS) $(LDLIBS)
 
 # ---- the worker and the daemon (built once their sources exist) ------------
 WORKER_SRC := $(sort $(wildcard worker/*.c))
 DAEMON_SRC := $(sort $(wildcard daemon/*.c))
-BINS := $(SFP)
+BINS := $(SFP) $(SFP_BENCH)
 ifneq ($(WORKER_SRC),)
 BINS += $(BUILD)/bin/sfp-worker
 $(BUILD)/bin/sfp-worker: $(WORKER_SRC:%.c=$(BUILD)/obj/%.o) $(LIBSFP)

@@ -1,5 +1,6 @@
 /*
- * bench.h -- benchmarks run by `sfp bench ...` (tools/sfp.c dispatches here).
+ * bench.h -- benchmarks run by `sfp bench ...`: sfp execs sfp-bench, whose
+ * main (bench/main.c) dispatches here.
  * Each returns a process exit code (0 ok, 2 usage, 1 failure).
  */
 #ifndef SFP_BENCH_H

@@ -111,7 +111,7 @@ static int variant_open(variant *v, const char *config, int threads, sfp_error *
 	SFP_TRY(sfp_config_load_all(&v->cfg, config, v->sets, v->nsets, err));
 	SFP_TRY(sfp_model_create(&v->m, &v->cfg.model, NULL, v->cfg.train.batch_size, err));
 	SFP_TRY(sfp_model_set_threads(v->m, threads, err));
-	v->quantum = !strcmp(v->cfg.bitlength.policy, "quantum");
+	v->quantum = v->cfg.bitlength.policy == SFP_POLICY_QUANTUM;
 	SFP_TRY(sfp_model_set_stash(v->m, v->cfg.bitlength.pack, v->cfg.bitlength.gecko, err));
 	sfp_model_set_pack_weights(v->m, v->cfg.bitlength.pack_weights);
 	if (v->quantum)

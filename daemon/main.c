@@ -3,7 +3,6 @@
  * (0 stopped by a signal, 2 bad usage or unreadable history, 1 other
  * failures such as a port in use).
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,7 +11,6 @@
 
 #include "daemon/sfpd.h"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char *usage_text =
     "usage: sfpd [--http HOST:PORT] [--history FILE] [--token TOKEN] [--listen URL]\n"
@@ -40,42 +38,26 @@ static int usage(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\n(sfpd --help lists the options)\n");
-	return EXIT_USAGE;
+	return SFP_EXIT_USAGE;
 }
 
-/* A whole decimal number in [lo, hi]. */
-static int parse_uint(const char *s, unsigned long long lo, unsigned long long hi,
-                      unsigned long long *out)
+/* argv -> opts: -1 to go on, else the exit code (--help, --version, bad usage). */
+static int parse_args(int argc, char **argv, sfpd_opts *o)
 {
-	char *end;
-	errno = 0;
-	if (!s || *s < '0' || *s > '9')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-int main(int argc, char **argv)
-{
-	sfpd_opts o;
-	sfp_error err;
-	unsigned long long v;
-	memset(&o, 0, sizeof o);
-	o.http_addr = SFPD_DEFAULT_HTTP;
-	o.token = getenv("SFP_TOKEN");
-	o.simulate_ms = 200;
-	sfp_stats_opts_default(&o.stats);
+	uint64_t v;
+	memset(o, 0, sizeof *o);
+	o->http_addr = SFPD_DEFAULT_HTTP;
+	o->token = getenv("SFP_TOKEN");
+	o->simulate_ms = 200;
+	sfp_stats_opts_default(&o->stats);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			fputs(usage_text, stdout);
-			return EXIT_OK;
+			return SFP_EXIT_OK;
 		} else if (!strcmp(a, "--version")) {
-			printf("sfpd %s\n", SFPD_VERSION);
-			return EXIT_OK;
+			printf("sfpd %s\n", SFP_VERSION);
+			return SFP_EXIT_OK;
 		}
 		if (a[0] != '-' || a[1] != '-')
 			return usage("unexpected argument '%s'", a);
@@ -83,45 +65,55 @@ int main(int argc, char **argv)
 			return usage("option '%s' needs a value", a);
 		i++;
 		if (!strcmp(a, "--http")) {
-			o.http_addr = val;
+			o->http_addr = val;
 		} else if (!strcmp(a, "--history")) {
-			o.history = val;
+			o->history = val;
 		} else if (!strcmp(a, "--token")) {
-			o.token = val;
+			o->token = val;
 		} else if (!strcmp(a, "--listen")) {
 			if (!strstr(val, "://"))
 				return usage(
 				    "--listen '%s': expected a URL such as tcp://HOST:PORT", val);
-			o.listen_url = val;
+			o->listen_url = val;
 		} else if (!strcmp(a, "--max-points")) {
-			if (parse_uint(val, 16, 1u << 24, &v))
+			if (sfp_parse_u64(val, 16, 1u << 24, &v) < 0)
 				return usage("--max-points '%s': expected 16..16777216", val);
-			o.stats.max_points = (uint32_t)v;
+			o->stats.max_points = (uint32_t)v;
 		} else if (!strcmp(a, "--dead-after")) {
-			if (parse_uint(val, 1, 86400, &v))
+			if (sfp_parse_u64(val, 1, 86400, &v) < 0)
 				return usage("--dead-after '%s': expected 1..86400 seconds", val);
-			o.stats.dead_after_ns = v * 1000000000ull;
+			o->stats.dead_after_ns = v * 1000000000ull;
 		} else if (!strcmp(a, "--simulate")) {
-			if (parse_uint(val, 1, 64, &v))
+			if (sfp_parse_u64(val, 1, 64, &v) < 0)
 				return usage("--simulate '%s': expected 1..64 fake workers", val);
-			o.simulate = (unsigned)v;
+			o->simulate = (unsigned)v;
 		} else if (!strcmp(a, "--simulate-interval-ms")) {
-			if (parse_uint(val, 1, 3600000, &v))
+			if (sfp_parse_u64(val, 1, 3600000, &v) < 0)
 				return usage("--simulate-interval-ms '%s': expected 1..3600000",
 				             val);
-			o.simulate_ms = (unsigned)v;
+			o->simulate_ms = (unsigned)v;
 		} else {
 			return usage("unknown option '%s'", a);
 		}
 	}
-	if (o.token && !*o.token)
-		o.token = NULL;
+	if (o->token && !*o->token)
+		o->token = NULL;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	sfpd_opts o;
+	sfp_error err;
+	int code = parse_args(argc, argv, &o);
+	if (code >= 0)
+		return code;
 	/* a client that goes away mid-response is an error code, not a signal */
 	signal(SIGPIPE, SIG_IGN);
 	int rc = sfpd_run(&o, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfpd: %s\n", err.msg);
-		return sfp_exit_code(rc) == 2 ? EXIT_USAGE : EXIT_FAIL;
+		return sfp_exit_code(rc);
 	}
-	return EXIT_OK;
+	return SFP_EXIT_OK;
 }

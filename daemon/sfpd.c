@@ -74,7 +74,7 @@ static int start(sfpd *d, sfp_error *err)
 	SFP_TRY(sfp_stats_open(&d->stats, d->o.history, &d->o.stats, err));
 	log_recovery(d);
 	d->site.stats = d->stats;
-	d->site.version = SFPD_VERSION;
+	d->site.version = SFP_VERSION;
 	d->site.assets = sfpd_assets;
 	d->site.n_assets = sfpd_n_assets;
 	uv_timer_init(&d->loop, &d->tick);

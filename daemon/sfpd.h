@@ -18,7 +18,6 @@
 #include "sfp/http.h"
 #include "sfp/stats.h"
 
-#define SFPD_VERSION "0.1.0"
 #define SFPD_DEFAULT_HTTP "127.0.0.1:9464"
 /* How often workers are checked for silence and the history is synced. */
 #define SFPD_TICK_MS 1000

@@ -179,6 +179,31 @@ static void test_clock(void)
 	CU_ASSERT(b >= a);
 }
 
+/* The command-line integer parser: strict, no clamping. */
+static void test_parse_u64(void)
+{
+	uint64_t v = 7;
+	CU_ASSERT_EQUAL(sfp_parse_u64("42", 0, 100, &v), SFP_OK);
+	CU_ASSERT_EQUAL(v, 42);
+	CU_ASSERT_EQUAL(sfp_parse_u64("0", 0, 0, &v), SFP_OK);
+	CU_ASSERT_EQUAL(v, 0);
+	CU_ASSERT_EQUAL(sfp_parse_u64("18446744073709551615", 0, UINT64_MAX, &v), SFP_OK);
+	CU_ASSERT(v == UINT64_MAX);
+	v = 7;
+	static const char *const junk[] = {"", "-1", "+1", " 5", "5 ", "12x", "0x10", "1e3", "x"};
+	for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+		CU_ASSERT_EQUAL(sfp_parse_u64(junk[i], 0, 100, &v), SFP_EINVAL);
+	CU_ASSERT_EQUAL(sfp_parse_u64(NULL, 0, 100, &v), SFP_EINVAL);
+	CU_ASSERT_EQUAL(sfp_parse_u64("18446744073709551616", 0, UINT64_MAX, &v), SFP_ERANGE);
+	CU_ASSERT_EQUAL(sfp_parse_u64("99999999999999999999999", 0, UINT64_MAX, &v), SFP_ERANGE);
+	CU_ASSERT_EQUAL(sfp_parse_u64("101", 0, 100, &v), SFP_ERANGE);
+	CU_ASSERT_EQUAL(sfp_parse_u64("0", 1, 100, &v), SFP_ERANGE);
+	CU_ASSERT_EQUAL(v, 7); /* untouched by every failure */
+	CU_ASSERT_EQUAL(sfp_exit_code(SFP_OK), SFP_EXIT_OK);
+	CU_ASSERT_EQUAL(sfp_exit_code(SFP_EINVAL), SFP_EXIT_USAGE);
+	CU_ASSERT_EQUAL(sfp_exit_code(SFP_ENOMEM), SFP_EXIT_FAIL);
+}
+
 int main(void)
 {
 	static const test_case cases[] = {
@@ -193,6 +218,7 @@ int main(void)
 		{"little-endian loads and stores", test_le_bytes},
 		{"isa names round trip", test_isa_names},
 		{"clock is monotonic", test_clock},
+		{"integer parser: strict, no clamp", test_parse_u64},
 		{NULL, NULL},
 	};
 	return test_run_suite("common", cases);

@@ -35,9 +35,19 @@ static void test_defaults(void)
 	sfp_config_defaults(&cfg);
 	CU_ASSERT_EQUAL(cfg.train.batch_size, 64);
 	CU_ASSERT_EQUAL(cfg.train.epochs, 1);
-	CU_ASSERT_STRING_EQUAL(cfg.train.optimizer.type, "sgd");
-	CU_ASSERT_STRING_EQUAL(cfg.data.dataset, "fashion-mnist");
-	CU_ASSERT_STRING_EQUAL(cfg.bitlength.policy, "fixed");
+	CU_ASSERT_EQUAL(cfg.train.optimizer.type, SFP_OPTIMIZER_SGD);
+	CU_ASSERT_EQUAL(cfg.data.dataset, SFP_DATASET_FASHION_MNIST);
+	CU_ASSERT_EQUAL(cfg.bitlength.policy, SFP_POLICY_FIXED);
+	CU_ASSERT_EQUAL(cfg.bitlength.n_targets, 2);
+	CU_ASSERT_EQUAL(cfg.bitlength.targets[0], SFP_TARGET_WEIGHTS);
+	CU_ASSERT_EQUAL(cfg.bitlength.targets[1], SFP_TARGET_ACTIVATIONS);
+	CU_ASSERT_EQUAL(cfg.prune.granularity, SFP_PRUNE_CHANNEL);
+	CU_ASSERT_EQUAL(cfg.prune.optimizer, SFP_PRUNE_ADAM);
+	CU_ASSERT_EQUAL(cfg.parallel.allreduce, SFP_CFG_ALLREDUCE_AUTO);
+	CU_ASSERT_EQUAL(cfg.parallel.nng_port, 23700);
+	CU_ASSERT_EQUAL(cfg.train.optimizer.eps, 1e-8f);
+	CU_ASSERT_EQUAL(cfg.prune.weight_lr, 0.005f);
+	CU_ASSERT_STRING_EQUAL(cfg.data.path, "/usr/share/datasets/fashion-mnist");
 	CU_ASSERT_EQUAL(cfg.bitlength.pack, 1);
 	CU_ASSERT_EQUAL(cfg.parallel.pipeline_stages, 1);
 	CU_ASSERT_EQUAL(cfg.model.n_layers, 0);
@@ -113,16 +123,16 @@ static void test_full_file(void)
 	CU_ASSERT(cfg.train.seed == 18446744073709551615ull);
 	CU_ASSERT_EQUAL(cfg.train.threads, 2);
 	CU_ASSERT_EQUAL(cfg.train.eval_every_epochs, 0);
-	CU_ASSERT_STRING_EQUAL(cfg.train.optimizer.type, "adamw");
+	CU_ASSERT_EQUAL(cfg.train.optimizer.type, SFP_OPTIMIZER_ADAMW);
 	CU_ASSERT_DOUBLE_EQUAL(cfg.train.optimizer.beta2, 0.99, 1e-7);
-	CU_ASSERT_STRING_EQUAL(cfg.train.schedule.type, "step");
+	CU_ASSERT_EQUAL(cfg.train.schedule.type, SFP_SCHEDULE_STEP);
 	CU_ASSERT_EQUAL(cfg.train.schedule.step_every, 100);
 	CU_ASSERT_EQUAL(cfg.bitlength.n_targets, 1);
-	CU_ASSERT_STRING_EQUAL(cfg.bitlength.targets[0], "weights");
+	CU_ASSERT_EQUAL(cfg.bitlength.targets[0], SFP_TARGET_WEIGHTS);
 	CU_ASSERT_DOUBLE_EQUAL(cfg.bitlength.m, 7.5, 1e-7);
 	CU_ASSERT_EQUAL(cfg.bitlength.gecko, 1);
 	CU_ASSERT_EQUAL(cfg.bitlength.pack, 0);
-	CU_ASSERT_STRING_EQUAL(cfg.parallel.transport, "nng");
+	CU_ASSERT_EQUAL(cfg.parallel.transport, SFP_TRANSPORT_NNG);
 	CU_ASSERT_STRING_EQUAL(cfg.daemon.address, "tcp://127.0.0.1:7070");
 	CU_ASSERT_EQUAL(cfg.checkpoint.keep, 3);
 	CU_ASSERT_STRING_EQUAL(cfg.file, "t.yaml");
@@ -201,6 +211,34 @@ static void test_errors(void)
 	CU_ASSERT_EQUAL(sfp_config_load_string(&cfg, "n.yaml", "a\0b", 3, &err), SFP_EINVAL);
 }
 
+/* Enum keys store an index; the names table gives the strings back. */
+static void test_enum_names(void)
+{
+	sfp_error err;
+	sfp_config_defaults(&cfg);
+	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "parallel.grad_cast=bf16", &err), SFP_OK);
+	CU_ASSERT_EQUAL(cfg.parallel.grad_cast, SFP_GRAD_CAST_BF16);
+	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "bitlength.targets=[gradients]", &err), SFP_OK);
+	CU_ASSERT_EQUAL(cfg.bitlength.n_targets, 1);
+	CU_ASSERT_EQUAL(cfg.bitlength.targets[0], SFP_TARGET_GRADIENTS);
+	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "parallel.allreduce=ring", &err), SFP_OK);
+	CU_ASSERT_EQUAL(cfg.parallel.allreduce, SFP_CFG_ALLREDUCE_RING);
+	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "parallel.allreduce=fast", &err), SFP_EINVAL);
+	CU_ASSERT_STRING_EQUAL(err.msg, "--set parallel.allreduce=fast: 'fast' is not one of: "
+					"auto, ring, allgather, native");
+	CU_ASSERT_EQUAL(cfg.parallel.allreduce, SFP_CFG_ALLREDUCE_RING);
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("parallel.grad_cast", cfg.parallel.grad_cast), "bf16");
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("bitlength.policy", SFP_POLICY_BITWAVE), "bitwave");
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("bitlength.targets", SFP_TARGET_ACTIVATIONS),
+			       "activations");
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("prune.granularity", SFP_PRUNE_LAYER), "layer");
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("parallel.nng_endpoint", SFP_NNG_IPC), "ipc");
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("parallel.transport", 2), "?");
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("parallel.transport", -1), "?");
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("train.epochs", 0), "?");
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("no.such", 0), "?");
+}
+
 static void test_set(void)
 {
 	sfp_error err;
@@ -265,6 +303,7 @@ int main(void)
 		{"a full file, read back", test_full_file},
 		{"errors name file, line and key", test_errors},
 		{"--set overrides", test_set},
+		{"enum keys: index stored, name given back", test_enum_names},
 		{"the example configs load", test_examples},
 		{NULL, NULL},
 	};

@@ -148,7 +148,7 @@ static void run_open(run *r, const sfp_cfg_model *cfg, int B, int policy, float 
 	}
 	sfp_cfg_optimizer oc;
 	memset(&oc, 0, sizeof oc);
-	snprintf(oc.type, sizeof oc.type, "sgd");
+	oc.type = SFP_OPTIMIZER_SGD;
 	oc.lr = 0.05f;
 	oc.momentum = 0.9f;
 	size_t np;

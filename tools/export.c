@@ -20,7 +20,6 @@
 #include "sfp/train.h"
 #include "tools/tools.h"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 #define MAX_SETS 256
 
 static const char *export_usage =
@@ -59,7 +58,7 @@ __attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\n(run 'sfp help export' for usage)\n");
 	va_end(ap);
-	return EXIT_USAGE;
+	return SFP_EXIT_USAGE;
 }
 
 /* The per-layer widths and the averages of a pruned model. */
@@ -214,7 +213,7 @@ int sfp_export_main(int argc, char **argv)
 		fprintf(stderr, "sfp: %s\n", err.msg);
 	}
 	sfp_trainer_free(t);
-	return rc == SFP_OK ? EXIT_OK : sfp_exit_code(rc);
+	return rc == SFP_OK ? SFP_EXIT_OK : sfp_exit_code(rc);
 }
 
 int sfp_eval_model(const char *config, const char *model, const char *const *sets, int nsets)
@@ -249,5 +248,5 @@ int sfp_eval_model(const char *config, const char *model, const char *const *set
 	}
 	free(buf);
 	sfp_trainer_free(t);
-	return rc == SFP_OK ? EXIT_OK : sfp_exit_code(rc);
+	return rc == SFP_OK ? SFP_EXIT_OK : sfp_exit_code(rc);
 }

@@ -4,7 +4,7 @@
  *   sfp encode -e E -m M [options] IN.npy OUT.sfpt
  *   sfp decode [--isa L] IN.sfpt OUT.npy
  *   sfp inspect [--json] IN.sfpt
- *   sfp bench codec|gecko|train|daemon [...]
+ *   sfp bench codec|gecko|refine|train|daemon [...]   (runs sfp-bench, beside sfp)
  *   sfp dataset fmnist [--split S] [--count N] OUT.npy
  *   sfp eval --config FILE --checkpoint CKPT | --model MODEL.sfpq
  *   sfp export --config FILE --checkpoint CKPT --out MODEL.sfpq [...]
@@ -13,23 +13,20 @@
  * go to stderr; outputs are written atomically, so a failure leaves none.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "bench/bench.h"
 #include "tools/tools.h"
 #include "sfp/codec.h"
 #include "sfp/config.h"
 #include "sfp/data.h"
 #include "sfp/train.h"
 #include "sfp/npy.h"
-
-#define SFP_VERSION "0.1.0"
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char *usage_text =
 	"usage: sfp <command> [options]\n"
@@ -158,7 +155,7 @@ __attribute__((format(printf, 1, 0))) static int usage_error_v(const char *fmt, 
 	fprintf(stderr, "sfp: ");
 	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\n(run 'sfp help' for usage)\n");
-	return EXIT_USAGE;
+	return SFP_EXIT_USAGE;
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -183,7 +180,7 @@ static int positional(const char *arg, const char **first, const char **second)
 		*second = arg;
 	else
 		return usage_error("unexpected argument '%s'", arg);
-	return EXIT_OK;
+	return SFP_EXIT_OK;
 }
 
 /* Index of val in the NULL-terminated names, or -1. */
@@ -193,20 +190,6 @@ static int parse_choice(const char *val, const char *const *names)
 		if (!strcmp(val, names[i]))
 			return i;
 	return -1;
-}
-
-/* Parse an unsigned integer in [lo, hi]; returns 0 on error. */
-static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
-{
-	char *end;
-	errno = 0;
-	if (!s || !*s || *s == '-')
-		return 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return 0;
-	*out = v;
-	return 1;
 }
 
 /* Fetch the value of option argv[*i]; NULL (and a message) if missing. */
@@ -227,15 +210,15 @@ static int apply_isa(sfp_codec *c, const char *name)
 	if (sfp_codec_set_isa(c, isa) < 0) {
 		fprintf(stderr, "sfp: this CPU cannot run --isa %s (best: %s)\n", name,
 			sfp_isa_name(sfp_cpu_isa()));
-		return EXIT_USAGE;
+		return SFP_EXIT_USAGE;
 	}
-	return EXIT_OK;
+	return SFP_EXIT_OK;
 }
 
 static int cmd_encode(int argc, char **argv)
 {
 	sfp_params p;
-	unsigned long e = 0, m = 99, v;
+	uint64_t e = 0, m = 99, v;
 	int have_e = 0, have_m = 0, rc;
 	const char *in = NULL, *out = NULL, *isa = NULL;
 	sfp_params_init(&p, 8, 23);
@@ -246,17 +229,17 @@ static int cmd_encode(int argc, char **argv)
 		    !strcmp(a, "--underflow") || !strcmp(a, "--overflow") || !strcmp(a, "--isa") ||
 		    !strcmp(a, "--bias")) {
 			if (!(val = optval(argc, argv, &i)))
-				return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
 			if (!strcmp(a, "-e")) {
-				if (!parse_uint(val, 1, 8, &e))
+				if (sfp_parse_u64(val, 1, 8, &e) < 0)
 					return usage_error("-e must be an integer in 1..8, not '%s'", val);
 				have_e = 1;
 			} else if (!strcmp(a, "-m")) {
-				if (!parse_uint(val, 0, 23, &m))
+				if (sfp_parse_u64(val, 0, 23, &m) < 0)
 					return usage_error("-m must be an integer in 0..23, not '%s'", val);
 				have_m = 1;
 			} else if (!strcmp(a, "--seed")) {
-				if (!parse_uint(val, 0, UINT32_MAX, &v))
+				if (sfp_parse_u64(val, 0, UINT32_MAX, &v) < 0)
 					return usage_error("--seed must be an integer in 0..2^32-1, not '%s'", val);
 				p.seed = (uint32_t)v;
 			} else if (!strcmp(a, "--rounding")) {
@@ -265,7 +248,7 @@ static int cmd_encode(int argc, char **argv)
 				if ((p.rounding = parse_choice(val, names)) < 0)
 					return usage_error("--rounding must be nearest or stochastic, not '%s'", val);
 			} else if (!strcmp(a, "--window-top")) {
-				if (!parse_uint(val, 1, 254, &v))
+				if (sfp_parse_u64(val, 1, 254, &v) < 0)
 					return usage_error("--window-top must be a biased exponent in 1..254, not '%s'", val);
 				p.window = SFP_WINDOW_FIXED;
 				p.exp_hi = (unsigned)v;
@@ -289,8 +272,8 @@ static int cmd_encode(int argc, char **argv)
 			p.gecko = 1;
 		} else if (!strcmp(a, "--shift")) {
 			p.shift = 1;
-		} else if (positional(a, &in, &out) != EXIT_OK) {
-			return EXIT_USAGE;
+		} else if (positional(a, &in, &out) != SFP_EXIT_OK) {
+			return SFP_EXIT_USAGE;
 		}
 	}
 	if (!have_e || !have_m || !in || !out)
@@ -302,12 +285,12 @@ static int cmd_encode(int argc, char **argv)
 	sfp_npy a;
 	sfp_codec *c = sfp_codec_create();
 	uint8_t *buf = NULL;
-	int ret = EXIT_FAIL;
+	int ret = SFP_EXIT_FAIL;
 	if (!c) {
 		fprintf(stderr, "sfp: out of memory\n");
-		return EXIT_FAIL;
+		return SFP_EXIT_FAIL;
 	}
-	if (isa && (ret = apply_isa(c, isa)) != EXIT_OK)
+	if (isa && (ret = apply_isa(c, isa)) != SFP_EXIT_OK)
 		goto out_codec;
 	rc = sfp_npy_read(in, &a, &err);
 	if (rc < 0) {
@@ -329,10 +312,10 @@ static int cmd_encode(int argc, char **argv)
 	rc = sfp_file_write_atomic(out, buf, w, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
-		ret = EXIT_FAIL;
+		ret = SFP_EXIT_FAIL;
 		goto out;
 	}
-	ret = EXIT_OK;
+	ret = SFP_EXIT_OK;
 out:
 	free(buf);
 	sfp_npy_release(&a);
@@ -347,9 +330,9 @@ static int cmd_decode(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--isa")) {
 			if (!(isa = optval(argc, argv, &i)))
-				return EXIT_USAGE;
-		} else if (positional(argv[i], &in, &out) != EXIT_OK) {
-			return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
+		} else if (positional(argv[i], &in, &out) != SFP_EXIT_OK) {
+			return SFP_EXIT_USAGE;
 		}
 	}
 	if (!in || !out)
@@ -360,13 +343,13 @@ static int cmd_decode(int argc, char **argv)
 	void *buf = NULL;
 	size_t len;
 	float *y = NULL;
-	int ret = EXIT_FAIL, rc;
+	int ret = SFP_EXIT_FAIL, rc;
 	sfp_codec *c = sfp_codec_create();
 	if (!c)
-		return EXIT_FAIL;
-	if (isa && (ret = apply_isa(c, isa)) != EXIT_OK)
+		return SFP_EXIT_FAIL;
+	if (isa && (ret = apply_isa(c, isa)) != SFP_EXIT_OK)
 		goto out;
-	ret = EXIT_FAIL;
+	ret = SFP_EXIT_FAIL;
 	rc = sfp_file_read(in, &buf, &len, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
@@ -393,7 +376,7 @@ static int cmd_decode(int argc, char **argv)
 		fprintf(stderr, "sfp: %s\n", err.msg);
 		goto out;
 	}
-	ret = EXIT_OK;
+	ret = SFP_EXIT_OK;
 out:
 	free(buf);
 	free(y);
@@ -416,6 +399,122 @@ static const char *variant_name(unsigned v)
 	}
 }
 
+/* What `sfp inspect` works out beyond the header (sfp_info). */
+typedef struct inspect_stats {
+	double H;         /* entropy of the exponent codes, bits */
+	double gecko_bpe; /* Gecko bits per exponent: the stream's own, or what Gecko would give */
+	unsigned gvar;    /* the Gecko variant those bits are for */
+	double bpv;       /* bits per value (0 for an empty tensor) */
+	double zero_frac;
+} inspect_stats;
+
+/* Gecko bits per exponent of `codes` as the stream has them, or, for
+ * another exponent coder, as Gecko would encode them. */
+static int inspect_gecko(const sfp_info *info, const uint8_t *codes, inspect_stats *st,
+			 sfp_error *err)
+{
+	st->gvar = info->gecko_variant;
+	st->gecko_bpe = 0;
+	if (info->exp_coder == SFP_EXP_GECKO) {
+		st->gecko_bpe = info->count ? 8.0 * (double)info->exp_bytes / (double)info->count : 0;
+		return SFP_OK;
+	}
+	if (!info->count)
+		return SFP_OK;
+	size_t gcap = sfp_gecko_bound(info->count, info->e), wb = sfp_gecko_work_bytes(info->count), gw;
+	sfp_gecko_opts o;
+	sfp_gecko_opts_init(&o);
+	uint8_t *gbuf = malloc(gcap);
+	void *work = malloc(wb);
+	int rc = SFP_OK;
+	if (!gbuf || !work) {
+		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = sfp_gecko_encode(gbuf, gcap, &gw, codes, info->count, info->e, &o, sfp_cpu_isa(), work,
+			      wb, err);
+	if (rc < 0)
+		goto out;
+	st->gecko_bpe = 8.0 * (double)gw / (double)info->count;
+	st->gvar = (unsigned)sfp_gecko_variant_of(gbuf, gw);
+out:
+	free(gbuf);
+	free(work);
+	return rc;
+}
+
+/* One JSON object; an empty tensor's bits per value and ratio are null. */
+static void inspect_print_json(const char *in, const sfp_info *info, const inspect_stats *st)
+{
+	char bpv_s[32] = "null", ratio_s[32] = "null";
+	if (info->count) {
+		snprintf(bpv_s, sizeof bpv_s, "%.6f", st->bpv);
+		snprintf(ratio_s, sizeof ratio_s, "%.6f", 32.0 / st->bpv);
+	}
+	printf("{\"file\": ");
+	json_str(stdout, in);
+	printf(", \"version\": %u, \"count\": %" PRIu64 ", \"shape\": [", info->version,
+	       info->count);
+	for (unsigned i = 0; i < info->ndim; i++)
+		printf("%s%" PRIu64, i ? ", " : "", info->shape[i]);
+	printf("], \"e\": %u, \"m\": %u, \"exp_lo\": %u, \"exp_hi\": %u, \"window_lo_pow2\": %d, "
+	       "\"window_hi_pow2\": %d, \"flags\": %u, "
+	       "\"exp_coder\": \"%s\", \"gecko_variant\": \"%s\", \"total_bytes\": %zu, "
+	       "\"header_bytes\": %zu, \"mant_bytes\": %zu, \"sign_bytes\": %zu, "
+	       "\"exc_bytes\": %zu, \"exp_bytes\": %zu, \"bits_per_value\": %s, "
+	       "\"ratio_vs_fp32\": %s, \"nnz\": %" PRIu64 ", \"zero_fraction\": %.6f, "
+	       "\"exceptions\": %" PRIu64 ", \"exp_entropy_bits\": %.6f, "
+	       "\"gecko_bits_per_exp\": %.6f, \"side_bytes\": %zu, \"rho_code\": %u, "
+	       "\"bias_groups\": %" PRIu64 "}\n",
+	       info->e, info->m, info->exp_lo, info->exp_hi, (int)info->exp_lo - 127,
+	       (int)info->exp_hi - 127, info->flags, coder_name(info->exp_coder),
+	       variant_name(info->exp_coder == SFP_EXP_GECKO ? info->gecko_variant : 0),
+	       info->total_bytes, info->header_bytes, info->mant_bytes, info->sign_bytes,
+	       info->exc_bytes, info->exp_bytes, bpv_s, ratio_s, info->nnz, st->zero_frac,
+	       info->n_exceptions, st->H, st->gecko_bpe, info->side_bytes, info->rho, info->bias_groups);
+}
+
+static void inspect_print_text(const char *in, const sfp_info *info, const inspect_stats *st)
+{
+	printf("file            %s\n", in);
+	printf("shape           (");
+	for (unsigned i = 0; i < info->ndim; i++)
+		printf("%s%" PRIu64, i ? ", " : "", info->shape[i]);
+	printf(")  count %" PRIu64 "\n", info->count);
+	printf("container       e = %u, m = %u  (1 + %u + %u bits per nonzero value)\n", info->e,
+	       info->m, info->e, info->m);
+	printf("window          biased exponents %u..%u  (2^%d .. 2^%d)\n", info->exp_lo,
+	       info->exp_hi, (int)info->exp_lo - 127, (int)info->exp_hi - 127);
+	printf("flags           0x%04x%s%s%s%s%s%s%s%s\n", info->flags,
+	       info->flags & SFP_FLAG_SIGN_POS ? " sign-pos" : "",
+	       info->flags & SFP_FLAG_SIGN_NEG ? " sign-neg" : "",
+	       info->flags & SFP_FLAG_STOCHASTIC ? " stochastic" : "",
+	       info->flags & SFP_FLAG_UNDER_MIN ? " underflow-min" : "",
+	       info->flags & SFP_FLAG_SATURATE ? " saturate" : "",
+	       info->flags & SFP_FLAG_FIXED_WINDOW ? " fixed-window" : "",
+	       info->flags & SFP_FLAG_SHIFT ? " shift" : "",
+	       info->flags & SFP_FLAG_BIAS_CHANNEL ? " bias-channel"
+	       : info->flags & SFP_FLAG_BIAS	  ? " bias"
+						  : "");
+	printf("exponent coder  %s%s%s\n", coder_name(info->exp_coder),
+	       info->exp_coder == SFP_EXP_GECKO ? " / " : "",
+	       info->exp_coder == SFP_EXP_GECKO ? variant_name(info->gecko_variant) : "");
+	printf("bytes           %zu total: header %zu, mantissa %zu, sign %zu, exceptions %zu, "
+	       "exponent %zu, refinement %zu\n",
+	       info->total_bytes, info->header_bytes, info->mant_bytes, info->sign_bytes,
+	       info->exc_bytes, info->exp_bytes, info->side_bytes);
+	if (info->side_bytes)
+		printf("refinement      shift step %u/512, %" PRIu64 " bias offset%s\n",
+		       info->rho, info->bias_groups, info->bias_groups == 1 ? "" : "s");
+	printf("bits per value  %.4f  (ratio %.3f vs float32)\n", st->bpv,
+       info->count ? 32.0 / st->bpv : 0);
+	printf("nonzero         %" PRIu64 "  (%.2f%% zero), exceptions %" PRIu64 "\n", info->nnz,
+	       100.0 * st->zero_frac, info->n_exceptions);
+	printf("exponent codes  entropy %.4f bits; gecko %.4f bits per exponent (%s%s)\n",
+	       st->H, st->gecko_bpe, variant_name(st->gvar),
+	       info->exp_coder == SFP_EXP_GECKO ? "" : ", if enabled");
+}
+
 static int cmd_inspect(int argc, char **argv)
 {
 	const char *in = NULL;
@@ -423,21 +522,21 @@ static int cmd_inspect(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			json = 1;
-		else if (positional(argv[i], &in, NULL) != EXIT_OK)
-			return EXIT_USAGE;
+		else if (positional(argv[i], &in, NULL) != SFP_EXIT_OK)
+			return SFP_EXIT_USAGE;
 	}
 	if (!in)
 		return usage_error("%s", "usage: sfp inspect [--json] IN.sfpt");
 
 	sfp_error err;
 	sfp_info info;
-	void *buf = NULL, *work = NULL;
+	void *buf = NULL;
 	size_t len;
-	uint8_t *codes = NULL, *gbuf = NULL;
-	int ret = EXIT_FAIL, rc;
+	uint8_t *codes = NULL;
+	int ret = SFP_EXIT_FAIL, rc;
 	sfp_codec *c = sfp_codec_create();
 	if (!c)
-		return EXIT_FAIL;
+		return SFP_EXIT_FAIL;
 	rc = sfp_file_read(in, &buf, &len, &err);
 	if (rc < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
@@ -454,109 +553,26 @@ static int cmd_inspect(int argc, char **argv)
 	codes = malloc(info.count ? info.count : 1);
 	if (!codes)
 		goto out;
+	inspect_stats st = {0};
 	rc = sfp_decode_codes(c, codes, info.count, buf, len, &err);
+	if (rc == SFP_OK)
+		rc = inspect_gecko(&info, codes, &st, &err);
 	if (rc < 0) {
 		ret = fail(rc, "inspect", in, &err);
 		goto out;
 	}
-	double H = sfp_entropy_u8(codes, info.count);
-	/* Gecko bits per exponent: the stream's own, or what Gecko would give. */
-	double gecko_bpe = 0;
-	unsigned gvar = info.gecko_variant;
-	if (info.exp_coder == SFP_EXP_GECKO) {
-		gecko_bpe = info.count ? 8.0 * (double)info.exp_bytes / (double)info.count : 0;
-	} else if (info.count) {
-		size_t gcap = sfp_gecko_bound(info.count, info.e), wb = sfp_gecko_work_bytes(info.count), gw;
-		sfp_gecko_opts o;
-		sfp_gecko_opts_init(&o);
-		gbuf = malloc(gcap);
-		work = malloc(wb);
-		if (!gbuf || !work)
-			goto out;
-		rc = sfp_gecko_encode(gbuf, gcap, &gw, codes, info.count, info.e, &o, sfp_cpu_isa(),
-				      work, wb, &err);
-		if (rc < 0) {
-			ret = fail(rc, "inspect", in, &err);
-			goto out;
-		}
-		gecko_bpe = 8.0 * (double)gw / (double)info.count;
-		gvar = (unsigned)sfp_gecko_variant_of(gbuf, gw);
-	}
-	/* An empty tensor has no bits per value: 0 in text, null in JSON. */
+	st.H = sfp_entropy_u8(codes, info.count);
 	double n = info.count ? (double)info.count : 1;
-	double bpv = info.count ? 8.0 * (double)info.total_bytes / n : 0;
-	char bpv_s[32] = "null", ratio_s[32] = "null";
-	if (info.count) {
-		snprintf(bpv_s, sizeof bpv_s, "%.6f", bpv);
-		snprintf(ratio_s, sizeof ratio_s, "%.6f", 32.0 / bpv);
-	}
-	double zero_frac = info.count ? 1.0 - (double)(info.nnz + info.n_exceptions) / n : 0;
-	if (json) {
-		printf("{\"file\": ");
-		json_str(stdout, in);
-		printf(", \"version\": %u, \"count\": %" PRIu64 ", \"shape\": [", info.version,
-		       info.count);
-		for (unsigned i = 0; i < info.ndim; i++)
-			printf("%s%" PRIu64, i ? ", " : "", info.shape[i]);
-		printf("], \"e\": %u, \"m\": %u, \"exp_lo\": %u, \"exp_hi\": %u, \"window_lo_pow2\": %d, "
-		       "\"window_hi_pow2\": %d, \"flags\": %u, "
-		       "\"exp_coder\": \"%s\", \"gecko_variant\": \"%s\", \"total_bytes\": %zu, "
-		       "\"header_bytes\": %zu, \"mant_bytes\": %zu, \"sign_bytes\": %zu, "
-		       "\"exc_bytes\": %zu, \"exp_bytes\": %zu, \"bits_per_value\": %s, "
-		       "\"ratio_vs_fp32\": %s, \"nnz\": %" PRIu64 ", \"zero_fraction\": %.6f, "
-		       "\"exceptions\": %" PRIu64 ", \"exp_entropy_bits\": %.6f, "
-		       "\"gecko_bits_per_exp\": %.6f, \"side_bytes\": %zu, \"rho_code\": %u, "
-		       "\"bias_groups\": %" PRIu64 "}\n",
-		       info.e, info.m, info.exp_lo, info.exp_hi, (int)info.exp_lo - 127,
-		       (int)info.exp_hi - 127, info.flags, coder_name(info.exp_coder),
-		       variant_name(info.exp_coder == SFP_EXP_GECKO ? info.gecko_variant : 0),
-		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
-		       info.exc_bytes, info.exp_bytes, bpv_s, ratio_s, info.nnz, zero_frac,
-		       info.n_exceptions, H, gecko_bpe, info.side_bytes, info.rho, info.bias_groups);
-	} else {
-		printf("file            %s\n", in);
-		printf("shape           (");
-		for (unsigned i = 0; i < info.ndim; i++)
-			printf("%s%" PRIu64, i ? ", " : "", info.shape[i]);
-		printf(")  count %" PRIu64 "\n", info.count);
-		printf("container       e = %u, m = %u  (1 + %u + %u bits per nonzero value)\n", info.e,
-		       info.m, info.e, info.m);
-		printf("window          biased exponents %u..%u  (2^%d .. 2^%d)\n", info.exp_lo,
-		       info.exp_hi, (int)info.exp_lo - 127, (int)info.exp_hi - 127);
-		printf("flags           0x%04x%s%s%s%s%s%s%s%s\n", info.flags,
-		       info.flags & SFP_FLAG_SIGN_POS ? " sign-pos" : "",
-		       info.flags & SFP_FLAG_SIGN_NEG ? " sign-neg" : "",
-		       info.flags & SFP_FLAG_STOCHASTIC ? " stochastic" : "",
-		       info.flags & SFP_FLAG_UNDER_MIN ? " underflow-min" : "",
-		       info.flags & SFP_FLAG_SATURATE ? " saturate" : "",
-		       info.flags & SFP_FLAG_FIXED_WINDOW ? " fixed-window" : "",
-		       info.flags & SFP_FLAG_SHIFT ? " shift" : "",
-		       info.flags & SFP_FLAG_BIAS_CHANNEL ? " bias-channel"
-		       : info.flags & SFP_FLAG_BIAS	  ? " bias"
-							  : "");
-		printf("exponent coder  %s%s%s\n", coder_name(info.exp_coder),
-		       info.exp_coder == SFP_EXP_GECKO ? " / " : "",
-		       info.exp_coder == SFP_EXP_GECKO ? variant_name(info.gecko_variant) : "");
-		printf("bytes           %zu total: header %zu, mantissa %zu, sign %zu, exceptions %zu, "
-		       "exponent %zu, refinement %zu\n",
-		       info.total_bytes, info.header_bytes, info.mant_bytes, info.sign_bytes,
-		       info.exc_bytes, info.exp_bytes, info.side_bytes);
-		if (info.side_bytes)
-			printf("refinement      shift step %u/512, %" PRIu64 " bias offset%s\n",
-			       info.rho, info.bias_groups, info.bias_groups == 1 ? "" : "s");
-		printf("bits per value  %.4f  (ratio %.3f vs float32)\n", bpv, info.count ? 32.0 / bpv : 0);
-		printf("nonzero         %" PRIu64 "  (%.2f%% zero), exceptions %" PRIu64 "\n", info.nnz,
-		       100.0 * zero_frac, info.n_exceptions);
-		printf("exponent codes  entropy %.4f bits; gecko %.4f bits per exponent (%s%s)\n", H,
-		       gecko_bpe, variant_name(gvar),
-		       info.exp_coder == SFP_EXP_GECKO ? "" : ", if enabled");
-	}
-	ret = EXIT_OK;
+	st.bpv = info.count ? 8.0 * (double)info.total_bytes / n : 0;
+	st.zero_frac = info.count ? 1.0 - (double)(info.nnz + info.n_exceptions) / n : 0;
+	if (json)
+		inspect_print_json(in, &info, &st);
+	else
+		inspect_print_text(in, &info, &st);
+	ret = SFP_EXIT_OK;
 out:
 	free(buf);
 	free(codes);
-	free(gbuf);
-	free(work);
 	sfp_codec_free(c);
 	return ret;
 }
@@ -564,19 +580,19 @@ out:
 static int cmd_dataset(int argc, char **argv)
 {
 	const char *split = "t10k", *out = NULL, *name = NULL;
-	unsigned long count = 0;
+	uint64_t count = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *val;
 		if (!strcmp(argv[i], "--split")) {
 			if (!(split = optval(argc, argv, &i)))
-				return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
 		} else if (!strcmp(argv[i], "--count")) {
 			if (!(val = optval(argc, argv, &i)))
-				return EXIT_USAGE;
-			if (!parse_uint(val, 1, 100000000, &count))
+				return SFP_EXIT_USAGE;
+			if (sfp_parse_u64(val, 1, 100000000, &count) < 0)
 				return usage_error("--count must be a positive integer, not '%s'", val);
-		} else if (positional(argv[i], &name, &out) != EXIT_OK) {
-			return EXIT_USAGE;
+		} else if (positional(argv[i], &name, &out) != SFP_EXIT_OK) {
+			return SFP_EXIT_USAGE;
 		}
 	}
 	if (!name || !out)
@@ -591,7 +607,7 @@ static int cmd_dataset(int argc, char **argv)
 		return sfp_exit_code(rc);
 	}
 	uint64_t n = img.dims[0];
-	int ret = EXIT_FAIL;
+	int ret = SFP_EXIT_FAIL;
 	float *x = NULL;
 	if (count > n) {
 		ret = usage_error("--count %lu is more than the %" PRIu64 " images of split '%s'",
@@ -611,7 +627,7 @@ static int cmd_dataset(int argc, char **argv)
 		if (rc < 0)
 			fprintf(stderr, "sfp: %s\n", err.msg);
 		else
-			ret = EXIT_OK;
+			ret = SFP_EXIT_OK;
 	}
 out:
 	free(x);
@@ -631,7 +647,7 @@ static int cmd_eval(int argc, char **argv)
 		if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--checkpoint") ||
 		    !strcmp(argv[i], "--model") || !strcmp(argv[i], "--set")) {
 			if (!(val = optval(argc, argv, &i)))
-				return EXIT_USAGE;
+				return SFP_EXIT_USAGE;
 			if (!strcmp(argv[i - 1], "--config"))
 				config = val;
 			else if (!strcmp(argv[i - 1], "--checkpoint"))
@@ -667,26 +683,50 @@ static int cmd_eval(int argc, char **argv)
 	else
 		fprintf(stderr, "sfp: %s\n", err.msg);
 	sfp_trainer_free(t);
-	return rc == SFP_OK ? EXIT_OK : sfp_exit_code(rc);
+	return rc == SFP_OK ? SFP_EXIT_OK : sfp_exit_code(rc);
+}
+
+/*
+ * `sfp bench VERB ...` runs sfp-bench, the binary beside this one (it links
+ * the peer codecs, sfp does not): exec'd with argv = {path, VERB, ...}, so
+ * its output and exit code are the command's. Returns only on failure.
+ */
+static int run_bench(char **argv)
+{
+	char self[4096], path[4096 + 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0) {
+		fprintf(stderr, "sfp: cannot find this program's folder (/proc/self/exe): %s\n",
+			strerror(errno));
+		return SFP_EXIT_FAIL;
+	}
+	self[n] = 0;
+	snprintf(path, sizeof path, "%s/sfp-bench", dirname(self));
+	argv[1] = path; /* argv[1..] = {path, VERB, ...}, argv[argc] = NULL */
+	execv(path, argv + 1);
+	fprintf(stderr, "sfp: cannot run '%s': %s (sfp bench needs sfp-bench beside sfp; "
+			"'make' builds both)\n",
+		path, strerror(errno));
+	return SFP_EXIT_FAIL;
 }
 
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fputs(usage_text, stderr);
-		return EXIT_USAGE;
+		return SFP_EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
 	for (int i = 2; i < argc; i++)
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			const char *h = help_for(cmd);
 			fputs(h ? h : usage_text, stdout);
-			return EXIT_OK;
+			return SFP_EXIT_OK;
 		}
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("sfp %s (container format %d, %s)\n", SFP_VERSION, SFP_FORMAT_VERSION,
 		       sfp_isa_name(sfp_cpu_isa()));
-		return EXIT_OK;
+		return SFP_EXIT_OK;
 	}
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		if (argc >= 3) {
@@ -697,7 +737,7 @@ int main(int argc, char **argv)
 		} else {
 			fputs(usage_text, stdout);
 		}
-		return EXIT_OK;
+		return SFP_EXIT_OK;
 	}
 	if (!strcmp(cmd, "encode"))
 		return cmd_encode(argc - 1, argv + 1);
@@ -713,18 +753,7 @@ int main(int argc, char **argv)
 		return sfp_export_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "report"))
 		return sfp_report_main(argc - 1, argv + 1);
-	if (!strcmp(cmd, "bench")) {
-		if (argc >= 3 && !strcmp(argv[2], "codec"))
-			return sfp_bench_codec_main(argc - 2, argv + 2);
-		if (argc >= 3 && !strcmp(argv[2], "gecko"))
-			return sfp_bench_gecko_main(argc - 2, argv + 2);
-		if (argc >= 3 && !strcmp(argv[2], "refine"))
-			return sfp_bench_refine_main(argc - 2, argv + 2);
-		if (argc >= 3 && !strcmp(argv[2], "train"))
-			return sfp_bench_train_main(argc - 2, argv + 2);
-		if (argc >= 3 && !strcmp(argv[2], "daemon"))
-			return sfp_bench_daemon_main(argc - 2, argv + 2);
-		return usage_error("%s", "usage: sfp bench codec|gecko|refine|train|daemon [...]");
-	}
+	if (!strcmp(cmd, "bench"))
+		return run_bench(argv);
 	return usage_error("unknown command '%s'", cmd);
 }

@@ -56,10 +56,29 @@ int sfp_error_set(sfp_error *err, int code, const char *fmt, ...)
 /* Reset to SFP_OK with an empty message. */
 void sfp_error_clear(sfp_error *err);
 
-/* Process exit code for the command-line programs: 0 for SFP_OK, 2 for
- * errors about their input (usage, config, malformed or unreadable data),
- * 1 for the rest (I/O, memory, a full disk). */
+/* ---- the command-line programs (sfp, sfp-bench, sfp-worker, sfpd) ------ */
+/* Their release, printed by --version. */
+#define SFP_VERSION "0.1.0"
+
+/* Their exit codes. */
+enum sfp_exit {
+	SFP_EXIT_OK = 0,    /* done */
+	SFP_EXIT_FAIL = 1,  /* I/O, memory, a full disk, a port in use, ... */
+	SFP_EXIT_USAGE = 2  /* bad usage, or bad input: config, malformed or unreadable data */
+};
+
+/* The exit code for library result `err`: SFP_EXIT_OK for SFP_OK,
+ * SFP_EXIT_USAGE for errors about the input (SFP_EINVAL, SFP_ECORRUPT,
+ * SFP_ETRUNC, SFP_EVERSION, SFP_ECHECKSUM, SFP_ERANGE, SFP_EUNSUPPORTED,
+ * SFP_ENOENT), SFP_EXIT_FAIL for the rest. */
 int sfp_exit_code(int err);
+
+/* A whole decimal number in [lo, hi], strictly: digits only (no sign, no
+ * space, no base prefix), nothing after them. SFP_OK and *out set;
+ * SFP_EINVAL for anything that is not such a number (NULL, "", "12x",
+ * "-1", " 5"), SFP_ERANGE for one that overflows or lies outside [lo, hi];
+ * *out is then left alone. Never clamps. */
+int sfp_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 
 /* Propagate a negative return code. */
 #define SFP_TRY(expr)                     \

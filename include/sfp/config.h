@@ -29,6 +29,41 @@ extern "C" {
 #define SFP_CFG_MAX_PLUGIN_ARGS 16
 #define SFP_CFG_MAX_TARGETS 4
 
+/*
+ * Enum-valued keys are stored as the index of their value in the key's
+ * names table (lib/config/config.c), one C enum per key below, in the same
+ * order as the names; sfp_config_enum_name turns an index back into the
+ * string a file or `--set` gives. Where a library enum below config is the
+ * same set it is the one stored (the prune keys).
+ */
+enum sfp_cfg_dataset { SFP_DATASET_FASHION_MNIST = 0 };
+enum sfp_cfg_optimizer_type { SFP_OPTIMIZER_SGD = 0, SFP_OPTIMIZER_ADAMW = 1 };
+enum sfp_cfg_schedule_type { SFP_SCHEDULE_CONSTANT = 0, SFP_SCHEDULE_STEP = 1, SFP_SCHEDULE_COSINE = 2 };
+/* bitlength.policy; the trainer maps it onto enum sfp_qpolicy (sfp/nn.h),
+ * which also has "off" (fixed at e8 m23 on weights and activations). */
+enum sfp_cfg_policy { SFP_POLICY_FIXED = 0, SFP_POLICY_QUANTUM = 1, SFP_POLICY_BITWAVE = 2 };
+/* bitlength.targets items; as bits, 1 << target is SFP_QTARGET_* (sfp/nn.h). */
+enum sfp_cfg_target { SFP_TARGET_WEIGHTS = 0, SFP_TARGET_ACTIVATIONS = 1, SFP_TARGET_GRADIENTS = 2 };
+/* bitlength.refine_bias, parallel.grad_refine_bias: the per-tensor subset of
+ * enum sfp_bias (sfp/codec.h), same values. */
+enum sfp_cfg_refine_bias { SFP_REFINE_BIAS_OFF = 0, SFP_REFINE_BIAS_TENSOR = 1 };
+/* prune.granularity, prune.penalty, prune.optimizer (sfp_prune_opts, sfp/nn.h) */
+enum sfp_prune_granularity { SFP_PRUNE_LAYER = 0, SFP_PRUNE_CHANNEL = 1 };
+enum sfp_prune_penalty { SFP_PRUNE_MEMORY = 0, SFP_PRUNE_OPS = 1 };
+enum sfp_prune_optim { SFP_PRUNE_ADAM = 0, SFP_PRUNE_SGD = 1 }; /* of the widths */
+enum sfp_cfg_transport { SFP_TRANSPORT_MPI = 0, SFP_TRANSPORT_NNG = 1 };
+/* parallel.allreduce; "auto" is ring (enum sfp_allreduce_algo, sfp/transport.h) */
+enum sfp_cfg_allreduce {
+	SFP_CFG_ALLREDUCE_AUTO = 0,
+	SFP_CFG_ALLREDUCE_RING = 1,
+	SFP_CFG_ALLREDUCE_ALLGATHER = 2,
+	SFP_CFG_ALLREDUCE_NATIVE = 3
+};
+/* parallel.grad_cast: plain 16-bit casts instead of containers on the wire
+ * (enum sfp_wire_cast in sfp/transport.h, which config may not include) */
+enum sfp_cfg_grad_cast { SFP_GRAD_CAST_NONE = 0, SFP_GRAD_CAST_FP16 = 1, SFP_GRAD_CAST_BF16 = 2 };
+enum sfp_cfg_nng_endpoint { SFP_NNG_TCP = 0, SFP_NNG_IPC = 1 };
+
 /* One `key: value` pair handed to a plug-in layer unparsed. */
 typedef struct sfp_cfg_kv {
 	char key[SFP_CFG_NAME];
@@ -72,7 +107,7 @@ typedef struct sfp_cfg_model {
 } sfp_cfg_model;
 
 typedef struct sfp_cfg_data {
-	char dataset[SFP_CFG_NAME]; /* "fashion-mnist" (the only one for now) */
+	int dataset;                /* enum sfp_cfg_dataset: "fashion-mnist" (the only one for now) */
 	char path[SFP_CFG_PATH];    /* default SFP_FMNIST_DIR */
 	int normalize;              /* 1 (default): (x/255 - mean) / std of the train set */
 	int shuffle;                /* 1 (default): reshuffle every epoch, seeded */
@@ -81,7 +116,7 @@ typedef struct sfp_cfg_data {
 } sfp_cfg_data;
 
 typedef struct sfp_cfg_optimizer {
-	char type[SFP_CFG_NAME]; /* "sgd" or "adamw" (default "sgd") */
+	int type;                /* enum sfp_cfg_optimizer_type: "sgd" (default) or "adamw" */
 	float lr;                /* default 0.01 */
 	float momentum;          /* sgd (default 0.9) */
 	int nesterov;            /* sgd (default 0) */
@@ -90,7 +125,7 @@ typedef struct sfp_cfg_optimizer {
 } sfp_cfg_optimizer;
 
 typedef struct sfp_cfg_schedule {
-	char type[SFP_CFG_NAME]; /* "constant" (default), "step", "cosine" */
+	int type;                /* enum sfp_cfg_schedule_type: "constant" (default), "step", "cosine" */
 	int warmup_steps;        /* linear warm-up from 0 over N steps (default 0) */
 	int step_every;          /* step: multiply by gamma every N steps (required for step) */
 	float gamma;             /* step (default 0.1) */
@@ -110,9 +145,9 @@ typedef struct sfp_cfg_train {
 
 /* Parsed now so the key names are fixed; the learned-bitlength issue uses them. */
 typedef struct sfp_cfg_bitlength {
-	char policy[SFP_CFG_NAME];  /* "fixed" (default), "quantum", "bitwave" */
+	int policy;                 /* enum sfp_cfg_policy: "fixed" (default), "quantum", "bitwave" */
 	int n_targets;
-	char targets[SFP_CFG_MAX_TARGETS][SFP_CFG_NAME]; /* weights, activations, gradients */
+	int targets[SFP_CFG_MAX_TARGETS]; /* enum sfp_cfg_target (default weights, activations) */
 	float e;                    /* initial exponent width (default 8) */
 	float m;                    /* initial mantissa width (default 23) */
 	float gamma;                /* footprint penalty weight (default 0.05) */
@@ -128,40 +163,40 @@ typedef struct sfp_cfg_bitlength {
 	float freeze;               /* bitwave: fraction of the run after which widths hold */
 	int m_min;                  /* quantum and bitwave: mantissa floor (default 1) */
 	int e_min;                  /* quantum and bitwave: exponent floor (default 3) */
-	char refine_bias[SFP_CFG_NAME]; /* decoder bias correction: "off" (default), "tensor" */
+	int refine_bias;            /* enum sfp_cfg_refine_bias: decoder bias correction, "off" (default) */
 	int refine_shift;           /* entropy-gradient shift (default 0); docs/refine.md */
 } sfp_cfg_bitlength;
 
 /* BitPruning fine-tune (`sfp export`, docs/bitpruning.md): learned integer
  * widths for the weights of linear/conv layers, from a float checkpoint. */
 typedef struct sfp_cfg_prune {
-	char granularity[SFP_CFG_NAME]; /* "channel" (default) or "layer" */
-	char penalty[SFP_CFG_NAME];     /* "memory" (default: bits per weight) or "ops" (per MAC) */
+	int granularity;                /* enum sfp_prune_granularity: "channel" (default) or "layer" */
+	int penalty;                    /* enum sfp_prune_penalty: "memory" (default: bits per weight) or "ops" (per MAC) */
 	int activations;                /* quantize the inputs of linear/conv layers too */
 	float gamma;                    /* penalty weight */
 	int steps;                      /* fine-tune steps learning the widths */
 	int fix_steps;                  /* then steps at the rounded widths (weights only) */
 	float bits;                     /* starting width (default 8) */
 	int min_bits, max_bits;         /* range of the widths (default 2, 8), in 2..16 */
-	char optimizer[SFP_CFG_NAME];   /* of the widths: "adam" (default) or "sgd" */
+	int optimizer;                  /* enum sfp_prune_optim, of the widths: "adam" (default) or "sgd" */
 	float lr;                       /* learning rate of the widths */
 	float weight_lr;                /* weights' learning rate, cosine to 0 over the fine-tune */
 } sfp_cfg_prune;
 
 typedef struct sfp_cfg_parallel {
 	int pipeline_stages;          /* default 1 */
-	char transport[SFP_CFG_NAME]; /* "mpi" (default) or "nng" */
+	int transport;                /* enum sfp_cfg_transport: "mpi" (default) or "nng" */
 	int micro_batches;            /* per replica batch with stages > 1 (0: 2 x stages) */
 	int grad_e, grad_m;           /* gradient containers on the wire (default 8, 23: lossless) */
 	int grad_gecko;               /* Gecko on gradient exponents (default off) */
-	char grad_refine_bias[SFP_CFG_NAME]; /* "off" (default), "tensor": docs/refine.md */
+	int grad_refine_bias;         /* enum sfp_cfg_refine_bias: "off" (default); docs/refine.md */
 	int grad_refine_shift;        /* entropy-gradient shift on gradient containers (default 0) */
 	int error_feedback;           /* carry gradient rounding into the next step (default on) */
-	char allreduce[SFP_CFG_NAME]; /* "auto" (= ring), "ring",
+	int allreduce;                /* enum sfp_cfg_allreduce: "auto" (= ring), "ring",
 					 "allgather", "native" (MPI_Allreduce, float32: the baseline) */
-	char grad_cast[SFP_CFG_NAME]; /* "none" (containers), "fp16", "bf16": plain casts (peers) */
+	int grad_cast;                /* enum sfp_cfg_grad_cast: "none" (containers), "fp16", "bf16" */
 	float timeout_s;              /* a peer silent this long has failed (default 60) */
-	char nng_endpoint[SFP_CFG_NAME]; /* nng: "tcp" (default, host name + port) or "ipc" */
+	int nng_endpoint;             /* enum sfp_cfg_nng_endpoint: "tcp" (default, host + port) or "ipc" */
 	int nng_port;                 /* nng tcp: base port, + local rank (default 23700) */
 } sfp_cfg_parallel;
 
@@ -199,6 +234,12 @@ typedef struct sfp_config {
 
 /* Every default (an empty model). */
 void sfp_config_defaults(sfp_config *cfg);
+
+/* The name of value `value` of the enum-valued key `key` ("bitlength.policy",
+ * "bitlength.targets", ...), as a file gives it: sfp_config_enum_name(
+ * "parallel.grad_cast", SFP_CAST_BF16) is "bf16". "?" for a key that is not
+ * enum-valued or a value out of range; never NULL. */
+const char *sfp_config_enum_name(const char *key, int value);
 
 /* Defaults, then the YAML file `path`. Errors name file, line and key. */
 int sfp_config_load(sfp_config *cfg, const char *path, sfp_error *err);

@@ -248,9 +248,7 @@ int sfp_model_widths_load(sfp_model *m, const float *src, int n);
  * (design.md §1.5, the quantizer in sfp/quant.h). Biases, batch-norm
  * parameters and buffers stay float32. Exclusive with learned containers:
  * sfp_model_set_prune refuses a model with a bitlength policy on. */
-enum sfp_prune_granularity { SFP_PRUNE_LAYER = 0, SFP_PRUNE_CHANNEL = 1 };
-enum sfp_prune_penalty { SFP_PRUNE_MEMORY = 0, SFP_PRUNE_OPS = 1 };
-enum sfp_prune_optim { SFP_PRUNE_ADAM = 0, SFP_PRUNE_SGD = 1 }; /* of the widths */
+/* enum sfp_prune_granularity, _penalty, _optim: sfp/config.h (config keys) */
 
 typedef struct sfp_prune_opts {
 	int granularity;          /* enum sfp_prune_granularity */

@@ -108,6 +108,51 @@ typedef void (*sfp_transport_notify_fn)(void *user, const char *msg);
 void sfp_transport_inject_flip(sfp_transport *t, uint64_t nth, uint64_t bit,
 			       sfp_transport_notify_fn notify, void *user);
 
+/* ---- an MPI job's set-up (lib/transport/job.c) -------------------------- */
+/* Started by an MPI launcher (mpirun, srun)? Then this process is one rank. */
+int sfp_job_launched(void);
+/* MPI_Init, then this rank and the world's size. */
+void sfp_job_start(int *argc, char ***argv, int *rank, int *world);
+/* End the whole job now with `exit_code` (MPI_Abort): the other ranks may be
+ * waiting on this one. */
+void sfp_job_abort(int exit_code);
+/* MPI_Finalize. */
+void sfp_job_end(void);
+
+/*
+ * Collective: every rank passes its own set-up result `rc`. SFP_OK when all
+ * succeeded; else the code of the lowest failing rank, whose number goes to
+ * *first_rank (-1 when none failed), so one rank reports and all stop.
+ */
+int sfp_job_agree(int rc, int rank, int *first_rank);
+
+/* Which transport an MPI job uses (the config's parallel.* keys). */
+typedef struct sfp_job_transport {
+	int nng;          /* 0: MPI itself; 1: nng, endpoints exchanged over MPI */
+	int ipc;          /* nng: ipc endpoints (one host) instead of tcp */
+	int nng_port;     /* nng tcp: base port, + local rank */
+	double timeout_s; /* nng: connecting to every peer may take this long */
+} sfp_job_transport;
+
+/*
+ * Collective, after sfp_job_start: the transport `o` asks for. MPI:
+ * MPI_COMM_WORLD. nng: each rank listens on its own endpoint --
+ * tcp://HOST:(nng_port + local rank) with the local rank from
+ * OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID, or ipc://$TMPDIR/
+ * sfp-JOB-PPID-RANK.ipc -- the endpoints are exchanged over MPI and every
+ * rank dials the others within timeout_s. *tr is the caller's to
+ * sfp_transport_close.
+ */
+int sfp_transport_open_job(const sfp_job_transport *o, sfp_transport **tr, sfp_error *err);
+
+/*
+ * The fault tests' SFP_FAULT_FLIP=RANK:N[:BIT] (docs/reliability.md): on
+ * rank RANK, sfp_transport_inject_flip(t, N, BIT, notify, user). Unset or
+ * empty: nothing. SFP_EINVAL for a malformed value.
+ */
+int sfp_transport_fault_from_env(sfp_transport *t, sfp_transport_notify_fn notify, void *user,
+				 sfp_error *err);
+
 /* ---- collectives over a group of ranks ---------------------------------- */
 /* A group: the world ranks taking part, in ring order, and this rank's
  * position in it (-1 when not a member). */

@@ -1,5 +1,6 @@
 /*
- * error.c -- the error enum's strings, error details and the log hook.
+ * error.c -- the error enum's strings, error details, the log hook, and the
+ * command-line programs' exit codes and integer parser.
  */
 #include <stdio.h>
 #include <string.h>
@@ -64,7 +65,7 @@ int sfp_exit_code(int err)
 {
 	switch (err) {
 	case SFP_OK:
-		return 0;
+		return SFP_EXIT_OK;
 	case SFP_EINVAL:
 	case SFP_ECORRUPT:
 	case SFP_ETRUNC:
@@ -73,8 +74,27 @@ int sfp_exit_code(int err)
 	case SFP_ERANGE:
 	case SFP_EUNSUPPORTED:
 	case SFP_ENOENT:
-		return 2;
+		return SFP_EXIT_USAGE;
 	default:
-		return 1;
+		return SFP_EXIT_FAIL;
 	}
+}
+
+int sfp_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	if (!s || *s < '0' || *s > '9')
+		return SFP_EINVAL;
+	uint64_t v = 0;
+	int overflow = 0;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned d = (unsigned)(*s - '0');
+		overflow |= v > (UINT64_MAX - d) / 10;
+		v = v * 10 + d; /* wraps once overflowed; only the flag counts then */
+	}
+	if (*s)
+		return SFP_EINVAL; /* junk beats range: "99999999999999999999x" is not a number */
+	if (overflow || v < lo || v > hi)
+		return SFP_ERANGE;
+	*out = v;
+	return SFP_OK;
 }

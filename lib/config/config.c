@@ -17,20 +17,29 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <assert.h>
 #include <string.h>
 #include <yaml.h>
 
 #include "sfp/config.h"
 
-enum kind { K_INT, K_I64, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_INTLIST, K_STRLIST };
+enum kind { K_INT, K_I64, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_INTLIST, K_ENUMLIST };
 
+/*
+ * One row per key: where it goes, its checks, and its default in the
+ * syntax a file would give it (NULL: zero / empty), which
+ * sfp_config_defaults stores through the same setter as a file's value.
+ * An enum key stores the index of its value in `choices`, so each names
+ * table is in the order of its enum in sfp/config.h.
+ */
 typedef struct key_desc {
 	const char *path;
 	int kind;
 	size_t off;
 	double lo, hi;         /* numeric range (inclusive) */
-	size_t cap;            /* K_STR / K_ENUM: field size; lists: max items */
-	const char *const *choices; /* K_ENUM / K_STRLIST: allowed values, NULL-terminated */
+	size_t cap;            /* K_STR: field size; lists: max items */
+	const char *const *choices; /* K_ENUM / K_ENUMLIST: value names, NULL-terminated */
+	const char *def;       /* default value; a list's items separated by ", " */
 } key_desc;
 
 static const char *const datasets[] = {"fashion-mnist", NULL};
@@ -47,93 +56,109 @@ static const char *const allreduces[] = {"auto", "ring", "allgather", "native", 
 static const char *const casts[] = {"none", "fp16", "bf16", NULL};
 static const char *const nng_schemes[] = {"tcp", "ipc", NULL};
 
+/* each table ends with its enum's last value (then the NULL) */
+#define LAST_IS(tab, last) static_assert(sizeof tab / sizeof tab[0] == (last) + 2, #tab)
+LAST_IS(datasets, SFP_DATASET_FASHION_MNIST);
+LAST_IS(optimizers, SFP_OPTIMIZER_ADAMW);
+LAST_IS(schedules, SFP_SCHEDULE_COSINE);
+LAST_IS(policies, SFP_POLICY_BITWAVE);
+LAST_IS(refine_biases, SFP_REFINE_BIAS_TENSOR);
+LAST_IS(targets, SFP_TARGET_GRADIENTS);
+LAST_IS(granularities, SFP_PRUNE_CHANNEL);
+LAST_IS(penalties, SFP_PRUNE_OPS);
+LAST_IS(width_optims, SFP_PRUNE_SGD);
+LAST_IS(transports, SFP_TRANSPORT_NNG);
+LAST_IS(allreduces, SFP_CFG_ALLREDUCE_NATIVE);
+LAST_IS(casts, SFP_GRAD_CAST_BF16);
+LAST_IS(nng_schemes, SFP_NNG_IPC);
+
 #define F(field) offsetof(sfp_config, field)
-#define STR(path, field) {path, K_STR, F(field), 0, 0, sizeof(((sfp_config *)0)->field), NULL}
-#define ENUM(path, field, ch) {path, K_ENUM, F(field), 0, 0, sizeof(((sfp_config *)0)->field), ch}
+#define STR(path, field, def) {path, K_STR, F(field), 0, 0, sizeof(((sfp_config *)0)->field), NULL, def}
+#define ENUM(path, field, ch, def) {path, K_ENUM, F(field), 0, 0, 0, ch, def}
 
 static const key_desc keys[] = {
-	{"model.input", K_INTLIST, F(model.input), 1, 1 << 20, SFP_CFG_MAX_DIMS - 1, NULL},
-	ENUM("data.dataset", data.dataset, datasets),
-	STR("data.path", data.path),
-	{"data.normalize", K_BOOL, F(data.normalize), 0, 1, 0, NULL},
-	{"data.shuffle", K_BOOL, F(data.shuffle), 0, 1, 0, NULL},
-	{"data.train_limit", K_INT, F(data.train_limit), 0, INT_MAX, 0, NULL},
-	{"data.test_limit", K_INT, F(data.test_limit), 0, INT_MAX, 0, NULL},
-	{"train.epochs", K_INT, F(train.epochs), 1, 1000000, 0, NULL},
-	{"train.max_steps", K_I64, F(train.max_steps), 0, 1e15, 0, NULL},
-	{"train.batch_size", K_INT, F(train.batch_size), 1, 1 << 20, 0, NULL},
-	{"train.seed", K_U64, F(train.seed), 0, 1.8e19, 0, NULL},
-	{"train.threads", K_INT, F(train.threads), 1, 256, 0, NULL},
-	{"train.eval_every_epochs", K_INT, F(train.eval_every_epochs), 0, 1000000, 0, NULL},
-	ENUM("train.optimizer.type", train.optimizer.type, optimizers),
-	{"train.optimizer.lr", K_FLOAT, F(train.optimizer.lr), 0, 1e6, 0, NULL},
-	{"train.optimizer.momentum", K_FLOAT, F(train.optimizer.momentum), 0, 1, 0, NULL},
-	{"train.optimizer.nesterov", K_BOOL, F(train.optimizer.nesterov), 0, 1, 0, NULL},
-	{"train.optimizer.weight_decay", K_FLOAT, F(train.optimizer.weight_decay), 0, 1e3, 0, NULL},
-	{"train.optimizer.beta1", K_FLOAT, F(train.optimizer.beta1), 0, 0.999999, 0, NULL},
-	{"train.optimizer.beta2", K_FLOAT, F(train.optimizer.beta2), 0, 0.999999999, 0, NULL},
-	{"train.optimizer.eps", K_FLOAT, F(train.optimizer.eps), 1e-30, 1, 0, NULL},
-	ENUM("train.schedule.type", train.schedule.type, schedules),
-	{"train.schedule.warmup_steps", K_INT, F(train.schedule.warmup_steps), 0, INT_MAX, 0, NULL},
-	{"train.schedule.step_every", K_INT, F(train.schedule.step_every), 1, INT_MAX, 0, NULL},
-	{"train.schedule.gamma", K_FLOAT, F(train.schedule.gamma), 0, 1, 0, NULL},
-	{"train.schedule.min_lr", K_FLOAT, F(train.schedule.min_lr), 0, 1e6, 0, NULL},
-	ENUM("bitlength.policy", bitlength.policy, policies),
-	{"bitlength.targets", K_STRLIST, F(bitlength.targets), 0, 0, SFP_CFG_MAX_TARGETS, targets},
-	{"bitlength.e", K_FLOAT, F(bitlength.e), 1, 8, 0, NULL},
-	{"bitlength.m", K_FLOAT, F(bitlength.m), 0, 23, 0, NULL},
-	{"bitlength.gamma", K_FLOAT, F(bitlength.gamma), 0, 1e6, 0, NULL},
-	{"bitlength.gecko", K_BOOL, F(bitlength.gecko), 0, 1, 0, NULL},
-	{"bitlength.pack", K_BOOL, F(bitlength.pack), 0, 1, 0, NULL},
-	{"bitlength.pack_weights", K_BOOL, F(bitlength.pack_weights), 0, 1, 0, NULL},
-	{"bitlength.grad_e", K_INT, F(bitlength.grad_e), 1, 8, 0, NULL},
-	{"bitlength.grad_m", K_INT, F(bitlength.grad_m), 0, 23, 0, NULL},
-	{"bitlength.lr", K_FLOAT, F(bitlength.lr), 0, 1e6, 0, NULL},
-	{"bitlength.ema", K_FLOAT, F(bitlength.ema), 0.001, 0.999999, 0, NULL},
-	{"bitlength.threshold", K_FLOAT, F(bitlength.threshold), 0, 1, 0, NULL},
-	{"bitlength.period", K_INT, F(bitlength.period), 1, INT_MAX, 0, NULL},
-	{"bitlength.backoff", K_INT, F(bitlength.backoff), 0, 1024, 0, NULL},
-	{"bitlength.freeze", K_FLOAT, F(bitlength.freeze), 0, 1, 0, NULL},
-	{"bitlength.m_min", K_INT, F(bitlength.m_min), 0, 23, 0, NULL},
-	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL},
-	ENUM("bitlength.refine_bias", bitlength.refine_bias, refine_biases),
-	{"bitlength.refine_shift", K_BOOL, F(bitlength.refine_shift), 0, 1, 0, NULL},
-	ENUM("prune.granularity", prune.granularity, granularities),
-	ENUM("prune.penalty", prune.penalty, penalties),
-	{"prune.activations", K_BOOL, F(prune.activations), 0, 1, 0, NULL},
-	{"prune.gamma", K_FLOAT, F(prune.gamma), 0, 1e6, 0, NULL},
-	{"prune.steps", K_INT, F(prune.steps), 0, INT_MAX, 0, NULL},
-	{"prune.fix_steps", K_INT, F(prune.fix_steps), 0, INT_MAX, 0, NULL},
-	{"prune.bits", K_FLOAT, F(prune.bits), 2, 16, 0, NULL},
-	{"prune.min_bits", K_INT, F(prune.min_bits), 2, 16, 0, NULL},
-	{"prune.max_bits", K_INT, F(prune.max_bits), 2, 16, 0, NULL},
-	ENUM("prune.optimizer", prune.optimizer, width_optims),
-	{"prune.lr", K_FLOAT, F(prune.lr), 0, 1e6, 0, NULL},
-	{"prune.weight_lr", K_FLOAT, F(prune.weight_lr), 0, 1e6, 0, NULL},
-	{"parallel.pipeline_stages", K_INT, F(parallel.pipeline_stages), 1, 4096, 0, NULL},
-	ENUM("parallel.transport", parallel.transport, transports),
-	{"parallel.micro_batches", K_INT, F(parallel.micro_batches), 0, 65536, 0, NULL},
-	{"parallel.grad_e", K_INT, F(parallel.grad_e), 1, 8, 0, NULL},
-	{"parallel.grad_m", K_INT, F(parallel.grad_m), 0, 23, 0, NULL},
-	{"parallel.grad_gecko", K_BOOL, F(parallel.grad_gecko), 0, 1, 0, NULL},
-	ENUM("parallel.grad_refine_bias", parallel.grad_refine_bias, refine_biases),
-	{"parallel.grad_refine_shift", K_BOOL, F(parallel.grad_refine_shift), 0, 1, 0, NULL},
-	{"parallel.error_feedback", K_BOOL, F(parallel.error_feedback), 0, 1, 0, NULL},
-	ENUM("parallel.allreduce", parallel.allreduce, allreduces),
-	ENUM("parallel.grad_cast", parallel.grad_cast, casts),
-	{"parallel.timeout_s", K_FLOAT, F(parallel.timeout_s), 0, 1e6, 0, NULL},
-	ENUM("parallel.nng_endpoint", parallel.nng_endpoint, nng_schemes),
-	{"parallel.nng_port", K_INT, F(parallel.nng_port), 1, 65535, 0, NULL},
-	STR("daemon.address", daemon.address),
-	STR("daemon.token", daemon.token),
-	STR("daemon.job", daemon.job),
-	{"daemon.report_every", K_INT, F(daemon.report_every), 1, INT_MAX, 0, NULL},
-	{"daemon.timeout_s", K_FLOAT, F(daemon.timeout_s), 0.001, 3600, 0, NULL},
-	STR("log.metrics", log.metrics),
-	{"log.every", K_INT, F(log.every), 1, INT_MAX, 0, NULL},
-	STR("checkpoint.dir", checkpoint.dir),
-	{"checkpoint.every_steps", K_INT, F(checkpoint.every_steps), 0, INT_MAX, 0, NULL},
-	{"checkpoint.keep", K_INT, F(checkpoint.keep), 1, 1000, 0, NULL},
+	{"model.input", K_INTLIST, F(model.input), 1, 1 << 20, SFP_CFG_MAX_DIMS - 1, NULL, NULL},
+	ENUM("data.dataset", data.dataset, datasets, "fashion-mnist"),
+	STR("data.path", data.path, "/usr/share/datasets/fashion-mnist"),
+	{"data.normalize", K_BOOL, F(data.normalize), 0, 1, 0, NULL, "true"},
+	{"data.shuffle", K_BOOL, F(data.shuffle), 0, 1, 0, NULL, "true"},
+	{"data.train_limit", K_INT, F(data.train_limit), 0, INT_MAX, 0, NULL, NULL},
+	{"data.test_limit", K_INT, F(data.test_limit), 0, INT_MAX, 0, NULL, NULL},
+	{"train.epochs", K_INT, F(train.epochs), 1, 1000000, 0, NULL, "1"},
+	{"train.max_steps", K_I64, F(train.max_steps), 0, 1e15, 0, NULL, NULL},
+	{"train.batch_size", K_INT, F(train.batch_size), 1, 1 << 20, 0, NULL, "64"},
+	{"train.seed", K_U64, F(train.seed), 0, 1.8e19, 0, NULL, "1"},
+	{"train.threads", K_INT, F(train.threads), 1, 256, 0, NULL, "1"},
+	{"train.eval_every_epochs", K_INT, F(train.eval_every_epochs), 0, 1000000, 0, NULL, "1"},
+	ENUM("train.optimizer.type", train.optimizer.type, optimizers, "sgd"),
+	{"train.optimizer.lr", K_FLOAT, F(train.optimizer.lr), 0, 1e6, 0, NULL, "0.01"},
+	{"train.optimizer.momentum", K_FLOAT, F(train.optimizer.momentum), 0, 1, 0, NULL, "0.9"},
+	{"train.optimizer.nesterov", K_BOOL, F(train.optimizer.nesterov), 0, 1, 0, NULL, NULL},
+	{"train.optimizer.weight_decay", K_FLOAT, F(train.optimizer.weight_decay), 0, 1e3, 0, NULL, NULL},
+	{"train.optimizer.beta1", K_FLOAT, F(train.optimizer.beta1), 0, 0.999999, 0, NULL, "0.9"},
+	{"train.optimizer.beta2", K_FLOAT, F(train.optimizer.beta2), 0, 0.999999999, 0, NULL, "0.999"},
+	{"train.optimizer.eps", K_FLOAT, F(train.optimizer.eps), 1e-30, 1, 0, NULL, "1e-8"},
+	ENUM("train.schedule.type", train.schedule.type, schedules, "constant"),
+	{"train.schedule.warmup_steps", K_INT, F(train.schedule.warmup_steps), 0, INT_MAX, 0, NULL, NULL},
+	{"train.schedule.step_every", K_INT, F(train.schedule.step_every), 1, INT_MAX, 0, NULL, NULL},
+	{"train.schedule.gamma", K_FLOAT, F(train.schedule.gamma), 0, 1, 0, NULL, "0.1"},
+	{"train.schedule.min_lr", K_FLOAT, F(train.schedule.min_lr), 0, 1e6, 0, NULL, NULL},
+	ENUM("bitlength.policy", bitlength.policy, policies, "fixed"),
+	{"bitlength.targets", K_ENUMLIST, F(bitlength.targets), 0, 0, SFP_CFG_MAX_TARGETS, targets, "weights, activations"},
+	{"bitlength.e", K_FLOAT, F(bitlength.e), 1, 8, 0, NULL, "8"},
+	{"bitlength.m", K_FLOAT, F(bitlength.m), 0, 23, 0, NULL, "23"},
+	{"bitlength.gamma", K_FLOAT, F(bitlength.gamma), 0, 1e6, 0, NULL, "0.05"},
+	{"bitlength.gecko", K_BOOL, F(bitlength.gecko), 0, 1, 0, NULL, NULL},
+	{"bitlength.pack", K_BOOL, F(bitlength.pack), 0, 1, 0, NULL, "true"},
+	{"bitlength.pack_weights", K_BOOL, F(bitlength.pack_weights), 0, 1, 0, NULL, NULL},
+	{"bitlength.grad_e", K_INT, F(bitlength.grad_e), 1, 8, 0, NULL, "5"},
+	{"bitlength.grad_m", K_INT, F(bitlength.grad_m), 0, 23, 0, NULL, "2"},
+	{"bitlength.lr", K_FLOAT, F(bitlength.lr), 0, 1e6, 0, NULL, "0.05"},
+	{"bitlength.ema", K_FLOAT, F(bitlength.ema), 0.001, 0.999999, 0, NULL, "0.9"},
+	{"bitlength.threshold", K_FLOAT, F(bitlength.threshold), 0, 1, 0, NULL, "0.02"},
+	{"bitlength.period", K_INT, F(bitlength.period), 1, INT_MAX, 0, NULL, "100"},
+	{"bitlength.backoff", K_INT, F(bitlength.backoff), 0, 1024, 0, NULL, "2"},
+	{"bitlength.freeze", K_FLOAT, F(bitlength.freeze), 0, 1, 0, NULL, "1"},
+	{"bitlength.m_min", K_INT, F(bitlength.m_min), 0, 23, 0, NULL, "1"},
+	{"bitlength.e_min", K_INT, F(bitlength.e_min), 1, 8, 0, NULL, "3"},
+	ENUM("bitlength.refine_bias", bitlength.refine_bias, refine_biases, "off"),
+	{"bitlength.refine_shift", K_BOOL, F(bitlength.refine_shift), 0, 1, 0, NULL, NULL},
+	ENUM("prune.granularity", prune.granularity, granularities, "channel"),
+	ENUM("prune.penalty", prune.penalty, penalties, "memory"),
+	{"prune.activations", K_BOOL, F(prune.activations), 0, 1, 0, NULL, NULL},
+	{"prune.gamma", K_FLOAT, F(prune.gamma), 0, 1e6, 0, NULL, "0.01"},
+	{"prune.steps", K_INT, F(prune.steps), 0, INT_MAX, 0, NULL, "1000"},
+	{"prune.fix_steps", K_INT, F(prune.fix_steps), 0, INT_MAX, 0, NULL, "200"},
+	{"prune.bits", K_FLOAT, F(prune.bits), 2, 16, 0, NULL, "8"},
+	{"prune.min_bits", K_INT, F(prune.min_bits), 2, 16, 0, NULL, "2"},
+	{"prune.max_bits", K_INT, F(prune.max_bits), 2, 16, 0, NULL, "8"},
+	ENUM("prune.optimizer", prune.optimizer, width_optims, "adam"),
+	{"prune.lr", K_FLOAT, F(prune.lr), 0, 1e6, 0, NULL, "0.01"},
+	{"prune.weight_lr", K_FLOAT, F(prune.weight_lr), 0, 1e6, 0, NULL, "0.005"},
+	{"parallel.pipeline_stages", K_INT, F(parallel.pipeline_stages), 1, 4096, 0, NULL, "1"},
+	ENUM("parallel.transport", parallel.transport, transports, "mpi"),
+	{"parallel.micro_batches", K_INT, F(parallel.micro_batches), 0, 65536, 0, NULL, NULL},
+	{"parallel.grad_e", K_INT, F(parallel.grad_e), 1, 8, 0, NULL, "8"},
+	{"parallel.grad_m", K_INT, F(parallel.grad_m), 0, 23, 0, NULL, "23"},
+	{"parallel.grad_gecko", K_BOOL, F(parallel.grad_gecko), 0, 1, 0, NULL, NULL},
+	ENUM("parallel.grad_refine_bias", parallel.grad_refine_bias, refine_biases, "off"),
+	{"parallel.grad_refine_shift", K_BOOL, F(parallel.grad_refine_shift), 0, 1, 0, NULL, NULL},
+	{"parallel.error_feedback", K_BOOL, F(parallel.error_feedback), 0, 1, 0, NULL, "true"},
+	ENUM("parallel.allreduce", parallel.allreduce, allreduces, "auto"),
+	ENUM("parallel.grad_cast", parallel.grad_cast, casts, "none"),
+	{"parallel.timeout_s", K_FLOAT, F(parallel.timeout_s), 0, 1e6, 0, NULL, "60"},
+	ENUM("parallel.nng_endpoint", parallel.nng_endpoint, nng_schemes, "tcp"),
+	{"parallel.nng_port", K_INT, F(parallel.nng_port), 1, 65535, 0, NULL, "23700"},
+	STR("daemon.address", daemon.address, NULL),
+	STR("daemon.token", daemon.token, NULL),
+	STR("daemon.job", daemon.job, NULL),
+	{"daemon.report_every", K_INT, F(daemon.report_every), 1, INT_MAX, 0, NULL, "10"},
+	{"daemon.timeout_s", K_FLOAT, F(daemon.timeout_s), 0.001, 3600, 0, NULL, "1"},
+	STR("log.metrics", log.metrics, NULL),
+	{"log.every", K_INT, F(log.every), 1, INT_MAX, 0, NULL, "50"},
+	STR("checkpoint.dir", checkpoint.dir, NULL),
+	{"checkpoint.every_steps", K_INT, F(checkpoint.every_steps), 0, INT_MAX, 0, NULL, NULL},
+	{"checkpoint.keep", K_INT, F(checkpoint.keep), 1, 1000, 0, NULL, "2"},
 };
 
 /* ---- layers ------------------------------------------------------------ */
@@ -279,12 +304,13 @@ static int parse_bool(const char *s, int *v)
 	return -1;
 }
 
-static int in_choices(const char *s, const char *const *ch)
+/* Index of `s` in `ch`, or -1. */
+static int choice_index(const char *s, const char *const *ch)
 {
 	for (int i = 0; ch[i]; i++)
 		if (!strcmp(s, ch[i]))
-			return 1;
-	return 0;
+			return i;
+	return -1;
 }
 
 static void list_choices(char *buf, size_t cap, const char *const *ch)
@@ -296,13 +322,10 @@ static void list_choices(char *buf, size_t cap, const char *const *ch)
 	}
 }
 
-/* Store one scalar value of `kind` into `dst`. */
-static int set_scalar(walker *w, const yaml_node_t *n, const char *path, int kind, void *dst,
-		      double lo, double hi, size_t cap, const char *const *choices)
+/* Store value `s` of `kind` into `dst`; `n` (may be NULL) places messages. */
+static int set_text(walker *w, const yaml_node_t *n, const char *s, const char *path, int kind,
+		    void *dst, double lo, double hi, size_t cap, const char *const *choices)
 {
-	const char *s = scalar(n);
-	if (!s)
-		return fail(w, n, path, "expected a value, got %s", node_kind(n));
 	char buf[160];
 	switch (kind) {
 	case K_INT:
@@ -338,12 +361,15 @@ static int set_scalar(walker *w, const yaml_node_t *n, const char *path, int kin
 		if (parse_bool(s, (int *)dst) < 0)
 			return fail(w, n, path, "expected true or false, got '%s'", s);
 		return SFP_OK;
-	case K_ENUM:
-		if (!in_choices(s, choices)) {
+	case K_ENUM: {
+		int i = choice_index(s, choices);
+		if (i < 0) {
 			list_choices(buf, sizeof buf, choices);
 			return fail(w, n, path, "'%s' is not one of: %s", s, buf);
 		}
-		/* fall through */
+		*(int *)dst = i;
+		return SFP_OK;
+	}
 	case K_STR:
 		if (strlen(s) >= cap)
 			return fail(w, n, path, "longer than %zu characters", cap - 1);
@@ -353,10 +379,35 @@ static int set_scalar(walker *w, const yaml_node_t *n, const char *path, int kin
 	return fail(w, n, path, "internal: unknown key kind");
 }
 
+/* Store one scalar node of `kind` into `dst`. */
+static int set_scalar(walker *w, const yaml_node_t *n, const char *path, int kind, void *dst,
+		      double lo, double hi, size_t cap, const char *const *choices)
+{
+	const char *s = scalar(n);
+	if (!s)
+		return fail(w, n, path, "expected a value, got %s", node_kind(n));
+	return set_text(w, n, s, path, kind, dst, lo, hi, cap, choices);
+}
+
+/* Item `i` of list key `k`: an int (model.input) or an enum index. */
+static int set_item(walker *w, const key_desc *k, const yaml_node_t *n, const char *s, int i)
+{
+	int kind = k->kind == K_INTLIST ? K_INT : K_ENUM;
+	return set_text(w, n, s, k->path, kind, (int *)((char *)w->cfg + k->off) + i, k->lo, k->hi,
+			0, k->choices);
+}
+
+static void set_count(walker *w, const key_desc *k, int count)
+{
+	if (k->kind == K_INTLIST)
+		w->cfg->model.input_ndim = count;
+	else
+		w->cfg->bitlength.n_targets = count;
+}
+
 static int set_key(walker *w, const key_desc *k, const yaml_node_t *n)
 {
-	char *base = (char *)w->cfg + k->off;
-	if (k->kind == K_INTLIST || k->kind == K_STRLIST) {
+	if (k->kind == K_INTLIST || k->kind == K_ENUMLIST) {
 		if (!n || n->type != YAML_SEQUENCE_NODE)
 			return fail(w, n, k->path, "expected a list, got %s", node_kind(n));
 		int count = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
@@ -364,22 +415,41 @@ static int set_key(walker *w, const key_desc *k, const yaml_node_t *n)
 			return fail(w, n, k->path, "expected 1 to %zu items, got %d", k->cap, count);
 		for (int i = 0; i < count; i++) {
 			yaml_node_t *it = node(w, n->data.sequence.items.start[i]);
-			int rc;
-			if (k->kind == K_INTLIST)
-				rc = set_scalar(w, it, k->path, K_INT, (int *)base + i, k->lo, k->hi, 0, NULL);
-			else
-				rc = set_scalar(w, it, k->path, K_ENUM, base + (size_t)i * SFP_CFG_NAME, 0, 0,
-						SFP_CFG_NAME, k->choices);
-			if (rc < 0)
-				return rc;
+			const char *s = scalar(it);
+			if (!s)
+				return fail(w, it, k->path, "expected a value, got %s", node_kind(it));
+			SFP_TRY(set_item(w, k, it, s, i));
 		}
-		if (k->kind == K_INTLIST)
-			w->cfg->model.input_ndim = count;
-		else
-			w->cfg->bitlength.n_targets = count;
+		set_count(w, k, count);
 		return SFP_OK;
 	}
-	return set_scalar(w, n, k->path, k->kind, base, k->lo, k->hi, k->cap, k->choices);
+	return set_scalar(w, n, k->path, k->kind, (char *)w->cfg + k->off, k->lo, k->hi, k->cap,
+			  k->choices);
+}
+
+/* Store key `k`'s default; a default that its own checks refuse is a bug. */
+static void set_default(walker *w, const key_desc *k)
+{
+	int rc = SFP_OK;
+	if (k->kind == K_INTLIST || k->kind == K_ENUMLIST) {
+		char item[SFP_CFG_NAME];
+		const char *p = k->def;
+		int count = 0;
+		while (rc == SFP_OK && *p) {
+			size_t l = strcspn(p, ",");
+			assert(l < sizeof item && count < (int)k->cap);
+			memcpy(item, p, l);
+			item[l] = 0;
+			rc = set_item(w, k, NULL, item, count++);
+			p += l + strspn(p + l, ", ");
+		}
+		set_count(w, k, count);
+	} else {
+		rc = set_text(w, NULL, k->def, k->path, k->kind, (char *)w->cfg + k->off, k->lo, k->hi,
+			      k->cap, k->choices);
+	}
+	assert(rc == SFP_OK);
+	(void)rc;
 }
 
 static const key_desc *find_key(const char *path)
@@ -569,68 +639,22 @@ static int walk_map(walker *w, const yaml_node_t *map, const char *prefix)
 void sfp_config_defaults(sfp_config *c)
 {
 	memset(c, 0, sizeof *c);
-	snprintf(c->data.dataset, sizeof c->data.dataset, "fashion-mnist");
-	snprintf(c->data.path, sizeof c->data.path, "/usr/share/datasets/fashion-mnist");
-	c->data.normalize = 1;
-	c->data.shuffle = 1;
-	c->train.epochs = 1;
-	c->train.batch_size = 64;
-	c->train.seed = 1;
-	c->train.threads = 1;
-	c->train.eval_every_epochs = 1;
-	snprintf(c->train.optimizer.type, sizeof c->train.optimizer.type, "sgd");
-	c->train.optimizer.lr = 0.01f;
-	c->train.optimizer.momentum = 0.9f;
-	c->train.optimizer.beta1 = 0.9f;
-	c->train.optimizer.beta2 = 0.999f;
-	c->train.optimizer.eps = 1e-8f;
-	snprintf(c->train.schedule.type, sizeof c->train.schedule.type, "constant");
-	c->train.schedule.gamma = 0.1f;
-	snprintf(c->bitlength.policy, sizeof c->bitlength.policy, "fixed");
-	c->bitlength.n_targets = 2;
-	snprintf(c->bitlength.targets[0], SFP_CFG_NAME, "weights");
-	snprintf(c->bitlength.targets[1], SFP_CFG_NAME, "activations");
-	c->bitlength.e = 8.0f;
-	c->bitlength.m = 23.0f;
-	c->bitlength.lr = 0.05f;
-	c->bitlength.gamma = 0.05f;
-	c->bitlength.ema = 0.9f;
-	c->bitlength.threshold = 0.02f;
-	c->bitlength.period = 100;
-	c->bitlength.backoff = 2;
-	c->bitlength.freeze = 1.0f;
-	c->bitlength.grad_e = 5;
-	c->bitlength.grad_m = 2;
-	c->bitlength.m_min = 1;
-	c->bitlength.e_min = 3;
-	snprintf(c->prune.granularity, sizeof c->prune.granularity, "channel");
-	snprintf(c->prune.penalty, sizeof c->prune.penalty, "memory");
-	c->prune.gamma = 0.01f;
-	c->prune.steps = 1000;
-	c->prune.fix_steps = 200;
-	c->prune.bits = 8.0f;
-	c->prune.min_bits = 2;
-	c->prune.max_bits = 8;
-	snprintf(c->prune.optimizer, sizeof c->prune.optimizer, "adam");
-	c->prune.lr = 0.01f;
-	c->prune.weight_lr = 0.005f;
-	c->bitlength.pack = 1;
-	snprintf(c->bitlength.refine_bias, sizeof c->bitlength.refine_bias, "off");
-	c->parallel.pipeline_stages = 1;
-	snprintf(c->parallel.transport, sizeof c->parallel.transport, "mpi");
-	c->parallel.grad_e = 8;
-	c->parallel.grad_m = 23;
-	c->parallel.error_feedback = 1;
-	snprintf(c->parallel.allreduce, sizeof c->parallel.allreduce, "auto");
-	snprintf(c->parallel.grad_cast, sizeof c->parallel.grad_cast, "none");
-	snprintf(c->parallel.grad_refine_bias, sizeof c->parallel.grad_refine_bias, "off");
-	c->parallel.timeout_s = 60.0f;
-	snprintf(c->parallel.nng_endpoint, sizeof c->parallel.nng_endpoint, "tcp");
-	c->parallel.nng_port = 23700;
-	c->daemon.report_every = 10;
-	c->daemon.timeout_s = 1.0f;
-	c->log.every = 50;
-	c->checkpoint.keep = 2;
+	sfp_error err;
+	walker w = {"defaults", NULL, NULL, c, &err};
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (keys[i].def)
+			set_default(&w, &keys[i]);
+}
+
+const char *sfp_config_enum_name(const char *key, int value)
+{
+	const key_desc *k = find_key(key);
+	if (!k || !k->choices || value < 0)
+		return "?";
+	for (int i = 0; k->choices[i]; i++)
+		if (i == value)
+			return k->choices[i];
+	return "?";
 }
 
 /*
@@ -803,7 +827,7 @@ int sfp_config_validate(const sfp_config *c, sfp_error *err)
 		return sfp_error_set(err, SFP_EINVAL, "%s: model.input is missing (e.g. [1, 28, 28])", f);
 	if (m->n_layers < 1)
 		return sfp_error_set(err, SFP_EINVAL, "%s: model.layers is missing or empty", f);
-	if (!strcmp(c->train.schedule.type, "step") && c->train.schedule.step_every <= 0)
+	if (c->train.schedule.type == SFP_SCHEDULE_STEP && c->train.schedule.step_every <= 0)
 		return sfp_error_set(err, SFP_EINVAL,
 				     "%s: train.schedule.step_every is required by the step schedule", f);
 	const sfp_cfg_prune *pr = &c->prune;

@@ -45,8 +45,8 @@ int sfp_dataset_load(sfp_dataset *train, sfp_dataset *test, const sfp_cfg_data *
 {
 	memset(train, 0, sizeof *train);
 	memset(test, 0, sizeof *test);
-	if (strcmp(cfg->dataset, "fashion-mnist") != 0)
-		return sfp_error_set(err, SFP_EINVAL, "data.dataset: unknown dataset '%s'",
+	if (cfg->dataset != SFP_DATASET_FASHION_MNIST)
+		return sfp_error_set(err, SFP_EINVAL, "data.dataset: unknown dataset %d",
 				     cfg->dataset);
 	sfp_idx img = {0}, lab = {0};
 	const char *dir = cfg->path[0] ? cfg->path : NULL;

@@ -24,12 +24,12 @@ int sfp_optim_create(sfp_optim **out, const sfp_cfg_optimizer *cfg, size_t n, sf
 {
 	*out = NULL;
 	int kind;
-	if (!strcmp(cfg->type, "sgd"))
+	if (cfg->type == SFP_OPTIMIZER_SGD)
 		kind = OPT_SGD;
-	else if (!strcmp(cfg->type, "adamw"))
+	else if (cfg->type == SFP_OPTIMIZER_ADAMW)
 		kind = OPT_ADAMW;
 	else
-		return sfp_error_set(err, SFP_EINVAL, "train.optimizer.type: unknown optimizer '%s'",
+		return sfp_error_set(err, SFP_EINVAL, "train.optimizer.type: unknown optimizer %d",
 				     cfg->type);
 	sfp_optim *o = calloc(1, sizeof *o);
 	if (!o)
@@ -101,13 +101,13 @@ float sfp_lr_at(const sfp_cfg_optimizer *opt, const sfp_cfg_schedule *s, int64_t
 	const float base = opt->lr;
 	if (s->warmup_steps > 0 && step < s->warmup_steps)
 		return base * (float)(step + 1) / (float)s->warmup_steps;
-	if (!strcmp(s->type, "step")) {
+	if (s->type == SFP_SCHEDULE_STEP) {
 		if (s->step_every <= 0)
 			return base;
 		int64_t k = (step - s->warmup_steps) / s->step_every;
 		return base * powf(s->gamma, (float)k);
 	}
-	if (!strcmp(s->type, "cosine")) {
+	if (s->type == SFP_SCHEDULE_COSINE) {
 		int64_t span = total_steps - s->warmup_steps;
 		if (span <= 0)
 			return base;

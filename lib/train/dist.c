@@ -198,7 +198,7 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 	sfp_params_init(&d->gwire.params, (unsigned)pc->grad_e, (unsigned)pc->grad_m);
 	d->gwire.params.gecko = pc->grad_gecko;
 	d->gwire.params.shift = pc->grad_refine_shift;
-	d->gwire.params.bias = strcmp(pc->grad_refine_bias, "tensor") ? SFP_BIAS_OFF : SFP_BIAS_TENSOR;
+	d->gwire.params.bias = pc->grad_refine_bias == SFP_REFINE_BIAS_TENSOR ? SFP_BIAS_TENSOR : SFP_BIAS_OFF;
 	if ((d->gwire.params.shift || d->gwire.params.bias) && pc->grad_m > SFP_REFINE_MAX_M)
 		return sfp_error_set(err, SFP_EINVAL,
 				     "parallel.grad_refine_*: refinement needs parallel.grad_m <= %d "
@@ -207,12 +207,12 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 	/* auto = ring: it sends least (2 (D-1)/D of the tensor against the
 	 * all-gather's D-1), and error feedback at each of its rounding points
 	 * makes it as accurate (docs/distributed.md measures both) */
-	d->gwire.cast = !strcmp(pc->grad_cast, "fp16")   ? SFP_CAST_FP16
-			: !strcmp(pc->grad_cast, "bf16") ? SFP_CAST_BF16
-							 : SFP_CAST_NONE;
-	if (!strcmp(pc->allreduce, "native"))
+	d->gwire.cast = pc->grad_cast == SFP_GRAD_CAST_FP16   ? SFP_CAST_FP16
+			: pc->grad_cast == SFP_GRAD_CAST_BF16 ? SFP_CAST_BF16
+							      : SFP_CAST_NONE;
+	if (pc->allreduce == SFP_CFG_ALLREDUCE_NATIVE)
 		d->gwire.algo = SFP_ALLREDUCE_NATIVE;
-	else if (!strcmp(pc->allreduce, "allgather"))
+	else if (pc->allreduce == SFP_CFG_ALLREDUCE_ALLGATHER)
 		d->gwire.algo = SFP_ALLREDUCE_ALLGATHER;
 	else
 		d->gwire.algo = SFP_ALLREDUCE_RING;

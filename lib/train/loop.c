@@ -295,9 +295,9 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 /* ---- the BitPruning fine-tune ------------------------------------------- */
 static void prune_opts_of(const sfp_cfg_prune *pc, sfp_prune_opts *o)
 {
-	o->granularity = !strcmp(pc->granularity, "channel") ? SFP_PRUNE_CHANNEL : SFP_PRUNE_LAYER;
-	o->penalty = !strcmp(pc->penalty, "ops") ? SFP_PRUNE_OPS : SFP_PRUNE_MEMORY;
-	o->optim = !strcmp(pc->optimizer, "sgd") ? SFP_PRUNE_SGD : SFP_PRUNE_ADAM;
+	o->granularity = pc->granularity;
+	o->penalty = pc->penalty;
+	o->optim = pc->optimizer;
 	o->activations = pc->activations;
 	o->bits = pc->bits;
 	o->min_bits = (float)pc->min_bits;
@@ -335,7 +335,7 @@ int sfp_trainer_prune(sfp_trainer *t, sfp_error *err)
 	oc.lr = pc->weight_lr;
 	sfp_cfg_schedule sc;
 	memset(&sc, 0, sizeof sc);
-	snprintf(sc.type, sizeof sc.type, "cosine");
+	sc.type = SFP_SCHEDULE_COSINE;
 	size_t np;
 	sfp_model_params(t->model, &np);
 	int64_t step = 0;

@@ -16,21 +16,21 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 {
 	int targets = 0;
 	for (int i = 0; i < b->n_targets; i++) {
-		if (!strcmp(b->targets[i], "weights"))
+		if (b->targets[i] == SFP_TARGET_WEIGHTS)
 			targets |= SFP_QTARGET_WEIGHTS;
-		else if (!strcmp(b->targets[i], "activations"))
+		else if (b->targets[i] == SFP_TARGET_ACTIVATIONS)
 			targets |= SFP_QTARGET_ACTIVATIONS;
-		else if (!strcmp(b->targets[i], "gradients"))
+		else if (b->targets[i] == SFP_TARGET_GRADIENTS)
 			targets |= SFP_QTARGET_GRADIENTS;
 		else
 			return sfp_error_set(err, SFP_EUNSUPPORTED,
-					     "bitlength.targets: '%s' is not supported (weights, "
+					     "bitlength.targets: %d is not supported (weights, "
 					     "activations, gradients)",
 					     b->targets[i]);
 	}
-	if (!strcmp(b->policy, "quantum"))
+	if (b->policy == SFP_POLICY_QUANTUM)
 		t->policy = SFP_QPOLICY_QUANTUM;
-	else if (!strcmp(b->policy, "bitwave"))
+	else if (b->policy == SFP_POLICY_BITWAVE)
 		t->policy = SFP_QPOLICY_BITWAVE;
 	else
 		t->policy = b->e >= 8.0f && b->m >= 23.0f && !(targets & SFP_QTARGET_GRADIENTS)
@@ -58,7 +58,7 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
 	SFP_TRY(sfp_model_set_grad_widths(t->model, (unsigned)b->grad_e, (unsigned)b->grad_m, err));
 	SFP_TRY(sfp_model_set_refine(t->model,
-				     strcmp(b->refine_bias, "tensor") ? SFP_BIAS_OFF : SFP_BIAS_TENSOR,
+				     b->refine_bias == SFP_REFINE_BIAS_TENSOR ? SFP_BIAS_TENSOR : SFP_BIAS_OFF,
 				     b->refine_shift, err));
 	if (t->policy == SFP_QPOLICY_QUANTUM)
 		sfp_model_set_floors(t->model, (float)b->e_min, (float)b->m_min);
