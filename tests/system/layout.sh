@@ -5,7 +5,8 @@
 # headers and the public headers (include/sfp/) of the modules below it,
 # directly or through another public header; nothing else. In particular no
 # file of lib/nn includes transport.h, the daemon protocol (coord.h, the
-# protobuf code) or the trainer: the engine does not know the network.
+# protobuf code) or the trainer: the engine does not know the network. And
+# sfp, sfp-worker and sfpd link none of the benchmark peers.
 set -u
 . "$(dirname "$0")/common.inc"
 cd "$(dirname "$0")/../.." || exit 1
@@ -82,4 +83,17 @@ if grep -n '^#include.*\(transport\.h\|coord\.h\|pb-c\.h\|train\.h\|train_intern
 else
 	ok "no file of lib/nn includes transport.h, coord.h, protobuf or train.h"
 fi
+
+# the peers of the benchmarks (bench/ is its own binary, sfp-bench) are
+# linked by no program a user runs
+for b in sfp sfp-worker sfpd; do
+	f=${BUILD:-build}/bin/$b
+	if [ ! -x "$f" ]; then
+		bad "$f is not built"
+	elif ldd "$f" | grep -E 'lib(zstd|lz4|blosc|zfp|fpzip)\.'; then
+		bad "$b links a benchmark peer (above)"
+	else
+		ok "$b links no benchmark peer (zstd, lz4, blosc, zfp, fpzip)"
+	fi
+done
 exit $((fails > 0))
