@@ -286,5 +286,5 @@ clean:
 .PHONY: all tests check check-run check-asan check-deploy install faults faults-run demo demo-run \
 	bench bench-run bench-dist bench-dist-run bench-daemon bench-daemon-run fuzz fuzz-build deps clean
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(DAEMON_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/build/gen/assets.d $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d) \
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(DAEMON_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/build/gen/assets.d $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d) \
 	$(WORKER_SRC:%.c=$(BUILD)/obj/%.d)
