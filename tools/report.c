@@ -48,8 +48,12 @@ static int get_str(const char *line, const char *key, char *buf, size_t cap)
 		return 0;
 	p++;
 	size_t i = 0;
-	while (*p && *p != '"' && i + 1 < cap)
+	/* the log escapes quotes and backslashes (\" \\); other escapes stay as written */
+	while (*p && *p != '"' && i + 1 < cap) {
+		if (p[0] == '\\' && (p[1] == '"' || p[1] == '\\'))
+			p++;
 		buf[i++] = *p++;
+	}
 	buf[i] = 0;
 	return *p == '"';
 }
@@ -122,93 +126,89 @@ static int write_plot(const char *path, series *s, int ns, sfp_error *err)
 	return rc;
 }
 
-int sfp_report_main(int argc, char **argv)
+/* What a metrics log says: the width series per tensor, the footprint
+ * records' first and last values, the last test accuracy. */
+typedef struct report {
+	series s[MAX_TENSORS];
+	int ns;
+	long lines, bad;
+	double steps, acc;
+	double first_fp, last_fp, last_red, last_packed, last_gecko, red_packed, red_gecko;
+} report;
+
+/* One width record into its tensor's series (a new tensor while there is room). */
+static void add_width(report *r, const char *layer, const char *kind, double step, double e,
+		      double m, double ne, double nm)
 {
-	const char *log = NULL, *png = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--png") && i + 1 < argc)
-			png = argv[++i];
-		else if (argv[i][0] == '-' || log) {
-			fprintf(stderr, "usage: sfp report LOG.jsonl [--png OUT.png]\n");
-			return 2;
-		} else
-			log = argv[i];
+	int i;
+	for (i = 0; i < r->ns; i++)
+		if (!strcmp(r->s[i].layer, layer) && !strcmp(r->s[i].kind, kind))
+			break;
+	if (i == r->ns) {
+		if (r->ns == MAX_TENSORS)
+			return;
+		snprintf(r->s[i].layer, sizeof r->s[i].layer, "%s", layer);
+		snprintf(r->s[i].kind, sizeof r->s[i].kind, "%s", kind);
+		r->ns++;
 	}
-	if (!log) {
-		fprintf(stderr, "usage: sfp report LOG.jsonl [--png OUT.png]\n");
-		return 2;
+	series *t = &r->s[i];
+	if (t->n < MAX_POINTS) {
+		const int k = t->n++;
+		t->step[k] = step;
+		t->ne[k] = ne;
+		t->nm[k] = nm;
+		t->e[k] = (unsigned)e;
+		t->m[k] = (unsigned)m;
 	}
-	FILE *f = fopen(log, "r");
-	if (!f) {
-		fprintf(stderr, "sfp: cannot open metrics log '%s'\n", log);
-		return 2;
-	}
-	static series s[MAX_TENSORS];
-	int ns = 0, rc = 0;
-	double first_fp = 0, last_fp = 0, last_red = 0, acc = -1, fp32_bits = 32, steps = 0;
-	double last_packed = 0, last_gecko = 0, red_packed = 0, red_gecko = 0;
+}
+
+static void read_log(FILE *f, report *r)
+{
 	char line[1024];
-	long lineno = 0, bad = 0;
+	r->acc = -1;
 	while (fgets(line, sizeof line, f)) {
-		lineno++;
+		r->lines++;
 		double step, v;
 		if (line[0] != '{' || !get_num(line, "step", &step)) {
-			bad++;
+			r->bad++;
 			continue;
 		}
-		if (step > steps)
-			steps = step;
+		if (step > r->steps)
+			r->steps = step;
 		char layer[64], kind[16];
 		double e, m, ne, nm;
 		if (get_str(line, "layer", layer, sizeof layer) && get_str(line, "kind", kind, sizeof kind) &&
 		    get_num(line, "e", &e) && get_num(line, "m", &m) && get_num(line, "n_e", &ne) &&
 		    get_num(line, "n_m", &nm)) {
-			int i;
-			for (i = 0; i < ns; i++)
-				if (!strcmp(s[i].layer, layer) && !strcmp(s[i].kind, kind))
-					break;
-			if (i == ns) {
-				if (ns == MAX_TENSORS)
-					continue;
-				snprintf(s[ns].layer, sizeof s[ns].layer, "%s", layer);
-				snprintf(s[ns].kind, sizeof s[ns].kind, "%s", kind);
-				ns++;
-			}
-			if (s[i].n < MAX_POINTS) {
-				int k = s[i].n++;
-				s[i].step[k] = step;
-				s[i].ne[k] = ne;
-				s[i].nm[k] = nm;
-				s[i].e[k] = (unsigned)e;
-				s[i].m[k] = (unsigned)m;
-			}
+			add_width(r, layer, kind, step, e, m, ne, nm);
 		} else if (get_num(line, "footprint_bits_per_value", &v)) {
-			if (first_fp == 0)
-				first_fp = v;
-			last_fp = v;
-			get_num(line, "reduction_vs_fp32", &last_red);
-			get_num(line, "packed_bits_per_value", &last_packed);
-			get_num(line, "packed_reduction_vs_fp32", &red_packed);
-			get_num(line, "gecko_bits_per_value", &last_gecko);
-			get_num(line, "gecko_reduction_vs_fp32", &red_gecko);
+			if (r->first_fp == 0)
+				r->first_fp = v;
+			r->last_fp = v;
+			get_num(line, "reduction_vs_fp32", &r->last_red);
+			get_num(line, "packed_bits_per_value", &r->last_packed);
+			get_num(line, "packed_reduction_vs_fp32", &r->red_packed);
+			get_num(line, "gecko_bits_per_value", &r->last_gecko);
+			get_num(line, "gecko_reduction_vs_fp32", &r->red_gecko);
 		} else if (get_num(line, "test_acc", &v)) {
-			acc = v;
+			r->acc = v;
 		}
 	}
-	fclose(f);
-	if (ns == 0) {
-		fprintf(stderr, "sfp: '%s' has no width records (train with bitlength.policy "
-				"quantum, bitwave or fixed below 32 bits)\n", log);
-		return 2;
-	}
-	printf("widths (packing e/m) per tensor, from '%s' (%ld lines%s)\n", log, lineno,
-	       bad ? ", some not records" : "");
+}
+
+/* The table: packing widths at the first, 25/50/75% and last record, the
+ * learned widths at the end; then the footprint and the accuracy. */
+static void print_report(const report *r, const char *log)
+{
+	const series *s = r->s;
+	printf("widths (packing e/m) per tensor, from '%s' (%ld lines%s)\n", log, r->lines,
+	       r->bad ? ", some not records" : "");
 	printf("%-14s %-12s", "layer", "kind");
 	const double fr[5] = {0, 0.25, 0.5, 0.75, 1};
 	for (int j = 0; j < 5; j++)
 		printf(" %9s", j == 0 ? "first" : j == 4 ? "last" : j == 1 ? "25%" : j == 2 ? "50%" : "75%");
 	printf("   learned n_e / n_m\n");
-	for (int i = 0; i < ns; i++) {
+	for (int i = 0; i < r->ns; i++) {
 		printf("%-14s %-12s", s[i].layer, s[i].kind);
 		for (int j = 0; j < 5; j++) {
 			int k = (int)(fr[j] * (s[i].n - 1) + 0.5);
@@ -218,27 +218,62 @@ int sfp_report_main(int argc, char **argv)
 		}
 		printf("   %.2f / %.2f\n", s[i].ne[s[i].n - 1], s[i].nm[s[i].n - 1]);
 	}
-	if (last_fp > 0)
+	if (r->last_fp > 0)
 		printf("footprint (weights + stored activations): %.2f -> %.2f bits per value; "
-		       "%.2fx smaller than float32 (%.0f bits)\n",
-		       first_fp, last_fp, last_red, fp32_bits);
-	if (last_packed > 0)
+		       "%.2fx smaller than float32 (32 bits)\n",
+		       r->first_fp, r->last_fp, r->last_red);
+	if (r->last_packed > 0)
 		printf("encoded containers at the last record: %.2f bits per value packed (%.2fx), "
 		       "%.2f with Gecko (%.2fx)\n",
-		       last_packed, red_packed, last_gecko, red_gecko);
-	if (acc >= 0)
-		printf("last test accuracy: %.4f (step %.0f)\n", acc, steps);
+		       r->last_packed, r->red_packed, r->last_gecko, r->red_gecko);
+	if (r->acc >= 0)
+		printf("last test accuracy: %.4f (step %.0f)\n", r->acc, r->steps);
+}
+
+static int report_usage(void)
+{
+	fprintf(stderr, "usage: sfp report LOG.jsonl [--png OUT.png]\n");
+	return SFP_EXIT_USAGE;
+}
+
+int sfp_report_main(int argc, char **argv)
+{
+	const char *log = NULL, *png = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--png") && i + 1 < argc)
+			png = argv[++i];
+		else if (argv[i][0] == '-' || log)
+			return report_usage();
+		else
+			log = argv[i];
+	}
+	if (!log)
+		return report_usage();
+	FILE *f = fopen(log, "r");
+	if (!f) {
+		fprintf(stderr, "sfp: cannot open metrics log '%s'\n", log);
+		return SFP_EXIT_USAGE;
+	}
+	static report r;
+	memset(&r, 0, sizeof r);
+	read_log(f, &r);
+	fclose(f);
+	if (r.ns == 0) {
+		fprintf(stderr, "sfp: '%s' has no width records (train with bitlength.policy "
+				"quantum, bitwave or fixed below 32 bits)\n", log);
+		return SFP_EXIT_USAGE;
+	}
+	print_report(&r, log);
 	char def[1100];
 	if (!png) {
 		snprintf(def, sizeof def, "%s.png", log);
 		png = def;
 	}
 	sfp_error err;
-	if (write_plot(png, s, ns, &err) < 0) {
+	if (write_plot(png, r.s, r.ns, &err) < 0) {
 		fprintf(stderr, "sfp: %s\n", err.msg);
-		rc = 1;
-	} else {
-		printf("plot: %s\n", png);
+		return SFP_EXIT_FAIL;
 	}
-	return rc;
+	printf("plot: %s\n", png);
+	return SFP_EXIT_OK;
 }
