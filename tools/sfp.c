@@ -324,6 +324,24 @@ out_codec:
 	return ret;
 }
 
+/* The container file `in` into *buf (the caller frees it) and its header
+ * into *info; `whole`: bytes after the container are an error. Returns an
+ * exit code, the message printed. */
+static int read_container(const char *in, const char *verb, int whole, void **buf, size_t *len,
+			  sfp_info *info)
+{
+	sfp_error err;
+	int rc = sfp_file_read(in, buf, len, &err);
+	if (rc < 0) {
+		fprintf(stderr, "sfp: %s\n", err.msg);
+		return sfp_exit_code(rc);
+	}
+	rc = sfp_inspect(*buf, *len, info, &err);
+	if (rc == SFP_OK && whole && *len != info->total_bytes)
+		rc = sfp_error_set(&err, SFP_ECORRUPT, "%zu trailing bytes", *len - info->total_bytes);
+	return rc < 0 ? fail(rc, verb, in, &err) : SFP_EXIT_OK;
+}
+
 static int cmd_decode(int argc, char **argv)
 {
 	const char *in = NULL, *out = NULL, *isa = NULL;
@@ -349,18 +367,9 @@ static int cmd_decode(int argc, char **argv)
 		return SFP_EXIT_FAIL;
 	if (isa && (ret = apply_isa(c, isa)) != SFP_EXIT_OK)
 		goto out;
+	if ((ret = read_container(in, "decode", 0, &buf, &len, &info)) != SFP_EXIT_OK)
+		goto out;
 	ret = SFP_EXIT_FAIL;
-	rc = sfp_file_read(in, &buf, &len, &err);
-	if (rc < 0) {
-		fprintf(stderr, "sfp: %s\n", err.msg);
-		ret = sfp_exit_code(rc);
-		goto out;
-	}
-	rc = sfp_inspect(buf, len, &info, &err);
-	if (rc < 0) {
-		ret = fail(rc, "decode", in, &err);
-		goto out;
-	}
 	y = malloc(info.count ? info.count * sizeof(float) : 4);
 	if (!y) {
 		fprintf(stderr, "sfp: out of memory for %" PRIu64 " values\n", info.count);
@@ -537,19 +546,9 @@ static int cmd_inspect(int argc, char **argv)
 	sfp_codec *c = sfp_codec_create();
 	if (!c)
 		return SFP_EXIT_FAIL;
-	rc = sfp_file_read(in, &buf, &len, &err);
-	if (rc < 0) {
-		fprintf(stderr, "sfp: %s\n", err.msg);
-		ret = sfp_exit_code(rc);
+	if ((ret = read_container(in, "inspect", 1, &buf, &len, &info)) != SFP_EXIT_OK)
 		goto out;
-	}
-	rc = sfp_inspect(buf, len, &info, &err);
-	if (rc == SFP_OK && len != info.total_bytes)
-		rc = sfp_error_set(&err, SFP_ECORRUPT, "%zu trailing bytes", len - info.total_bytes);
-	if (rc < 0) {
-		ret = fail(rc, "inspect", in, &err);
-		goto out;
-	}
+	ret = SFP_EXIT_FAIL;
 	codes = malloc(info.count ? info.count : 1);
 	if (!codes)
 		goto out;
