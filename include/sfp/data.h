@@ -155,6 +155,18 @@ int sfp_tokens_check(const sfp_tokens *tok, int vocab, sfp_error *err);
 int sfp_tokens_batch(const sfp_tokens *tok, int B, int T, uint64_t seed, int64_t step, float *x,
 		     int32_t *targets, sfp_error *err);
 
+/*
+ * `sfp dataset text`: concatenate `files` in order as bytes (byte-level
+ * tokens, vocabulary 256) and write dir/train.bin and dir/val.bin (the last
+ * val_fraction, 0 < val_fraction <= 0.9, of the ids) as ids of token_bytes
+ * (1: uint8; 2: uint16 little-endian), atomically; `dir` is created if
+ * missing (its parent must exist). *n_train and *n_val the counts. Errors
+ * name the file.
+ */
+int sfp_tokens_write_text(const char *const *files, int nfiles, const char *dir,
+			  float val_fraction, int token_bytes, int64_t *n_train, int64_t *n_val,
+			  sfp_error *err);
+
 /* Held-out windows: all non-overlapping windows of the held-out part,
  * window w inputs ids[n_train + w*T .. + T) and targets one further. */
 int64_t sfp_tokens_val_windows(const sfp_tokens *tok, int T);

@@ -4,9 +4,11 @@
  * random training windows drawn from (seed, step) alone, so a resumed run
  * sees the same batches, and the held-out part as consecutive windows.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/data_internal.h"
 
@@ -169,4 +171,73 @@ int sfp_tokens_val_batch(const sfp_tokens *tok, int T, int64_t first, int B, flo
 		window(tok->ids + tok->n_train + (first + k) * T, T, x + (size_t)k * T,
 		       targets + (size_t)k * T);
 	return k;
+}
+
+/* n byte tokens as dir/name, token_bytes per id */
+static int write_ids(const char *dir, const char *name, const unsigned char *bytes, size_t n,
+		     int token_bytes, sfp_error *err)
+{
+	char path[SFP_CFG_PATH + 16];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	unsigned char *out = malloc(n * (size_t)token_bytes + 1);
+	if (!out)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for '%s'", path);
+	for (size_t i = 0; i < n; i++) {
+		if (token_bytes == 2)
+			sfp_store_le16(out + 2 * i, bytes[i]);
+		else
+			out[i] = bytes[i];
+	}
+	int rc = sfp_file_write_atomic(path, out, n * (size_t)token_bytes, err);
+	free(out);
+	return rc;
+}
+
+int sfp_tokens_write_text(const char *const *files, int nfiles, const char *dir,
+			  float val_fraction, int token_bytes, int64_t *n_train, int64_t *n_val,
+			  sfp_error *err)
+{
+	unsigned char *all = NULL;
+	size_t n = 0;
+	int rc = SFP_OK;
+	if (token_bytes != 1 && token_bytes != 2)
+		return sfp_error_set(err, SFP_EINVAL, "token bytes %d is not 1 or 2", token_bytes);
+	if (!(val_fraction > 0.0f && val_fraction <= 0.9f))
+		return sfp_error_set(err, SFP_EINVAL, "the held-out fraction %g is not in (0, 0.9]",
+				     (double)val_fraction);
+	if (nfiles < 1)
+		return sfp_error_set(err, SFP_EINVAL, "no text files given");
+	for (int i = 0; i < nfiles; i++) {
+		void *buf;
+		size_t len;
+		if ((rc = sfp_file_read(files[i], &buf, &len, err)) < 0)
+			goto out;
+		unsigned char *grown = realloc(all, n + len + 1);
+		if (!grown) {
+			free(buf);
+			rc = sfp_error_set(err, SFP_ENOMEM, "out of memory reading '%s'", files[i]);
+			goto out;
+		}
+		all = grown;
+		memcpy(all + n, buf, len);
+		n += len;
+		free(buf);
+	}
+	int64_t nv;
+	if ((rc = sfp_data_val_count((int64_t)n, val_fraction, files[nfiles - 1], &nv, err)) < 0)
+		goto out;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		rc = sfp_error_set(err, errno == ENOENT ? SFP_ENOENT : SFP_EIO,
+				   "cannot create folder '%s': %s", dir, strerror(errno));
+		goto out;
+	}
+	const size_t nt = n - (size_t)nv;
+	if ((rc = write_ids(dir, "train.bin", all, nt, token_bytes, err)) < 0 ||
+	    (rc = write_ids(dir, "val.bin", all + nt, (size_t)nv, token_bytes, err)) < 0)
+		goto out;
+	*n_train = (int64_t)nt;
+	*n_val = nv;
+out:
+	free(all);
+	return rc;
 }
