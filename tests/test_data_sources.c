@@ -136,6 +136,14 @@ static void test_npy_round_trip(void)
 	CU_ASSERT_EQUAL(tr.classes, 6);
 	CU_ASSERT_EQUAL(te.x[0], x[7 * 6]);
 	CU_ASSERT_EQUAL(te.y[2], y[9]);
+	/* against the model's classes: the label file and its index */
+	CU_ASSERT_EQUAL(sfp_dataset_check_classes(&tr, &te, 5, &e), SFP_OK);
+	CU_ASSERT_EQUAL(tr.classes, 5);
+	CU_ASSERT_EQUAL(sfp_dataset_check_classes(&tr, &te, 3, &e), SFP_EINVAL);
+	CU_ASSERT(strstr(e.msg, "y.npy': label 3 at index 3 is outside [0, 3)") != NULL);
+	tr.n = 3;
+	CU_ASSERT_EQUAL(sfp_dataset_check_classes(&tr, &te, 3, &e), SFP_EINVAL);
+	CU_ASSERT(strstr(e.msg, "label 3 at index 7") != NULL); /* held out: index in the file */
 	sfp_dataset_release(&tr);
 	sfp_dataset_release(&te);
 

@@ -49,6 +49,8 @@ typedef struct sfp_dataset {
 	int ndim;       /* the per-sample shape as the files give it: dims[0..ndim) */
 	int dims[3];
 	char source[SFP_CFG_PATH]; /* the file (or folder) of the samples, for messages */
+	char labels[SFP_CFG_PATH]; /* the file of the labels ("": as source) */
+	int label_base; /* index of y[0] in that file */
 	int augment;    /* bits 1 << enum sfp_cfg_augment, for sfp_dataset_augment */
 } sfp_dataset;
 
@@ -78,6 +80,12 @@ void sfp_dataset_order(uint32_t *perm, int n, uint64_t seed, int64_t epoch, int 
 /* Keep this rank's shard: samples i with i % nranks == rank, in order
  * (every rank gets n / nranks or one more). For data-parallel workers. */
 int sfp_dataset_shard(sfp_dataset *d, int rank, int nranks, sfp_error *err);
+/* Labels from data.classes 0 (max label + 1) against the model's
+ * `classes`: SFP_OK, and both sets' classes set to it, when every label is
+ * below it; else SFP_EINVAL naming the label file, the index and the label. */
+int sfp_dataset_check_classes(sfp_dataset *train, sfp_dataset *test, int classes,
+			      sfp_error *err);
+
 /* Copy samples idx[0..B) into x (B x shape) and y. */
 void sfp_dataset_gather(const sfp_dataset *d, const uint32_t *idx, int B, float *x, uint8_t *y);
 

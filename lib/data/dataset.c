@@ -190,6 +190,22 @@ void sfp_dataset_gather(const sfp_dataset *d, const uint32_t *idx, int B, float 
 	}
 }
 
+int sfp_dataset_check_classes(sfp_dataset *train, sfp_dataset *test, int classes,
+			      sfp_error *err)
+{
+	sfp_dataset *sets[2] = {train, test};
+	for (int j = 0; j < 2; j++)
+		for (int i = 0; i < sets[j]->n; i++)
+			if (sets[j]->y[i] >= classes)
+				return sfp_error_set(err, SFP_EINVAL,
+						     "'%s': label %d at index %d is outside [0, %d) "
+						     "(the model's classes)",
+						     sets[j]->labels[0] ? sets[j]->labels : sets[j]->source,
+						     sets[j]->y[i], sets[j]->label_base + i, classes);
+	train->classes = test->classes = classes;
+	return SFP_OK;
+}
+
 int sfp_dataset_check_input(const sfp_dataset *d, const int *input, int ndim, sfp_error *err)
 {
 	int a = 0, b = 0;

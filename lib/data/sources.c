@@ -75,6 +75,7 @@ static int take_labels(sfp_dataset *d, const char *file, const void *data, int d
 		return sfp_error_set(err, SFP_EINVAL, "'%s' has %llu labels for %d samples in '%s'",
 				     file, (unsigned long long)count, d->n, d->source);
 	const int64_t hi = classes ? classes : 256;
+	snprintf(d->labels, sizeof d->labels, "%s", file);
 	for (int i = 0; i < d->n; i++) {
 		const unsigned char *p = (const unsigned char *)data;
 		int64_t v = dtype == SFP_NPY_U8    ? p[i]
@@ -141,6 +142,7 @@ static int split_tail(sfp_dataset *train, sfp_dataset *test, float fraction, sfp
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 	memcpy(test->x, train->x + (size_t)nt * per, (size_t)nv * per * sizeof(float));
 	memcpy(test->y, train->y + nt, (size_t)nv);
+	test->label_base = nt;
 	train->n = nt;
 	return SFP_OK;
 }

@@ -158,6 +158,12 @@ int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char
 				   cfg_input_numel(&cfg->model), sfp_shape_numel(t->train.shape));
 		goto out;
 	}
+	/* data.classes 0 (npy, idx): the labels need only fit the model's classes */
+	if (is_last && !cfg->data.classes &&
+	    (cfg->data.dataset == SFP_DATASET_NPY || cfg->data.dataset == SFP_DATASET_IDX) &&
+	    (rc = sfp_dataset_check_classes(&t->train, &t->test, sfp_model_classes(t->model),
+					    err)) < 0)
+		goto out;
 	if (is_last && sfp_model_classes(t->model) != t->train.classes) {
 		rc = sfp_error_set(err, SFP_EINVAL,
 				   "the model outputs %d classes but the data has %d",
