@@ -154,6 +154,10 @@ printf 'x' >"$T/garbage.npy"
 expect 2 "not a .npy file" "$W" --config "$MLP" --set data.test.x="$T/garbage.npy"
 grep -q "garbage.npy'.*bad magic" "$T/err" && ok "bad magic named" || bad "magic: $(cat "$T/err")"
 
+expect 2 "deploy/examples/npy-mlp.yaml loads up to its (missing) data" "$W" --config deploy/examples/npy-mlp.yaml \
+	--set data.train.x="$T/nowhere_x.npy" --set data.train.y="$T/train_y.npy"
+grep -q "nowhere_x.npy" "$T/err" && ok "missing data file named" || bad "example: $(cat "$T/err")"
+
 # ---- token data ----------------------------------------------------------------
 printf 'To be, or not to be, that is the question:\n' >"$T/a.txt"
 for i in 1 2 3 4 5 6; do cat "$T/a.txt"; done >"$T/b.txt"
