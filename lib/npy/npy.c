@@ -231,18 +231,28 @@ static int parse_image(const unsigned char *b, size_t len, int any, header *h, s
 	return SFP_OK;
 }
 
+/* Parse the image and copy its data out (malloc'd into *data). */
+static int parse_copy(const void *buf, size_t len, int any, header *h, void **data,
+		      uint64_t *count, sfp_error *err)
+{
+	size_t off = 0;
+	SFP_TRY(parse_image(buf, len, any, h, &off, count, err));
+	const size_t bytes = *count * sfp_npy_dtype_size(h->dtype);
+	if (!(*data = malloc(bytes ? bytes : 1)))
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for %llu values",
+				     (unsigned long long)*count);
+	memcpy(*data, (const unsigned char *)buf + off, bytes);
+	return SFP_OK;
+}
+
 int sfp_npy_parse(const void *buf, size_t len, sfp_npy *out, sfp_error *err)
 {
 	header h;
-	size_t data;
+	void *data;
 	uint64_t count;
 	memset(out, 0, sizeof *out);
-	SFP_TRY(parse_image(buf, len, 0, &h, &data, &count, err));
-	out->data = malloc(count ? count * 4 : 4);
-	if (!out->data)
-		return sfp_error_set(err, SFP_ENOMEM, "out of memory for %llu values",
-				     (unsigned long long)count);
-	memcpy(out->data, (const unsigned char *)buf + data, count * 4);
+	SFP_TRY(parse_copy(buf, len, 0, &h, &data, &count, err));
+	out->data = data;
 	out->count = count;
 	out->ndim = h.ndim;
 	memcpy(out->shape, h.shape, sizeof out->shape);
@@ -252,16 +262,11 @@ int sfp_npy_parse(const void *buf, size_t len, sfp_npy *out, sfp_error *err)
 int sfp_npy_parse_raw(const void *buf, size_t len, sfp_npy_raw *out, sfp_error *err)
 {
 	header h;
-	size_t data;
+	void *data;
 	uint64_t count;
 	memset(out, 0, sizeof *out);
-	SFP_TRY(parse_image(buf, len, 1, &h, &data, &count, err));
-	const size_t bytes = count * sfp_npy_dtype_size(h.dtype);
-	out->data = malloc(bytes ? bytes : 1);
-	if (!out->data)
-		return sfp_error_set(err, SFP_ENOMEM, "out of memory for %llu values",
-				     (unsigned long long)count);
-	memcpy(out->data, (const unsigned char *)buf + data, bytes);
+	SFP_TRY(parse_copy(buf, len, 1, &h, &data, &count, err));
+	out->data = data;
 	out->count = count;
 	out->ndim = h.ndim;
 	memcpy(out->shape, h.shape, sizeof out->shape);
