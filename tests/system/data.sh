@@ -172,4 +172,5 @@ grep -q "none.txt" "$T/err" && ok "missing text file named" || bad "text: $(cat 
 expect 2 "token data does not train yet" "$W" --config "$MLP" --set data.dataset=tokens --set data.train.x="$T/tok/train.bin"
 grep -q "token data trains once the transformer layers land" "$T/err" && ok "tokens refused with a reason" || bad "tokens: $(cat "$T/err")"
 
+echo "data.sh: $fails failed"
 [ "$fails" -eq 0 ]
