@@ -396,6 +396,8 @@ static void test_cifar10(void)
 	c.classes = 7;
 	expect_fail(&c, SFP_EINVAL, "cifar10 has 10 classes", NULL);
 	c.classes = 0;
+	snprintf(c.path, sizeof c.path, "%s", SFP_FMNIST_DIR);
+	expect_fail(&c, SFP_EINVAL, "data.path: cifar10 needs the folder of data_batch_1.bin", NULL);
 	snprintf(c.path, sizeof c.path, "%s/nowhere", dir);
 	expect_fail(&c, SFP_ENOENT, "nowhere/data_batch_1.bin", NULL);
 

@@ -362,6 +362,11 @@ int sfp_data_load_cifar10(sfp_dataset *train, sfp_dataset *test, const sfp_cfg_d
 	if (cfg->classes && cfg->classes != 10)
 		return sfp_error_set(err, SFP_EINVAL, "data.classes is %d; cifar10 has 10 classes",
 				     cfg->classes);
+	if (!cfg->path[0] || !strcmp(cfg->path, SFP_FMNIST_DIR))
+		return sfp_error_set(err, SFP_EINVAL,
+				     "data.path: cifar10 needs the folder of data_batch_1.bin .. "
+				     "data_batch_5.bin and test_batch.bin (it is '%s')",
+				     cfg->path);
 	SFP_TRY(cifar_files(train, cfg->path, tr, 5, err));
 	return cifar_files(test, cfg->path, te, 1, err);
 }
