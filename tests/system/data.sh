@@ -132,8 +132,14 @@ if command -v mpirun >/dev/null 2>&1; then
 	paste "$T/c1.loss" "$T/c2.loss" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (NF != 2 || d > 1e-4 * $1 + 1e-6) bad = 1; n++ } END { exit (bad || n < 3) }' &&
 		ok "2 ranks see the same augmented batches (losses equal one process's)" ||
 		bad "2 ranks: $(paste "$T/c1.loss" "$T/c2.loss" | tr '\n' ' ')"
+	expect 0 "cifar10 with augmentation on 2 pipeline stages" $MPI -np 2 "$W" --config "$CIFAR" \
+		--set parallel.pipeline_stages=2 --set log.metrics="$T/cp.jsonl"
+	losses "$T/cp.jsonl" >"$T/cp.loss"
+	paste "$T/c1.loss" "$T/cp.loss" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (NF != 2 || d > 1e-4 * $1 + 1e-6) bad = 1; n++ } END { exit (bad || n < 3) }' &&
+		ok "a 2-stage pipeline sees the same augmented batches" ||
+		bad "pipeline: $(paste "$T/c1.loss" "$T/cp.loss" | tr '\n' ' ')"
 else
-	echo "skip data-parallel cifar10: no mpirun"
+	echo "skip data-parallel and pipeline cifar10: no mpirun"
 fi
 
 # ---- bad inputs: exit 2, the file named --------------------------------------
