@@ -1,8 +1,9 @@
 #!/bin/sh
 # data.sh -- users' own data through sfp-worker: small generated .npy,
 # IDX and CIFAR-10 files train a tiny model a few steps each (progress,
-# metrics, test accuracy); a CIFAR-10 run with crop/flip augmentation gives
-# the same losses on 2 data-parallel ranks as in one process; bad inputs
+# metrics, test accuracy); a CIFAR-10 run with crop/flip augmentation is
+# reproducible, resumes to the same losses, and gives one process's losses
+# on 2 data-parallel ranks and on a 2-stage pipeline; bad inputs
 # exit 2 naming the file; `sfp dataset text` writes byte-level token files.
 set -u
 . "$(dirname "$0")/common.inc"
@@ -123,6 +124,12 @@ losses() { grep '"loss"' "$1" | grep -v test_loss | sed 's/.*"loss":\([0-9.e+-]*
 losses "$T/c1.jsonl" >"$T/c1.loss"
 expect 0 "cifar10 again" "$W" --config "$CIFAR" --set log.metrics="$T/c1b.jsonl"
 losses "$T/c1b.jsonl" | cmp -s - "$T/c1.loss" && ok "augmented runs are reproducible" || bad "two runs differ"
+expect 0 "cifar10 with checkpoints" "$W" --config "$CIFAR" --set checkpoint.dir="$T/cck" --set checkpoint.every_steps=4 --set checkpoint.keep=3
+expect 0 "cifar10 resumed from step 4" "$W" --config "$CIFAR" --resume "$T/cck/ckpt-4.sfpk" --set log.metrics="$T/cr.jsonl"
+grep '"step":\(5\|6\|8\|10\),' "$T/c1.jsonl" | grep -v test_loss | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/' >"$T/c1.tail"
+losses "$T/cr.jsonl" >"$T/cr.loss"
+[ -s "$T/c1.tail" ] && cmp -s "$T/c1.tail" "$T/cr.loss" && ok "a resumed augmented run sees the same batches (same losses)" ||
+	bad "resume: $(paste "$T/c1.tail" "$T/cr.loss" | tr '\n' ' ')"
 expect 0 "cifar10 without augmentation" "$W" --config "$CIFAR" --set data.augment=[] --set log.metrics="$T/c0.jsonl"
 losses "$T/c0.jsonl" | cmp -s - "$T/c1.loss" && bad "augmentation changed nothing" || ok "augmentation changes the batches"
 if command -v mpirun >/dev/null 2>&1; then
