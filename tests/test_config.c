@@ -48,6 +48,12 @@ static void test_defaults(void)
 	CU_ASSERT_EQUAL(cfg.train.optimizer.eps, 1e-8f);
 	CU_ASSERT_EQUAL(cfg.prune.weight_lr, 0.005f);
 	CU_ASSERT_STRING_EQUAL(cfg.data.path, "/usr/share/datasets/fashion-mnist");
+	CU_ASSERT_DOUBLE_EQUAL(cfg.data.val_fraction, 0.1, 1e-7);
+	CU_ASSERT_EQUAL(cfg.data.token_bytes, 2);
+	CU_ASSERT_EQUAL(cfg.data.seq_len, 256);
+	CU_ASSERT_EQUAL(cfg.data.classes, 0);
+	CU_ASSERT_EQUAL(cfg.data.n_augment, 0);
+	CU_ASSERT_STRING_EQUAL(cfg.data.train_x, "");
 	CU_ASSERT_EQUAL(cfg.bitlength.pack, 1);
 	CU_ASSERT_EQUAL(cfg.parallel.pipeline_stages, 1);
 	CU_ASSERT_EQUAL(cfg.model.n_layers, 0);
@@ -155,6 +161,12 @@ static void test_errors(void)
 	expect_error(WITH("trian:\n  epochs: 1\n"), "t.yaml:5: unknown section 'trian'");
 	expect_error(WITH("train:\n  epochs: 1\n  epochs: 2\n"), "t.yaml:7: train.epochs: given twice");
 	expect_error(WITH("data:\n  shuffle: maybe\n"), "data.shuffle: expected true or false, got 'maybe'");
+	expect_error(WITH("data:\n  dataset: mnist\n"),
+		     "data.dataset: 'mnist' is not one of: fashion-mnist, npy, idx, cifar10, tokens");
+	expect_error(WITH("data:\n  augment: [crop, rotate]\n"), "data.augment: 'rotate' is not one of: crop, flip");
+	expect_error(WITH("data:\n  token_bytes: 4\n"), "data.token_bytes: 4 is out of range [1, 2]");
+	expect_error(WITH("data:\n  classes: 300\n"), "data.classes: 300 is out of range [0, 256]");
+	expect_error(WITH("data:\n  train: {x: a.npy, z: b.npy}\n"), "data.train: unknown key 'z'");
 	expect_error(WITH("bitlength:\n  m: 24\n"), "bitlength.m: 24 is out of range [0, 23]");
 	expect_error(WITH("bitlength:\n  targets: [weights, biases]\n"), "'biases' is not one of");
 	expect_error(WITH("train:\n  schedule: {type: step}\n"), "step_every is required");
@@ -260,6 +272,18 @@ static void test_set(void)
 	CU_ASSERT_STRING_EQUAL(cfg.log.metrics, "");
 	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "data.shuffle=true", &err), SFP_OK);
 	CU_ASSERT_EQUAL(cfg.data.shuffle, 1);
+	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "data.dataset=cifar10", &err), SFP_OK);
+	CU_ASSERT_EQUAL(cfg.data.dataset, SFP_DATASET_CIFAR10);
+	CU_ASSERT_STRING_EQUAL(sfp_config_enum_name("data.dataset", SFP_DATASET_TOKENS), "tokens");
+	const int n_targets = cfg.bitlength.n_targets;
+	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "data.augment=[flip, crop]", &err), SFP_OK);
+	CU_ASSERT(cfg.data.n_augment == 2 && cfg.data.augment[0] == SFP_AUGMENT_FLIP &&
+		  cfg.data.augment[1] == SFP_AUGMENT_CROP);
+	CU_ASSERT_EQUAL(cfg.bitlength.n_targets, n_targets); /* a list of its own */
+	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "data.train.x=tok/train.bin", &err), SFP_OK);
+	CU_ASSERT_STRING_EQUAL(cfg.data.train_x, "tok/train.bin");
+	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "data.seq_len=64", &err), SFP_OK);
+	CU_ASSERT_EQUAL(cfg.data.seq_len, 64);
 
 	CU_ASSERT_EQUAL(sfp_config_set(&cfg, "train.batch_size=x", &err), SFP_EINVAL);
 	CU_ASSERT_STRING_EQUAL(err.msg, "--set train.batch_size=x: expected an integer, got 'x'");

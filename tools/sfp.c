@@ -6,6 +6,7 @@
  *   sfp inspect [--json] IN.sfpt
  *   sfp bench codec|gecko|refine|train|daemon [...]   (runs sfp-bench, beside sfp)
  *   sfp dataset fmnist [--split S] [--count N] OUT.npy
+ *   sfp dataset text FILE... --out DIR [--val-fraction F] [--token-bytes 1|2]
  *   sfp eval --config FILE --checkpoint CKPT | --model MODEL.sfpq
  *   sfp export --config FILE --checkpoint CKPT --out MODEL.sfpq [...]
  *
@@ -48,6 +49,8 @@ static const char *usage_text =
 	"                      decoder-side refinement on a trained model's tensors\n"
 	"  dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
 	"                      Fashion-MNIST images as float32 N x 28 x 28 in [0, 1]\n"
+	"  dataset text FILE... --out DIR [--val-fraction F] [--token-bytes 1|2]\n"
+	"                      byte-level token files DIR/train.bin, DIR/val.bin (data.dataset tokens)\n"
 	"  eval --config FILE --checkpoint CKPT|DIR [--set K=V ...]\n"
 	"                      test-set accuracy of a trained checkpoint\n"
 	"  export --config FILE --checkpoint CKPT|DIR --out MODEL.sfpq [options]\n"
@@ -113,7 +116,11 @@ static const struct {
 		   "  the width records of a metrics log: evolution table per tensor, footprint\n"
 		   "  reduction against float32, and a PNG (default LOG.jsonl.png)\n"},
 	{"dataset", "usage: sfp dataset fmnist [--split train|t10k] [--count N] OUT.npy\n"
-		    "  Fashion-MNIST images as float32 N x 28 x 28 scaled to [0, 1]\n"},
+		    "  Fashion-MNIST images as float32 N x 28 x 28 scaled to [0, 1]\n"
+		    "usage: sfp dataset text FILE... --out DIR [--val-fraction F] [--token-bytes 1|2]\n"
+		    "  the files' bytes in the given order as tokens (vocabulary 256): the last\n"
+		    "  F (default 0.1, at most 0.9) into DIR/val.bin, the rest into DIR/train.bin,\n"
+		    "  each id as uint16 little-endian (default) or uint8; for data.dataset tokens\n"},
 };
 
 static const char *help_for(const char *cmd)
@@ -576,8 +583,61 @@ out:
 	return ret;
 }
 
+#define MAX_TEXT_FILES 1024
+
+/* sfp dataset text FILE... --out DIR [--val-fraction F] [--token-bytes 1|2] */
+static int cmd_dataset_text(int argc, char **argv)
+{
+	const char *files[MAX_TEXT_FILES], *dir = NULL;
+	int nfiles = 0;
+	double frac = 0.1;
+	uint64_t tb = 2;
+	for (int i = 1; i < argc; i++) {
+		const char *val;
+		if (!strcmp(argv[i], "--out")) {
+			if (!(dir = optval(argc, argv, &i)))
+				return SFP_EXIT_USAGE;
+		} else if (!strcmp(argv[i], "--val-fraction")) {
+			char *end;
+			if (!(val = optval(argc, argv, &i)))
+				return SFP_EXIT_USAGE;
+			frac = strtod(val, &end);
+			if (!val[0] || *end || !(frac > 0.0 && frac <= 0.9))
+				return usage_error("--val-fraction must be a number in (0, 0.9], not '%s'",
+						   val);
+		} else if (!strcmp(argv[i], "--token-bytes")) {
+			if (!(val = optval(argc, argv, &i)))
+				return SFP_EXIT_USAGE;
+			if (sfp_parse_u64(val, 1, 2, &tb) < 0)
+				return usage_error("--token-bytes must be 1 or 2, not '%s'", val);
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return usage_error("unknown option '%s'", argv[i]);
+		} else if (nfiles == MAX_TEXT_FILES) {
+			return usage_error("more than %d files", MAX_TEXT_FILES);
+		} else {
+			files[nfiles++] = argv[i];
+		}
+	}
+	if (!nfiles || !dir)
+		return usage_error("%s", "usage: sfp dataset text FILE... --out DIR "
+				   "[--val-fraction F] [--token-bytes 1|2]");
+	sfp_error err;
+	int64_t nt, nv;
+	int rc = sfp_tokens_write_text(files, nfiles, dir, (float)frac, (int)tb, &nt, &nv, &err);
+	if (rc < 0) {
+		fprintf(stderr, "sfp: %s\n", err.msg);
+		return sfp_exit_code(rc);
+	}
+	printf("%s/train.bin: %" PRId64 " tokens\n%s/val.bin: %" PRId64
+	       " tokens\nvocabulary 256 (bytes), %d byte%s a token\n",
+	       dir, nt, dir, nv, (int)tb, tb == 1 ? "" : "s");
+	return SFP_EXIT_OK;
+}
+
 static int cmd_dataset(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "text"))
+		return cmd_dataset_text(argc - 1, argv + 1);
 	const char *split = "t10k", *out = NULL, *name = NULL;
 	uint64_t count = 0;
 	for (int i = 1; i < argc; i++) {
@@ -597,7 +657,7 @@ static int cmd_dataset(int argc, char **argv)
 	if (!name || !out)
 		return usage_error("%s", "usage: sfp dataset fmnist [--split train|t10k] [--count N] OUT.npy");
 	if (strcmp(name, "fmnist") != 0)
-		return usage_error("unknown dataset '%s' (fmnist)", name);
+		return usage_error("unknown dataset '%s' (fmnist, text)", name);
 	sfp_idx img, lab;
 	sfp_error err;
 	int rc = sfp_fmnist_load(NULL, split, &img, &lab, &err);

@@ -36,7 +36,15 @@ extern "C" {
  * string a file or `--set` gives. Where a library enum below config is the
  * same set it is the one stored (the prune keys).
  */
-enum sfp_cfg_dataset { SFP_DATASET_FASHION_MNIST = 0 };
+enum sfp_cfg_dataset {
+	SFP_DATASET_FASHION_MNIST = 0,
+	SFP_DATASET_NPY = 1,
+	SFP_DATASET_IDX = 2,
+	SFP_DATASET_CIFAR10 = 3,
+	SFP_DATASET_TOKENS = 4
+};
+/* data.augment items; as bits, 1 << item (sfp_dataset.augment, sfp/data.h) */
+enum sfp_cfg_augment { SFP_AUGMENT_CROP = 0, SFP_AUGMENT_FLIP = 1 };
 enum sfp_cfg_optimizer_type { SFP_OPTIMIZER_SGD = 0, SFP_OPTIMIZER_ADAMW = 1 };
 enum sfp_cfg_schedule_type { SFP_SCHEDULE_CONSTANT = 0, SFP_SCHEDULE_STEP = 1, SFP_SCHEDULE_COSINE = 2 };
 /* bitlength.policy; the trainer maps it onto enum sfp_qpolicy (sfp/nn.h),
@@ -106,9 +114,21 @@ typedef struct sfp_cfg_model {
 	sfp_cfg_layer layers[SFP_CFG_MAX_LAYERS];
 } sfp_cfg_model;
 
+#define SFP_CFG_MAX_AUGMENT 2
+
 typedef struct sfp_cfg_data {
-	int dataset;                /* enum sfp_cfg_dataset: "fashion-mnist" (the only one for now) */
-	char path[SFP_CFG_PATH];    /* default SFP_FMNIST_DIR */
+	int dataset;                /* enum sfp_cfg_dataset: "fashion-mnist" (default), "npy",
+				       "idx", "cifar10", "tokens" */
+	char path[SFP_CFG_PATH];    /* fashion-mnist, cifar10: the folder (default SFP_FMNIST_DIR) */
+	/* npy, idx: samples and labels; tokens: train_x and test_x only */
+	char train_x[SFP_CFG_PATH], train_y[SFP_CFG_PATH];
+	char test_x[SFP_CFG_PATH], test_y[SFP_CFG_PATH]; /* "": hold out val_fraction of train */
+	float val_fraction;         /* last fraction of train held out without test files (0.1) */
+	int classes;                /* npy, idx: 0 (default) = max label + 1 */
+	int n_augment;
+	int augment[SFP_CFG_MAX_AUGMENT]; /* enum sfp_cfg_augment: training batches only */
+	int token_bytes;            /* tokens: 2 (default, uint16 LE) or 1 (uint8) */
+	int seq_len;                /* tokens: T, the window (default 256) */
 	int normalize;              /* 1 (default): (x/255 - mean) / std of the train set */
 	int shuffle;                /* 1 (default): reshuffle every epoch, seeded */
 	int train_limit;            /* use the first N training samples (0 = all) */

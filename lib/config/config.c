@@ -42,7 +42,8 @@ typedef struct key_desc {
 	const char *def;       /* default value; a list's items separated by ", " */
 } key_desc;
 
-static const char *const datasets[] = {"fashion-mnist", NULL};
+static const char *const datasets[] = {"fashion-mnist", "npy", "idx", "cifar10", "tokens", NULL};
+static const char *const augments[] = {"crop", "flip", NULL};
 static const char *const optimizers[] = {"sgd", "adamw", NULL};
 static const char *const schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const policies[] = {"fixed", "quantum", "bitwave", NULL};
@@ -58,7 +59,8 @@ static const char *const nng_schemes[] = {"tcp", "ipc", NULL};
 
 /* each table ends with its enum's last value (then the NULL) */
 #define LAST_IS(tab, last) static_assert(sizeof tab / sizeof tab[0] == (last) + 2, #tab)
-LAST_IS(datasets, SFP_DATASET_FASHION_MNIST);
+LAST_IS(datasets, SFP_DATASET_TOKENS);
+LAST_IS(augments, SFP_AUGMENT_FLIP);
 LAST_IS(optimizers, SFP_OPTIMIZER_ADAMW);
 LAST_IS(schedules, SFP_SCHEDULE_COSINE);
 LAST_IS(policies, SFP_POLICY_BITWAVE);
@@ -84,6 +86,15 @@ static const key_desc keys[] = {
 	{"data.shuffle", K_BOOL, F(data.shuffle), 0, 1, 0, NULL, "true"},
 	{"data.train_limit", K_INT, F(data.train_limit), 0, INT_MAX, 0, NULL, NULL},
 	{"data.test_limit", K_INT, F(data.test_limit), 0, INT_MAX, 0, NULL, NULL},
+	STR("data.train.x", data.train_x, NULL),
+	STR("data.train.y", data.train_y, NULL),
+	STR("data.test.x", data.test_x, NULL),
+	STR("data.test.y", data.test_y, NULL),
+	{"data.val_fraction", K_FLOAT, F(data.val_fraction), 0, 0.9, 0, NULL, "0.1"},
+	{"data.classes", K_INT, F(data.classes), 0, 256, 0, NULL, NULL},
+	{"data.augment", K_ENUMLIST, F(data.augment), 0, 0, SFP_CFG_MAX_AUGMENT, augments, NULL},
+	{"data.token_bytes", K_INT, F(data.token_bytes), 1, 2, 0, NULL, "2"},
+	{"data.seq_len", K_INT, F(data.seq_len), 1, 1 << 20, 0, NULL, "256"},
 	{"train.epochs", K_INT, F(train.epochs), 1, 1000000, 0, NULL, "1"},
 	{"train.max_steps", K_I64, F(train.max_steps), 0, 1e15, 0, NULL, NULL},
 	{"train.batch_size", K_INT, F(train.batch_size), 1, 1 << 20, 0, NULL, "64"},
@@ -401,6 +412,8 @@ static void set_count(walker *w, const key_desc *k, int count)
 {
 	if (k->kind == K_INTLIST)
 		w->cfg->model.input_ndim = count;
+	else if (k->off == F(data.augment))
+		w->cfg->data.n_augment = count;
 	else
 		w->cfg->bitlength.n_targets = count;
 }

@@ -56,7 +56,14 @@ static int parse_str(cursor *c, char *buf, size_t cap)
 	return 1;
 }
 
-static int parse_shape(cursor *c, sfp_npy *out, sfp_error *err)
+/* A header's fields: the shape and the element type. */
+typedef struct header {
+	unsigned ndim;
+	uint64_t shape[SFP_NPY_MAX_DIMS];
+	int dtype; /* enum sfp_npy_dtype */
+} header;
+
+static int parse_shape(cursor *c, header *out, sfp_error *err)
 {
 	if (!eat(c, '('))
 		return sfp_error_set(err, SFP_ECORRUPT, "shape is not a tuple");
@@ -93,7 +100,27 @@ static int parse_shape(cursor *c, sfp_npy *out, sfp_error *err)
 	}
 }
 
-static int parse_dict(const char *h, size_t len, sfp_npy *out, sfp_error *err)
+/* The descr strings of enum sfp_npy_dtype, in its order; numpy writes
+ * one-byte types with '|', some writers with '<'. */
+static const char *const descrs[][2] = {
+	{"<f4", "<f4"}, {"<f8", "<f8"}, {"|u1", "<u1"}, {"<i4", "<i4"}, {"<i8", "<i8"}};
+
+static int descr_dtype(const char *v)
+{
+	for (int i = 0; i < (int)(sizeof descrs / sizeof descrs[0]); i++)
+		if (!strcmp(v, descrs[i][0]) || !strcmp(v, descrs[i][1]))
+			return i;
+	return -1;
+}
+
+size_t sfp_npy_dtype_size(int dtype)
+{
+	static const size_t size[] = {4, 8, 1, 4, 8};
+	return dtype >= 0 && dtype < (int)(sizeof size / sizeof size[0]) ? size[dtype] : 0;
+}
+
+/* `any`: accept every enum sfp_npy_dtype, else float32 only. */
+static int parse_dict(const char *h, size_t len, header *out, int any, sfp_error *err)
 {
 	cursor c = {h, h + len};
 	int have_descr = 0, have_fortran = 0, have_shape = 0;
@@ -108,10 +135,17 @@ static int parse_dict(const char *h, size_t len, sfp_npy *out, sfp_error *err)
 		if (!strcmp(key, "descr") && !have_descr) {
 			if (!parse_str(&c, val, sizeof val))
 				return sfp_error_set(err, SFP_ECORRUPT, "descr is not a string");
-			if (strcmp(val, "<f4") != 0)
+			out->dtype = descr_dtype(val);
+			if (!any && out->dtype != SFP_NPY_F32)
 				return sfp_error_set(err, SFP_EUNSUPPORTED,
 						     "dtype '%s' is not float32 (convert with "
 						     "x.astype('<f4'))",
+						     val);
+			if (out->dtype < 0)
+				return sfp_error_set(err, SFP_EUNSUPPORTED,
+						     "dtype '%s' is not supported (float32 '<f4', "
+						     "float64 '<f8', uint8 '|u1', int32 '<i4', "
+						     "int64 '<i8')",
 						     val);
 			have_descr = 1;
 		} else if (!strcmp(key, "fortran_order") && !have_fortran) {
@@ -153,10 +187,12 @@ static int parse_dict(const char *h, size_t len, sfp_npy *out, sfp_error *err)
 	return SFP_OK;
 }
 
-int sfp_npy_parse(const void *buf, size_t len, sfp_npy *out, sfp_error *err)
+/* Check the image's header; on success *h, and the data (*count elements)
+ * at buf + *data_off, exactly filling the rest of the image. */
+static int parse_image(const unsigned char *b, size_t len, int any, header *h, size_t *data_off,
+		       uint64_t *count, sfp_error *err)
 {
-	const unsigned char *b = buf;
-	memset(out, 0, sizeof *out);
+	memset(h, 0, sizeof *h);
 	if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
 		return sfp_error_set(err, SFP_ECORRUPT, "not a .npy file (bad magic)");
 	unsigned major = b[6], minor = b[7];
@@ -177,47 +213,78 @@ int sfp_npy_parse(const void *buf, size_t len, sfp_npy *out, sfp_error *err)
 	if (hl > NPY_MAX_HEADER || hl > len - off)
 		return sfp_error_set(err, SFP_ETRUNC, "header of %zu bytes does not fit the file",
 				     hl);
-	int rc = parse_dict((const char *)b + off, hl, out, err);
-	if (rc < 0) {
-		memset(out, 0, sizeof *out);
-		return rc;
-	}
-	uint64_t count = 1;
-	for (unsigned i = 0; i < out->ndim; i++) {
-		if (out->shape[i] && count > (UINT64_MAX / 4) / out->shape[i]) {
-			memset(out, 0, sizeof *out);
+	SFP_TRY(parse_dict((const char *)b + off, hl, h, any, err));
+	const size_t item = sfp_npy_dtype_size(h->dtype);
+	uint64_t n = 1;
+	for (unsigned i = 0; i < h->ndim; i++) {
+		if (h->shape[i] && n > (UINT64_MAX / 8) / h->shape[i])
 			return sfp_error_set(err, SFP_ECORRUPT, "shape too large");
-		}
-		count *= out->shape[i];
+		n *= h->shape[i];
 	}
-	size_t data = off + hl;
-	if ((len - data) / 4 != count || (len - data) % 4) {
-		size_t have = len - data;
-		memset(out, 0, sizeof *out);
-		return sfp_error_set(err, have < count * 4 ? SFP_ETRUNC : SFP_ECORRUPT,
+	size_t data = off + hl, have = len - data;
+	if (have / item != n || have % item)
+		return sfp_error_set(err, have / item < n ? SFP_ETRUNC : SFP_ECORRUPT,
 				     "shape needs %llu bytes of data, file has %zu",
-				     (unsigned long long)(count * 4), have);
-	}
-	out->count = count;
-	out->data = malloc(count ? count * 4 : 4);
-	if (!out->data) {
-		memset(out, 0, sizeof *out);
-		return sfp_error_set(err, SFP_ENOMEM, "out of memory for %llu values",
-				     (unsigned long long)count);
-	}
-	memcpy(out->data, b + data, count * 4);
+				     (unsigned long long)(n * item), have);
+	*data_off = data;
+	*count = n;
 	return SFP_OK;
 }
 
-int sfp_npy_read(const char *path, sfp_npy *out, sfp_error *err)
+/* Parse the image and copy its data out (malloc'd into *data). */
+static int parse_copy(const void *buf, size_t len, int any, header *h, void **data,
+		      uint64_t *count, sfp_error *err)
+{
+	size_t off = 0;
+	SFP_TRY(parse_image(buf, len, any, h, &off, count, err));
+	const size_t bytes = *count * sfp_npy_dtype_size(h->dtype);
+	if (!(*data = malloc(bytes ? bytes : 1)))
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory for %llu values",
+				     (unsigned long long)*count);
+	memcpy(*data, (const unsigned char *)buf + off, bytes);
+	return SFP_OK;
+}
+
+int sfp_npy_parse(const void *buf, size_t len, sfp_npy *out, sfp_error *err)
+{
+	header h;
+	void *data;
+	uint64_t count;
+	memset(out, 0, sizeof *out);
+	SFP_TRY(parse_copy(buf, len, 0, &h, &data, &count, err));
+	out->data = data;
+	out->count = count;
+	out->ndim = h.ndim;
+	memcpy(out->shape, h.shape, sizeof out->shape);
+	return SFP_OK;
+}
+
+int sfp_npy_parse_raw(const void *buf, size_t len, sfp_npy_raw *out, sfp_error *err)
+{
+	header h;
+	void *data;
+	uint64_t count;
+	memset(out, 0, sizeof *out);
+	SFP_TRY(parse_copy(buf, len, 1, &h, &data, &count, err));
+	out->data = data;
+	out->count = count;
+	out->ndim = h.ndim;
+	memcpy(out->shape, h.shape, sizeof out->shape);
+	out->dtype = h.dtype;
+	return SFP_OK;
+}
+
+/* Read `path` whole and parse it with `parse`, naming the file in errors. */
+static int read_with(const char *path, void *out, size_t out_size,
+		     int (*parse)(const void *, size_t, void *, sfp_error *), sfp_error *err)
 {
 	void *buf;
 	size_t len;
-	memset(out, 0, sizeof *out);
+	memset(out, 0, out_size);
 	int rc = sfp_file_read(path, &buf, &len, err);
 	if (rc < 0)
 		return rc;
-	rc = sfp_npy_parse(buf, len, out, err);
+	rc = parse(buf, len, out, err);
 	free(buf);
 	if (rc < 0 && err) {
 		char detail[sizeof err->msg];
@@ -225,6 +292,34 @@ int sfp_npy_read(const char *path, sfp_npy *out, sfp_error *err)
 		snprintf(err->msg, sizeof err->msg, "cannot read '%.80s': %.150s", path, detail);
 	}
 	return rc;
+}
+
+static int parse_f32(const void *buf, size_t len, void *out, sfp_error *err)
+{
+	return sfp_npy_parse(buf, len, out, err);
+}
+
+static int parse_raw(const void *buf, size_t len, void *out, sfp_error *err)
+{
+	return sfp_npy_parse_raw(buf, len, out, err);
+}
+
+int sfp_npy_read(const char *path, sfp_npy *out, sfp_error *err)
+{
+	return read_with(path, out, sizeof *out, parse_f32, err);
+}
+
+int sfp_npy_read_raw(const char *path, sfp_npy_raw *out, sfp_error *err)
+{
+	return read_with(path, out, sizeof *out, parse_raw, err);
+}
+
+void sfp_npy_raw_release(sfp_npy_raw *a)
+{
+	if (a) {
+		free(a->data);
+		memset(a, 0, sizeof *a);
+	}
 }
 
 void sfp_npy_release(sfp_npy *a)

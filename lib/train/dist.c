@@ -345,7 +345,7 @@ static int pipeline_step(sfp_trainer *t, const uint32_t *idx, int bd, int total,
 	sfp_params ap;
 	act_params(t, &ap);
 	if (is_first)
-		sfp_dataset_gather(&t->train, idx, bd, d->mbx, d->mby);
+		SFP_TRY(sfp_train_gather(t, idx, bd, d->mbx, d->mby, err));
 	else if (is_last)
 		for (int i = 0; i < bd; i++)
 			d->mby[i] = t->train.y[idx[i]];
@@ -410,7 +410,7 @@ int sfp_dist_step(sfp_trainer *t, int64_t first, int b, double out[3], sfp_error
 		SFP_TRY(pipeline_step(t, idx, (int)bd, b, &lsum, &ok, err));
 	} else if (bd > 0) {
 		int c = 0;
-		sfp_dataset_gather(&t->train, idx, (int)bd, t->bx, t->by);
+		SFP_TRY(sfp_train_gather(t, idx, (int)bd, t->bx, t->by, err));
 		sfp_model_forward(m, t->bx, (int)bd, SFP_FORWARD_TRAIN, noise_seed(t, 0));
 		float l = sfp_model_loss(m, t->by, (int)bd, &c, 1);
 		lsum = (double)l * (double)bd;

@@ -60,6 +60,13 @@ static int loop_batch(sfp_trainer *t, const loop_mode *md, int64_t s, int64_t *f
 	return (int)(t->train.n - *first < B ? t->train.n - *first : B);
 }
 
+int sfp_train_gather(sfp_trainer *t, const uint32_t *idx, int b, float *x, uint8_t *y,
+		     sfp_error *err)
+{
+	sfp_dataset_gather(&t->train, idx, b, x, y);
+	return sfp_dataset_augment(&t->train, idx, b, t->cfg.train.seed, t->order_epoch, x, err);
+}
+
 /* Bits per value of weights + stored activations at the packing widths. */
 static float footprint_bits(const sfp_trainer *t)
 {
@@ -110,7 +117,7 @@ static int loop_step(sfp_trainer *t, const loop_mode *md, float *loss, int *ok, 
 		*loss = (float)(sums[0] / sums[2]);
 		*ok = (int)sums[1];
 	} else {
-		sfp_dataset_gather(&t->train, t->order + first, *b, t->bx, t->by);
+		SFP_TRY(sfp_train_gather(t, t->order + first, *b, t->bx, t->by, err));
 		sfp_model_forward(t->model, t->bx, *b, SFP_FORWARD_TRAIN, md->seed * NOISE_MUL + (uint64_t)s);
 		*loss = sfp_model_loss(t->model, t->by, *b, ok, 1);
 	}
@@ -312,7 +319,8 @@ static void prune_calibrate(sfp_trainer *t, const loop_mode *md)
 	for (int64_t s = 0; s < CALIBRATION_BATCHES; s++) {
 		int64_t first;
 		const int b = loop_batch(t, md, s, &first);
-		sfp_dataset_gather(&t->train, t->order + first, b, t->bx, t->by);
+		if (sfp_train_gather(t, t->order + first, b, t->bx, t->by, NULL) < 0)
+			break; /* out of memory: fewer calibration batches */
 		sfp_model_forward(t->model, t->bx, b, SFP_FORWARD_TRAIN, md->seed * NOISE_MUL + (uint64_t)s);
 	}
 	sfp_model_prune_observe(t->model, 0);

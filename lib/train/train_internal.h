@@ -85,6 +85,11 @@ static inline int sfp_bitwave_live(const struct sfp_trainer *t)
 	return (double)t->step < (double)t->cfg.bitlength.freeze * (double)t->total_steps;
 }
 
+/* loop.c: training samples idx[0..b) into x and y, augmented as
+ * data.augment asks for the epoch of the current order (t->order_epoch). */
+int sfp_train_gather(sfp_trainer *t, const uint32_t *idx, int b, float *x, uint8_t *y,
+		     sfp_error *err);
+
 /* trainer.c, loop.c: the trainer's own files; these are the others'. */
 
 /* checkpoint.c */

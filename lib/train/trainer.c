@@ -139,7 +139,18 @@ int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char
 		sfp_model_want_input_grad(t->model, 1);
 	if (!is_last)
 		sfp_model_set_output_stored(t->model, 1);
+	if (cfg->data.dataset == SFP_DATASET_TOKENS) {
+		rc = sfp_error_set(err, SFP_EUNSUPPORTED,
+				   "data.dataset tokens: token data trains once the transformer "
+				   "layers land");
+		goto out;
+	}
 	if ((rc = sfp_dataset_load(&t->train, &t->test, &cfg->data, err)) < 0)
+		goto out;
+	/* Fashion-MNIST keeps its old rule (only the value count must match) */
+	if (cfg->data.dataset != SFP_DATASET_FASHION_MNIST &&
+	    (rc = sfp_dataset_check_input(&t->train, cfg->model.input, cfg->model.input_ndim,
+					  err)) < 0)
 		goto out;
 	if ((size_t)cfg_input_numel(&cfg->model) != sfp_shape_numel(t->train.shape)) {
 		rc = sfp_error_set(err, SFP_EINVAL,
@@ -147,6 +158,12 @@ int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char
 				   cfg_input_numel(&cfg->model), sfp_shape_numel(t->train.shape));
 		goto out;
 	}
+	/* data.classes 0 (npy, idx): the labels need only fit the model's classes */
+	if (is_last && !cfg->data.classes &&
+	    (cfg->data.dataset == SFP_DATASET_NPY || cfg->data.dataset == SFP_DATASET_IDX) &&
+	    (rc = sfp_dataset_check_classes(&t->train, &t->test, sfp_model_classes(t->model),
+					    err)) < 0)
+		goto out;
 	if (is_last && sfp_model_classes(t->model) != t->train.classes) {
 		rc = sfp_error_set(err, SFP_EINVAL,
 				   "the model outputs %d classes but the data has %d",

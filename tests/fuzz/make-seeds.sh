@@ -7,22 +7,39 @@ S=${BUILD:-build}/bin/sfp
 C=tests/fuzz/corpus
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-mkdir -p $C/decode $C/npy $C/gecko $C/roundtrip
+mkdir -p $C/decode $C/npy $C/gecko $C/roundtrip $C/data
 python3 - "$T" <<'PY'
 import random, struct, sys
 t = sys.argv[1]
 random.seed(1)
 vals = [random.gauss(0, 1) if random.random() < 0.6 else 0.0 for _ in range(40)]
 vals += [float("nan"), float("inf"), -0.0, 1e-40]
-def npy(path, v, shape):
-    d = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % "".join("%d," % s for s in shape)
+def npy_bytes(descr, shape, payload):
+    d = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (descr, "".join("%d," % s for s in shape))
     hl = ((10 + len(d) + 1 + 63) // 64) * 64 - 10
     h = d + " " * (hl - len(d) - 1) + "\n"
-    open(path, "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", hl) + h.encode() + struct.pack("<%df" % len(v), *v))
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", hl) + h.encode() + payload
+def npy(path, v, shape):
+    open(path, "wb").write(npy_bytes("<f4", shape, struct.pack("<%df" % len(v), *v)))
 npy(t + "/a.npy", vals, (44,))
 npy(t + "/b.npy", vals[:40], (5, 8))
 npy("tests/fuzz/corpus/npy/small.npy", vals[:12], (3, 4))
 npy("tests/fuzz/corpus/npy/scalar.npy", vals[:1], ())
+# fuzz_data: the first byte picks the reader (0 CIFAR-10 batch, 1 token file
+# after 3 parameter bytes, 2 .npy of any dtype)
+random.seed(2)
+c = "tests/fuzz/corpus/data/"
+rec = bytes([3]) + bytes(random.randrange(256) for _ in range(3072))
+open(c + "cifar1", "wb").write(b"\x00" + rec)
+open(c + "cifar2", "wb").write(b"\x00" + rec + bytes([9]) + rec[1:])
+ids = [random.randrange(300) for _ in range(40)]
+open(c + "tokens16", "wb").write(b"\x01" + bytes([1, 7, 2]) + struct.pack("<40H", *ids))
+open(c + "tokens8", "wb").write(b"\x01" + bytes([0, 3, 1]) + b"hello, world, hello")
+for name, descr, shape, payload in (("npy_u8", "|u1", (2, 3), bytes(range(6))),
+                                    ("npy_i8", "<i8", (3,), struct.pack("<3q", 1, -2, 3)),
+                                    ("npy_i4", "<i4", (2, 2), struct.pack("<4i", 1, 2, 3, 4)),
+                                    ("npy_f8", "<f8", (2,), struct.pack("<2d", 0.5, -1.25))):
+    open(c + name, "wb").write(b"\x02" + npy_bytes(descr, shape, payload))
 for i, (ep, m) in enumerate([(0, 23), (3, 2), (7, 22), (1, 0)]):
     open("tests/fuzz/corpus/roundtrip/seed%d" % i, "wb").write(bytes([ep, m, i * 5, i, 120, i, 2, 0]) + struct.pack("<44f", *vals))
 PY

@@ -1,7 +1,7 @@
 #!/bin/sh
 # layout.sh -- the library's dependency direction, read from the #include
 # lines: common <- codec <- quant <- nn <- train, where train also uses
-# transport, coord, data and stats. A module may include its own internal
+# transport, coord, data and stats, and data uses npy (users' .npy datasets). A module may include its own internal
 # headers and the public headers (include/sfp/) of the modules below it,
 # directly or through another public header; nothing else. In particular no
 # file of lib/nn includes transport.h, the daemon protocol (coord.h, the
@@ -37,7 +37,7 @@ allowed() {
 	codec) echo "common codec" ;;
 	quant) echo "common codec quant" ;;
 	nn) echo "common codec quant config nn plugin" ;;
-	data) echo "common config data" ;;
+	data) echo "common config npy data" ;;
 	config | npy | plot) echo "common $1" ;;
 	transport) echo "common codec transport" ;;
 	stats) echo "common stats" ;;
