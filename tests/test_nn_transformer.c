@@ -497,6 +497,30 @@ static void test_containers(void)
 	gpt_close(&q);
 }
 
+/* BitPruning learns widths for the per-token linears (fc1, fc2; the tied
+ * head has no matrix of its own); embedding and attention stay float32. */
+static void test_prune(void)
+{
+	gpt_run r;
+	gpt_open(&r, SFP_QPOLICY_OFF, 0, 0);
+	sfp_prune_opts o = {SFP_PRUNE_CHANNEL, SFP_PRUNE_MEMORY, SFP_PRUNE_ADAM, 0, 8.0f, 2.0f, 16.0f};
+	sfp_error err;
+	CU_ASSERT_EQUAL_FATAL(sfp_model_set_prune(r.m, &o, &err), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_model_n_pruned(r.m), 2);
+	sfp_prune_info inf;
+	sfp_model_pruned(r.m, 0, &inf);
+	CU_ASSERT_EQUAL(inf.groups, 4 * GD); /* fc1's output features */
+	CU_ASSERT_DOUBLE_EQUAL(inf.macs, (double)GT * GD * 4 * GD, 1e-9); /* per token */
+	float loss = 0.0f;
+	for (int t = 1; t <= 10; t++) {
+		loss = gpt_step(&r, t, NULL);
+		sfp_model_prune_update(r.m, 0.01f, 0.01f);
+	}
+	CU_ASSERT(isfinite(loss));
+	CU_ASSERT_EQUAL(sfp_model_prune_finalize(r.m, &err), SFP_OK);
+	gpt_close(&r);
+}
+
 /* ---- errors and compatibility ------------------------------------------------ */
 static void expect_error(const sfp_cfg_model *cfg, const char *want)
 {
@@ -580,6 +604,7 @@ int main(void)
 		{"embedding: bad ids give a zero row and are counted", test_embedding_guard},
 		{"tiny GPT overfits a fixed sequence", test_overfit},
 		{"containers: e8 m23 bit-identical, e5 m4 trains", test_containers},
+		{"BitPruning on the per-token linears", test_prune},
 		{"shape errors name the layer", test_shape_errors},
 		{"example models keep their parameters and signatures", test_examples_unchanged},
 		{NULL, NULL},
