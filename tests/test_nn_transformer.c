@@ -14,6 +14,7 @@
 
 #include "sfp/config.h"
 #include "sfp/nn.h"
+#include "tests/util/fdcheck.h"
 #include "tests/util/testutil.h"
 
 /* Central differences in float32, as test_nn_layers.c: the tolerance covers
@@ -125,18 +126,19 @@ static void fill_data(const sfp_model *m, int B, int vocab, float *x, int32_t *y
 		y[i] = (int32_t)sfp_rng_below(&r, (uint64_t)last.out.w);
 }
 
-static float loss_at(sfp_model *m, const float *x, const int32_t *y, int B)
-{
-	sfp_model_forward(m, x, B, 1, 7);
-	return sfp_model_loss_tokens(m, y, B, NULL, 0);
-}
+/* The per-token loss of a training forward, for the finite differences. */
+typedef struct fd_ctx {
+	sfp_model *m;
+	const float *x;
+	const int32_t *y;
+	int B;
+} fd_ctx;
 
-static int check_close(double a, double n, double *maxdiff)
+static float loss_at(void *ctx)
 {
-	double d = fabs(a - n);
-	if (d > *maxdiff)
-		*maxdiff = d;
-	return d <= FD_ATOL + FD_RTOL * fmax(fabs(a), fabs(n));
+	const fd_ctx *c = ctx;
+	sfp_model_forward(c->m, c->x, c->B, 1, 7);
+	return sfp_model_loss_tokens(c->m, c->y, c->B, NULL, 0);
 }
 
 /* Gradients of sfp_model_loss_tokens and the input gradient after one
@@ -190,46 +192,14 @@ static void gradcheck(const char *what, const sfp_cfg_model *cfg, int B, int voc
 	}
 	CU_ASSERT_EQUAL(tbad, 0);
 
-	double maxdiff = 0.0;
-	int bad = 0, checked = 0;
-	for (int li = 0; li < sfp_model_n_layers(m); li++) {
-		sfp_layer_info inf;
-		sfp_model_layer(m, li, &inf);
-		for (int k = 0; k < FD_SAMPLES && inf.nparams; k++) {
-			size_t j = inf.param_offset + (k == 0 ? 0 : sfp_rng_below(&r, inf.nparams));
-			float keep = p[j];
-			p[j] = keep + FD_EPS;
-			float lp = loss_at(m, x, y, B);
-			p[j] = keep - FD_EPS;
-			float lm = loss_at(m, x, y, B);
-			p[j] = keep;
-			double num = ((double)lp - lm) / (2.0 * FD_EPS);
-			checked++;
-			if (!check_close(g[j], num, &maxdiff)) {
-				bad++;
-				fprintf(stderr, "\n%s: layer %s param %zu: analytic %g numeric %g", what,
-					inf.name, j - inf.param_offset, g[j], num);
-			}
-		}
-	}
-	for (int k = 0; k < FD_SAMPLES && vocab <= 0; k++) {
-		size_t j = sfp_rng_below(&r, nx);
-		float keep = x[j];
-		x[j] = keep + FD_EPS;
-		float lp = loss_at(m, x, y, B);
-		x[j] = keep - FD_EPS;
-		float lm = loss_at(m, x, y, B);
-		x[j] = keep;
-		double num = ((double)lp - lm) / (2.0 * FD_EPS);
-		checked++;
-		if (!check_close(gx[j], num, &maxdiff)) {
-			bad++;
-			fprintf(stderr, "\n%s: input %zu: analytic %g numeric %g", what, j, gx[j], num);
-		}
-	}
-	printf("\n    %-26s %3d coordinates, maxdiff %.2e, 2 threads %s ", what, checked, maxdiff,
+	fd_ctx fc = {m, x, y, B};
+	test_fd fd = {FD_EPS, FD_ATOL, FD_RTOL, FD_SAMPLES, loss_at, &fc, 0.0, 0, 0};
+	test_fd_params(&fd, what, m, g, &r);
+	if (vocab <= 0)
+		test_fd_input(&fd, what, x, gx, nx, &r);
+	printf("\n    %-26s %3d coordinates, maxdiff %.2e, 2 threads %s ", what, fd.checked, fd.maxdiff,
 	       same ? "bit-identical" : "within tolerance");
-	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(fd.bad, 0);
 	free(x);
 	free(y);
 	free(g);
