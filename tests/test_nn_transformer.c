@@ -293,6 +293,55 @@ static void test_causal_mask(void)
 	}
 }
 
+/*
+ * A model wide enough that its per-sample layers run in chunks (model.c:
+ * SFP_CHUNK_BYTES / (T D 4 bytes) = 2 samples), so the layers' kept
+ * tensors are written and read at sample offsets: 4 samples at once give
+ * the outputs and (mean) gradients of two batches of 2.
+ */
+#define CHUNK_RTOL 1e-4f
+
+static void test_chunks(void)
+{
+	enum { T = 256, D = 256, V = 16 };
+	sfp_cfg_model cfg = gpt_cfg(T, V, D, 4, 1);
+	sfp_model *a = build(&cfg, 4), *b = build(&cfg, 2);
+	sfp_model_init(a, 8);
+	sfp_model_init(b, 8);
+	static float x[4 * T], ya[4 * T * V];
+	static int32_t y[4 * T];
+	size_t np;
+	sfp_model_params(a, &np);
+	float *ga = malloc(np * sizeof(float)), *gb = malloc(np * sizeof(float));
+	fill_data(a, 4, V, x, y, 6);
+	memcpy(ya, sfp_model_forward(a, x, 4, 1, 1), sizeof ya);
+	sfp_model_loss_tokens(a, y, 4, NULL, 1);
+	sfp_model_zero_grad(a);
+	sfp_model_backward(a, x, 4);
+	memcpy(ga, sfp_model_grads(a, NULL), np * sizeof(float));
+	int out_bad = 0, grad_bad = 0;
+	sfp_model_zero_grad(b);
+	for (int h = 0; h < 2; h++) {
+		const float *yb = sfp_model_forward(b, x + 2 * T * h, 2, 1, 1);
+		for (size_t i = 0; i < 2 * (size_t)T * V; i++)
+			out_bad += fabsf(yb[i] - ya[2 * T * V * h + i]) > CHUNK_RTOL * (1.0f + fabsf(yb[i]));
+		sfp_model_loss_tokens(b, y + 2 * T * h, 2, NULL, 1);
+		sfp_model_backward(b, x + 2 * T * h, 2); /* accumulates */
+	}
+	memcpy(gb, sfp_model_grads(b, NULL), np * sizeof(float));
+	float big = 0.0f;
+	for (size_t i = 0; i < np; i++)
+		big = fabsf(ga[i]) > big ? fabsf(ga[i]) : big;
+	for (size_t i = 0; i < np; i++)
+		grad_bad += fabsf(0.5f * gb[i] - ga[i]) > CHUNK_RTOL * big;
+	CU_ASSERT_EQUAL(out_bad, 0);
+	CU_ASSERT_EQUAL(grad_bad, 0);
+	free(ga);
+	free(gb);
+	sfp_model_free(a);
+	sfp_model_free(b);
+}
+
 /* An id outside [0, vocab) (or not an integer) gives a zero row and is
  * counted; nothing is read out of bounds (ASan run). */
 static void test_embedding_guard(void)
@@ -572,6 +621,7 @@ int main(void)
 		{"gradient: tiny GPT, whole model", test_grad_gpt},
 		{"causal mask: a later token changes no earlier output", test_causal_mask},
 		{"embedding: bad ids give a zero row and are counted", test_embedding_guard},
+		{"per-sample layers in chunks: kept tensors at sample offsets", test_chunks},
 		{"tiny GPT overfits a fixed sequence", test_overfit},
 		{"containers: e8 m23 bit-identical, e5 m4 trains", test_containers},
 		{"BitPruning on the per-token linears", test_prune},
