@@ -190,9 +190,10 @@ enum sfp_qpolicy {
  * scratch, so no memory is saved; it measures what training tolerates
  * (gradients save bytes on the wire: parallel.grad_e / grad_m). */
 #define SFP_QTARGET_GRADIENTS 4
-/* Put the weights of linear/conv layers and/or every stored activation (all
- * but the logits), as `targets` says, in containers starting at (e, m)
- * bits under `policy`. */
+/* Put the weights of linear/conv layers (and embedding, position and
+ * attention matrices; a tied linear reads its embedding's) and/or every
+ * stored activation (all but the logits), as `targets` says, in containers
+ * starting at (e, m) bits under `policy`. */
 int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mbits,
 			sfp_error *err);
 /*

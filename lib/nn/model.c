@@ -156,7 +156,7 @@ static int layer_shape(layer *l, const sfp_cfg_layer *c, sfp_error *err)
 		l->no = c->out_features;
 		if (is_seq(in) && l->no < 2)
 			return layer_error(err, SFP_EINVAL, l,
-					   "out_features must be at least 2 on a sequence (T, 1, 1) "
+					   "out_features must be at least 2 on a sequence: (T, 1, 1) "
 					   "would read as a flat vector");
 		l->out = is_seq(in) ? (sfp_shape){l->tok, 1, l->no} : (sfp_shape){l->no, 1, 1};
 		l->bias = c->bias;
