@@ -223,6 +223,43 @@ static void test_errors(void)
 	CU_ASSERT_EQUAL(sfp_config_load_string(&cfg, "n.yaml", "a\0b", 3, &err), SFP_EINVAL);
 }
 
+/* The sequence layers' keys and their defaults (docs/transformer.md). */
+static void test_transformer_keys(void)
+{
+	static const char *gpt = "model:\n"
+				 "  input: [8]\n"
+				 "  layers:\n"
+				 "    - {type: embedding, name: wte, vocab: 256, dim: 32}\n"
+				 "    - {type: position}\n"
+				 "    - {type: layernorm}\n"
+				 "    - {type: attention, heads: 4}\n"
+				 "    - {type: attention, heads: 2, causal: false}\n"
+				 "    - {type: layernorm, eps: 0.001}\n"
+				 "    - {type: linear, out_features: 256, tie: wte, bias: false}\n";
+	sfp_error err;
+	CU_ASSERT_EQUAL_FATAL(load(gpt, &err), SFP_OK);
+	CU_ASSERT_EQUAL(sfp_config_validate(&cfg, &err), SFP_OK);
+	const sfp_cfg_layer *l = cfg.model.layers;
+	CU_ASSERT_EQUAL(l[0].vocab, 256);
+	CU_ASSERT_EQUAL(l[0].dim, 32);
+	CU_ASSERT_DOUBLE_EQUAL(l[2].eps, 1e-5, 1e-12); /* default */
+	CU_ASSERT_EQUAL(l[3].heads, 4);
+	CU_ASSERT_EQUAL(l[3].causal, 1); /* default */
+	CU_ASSERT_EQUAL(l[4].causal, 0);
+	CU_ASSERT_DOUBLE_EQUAL(l[5].eps, 1e-3, 1e-9);
+	CU_ASSERT_STRING_EQUAL(l[6].tie, "wte");
+	CU_ASSERT_STRING_EQUAL(l[3].tie, "");
+	expect_error("model:\n  input: [4]\n  layers:\n    - {type: embedding, vocab: 9}\n",
+		     "model.layers[0] (embedding): 'dim' is required");
+	expect_error("model:\n  input: [4, 1, 8]\n  layers:\n    - {type: attention}\n",
+		     "model.layers[0] (attention): 'heads' is required");
+	expect_error("model:\n  input: [4, 1, 8]\n  layers:\n    - {type: position, heads: 2}\n",
+		     "model.layers[0] (position): unknown key 'heads'");
+	expect_error("model:\n  input: [4, 1, 8]\n  layers:\n"
+		     "    - {type: linear, out_features: 3, tie: later}\n",
+		     "model.layers[0].tie: 'later' names no earlier layer");
+}
+
 /* Enum keys store an index; the names table gives the strings back. */
 static void test_enum_names(void)
 {
@@ -329,6 +366,7 @@ int main(void)
 		{"--set overrides", test_set},
 		{"enum keys: index stored, name given back", test_enum_names},
 		{"the example configs load", test_examples},
+		{"sequence layers: keys and defaults", test_transformer_keys},
 		{NULL, NULL},
 	};
 	return test_run_suite("config", cases);

@@ -11,6 +11,7 @@
 #include "nn/nn_internal.h"
 #include "sfp/data.h"
 #include "sfp/nn.h"
+#include "tests/util/fdcheck.h"
 #include "tests/util/testutil.h"
 
 /* Central differences in float32: the tolerance covers the float rounding
@@ -51,18 +52,19 @@ static void push(sfp_cfg_model *m, sfp_cfg_layer l)
 	m->layers[m->n_layers++] = l;
 }
 
-static float loss_at(sfp_model *m, const float *x, const uint8_t *y, int B)
-{
-	sfp_model_forward(m, x, B, 1, 7);
-	return sfp_model_loss(m, y, B, NULL, 0);
-}
+/* The loss of a training forward, for the finite differences. */
+typedef struct fd_ctx {
+	sfp_model *m;
+	const float *x;
+	const uint8_t *y;
+	int B;
+} fd_ctx;
 
-static int check_close(double a, double n, double *maxdiff)
+static float loss_at(void *ctx)
 {
-	double d = fabs(a - n);
-	if (d > *maxdiff)
-		*maxdiff = d;
-	return d <= FD_ATOL + FD_RTOL * fmax(fabs(a), fabs(n));
+	const fd_ctx *c = ctx;
+	sfp_model_forward(c->m, c->x, c->B, 1, 7);
+	return sfp_model_loss(c->m, c->y, c->B, NULL, 0);
 }
 
 /* Compare analytic gradients of the mean cross-entropy with central
@@ -113,45 +115,12 @@ static void gradcheck(const char *what, const sfp_cfg_model *cfg, int B)
 	CU_ASSERT_EQUAL(tbad, 0);
 	CU_ASSERT_EQUAL_FATAL(sfp_model_set_threads(m, 1, &err), SFP_OK);
 
-	double maxdiff = 0.0;
-	int bad = 0, checked = 0;
-	for (int li = 0; li < sfp_model_n_layers(m); li++) {
-		sfp_layer_info inf;
-		sfp_model_layer(m, li, &inf);
-		for (int k = 0; k < FD_SAMPLES && inf.nparams; k++) {
-			size_t j = inf.param_offset + (k == 0 ? 0 : sfp_rng_below(&r, inf.nparams));
-			float keep = p[j];
-			p[j] = keep + FD_EPS;
-			float lp = loss_at(m, x, y, B);
-			p[j] = keep - FD_EPS;
-			float lm = loss_at(m, x, y, B);
-			p[j] = keep;
-			double num = ((double)lp - lm) / (2.0 * FD_EPS);
-			checked++;
-			if (!check_close(g[j], num, &maxdiff)) {
-				bad++;
-				fprintf(stderr, "\n%s: layer %s param %zu: analytic %g numeric %g", what,
-					inf.name, j - inf.param_offset, g[j], num);
-			}
-		}
-	}
-	for (int k = 0; k < FD_SAMPLES; k++) {
-		size_t j = sfp_rng_below(&r, nx);
-		float keep = x[j];
-		x[j] = keep + FD_EPS;
-		float lp = loss_at(m, x, y, B);
-		x[j] = keep - FD_EPS;
-		float lm = loss_at(m, x, y, B);
-		x[j] = keep;
-		double num = ((double)lp - lm) / (2.0 * FD_EPS);
-		checked++;
-		if (!check_close(gx[j], num, &maxdiff)) {
-			bad++;
-			fprintf(stderr, "\n%s: input %zu: analytic %g numeric %g", what, j, gx[j], num);
-		}
-	}
-	printf("\n    %-22s %3d coordinates, maxdiff %.2e ", what, checked, maxdiff);
-	CU_ASSERT_EQUAL(bad, 0);
+	fd_ctx fc = {m, x, y, B};
+	test_fd fd = {FD_EPS, FD_ATOL, FD_RTOL, FD_SAMPLES, loss_at, &fc, 0.0, 0, 0};
+	test_fd_params(&fd, what, m, g, &r);
+	test_fd_input(&fd, what, x, gx, nx, &r);
+	printf("\n    %-22s %3d coordinates, maxdiff %.2e ", what, fd.checked, fd.maxdiff);
+	CU_ASSERT_EQUAL(fd.bad, 0);
 	free(g);
 	free(gx);
 	free(x);

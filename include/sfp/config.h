@@ -80,7 +80,8 @@ typedef struct sfp_cfg_kv {
 
 /*
  * One entry of model.layers. `type` is one of: linear, conv2d, maxpool,
- * avgpool, relu, gelu, tanh, flatten, dropout, batchnorm, add, plugin.
+ * avgpool, relu, gelu, tanh, flatten, dropout, batchnorm, add, plugin,
+ * embedding, position, layernorm, attention (docs/transformer.md).
  * Keys that a type does not use are rejected by the loader (a `kernel` on a
  * relu is an error), so an option left at its default here was not given.
  */
@@ -96,9 +97,15 @@ typedef struct sfp_cfg_layer {
 	int padding;             /* conv2d, pools (default 0) */
 	int bias;                /* linear, conv2d: 1 (default) or 0 */
 	float p;                 /* dropout probability, 0 <= p < 1 (default 0.5) */
-	float eps;               /* batchnorm (default 1e-5) */
+	float eps;               /* batchnorm, layernorm (default 1e-5) */
 	float momentum;          /* batchnorm running-stat momentum (default 0.1) */
 	char from[SFP_CFG_NAME]; /* add: the name of an earlier layer (required) */
+	char tie[SFP_CFG_NAME];  /* linear: an earlier embedding whose matrix is the
+				  * weight (optional; none by default) */
+	int vocab;               /* embedding: token ids 0..vocab-1 (required) */
+	int dim;                 /* embedding: features per token (required) */
+	int heads;               /* attention: heads, dividing the features (required) */
+	int causal;              /* attention: mask later tokens (default 1) */
 
 	/* plugin */
 	char library[SFP_CFG_PATH]; /* path of the shared library (required) */

@@ -14,7 +14,12 @@
  * one planned scratch pool instead.
  *
  * Tensors are float32, batch-major, C order. A layer's per-sample shape is
- * (c, h, w); a flat vector of n features is (n, 1, 1).
+ * (c, h, w); a flat vector of n features is (n, 1, 1). A sequence of T
+ * tokens of D > 1 features is (T, 1, D), laid out [T, D] row-major; token
+ * data comes in as (T, 1, 1): the ids as float32 values (exact integers).
+ * The per-token rule: a linear layer whose input is (T, 1, D) with D > 1
+ * maps every token (weights shared over tokens) to (T, 1, out_features);
+ * a flat input is one row as before (docs/transformer.md).
  */
 #ifndef SFP_NN_H
 #define SFP_NN_H
@@ -49,7 +54,8 @@ typedef struct sfp_layer_info {
  * that do not fit), plug-ins are loaded (relative library paths are resolved
  * against `base_dir`, the config file's folder; NULL = current folder), and
  * all arenas are allocated. Parameters are zero until sfp_model_init.
- * The last layer's output is the logits; its c*h*w is the class count.
+ * The last layer's output is the logits; its c*h*w is the class count
+ * (for per-token scores (T, 1, V): T*V, see sfp_model_loss_tokens).
  */
 int sfp_model_create(sfp_model **out, const sfp_cfg_model *cfg, const char *base_dir,
 		     int max_batch, sfp_error *err);
@@ -78,7 +84,9 @@ float *sfp_model_buffers(sfp_model *m, size_t *n);
 /* The memory a model holds, in bytes, by role. */
 typedef struct sfp_model_mem {
 	size_t params;      /* float32 parameters and their gradients */
-	size_t buffers;     /* batch-norm running and batch statistics */
+	size_t buffers;     /* batch-norm running and batch statistics; layer-norm
+			     * statistics and attention's kept q/k/v, head outputs
+			     * and probabilities (float32, max batch) */
 	size_t activations; /* float32 layer outputs: the whole arena; with a packed
 			     * stash the liveness-planned scratch pool, which also holds
 			     * the output gradients and the decoded stash */
@@ -129,6 +137,24 @@ int sfp_model_saved_activation(sfp_model *m, int i, float *dst, size_t cap, int 
  */
 float sfp_model_loss(sfp_model *m, const uint8_t *labels, int B, int *correct, int want_grad);
 
+/*
+ * Per-token softmax cross-entropy, for a last layer of shape (T, 1, V):
+ * `targets` holds B*T int32 ids in [0, V) (sample-major, then token), the
+ * mean loss over the B*T positions is returned, *correct (if non-NULL)
+ * counts top-1 hits over positions and, when `want_grad`, d(mean loss)/d
+ * logits goes to sfp_model_output_grad for sfp_model_backward. A target
+ * outside [0, V) gets no gradient and makes the loss NaN (the data reader
+ * refuses such data first); NaN for a last layer that is not (T, 1, V).
+ */
+float sfp_model_loss_tokens(sfp_model *m, const int32_t *targets, int B, int *correct,
+			    int want_grad);
+
+/* Token ids seen by an embedding layer's forward passes since the model was
+ * created that were not exact integers in [0, vocab): each gave a zero row
+ * and no gradient. A guard only: the data reader refuses such data before
+ * training, so this stays 0 in a sane run. */
+uint64_t sfp_model_embedding_misses(const sfp_model *m);
+
 /* The gradient of the loss with respect to the last layer's output (B x
  * its c*h*w), which sfp_model_backward starts from: sfp_model_loss fills
  * it; a pipeline stage writes the gradient its next stage sent, and a
@@ -164,9 +190,10 @@ enum sfp_qpolicy {
  * scratch, so no memory is saved; it measures what training tolerates
  * (gradients save bytes on the wire: parallel.grad_e / grad_m). */
 #define SFP_QTARGET_GRADIENTS 4
-/* Put the weights of linear/conv layers and/or every stored activation (all
- * but the logits), as `targets` says, in containers starting at (e, m)
- * bits under `policy`. */
+/* Put the weights of linear/conv layers (and embedding, position and
+ * attention matrices; a tied linear reads its embedding's) and/or every
+ * stored activation (all but the logits), as `targets` says, in containers
+ * starting at (e, m) bits under `policy`. */
 int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mbits,
 			sfp_error *err);
 /*

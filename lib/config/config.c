@@ -186,12 +186,17 @@ enum {
 	T_BN = 1 << 9,
 	T_ADD = 1 << 10,
 	T_PLUGIN = 1 << 11,
+	T_EMBEDDING = 1 << 12,
+	T_POSITION = 1 << 13,
+	T_LAYERNORM = 1 << 14,
+	T_ATTENTION = 1 << 15,
 	T_POOL = T_MAXPOOL | T_AVGPOOL
 };
 
 static const char *const layer_types[] = {"linear",  "conv2d",    "maxpool", "avgpool",
 					  "relu",    "gelu",      "tanh",    "flatten",
-					  "dropout", "batchnorm", "add",     "plugin"};
+					  "dropout", "batchnorm", "add",     "plugin",
+					  "embedding", "position", "layernorm", "attention"};
 #define N_LAYER_TYPES (int)(sizeof layer_types / sizeof layer_types[0])
 
 #define LF(field) offsetof(sfp_cfg_layer, field)
@@ -214,9 +219,14 @@ static const layer_key lkeys[] = {
 	{"padding", K_INT, LF(padding), 0, 1024, 0, T_CONV | T_POOL, 0},
 	{"bias", K_BOOL, LF(bias), 0, 1, 0, T_LINEAR | T_CONV, 0},
 	{"p", K_FLOAT, LF(p), 0, 0.999999, 0, T_DROPOUT, 0},
-	{"eps", K_FLOAT, LF(eps), 1e-30, 1, 0, T_BN, 0},
+	{"eps", K_FLOAT, LF(eps), 1e-30, 1, 0, T_BN | T_LAYERNORM, 0},
 	{"momentum", K_FLOAT, LF(momentum), 0, 1, 0, T_BN, 0},
 	{"from", K_STR, LF(from), 0, 0, SFP_CFG_NAME, T_ADD, T_ADD},
+	{"tie", K_STR, LF(tie), 0, 0, SFP_CFG_NAME, T_LINEAR, 0},
+	{"vocab", K_INT, LF(vocab), 1, 1 << 24, 0, T_EMBEDDING, T_EMBEDDING},
+	{"dim", K_INT, LF(dim), 1, 1 << 16, 0, T_EMBEDDING, T_EMBEDDING},
+	{"heads", K_INT, LF(heads), 1, 1 << 12, 0, T_ATTENTION, T_ATTENTION},
+	{"causal", K_BOOL, LF(causal), 0, 1, 0, T_ATTENTION, 0},
 	{"library", K_STR, LF(library), 0, 0, SFP_CFG_PATH, T_PLUGIN, T_PLUGIN},
 	{"symbol", K_STR, LF(symbol), 0, 0, SFP_CFG_NAME, T_PLUGIN, 0},
 };
@@ -500,6 +510,7 @@ static void layer_defaults(sfp_cfg_layer *l)
 	l->p = 0.5f;
 	l->eps = 1e-5f;
 	l->momentum = 0.1f;
+	l->causal = 1;
 }
 
 /* One key of a layer: `name` with value node v into layer l (index i). */
@@ -832,6 +843,22 @@ int sfp_config_set(sfp_config *cfg, const char *assignment, sfp_error *err)
 	return rc;
 }
 
+/* Does `name` name one of layers [0, i) (by name, or "<type><index>")? */
+static int names_earlier(const sfp_cfg_model *m, int i, const char *name)
+{
+	for (int j = 0; j < i; j++) {
+		char def[SFP_CFG_NAME + 16];
+		const char *nm = m->layers[j].name;
+		if (!nm[0]) {
+			snprintf(def, sizeof def, "%s%d", m->layers[j].type, j);
+			nm = def;
+		}
+		if (!strcmp(nm, name))
+			return 1;
+	}
+	return 0;
+}
+
 int sfp_config_validate(const sfp_config *c, sfp_error *err)
 {
 	const char *f = c->file[0] ? c->file : "config";
@@ -869,23 +896,16 @@ int sfp_config_validate(const sfp_config *c, sfp_error *err)
 							     "%s:%d: model.layers[%d]: name '%s' is "
 							     "already used on line %d",
 							     f, l->line, i, l->name, m->layers[j].line);
-		if (tb == T_ADD) {
-			int found = 0;
-			for (int j = 0; j < i; j++) {
-				char def[SFP_CFG_NAME + 16];
-				const char *nm = m->layers[j].name;
-				if (!nm[0]) {
-					snprintf(def, sizeof def, "%s%d", m->layers[j].type, j);
-					nm = def;
-				}
-				found |= !strcmp(nm, l->from);
-			}
-			if (!found)
-				return sfp_error_set(err, SFP_EINVAL,
-						     "%s:%d: model.layers[%d].from: '%s' names no "
-						     "earlier layer",
-						     f, l->line, i, l->from);
-		}
+		if (tb == T_ADD && !names_earlier(m, i, l->from))
+			return sfp_error_set(err, SFP_EINVAL,
+					     "%s:%d: model.layers[%d].from: '%s' names no "
+					     "earlier layer",
+					     f, l->line, i, l->from);
+		if (l->tie[0] && !names_earlier(m, i, l->tie))
+			return sfp_error_set(err, SFP_EINVAL,
+					     "%s:%d: model.layers[%d].tie: '%s' names no "
+					     "earlier layer",
+					     f, l->line, i, l->tie);
 	}
 	return SFP_OK;
 }

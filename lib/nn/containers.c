@@ -3,8 +3,12 @@
  * (Quantum Mantissa / Quantum Exponent, or widths set by BitWave).
  *
  * Which tensors: the weights of every linear and conv2d layer (not biases,
- * not batch-norm scales), and the stored output of every layer except the
- * logits. A ReLU that runs in place over its producer's output stores one
+ * not batch-norm scales), an embedding's and a position table, attention's
+ * Wqkv and Wo as one tensor (sfp_layer_container_weights; a linear tied to
+ * an embedding reads the embedding's container), and the stored output of
+ * every layer except the logits. Attention's internal tensors (qkv, the
+ * probabilities, the heads' outputs) and layer norm's statistics stay
+ * float32 in the aux arena (docs/transformer.md). A ReLU that runs in place over its producer's output stores one
  * tensor for the pair (the ReLU's), and a flatten stores nothing (it aliases).
  *
  * How (design.md §1.3): each tensor has real widths (n_e, n_m). At each
@@ -156,7 +160,7 @@ int sfp_model_set_quant(sfp_model *m, int policy, int targets, float e, float mb
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
 		q->wq[i] = q->aq[i] = -1;
-		size_t nw = targets & SFP_QTARGET_WEIGHTS ? sfp_layer_weight_count(l) : 0;
+		size_t nw = targets & SFP_QTARGET_WEIGHTS ? sfp_layer_container_weights(l) : 0;
 		if (nw) {
 			q->wq[i] = q->nt;
 			q->layer_of[q->nt] = i;
@@ -658,7 +662,7 @@ void sfp_model_footprint(const sfp_model *m, double *bits_weights, double *bits_
 	const sfp_containers *q = m->containers;
 	for (int i = 0; i < m->n; i++) {
 		const layer *l = &m->layers[i];
-		double nw = (double)sfp_layer_weight_count(l);
+		double nw = (double)sfp_layer_container_weights(l);
 		double na = (double)m->max_batch * (double)sfp_shape_numel(l->out);
 		const int stores = stores_activation(m, i);
 		if (nw > 0) {

@@ -98,14 +98,14 @@ void sfp_intweights_free(sfp_intweights *p)
 
 static int out_channels(const layer *l)
 {
-	return l->kind == L_LINEAR ? l->out.c : l->conv.co;
+	return l->kind == L_LINEAR ? l->no : l->conv.co;
 }
 
 /* Multiply-adds per weight and sample: each conv weight is used at every
- * output position, each linear weight once. */
+ * output position, each linear weight once per row (token). */
 static double macs_per_weight(const layer *l)
 {
-	return l->kind == L_CONV2D ? (double)l->conv.ho * l->conv.wo : 1.0;
+	return l->kind == L_CONV2D ? (double)l->conv.ho * l->conv.wo : (double)l->tok;
 }
 
 static int pm_alloc(sfp_intweights *p, const sfp_model *m)

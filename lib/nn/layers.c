@@ -621,35 +621,64 @@ void sfp_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float
 }
 
 /* ---- loss --------------------------------------------------------------- */
+/* One row of K logits z against `label`: its loss, whether the first
+ * maximum is the label, and d = (softmax - onehot) / div when d != NULL. */
+static double xent_row(float *d, int *hit, const float *z, int label, int K, float div)
+{
+	int arg = 0;
+	float mx = z[0];
+	for (int k = 1; k < K; k++)
+		if (z[k] > mx) {
+			mx = z[k];
+			arg = k;
+		}
+	*hit = arg == label;
+	double sum = 0.0;
+	for (int k = 0; k < K; k++)
+		sum += exp((double)(z[k] - mx));
+	double lse = log(sum) + mx;
+	if (d)
+		for (int k = 0; k < K; k++) {
+			float p = (float)exp(z[k] - lse);
+			d[k] = (p - (k == label ? 1.0f : 0.0f)) / div;
+		}
+	return lse - z[label];
+}
+
 float sfp_softmax_xent(float *dlogits, int *correct, const float *logits, const uint8_t *labels,
 		       int B, int K)
 {
 	double loss = 0.0;
 	int ok = 0;
 	for (int s = 0; s < B; s++) {
-		const float *z = logits + (size_t)s * K;
-		int arg = 0;
-		float mx = z[0];
-		for (int k = 1; k < K; k++)
-			if (z[k] > mx) {
-				mx = z[k];
-				arg = k;
-			}
-		ok += arg == labels[s];
-		double sum = 0.0;
-		for (int k = 0; k < K; k++)
-			sum += exp((double)(z[k] - mx));
-		double lse = log(sum) + mx;
-		loss += lse - z[labels[s]];
-		if (dlogits) {
-			float *d = dlogits + (size_t)s * K;
-			for (int k = 0; k < K; k++) {
-				float p = (float)exp(z[k] - lse);
-				d[k] = (p - (k == labels[s] ? 1.0f : 0.0f)) / (float)B;
-			}
-		}
+		int hit;
+		loss += xent_row(dlogits ? dlogits + (size_t)s * K : NULL, &hit,
+				 logits + (size_t)s * K, labels[s], K, (float)B);
+		ok += hit;
 	}
 	if (correct)
 		*correct = ok;
 	return (float)(loss / B);
+}
+
+float sfp_softmax_xent_tokens(float *dlogits, int *correct, const float *logits,
+			      const int32_t *labels, int N, int K)
+{
+	double loss = 0.0;
+	int ok = 0;
+	for (int r = 0; r < N; r++) {
+		float *d = dlogits ? dlogits + (size_t)r * K : NULL;
+		if (labels[r] < 0 || labels[r] >= K) {
+			loss = NAN;
+			if (d)
+				memset(d, 0, (size_t)K * sizeof(float));
+			continue;
+		}
+		int hit;
+		loss += xent_row(d, &hit, logits + (size_t)r * K, labels[r], K, (float)N);
+		ok += hit;
+	}
+	if (correct)
+		*correct = ok;
+	return (float)(loss / N);
 }

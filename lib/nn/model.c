@@ -23,9 +23,10 @@
 #include "nn/nn_internal.h"
 #include "sfp/plugin.h"
 
-static const char *const kind_names[] = {"linear",  "conv2d",  "maxpool", "avgpool",
-					 "relu",    "gelu",    "tanh",    "flatten",
-					 "dropout", "batchnorm", "add",   "plugin"};
+static const char *const kind_names[] = {"linear",    "conv2d",   "maxpool",   "avgpool",
+					 "relu",      "gelu",     "tanh",      "flatten",
+					 "dropout",   "batchnorm", "add",      "plugin",
+					 "embedding", "position", "layernorm", "attention"};
 
 static const char *kind_name(int k)
 {
@@ -109,6 +110,32 @@ static int load_plugin(layer *l, const sfp_cfg_layer *c, const char *base_dir, s
 	return SFP_OK;
 }
 
+/* The per-token rule (docs/transformer.md): a shape (T, 1, D) with D > 1 is
+ * a sequence of T tokens of D features, row-major [T, D]; a flat vector is
+ * (n, 1, 1). */
+static int is_seq(sfp_shape s)
+{
+	return s.h == 1 && s.w > 1;
+}
+
+/* Rows and features per row of a sample for the per-row layers (layer
+ * norm): a sequence's tokens, else one row of all values. */
+static void seq_rows(sfp_shape s, int *rows, int *feat)
+{
+	*rows = is_seq(s) ? s.c : 1;
+	*feat = is_seq(s) ? s.w : (int)sfp_shape_numel(s);
+}
+
+static int need_seq(layer *l, sfp_error *err)
+{
+	char a[64], msg[256];
+	if (is_seq(l->in))
+		return SFP_OK;
+	snprintf(msg, sizeof msg, "input %s is not a sequence (T, 1, D) with D > 1",
+		 shape_str(a, sizeof a, l->in));
+	return layer_error(err, SFP_EINVAL, l, msg);
+}
+
 /* Infer l->out from l->in and the options; count parameters and buffers. */
 static int layer_shape(layer *l, const sfp_cfg_layer *c, sfp_error *err)
 {
@@ -117,16 +144,59 @@ static int layer_shape(layer *l, const sfp_cfg_layer *c, sfp_error *err)
 	l->out = in;
 	switch (l->kind) {
 	case L_LINEAR:
-		if (in.h != 1 || in.w != 1) {
+		if (!is_seq(in) && (in.h != 1 || in.w != 1)) {
 			snprintf(msg, sizeof msg, "input %s is not flat; add a flatten layer before it",
 				 shape_str(a, sizeof a, in));
 			return layer_error(err, SFP_EINVAL, l, msg);
 		}
 		if (c->out_features <= 0)
 			return layer_error(err, SFP_EINVAL, l, "out_features must be positive");
-		l->out = (sfp_shape){c->out_features, 1, 1};
+		l->tok = is_seq(in) ? in.c : 1;
+		l->ni = is_seq(in) ? in.w : in.c;
+		l->no = c->out_features;
+		if (is_seq(in) && l->no < 2)
+			return layer_error(err, SFP_EINVAL, l,
+					   "out_features must be at least 2 on a sequence: (T, 1, 1) "
+					   "would read as a flat vector");
+		l->out = is_seq(in) ? (sfp_shape){l->tok, 1, l->no} : (sfp_shape){l->no, 1, 1};
 		l->bias = c->bias;
-		l->nparams = (size_t)in.c * c->out_features + (l->bias ? c->out_features : 0);
+		l->nparams = (size_t)l->ni * l->no + (l->bias ? l->no : 0);
+		return SFP_OK;
+	case L_EMBEDDING:
+		if (l->input >= 0 || in.h != 1 || in.w != 1) {
+			snprintf(msg, sizeof msg,
+				 "input %s: an embedding must be the first layer, reading (T) token ids",
+				 shape_str(a, sizeof a, in));
+			return layer_error(err, SFP_EINVAL, l, msg);
+		}
+		if (c->vocab <= 0 || c->dim < 2)
+			return layer_error(err, SFP_EINVAL, l, "vocab must be positive and dim >= 2");
+		l->vocab = c->vocab;
+		l->out = (sfp_shape){in.c, 1, c->dim};
+		l->nparams = (size_t)c->vocab * c->dim;
+		return SFP_OK;
+	case L_POSITION:
+		SFP_TRY(need_seq(l, err));
+		l->nparams = sfp_shape_numel(in);
+		return SFP_OK;
+	case L_LAYERNORM: {
+		if (!(c->eps > 0.0f))
+			return layer_error(err, SFP_EINVAL, l, "eps must be positive");
+		int rows, feat;
+		seq_rows(in, &rows, &feat);
+		l->eps = c->eps;
+		l->nparams = 2 * (size_t)feat;
+		return SFP_OK;
+	}
+	case L_ATTENTION:
+		SFP_TRY(need_seq(l, err));
+		if (c->heads <= 0 || in.w % c->heads != 0) {
+			snprintf(msg, sizeof msg, "heads (%d) must divide the %d features", c->heads,
+				 in.w);
+			return layer_error(err, SFP_EINVAL, l, msg);
+		}
+		l->attn = (sfp_attn_dims){in.c, in.w, c->heads, c->causal != 0};
+		l->nparams = 4 * (size_t)in.w * in.w + 4 * (size_t)in.w;
 		return SFP_OK;
 	case L_CONV2D: {
 		int k = c->kernel, s = c->stride > 0 ? c->stride : 1, pad = c->padding;
@@ -247,6 +317,7 @@ void sfp_model_free(sfp_model *m)
 	free(m->dlogits);
 	free(m->dinput);
 	free(m->aux);
+	free(m->seqws);
 	free(m->ctx.gemm_ws);
 	free(m->ctx.conv_ws);
 	free(m->ctx.partial);
@@ -301,6 +372,31 @@ static int wire_add(sfp_model *m, layer *l, const sfp_cfg_layer *c, int i, sfp_e
 	return SFP_OK;
 }
 
+/* A linear tied to an embedding: the embedding's (vocab, dim) matrix is its
+ * (out, in) weight; it keeps only its bias. */
+static int wire_tie(sfp_model *m, layer *l, const sfp_cfg_layer *c, int i, sfp_error *err)
+{
+	char msg[200];
+	const layer *e = NULL;
+	for (int j = 0; j < i; j++)
+		if (!strcmp(m->layers[j].name, c->tie)) {
+			l->tie = j;
+			e = &m->layers[j];
+		}
+	if (!e || e->kind != L_EMBEDDING) {
+		snprintf(msg, sizeof msg, "tie '%s' names no earlier embedding layer", c->tie);
+		return layer_error(err, SFP_EINVAL, l, msg);
+	}
+	if (e->vocab != l->no || e->out.w != l->ni) {
+		snprintf(msg, sizeof msg,
+			 "tie '%s': its (%d, %d) matrix is not this layer's (out %d, in %d)", c->tie,
+			 e->vocab, e->out.w, l->no, l->ni);
+		return layer_error(err, SFP_EINVAL, l, msg);
+	}
+	l->nparams = l->bias ? (size_t)l->no : 0;
+	return SFP_OK;
+}
+
 /* Layer i from its config entry: kind, name, shapes, plug-in, wiring. */
 static int layer_build(sfp_model *m, const sfp_cfg_layer *c, int i, sfp_shape in,
 		       const char *base_dir, sfp_error *err)
@@ -310,6 +406,7 @@ static int layer_build(sfp_model *m, const sfp_cfg_layer *c, int i, sfp_shape in
 	l->line = c->line;
 	l->input = i - 1;
 	l->from = -1;
+	l->tie = -1;
 	if (c->name[0])
 		snprintf(l->name, sizeof l->name, "%s", c->name);
 	else
@@ -323,6 +420,8 @@ static int layer_build(sfp_model *m, const sfp_cfg_layer *c, int i, sfp_shape in
 	SFP_TRY(layer_shape(l, c, err));
 	if (l->kind == L_ADD)
 		SFP_TRY(wire_add(m, l, c, i, err));
+	if (l->kind == L_LINEAR && c->tie[0])
+		SFP_TRY(wire_tie(m, l, c, i, err));
 	return SFP_OK;
 }
 
@@ -360,6 +459,21 @@ static void layer_place(sfp_model *m, const sfp_cfg_model *cfg, int i, arena_off
 		l->aux_off = o->aux;
 		o->aux += 2 * (size_t)l->in.c;
 	}
+	if (l->kind == L_LAYERNORM) {
+		int rows, feat;
+		seq_rows(l->in, &rows, &feat);
+		l->aux_off = o->aux;
+		o->aux += 2 * (size_t)m->max_batch * rows;
+	}
+	if (l->kind == L_ATTENTION) {
+		const size_t T = (size_t)l->attn.T, D = (size_t)l->attn.D, H = (size_t)l->attn.H;
+		l->aux_off = o->aux;
+		o->aux += (size_t)m->max_batch * (4 * T * D + H * T * T);
+		if (T * T > m->nws) /* per thread: the (T, T) probability gradient */
+			m->nws = T * T;
+		if ((size_t)m->max_batch * 4 * T * D > m->nseqws)
+			m->nseqws = (size_t)m->max_batch * 4 * T * D;
+	}
 	if (l->kind == L_CONV2D) {
 		size_t w = sfp_conv_ws_floats(&l->conv);
 		if (w > m->nws)
@@ -376,9 +490,11 @@ static int check_output(const sfp_model *m, unsigned flags, sfp_error *err)
 	const sfp_shape cur = last->out;
 	if (last->kind == L_FLATTEN && m->n == 1)
 		return sfp_error_set(err, SFP_EINVAL, "model is a single flatten layer");
-	if (!(flags & SFP_MODEL_STAGE) && (cur.h != 1 || cur.w != 1 || cur.c < 2)) {
+	const int flat = cur.h == 1 && cur.w == 1 && cur.c >= 2;
+	if (!(flags & SFP_MODEL_STAGE) && !flat && !is_seq(cur)) {
 		char a[64], msg[160];
-		snprintf(msg, sizeof msg, "output %s is not a flat vector of class scores",
+		snprintf(msg, sizeof msg,
+			 "output %s is not a flat vector of class scores nor per-token scores (T, 1, V)",
 			 shape_str(a, sizeof a, cur));
 		return layer_error(err, SFP_EINVAL, last, msg);
 	}
@@ -397,11 +513,12 @@ static int alloc_arenas(sfp_model *m, const arena_offsets *o, sfp_error *err)
 	m->acts = alloc_floats(o->acts);
 	m->dacts = alloc_floats(o->acts);
 	m->aux = alloc_floats(o->aux);
+	m->seqws = alloc_floats(m->nseqws);
 	m->dlogits = alloc_floats((size_t)m->max_batch * m->classes);
 	m->idx = calloc(m->nidx ? m->nidx : 1, 1);
 	m->ctx.isa = sfp_cpu_isa();
 	if (!m->params || !m->grads || !m->bufs || !m->acts || !m->dacts || !m->aux ||
-	    !m->dlogits || !m->idx || sfp_model_set_threads(m, 1, err) < 0)
+	    !m->dlogits || !m->idx || !m->seqws || sfp_model_set_threads(m, 1, err) < 0)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory for the model's arenas");
 	return SFP_OK;
 }
@@ -505,6 +622,13 @@ uint32_t sfp_model_signature(const sfp_model *m)
 		h = sfp_crc32c(h, li.type, strlen(li.type));
 		h = sfp_crc32c(h, v, sizeof v);
 		h = sfp_crc32c(h, &np, sizeof np);
+		/* options that change the function but no shape (only for the
+		 * layers that have them: older models keep their signature) */
+		const layer *l = &m->layers[i];
+		if (l->kind == L_ATTENTION)
+			h = sfp_crc32c(h, &l->attn, sizeof l->attn);
+		if (l->tie >= 0)
+			h = sfp_crc32c(h, &l->tie, sizeof l->tie);
 	}
 	return h;
 }
@@ -563,7 +687,8 @@ void sfp_model_memory(const sfp_model *m, sfp_model_mem *mem)
 	mem->act_grads = ((m->dacts ? m->nacts : 0) + (size_t)m->max_batch * m->classes) * F +
 			 m->nidx +
 			 (m->dinput ? (size_t)m->max_batch * sfp_shape_numel(m->input) * F : 0);
-	mem->workspace = (T * (m->nws + SFP_GEMM_WS_FLOATS) + (T > 1 ? T * m->npartial : 0)) * F;
+	mem->workspace = (T * (m->nws + SFP_GEMM_WS_FLOATS) + (T > 1 ? T * m->npartial : 0) +
+			  m->nseqws) * F;
 	mem->containers = sfp_containers_bytes(m);
 	mem->total = mem->params + mem->buffers + mem->activations + mem->stash + mem->act_grads +
 		     mem->workspace + mem->containers;
@@ -580,8 +705,21 @@ void sfp_model_init(sfp_model *m, uint64_t seed)
 		size_t nw = 0, fan_in = 1;
 		switch (l->kind) {
 		case L_LINEAR:
-			fan_in = (size_t)l->in.c;
-			nw = fan_in * l->out.c;
+			fan_in = (size_t)l->ni;
+			nw = l->tie >= 0 ? 0 : fan_in * l->no; /* tied: the embedding's */
+			break;
+		case L_EMBEDDING:
+		case L_POSITION: /* U(-b, b) of standard deviation 0.02, as GPT-2's N(0, 0.02) */
+			for (size_t j = 0; j < l->nparams; j++)
+				p[j] = (2.0f * sfp_rng_uniform(&rng) - 1.0f) * 0.02f * sqrtf(3.0f);
+			break;
+		case L_LAYERNORM:
+			for (size_t j = 0; j < l->nparams / 2; j++)
+				p[j] = 1.0f; /* gain */
+			break;
+		case L_ATTENTION: /* Wqkv and Wo, each of fan-in D */
+			fan_in = (size_t)l->attn.D;
+			nw = 4 * fan_in * fan_in;
 			break;
 		case L_CONV2D:
 			fan_in = (size_t)l->conv.ci * l->conv.k * l->conv.k;
@@ -633,6 +771,20 @@ static const float *layer_input(sfp_model *m, int i, int which, const float *x, 
 	return m->intweights && !which ? sfp_intweights_input(m, i, src, b) : src;
 }
 
+/* Attention's kept tensors for samples from s0, in the aux arena. */
+typedef struct attn_bufs {
+	float *qkv, *att, *prob;
+} attn_bufs;
+
+static attn_bufs attn_aux(sfp_model *m, const layer *l, int s0)
+{
+	const size_t T = (size_t)l->attn.T, D = (size_t)l->attn.D, H = (size_t)l->attn.H;
+	const size_t Bm = (size_t)m->max_batch, s = (size_t)s0;
+	float *a = m->aux + l->aux_off;
+	return (attn_bufs){a + s * T * 3 * D, a + Bm * T * 3 * D + s * T * D,
+			   a + Bm * 4 * T * D + s * H * T * T};
+}
+
 /* Forward of layer i for samples [s0, s0 + b). */
 static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 {
@@ -643,10 +795,33 @@ static void layer_forward(sfp_model *m, int i, const float *x, int s0, int b)
 	const float *w = sfp_containers_weights(m, i);
 	const size_t n = (size_t)b * no;
 	switch (l->kind) {
-	case L_LINEAR:
-		sfp_linear_forward(&m->ctx, y, in, w, l->bias ? w + (size_t)l->in.c * l->out.c : NULL, b,
-				   l->in.c, l->out.c);
+	case L_LINEAR: {
+		/* tied: the embedding's matrix (its container), then our bias */
+		const float *wm = l->tie >= 0 ? sfp_containers_weights(m, l->tie) : w;
+		const float *bias = l->tie >= 0 ? w : w + (size_t)l->ni * l->no;
+		sfp_linear_forward(&m->ctx, y, in, wm, l->bias ? bias : NULL, b * l->tok, l->ni,
+				   l->no);
 		break;
+	}
+	case L_EMBEDDING:
+		m->embed_misses += sfp_embedding_forward(y, in, w, b * l->in.c, l->vocab, l->out.w);
+		break;
+	case L_POSITION:
+		sfp_position_forward(y, in, w, b, l->in.c, l->in.w);
+		break;
+	case L_LAYERNORM: {
+		int rows, feat;
+		seq_rows(l->in, &rows, &feat);
+		float *mean = m->aux + l->aux_off + (size_t)s0 * rows;
+		sfp_layernorm_forward(y, mean, mean + (size_t)m->max_batch * rows, in, w, w + feat,
+				      b * rows, feat, l->eps);
+		break;
+	}
+	case L_ATTENTION: {
+		attn_bufs a = attn_aux(m, l, s0);
+		sfp_attention_forward(&m->ctx, y, a.qkv, a.att, a.prob, in, w, b, &l->attn);
+		break;
+	}
 	case L_CONV2D:
 		sfp_conv2d_forward(&m->ctx, y, in, w,
 				   l->bias ? w + (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k
@@ -736,6 +911,21 @@ float sfp_model_loss(sfp_model *m, const uint8_t *labels, int B, int *correct, i
 				labels, B, m->classes);
 }
 
+float sfp_model_loss_tokens(sfp_model *m, const int32_t *targets, int B, int *correct,
+			    int want_grad)
+{
+	const sfp_shape o = m->layers[m->n - 1].out;
+	if (!is_seq(o))
+		return NAN;
+	return sfp_softmax_xent_tokens(want_grad ? m->dlogits : NULL, correct,
+				       sfp_act_out(m, m->n - 1, 0), targets, B * o.c, o.w);
+}
+
+uint64_t sfp_model_embedding_misses(const sfp_model *m)
+{
+	return m->embed_misses;
+}
+
 void sfp_model_set_output_stored(sfp_model *m, int on)
 {
 	m->output_stored = on;
@@ -804,10 +994,36 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 	float *dw = m->grads + l->param_off;
 	const size_t n = (size_t)b * no;
 	switch (l->kind) {
-	case L_LINEAR:
-		sfp_linear_backward(&m->ctx, din, dw, l->bias ? dw + (size_t)l->in.c * l->out.c : NULL, g,
-				    in, w, b, l->in.c, l->out.c);
+	case L_LINEAR: {
+		/* tied: the weight gradient goes to the embedding's */
+		const float *wm = l->tie >= 0 ? sfp_containers_weights(m, l->tie) : w;
+		float *dwm = l->tie >= 0 ? m->grads + m->layers[l->tie].param_off : dw;
+		float *db = l->tie >= 0 ? dw : dw + (size_t)l->ni * l->no;
+		sfp_linear_backward(&m->ctx, din, dwm, l->bias ? db : NULL, g, in, wm, b * l->tok,
+				    l->ni, l->no);
 		break;
+	}
+	case L_EMBEDDING: /* token ids have no gradient: din stays as it is */
+		sfp_embedding_backward(dw, g, in, b * l->in.c, l->vocab, l->out.w);
+		break;
+	case L_POSITION:
+		sfp_position_backward(din, dw, g, b, l->in.c, l->in.w);
+		break;
+	case L_LAYERNORM: {
+		int rows, feat;
+		seq_rows(l->in, &rows, &feat);
+		const float *mean = m->aux + l->aux_off + (size_t)s0 * rows;
+		sfp_layernorm_backward(din, dw, dw + feat, g, in, mean,
+				       mean + (size_t)m->max_batch * rows, w, b * rows, feat);
+		break;
+	}
+	case L_ATTENTION: {
+		const attn_bufs a = attn_aux(m, l, s0);
+		const size_t n3 = (size_t)b * l->attn.T * 3 * l->attn.D;
+		sfp_attention_backward(&m->ctx, din, dw, m->seqws, m->seqws + n3, g, in, a.qkv,
+				       a.att, a.prob, w, b, &l->attn);
+		break;
+	}
 	case L_CONV2D:
 		sfp_conv2d_backward(&m->ctx, din, dw,
 				    l->bias ? dw + (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k

@@ -23,7 +23,11 @@ enum layer_kind {
 	L_DROPOUT,
 	L_BATCHNORM,
 	L_ADD,
-	L_PLUGIN
+	L_PLUGIN,
+	L_EMBEDDING,
+	L_POSITION,
+	L_LAYERNORM,
+	L_ATTENTION
 };
 
 typedef struct layer {
@@ -37,7 +41,12 @@ typedef struct layer {
 		    * input's for an in-place relu and a flatten alias) */
 	int grad_out; /* does anything need the gradient of this layer's output? */
 	int from;  /* add: second operand */
+	int tie;   /* linear: the embedding whose matrix is the weight (-1: own) */
 	/* options */
+	int tok, ni, no; /* linear: rows per sample (T of a sequence, else 1),
+			  * features in and out of each row */
+	int vocab;       /* embedding (its dim is out.w) */
+	sfp_attn_dims attn;
 	int bias;
 	float p, eps, momentum;
 	sfp_conv_dims conv;
@@ -46,7 +55,9 @@ typedef struct layer {
 	size_t param_off, nparams; /* weights first, then bias / gamma then beta */
 	size_t buf_off, nbufs;     /* batch norm: running mean, running var */
 	size_t act_off;            /* output, max_batch x out (activation and gradient arenas) */
-	size_t aux_off;            /* batch norm: mean, invstd, in the aux arena */
+	size_t aux_off;            /* in the aux arena: batch norm's mean, invstd; layer
+				    * norm's mean, rstd per row; attention's qkv, att,
+				    * prob (sfp_attention_forward), each max_batch rows */
 	size_t idx_off;            /* maxpool: argmax per output, in the index arena (bytes) */
 	/* plug-in */
 	void *dl;
@@ -60,6 +71,9 @@ struct sfp_model {
 	sfp_shape input;
 	int classes, max_batch;
 	float *params, *grads, *bufs, *acts, *dacts, *dlogits, *dinput, *aux;
+	float *seqws; /* attention backward's dqkv and datt, the largest layer's */
+	size_t nseqws;
+	uint64_t embed_misses; /* token ids outside an embedding's vocabulary */
 	uint8_t *idx; /* max-pool argmax: position in the window, per output */
 	size_t nparams, nbufs, nacts, naux, nws, nidx, npartial;
 	int want_dinput;
@@ -136,6 +150,9 @@ static inline int bwd_reads_input(const layer *l)
 	case L_GELU:
 	case L_BATCHNORM:
 	case L_PLUGIN:
+	case L_EMBEDDING:
+	case L_LAYERNORM:
+	case L_ATTENTION:
 		return 1;
 	case L_RELU:
 		return !l->inplace;
@@ -250,14 +267,32 @@ sfp_qwidth *sfp_intweights_act_width(sfp_model *m, int k);
 void sfp_intweights_free(struct sfp_intweights *p);
 
 /* Values in the weight matrix of a linear or conv2d layer (not its bias);
- * 0 for other layers. */
+ * 0 for other layers and for a linear tied to an embedding (its matrix is
+ * the embedding's). BitPruning's tensors. */
 static inline size_t sfp_layer_weight_count(const layer *l)
 {
 	if (l->kind == L_LINEAR)
-		return (size_t)l->in.c * l->out.c;
+		return l->tie >= 0 ? 0 : (size_t)l->ni * l->no;
 	if (l->kind == L_CONV2D)
 		return (size_t)l->conv.co * l->conv.ci * l->conv.k * l->conv.k;
 	return 0;
+}
+
+/* Weights that get a container (containers.c), first in the layer's
+ * parameter slice: those of sfp_layer_weight_count, an embedding's and a
+ * position table, and attention's Wqkv and Wo (not biases or norm gains). */
+static inline size_t sfp_layer_container_weights(const layer *l)
+{
+	switch (l->kind) {
+	case L_EMBEDDING:
+		return (size_t)l->vocab * l->out.w;
+	case L_POSITION:
+		return sfp_shape_numel(l->out);
+	case L_ATTENTION:
+		return 4 * (size_t)l->attn.D * l->attn.D;
+	default:
+		return sfp_layer_weight_count(l);
+	}
 }
 
 #endif

@@ -130,5 +130,42 @@ void sfp_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float
 /* softmax cross-entropy; dlogits (if non-NULL) = (softmax - onehot) / B */
 float sfp_softmax_xent(float *dlogits, int *correct, const float *logits, const uint8_t *labels,
 		       int B, int K);
+/* The same over N rows (tokens) with int32 labels; a label outside [0, K)
+ * gets no gradient and makes the returned loss NaN. */
+float sfp_softmax_xent_tokens(float *dlogits, int *correct, const float *logits,
+			      const int32_t *labels, int N, int K);
+
+/* ---- sequence layers (transformer.c): per sample a [T, D] row-major tensor ---- */
+/* embedding: out (n, dim) = rows of w (vocab, dim) picked by the ids (n
+ * float32 values); an id that is not an exact integer in [0, vocab) gives
+ * a zero row (and no gradient). Returns how many ids were such. */
+size_t sfp_embedding_forward(float *out, const float *ids, const float *w, int n, int vocab,
+			     int dim);
+void sfp_embedding_backward(float *dw, const float *dout, const float *ids, int n, int vocab,
+			    int dim);
+/* learned positions: out (B, T, D) = in + pos (T, D) */
+void sfp_position_forward(float *out, const float *in, const float *pos, int B, int T, int D);
+void sfp_position_backward(float *din, float *dpos, const float *dout, int B, int T, int D);
+/* layer norm over D features of each of N rows; keeps mean and 1/std per
+ * row (N each) for backward */
+void sfp_layernorm_forward(float *out, float *mean, float *rstd, const float *in,
+			   const float *gamma, const float *beta, int N, int D, float eps);
+void sfp_layernorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+			    const float *in, const float *mean, const float *rstd,
+			    const float *gamma, int N, int D);
+/* multi-head self-attention over (B, T, D). w: Wqkv (3D, D), Wo (D, D),
+ * bqkv (3D), bo (D). Forward keeps for backward qkv (B, T, 3D), att (the
+ * heads' outputs before the projection, (B, T, D)) and prob (B, H, T, T).
+ * Backward's scratch: dqkv (B, T, 3D), datt (B, T, D), and (T, T) floats
+ * per thread of the context's conv_ws. */
+typedef struct sfp_attn_dims {
+	int T, D, H, causal;
+} sfp_attn_dims;
+void sfp_attention_forward(const sfp_nn_ctx *ctx, float *out, float *qkv, float *att, float *prob,
+			   const float *in, const float *w, int B, const sfp_attn_dims *d);
+void sfp_attention_backward(const sfp_nn_ctx *ctx, float *din, float *dw, float *dqkv,
+			    float *datt, const float *dout, const float *in, const float *qkv,
+			    const float *att, const float *prob, const float *w, int B,
+			    const sfp_attn_dims *d);
 
 #endif
