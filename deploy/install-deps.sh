@@ -37,9 +37,12 @@ slurmctld
 slurmd
 slurm-client
 munge
+fortunes
 iproute2
 nftables
 "
+# fortunes: the English text the byte-level GPT example trains on
+# (deploy/examples/fortunes-gpt.yaml, tools/fortunes.sh).
 # iproute2 and nftables: the fault suite's rehearsed links (tests/faults/link.sh;
 # nftables drops packets where the kernel has no netem).
 # slurmctld, slurmd, slurm-client and munge: tests/system/slurm.sh runs the sbatch

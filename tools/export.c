@@ -38,15 +38,21 @@ static void config_dir(char *dir, size_t cap, const char *config)
 		snprintf(dir, cap, ".");
 }
 
-int sfp_tool_eval_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char *config,
-			     const char *ckpt, char *path, size_t cap, float *acc, float *loss,
-			     sfp_error *err)
+int sfp_tool_load_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char *config,
+			     const char *ckpt, char *path, size_t cap, sfp_error *err)
 {
 	char dir[SFP_CFG_PATH];
 	config_dir(dir, sizeof dir, config);
 	SFP_TRY(sfp_checkpoint_resolve(ckpt, path, cap, err));
 	SFP_TRY(sfp_trainer_create(t, cfg, dir, err));
-	SFP_TRY(sfp_trainer_load(*t, path, err));
+	return sfp_trainer_load(*t, path, err);
+}
+
+int sfp_tool_eval_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char *config,
+			     const char *ckpt, char *path, size_t cap, float *acc, float *loss,
+			     sfp_error *err)
+{
+	SFP_TRY(sfp_tool_load_checkpoint(t, cfg, config, ckpt, path, cap, err));
 	return sfp_trainer_evaluate(*t, acc, loss, err);
 }
 

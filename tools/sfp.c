@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,7 +53,11 @@ static const char *usage_text =
 	"  dataset text FILE... --out DIR [--val-fraction F] [--token-bytes 1|2]\n"
 	"                      byte-level token files DIR/train.bin, DIR/val.bin (data.dataset tokens)\n"
 	"  eval --config FILE --checkpoint CKPT|DIR [--set K=V ...]\n"
-	"                      test-set accuracy of a trained checkpoint\n"
+	"                      test-set accuracy of a trained checkpoint (token data: held-out\n"
+	"                      loss per token and perplexity)\n"
+	"  generate --config FILE --checkpoint CKPT|DIR [--prompt TEXT] [--tokens N]\n"
+	"         [--temperature T] [--seed S]\n"
+	"                      text sampled from a byte-level token model\n"
 	"  export --config FILE --checkpoint CKPT|DIR --out MODEL.sfpq [options]\n"
 	"                      BitPruning: learn integer weight widths, write the integer model\n"
 	"  eval --config FILE --model MODEL.sfpq [--set K=V ...]\n"
@@ -98,7 +103,8 @@ static const struct {
 	{"eval", "usage: sfp eval --config FILE --checkpoint CKPT|DIR [--set section.key=value ...]\n"
 		 "       sfp eval --config FILE --model MODEL.sfpq [--set section.key=value ...]\n"
 		 "  builds the model of FILE, loads the checkpoint (a folder: its newest) or\n"
-		 "  the integer model of `sfp export`, and prints test-set accuracy and loss;\n"
+		 "  the integer model of `sfp export`, and prints test-set accuracy and loss\n"
+		 "  (token data: held-out loss in nats per token, perplexity, token accuracy);\n"
 		 "  for a model also its widths per layer and the average bits\n"},
 	{"export",
 	 "usage: sfp export --config FILE --checkpoint CKPT|DIR --out MODEL.sfpq [options]\n"
@@ -112,6 +118,12 @@ static const struct {
 	 "  --steps N                     steps learning the widths (prune.steps)\n"
 	 "  --set prune.KEY=V             any other key of the prune section\n"
 	 "  --quiet                       no progress lines\n"},
+	{"generate",
+	 "usage: sfp generate --config FILE --checkpoint CKPT|DIR [--prompt TEXT] [--tokens N]\n"
+	 "                    [--temperature T] [--seed S] [--set section.key=value ...]\n"
+	 "  text from a byte-level token model (data.dataset tokens): the prompt, then N\n"
+	 "  (default 200) bytes sampled at temperature T (default 1; 0 = the most likely)\n"
+	 "  with seed S (default 1); bytes that are not UTF-8 text are shown as \\xNN\n"},
 	{"report", "usage: sfp report LOG.jsonl [--png OUT.png]\n"
 		   "  the width records of a metrics log: evolution table per tensor, footprint\n"
 		   "  reduction against float32, and a PNG (default LOG.jsonl.png)\n"},
@@ -736,7 +748,11 @@ static int cmd_eval(int argc, char **argv)
 	if (rc == SFP_OK)
 		rc = sfp_tool_eval_checkpoint(&t, &cfg, config, ckpt, path, sizeof path, &acc, &loss,
 					      &err);
-	if (rc == SFP_OK)
+	if (rc == SFP_OK && sfp_trainer_token_data(t))
+		printf("val_loss %.4f  perplexity %.2f  token_acc %.4f  (checkpoint '%s', step %" PRId64
+		       ")\n",
+		       (double)loss, exp((double)loss), (double)acc, path, sfp_trainer_step(t));
+	else if (rc == SFP_OK)
 		printf("test_acc %.4f  test_loss %.4f  (checkpoint '%s', step %" PRId64 ")\n",
 		       (double)acc, (double)loss, path, sfp_trainer_step(t));
 	else
@@ -810,6 +826,8 @@ int main(int argc, char **argv)
 		return cmd_eval(argc - 1, argv + 1);
 	if (!strcmp(cmd, "export"))
 		return sfp_export_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "generate"))
+		return sfp_generate_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "report"))
 		return sfp_report_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "bench"))

@@ -19,11 +19,18 @@ int sfp_export_main(int argc, char **argv);
 int sfp_eval_model(const char *config, const char *model, const char *const *sets, int nsets);
 /* A trainer for cfg (loaded from the file `config`, whose folder holds its
  * plug-ins) with the float checkpoint `ckpt` names loaded (a file, or a
- * folder's newest; the path used goes to path[0..cap)), and its test
- * accuracy and loss. *t is the caller's to free, also after an error.
- * `sfp eval --checkpoint` and `sfp export` start here. */
+ * folder's newest; the path used goes to path[0..cap)). *t is the caller's
+ * to free, also after an error. `sfp generate` starts here. */
+int sfp_tool_load_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char *config,
+			     const char *ckpt, char *path, size_t cap, sfp_error *err);
+/* The same, and its test accuracy and loss. `sfp eval --checkpoint` and
+ * `sfp export` start here. */
 int sfp_tool_eval_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char *config,
 			     const char *ckpt, char *path, size_t cap, float *acc, float *loss,
 			     sfp_error *err);
+
+/* `sfp generate --config F --checkpoint CK [--prompt TEXT] [--tokens N]
+ * [--temperature T] [--seed S]`: text sampled from a token model. */
+int sfp_generate_main(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@
  * Nth message it sends to another rank.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <libgen.h>
 #include <signal.h>
 #include <unistd.h>
@@ -58,6 +59,14 @@ static void on_progress(void *user, const sfp_progress *p)
 	const progress_ctx *c = user;
 	if (c->quiet)
 		return;
+	if (p->is_eval && p->tokens) {
+		fprintf(stderr,
+			"epoch %" PRId64 "/%d  step %" PRId64 "  val_loss %.4f  perplexity %.2f  "
+			"token_acc %.4f\n",
+			p->epoch + 1, c->epochs, p->step, (double)p->loss, exp((double)p->loss),
+			(double)p->test_acc);
+		return;
+	}
 	if (p->is_eval) {
 		fprintf(stderr, "epoch %" PRId64 "/%d  step %" PRId64 "  test_acc %.4f  test_loss %.4f\n",
 			p->epoch + 1, c->epochs, p->step, (double)p->test_acc, (double)p->loss);
@@ -76,9 +85,10 @@ static void on_progress(void *user, const sfp_progress *p)
 			 p->codec_ms_per_step, p->comm_ms_per_step);
 	fprintf(stderr,
 		"epoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64
-		"  loss %.4f  acc %.3f  lr %.3g%s%s  %.0f samples/s  ETA %s\n",
+		"  loss %.4f  acc %.3f  lr %.3g%s%s  %.0f %s/s  ETA %s\n",
 		p->epoch + 1, c->epochs, p->step, p->total_steps, (double)p->loss,
-		(double)p->train_acc, (double)p->lr, bits, wire, p->samples_per_s, eta);
+		(double)p->train_acc, (double)p->lr, bits, wire, p->samples_per_s,
+		p->tokens ? "tokens" : "samples", eta);
 }
 
 static void on_notice(void *user, const char *msg)

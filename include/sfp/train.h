@@ -30,6 +30,8 @@ typedef struct sfp_trainer sfp_trainer;
  * evaluation (the worker prints it; lib/ never does). */
 typedef struct sfp_progress {
 	int is_eval;
+	int tokens;    /* token data: samples_per_s counts tokens, train_acc is per
+			* token, an evaluation's loss is the held-out loss per token */
 	int64_t epoch; /* 0-based */
 	int64_t step;  /* steps done */
 	int64_t total_steps;
@@ -98,8 +100,11 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err);
  * (bits_per_value: the mean width per weight).
  */
 int sfp_trainer_prune(sfp_trainer *t, sfp_error *err);
-/* Test-set accuracy and mean loss (eval mode). */
+/* Test-set accuracy and mean loss (eval mode). Token data: every held-out
+ * window once, the top-1 accuracy per token and the loss in nats per token. */
 int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err);
+/* Token data (data.dataset tokens): the window length T; 0 otherwise. */
+int sfp_trainer_token_data(const sfp_trainer *t);
 
 /*
  * Checkpoints: magic "SFPK", version, the model's layer signature, step,

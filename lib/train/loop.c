@@ -51,6 +51,10 @@ typedef struct interval {
 static int loop_batch(sfp_trainer *t, const loop_mode *md, int64_t s, int64_t *first)
 {
 	const int B = t->cfg.train.batch_size;
+	if (t->tokens) { /* windows drawn per step: no order */
+		*first = 0;
+		return B;
+	}
 	const int64_t epoch = s / t->steps_per_epoch;
 	if (t->order_epoch != epoch) {
 		sfp_dataset_order(t->order, t->train.n, md->seed, epoch, t->cfg.data.shuffle);
@@ -101,6 +105,17 @@ static int loop_update(sfp_trainer *t, const loop_mode *md, int64_t s, float los
 	return SFP_OK;
 }
 
+/* The inputs (t->bx) and labels (t->by, or t->bt for tokens) of step s's
+ * batch of b: gathered from the epoch's order and augmented, or B token
+ * windows drawn from (seed, s). */
+static int load_batch(sfp_trainer *t, const loop_mode *md, int64_t s, int64_t first, int b,
+		      sfp_error *err)
+{
+	if (t->tokens)
+		return sfp_tokens_batch(&t->tok, b, t->seq_len, md->seed, s, t->bx, t->bt, err);
+	return sfp_train_gather(t, t->order + first, b, t->bx, t->by, err);
+}
+
 /* One step: batch, forward, loss, the divergence check, backward, the
  * mode's updates. *b the batch, *ok its correct predictions (summed over
  * the job for a distributed trainer). */
@@ -117,9 +132,10 @@ static int loop_step(sfp_trainer *t, const loop_mode *md, float *loss, int *ok, 
 		*loss = (float)(sums[0] / sums[2]);
 		*ok = (int)sums[1];
 	} else {
-		SFP_TRY(sfp_train_gather(t, t->order + first, *b, t->bx, t->by, err));
+		SFP_TRY(load_batch(t, md, s, first, *b, err));
 		sfp_model_forward(t->model, t->bx, *b, SFP_FORWARD_TRAIN, md->seed * NOISE_MUL + (uint64_t)s);
-		*loss = sfp_model_loss(t->model, t->by, *b, ok, 1);
+		*loss = t->tokens ? sfp_model_loss_tokens(t->model, t->bt, *b, ok, 1)
+				  : sfp_model_loss(t->model, t->by, *b, ok, 1);
 	}
 	if (!(*loss == *loss) || *loss > 1e30f)
 		return sfp_error_set(err, SFP_ERANGE, "loss is %g at %s %" PRId64 "; lower %s",
@@ -155,7 +171,8 @@ static int loop_report(sfp_trainer *t, const loop_mode *md, interval *iv, int64_
 	const int64_t step = *md->step;
 	const uint64_t now = sfp_clock_ns();
 	const double dt = (double)(now - iv->t0_ns) * 1e-9, all = (double)(now - t0_ns) * 1e-9;
-	sfp_progress pr = {.epoch = epoch,
+	sfp_progress pr = {.tokens = t->tokens,
+			   .epoch = epoch,
 			   .step = step,
 			   .total_steps = md->total,
 			   .loss = (float)(iv->loss / (double)iv->steps),
@@ -203,6 +220,7 @@ static int evaluate_and_log(sfp_trainer *t, int64_t epoch, sfp_error *err)
 	SFP_TRY(sfp_trainer_evaluate(t, &acc, &loss, err));
 	if (t->on_progress) {
 		sfp_progress p = {.is_eval = 1,
+				  .tokens = t->tokens,
 				  .epoch = epoch,
 				  .step = t->step,
 				  .total_steps = t->total_steps,
@@ -251,17 +269,19 @@ static int run_loop(sfp_trainer *t, const loop_mode *md, sfp_error *err)
 		SFP_TRY(loop_step(t, md, &loss, &ok, &b, &lr, err));
 		const int64_t s = ++*md->step;
 		done++;
+		/* what the interval counts: samples, or tokens of token data */
+		const int64_t items = t->tokens ? (int64_t)b * t->seq_len : b;
 		if (md->prune) {
 			if (s == c->prune.steps)
 				sfp_model_prune_round(t->model);
 		} else {
 			say_misses(t);
-			SFP_TRY(sfp_coord_link_step(t, loss, (uint64_t)b * (uint64_t)c->daemon.report_every,
-						    err));
+			SFP_TRY(sfp_coord_link_step(t, loss,
+						    (uint64_t)items * (uint64_t)c->daemon.report_every, err));
 		}
 		iv.loss += loss;
 		iv.ok += ok;
-		iv.n += b;
+		iv.n += items;
 		iv.steps++;
 		const int epoch_end = !md->prune && s % t->steps_per_epoch == 0;
 		const int last = s == md->total;
@@ -319,7 +339,7 @@ static void prune_calibrate(sfp_trainer *t, const loop_mode *md)
 	for (int64_t s = 0; s < CALIBRATION_BATCHES; s++) {
 		int64_t first;
 		const int b = loop_batch(t, md, s, &first);
-		if (sfp_train_gather(t, t->order + first, b, t->bx, t->by, NULL) < 0)
+		if (load_batch(t, md, s, first, b, NULL) < 0)
 			break; /* out of memory: fewer calibration batches */
 		sfp_model_forward(t->model, t->bx, b, SFP_FORWARD_TRAIN, md->seed * NOISE_MUL + (uint64_t)s);
 	}

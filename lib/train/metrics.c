@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -100,6 +101,11 @@ int sfp_metrics_prune(sfp_trainer *t, const sfp_progress *p, const sfp_prune_sum
 
 int sfp_metrics_eval(sfp_trainer *t, int64_t epoch, float acc, float loss, sfp_error *err)
 {
+	if (t->tokens) /* held-out loss in nats per token, its perplexity, top-1 per token */
+		return metrics_write(t, err,
+				     "{\"step\":%" PRId64 ",\"epoch\":%" PRId64
+				     ",\"val_loss\":%.6f,\"val_ppl\":%.4f,\"test_acc\":%.6f}",
+				     t->step, epoch, loss, exp((double)loss), acc);
 	return metrics_write(t, err,
 			     "{\"step\":%" PRId64 ",\"epoch\":%" PRId64
 			     ",\"test_acc\":%.6f,\"test_loss\":%.6f}",

@@ -74,6 +74,12 @@ struct sfp_trainer {
 	sfp_coord_link link; /* to the coordinator daemon (coord_link.c) */
 	sfp_notice_fn on_notice;
 	void *notice_user;
+	/* token data (data.dataset tokens): batches are windows of seq_len ids
+	 * drawn per step, the loss is per token (sfp_model_loss_tokens) */
+	int tokens;
+	int seq_len;         /* T: model.input is [T] */
+	sfp_tokens tok;
+	int32_t *bt;         /* the batch's targets, B x T */
 	int resumed_without_residual; /* said once the run starts (sfp_trainer_run) */
 	uint64_t misses_said;         /* sfp_model_container_misses after the last step */
 };

@@ -80,6 +80,8 @@ void sfp_trainer_free(sfp_trainer *t)
 	sfp_dist_free(t->dist);
 	free(t->order);
 	free(t->extra);
+	free(t->bt);
+	sfp_tokens_release(&t->tok);
 	free(t->bx);
 	free(t->by);
 	sfp_metrics_close(t);
@@ -92,6 +94,44 @@ static int cfg_input_numel(const sfp_cfg_model *c)
 	for (int i = 0; i < c->input_ndim; i++)
 		n *= c->input[i];
 	return n;
+}
+
+/* Token data (data.dataset tokens): model.input is [seq_len], the first
+ * layer an embedding, the last one's output (T,1,V) with V at least the
+ * embedding's vocabulary; every id of both parts is below it. One process
+ * for now: a rank of a job refuses it. */
+static int setup_tokens(sfp_trainer *t, const sfp_config *cfg, sfp_error *err)
+{
+	const sfp_cfg_model *mc = &cfg->model;
+	const int T = cfg->data.seq_len;
+	if (t->dist)
+		return sfp_error_set(err, SFP_EUNSUPPORTED,
+				     "data.dataset tokens trains in one process for now, not as a "
+				     "rank of a distributed job");
+	if (mc->input_ndim != 1 || mc->input[0] != T)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "token data needs model.input: [%d] (data.seq_len), not a "
+				     "%d-dimensional input of %d values",
+				     T, mc->input_ndim, cfg_input_numel(mc));
+	if (strcmp(mc->layers[0].type, "embedding") != 0)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "token data needs an embedding as the first layer (line %d is "
+				     "a %s)",
+				     mc->layers[0].line, mc->layers[0].type);
+	const int vocab = mc->layers[0].vocab;
+	sfp_layer_info li;
+	sfp_model_layer(t->model, sfp_model_n_layers(t->model) - 1, &li);
+	if (li.out.c != T || li.out.h != 1 || li.out.w < vocab)
+		return sfp_error_set(err, SFP_EINVAL,
+				     "token data needs the last layer '%s' (line %d) to give %d "
+				     "scores per token (the vocabulary) for each of %d tokens, not "
+				     "(%d, %d, %d)",
+				     li.name, li.line, vocab, T, li.out.c, li.out.h, li.out.w);
+	SFP_TRY(sfp_tokens_load(&t->tok, &cfg->data, err));
+	SFP_TRY(sfp_tokens_check(&t->tok, vocab, err));
+	t->tokens = 1;
+	t->seq_len = T;
+	return SFP_OK;
 }
 
 int sfp_trainer_create(sfp_trainer **out, const sfp_config *cfg, const char *config_dir,
@@ -140,10 +180,9 @@ int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char
 	if (!is_last)
 		sfp_model_set_output_stored(t->model, 1);
 	if (cfg->data.dataset == SFP_DATASET_TOKENS) {
-		rc = sfp_error_set(err, SFP_EUNSUPPORTED,
-				   "data.dataset tokens: token data trains once the transformer "
-				   "layers land");
-		goto out;
+		if ((rc = setup_tokens(t, cfg, err)) < 0)
+			goto out;
+		goto data_done;
 	}
 	if ((rc = sfp_dataset_load(&t->train, &t->test, &cfg->data, err)) < 0)
 		goto out;
@@ -170,6 +209,7 @@ int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char
 				   sfp_model_classes(t->model), t->train.classes);
 		goto out;
 	}
+data_done:
 	sfp_model_init(t->model, cfg->train.seed);
 	if (d && (rc = sfp_dist_finish_setup(t, config_dir, err)) < 0)
 		goto out;
@@ -179,16 +219,21 @@ int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char
 	sfp_model_params(t->model, &np);
 	if ((rc = sfp_optim_create(&t->opt, &cfg->train.optimizer, np, err)) < 0)
 		goto out;
-	t->order = malloc((size_t)t->train.n * sizeof *t->order);
+	t->order = malloc(((size_t)t->train.n + 1) * sizeof *t->order);
 	t->bx = malloc((size_t)max_batch * sfp_shape_numel(sfp_model_input_shape(t->model)) *
 		       sizeof(float));
 	t->by = malloc((size_t)max_batch);
-	if (!t->order || !t->bx || !t->by) {
+	if (t->tokens)
+		t->bt = malloc((size_t)max_batch * (size_t)t->seq_len * sizeof *t->bt);
+	if (!t->order || !t->bx || !t->by || (t->tokens && !t->bt)) {
 		rc = sfp_error_set(err, SFP_ENOMEM, "out of memory");
 		goto out;
 	}
 	t->order_epoch = -1;
-	t->steps_per_epoch = (t->train.n + B - 1) / B;
+	/* token data: an epoch is as many windows as the training ids hold */
+	const int64_t per_epoch = t->tokens ? (t->tok.n_train + t->seq_len - 1) / t->seq_len
+					    : t->train.n;
+	t->steps_per_epoch = (per_epoch + B - 1) / B;
 	t->total_steps = (int64_t)cfg->train.epochs * t->steps_per_epoch;
 	if (cfg->train.max_steps > 0 && cfg->train.max_steps < t->total_steps)
 		t->total_steps = cfg->train.max_steps;
@@ -239,8 +284,37 @@ int64_t sfp_trainer_step(const sfp_trainer *t)
 	return t->step;
 }
 
+/* Every held-out window once, in order: top-1 accuracy and mean loss per
+ * token. */
+static void evaluate_tokens(sfp_trainer *t, float *acc, float *loss)
+{
+	const int B = t->cfg.train.batch_size, T = t->seq_len;
+	const int64_t nw = sfp_tokens_val_windows(&t->tok, T);
+	double lsum = 0.0;
+	int64_t ok = 0;
+	for (int64_t w = 0; w < nw; w += B) {
+		const int b = sfp_tokens_val_batch(&t->tok, T, w, B, t->bx, t->bt);
+		int c = 0;
+		sfp_model_forward(t->model, t->bx, b, SFP_FORWARD_EVAL, 0);
+		lsum += (double)sfp_model_loss_tokens(t->model, t->bt, b, &c, 0) * b * T;
+		ok += c;
+	}
+	const double n = (double)nw * T;
+	*acc = nw ? (float)((double)ok / n) : 0.0f;
+	*loss = nw ? (float)(lsum / n) : 0.0f;
+}
+
+int sfp_trainer_token_data(const sfp_trainer *t)
+{
+	return t->tokens ? t->seq_len : 0;
+}
+
 int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 {
+	if (t->tokens) {
+		evaluate_tokens(t, acc, loss);
+		return SFP_OK;
+	}
 	if (t->dist) {
 		SFP_TRY(sfp_dist_sync_buffers(t, err));
 		return sfp_dist_evaluate(t, acc, loss, err);

@@ -1,0 +1,111 @@
+#!/bin/sh
+# gpt.sh -- token data and the transformer from the command line, on text the
+# test writes: `sfp dataset text`, a one-block byte-level GPT trained by
+# sfp-worker (the loss falls, tokens/s, held-out loss records), a resume
+# that writes the uninterrupted run's bytes, `sfp eval` (held-out loss and
+# perplexity, as the log says), `sfp generate` (seeded, the prompt first),
+# learned widths on the GPT's tensors with `sfp report`, and bad input named
+# (a token past the vocabulary, an input that is not [seq_len], a model that
+# does not end in per-token scores).
+set -u
+. "$(dirname "$0")/common.inc"
+W=${BUILD:-build}/bin/sfp-worker
+
+# text: a few sentences over and over, in a shuffled order (learnable, not trivial)
+awk 'BEGIN { srand(7); split("the quick brown fox jumps over the lazy dog.|a stitch in time saves nine.|all that glitters is not gold.|fortune favours the bold.|many hands make light work.", s, "|");
+	for (i = 0; i < 1500; i++) print s[int(rand() * 5) + 1] }' >"$T/text.txt"
+expect 0 "sfp dataset text" "$SFP" dataset text "$T/text.txt" --out "$T/tok" --val-fraction 0.1
+grep -q "train.bin: [0-9]* tokens" "$T/out" && ok "it counts the tokens" || bad "dataset text: $(cat "$T/out")"
+
+cat >"$T/gpt.yaml" <<YAML
+model:
+  input: [16]
+  layers:
+    - {type: embedding, name: wte, vocab: 256, dim: 32}
+    - {type: position, name: wpe}
+    - {type: layernorm, name: ln1}
+    - {type: attention, name: attn, heads: 2}
+    - {type: add, name: res1, from: wpe}
+    - {type: layernorm, name: ln2}
+    - {type: linear, name: fc, out_features: 64}
+    - {type: gelu}
+    - {type: linear, name: proj, out_features: 32}
+    - {type: add, name: res2, from: res1}
+    - {type: layernorm, name: lnf}
+    - {type: linear, name: head, out_features: 256, tie: wte, bias: false}
+data:
+  dataset: tokens
+  train: {x: $T/tok/train.bin}
+  test: {x: $T/tok/val.bin}
+  seq_len: 16
+train:
+  epochs: 10
+  max_steps: 160
+  batch_size: 8
+  seed: 2
+  optimizer: {type: adamw, lr: 0.005}
+log:
+  every: 20
+YAML
+
+expect 0 "a GPT trains on the tokens" "$W" --config "$T/gpt.yaml" --set log.metrics="$T/m.jsonl" \
+	--set checkpoint.dir="$T/ck" --set checkpoint.every_steps=80 --set checkpoint.keep=5
+grep -q "tokens/s" "$T/err" && ok "progress in tokens/s" || bad "progress: $(head -3 "$T/err")"
+first=$(sed -n 's/.*"loss":\([0-9.]*\).*/\1/p' "$T/m.jsonl" | head -1)
+last=$(sed -n 's/.*"loss":\([0-9.]*\).*/\1/p' "$T/m.jsonl" | tail -1)
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.6 * a) }' &&
+	ok "the loss falls ($first -> $last nats a token)" || bad "loss $first -> $last"
+val=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$T/m.jsonl" | tail -1)
+[ -n "$val" ] && grep -q '"val_ppl":' "$T/m.jsonl" && ok "held-out loss records ($val)" ||
+	bad "no val_loss record: $(tail -2 "$T/m.jsonl")"
+grep -q "val_loss .*perplexity" "$T/err" && ok "the evaluation line says held-out loss and perplexity" ||
+	bad "eval line: $(tail -2 "$T/err")"
+
+mkdir -p "$T/ck2" && cp "$T/ck/ckpt-80.sfpk" "$T/ck2/"
+expect 0 "resume from step 80" "$W" --config "$T/gpt.yaml" --resume "$T/ck2" \
+	--set checkpoint.dir="$T/ck2" --set checkpoint.every_steps=80 --set checkpoint.keep=5 --quiet
+cmp -s "$T/ck/ckpt-160.sfpk" "$T/ck2/ckpt-160.sfpk" && ok "the resumed run writes the same step 160" ||
+	bad "resumed step 160 differs"
+
+expect 0 "sfp eval of the checkpoint" "$SFP" eval --config "$T/gpt.yaml" --checkpoint "$T/ck"
+v=$(awk -v x="$val" 'BEGIN { printf "%.4f", x }')
+grep -q "^val_loss $v  perplexity [0-9.]*  token_acc" "$T/out" && ok "eval: held-out loss $v as the log" ||
+	bad "eval: $(cat "$T/out") (log $v)"
+
+expect 0 "sfp generate" "$SFP" generate --config "$T/gpt.yaml" --checkpoint "$T/ck" --prompt "the " \
+	--tokens 40 --temperature 0.5 --seed 3
+cp "$T/out" "$T/g1"
+grep -q "^the " "$T/g1" && ok "the text starts with the prompt" || bad "generate: $(cat "$T/g1")"
+[ "$(wc -c <"$T/g1")" -ge 44 ] && ok "and goes on ($(head -c 60 "$T/g1" | tr '\n' ' '))" || bad "short: $(cat "$T/g1")"
+"$SFP" generate --config "$T/gpt.yaml" --checkpoint "$T/ck" --prompt "the " --tokens 40 \
+	--temperature 0.5 --seed 3 >"$T/g2" 2>&1
+cmp -s "$T/g1" "$T/g2" && ok "the same seed gives the same text" || bad "seed 3 twice differs"
+expect 2 "generate with a bad temperature" "$SFP" generate --config "$T/gpt.yaml" --checkpoint "$T/ck" \
+	--temperature hot
+expect 2 "generate without a checkpoint" "$SFP" generate --config "$T/gpt.yaml"
+
+# learned widths on the GPT's weights and activations, read by sfp report
+expect 0 "QM+QE on the GPT" "$W" --config "$T/gpt.yaml" --set bitlength.policy=quantum \
+	--set bitlength.e=6 --set bitlength.m=6 --set train.max_steps=20 --set log.every=10 \
+	--set log.metrics="$T/q.jsonl" --quiet
+grep -q '"layer":"attn","kind":"weights"' "$T/q.jsonl" && grep -q '"layer":"fc","kind":"activations"' "$T/q.jsonl" &&
+	ok "width records for attention's weights and the MLP's activations" || bad "widths: $(grep -m2 layer "$T/q.jsonl")"
+expect 0 "sfp report of the GPT's log" "$SFP" report "$T/q.jsonl" --png "$T/q.png"
+grep -q "^wte " "$T/out" && ok "the embedding's widths in the table" || bad "report: $(head -5 "$T/out")"
+
+# bad input: named, never trained on
+printf '\001\000\054\001\002\000' >"$T/bad.bin" # ids 1, 300, 2
+i=0
+while [ $i -lt 8 ]; do cat "$T/bad.bin"; i=$((i + 1)); done >"$T/bad8.bin"
+expect 2 "a token id past the vocabulary" "$W" --config "$T/gpt.yaml" --set data.train.x="$T/bad8.bin" \
+	--set data.test.x="$T/bad8.bin" --set data.seq_len=4 --set 'model.input=[4]' --quiet
+grep -q "bad8.bin" "$T/err" && grep -q "300" "$T/err" && ok "the file and the id are named" ||
+	bad "message: $(cat "$T/err")"
+expect 2 "model.input not [seq_len]" "$W" --config "$T/gpt.yaml" --set data.seq_len=8 --quiet
+grep -q "model.input: \[8\]" "$T/err" && ok "the input the data needs is named" || bad "message: $(cat "$T/err")"
+sed 's/out_features: 256, tie: wte, bias: false/out_features: 100/' "$T/gpt.yaml" >"$T/few.yaml"
+expect 2 "a model without per-token scores" "$W" --config "$T/few.yaml" --quiet
+grep -q "scores per token" "$T/err" && ok "the last layer is named" || bad "message: $(cat "$T/err")"
+
+echo "gpt.sh: $fails failed"
+[ "$fails" -eq 0 ]
