@@ -56,16 +56,7 @@ int sfp_tool_eval_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char 
 	return sfp_trainer_evaluate(*t, acc, loss, err);
 }
 
-__attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "sfp: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n(run 'sfp help export' for usage)\n");
-	va_end(ap);
-	return SFP_EXIT_USAGE;
-}
+#define usage(...) sfp_tool_usage("export", __VA_ARGS__)
 
 /* The per-layer widths and the averages of a pruned model. */
 static void print_widths(const sfp_model *m, size_t file_bytes)

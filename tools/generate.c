@@ -20,16 +20,7 @@
 
 #define MAX_SETS 64
 
-__attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "sfp: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n(run 'sfp help generate' for usage)\n");
-	va_end(ap);
-	return SFP_EXIT_USAGE;
-}
+#define usage(...) sfp_tool_usage("generate", __VA_ARGS__)
 
 /* The length of the valid UTF-8 sequence at s[0..n) (0: not one). */
 static int utf8_len(const unsigned char *s, size_t n)

@@ -169,12 +169,22 @@ static int fail(int rc, const char *what, const char *path, const sfp_error *err
 	return sfp_exit_code(rc);
 }
 
-__attribute__((format(printf, 1, 0))) static int usage_error_v(const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int usage_error_v(const char *cmd, const char *fmt,
+								va_list ap)
 {
 	fprintf(stderr, "sfp: ");
 	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n(run 'sfp help' for usage)\n");
+	fprintf(stderr, "\n(run 'sfp help%s%s' for usage)\n", cmd ? " " : "", cmd ? cmd : "");
 	return SFP_EXIT_USAGE;
+}
+
+int sfp_tool_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	const int rc = usage_error_v(cmd, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -182,7 +192,7 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 	va_list ap;
 	int rc;
 	va_start(ap, fmt);
-	rc = usage_error_v(fmt, ap);
+	rc = usage_error_v(NULL, fmt, ap);
 	va_end(ap);
 	return rc;
 }

@@ -10,6 +10,10 @@
 #include "sfp/config.h"
 #include "sfp/train.h"
 
+/* "sfp: <message>" and "(run 'sfp help CMD' for usage)" on stderr (cmd
+ * NULL: 'sfp help'); returns SFP_EXIT_USAGE. */
+int sfp_tool_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* `sfp report LOG.jsonl [--png OUT.png]`: widths, footprint, plot. */
 int sfp_report_main(int argc, char **argv);
 

@@ -1,0 +1,91 @@
+#!/bin/sh
+# gpt.sh -- the byte-level GPT of deploy/examples/fortunes-gpt.yaml beside
+# PyTorch (Debian's python3-torch, CPU; bench/torch_gpt.py: the same model,
+# initialisation, data files, batch 16, context 64, AdamW 1e-3, warm-up 100
+# then cosine), run in turn in one script.
+#
+#   bench/gpt.sh                    speed: training tokens/s at 1 and 2 threads,
+#                                   STEPS (300) steps a run, ROUNDS (2) rounds
+#   MODE=quality bench/gpt.sh       held-out loss (nats per token) after STEPS
+#                                   (3000) steps, SEEDS (3) seeds a side, 1 thread
+#
+# sfp's tokens/s are its progress intervals' rates (log.every 50, the first
+# interval left out); PyTorch's are over its steps after 10 warm-up steps.
+# PyTorch runs as the machine has it and with OPENBLAS_CORETYPE=SkylakeX
+# (Debian's OpenBLAS 0.3.21 does not know the newest CPUs and may fall back
+# to old kernels; bench/train.sh says more): the table takes its better one.
+# Needs build/fortunes (tools/fortunes.sh makes it).
+set -eu
+cd "$(dirname "$0")/.."
+B=${BUILD:-build}
+W=$B/bin/sfp-worker
+PY=/usr/bin/python3
+CFG=deploy/examples/fortunes-gpt.yaml
+MODE=${MODE:-speed}
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+if ! $PY -c 'import torch' 2>/dev/null; then
+	echo "gpt.sh: python3-torch is not installed (deploy/install-deps.sh --bench)" >&2
+	exit 2
+fi
+[ -f build/fortunes/train.bin ] || tools/fortunes.sh >&2
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# sfp_run TAG ARGS...: sfp-worker on the GPT, its metrics log in $OUT/TAG.jsonl
+sfp_run() {
+	tag=$1
+	shift
+	"$W" --config $CFG --set log.metrics="$OUT/$tag.jsonl" --quiet "$@"
+}
+
+if [ "$MODE" = speed ]; then
+	STEPS=${STEPS:-300}
+	ROUNDS=${ROUNDS:-2}
+	for r in $(seq "$ROUNDS"); do
+		for t in 1 2; do
+			echo "  round $r, $t thread(s)" >&2
+			sfp_run "sfp-$t-$r" --set train.max_steps="$STEPS" --set log.every=50 \
+				--set train.threads="$t"
+			sed -n 's/.*"step":\([0-9]*\),.*"samples_per_s":\([0-9.]*\).*/\1 \2/p' \
+				"$OUT/sfp-$t-$r.jsonl" | awk '$1 > 50 { print $2 }' >>"$OUT/sfp-$t"
+			$PY bench/torch_gpt.py --steps "$STEPS" --threads "$t" >"$OUT/pt.json"
+			sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/pt.json" >>"$OUT/pt-$t"
+			OPENBLAS_CORETYPE=SkylakeX $PY bench/torch_gpt.py --steps "$STEPS" --threads "$t" \
+				>"$OUT/pt.json"
+			sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/pt.json" >>"$OUT/ptx-$t"
+		done
+	done
+	echo "byte-level GPT (4 blocks, width 128, context 64, batch 16), training tokens/s, medians;"
+	echo "CPU: $cpu; PyTorch $($PY -c 'import torch; print(torch.__version__)') on OpenBLAS"
+	echo
+	echo "| threads | sfp | PyTorch | PyTorch, OPENBLAS_CORETYPE=SkylakeX | sfp / best PyTorch |"
+	echo "|---:|---:|---:|---:|---:|"
+	for t in 1 2; do
+		s=$(median <"$OUT/sfp-$t")
+		p=$(median <"$OUT/pt-$t")
+		x=$(median <"$OUT/ptx-$t")
+		awk -v t="$t" -v s="$s" -v p="$p" -v x="$x" 'BEGIN {
+			b = p > x ? p : x
+			printf "| %d | %.0f | %.0f | %.0f | %.2fx |\n", t, s, p, x, s / b }'
+	done
+	exit 0
+fi
+
+STEPS=${STEPS:-3000}
+SEEDS=${SEEDS:-3}
+for s in $(seq "$SEEDS"); do
+	echo "  seed $s: sfp, then PyTorch ($STEPS steps each)" >&2
+	sfp_run "q-$s" --set train.max_steps="$STEPS" --set train.seed="$s"
+	sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$OUT/q-$s.jsonl" | tail -1 >>"$OUT/sfp-q"
+	$PY bench/torch_gpt.py --steps "$STEPS" --seed "$s" >"$OUT/pt.json"
+	sed -n 's/.*"val_loss": \([0-9.]*\).*/\1/p' "$OUT/pt.json" >>"$OUT/pt-q"
+done
+echo "byte-level GPT on fortunes, held-out loss (nats per token) after $STEPS steps, $SEEDS seeds;"
+echo "CPU: $cpu"
+echo
+echo "| | sfp | PyTorch |"
+echo "|---|---:|---:|"
+paste "$OUT/sfp-q" "$OUT/pt-q" | awk '{ printf "| seed %d | %.4f | %.4f |\n", NR, $1, $2; a += $1; b += $2 }
+	END { printf "| **mean** | **%.4f** | **%.4f** |\n\nsfp / PyTorch: %.3f (%+.1f%%)\n", a / NR, b / NR, a / b, 100 * (a / b - 1) }'
