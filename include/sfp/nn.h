@@ -45,6 +45,7 @@ typedef struct sfp_layer_info {
 	size_t param_offset, nparams; /* slice of the parameter arena */
 	int input;                    /* index of the layer feeding it (-1 = model input) */
 	int from;                     /* add: the other operand's layer index (else -1) */
+	int tie;                      /* linear: the embedding whose matrix it reads (else -1) */
 	int line;                     /* config line */
 } sfp_layer_info;
 

@@ -607,6 +607,7 @@ void sfp_model_layer(const sfp_model *m, int i, sfp_layer_info *info)
 	info->nparams = l->nparams;
 	info->input = l->input;
 	info->from = l->from;
+	info->tie = l->kind == L_LINEAR ? l->tie : -1;
 	info->line = l->line;
 }
 

@@ -63,8 +63,9 @@ int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err
 		par[i + 1] = par[i] + (double)li.nparams;
 	}
 	/* a cut before layer j: the previous layer is not a flatten (cut before
-	 * it instead: its output is an alias) and no layer from j on reads an
-	 * output from before j other than through layer j - 1 */
+	 * it instead: its output is an alias), no layer from j on reads an
+	 * output from before j other than through layer j - 1, and no layer
+	 * from j on is tied to an embedding before j (a stage owns its weights) */
 	valid[0] = valid[n] = 1;
 	for (int j = 1; j < n; j++) {
 		sfp_layer_info li;
@@ -72,7 +73,7 @@ int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err
 		valid[j] = strcmp(li.type, "flatten") != 0;
 		for (int i = j; i < n && valid[j]; i++) {
 			sfp_model_layer(m, i, &li);
-			if (li.from >= 0 && li.from < j)
+			if ((li.from >= 0 && li.from < j) || (li.tie >= 0 && li.tie < j))
 				valid[j] = 0;
 		}
 	}
@@ -98,8 +99,8 @@ int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err
 	if (B(stages, n) == INFINITY) {
 		rc = sfp_error_set(err, SFP_EINVAL,
 				   "parallel.pipeline_stages: the %d layers cannot form %d stages that "
-				   "each hold parameters without cutting a skip connection; use fewer "
-				   "stages",
+				   "each hold parameters without cutting a skip connection or a tied "
+				   "weight; use fewer stages",
 				   n, stages);
 		goto out;
 	}
@@ -161,6 +162,8 @@ void sfp_dist_free(sfp_dist *d)
 	free(d->residual);
 	free(d->mbx);
 	free(d->mby);
+	free(d->tokx);
+	free(d->tokt);
 	free(d);
 }
 
@@ -294,6 +297,13 @@ int sfp_dist_finish_setup(sfp_trainer *t, const char *config_dir, sfp_error *err
 	d->mby = malloc(per_replica);
 	if (!d->mbx || !d->mby)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	if (t->tokens) {
+		const size_t n = (size_t)B * (size_t)t->seq_len;
+		d->tokx = malloc(n * sizeof *d->tokx);
+		d->tokt = malloc(n * sizeof *d->tokt);
+		if (!d->tokx || !d->tokt)
+			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	}
 	return SFP_OK;
 }
 
@@ -333,8 +343,20 @@ static void scale_output_grad(sfp_model *m, int b, int total)
 		g[i] *= s;
 }
 
-static int pipeline_step(sfp_trainer *t, const uint32_t *idx, int bd, int total, double *lsum,
-			 double *ok, sfp_error *err)
+/* The loss of mb samples whose labels (or, for token data, targets) start
+ * at sample `off` of the replica's batch; its gradient for backward. */
+static float stage_loss(sfp_trainer *t, const uint8_t *y, const int32_t *tg, size_t off, int mb,
+			int *c)
+{
+	if (tg)
+		return sfp_model_loss_tokens(t->model, tg + off * (size_t)t->seq_len, mb, c, 1);
+	return sfp_model_loss(t->model, y + off, mb, c, 1);
+}
+
+/* tx, tg: token data's inputs and targets of the replica's batch (else
+ * NULL, and idx gives its samples). */
+static int pipeline_step(sfp_trainer *t, const uint32_t *idx, const float *tx, const int32_t *tg,
+			 int bd, int total, double *lsum, double *ok, sfp_error *err)
 {
 	sfp_dist *d = t->dist;
 	sfp_model *m = t->model;
@@ -344,9 +366,11 @@ static int pipeline_step(sfp_trainer *t, const uint32_t *idx, int bd, int total,
 	const size_t out_n = (size_t)sfp_model_classes(m);
 	sfp_params ap;
 	act_params(t, &ap);
-	if (is_first)
+	if (tx && is_first)
+		memcpy(d->mbx, tx, (size_t)bd * in_n * sizeof(float));
+	else if (is_first)
 		SFP_TRY(sfp_train_gather(t, idx, bd, d->mbx, d->mby, err));
-	else if (is_last)
+	else if (is_last && !tg)
 		for (int i = 0; i < bd; i++)
 			d->mby[i] = t->train.y[idx[i]];
 	int newest = -1;
@@ -367,7 +391,7 @@ static int pipeline_step(sfp_trainer *t, const uint32_t *idx, int bd, int total,
 			continue;
 		}
 		int c = 0;
-		float l = sfp_model_loss(m, d->mby + off, (int)mb, &c, 1);
+		float l = stage_loss(t, d->mby, tg, off, (int)mb, &c);
 		*lsum += (double)l * (double)mb;
 		*ok += c;
 		scale_output_grad(m, (int)mb, total);
@@ -404,19 +428,34 @@ int sfp_dist_step(sfp_trainer *t, int64_t first, int b, double out[3], sfp_error
 	size_t off, bd;
 	sfp_split((size_t)b, d->replicas, d->replica, &off, &bd);
 	const uint32_t *idx = t->order + first + off;
+	/* token data: every rank draws the step's global windows (as one
+	 * process does) and takes its replica's share */
+	const float *tx = NULL;
+	const int32_t *tg = NULL;
+	if (t->tokens) {
+		const size_t T = (size_t)t->seq_len;
+		SFP_TRY(sfp_tokens_batch(&t->tok, b, t->seq_len, t->cfg.train.seed, t->step, d->tokx,
+					 d->tokt, err));
+		tx = d->tokx + off * T;
+		tg = d->tokt + off * T;
+	}
 	double lsum = 0.0, ok = 0.0;
 	sfp_model_zero_grad(m);
 	if (d->stages > 1) {
-		SFP_TRY(pipeline_step(t, idx, (int)bd, b, &lsum, &ok, err));
+		SFP_TRY(pipeline_step(t, idx, tx, tg, (int)bd, b, &lsum, &ok, err));
 	} else if (bd > 0) {
 		int c = 0;
-		SFP_TRY(sfp_train_gather(t, idx, (int)bd, t->bx, t->by, err));
-		sfp_model_forward(m, t->bx, (int)bd, SFP_FORWARD_TRAIN, noise_seed(t, 0));
-		float l = sfp_model_loss(m, t->by, (int)bd, &c, 1);
+		const float *x = tx;
+		if (!tx) {
+			SFP_TRY(sfp_train_gather(t, idx, (int)bd, t->bx, t->by, err));
+			x = t->bx;
+		}
+		sfp_model_forward(m, x, (int)bd, SFP_FORWARD_TRAIN, noise_seed(t, 0));
+		float l = stage_loss(t, t->by, tg, 0, (int)bd, &c);
 		lsum = (double)l * (double)bd;
 		ok = c;
 		scale_output_grad(m, (int)bd, b);
-		sfp_model_backward(m, t->bx, (int)bd);
+		sfp_model_backward(m, x, (int)bd);
 	}
 	if (d->replicas > 1) {
 		size_t np;
@@ -439,8 +478,12 @@ int sfp_dist_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 	const size_t in_n = sfp_shape_numel(sfp_model_input_shape(m));
 	const size_t out_n = (size_t)sfp_model_classes(m);
 	const int bs = sfp_model_max_batch(m);
+	/* token data: the held-out windows, split among the replicas */
+	const size_t T = t->tokens ? (size_t)t->seq_len : 1;
+	const size_t n = t->tokens ? (size_t)sfp_tokens_val_windows(&t->tok, t->seq_len)
+				   : (size_t)t->test.n;
 	size_t off, len;
-	sfp_split((size_t)t->test.n, d->replicas, d->replica, &off, &len);
+	sfp_split(n, d->replicas, d->replica, &off, &len);
 	sfp_params ap;
 	act_params(t, &ap);
 	sfp_wire_stats ev = {0}; /* not training traffic: kept out of the per-step records */
@@ -448,6 +491,10 @@ int sfp_dist_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 	for (size_t i = 0; i < len; i += (size_t)bs) {
 		int b = (int)(len - i < (size_t)bs ? len - i : (size_t)bs);
 		const float *x = t->test.x + (off + i) * in_n;
+		if (t->tokens) { /* inputs for the first stage, targets for the last */
+			sfp_tokens_val_batch(&t->tok, t->seq_len, (int64_t)(off + i), b, t->bx, t->bt);
+			x = t->bx;
+		}
 		if (!is_first) {
 			SFP_TRY(sfp_recv_tensor(d->coll, d->rank - 1, TAG_EVAL, d->mbx, (size_t)b * in_n,
 						&ev, err));
@@ -461,9 +508,11 @@ int sfp_dist_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 			continue;
 		}
 		int c = 0;
-		s[0] += (double)sfp_model_loss(m, t->test.y + off + i, b, &c, 0) * b;
+		const float l = t->tokens ? sfp_model_loss_tokens(m, t->bt, b, &c, 0)
+					  : sfp_model_loss(m, t->test.y + off + i, b, &c, 0);
+		s[0] += (double)l * (double)b * (double)T; /* per token for token data */
 		s[1] += c;
-		s[2] += b;
+		s[2] += (double)b * (double)T;
 	}
 	SFP_TRY(sfp_allreduce_f64(d->coll, &d->world_g, s, 3, err));
 	*acc = s[2] > 0 ? (float)(s[1] / s[2]) : 0.0f;

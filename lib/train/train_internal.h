@@ -31,6 +31,8 @@ typedef struct sfp_dist {
 	float *residual;       /* error feedback of the weight gradients */
 	float *mbx;            /* stage input of every micro-batch of a step */
 	uint8_t *mby;          /* labels of the replica's batch (last stage) */
+	float *tokx;           /* token data: the global batch's windows (B x T ids) */
+	int32_t *tokt;         /* and their targets (B x T) */
 	sfp_wire_stats ws[WIRE_KINDS];
 	sfp_wire_stats ws_mark[WIRE_KINDS]; /* at the last log record */
 } sfp_dist;

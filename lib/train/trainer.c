@@ -98,16 +98,13 @@ static int cfg_input_numel(const sfp_cfg_model *c)
 
 /* Token data (data.dataset tokens): model.input is [seq_len], the first
  * layer an embedding, the last one's output (T,1,V) with V at least the
- * embedding's vocabulary; every id of both parts is below it. One process
- * for now: a rank of a job refuses it. */
+ * embedding's vocabulary (the last pipeline stage's); every id of both
+ * parts is below it. Every rank reads the whole files: the windows of a
+ * step are drawn from (seed, step), and each replica takes its share. */
 static int setup_tokens(sfp_trainer *t, const sfp_config *cfg, sfp_error *err)
 {
 	const sfp_cfg_model *mc = &cfg->model;
 	const int T = cfg->data.seq_len;
-	if (t->dist)
-		return sfp_error_set(err, SFP_EUNSUPPORTED,
-				     "data.dataset tokens trains in one process for now, not as a "
-				     "rank of a distributed job");
 	if (mc->input_ndim != 1 || mc->input[0] != T)
 		return sfp_error_set(err, SFP_EINVAL,
 				     "token data needs model.input: [%d] (data.seq_len), not a "
@@ -119,9 +116,10 @@ static int setup_tokens(sfp_trainer *t, const sfp_config *cfg, sfp_error *err)
 				     "a %s)",
 				     mc->layers[0].line, mc->layers[0].type);
 	const int vocab = mc->layers[0].vocab;
+	const int is_last = !t->dist || t->dist->stage == t->dist->stages - 1;
 	sfp_layer_info li;
 	sfp_model_layer(t->model, sfp_model_n_layers(t->model) - 1, &li);
-	if (li.out.c != T || li.out.h != 1 || li.out.w < vocab)
+	if (is_last && (li.out.c != T || li.out.h != 1 || li.out.w < vocab))
 		return sfp_error_set(err, SFP_EINVAL,
 				     "token data needs the last layer '%s' (line %d) to give %d "
 				     "scores per token (the vocabulary) for each of %d tokens, not "
@@ -311,7 +309,7 @@ int sfp_trainer_token_data(const sfp_trainer *t)
 
 int sfp_trainer_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 {
-	if (t->tokens) {
+	if (t->tokens && !t->dist) {
 		evaluate_tokens(t, acc, loss);
 		return SFP_OK;
 	}

@@ -107,5 +107,37 @@ sed 's/out_features: 256, tie: wte, bias: false/out_features: 100/' "$T/gpt.yaml
 expect 2 "a model without per-token scores" "$W" --config "$T/few.yaml" --quiet
 grep -q "scores per token" "$T/err" && ok "the last layer is named" || bad "message: $(cat "$T/err")"
 
+# data parallel: 2 ranks see the step's global windows, each its share; with
+# lossless gradients the losses are the single process's (the same records
+# to the digits printed), compressed gradients train on, over MPI and nng
+if command -v mpirun >/dev/null 2>&1; then
+	mpi_init gpt.sh
+	STEPS="--set train.max_steps=40 --set log.every=20"
+	expect 0 "one process, 40 steps" "$W" --config "$T/gpt.yaml" $STEPS --set log.metrics="$T/one.jsonl" --quiet
+	expect 0 "2 data-parallel ranks, lossless gradients" $MPI -np 2 "$W" --config "$T/gpt.yaml" $STEPS \
+		--set log.metrics="$T/two.jsonl" --quiet
+	losses() { grep -o '"loss":[0-9.]*\|"val_loss":[0-9.]*' "$1" | tr '\n' ' '; }
+	[ -n "$(losses "$T/one.jsonl")" ] && [ "$(losses "$T/one.jsonl")" = "$(losses "$T/two.jsonl")" ] &&
+		ok "2 ranks log the single process's losses ($(losses "$T/two.jsonl"))" ||
+		bad "losses: one $(losses "$T/one.jsonl") / two $(losses "$T/two.jsonl")"
+	for tr in mpi nng; do
+		expect 0 "2 ranks over $tr, gradients at e5 m2" $MPI -np 2 "$W" --config "$T/gpt.yaml" $STEPS \
+			--set parallel.transport=$tr --set parallel.grad_e=5 --set parallel.grad_m=2 \
+			--set log.metrics="$T/c-$tr.jsonl" --quiet
+		v1=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$T/one.jsonl")
+		v2=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$T/c-$tr.jsonl")
+		awk -v a="$v1" -v b="$v2" 'BEGIN { exit !(b > 0 && b < 1.02 * a) }' &&
+			ok "$tr: held-out loss $v2 within 2% of one process's $v1" || bad "$tr: held-out loss $v2 vs $v1"
+		grep -q '"kind":"gradients","raw_bytes":[0-9]*,"wire_bytes"' "$T/c-$tr.jsonl" &&
+			ok "$tr: gradient traffic recorded" || bad "$tr: no traffic record"
+	done
+	expect 2 "pipeline stages of a GPT are refused" $MPI -np 2 "$W" --config "$T/gpt.yaml" $STEPS \
+		--set parallel.pipeline_stages=2 --quiet
+	grep -q "cutting a skip connection or a tied weight" "$T/err" && ok "the reason is said" ||
+		bad "message: $(head -3 "$T/err")"
+else
+	echo "skip gpt.sh distributed: mpirun is not installed"
+fi
+
 echo "gpt.sh: $fails failed"
 [ "$fails" -eq 0 ]
