@@ -517,6 +517,40 @@ static void test_batchnorm_eval(void)
 	sfp_model_free(mm);
 }
 
+/* Floats in the order of their values, for distances in ulps. */
+static int64_t float_order(float f)
+{
+	int32_t i;
+	memcpy(&i, &f, sizeof i);
+	return i < 0 ? (int64_t)INT32_MIN - i : i;
+}
+
+/* The libm-free tanh of GELU and the tanh layer against tanhf, over a
+ * sweep of the float bit patterns with |u| < 30 (every 61st), at most
+ * TANH_ULPS apart; 0, -0 and NaN kept, saturation at +-1. */
+#define TANH_ULPS 4
+static void test_tanh_approx(void)
+{
+	int64_t worst = 0;
+	float at = 0.0f;
+	for (uint64_t b = 0; b <= 0xffffffffull; b += 61) {
+		const uint32_t w = (uint32_t)b;
+		float u;
+		memcpy(&u, &w, sizeof u);
+		if (!(fabsf(u) < 30.0f))
+			continue;
+		const int64_t d = llabs(float_order(sfp_tanh_approx(u)) - float_order(tanhf(u)));
+		if (d > worst)
+			worst = d, at = u;
+	}
+	printf("\n    max %lld ulps from tanhf (at %g) ", (long long)worst, (double)at);
+	CU_ASSERT(worst <= TANH_ULPS);
+	CU_ASSERT(sfp_tanh_approx(0.0f) == 0.0f && !signbit(sfp_tanh_approx(0.0f)));
+	CU_ASSERT(signbit(sfp_tanh_approx(-0.0f)));
+	CU_ASSERT(sfp_tanh_approx(100.0f) == 1.0f && sfp_tanh_approx(-1e30f) == -1.0f);
+	CU_ASSERT(isnan(sfp_tanh_approx(NAN)));
+}
+
 int main(void)
 {
 	/* plug-in paths in this suite are relative to the build folder */
@@ -537,6 +571,7 @@ int main(void)
 		{"epoch order", test_order},
 		{"data shards by rank", test_shard},
 		{"batch norm in eval mode", test_batchnorm_eval},
+		{"tanh without libm: within 4 ulps of tanhf", test_tanh_approx},
 		{NULL, NULL},
 	};
 	return test_run_suite("nn", cases);

@@ -458,31 +458,37 @@ void sfp_relu_mask_inplace(float *g, const float *out, size_t n)
 #define GELU_S 0.7978845608028654f
 #define GELU_C 0.044715f
 
+SFP_VECTOR_CLONES
 void sfp_gelu_forward(float *out, const float *in, size_t n)
 {
+#pragma omp simd
 	for (size_t i = 0; i < n; i++) {
 		float x = in[i];
-		out[i] = 0.5f * x * (1.0f + tanhf(GELU_S * (x + GELU_C * x * x * x)));
+		out[i] = 0.5f * x * (1.0f + sfp_tanh_approx(GELU_S * (x + GELU_C * x * x * x)));
 	}
 }
 
+SFP_VECTOR_CLONES
 void sfp_gelu_backward(float *din, const float *dout, const float *in, size_t n)
 {
 	if (!din)
 		return;
+#pragma omp simd
 	for (size_t i = 0; i < n; i++) {
 		float x = in[i];
 		float u = GELU_S * (x + GELU_C * x * x * x);
-		float t = tanhf(u);
+		float t = sfp_tanh_approx(u);
 		float du = GELU_S * (1.0f + 3.0f * GELU_C * x * x);
 		din[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
 	}
 }
 
+SFP_VECTOR_CLONES
 void sfp_tanh_forward(float *out, const float *in, size_t n)
 {
+#pragma omp simd
 	for (size_t i = 0; i < n; i++)
-		out[i] = tanhf(in[i]);
+		out[i] = sfp_tanh_approx(in[i]);
 }
 
 void sfp_tanh_backward(float *din, const float *dout, const float *out, size_t n)
