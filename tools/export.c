@@ -11,7 +11,6 @@
  * applied after the other overrides. Exit codes as in sfp.c.
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

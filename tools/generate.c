@@ -11,7 +11,6 @@
  * shown as \xNN.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -490,8 +490,10 @@ int sfp_dist_evaluate(sfp_trainer *t, float *acc, float *loss, sfp_error *err)
 	double s[3] = {0.0, 0.0, 0.0};
 	for (size_t i = 0; i < len; i += (size_t)bs) {
 		int b = (int)(len - i < (size_t)bs ? len - i : (size_t)bs);
-		const float *x = t->test.x + (off + i) * in_n;
-		if (t->tokens) { /* inputs for the first stage, targets for the last */
+		const float *x = NULL; /* a later stage's comes from the stage before it */
+		if (!t->tokens) {
+			x = t->test.x + (off + i) * in_n;
+		} else if (is_first || is_last) { /* inputs for the first stage, targets for the last */
 			sfp_tokens_val_batch(&t->tok, t->seq_len, (int64_t)(off + i), b, t->bx, t->bt);
 			x = t->bx;
 		}
