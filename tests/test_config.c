@@ -200,6 +200,9 @@ static void test_errors(void)
 	expect_error("model:\n  input: [4]\n  layers:\n    - {type: add, from: later}\n"
 		     "    - {type: linear, out_features: 2, name: later}\n",
 		     "model.layers[0].from: 'later' names no earlier layer");
+	expect_error("model:\n  input: [4]\n  layers:\n    - {type: linear, out_features: 4, name: input}\n",
+		     "t.yaml:4: model.layers[0]: the name 'input' is reserved (an add's `from: input` "
+		     "reads the model's input)");
 	expect_error("model:\n  input: [4]\n  layers:\n    - {type: linear, out_features: 2, out_features: 3}\n",
 		     "key 'out_features' given twice");
 	expect_error("model:\n  input: []\n  layers:\n    - {type: relu}\n", "model.input: expected 1 to 3 items");

@@ -236,6 +236,21 @@ static void test_grad_attention(void)
 	}
 }
 
+/* a pipeline stage's block: the residual reads the model's input
+ * (`from: input`), whose gradient then has two terms */
+static void test_grad_from_input(void)
+{
+	sfp_cfg_model m = seq_cfg(5, 6);
+	push(&m, L("layernorm", NULL));
+	sfp_cfg_layer a = L("attention", NULL);
+	a.heads = 2;
+	a.causal = 1;
+	push(&m, a);
+	push(&m, add_from("res", SFP_CFG_FROM_INPUT));
+	push(&m, linear(NULL, 4, 1));
+	gradcheck("residual from the input", &m, 3, 0);
+}
+
 /* embedding and a head tied to it (with a bias) */
 static void test_grad_embedding_tied(void)
 {
@@ -617,6 +632,7 @@ int main(void)
 	static const test_case cases[] = {
 		{"gradient: layernorm + per-token linear + gelu", test_grad_layernorm_linear_gelu},
 		{"gradient: position + attention + residual", test_grad_attention},
+		{"gradient: residual add from the model's input", test_grad_from_input},
 		{"gradient: embedding + tied head", test_grad_embedding_tied},
 		{"gradient: tiny GPT, whole model", test_grad_gpt},
 		{"causal mask: a later token changes no earlier output", test_causal_mask},

@@ -25,6 +25,8 @@ extern "C" {
 #define SFP_CFG_MAX_LAYERS 128
 #define SFP_CFG_MAX_DIMS 4
 #define SFP_CFG_NAME 64
+/* an add's `from` naming the model's input instead of a layer (a reserved name) */
+#define SFP_CFG_FROM_INPUT "input"
 #define SFP_CFG_PATH 512
 #define SFP_CFG_MAX_PLUGIN_ARGS 16
 #define SFP_CFG_MAX_TARGETS 4
@@ -99,7 +101,7 @@ typedef struct sfp_cfg_layer {
 	float p;                 /* dropout probability, 0 <= p < 1 (default 0.5) */
 	float eps;               /* batchnorm, layernorm (default 1e-5) */
 	float momentum;          /* batchnorm running-stat momentum (default 0.1) */
-	char from[SFP_CFG_NAME]; /* add: the name of an earlier layer (required) */
+	char from[SFP_CFG_NAME]; /* add: an earlier layer's name, or "input" (required) */
 	char tie[SFP_CFG_NAME];  /* linear: an earlier embedding whose matrix is the
 				  * weight (optional; none by default) */
 	int vocab;               /* embedding: token ids 0..vocab-1 (required) */

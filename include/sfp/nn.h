@@ -37,6 +37,9 @@ extern "C" {
 /* ---- model ------------------------------------------------------------- */
 typedef struct sfp_model sfp_model;
 
+/* sfp_layer_info.from of an add that reads the model's input */
+#define SFP_FROM_INPUT (-2)
+
 /* What a layer is, for logs, reports and tests. Strings are owned by the model. */
 typedef struct sfp_layer_info {
 	const char *name;
@@ -44,9 +47,12 @@ typedef struct sfp_layer_info {
 	sfp_shape in, out;
 	size_t param_offset, nparams; /* slice of the parameter arena */
 	int input;                    /* index of the layer feeding it (-1 = model input) */
-	int from;                     /* add: the other operand's layer index (else -1) */
+	int from;                     /* add: the other operand's layer index, SFP_FROM_INPUT
+				       * for the model input (`from: input`), else -1 */
 	int tie;                      /* linear: the embedding whose matrix it reads (else -1) */
 	int line;                     /* config line */
+	double macs;                  /* forward multiply-adds per sample (linear, conv,
+				       * attention; 0 for the others) */
 } sfp_layer_info;
 
 /*

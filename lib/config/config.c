@@ -896,11 +896,16 @@ int sfp_config_validate(const sfp_config *c, sfp_error *err)
 							     "%s:%d: model.layers[%d]: name '%s' is "
 							     "already used on line %d",
 							     f, l->line, i, l->name, m->layers[j].line);
-		if (tb == T_ADD && !names_earlier(m, i, l->from))
+		if (!strcmp(l->name, SFP_CFG_FROM_INPUT))
+			return sfp_error_set(err, SFP_EINVAL,
+					     "%s:%d: model.layers[%d]: the name '%s' is reserved "
+					     "(an add's `from: %s` reads the model's input)",
+					     f, l->line, i, l->name, SFP_CFG_FROM_INPUT);
+		if (tb == T_ADD && strcmp(l->from, SFP_CFG_FROM_INPUT) && !names_earlier(m, i, l->from))
 			return sfp_error_set(err, SFP_EINVAL,
 					     "%s:%d: model.layers[%d].from: '%s' names no "
-					     "earlier layer",
-					     f, l->line, i, l->from);
+					     "earlier layer (nor `%s`, the model's input)",
+					     f, l->line, i, l->from, SFP_CFG_FROM_INPUT);
 		if (l->tie[0] && !names_earlier(m, i, l->tie))
 			return sfp_error_set(err, SFP_EINVAL,
 					     "%s:%d: model.layers[%d].tie: '%s' names no "

@@ -354,15 +354,17 @@ static int model_input(sfp_model *m, const sfp_cfg_model *cfg, sfp_error *err)
 /* An add layer's other operand: an earlier layer of the same shape. */
 static int wire_add(sfp_model *m, layer *l, const sfp_cfg_layer *c, int i, sfp_error *err)
 {
+	if (!strcmp(c->from, SFP_CFG_FROM_INPUT))
+		l->from = SFP_FROM_INPUT;
 	for (int j = 0; j < i; j++)
 		if (!strcmp(m->layers[j].name, c->from))
 			l->from = j;
-	if (l->from < 0) {
+	if (l->from == -1) {
 		char msg[128];
 		snprintf(msg, sizeof msg, "from '%s' names no earlier layer", c->from);
 		return layer_error(err, SFP_EINVAL, l, msg);
 	}
-	const sfp_shape f = m->layers[l->from].out, cur = l->in;
+	const sfp_shape f = l->from >= 0 ? m->layers[l->from].out : m->input, cur = l->in;
 	if (f.c != cur.c || f.h != cur.h || f.w != cur.w) {
 		char a[64], b[64], msg[256];
 		snprintf(msg, sizeof msg, "input %s and '%s' output %s differ",
@@ -596,6 +598,25 @@ int sfp_model_n_layers(const sfp_model *m)
 	return m->n;
 }
 
+/* Forward multiply-adds per sample: a linear's (tied too) matrix once per
+ * row, a conv's weights at every output position, attention's projections
+ * per token and its scores and weighted sum over (T, T) per head. */
+static double layer_macs(const layer *l)
+{
+	switch (l->kind) {
+	case L_LINEAR:
+		return (double)l->tok * l->ni * l->no;
+	case L_CONV2D:
+		return (double)l->conv.ci * l->conv.k * l->conv.k * l->conv.co * l->conv.ho * l->conv.wo;
+	case L_ATTENTION: {
+		const double T = l->attn.T, D = l->attn.D;
+		return 4.0 * T * D * D + 2.0 * T * T * D;
+	}
+	default:
+		return 0.0;
+	}
+}
+
 void sfp_model_layer(const sfp_model *m, int i, sfp_layer_info *info)
 {
 	const layer *l = &m->layers[i];
@@ -609,6 +630,7 @@ void sfp_model_layer(const sfp_model *m, int i, sfp_layer_info *info)
 	info->from = l->from;
 	info->tie = l->kind == L_LINEAR ? l->tie : -1;
 	info->line = l->line;
+	info->macs = layer_macs(l);
 }
 
 uint32_t sfp_model_signature(const sfp_model *m)
@@ -763,7 +785,7 @@ static const float *layer_input(sfp_model *m, int i, int which, const float *x, 
 {
 	const layer *l = &m->layers[i];
 	const int j = which ? l->from : l->input;
-	const size_t n1 = sfp_shape_numel(which ? m->layers[j].out : l->in);
+	const size_t n1 = sfp_shape_numel(!which ? l->in : j >= 0 ? m->layers[j].out : m->input);
 	if (j < 0)
 		return m->intweights && !which ? sfp_intweights_input(m, i, x + (size_t)s0 * n1, b) : x + (size_t)s0 * n1;
 	const float *src = saved ? sfp_act_saved(m, j, s0, b) : sfp_act_out(m, j, s0);
@@ -964,6 +986,8 @@ static void mark_grad_out(sfp_model *m)
 		g |= l->input < 0 ? m->want_dinput : m->layers[l->input].grad_out;
 		if (l->from >= 0)
 			g |= m->layers[l->from].grad_out;
+		else if (l->from == SFP_FROM_INPUT)
+			g |= m->want_dinput;
 		l->grad_out = g;
 	}
 }
@@ -1069,12 +1093,16 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		break;
 	}
 	case L_ADD: {
-		float *df = sfp_dact(m, l->from, s0);
+		/* `from: input`: the model input's gradient, when it is wanted */
+		float *df = l->from >= 0	? sfp_dact(m, l->from, s0)
+			    : m->want_dinput ? m->dinput + (size_t)s0 * sfp_shape_numel(m->input)
+					     : NULL;
 		if (din)
 			for (size_t j = 0; j < n; j++)
 				din[j] += g[j];
-		for (size_t j = 0; j < n; j++)
-			df[j] += g[j];
+		if (df)
+			for (size_t j = 0; j < n; j++)
+				df[j] += g[j];
 		break;
 	}
 	case L_PLUGIN: {

@@ -34,6 +34,7 @@
 #include "train/train_internal.h"
 
 #define TAG_EVAL 0xfff0
+#define TAG_TIE 0xffe0 /* + the tie's index */
 
 /* ---- the stage split ------------------------------------------------------ */
 int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err)
@@ -57,15 +58,16 @@ int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err
 	for (int i = 0; i < n; i++) {
 		sfp_layer_info li;
 		sfp_model_layer(m, i, &li);
-		double c = li.nparams ? (double)li.nparams * li.out.h * li.out.w
-				      : (double)sfp_shape_numel(li.out);
+		double c = li.macs > 0.0 ? li.macs : (double)sfp_shape_numel(li.out);
 		cost[i + 1] = cost[i] + c;
 		par[i + 1] = par[i] + (double)li.nparams;
 	}
 	/* a cut before layer j: the previous layer is not a flatten (cut before
-	 * it instead: its output is an alias), no layer from j on reads an
-	 * output from before j other than through layer j - 1, and no layer
-	 * from j on is tied to an embedding before j (a stage owns its weights) */
+	 * it instead: its output is an alias), and no layer from j on reads an
+	 * output from before j other than layer j - 1's, the stage's input (a
+	 * residual stream crosses; what a later add reads of it is the stage
+	 * input). A head tied to an embedding in an earlier stage gets a copy
+	 * of the matrix that the two stages keep equal (sfp_dist_sync_ties). */
 	valid[0] = valid[n] = 1;
 	for (int j = 1; j < n; j++) {
 		sfp_layer_info li;
@@ -73,7 +75,7 @@ int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err
 		valid[j] = strcmp(li.type, "flatten") != 0;
 		for (int i = j; i < n && valid[j]; i++) {
 			sfp_model_layer(m, i, &li);
-			if ((li.from >= 0 && li.from < j) || (li.tie >= 0 && li.tie < j))
+			if (li.from == SFP_FROM_INPUT || (li.from >= 0 && li.from < j - 1))
 				valid[j] = 0;
 		}
 	}
@@ -99,8 +101,8 @@ int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err
 	if (B(stages, n) == INFINITY) {
 		rc = sfp_error_set(err, SFP_EINVAL,
 				   "parallel.pipeline_stages: the %d layers cannot form %d stages that "
-				   "each hold parameters without cutting a skip connection or a tied "
-				   "weight; use fewer stages",
+				   "each hold parameters without cutting a skip connection (a cut "
+				   "may pass one tensor only); use fewer stages",
 				   n, stages);
 		goto out;
 	}
@@ -121,8 +123,10 @@ out:
 }
 
 /* The config of layers [a, b) of `full` as a model of its own: names made
- * explicit (so `add` references and logs keep the whole model's names) and
- * the input shape set to what layer a receives. */
+ * explicit (so `add` references and logs keep the whole model's names), an
+ * add that reads layer a - 1 reads the stage's input, a head tied to an
+ * embedding of an earlier stage holds its own copy of the matrix, and the
+ * input shape is what layer a receives. */
 static void slice_config(const sfp_cfg_model *full, const sfp_model *fm, int a, int b,
 			 sfp_cfg_model *out)
 {
@@ -130,8 +134,13 @@ static void slice_config(const sfp_cfg_model *full, const sfp_model *fm, int a, 
 	for (int i = a; i < b; i++) {
 		sfp_layer_info li;
 		sfp_model_layer(fm, i, &li);
-		out->layers[i - a] = full->layers[i];
-		snprintf(out->layers[i - a].name, SFP_CFG_NAME, "%s", li.name);
+		sfp_cfg_layer *c = &out->layers[i - a];
+		*c = full->layers[i];
+		snprintf(c->name, SFP_CFG_NAME, "%s", li.name);
+		if (a > 0 && li.from == a - 1)
+			snprintf(c->from, SFP_CFG_NAME, "%s", SFP_CFG_FROM_INPUT);
+		if (li.tie >= 0 && li.tie < a)
+			c->tie[0] = 0;
 	}
 	if (a == 0) {
 		out->input_ndim = full->input_ndim;
@@ -144,6 +153,81 @@ static void slice_config(const sfp_cfg_model *full, const sfp_model *fm, int a, 
 		out->input[1] = li.in.h;
 		out->input[2] = li.in.w;
 	}
+}
+
+static int stage_of(const int *first, int stages, int layer)
+{
+	int s = 0;
+	while (s + 1 < stages && first[s + 1] <= layer)
+		s++;
+	return s;
+}
+
+/* The heads of the whole model fm tied to an embedding in another stage,
+ * as this stage takes part in them: in the whole model's layer order, so
+ * the two stages of a pair meet them in the same order. */
+static int plan_ties(sfp_dist *d, const sfp_model *fm, const int *first, sfp_error *err)
+{
+	size_t big = 0;
+	for (int h = 0; h < sfp_model_n_layers(fm); h++) {
+		sfp_layer_info li, ei;
+		sfp_model_layer(fm, h, &li);
+		if (li.tie < 0)
+			continue;
+		const int sh = stage_of(first, d->stages, h), se = stage_of(first, d->stages, li.tie);
+		if (sh == se || (d->stage != sh && d->stage != se))
+			continue;
+		if (d->nties == SFP_DIST_MAX_TIES)
+			return sfp_error_set(err, SFP_EINVAL,
+					     "parallel.pipeline_stages: more than %d heads tied to an "
+					     "embedding of another stage",
+					     SFP_DIST_MAX_TIES);
+		sfp_model_layer(fm, li.tie, &ei);
+		const int other = d->stage == sh ? se : sh;
+		d->ties[d->nties++] = (struct sfp_tie){
+			.peer = d->rank + other - d->stage,
+			.layer = (d->stage == sh ? h : li.tie) - d->first,
+			.n = ei.nparams,
+		};
+		if (ei.nparams > big)
+			big = ei.nparams;
+	}
+	if (big && !(d->tie_buf = malloc(big * sizeof(float))))
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	return SFP_OK;
+}
+
+/* Both stages of each tie add the other's gradient of the matrix (after the
+ * replicas' sum): own + other on one side, other + own on the other, the
+ * same float sum, so the two copies take the same optimizer step. Sent
+ * lossless: the copies must stay equal to the bit. */
+static int sync_ties(sfp_trainer *t, sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	sfp_params lossless;
+	sfp_params_init(&lossless, 8, 23);
+	for (int k = 0; k < d->nties; k++) {
+		const struct sfp_tie *ti = &d->ties[k];
+		sfp_layer_info li;
+		sfp_model_layer(t->model, ti->layer, &li);
+		size_t np;
+		float *g = sfp_model_grads(t->model, &np) + li.param_offset;
+		const int tag = TAG_TIE + k;
+		if (d->rank < ti->peer) {
+			SFP_TRY(sfp_send_tensor(d->coll, ti->peer, tag, g, ti->n, &lossless,
+						&d->ws[WIRE_GRADS], err));
+			SFP_TRY(sfp_recv_tensor(d->coll, ti->peer, tag, d->tie_buf, ti->n,
+						&d->ws[WIRE_GRADS], err));
+		} else {
+			SFP_TRY(sfp_recv_tensor(d->coll, ti->peer, tag, d->tie_buf, ti->n,
+						&d->ws[WIRE_GRADS], err));
+			SFP_TRY(sfp_send_tensor(d->coll, ti->peer, tag, g, ti->n, &lossless,
+						&d->ws[WIRE_GRADS], err));
+		}
+		for (size_t i = 0; i < ti->n; i++)
+			g[i] += d->tie_buf[i];
+	}
+	return SFP_OK;
 }
 
 static sfp_group make_group(int n, int me, int stride, int base)
@@ -164,6 +248,7 @@ void sfp_dist_free(sfp_dist *d)
 	free(d->mby);
 	free(d->tokx);
 	free(d->tokt);
+	free(d->tie_buf);
 	free(d);
 }
 
@@ -248,6 +333,7 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 		d->first = first[d->stage];
 		d->last = first[d->stage + 1];
 		slice_config(full, fm, d->first, d->last, stage_cfg);
+		rc = plan_ties(d, fm, first, err);
 	}
 	sfp_model_free(fm);
 	return rc;
@@ -262,16 +348,31 @@ static int init_stage_params(sfp_trainer *t, const char *config_dir, sfp_error *
 	sfp_model *fm = NULL;
 	SFP_TRY(sfp_model_create(&fm, &t->cfg.model, config_dir, 1, err));
 	sfp_model_init(fm, t->cfg.train.seed);
-	sfp_layer_info li;
-	sfp_model_layer(fm, d->first, &li);
 	size_t np, fnp;
 	float *p = sfp_model_params(t->model, &np);
 	const float *fp = sfp_model_params(fm, &fnp);
+	size_t end = 0; /* past the last parameter copied */
+	int same = 1;
+	for (int i = d->first; i < d->last && same; i++) {
+		sfp_layer_info fl, sl;
+		sfp_model_layer(fm, i, &fl);
+		sfp_model_layer(t->model, i - d->first, &sl);
+		sfp_layer_info el = {.nparams = 0};
+		if (fl.tie >= 0 && fl.tie < d->first) /* the head's copy of the matrix first */
+			sfp_model_layer(fm, fl.tie, &el);
+		const size_t at = sl.param_offset;
+		same = sl.nparams == el.nparams + fl.nparams && at + sl.nparams <= np;
+		if (same) {
+			memcpy(p + at, fp + el.param_offset, el.nparams * sizeof(float));
+			memcpy(p + at + el.nparams, fp + fl.param_offset, fl.nparams * sizeof(float));
+		}
+		end = at + sl.nparams;
+	}
 	int rc = SFP_OK;
-	if (li.param_offset + np > fnp)
-		rc = sfp_error_set(err, SFP_EINVAL, "stage %d: parameter slice out of range", d->stage);
-	else
-		memcpy(p, fp + li.param_offset, np * sizeof(float));
+	if (!same || end != np)
+		rc = sfp_error_set(err, SFP_EINVAL,
+				   "stage %d: its parameters are not those of the model's layers %d..%d",
+				   d->stage, d->first, d->last - 1);
 	sfp_model_free(fm);
 	return rc;
 }
@@ -463,6 +564,7 @@ int sfp_dist_step(sfp_trainer *t, int64_t first, int b, double out[3], sfp_error
 		SFP_TRY(sfp_allreduce(d->coll, &d->dp_g, g, np, &d->gwire, d->residual,
 				      &d->ws[WIRE_GRADS], err));
 	}
+	SFP_TRY(sync_ties(t, err));
 	const int is_last = d->stage == d->stages - 1;
 	out[0] = lsum;
 	out[1] = ok;
@@ -589,6 +691,31 @@ int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], sfp_error *
 		const double *o = v + k * F;
 		out[k] = (sfp_wire_stats){(uint64_t)o[0], (uint64_t)o[1], (uint64_t)o[2],
 					  (uint64_t)o[3], (uint64_t)o[4], (uint64_t)o[5]};
+	}
+	return SFP_OK;
+}
+
+int sfp_dist_gather_stages(sfp_trainer *t, void *recs, size_t size, int *n, int cap,
+			   sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	if (d->stages == 1 || d->replica != 0)
+		return SFP_OK;
+	for (int s = 1; s < d->stages; s++) {
+		if (d->stage != 0 && d->stage != s)
+			continue;
+		/* rank 0 and rank s; s sends (member 1 is the root) */
+		const sfp_group g = make_group(2, d->stage ? 1 : 0, s, 0);
+		int32_t k = d->stage ? *n : 0;
+		SFP_TRY(sfp_broadcast(d->coll, &g, 1, &k, sizeof k, err));
+		if (k < 0 || k > cap - *n * (d->stage == 0))
+			return sfp_error_set(err, SFP_ECORRUPT,
+					     "stage %d sends %d records; at most %d fit", s, (int)k,
+					     cap - *n);
+		void *at = d->stage ? recs : (char *)recs + (size_t)*n * size;
+		SFP_TRY(sfp_broadcast(d->coll, &g, 1, at, (size_t)k * size, err));
+		if (d->stage == 0)
+			*n += k;
 	}
 	return SFP_OK;
 }

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -119,42 +120,93 @@ int sfp_metrics_checkpoint(sfp_trainer *t, const char *path, sfp_error *err)
 			     json_str(q, sizeof q, path));
 }
 
-/* One record per container: layer, kind, packing widths and the learned
- * real widths; then the footprint. */
-int sfp_metrics_widths(sfp_trainer *t, sfp_error *err)
+/* A container's width record, as pipeline stages send them to the writer. */
+typedef struct width_rec {
+	char layer[SFP_CFG_NAME];
+	char kind[16];
+	uint32_t e, m;
+	float n_e, n_m;
+	uint64_t count, stash_bytes;
+} width_rec;
+
+enum { FOOT_N = 12 }; /* bits and values of weights and activations, memory, tensors */
+
+/* This process's records and footprint terms (foot[11]: its containers). */
+static int local_widths(sfp_trainer *t, width_rec *r, int *n, double foot[FOOT_N], sfp_error *err)
 {
-	int k, n = sfp_model_n_qtensors(t->model);
-	if (!n || !t->metrics)
+	*n = sfp_model_n_qtensors(t->model);
+	memset(foot, 0, FOOT_N * sizeof(double));
+	if (!*n)
 		return SFP_OK;
-	for (k = 0; k < n; k++) {
+	for (int k = 0; k < *n; k++) {
 		sfp_qtensor_info qi;
-		char name[JSON_STR_CAP(SFP_CFG_NAME)];
 		sfp_model_qtensor(t->model, k, &qi);
-		SFP_TRY(metrics_write(t, err,
-				      "{\"step\":%" PRId64 ",\"layer\":%s,\"kind\":\"%s\",\"e\":%u,"
-				      "\"m\":%u,\"n_e\":%.4f,\"n_m\":%.4f,\"count\":%" PRIu64
-				      ",\"stash_bytes\":%" PRIu64 "}",
-				      t->step, json_str(name, sizeof name, qi.layer), qi.kind, qi.e, qi.m, (double)qi.n_e,
-				      (double)qi.n_m, qi.count, qi.stash_bytes));
+		r[k] = (width_rec){.e = qi.e, .m = qi.m, .n_e = qi.n_e, .n_m = qi.n_m,
+				   .count = qi.count, .stash_bytes = qi.stash_bytes};
+		snprintf(r[k].layer, sizeof r[k].layer, "%s", qi.layer);
+		snprintf(r[k].kind, sizeof r[k].kind, "%s", qi.kind);
 	}
-	double bw, ba, cw, ca, pw, pa, gw, ga;
-	sfp_model_footprint(t->model, &bw, &ba, &cw, &ca);
-	SFP_TRY(sfp_model_packed_bits(t->model, 0, &pw, &pa, err));
-	SFP_TRY(sfp_model_packed_bits(t->model, 1, &gw, &ga, err));
-	const double nv = cw + ca;
+	sfp_model_footprint(t->model, &foot[0], &foot[1], &foot[2], &foot[3]);
+	SFP_TRY(sfp_model_packed_bits(t->model, 0, &foot[4], &foot[5], err));
+	SFP_TRY(sfp_model_packed_bits(t->model, 1, &foot[6], &foot[7], err));
 	sfp_model_mem mem;
 	sfp_model_memory(t->model, &mem);
+	foot[8] = (double)mem.total;
+	foot[9] = (double)mem.activations;
+	foot[10] = (double)mem.stash;
+	foot[11] = *n;
+	return SFP_OK;
+}
+
+/* One record per container: layer, kind, packing widths and the learned
+ * real widths; then the footprint. Pipeline stages: every stage's
+ * containers, and the footprint of the whole model (the stages' sums; the
+ * packed stash and memory as the replicas' mean). */
+int sfp_metrics_widths(sfp_trainer *t, sfp_error *err)
+{
+	enum { CAP = 2 * SFP_CFG_MAX_LAYERS };
+	const int staged = t->dist && t->dist->stages > 1;
+	if (!staged && (!t->metrics || !sfp_model_n_qtensors(t->model)))
+		return SFP_OK;
+	width_rec *r = malloc(CAP * sizeof *r);
+	if (!r)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	double f[FOOT_N];
+	int n = 0, rc = local_widths(t, r, &n, f, err);
+	if (rc == SFP_OK && staged) {
+		rc = sfp_dist_allreduce_world(t, f, FOOT_N, err);
+		for (int i = 0; i < FOOT_N; i++)
+			f[i] /= t->dist->replicas;
+		if (rc == SFP_OK && f[11] > 0)
+			rc = sfp_dist_gather_stages(t, r, sizeof *r, &n, CAP, err);
+	}
+	for (int k = 0; rc == SFP_OK && t->metrics && f[11] > 0 && k < n; k++) {
+		char name[JSON_STR_CAP(SFP_CFG_NAME)], kind[JSON_STR_CAP(16)];
+		r[k].layer[SFP_CFG_NAME - 1] = r[k].kind[sizeof r[k].kind - 1] = 0;
+		rc = metrics_write(t, err,
+				   "{\"step\":%" PRId64 ",\"layer\":%s,\"kind\":%s,\"e\":%u,"
+				   "\"m\":%u,\"n_e\":%.4f,\"n_m\":%.4f,\"count\":%" PRIu64
+				   ",\"stash_bytes\":%" PRIu64 "}",
+				   t->step, json_str(name, sizeof name, r[k].layer),
+				   json_str(kind, sizeof kind, r[k].kind),
+				   r[k].e, r[k].m, (double)r[k].n_e, (double)r[k].n_m, r[k].count,
+				   r[k].stash_bytes);
+	}
+	free(r);
+	if (rc != SFP_OK || !t->metrics || f[11] <= 0)
+		return rc;
+	const double bw = f[0], ba = f[1], cw = f[2], ca = f[3], pw = f[4], pa = f[5], gw = f[6],
+		     ga = f[7], nv = cw + ca;
 	return metrics_write(t, err,
 			     "{\"step\":%" PRId64 ",\"footprint_bits_per_value\":%.4f,"
 			     "\"weights_bits_per_value\":%.4f,\"activations_bits_per_value\":%.4f,"
 			     "\"reduction_vs_fp32\":%.4f,\"packed_bits_per_value\":%.4f,"
 			     "\"packed_reduction_vs_fp32\":%.4f,\"gecko_bits_per_value\":%.4f,"
-			     "\"gecko_reduction_vs_fp32\":%.4f,\"model_bytes\":%zu,"
-			     "\"activation_bytes\":%zu,\"stash_alloc_bytes\":%zu}",
+			     "\"gecko_reduction_vs_fp32\":%.4f,\"model_bytes\":%.0f,"
+			     "\"activation_bytes\":%.0f,\"stash_alloc_bytes\":%.0f}",
 			     t->step, (bw + ba) / nv, cw ? bw / cw : 0.0, ca ? ba / ca : 0.0,
 			     32.0 * nv / (bw + ba), (pw + pa) / nv, 32.0 * nv / (pw + pa),
-			     (gw + ga) / nv, 32.0 * nv / (gw + ga), mem.total, mem.activations,
-			     mem.stash);
+			     (gw + ga) / nv, 32.0 * nv / (gw + ga), f[8], f[9], f[10]);
 }
 
 /* One communication record per tensor kind that moved: per-step means over

@@ -13,6 +13,9 @@
 #include "sfp/quant.h"
 #include "sfp/transport.h"
 
+/* Heads tied across pipeline stages that one stage may take part in. */
+#define SFP_DIST_MAX_TIES 8
+
 /* Tensor kinds on the wire, for the accounting. */
 enum { WIRE_GRADS = 0, WIRE_ACTS = 1, WIRE_AGRADS = 2, WIRE_KINDS = 3 };
 
@@ -35,6 +38,15 @@ typedef struct sfp_dist {
 	int32_t *tokt;         /* and their targets (B x T) */
 	sfp_wire_stats ws[WIRE_KINDS];
 	sfp_wire_stats ws_mark[WIRE_KINDS]; /* at the last log record */
+	/* a head tied to an embedding of another stage: each of the two stages
+	 * holds the matrix, and they add each other's gradient every step */
+	struct sfp_tie {
+		int peer;   /* world rank of the other stage of this replica */
+		int layer;  /* this stage's layer (embedding, or the head's copy) */
+		size_t n;   /* floats of the matrix (first in the layer's parameters) */
+	} ties[SFP_DIST_MAX_TIES];
+	int nties;
+	float *tie_buf; /* the other stage's gradient, the largest tie */
 } sfp_dist;
 
 typedef struct sfp_coord sfp_coord;
@@ -150,5 +162,10 @@ int sfp_dist_sync_buffers(sfp_trainer *t, sfp_error *err);
 int sfp_dist_sync_widths(sfp_trainer *t, sfp_error *err);
 /* Traffic since the last call, summed over the job, per kind. */
 int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], sfp_error *err);
+/* Pipeline stages: rank 0 appends the *n records (`size` bytes each) of
+ * every other stage of its replica to its own (at most cap in all); the
+ * other ranks send theirs or do nothing. Called by every rank. */
+int sfp_dist_gather_stages(sfp_trainer *t, void *recs, size_t size, int *n, int cap,
+			   sfp_error *err);
 
 #endif

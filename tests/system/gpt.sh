@@ -109,7 +109,8 @@ grep -q "scores per token" "$T/err" && ok "the last layer is named" || bad "mess
 
 # data parallel: 2 ranks see the step's global windows, each its share; with
 # lossless gradients the losses are the single process's (the same records
-# to the digits printed), compressed gradients train on, over MPI and nng
+# to the digits printed), compressed gradients train on, over MPI and nng;
+# pipeline stages likewise
 if command -v mpirun >/dev/null 2>&1; then
 	mpi_init gpt.sh
 	STEPS="--set train.max_steps=40 --set log.every=20"
@@ -131,10 +132,28 @@ if command -v mpirun >/dev/null 2>&1; then
 		grep -q '"kind":"gradients","raw_bytes":[0-9]*,"wire_bytes"' "$T/c-$tr.jsonl" &&
 			ok "$tr: gradient traffic recorded" || bad "$tr: no traffic record"
 	done
-	expect 2 "pipeline stages of a GPT are refused" $MPI -np 2 "$W" --config "$T/gpt.yaml" $STEPS \
-		--set parallel.pipeline_stages=2 --quiet
-	grep -q "cutting a skip connection or a tied weight" "$T/err" && ok "the reason is said" ||
-		bad "message: $(head -3 "$T/err")"
+	# pipeline stages, cut where only the residual stream crosses (an add
+	# in a later stage reads the stage's input); the last stage's copy of
+	# the tied head matrix and the embedding add each other's gradient: with
+	# lossless widths the losses are the single process's, over MPI and nng,
+	# 2 and 4 stages, and 2 replicas of 2 stages
+	for run in "2 2 mpi" "4 4 nng" "4 2 mpi"; do
+		set -- $run
+		expect 0 "$1 ranks, $2 pipeline stages over $3" $MPI -np "$1" "$W" --config "$T/gpt.yaml" \
+			$STEPS --set parallel.pipeline_stages="$2" --set parallel.transport="$3" \
+			--set log.metrics="$T/pp$1$2.jsonl"
+		grep -q "job: $1 ranks = $(($1 / $2)) data-parallel replicas x $2 pipeline stages" "$T/err" &&
+			[ "$(losses "$T/one.jsonl")" = "$(losses "$T/pp$1$2.jsonl")" ] &&
+			ok "$1 ranks in $2 stages log the single process's losses" ||
+			bad "$1 ranks, $2 stages: $(losses "$T/pp$1$2.jsonl") against $(losses "$T/one.jsonl")"
+	done
+	expect 0 "2 stages with learned widths (QM+QE)" $MPI -np 2 "$W" --config "$T/gpt.yaml" $STEPS \
+		--set parallel.pipeline_stages=2 --set bitlength.policy=quantum --set bitlength.e=6 \
+		--set bitlength.m=6 --set log.metrics="$T/ppq.jsonl" --quiet
+	grep -q '"kind":"activations","raw_bytes":[0-9]*,"wire_bytes"' "$T/ppq.jsonl" &&
+		grep -q '"layer":"head","kind":"weights"' "$T/ppq.jsonl" &&
+		ok "activations cross in containers, the head's copy has widths of its own" ||
+		bad "QM+QE stages: $(grep -m1 kind "$T/ppq.jsonl")"
 else
 	echo "skip gpt.sh distributed: mpirun is not installed"
 fi
