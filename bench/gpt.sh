@@ -15,6 +15,9 @@
 # PyTorch runs as the machine has it and with OPENBLAS_CORETYPE=SkylakeX
 # (Debian's OpenBLAS 0.3.21 does not know the newest CPUs and may fall back
 # to old kernels; bench/train.sh says more): the table takes its better one.
+# OpenBLAS gets as many threads as PyTorch (OPENBLAS_NUM_THREADS): left to
+# itself its pthread build starts one per core under each of PyTorch's
+# threads, oversubscribing the cores.
 # Needs build/fortunes (tools/fortunes.sh makes it).
 set -eu
 cd "$(dirname "$0")/.."
@@ -51,10 +54,11 @@ if [ "$MODE" = speed ]; then
 				--set train.threads="$t"
 			sed -n 's/.*"step":\([0-9]*\),.*"samples_per_s":\([0-9.]*\).*/\1 \2/p' \
 				"$OUT/sfp-$t-$r.jsonl" | awk '$1 > 50 { print $2 }' >>"$OUT/sfp-$t"
-			$PY bench/torch_gpt.py --steps "$STEPS" --threads "$t" >"$OUT/pt.json"
-			sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/pt.json" >>"$OUT/pt-$t"
-			OPENBLAS_CORETYPE=SkylakeX $PY bench/torch_gpt.py --steps "$STEPS" --threads "$t" \
+			OPENBLAS_NUM_THREADS=$t $PY bench/torch_gpt.py --steps "$STEPS" --threads "$t" \
 				>"$OUT/pt.json"
+			sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/pt.json" >>"$OUT/pt-$t"
+			OPENBLAS_NUM_THREADS=$t OPENBLAS_CORETYPE=SkylakeX $PY bench/torch_gpt.py \
+				--steps "$STEPS" --threads "$t" >"$OUT/pt.json"
 			sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/pt.json" >>"$OUT/ptx-$t"
 		done
 	done

@@ -272,6 +272,14 @@ int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *e
 	}
 	closedir(d);
 	int64_t best = newest_ckpt(path, ".sfpk");
+	const int64_t staged = newest_ckpt(path, "-stage0.sfpk");
+	if (best < 0 && staged >= 0)
+		return sfp_error_set(err, SFP_ENOENT,
+				     "'%s' holds the checkpoints of a pipelined run, one file per stage "
+				     "(ckpt-%" PRId64 "-stage<s>.sfpk): they resume that job "
+				     "(--resume with the same parallel.pipeline_stages); a whole-model "
+				     "checkpoint comes from a run without pipeline stages",
+				     path, staged);
 	if (best < 0)
 		return sfp_error_set(err, SFP_ENOENT, "no checkpoint (ckpt-<step>.sfpk) in '%s'", path);
 	if ((size_t)snprintf(out, cap, "%s/ckpt-%" PRId64 ".sfpk", path, best) >= cap)

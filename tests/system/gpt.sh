@@ -149,11 +149,16 @@ if command -v mpirun >/dev/null 2>&1; then
 	done
 	expect 0 "2 stages with learned widths (QM+QE)" $MPI -np 2 "$W" --config "$T/gpt.yaml" $STEPS \
 		--set parallel.pipeline_stages=2 --set bitlength.policy=quantum --set bitlength.e=6 \
-		--set bitlength.m=6 --set log.metrics="$T/ppq.jsonl" --quiet
+		--set bitlength.m=6 --set log.metrics="$T/ppq.jsonl" --set checkpoint.dir="$T/pck" \
+		--set checkpoint.every_steps=40 --quiet
 	grep -q '"kind":"activations","raw_bytes":[0-9]*,"wire_bytes"' "$T/ppq.jsonl" &&
 		grep -q '"layer":"head","kind":"weights"' "$T/ppq.jsonl" &&
-		ok "activations cross in containers, the head's copy has widths of its own" ||
+		grep -q '"layer":"wte","kind":"weights"' "$T/ppq.jsonl" &&
+		ok "activations cross in containers; every stage's widths in the log (the head's copy too)" ||
 		bad "QM+QE stages: $(grep -m1 kind "$T/ppq.jsonl")"
+	expect 2 "sfp eval of per-stage checkpoints" "$SFP" eval --config "$T/gpt.yaml" --checkpoint "$T/pck"
+	grep -q "checkpoints of a pipelined run" "$T/err" && ok "says they resume the job" ||
+		bad "message: $(cat "$T/err")"
 else
 	echo "skip gpt.sh distributed: mpirun is not installed"
 fi
