@@ -42,9 +42,8 @@ int sfp_tool_load_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char 
 {
 	char dir[SFP_CFG_PATH];
 	config_dir(dir, sizeof dir, config);
-	SFP_TRY(sfp_checkpoint_resolve(ckpt, path, cap, err));
 	SFP_TRY(sfp_trainer_create(t, cfg, dir, err));
-	return sfp_trainer_load(*t, path, err);
+	return sfp_trainer_load_checkpoint(*t, ckpt, path, cap, err);
 }
 
 int sfp_tool_eval_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char *config,

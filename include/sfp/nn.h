@@ -46,6 +46,7 @@ typedef struct sfp_layer_info {
 	const char *type;
 	sfp_shape in, out;
 	size_t param_offset, nparams; /* slice of the parameter arena */
+	size_t buf_offset, nbufs;     /* and of the buffers (batch norm's running statistics) */
 	int input;                    /* index of the layer feeding it (-1 = model input) */
 	int from;                     /* add: the other operand's layer index, SFP_FROM_INPUT
 				       * for the model input (`from: input`), else -1 */

@@ -120,6 +120,12 @@ int64_t sfp_trainer_step(const sfp_trainer *t);
  * own file, ckpt-<step>-stage<s>.sfpk, from the folder `path`, at the
  * newest step every stage has (a collective call). */
 int sfp_trainer_resume(sfp_trainer *t, const char *path, char *used, size_t cap, sfp_error *err);
+/* A one-process trainer: the checkpoint file `path`, or a folder's newest
+ * ckpt-<step>.sfpk, or (a pipelined run's folder) the files of every stage
+ * at the newest step they all have, merged into the whole model. No
+ * fallback to an older file: what is damaged is said. */
+int sfp_trainer_load_checkpoint(sfp_trainer *t, const char *path, char *used, size_t cap,
+				sfp_error *err);
 /* `path` itself when it is a file; for a folder, its newest ckpt-<step>.sfpk.
  * SFP_ENOENT (naming the folder) when there is none. */
 int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *err);

@@ -626,6 +626,8 @@ void sfp_model_layer(const sfp_model *m, int i, sfp_layer_info *info)
 	info->out = l->out;
 	info->param_offset = l->param_off;
 	info->nparams = l->nparams;
+	info->buf_offset = l->buf_off;
+	info->nbufs = l->nbufs;
 	info->input = l->input;
 	info->from = l->from;
 	info->tie = l->kind == L_LINEAR ? l->tie : -1;

@@ -23,23 +23,6 @@
 
 #include "train/train_internal.h"
 
-typedef struct ckpt_header {
-	char magic[4];
-	uint32_t version;
-	uint32_t header_bytes;
-	uint32_t model_sig;
-	int64_t step;
-	uint64_t seed;
-	uint64_t n_params;
-	uint64_t n_bufs;
-	uint64_t n_state;
-	uint32_t batch_size;
-	uint32_t payload_crc;
-	uint32_t reserved;
-	uint32_t header_crc;
-} ckpt_header;
-static_assert(sizeof(ckpt_header) == 72, "checkpoint header layout");
-
 static const sfp_sealed_kind ckpt_kind = {
 	.magic = {'S', 'F', 'P', 'K'},
 	.version = 1,
@@ -64,7 +47,7 @@ static void extra_gather(sfp_trainer *t)
 }
 
 /* The BitWave state is checked before anything changes. */
-static int extra_scatter(sfp_trainer *t, const char *path, sfp_error *err)
+int sfp_ckpt_extra_scatter(sfp_trainer *t, const char *path, sfp_error *err)
 {
 	const int nw = 2 * sfp_model_n_qtensors(t->model);
 	sfp_bitwave bw = t->bw;
@@ -171,6 +154,34 @@ static int check_ckpt(const sfp_trainer *t, const char *path, const ckpt_header 
 	return SFP_OK;
 }
 
+int sfp_ckpt_read(const char *path, sfp_ckpt_file *f, sfp_error *err)
+{
+	memset(f, 0, sizeof *f);
+	SFP_TRY(sfp_file_read(path, &f->data, &f->len, err));
+	int rc;
+	if ((rc = sfp_sealed_check_header(&ckpt_kind, path, f->data, f->len, &f->h, err)) < 0 ||
+	    (rc = sfp_sealed_check_payload(&ckpt_kind, path, f->data, f->len, &f->h, err)) < 0) {
+		sfp_ckpt_release(f);
+		return rc;
+	}
+	const size_t want = sizeof f->h + (f->h.n_params + f->h.n_bufs + f->h.n_state) * sizeof(float);
+	if (f->len != want) {
+		sfp_ckpt_release(f);
+		return sfp_error_set(err, f->len < want ? SFP_ETRUNC : SFP_ECORRUPT,
+				     "checkpoint '%s' has %zu bytes, its header says %zu", path,
+				     f->len, want);
+	}
+	f->payload = (const unsigned char *)f->data + sizeof f->h;
+	return SFP_OK;
+}
+
+void sfp_ckpt_release(sfp_ckpt_file *f)
+{
+	free(f->data);
+	f->data = NULL;
+	f->payload = NULL;
+}
+
 int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err)
 {
 	void *data = NULL;
@@ -190,7 +201,7 @@ int sfp_trainer_load(sfp_trainer *t, const char *path, sfp_error *err)
 	const unsigned char *q = (const unsigned char *)data + sizeof h;
 	if (nx) {
 		memcpy(t->extra, q + (np + nb) * sizeof(float), nx * sizeof(float));
-		if ((rc = extra_scatter(t, path, err)) < 0)
+		if ((rc = sfp_ckpt_extra_scatter(t, path, err)) < 0)
 			goto out;
 	}
 	memcpy(p, q, np * sizeof(float));
@@ -220,7 +231,7 @@ static int cmp_desc(const void *a, const void *b)
 
 /* The steps of `dir`'s ckpt-<step><suffix> files, newest first (*n of
  * them; NULL with *n = 0 when none or out of memory). */
-static int64_t *ckpt_steps(const char *dir, const char *suffix, int *n)
+int64_t *sfp_ckpt_steps(const char *dir, const char *suffix, int *n)
 {
 	*n = 0;
 	DIR *d = opendir(dir);
@@ -251,7 +262,7 @@ static int64_t *ckpt_steps(const char *dir, const char *suffix, int *n)
 static int64_t newest_ckpt(const char *dir, const char *suffix)
 {
 	int n = 0;
-	int64_t *steps = ckpt_steps(dir, suffix, &n);
+	int64_t *steps = sfp_ckpt_steps(dir, suffix, &n);
 	const int64_t best = n ? steps[0] : -1;
 	free(steps);
 	return best;
@@ -272,19 +283,25 @@ int sfp_checkpoint_resolve(const char *path, char *out, size_t cap, sfp_error *e
 	}
 	closedir(d);
 	int64_t best = newest_ckpt(path, ".sfpk");
-	const int64_t staged = newest_ckpt(path, "-stage0.sfpk");
-	if (best < 0 && staged >= 0)
-		return sfp_error_set(err, SFP_ENOENT,
-				     "'%s' holds the checkpoints of a pipelined run, one file per stage "
-				     "(ckpt-%" PRId64 "-stage<s>.sfpk): they resume that job "
-				     "(--resume with the same parallel.pipeline_stages); a whole-model "
-				     "checkpoint comes from a run without pipeline stages",
-				     path, staged);
 	if (best < 0)
 		return sfp_error_set(err, SFP_ENOENT, "no checkpoint (ckpt-<step>.sfpk) in '%s'", path);
 	if ((size_t)snprintf(out, cap, "%s/ckpt-%" PRId64 ".sfpk", path, best) >= cap)
 		return sfp_error_set(err, SFP_EINVAL, "checkpoint path in '%s' is too long", path);
 	return SFP_OK;
+}
+
+int sfp_trainer_load_checkpoint(sfp_trainer *t, const char *path, char *used, size_t cap,
+				sfp_error *err)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && newest_ckpt(path, ".sfpk") < 0) {
+		int stages = 0;
+		const int64_t step = sfp_ckpt_staged_newest(path, &stages);
+		if (step >= 0)
+			return sfp_trainer_load_stages(t, path, step, stages, used, cap, err);
+	}
+	SFP_TRY(sfp_checkpoint_resolve(path, used, cap, err));
+	return sfp_trainer_load(t, used, err);
 }
 
 /* What this rank's checkpoint files end with: ".sfpk", or for a pipeline
@@ -319,10 +336,17 @@ static int resume_folder(sfp_trainer *t, const char *path, char *used, size_t ca
 			 sfp_error *err)
 {
 	int n = 0;
-	int64_t *steps = ckpt_steps(path, ".sfpk", &n);
-	if (!n) {
+	int64_t *steps = sfp_ckpt_steps(path, ".sfpk", &n);
+	if (!n) { /* a pipelined run's: the files of its stages at one step */
 		free(steps);
-		return sfp_error_set(err, SFP_ENOENT, "no checkpoint (ckpt-<step>.sfpk) in '%s'", path);
+		int stages = 0;
+		const int64_t step = sfp_ckpt_staged_newest(path, &stages);
+		if (step >= 0)
+			return sfp_trainer_load_stages(t, path, step, stages, used, cap, err);
+		return sfp_error_set(err, SFP_ENOENT,
+				     "no checkpoint (ckpt-<step>.sfpk, or ckpt-<step>-stage<s>.sfpk "
+				     "of every stage of a pipeline at one step) in '%s'",
+				     path);
 	}
 	int rc = SFP_OK;
 	sfp_error first;

@@ -127,8 +127,8 @@ out:
  * add that reads layer a - 1 reads the stage's input, a head tied to an
  * embedding of an earlier stage holds its own copy of the matrix, and the
  * input shape is what layer a receives. */
-static void slice_config(const sfp_cfg_model *full, const sfp_model *fm, int a, int b,
-			 sfp_cfg_model *out)
+void sfp_dist_stage_config(const sfp_cfg_model *full, const sfp_model *fm, int a, int b,
+			   sfp_cfg_model *out)
 {
 	out->n_layers = b - a;
 	for (int i = a; i < b; i++) {
@@ -332,7 +332,7 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 	if (rc == SFP_OK) {
 		d->first = first[d->stage];
 		d->last = first[d->stage + 1];
-		slice_config(full, fm, d->first, d->last, stage_cfg);
+		sfp_dist_stage_config(full, fm, d->first, d->last, stage_cfg);
 		rc = plan_ties(d, fm, first, err);
 	}
 	sfp_model_free(fm);

@@ -7,6 +7,7 @@
 #ifndef SFP_TRAIN_INTERNAL_H
 #define SFP_TRAIN_INTERNAL_H
 
+#include <assert.h>
 #include <stdio.h>
 
 #include "sfp/train.h"
@@ -95,6 +96,8 @@ struct sfp_trainer {
 	sfp_tokens tok;
 	int32_t *bt;         /* the batch's targets, B x T */
 	int resumed_without_residual; /* said once the run starts (sfp_trainer_run) */
+	int qtargets;                 /* SFP_QTARGET_* of the bitlength section */
+	char config_dir[SFP_CFG_PATH]; /* where the config's relative paths start */
 	uint64_t misses_said;         /* sfp_model_container_misses after the last step */
 };
 
@@ -115,6 +118,51 @@ int sfp_train_gather(sfp_trainer *t, const uint32_t *idx, int b, float *x, uint8
 /* checkpoint.c */
 /* Floats of state beyond the arenas a checkpoint carries ("extra"). */
 size_t sfp_ckpt_extra_count(const sfp_trainer *t);
+/* t->extra into the model's widths and the BitWave state (checked first). */
+int sfp_ckpt_extra_scatter(sfp_trainer *t, const char *path, sfp_error *err);
+
+/* The SFPK header (docs/checkpoint.md). */
+typedef struct ckpt_header {
+	char magic[4];
+	uint32_t version;
+	uint32_t header_bytes;
+	uint32_t model_sig;
+	int64_t step;
+	uint64_t seed;
+	uint64_t n_params;
+	uint64_t n_bufs; /* buffers, then the extra state (widths, BitWave) */
+	uint64_t n_state;
+	uint32_t batch_size;
+	uint32_t payload_crc;
+	uint32_t reserved;
+	uint32_t header_crc;
+} ckpt_header;
+static_assert(sizeof(ckpt_header) == 72, "checkpoint header layout");
+
+/* A checkpoint file read whole, its header and payload checked against
+ * their CRCs and its size against the header; payload: the floats. */
+typedef struct sfp_ckpt_file {
+	ckpt_header h;
+	void *data;
+	size_t len;
+	const void *payload;
+} sfp_ckpt_file;
+int sfp_ckpt_read(const char *path, sfp_ckpt_file *f, sfp_error *err);
+void sfp_ckpt_release(sfp_ckpt_file *f);
+
+/* The steps of `dir`'s ckpt-<step><suffix> files, newest first (*n of
+ * them; NULL with *n = 0 when none or out of memory). */
+int64_t *sfp_ckpt_steps(const char *dir, const char *suffix, int *n);
+/* Pipelined runs' per-stage files (stage_ckpt.c): the newest step at which
+ * every stage of the folder saved (-1: none) and the stage count; the whole
+ * model's state (parameters, buffers, widths, BitWave, optimizer) of a
+ * one-process trainer from them. */
+int64_t sfp_ckpt_staged_newest(const char *dir, int *stages);
+int sfp_trainer_load_stages(sfp_trainer *t, const char *dir, int64_t step, int stages,
+			    char *used, size_t cap, sfp_error *err);
+/* The containers of the bitlength section on a model (the trainer's, or a
+ * stage's rebuilt from the config). */
+int sfp_train_set_containers(const sfp_trainer *t, sfp_model *m, sfp_error *err);
 /* mkdir -p, naming the folder on failure. */
 int sfp_ckpt_make_dirs(const char *path, sfp_error *err);
 /* Save ckpt-<step>.sfpk (a stage: -stage<s>) into checkpoint.dir (collective
@@ -148,6 +196,10 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 		    const char *config_dir, sfp_cfg_model *stage_cfg, int *max_batch,
 		    sfp_error *err);
 int sfp_dist_finish_setup(sfp_trainer *t, const char *config_dir, sfp_error *err);
+/* Layers [a, b) of the whole model `full` (built as fm) as the config of a
+ * stage's model. */
+void sfp_dist_stage_config(const sfp_cfg_model *full, const sfp_model *fm, int a, int b,
+			   sfp_cfg_model *out);
 void sfp_dist_free(sfp_dist *d);
 /* One training step over the global batch order[first .. first + b):
  * this rank's share, forward, backward, gradient exchange. Sums over the

@@ -53,18 +53,26 @@ static int setup_bitlength(sfp_trainer *t, const sfp_cfg_bitlength *b, sfp_error
 				     .backoff = b->backoff};
 		SFP_TRY(sfp_bitwave_init(&t->bw, &c, c.e_max, c.m_max, err));
 	}
-	SFP_TRY(sfp_model_set_stash(t->model, b->pack, b->gecko, err));
-	sfp_model_set_pack_weights(t->model, b->pack_weights);
-	SFP_TRY(sfp_model_set_quant(t->model, t->policy, targets, b->e, b->m, err));
-	SFP_TRY(sfp_model_set_grad_widths(t->model, (unsigned)b->grad_e, (unsigned)b->grad_m, err));
-	SFP_TRY(sfp_model_set_refine(t->model,
-				     b->refine_bias == SFP_REFINE_BIAS_TENSOR ? SFP_BIAS_TENSOR : SFP_BIAS_OFF,
-				     b->refine_shift, err));
-	if (t->policy == SFP_QPOLICY_QUANTUM)
-		sfp_model_set_floors(t->model, (float)b->e_min, (float)b->m_min);
+	t->qtargets = targets;
+	SFP_TRY(sfp_train_set_containers(t, t->model, err));
 	t->nextra = sfp_ckpt_extra_count(t);
 	if (t->nextra && !(t->extra = calloc(t->nextra, sizeof(float))))
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	return SFP_OK;
+}
+
+int sfp_train_set_containers(const sfp_trainer *t, sfp_model *m, sfp_error *err)
+{
+	const sfp_cfg_bitlength *b = &t->cfg.bitlength;
+	SFP_TRY(sfp_model_set_stash(m, b->pack, b->gecko, err));
+	sfp_model_set_pack_weights(m, b->pack_weights);
+	SFP_TRY(sfp_model_set_quant(m, t->policy, t->qtargets, b->e, b->m, err));
+	SFP_TRY(sfp_model_set_grad_widths(m, (unsigned)b->grad_e, (unsigned)b->grad_m, err));
+	SFP_TRY(sfp_model_set_refine(m,
+				     b->refine_bias == SFP_REFINE_BIAS_TENSOR ? SFP_BIAS_TENSOR : SFP_BIAS_OFF,
+				     b->refine_shift, err));
+	if (t->policy == SFP_QPOLICY_QUANTUM)
+		sfp_model_set_floors(m, (float)b->e_min, (float)b->m_min);
 	return SFP_OK;
 }
 
@@ -148,6 +156,7 @@ int sfp_trainer_create_dist(sfp_trainer **out, const sfp_config *cfg, const char
 	if (!t)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 	t->cfg = *cfg;
+	snprintf(t->config_dir, sizeof t->config_dir, "%s", config_dir ? config_dir : ".");
 	const int B = cfg->train.batch_size;
 	if (B <= 0) {
 		rc = sfp_error_set(err, SFP_EINVAL, "train.batch_size must be positive");

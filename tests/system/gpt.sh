@@ -141,7 +141,8 @@ if command -v mpirun >/dev/null 2>&1; then
 		set -- $run
 		expect 0 "$1 ranks, $2 pipeline stages over $3" $MPI -np "$1" "$W" --config "$T/gpt.yaml" \
 			$STEPS --set parallel.pipeline_stages="$2" --set parallel.transport="$3" \
-			--set log.metrics="$T/pp$1$2.jsonl"
+			--set log.metrics="$T/pp$1$2.jsonl" --set checkpoint.dir="$T/pp$1$2ck" \
+			--set checkpoint.every_steps=20
 		grep -q "job: $1 ranks = $(($1 / $2)) data-parallel replicas x $2 pipeline stages" "$T/err" &&
 			[ "$(losses "$T/one.jsonl")" = "$(losses "$T/pp$1$2.jsonl")" ] &&
 			ok "$1 ranks in $2 stages log the single process's losses" ||
@@ -156,8 +157,27 @@ if command -v mpirun >/dev/null 2>&1; then
 		grep -q '"layer":"wte","kind":"weights"' "$T/ppq.jsonl" &&
 		ok "activations cross in containers; every stage's widths in the log (the head's copy too)" ||
 		bad "QM+QE stages: $(grep -m1 kind "$T/ppq.jsonl")"
-	expect 2 "sfp eval of per-stage checkpoints" "$SFP" eval --config "$T/gpt.yaml" --checkpoint "$T/pck"
-	grep -q "checkpoints of a pipelined run" "$T/err" && ok "says they resume the job" ||
+	# a pipelined run's checkpoints (a file per stage) read as the whole
+	# model: sfp eval gives the run's held-out loss, one process resumes
+	# from them and logs what the uninterrupted run logged; a damaged stage
+	# file is named
+	for ck in pp22ck pp44ck; do
+		expect 0 "sfp eval of the stage files in $ck" "$SFP" eval --config "$T/gpt.yaml" \
+			--checkpoint "$T/$ck"
+		v=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$T/one.jsonl" | awk '{ printf "%.4f", $1 }')
+		grep -q "^val_loss $v .*-stage0\.\.[13]\.sfpk', step 40)" "$T/out" &&
+			ok "$ck: the whole model's held-out loss $v" || bad "eval: $(cat "$T/out" "$T/err")"
+	done
+	mkdir -p "$T/pr" && cp "$T/pp44ck/ckpt-20-stage"* "$T/pr/"
+	expect 0 "one process resumes from 4 stages' step 20" "$W" --config "$T/gpt.yaml" $STEPS \
+		--resume "$T/pr" --set log.metrics="$T/pr.jsonl" --quiet
+	[ "$(losses "$T/pr.jsonl")" = "$(losses "$T/one.jsonl" | cut -d' ' -f2-)" ] &&
+		ok "and logs the uninterrupted run's losses" ||
+		bad "resumed: $(losses "$T/pr.jsonl") against $(losses "$T/one.jsonl")"
+	printf 'xx' | dd of="$T/pck/ckpt-40-stage1.sfpk" bs=1 seek=600 conv=notrunc 2>/dev/null
+	expect 2 "a damaged stage file" "$SFP" eval --config "$T/gpt.yaml" --checkpoint "$T/pck" \
+		--set bitlength.policy=quantum --set bitlength.e=6 --set bitlength.m=6
+	grep -q "ckpt-40-stage1.sfpk': payload checksum mismatch" "$T/err" && ok "is named" ||
 		bad "message: $(cat "$T/err")"
 else
 	echo "skip gpt.sh distributed: mpirun is not installed"
