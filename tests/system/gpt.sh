@@ -121,16 +121,22 @@ if command -v mpirun >/dev/null 2>&1; then
 	[ -n "$(losses "$T/one.jsonl")" ] && [ "$(losses "$T/one.jsonl")" = "$(losses "$T/two.jsonl")" ] &&
 		ok "2 ranks log the single process's losses ($(losses "$T/two.jsonl"))" ||
 		bad "losses: one $(losses "$T/one.jsonl") / two $(losses "$T/two.jsonl")"
-	for tr in mpi nng; do
-		expect 0 "2 ranks over $tr, gradients at e5 m2" $MPI -np 2 "$W" --config "$T/gpt.yaml" $STEPS \
-			--set parallel.transport=$tr --set parallel.grad_e=5 --set parallel.grad_m=2 \
-			--set log.metrics="$T/c-$tr.jsonl" --quiet
+	for run in "2 mpi" "2 nng" "4 mpi" "4 nng"; do
+		set -- $run
+		tr=$2
+		expect 0 "$1 ranks over $tr, gradients at e5 m2" $MPI -np "$1" "$W" --config "$T/gpt.yaml" \
+			$STEPS --set parallel.transport=$tr --set parallel.grad_e=5 --set parallel.grad_m=2 \
+			--set log.metrics="$T/c-$1$tr.jsonl" --quiet
 		v1=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$T/one.jsonl")
-		v2=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$T/c-$tr.jsonl")
+		v2=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$T/c-$1$tr.jsonl")
 		awk -v a="$v1" -v b="$v2" 'BEGIN { exit !(b > 0 && b < 1.02 * a) }' &&
-			ok "$tr: held-out loss $v2 within 2% of one process's $v1" || bad "$tr: held-out loss $v2 vs $v1"
-		grep -q '"kind":"gradients","raw_bytes":[0-9]*,"wire_bytes"' "$T/c-$tr.jsonl" &&
-			ok "$tr: gradient traffic recorded" || bad "$tr: no traffic record"
+			ok "$1 $tr: held-out loss $v2 within 2% of one process's $v1" ||
+			bad "$1 $tr: held-out loss $v2 vs $v1"
+		w=$(sed -n 's/.*"kind":"gradients","raw_bytes":\([0-9]*\),"wire_bytes":\([0-9]*\).*/\1 \2/p' \
+			"$T/c-$1$tr.jsonl" | tail -1)
+		awk -v w="$w" 'BEGIN { split(w, a, " "); exit !(a[2] > 0 && a[1] > 3 * a[2]) }' &&
+			ok "$1 $tr: gradients cross in fewer than a third of their bytes ($w)" ||
+			bad "$1 $tr: traffic record: $w"
 	done
 	# pipeline stages, cut where only the residual stream crosses (an add
 	# in a later stage reads the stage's input); the last stage's copy of
