@@ -80,9 +80,10 @@ static void on_progress(void *user, const sfp_progress *p)
 			 32.0 / (double)p->bits_per_value);
 	char wire[128] = "";
 	if (p->wire_bytes_per_step > 0)
-		snprintf(wire, sizeof wire, "  wire %.2f MB/step (%.1fx, codec %.1f ms, comm %.1f ms)",
+		snprintf(wire, sizeof wire,
+			 "  wire %.2f MB/step (%.1fx, codec %.1f ms, comm %.1f ms, exposed %.1f ms)",
 			 p->wire_bytes_per_step * 1e-6, p->raw_bytes_per_step / p->wire_bytes_per_step,
-			 p->codec_ms_per_step, p->comm_ms_per_step);
+			 p->codec_ms_per_step, p->comm_ms_per_step, p->exposed_comm_ms_per_step);
 	fprintf(stderr,
 		"epoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64
 		"  loss %.4f  acc %.3f  lr %.3g%s%s  %.0f %s/s  ETA %s\n",
@@ -246,10 +247,16 @@ static void say_layout(sfp_trainer *t, sfp_transport *tr, int world)
 	sfp_model_params(m, &np);
 	int stage, replica, stages, replicas;
 	sfp_trainer_topology(t, &stage, &replica, &stages, &replicas);
+	int buckets, overlapped;
+	sfp_trainer_exchange(t, &buckets, &overlapped);
+	char grads[96] = "";
+	if (buckets)
+		snprintf(grads, sizeof grads, ", gradients in %d bucket%s%s", buckets,
+			 buckets > 1 ? "s" : "", overlapped ? " behind backward" : " after backward");
 	if (world > 1)
 		fprintf(stderr, "job: %d ranks = %d data-parallel replicas x %d pipeline "
-				"stages, transport %s\n",
-			world, replicas, stages, sfp_transport_name(tr));
+				"stages, transport %s%s\n",
+			world, replicas, stages, sfp_transport_name(tr), grads);
 	fprintf(stderr, "model%s: %d layers, %zu parameters, %.1f MiB of arenas\n",
 		stages > 1 ? " (stage 0)" : "", sfp_model_n_layers(m), np,
 		(double)sfp_model_bytes(m) / 1048576.0);

@@ -227,6 +227,8 @@ typedef struct sfp_cfg_parallel {
 	float timeout_s;              /* a peer silent this long has failed (default 60) */
 	int nng_endpoint;             /* enum sfp_cfg_nng_endpoint: "tcp" (default, host + port) or "ipc" */
 	int nng_port;                 /* nng tcp: base port, + local rank (default 23700) */
+	int bucket_kb;                /* gradient buckets of about this many KiB (0: one) */
+	int overlap;                  /* exchange a bucket while backward goes on (default on) */
 } sfp_cfg_parallel;
 
 typedef struct sfp_cfg_daemon {

@@ -174,6 +174,13 @@ void sfp_model_zero_grad(sfp_model *m);
 /* Backward through every layer after sfp_model_loss(..., want_grad = 1);
  * gradients accumulate into the gradient arena. */
 void sfp_model_backward(sfp_model *m, const float *x, int B);
+/* Called during sfp_model_backward each time the gradients of the
+ * parameters of layers [first, n) are final (no later work adds to them),
+ * first falling to 0; a data-parallel trainer starts exchanging them then.
+ * NULL: none. A linear tied to an embedding adds to the embedding's
+ * gradient, which is final only at first <= the embedding's index. */
+typedef void (*sfp_grads_ready_fn)(void *user, int first);
+void sfp_model_on_grads_ready(sfp_model *m, sfp_grads_ready_fn fn, void *user);
 
 /* Gradient of the loss with respect to the input of the last backward
  * (B x input shape), when requested at creation through

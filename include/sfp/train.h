@@ -48,6 +48,9 @@ typedef struct sfp_progress {
 	/* and per step and rank, the mean time spent encoding + decoding
 	 * tensors and waiting on the transport */
 	double codec_ms_per_step, comm_ms_per_step;
+	/* per step and rank, the time the step waited for the gradient
+	 * exchange: what backward did not hide (parallel.overlap) */
+	double exposed_comm_ms_per_step;
 } sfp_progress;
 
 typedef void (*sfp_progress_fn)(void *user, const sfp_progress *p);
@@ -86,6 +89,9 @@ int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err
  * (0, 0, 1, 1 for one process). */
 void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *stages,
 			  int *replicas);
+/* The weight gradients' exchange between replicas: how many buckets, and
+ * whether they run behind backward (0, 0 without replicas). */
+void sfp_trainer_exchange(const sfp_trainer *t, int *buckets, int *overlapped);
 
 /* Train until train.epochs or train.max_steps, evaluating every
  * eval_every_epochs and checkpointing as configured. */

@@ -42,7 +42,8 @@ static inline void sfp_split(size_t n, int parts, int k, size_t *off, size_t *le
 	*len = base + (kk < extra ? 1 : 0);
 }
 
-/* What a backend implements. All calls are made from one thread. */
+/* What a backend implements. Calls are made one at a time; they may come
+ * from different threads (one after the other) when handoff says so. */
 typedef struct sfp_transport_ops {
 	const char *name;
 	/* Send len bytes. May return before the peer has received them; the
@@ -60,6 +61,9 @@ typedef struct sfp_transport_ops {
 	/* Optional: the backend's own float32 sum over every rank, in place
 	 * (MPI_Allreduce): the uncompressed baseline. NULL when it has none. */
 	int (*allreduce_f32)(void *impl, float *x, size_t n, sfp_error *err);
+	/* Optional: nonzero when a thread other than the opener may make the
+	 * calls (never two at once); NULL: only the opener's thread. */
+	int (*handoff)(void *impl);
 	void (*close)(void *impl);
 } sfp_transport_ops;
 
@@ -67,8 +71,9 @@ typedef struct sfp_transport_ops {
 int sfp_transport_wrap(sfp_transport **out, const sfp_transport_ops *ops, void *impl, int rank,
 		       int size, sfp_error *err);
 
-/* MPI backend: MPI must be initialised (MPI_THREAD_SERIALIZED or more is not
- * needed; one thread calls). Rank and size are MPI_COMM_WORLD's. */
+/* MPI backend: MPI must be initialised; with MPI_THREAD_SERIALIZED or more
+ * another thread may make the calls (sfp_transport_handoff). Rank and size
+ * are MPI_COMM_WORLD's. */
 int sfp_transport_open_mpi(sfp_transport **out, sfp_error *err);
 
 /*
@@ -86,6 +91,9 @@ const char *sfp_transport_name(const sfp_transport *t);
 /* Deadline of every receive, in seconds (default 60; <= 0 waits forever). */
 void sfp_transport_set_timeout(sfp_transport *t, double seconds);
 double sfp_transport_timeout(const sfp_transport *t);
+/* May a thread other than the opener's make the calls, one at a time (a
+ * gradient exchange running behind backward)? */
+int sfp_transport_handoff(const sfp_transport *t);
 
 int sfp_transport_send(sfp_transport *t, int peer, int tag, const void *buf, size_t len,
 		       sfp_error *err);

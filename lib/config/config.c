@@ -160,6 +160,8 @@ static const key_desc keys[] = {
 	{"parallel.timeout_s", K_FLOAT, F(parallel.timeout_s), 0, 1e6, 0, NULL, "60"},
 	ENUM("parallel.nng_endpoint", parallel.nng_endpoint, nng_schemes, "tcp"),
 	{"parallel.nng_port", K_INT, F(parallel.nng_port), 1, 65535, 0, NULL, "23700"},
+	{"parallel.bucket_kb", K_INT, F(parallel.bucket_kb), 0, 1 << 20, 0, NULL, "256"},
+	{"parallel.overlap", K_BOOL, F(parallel.overlap), 0, 1, 0, NULL, "true"},
 	STR("daemon.address", daemon.address, NULL),
 	STR("daemon.token", daemon.token, NULL),
 	STR("daemon.job", daemon.job, NULL),

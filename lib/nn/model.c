@@ -1117,6 +1117,12 @@ static void layer_backward(sfp_model *m, int i, const float *x, int s0, int b)
 		sfp_intweights_after_backward(m, i, x, din, s0, b);
 }
 
+void sfp_model_on_grads_ready(sfp_model *m, sfp_grads_ready_fn fn, void *user)
+{
+	m->grads_ready = fn;
+	m->grads_ready_user = user;
+}
+
 void sfp_model_backward(sfp_model *m, const float *x, int B)
 {
 	mark_grad_out(m);
@@ -1130,6 +1136,8 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 				sfp_stash_unit_begin(m, j - 1, B);
 			layer_backward(m, j - 1, x, 0, B);
 			j--;
+			if (m->grads_ready)
+				m->grads_ready(m->grads_ready_user, j);
 			continue;
 		}
 		int i = j - 1;
@@ -1146,5 +1154,7 @@ void sfp_model_backward(sfp_model *m, const float *x, int B)
 				layer_backward(m, k, x, s0, b);
 		}
 		j = i;
+		if (m->grads_ready)
+			m->grads_ready(m->grads_ready_user, j);
 	}
 }

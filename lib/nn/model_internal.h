@@ -77,6 +77,8 @@ struct sfp_model {
 	uint8_t *idx; /* max-pool argmax: position in the window, per output */
 	size_t nparams, nbufs, nacts, naux, nws, nidx, npartial;
 	int want_dinput;
+	sfp_grads_ready_fn grads_ready; /* sfp_model_on_grads_ready */
+	void *grads_ready_user;
 	sfp_nn_ctx ctx; /* owns its workspaces */
 	uint64_t noise_seed;
 	int training;

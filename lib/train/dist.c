@@ -242,6 +242,7 @@ void sfp_dist_free(sfp_dist *d)
 {
 	if (!d)
 		return;
+	sfp_exchange_free(d->x); /* its thread first: it uses the collective */
 	sfp_collective_free(d->coll);
 	free(d->residual);
 	free(d->mbx);
@@ -391,6 +392,8 @@ int sfp_dist_finish_setup(sfp_trainer *t, const char *config_dir, sfp_error *err
 		if (!d->residual)
 			return sfp_error_set(err, SFP_ENOMEM, "out of memory");
 	}
+	if (d->replicas > 1)
+		SFP_TRY(sfp_exchange_create(&d->x, d, t->model, &t->cfg.parallel, err));
 	const int B = t->cfg.train.batch_size;
 	const size_t per_replica = ((size_t)B + d->replicas - 1) / d->replicas;
 	const size_t in_n = sfp_shape_numel(sfp_model_input_shape(t->model));
@@ -542,6 +545,8 @@ int sfp_dist_step(sfp_trainer *t, int64_t first, int b, double out[3], sfp_error
 	}
 	double lsum = 0.0, ok = 0.0;
 	sfp_model_zero_grad(m);
+	if (d->x)
+		sfp_exchange_begin(d->x);
 	if (d->stages > 1) {
 		SFP_TRY(pipeline_step(t, idx, tx, tg, (int)bd, b, &lsum, &ok, err));
 	} else if (bd > 0) {
@@ -558,12 +563,8 @@ int sfp_dist_step(sfp_trainer *t, int64_t first, int b, double out[3], sfp_error
 		scale_output_grad(m, (int)bd, b);
 		sfp_model_backward(m, x, (int)bd);
 	}
-	if (d->replicas > 1) {
-		size_t np;
-		float *g = sfp_model_grads(m, &np);
-		SFP_TRY(sfp_allreduce(d->coll, &d->dp_g, g, np, &d->gwire, d->residual,
-				      &d->ws[WIRE_GRADS], err));
-	}
+	if (d->x)
+		SFP_TRY(sfp_exchange_finish(d->x, err));
 	SFP_TRY(sync_ties(t, err));
 	const int is_last = d->stage == d->stages - 1;
 	out[0] = lsum;
@@ -670,11 +671,14 @@ int sfp_dist_sync_widths(sfp_trainer *t, sfp_error *err)
 	return rc;
 }
 
-int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], sfp_error *err)
+int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], uint64_t *exposed_ns,
+		     sfp_error *err)
 {
 	sfp_dist *d = t->dist;
 	enum { F = 6 };
-	double v[WIRE_KINDS * F];
+	double v[WIRE_KINDS * F + 1];
+	v[WIRE_KINDS * F] = (double)(d->exposed_ns - d->exposed_mark);
+	d->exposed_mark = d->exposed_ns;
 	for (int k = 0; k < WIRE_KINDS; k++) {
 		const sfp_wire_stats *a = &d->ws[k], *b = &d->ws_mark[k];
 		double *o = v + k * F;
@@ -686,7 +690,8 @@ int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], sfp_error *
 		o[5] = (double)(a->comm_ns - b->comm_ns);
 		d->ws_mark[k] = d->ws[k];
 	}
-	SFP_TRY(sfp_allreduce_f64(d->coll, &d->world_g, v, WIRE_KINDS * F, err));
+	SFP_TRY(sfp_allreduce_f64(d->coll, &d->world_g, v, WIRE_KINDS * F + 1, err));
+	*exposed_ns = (uint64_t)v[WIRE_KINDS * F];
 	for (int k = 0; k < WIRE_KINDS; k++) {
 		const double *o = v + k * F;
 		out[k] = (sfp_wire_stats){(uint64_t)o[0], (uint64_t)o[1], (uint64_t)o[2],

@@ -189,7 +189,9 @@ static int loop_report(sfp_trainer *t, const loop_mode *md, interval *iv, int64_
 		pr.bits_per_value = footprint_bits(t);
 	}
 	if (t->dist) {
-		SFP_TRY(sfp_dist_traffic(t, ws, err));
+		uint64_t exposed = 0;
+		SFP_TRY(sfp_dist_traffic(t, ws, &exposed, err));
+		pr.exposed_comm_ms_per_step = (double)exposed * 1e-6 / (double)iv->steps / t->dist->world;
 		for (int k = 0; k < WIRE_KINDS; k++) {
 			pr.wire_bytes_per_step += (double)ws[k].wire_bytes / (double)iv->steps;
 			pr.raw_bytes_per_step += (double)ws[k].raw_bytes / (double)iv->steps;
@@ -205,7 +207,7 @@ static int loop_report(sfp_trainer *t, const loop_mode *md, interval *iv, int64_
 	} else {
 		SFP_TRY(sfp_metrics_train(t, &pr, err));
 		if (t->dist)
-			SFP_TRY(sfp_metrics_traffic(t, ws, iv->steps, err));
+			SFP_TRY(sfp_metrics_traffic(t, ws, pr.exposed_comm_ms_per_step, iv->steps, err));
 		SFP_TRY(sfp_metrics_widths(t, err));
 	}
 	memset(iv, 0, sizeof *iv);

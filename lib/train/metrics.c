@@ -210,11 +210,15 @@ int sfp_metrics_widths(sfp_trainer *t, sfp_error *err)
 }
 
 /* One communication record per tensor kind that moved: per-step means over
- * the interval, summed over every rank. */
-int sfp_metrics_traffic(sfp_trainer *t, const sfp_wire_stats *ws, int64_t steps, sfp_error *err)
+ * the interval, summed over every rank; the gradients' record adds the
+ * time a step waited for their exchange (per rank). */
+int sfp_metrics_traffic(sfp_trainer *t, const sfp_wire_stats *ws, double exposed_ms,
+			int64_t steps, sfp_error *err)
 {
 	static const char *const kinds[WIRE_KINDS] = {"gradients", "activations",
 						      "activation_gradients"};
+	char ex[48];
+	snprintf(ex, sizeof ex, ",\"exposed_comm_ms\":%.3f", exposed_ms);
 	for (int k = 0; k < WIRE_KINDS; k++) {
 		const sfp_wire_stats *w = &ws[k];
 		if (!w->messages)
@@ -223,11 +227,11 @@ int sfp_metrics_traffic(sfp_trainer *t, const sfp_wire_stats *ws, int64_t steps,
 		SFP_TRY(metrics_write(t, err,
 				      "{\"step\":%" PRId64 ",\"kind\":\"%s\",\"raw_bytes\":%.0f,"
 				      "\"wire_bytes\":%.0f,\"messages\":%.1f,\"encode_ms\":%.3f,"
-				      "\"decode_ms\":%.3f,\"comm_ms\":%.3f}",
+				      "\"decode_ms\":%.3f,\"comm_ms\":%.3f%s}",
 				      t->step, kinds[k], (double)w->raw_bytes / s,
 				      (double)w->wire_bytes / s, (double)w->messages / s,
 				      (double)w->encode_ns * 1e-6 / s, (double)w->decode_ns * 1e-6 / s,
-				      (double)w->comm_ns * 1e-6 / s));
+				      (double)w->comm_ns * 1e-6 / s, k == WIRE_GRADS ? ex : ""));
 	}
 	return SFP_OK;
 }

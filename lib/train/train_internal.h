@@ -14,6 +14,8 @@
 #include "sfp/quant.h"
 #include "sfp/transport.h"
 
+typedef struct sfp_exchange sfp_exchange;
+
 /* Heads tied across pipeline stages that one stage may take part in. */
 #define SFP_DIST_MAX_TIES 8
 
@@ -48,6 +50,9 @@ typedef struct sfp_dist {
 	} ties[SFP_DIST_MAX_TIES];
 	int nties;
 	float *tie_buf; /* the other stage's gradient, the largest tie */
+	sfp_exchange *x;        /* gradient buckets and the thread exchanging them */
+	uint64_t exposed_ns;    /* time steps waited for the gradient exchange */
+	uint64_t exposed_mark;  /* at the last log record */
 } sfp_dist;
 
 typedef struct sfp_coord sfp_coord;
@@ -182,7 +187,8 @@ int sfp_metrics_checkpoint(sfp_trainer *t, const char *path, sfp_error *err);
 /* One record per container, then the footprint. */
 int sfp_metrics_widths(sfp_trainer *t, sfp_error *err);
 /* One record per tensor kind that moved: per-step means over `steps`. */
-int sfp_metrics_traffic(sfp_trainer *t, const sfp_wire_stats *ws, int64_t steps, sfp_error *err);
+int sfp_metrics_traffic(sfp_trainer *t, const sfp_wire_stats *ws, double exposed_ms,
+			int64_t steps, sfp_error *err);
 
 /* coord_link.c */
 int sfp_coord_link_open(sfp_trainer *t, sfp_error *err);
@@ -212,8 +218,22 @@ int sfp_dist_allreduce_world(sfp_trainer *t, double *x, int n, sfp_error *err);
 int sfp_dist_sync_buffers(sfp_trainer *t, sfp_error *err);
 /* The replicas agree on the learned widths (their mean). */
 int sfp_dist_sync_widths(sfp_trainer *t, sfp_error *err);
-/* Traffic since the last call, summed over the job, per kind. */
-int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], sfp_error *err);
+/* Traffic since the last call, summed over the job, per kind; and the
+ * time the steps waited for the gradient exchange (the part backward did
+ * not hide), summed over the ranks. */
+int sfp_dist_traffic(sfp_trainer *t, sfp_wire_stats out[WIRE_KINDS], uint64_t *exposed_ns,
+		     sfp_error *err);
+/* The replicas' gradient sum in buckets (exchange.c): planned from the
+ * model's layers, with a thread when parallel.overlap holds and the
+ * transport allows it (a single stage). begin before backward; finish
+ * after it waits for (or, without the thread, runs) every bucket. */
+int sfp_exchange_create(sfp_exchange **out, sfp_dist *d, sfp_model *m,
+			const sfp_cfg_parallel *pc, sfp_error *err);
+int sfp_exchange_buckets(const sfp_exchange *x);
+int sfp_exchange_overlaps(const sfp_exchange *x);
+void sfp_exchange_begin(sfp_exchange *x);
+int sfp_exchange_finish(sfp_exchange *x, sfp_error *err);
+void sfp_exchange_free(sfp_exchange *x);
 /* Pipeline stages: rank 0 appends the *n records (`size` bytes each) of
  * every other stage of its replica to its own (at most cap in all); the
  * other ranks send theirs or do nothing. Called by every rank. */

@@ -269,6 +269,13 @@ void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *s
 	*replicas = d ? d->replicas : 1;
 }
 
+void sfp_trainer_exchange(const sfp_trainer *t, int *buckets, int *overlapped)
+{
+	const sfp_exchange *x = t->dist ? t->dist->x : NULL;
+	*buckets = x ? sfp_exchange_buckets(x) : 0;
+	*overlapped = x ? sfp_exchange_overlaps(x) : 0;
+}
+
 void sfp_trainer_on_notice(sfp_trainer *t, sfp_notice_fn fn, void *user)
 {
 	t->on_notice = fn;

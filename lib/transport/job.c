@@ -27,7 +27,10 @@ int sfp_job_launched(void)
 
 void sfp_job_start(int *argc, char ***argv, int *rank, int *world)
 {
-	MPI_Init(argc, argv);
+	/* serialized: the gradient exchange may run on a thread of its own
+	 * behind backward (never two threads in MPI at once) */
+	int provided = MPI_THREAD_SINGLE;
+	MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
 	MPI_Comm_rank(MPI_COMM_WORLD, rank);
 	MPI_Comm_size(MPI_COMM_WORLD, world);
 }

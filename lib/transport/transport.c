@@ -71,6 +71,11 @@ void sfp_transport_set_timeout(sfp_transport *t, double seconds)
 	t->timeout_s = seconds;
 }
 
+int sfp_transport_handoff(const sfp_transport *t)
+{
+	return t->ops->handoff ? t->ops->handoff(t->impl) : 0;
+}
+
 double sfp_transport_timeout(const sfp_transport *t)
 {
 	return t->timeout_s;

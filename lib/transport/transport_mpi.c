@@ -224,12 +224,21 @@ static void mpi_close(void *impl)
 	free(m);
 }
 
+static int mpi_handoff(void *impl)
+{
+	(void)impl;
+	int level = MPI_THREAD_SINGLE;
+	MPI_Query_thread(&level);
+	return level >= MPI_THREAD_SERIALIZED;
+}
+
 static const sfp_transport_ops mpi_ops = {
 	.name = "mpi",
 	.send = mpi_send,
 	.recv = mpi_recv,
 	.sendrecv = mpi_sendrecv,
 	.allreduce_f32 = mpi_allreduce_f32,
+	.handoff = mpi_handoff,
 	.close = mpi_close};
 
 int sfp_transport_open_mpi(sfp_transport **out, sfp_error *err)

@@ -673,10 +673,18 @@ static void ntp_close(void *impl)
 	teardown(t);
 }
 
+/* nng's sockets may be used from any thread */
+static int ntp_handoff(void *impl)
+{
+	(void)impl;
+	return 1;
+}
+
 static const sfp_transport_ops ntp_ops = {.name = "nng",
 					  .send = ntp_send,
 					  .recv = ntp_recv,
 					  .sendrecv = ntp_sendrecv,
+					  .handoff = ntp_handoff,
 					  .close = ntp_close};
 
 /* ---- open -------------------------------------------------------------- */

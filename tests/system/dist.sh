@@ -42,6 +42,28 @@ head -n "$(wc -l <"$T/nng.loss")" "$T/dp2.loss" | cmp -s - "$T/nng.loss" && ok "
 expect 0 "DP x PP over nng (ipc)" $MPI -np 4 "$W" $MLP --set train.max_steps=20 --set parallel.transport=nng \
 	--set parallel.nng_endpoint=ipc --set parallel.pipeline_stages=2
 
+# gradient buckets exchanged behind backward (parallel.overlap, the
+# default): the same bits as the exchange after backward (the same buckets
+# in the same order), lossy gradients with error feedback, 2 ranks over MPI
+# and 4 over nng; the wait that backward did not hide is logged
+BK="--set train.max_steps=12 --set parallel.grad_e=4 --set parallel.grad_m=2 --set parallel.grad_gecko=true
+	--set parallel.bucket_kb=16 --set checkpoint.every_steps=12"
+for run in "2 mpi" "4 nng"; do
+	set -- $run
+	for ov in true false; do
+		expect 0 "$1 ranks over $2, overlap $ov" $MPI -np "$1" "$W" $CNN $BK --set parallel.transport="$2" \
+			--set parallel.overlap=$ov --set checkpoint.dir="$T/bk$1$ov" --set log.metrics="$T/bk$1$ov.jsonl"
+		cp "$T/err" "$T/bk$1$ov.err"
+	done
+	grep -q "gradients in [2-9][0-9]* buckets behind backward" "$T/bk${1}true.err" &&
+		grep -q "gradients in [2-9][0-9]* buckets after backward" "$T/bk${1}false.err" &&
+		ok "$1 ranks: several buckets, behind and after backward" || bad "job line: $(grep job: "$T/bk${1}true.err")"
+	cmp -s "$T/bk${1}true/ckpt-12.sfpk" "$T/bk${1}false/ckpt-12.sfpk" &&
+		ok "$1 ranks: both train the same bits (checkpoints equal)" || bad "$1 ranks: overlapped run differs"
+	grep -q '"kind":"gradients",.*"exposed_comm_ms":[0-9.]*}' "$T/bk${1}true.jsonl" &&
+		ok "$1 ranks: exposed exchange time in the log" || bad "no exposed_comm_ms: $(grep -m1 gradients "$T/bk${1}true.jsonl")"
+done
+
 # checkpoint from a DP run resumes in one process (the same file format)
 expect 0 "DP 2 with checkpoints" $MPI -np 2 "$W" $MLP --set train.max_steps=10 --set checkpoint.dir="$T/ck" --set checkpoint.every_steps=10
 expect 0 "DP checkpoint resumes in one process" "$W" $MLP --set train.max_steps=20 --resume "$T/ck"
