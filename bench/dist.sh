@@ -1,25 +1,30 @@
 #!/bin/sh
 # dist.sh -- `make bench-dist`: data-parallel training steps on 2 and 4
-# ranks (mpirun, oversubscribed on this machine), the gradient exchange
-# done by each peer in turn, side by side in one run:
+# ranks (mpirun, oversubscribed on this machine) of the CNN, the ResNet and
+# the byte-level GPT (fortunes-gpt.yaml at its batch of 16 windows; its data
+# from tools/fortunes.sh, made if missing), the gradient exchange done by
+# each peer in turn, side by side in one run:
 #   float32   MPI_Allreduce on float32 (parallel.allreduce=native)
 #   fp16/bf16 16-bit casts, summed in a ring (what DDP's fp16 hook sends)
 #   sfp       containers at e4m2 with error feedback, raw exponents / Gecko
 #             (ring, the default; and the all-gather scheme with Gecko)
 #   torch     PyTorch DDP over Gloo, plain and with its fp16 compression hook
-#             (bench/torch_ddp.py, when python3-torch is installed)
+#             (bench/torch_ddp.py, when python3-torch is installed; the GPT
+#             is bench/torch_gpt.py's model)
 # Wire bytes are what every rank sent per step, summed over the ranks
 # (sfp counts its messages; MPI_Allreduce and Gloo are counted as the ring
 # algorithm sends: 2 (N-1)/N of the tensor per rank). Step time: median
-# over the logged intervals after the first.
+# over the logged intervals after the first. The GPT's final evaluation
+# reads only the first 64 windows of val.bin (a copy; token data has no
+# data.test_limit), which no timing includes either way.
 #
-#   bench/dist.sh [STEPS] [MODELS] [RANKS]     (defaults 40 "cnn resnet" "2 4")
+#   bench/dist.sh [STEPS] [MODELS] [RANKS]     (defaults 40 "cnn resnet gpt" "2 4")
 set -eu
 cd "$(dirname "$0")/.."
 . bench/steps.inc
 B=${BUILD:-build}
 STEPS=${1:-40}
-MODELS=${2:-cnn resnet}
+MODELS=${2:-cnn resnet gpt}
 RANKS=${3:-2 4}
 PY=/usr/bin/python3
 OUT=$(mktemp -d)
@@ -29,23 +34,40 @@ MPI="mpirun --oversubscribe --bind-to none"
 EVERY=$((STEPS / 8))
 [ "$EVERY" -lt 1 ] && EVERY=1
 
+# config MODEL: the model's config file
+config() {
+	case $1 in
+	gpt) echo deploy/examples/fortunes-gpt.yaml ;;
+	*) echo "deploy/examples/fmnist-$1.yaml" ;;
+	esac
+}
+
 # run NAME MODEL N ARGS...: one sfp-worker job; prints "NAME MODEL N wire_bytes step_ms"
 run() {
 	name=$1 model=$2 n=$3
 	shift 3
 	log="$OUT/$name-$model-$n.jsonl"
-	$MPI -np "$n" "$B/bin/sfp-worker" --config "deploy/examples/fmnist-$model.yaml" --quiet \
+	cfg=$(config "$model")
+	if [ "$model" = gpt ]; then
+		# progress counts tokens: a step is batch x seq_len of them
+		per=$(($(sed -n 's/^ *batch_size: *\([0-9]*\).*/\1/p' "$cfg") * $(sed -n 's/^ *seq_len: *\([0-9]*\).*/\1/p' "$cfg")))
+		set -- --set data.test.x="$OUT/val.bin" "$@"
+	else
+		per=""
+		set -- --set data.test_limit=64 "$@"
+	fi
+	$MPI -np "$n" "$B/bin/sfp-worker" --config "$cfg" --quiet \
 		--set train.max_steps="$STEPS" --set train.threads=1 --set log.every="$EVERY" \
-		--set train.eval_every_epochs=0 --set data.test_limit=64 --set log.metrics="$log" "$@" >&2
+		--set train.eval_every_epochs=0 --set log.metrics="$log" "$@" >&2
 	wire=$(grep '"kind":"gradients"' "$log" | tail -n +2 | sed 's/.*"wire_bytes":\([0-9]*\).*/\1/' | median)
-	ms=$(step_ms "$log" "$model")
+	ms=$(step_ms "$log" "$model" $per)
 	echo "$name $model $n $wire $ms"
 }
 
 torch_run() {
 	name=$1 model=$2 n=$3
 	shift 3
-	$PY bench/torch_ddp.py --config "deploy/examples/fmnist-$model.yaml" --ranks "$n" --steps "$STEPS" "$@" |
+	$PY bench/torch_ddp.py --config "$(config "$model")" --ranks "$n" --steps "$STEPS" "$@" |
 		sed 's/.*"step_ms_median": *\([0-9.]*\).*"wire_bytes_per_step": *\([0-9.]*\).*/\2 \1/' |
 		awk -v nm="$name" -v m="$model" -v n="$n" '{ printf "%s %s %s %.0f %s\n", nm, m, n, $1 * n, $2 }'
 }
@@ -53,6 +75,13 @@ torch_run() {
 have_torch=0
 if [ -f bench/torch_ddp.py ] && $PY -c 'import torch' 2>/dev/null; then have_torch=1; fi
 [ $have_torch -eq 1 ] || echo "dist.sh: no PyTorch DDP peer (python3-torch or bench/torch_ddp.py missing)" >&2
+case " $MODELS " in
+*" gpt "*)
+	[ -f build/fortunes/train.bin ] || BUILD=$B tools/fortunes.sh >&2
+	# 64 windows of 64 tokens and the one after: the final evaluation's share
+	head -c $(((64 * 64 + 1) * 2)) build/fortunes/val.bin >"$OUT/val.bin"
+	;;
+esac
 
 for model in $MODELS; do
 	for n in $RANKS; do

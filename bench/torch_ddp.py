@@ -2,7 +2,9 @@
 """torch_ddp.py -- the PyTorch peer for distributed training (design.md §6):
 DistributedDataParallel over Gloo on CPU, with or without DDP's fp16
 compression hook, on the model of one of our YAML configs, trained on
-Fashion-MNIST from Debian's dataset-fashion-mnist. Prints one JSON line:
+Fashion-MNIST from Debian's dataset-fashion-mnist, or, for a config with
+token data (fortunes-gpt.yaml), the GPT of bench/torch_gpt.py on its token
+files. Prints one JSON line:
 
   {"peer": "torch-ddp", "hook": "none|fp16", "ranks": N, "model": ...,
    "step_ms_median": ..., "wire_bytes_per_step": ..., "params": ..., "final_loss": ...}
@@ -11,7 +13,14 @@ Fashion-MNIST from Debian's dataset-fashion-mnist. Prints one JSON line:
       --ranks 2 --steps 20 [--fp16-hook] [--threads 1] [--batch 64]
 
 The model is built from the config's `model.layers` (same layer list, same
-shapes as the sfp model; the weights are PyTorch's own initialisation). The
+shapes as the sfp model; the weights are PyTorch's own initialisation).
+With `data.dataset: tokens` the layer list must be a GPT as fortunes-gpt.yaml
+writes one (embedding, position, pre-norm blocks of attention and a 4x MLP, a
+final layer norm, a head tied to the embedding): it becomes torch_gpt.py's
+GPT with the config's vocabulary, width, heads, block count and seq_len,
+every step's global batch B is B windows drawn at random (seeded, the same
+on every rank) from the training tokens, and the loss is the mean
+cross-entropy over every position. The
 optimizer and learning-rate schedule follow `train.optimizer` and
 `train.schedule`, with the schedule's horizon set to --steps. The global batch
 B (--batch, default `train.batch_size`) is split evenly across the N ranks: each
@@ -56,6 +65,8 @@ import torch.nn.functional as F
 import yaml
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+from torch_gpt import GPT  # bench/torch_gpt.py, beside this file
 
 WARMUP = 3
 
@@ -134,6 +145,27 @@ class Net(nn.Module):
         return x
 
 
+def gpt_of(model_cfg, seq_len):
+    """torch_gpt.py's GPT for a config's GPT layer list: its vocabulary,
+    width, heads and block count; anything that is not that shape stops."""
+    ls = model_cfg["layers"]
+    types = [l["type"] for l in ls]
+    blocks = types.count("attention")
+    want = ["embedding", "position"] + ["layernorm", "attention", "add", "layernorm", "linear",
+                                        "gelu", "linear", "add"] * blocks + ["layernorm", "linear"]
+    emb = ls[0]
+    d = emb.get("dim", 0)
+    ok = (types == want and blocks > 0 and ls[-1].get("tie") == emb.get("name")
+          and all(l.get("out_features") == 4 * d for l in ls[6:-2:8])
+          and all(l.get("out_features") == d for l in ls[8:-2:8])
+          and len({l.get("heads") for l in ls if l["type"] == "attention"}) == 1)
+    if not ok:
+        raise SystemExit("torch_ddp: the token model is not a GPT as fortunes-gpt.yaml builds one")
+    if list(model_cfg["input"]) != [seq_len]:
+        raise SystemExit("torch_ddp: model.input is not [data.seq_len]")
+    return GPT(emb["vocab"], d, seq_len, ls[3]["heads"], blocks)
+
+
 def load_fmnist(path, normalize):
     """Training images as float32 (n, 1, 28, 28) and labels as int64, read
     from the IDX files of Debian's dataset-fashion-mnist."""
@@ -202,8 +234,18 @@ def worker(rank, a, cfg, x, y, port, out):
     tcfg = cfg.get("train", {})
     seed = tcfg.get("seed", 1)
     torch.manual_seed(seed)
-    net = Net(cfg["model"])
+    tokens = cfg.get("data", {}).get("dataset") == "tokens"
+    if tokens:
+        T = a.seq_len
+        net = gpt_of(cfg["model"], T)
+        offs = torch.arange(T + 1)
+    else:
+        net = Net(cfg["model"])
     params = sum(p.numel() for p in net.parameters())
+    # the GPT's causal masks are bool buffers, which Gloo cannot broadcast;
+    # they are constants, equal on every rank
+    DDP._set_params_and_buffers_to_ignore_for_model(
+        net, [n for n, b in net.named_buffers() if b.dtype == torch.bool])
     model = DDP(net, broadcast_buffers=False)
     if a.fp16_hook:
         model.register_comm_hook(None, default_hooks.fp16_compress_hook)
@@ -211,19 +253,26 @@ def worker(rank, a, cfg, x, y, port, out):
     lossf = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed)
     per = a.batch // a.ranks
-    order = torch.randperm(x.shape[0], generator=g)
+    if not tokens:
+        order = torch.randperm(x.shape[0], generator=g)
     model.train()
 
     times, w0, loss = [], None, torch.zeros(())
     for i in range(a.steps):
         if i == WARMUP:
             w0 = wchar()
-        lo = (i * a.batch) % (x.shape[0] - a.batch + 1) + rank * per
-        idx = order[lo:lo + per]
-        xb, yb = x[idx], y[idx]
+        if tokens:  # the step's B windows, this rank's share of them
+            starts = torch.randint(0, x.shape[0] - T, (a.batch,), generator=g)
+            w = x[starts[rank * per:(rank + 1) * per, None] + offs]
+            xb, yb = w[:, :T], w[:, 1:]
+        else:
+            lo = (i * a.batch) % (x.shape[0] - a.batch + 1) + rank * per
+            idx = order[lo:lo + per]
+            xb, yb = x[idx], y[idx]
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        loss = lossf(model(xb), yb)
+        out_ = model(xb)
+        loss = lossf(out_.reshape(-1, out_.shape[-1]), yb.reshape(-1))
         loss.backward()
         opt.step()
         sched.step()
@@ -279,15 +328,26 @@ def main():
         sys.exit("torch_ddp: global batch %d does not split evenly over %d ranks"
                  % (a.batch, a.ranks))
     d = cfg.get("data", {})
-    if d.get("dataset", "fashion-mnist") != "fashion-mnist":
+    a.seq_len = d.get("seq_len", 256)
+    if d.get("dataset", "fashion-mnist") == "tokens":
+        # as lib/data/tokens.c: little-endian ids of token_bytes each, paths
+        # relative to the folder this runs in (the repository's)
+        dt = "<u2" if d.get("token_bytes", 2) == 2 else "u1"
+        x = torch.from_numpy(np.fromfile(d["train"]["x"], dtype=dt).astype(np.int64))
+        y = torch.zeros(1)
+        if x.shape[0] <= a.seq_len + 1:
+            sys.exit("torch_ddp: %d tokens are fewer than a window" % x.shape[0])
+    elif d.get("dataset", "fashion-mnist") == "fashion-mnist":
+        x, y = load_fmnist(d.get("path", "/usr/share/datasets/fashion-mnist"),
+                           d.get("normalize", True))
+        limit = d.get("train_limit", 0)
+        if limit:
+            x, y = x[:limit], y[:limit]
+        if x.shape[0] < a.batch:
+            sys.exit("torch_ddp: %d samples are fewer than one batch of %d"
+                     % (x.shape[0], a.batch))
+    else:
         sys.exit("torch_ddp: data.dataset '%s' is not supported" % d["dataset"])
-    x, y = load_fmnist(d.get("path", "/usr/share/datasets/fashion-mnist"),
-                       d.get("normalize", True))
-    limit = d.get("train_limit", 0)
-    if limit:
-        x, y = x[:limit], y[:limit]
-    if x.shape[0] < a.batch:
-        sys.exit("torch_ddp: %d samples are fewer than one batch of %d" % (x.shape[0], a.batch))
     x.share_memory_()
     y.share_memory_()
     ctx = mp.get_context("spawn")

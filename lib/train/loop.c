@@ -278,8 +278,16 @@ static int run_loop(sfp_trainer *t, const loop_mode *md, sfp_error *err)
 				sfp_model_prune_round(t->model);
 		} else {
 			say_misses(t);
+			/* the daemon adds up its workers' reports: each reports what
+			 * its replica trained (proto/sfp.proto), not the global batch */
+			int64_t mine = items;
+			if (t->dist && t->dist->replicas > 1) {
+				size_t off, bd;
+				sfp_split((size_t)b, t->dist->replicas, t->dist->replica, &off, &bd);
+				mine = t->tokens ? (int64_t)bd * t->seq_len : (int64_t)bd;
+			}
 			SFP_TRY(sfp_coord_link_step(t, loss,
-						    (uint64_t)items * (uint64_t)c->daemon.report_every, err));
+						    (uint64_t)mine * (uint64_t)c->daemon.report_every, err));
 		}
 		iv.loss += loss;
 		iv.ok += ok;
