@@ -73,6 +73,8 @@ enum sfp_cfg_allreduce {
  * (enum sfp_wire_cast in sfp/transport.h, which config may not include) */
 enum sfp_cfg_grad_cast { SFP_GRAD_CAST_NONE = 0, SFP_GRAD_CAST_FP16 = 1, SFP_GRAD_CAST_BF16 = 2 };
 enum sfp_cfg_nng_endpoint { SFP_NNG_TCP = 0, SFP_NNG_IPC = 1 };
+/* parallel.schedule: the order of a pipeline stage's micro-batches */
+enum sfp_cfg_pipe_schedule { SFP_PIPE_GPIPE = 0, SFP_PIPE_1F1B = 1 };
 
 /* One `key: value` pair handed to a plug-in layer unparsed. */
 typedef struct sfp_cfg_kv {
@@ -216,6 +218,7 @@ typedef struct sfp_cfg_parallel {
 	int pipeline_stages;          /* default 1 */
 	int transport;                /* enum sfp_cfg_transport: "mpi" (default) or "nng" */
 	int micro_batches;            /* per replica batch with stages > 1 (0: 2 x stages) */
+	int schedule;                 /* enum sfp_cfg_pipe_schedule: "gpipe" (default) or "1f1b" */
 	int grad_e, grad_m;           /* gradient containers on the wire (default 8, 23: lossless) */
 	int grad_gecko;               /* Gecko on gradient exponents (default off) */
 	int grad_refine_bias;         /* enum sfp_cfg_refine_bias: "off" (default); docs/refine.md */

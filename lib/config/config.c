@@ -56,6 +56,7 @@ static const char *const transports[] = {"mpi", "nng", NULL};
 static const char *const allreduces[] = {"auto", "ring", "allgather", "native", NULL};
 static const char *const casts[] = {"none", "fp16", "bf16", NULL};
 static const char *const nng_schemes[] = {"tcp", "ipc", NULL};
+static const char *const pipe_schedules[] = {"gpipe", "1f1b", NULL};
 
 /* each table ends with its enum's last value (then the NULL) */
 #define LAST_IS(tab, last) static_assert(sizeof tab / sizeof tab[0] == (last) + 2, #tab)
@@ -73,6 +74,7 @@ LAST_IS(transports, SFP_TRANSPORT_NNG);
 LAST_IS(allreduces, SFP_CFG_ALLREDUCE_NATIVE);
 LAST_IS(casts, SFP_GRAD_CAST_BF16);
 LAST_IS(nng_schemes, SFP_NNG_IPC);
+LAST_IS(pipe_schedules, SFP_PIPE_1F1B);
 
 #define F(field) offsetof(sfp_config, field)
 #define STR(path, field, def) {path, K_STR, F(field), 0, 0, sizeof(((sfp_config *)0)->field), NULL, def}
@@ -149,6 +151,7 @@ static const key_desc keys[] = {
 	{"parallel.pipeline_stages", K_INT, F(parallel.pipeline_stages), 1, 4096, 0, NULL, "1"},
 	ENUM("parallel.transport", parallel.transport, transports, "mpi"),
 	{"parallel.micro_batches", K_INT, F(parallel.micro_batches), 0, 65536, 0, NULL, NULL},
+	ENUM("parallel.schedule", parallel.schedule, pipe_schedules, "gpipe"),
 	{"parallel.grad_e", K_INT, F(parallel.grad_e), 1, 8, 0, NULL, "8"},
 	{"parallel.grad_m", K_INT, F(parallel.grad_m), 0, 23, 0, NULL, "23"},
 	{"parallel.grad_gecko", K_BOOL, F(parallel.grad_gecko), 0, 1, 0, NULL, NULL},

@@ -397,7 +397,16 @@ int sfp_dist_finish_setup(sfp_trainer *t, const char *config_dir, sfp_error *err
 	const int B = t->cfg.train.batch_size;
 	const size_t per_replica = ((size_t)B + d->replicas - 1) / d->replicas;
 	const size_t in_n = sfp_shape_numel(sfp_model_input_shape(t->model));
-	d->mbx = malloc(per_replica * in_n * sizeof(float));
+	/* the stage inputs kept for backward: every micro-batch's (GPipe, and
+	 * the first stage, whose inputs are the batch), or 1F1B's in flight */
+	const size_t mb_max = (per_replica + (size_t)d->micro - 1) / (size_t)d->micro;
+	d->slots = d->micro;
+	if (d->stages > 1 && d->stage > 0 && t->cfg.parallel.schedule == SFP_PIPE_1F1B &&
+	    d->stages - d->stage < d->micro)
+		d->slots = d->stages - d->stage;
+	d->input_bytes = (d->slots == d->micro ? per_replica : (size_t)d->slots * mb_max) * in_n *
+			 sizeof(float);
+	d->mbx = malloc(d->input_bytes);
 	d->mby = malloc(per_replica);
 	if (!d->mbx || !d->mby)
 		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
@@ -457,8 +466,93 @@ static float stage_loss(sfp_trainer *t, const uint8_t *y, const int32_t *tg, siz
 	return sfp_model_loss(t->model, y + off, mb, c, 1);
 }
 
+/* One replica batch through this stage: its micro-batches' forward and
+ * backward in the schedule's order (pipe_fwd, pipe_bwd). */
+typedef struct pipe {
+	sfp_trainer *t;
+	const int32_t *tg; /* token data's targets of the replica's batch, or NULL */
+	sfp_params ap;     /* the stage output's container on the wire */
+	size_t in_n, out_n;
+	int bd, total;     /* the replica's samples, the global batch */
+	int newest;        /* micro-batch whose activations are in place (-1: none) */
+	double lsum, ok;
+} pipe;
+
+/* Micro-batch k's stage input: where the batch is (GPipe, the first
+ * stage), or its slot among those in flight (1F1B). */
+static float *stage_input(const sfp_dist *d, const pipe *p, int k, size_t off)
+{
+	if (d->slots == d->micro)
+		return d->mbx + off * p->in_n;
+	const size_t mb_max = ((size_t)p->bd + (size_t)d->micro - 1) / (size_t)d->micro;
+	return d->mbx + (size_t)(k % d->slots) * mb_max * p->in_n;
+}
+
+/* Forward of micro-batch k: receive its input (not the first stage), send
+ * the output on; the last stage takes the loss and runs backward at once. */
+static int pipe_fwd(pipe *p, int k, sfp_error *err)
+{
+	sfp_trainer *t = p->t;
+	sfp_dist *d = t->dist;
+	sfp_model *m = t->model;
+	const int is_first = d->stage == 0, is_last = d->stage == d->stages - 1;
+	size_t off, mb;
+	sfp_split((size_t)p->bd, d->micro, k, &off, &mb);
+	if (!mb)
+		return SFP_OK;
+	float *x = stage_input(d, p, k, off);
+	if (!is_first)
+		SFP_TRY(sfp_recv_tensor(d->coll, d->rank - 1, 2 * k, x, mb * p->in_n, &d->ws[WIRE_ACTS],
+					err));
+	sfp_model_forward(m, x, (int)mb, SFP_FORWARD_TRAIN, noise_seed(t, k));
+	p->newest = k;
+	if (!is_last)
+		return sfp_send_tensor(d->coll, d->rank + 1, 2 * k,
+				       sfp_model_activation(m, sfp_model_n_layers(m) - 1), mb * p->out_n,
+				       &p->ap, &d->ws[WIRE_ACTS], err);
+	int c = 0;
+	float l = stage_loss(t, d->mby, p->tg, off, (int)mb, &c);
+	p->lsum += (double)l * (double)mb;
+	p->ok += c;
+	scale_output_grad(m, (int)mb, p->total);
+	sfp_model_backward(m, x, (int)mb);
+	if (!is_first)
+		SFP_TRY(sfp_send_tensor(d->coll, d->rank - 1, 2 * k + 1, sfp_model_input_grad(m),
+					mb * p->in_n, &d->agrad, &d->ws[WIRE_AGRADS], err));
+	return SFP_OK;
+}
+
+/* Backward of micro-batch k on a stage before the last: its forward again
+ * from the kept input unless its activations are the ones in place, the
+ * output's gradient from the next stage, the input's to the previous. */
+static int pipe_bwd(pipe *p, int k, sfp_error *err)
+{
+	sfp_trainer *t = p->t;
+	sfp_dist *d = t->dist;
+	sfp_model *m = t->model;
+	size_t off, mb;
+	sfp_split((size_t)p->bd, d->micro, k, &off, &mb);
+	if (!mb)
+		return SFP_OK;
+	float *x = stage_input(d, p, k, off);
+	if (k != p->newest)
+		sfp_model_forward(m, x, (int)mb, SFP_FORWARD_RECOMPUTE, noise_seed(t, k));
+	p->newest = -1;
+	SFP_TRY(sfp_recv_tensor(d->coll, d->rank + 1, 2 * k + 1, sfp_model_output_grad(m),
+				mb * p->out_n, &d->ws[WIRE_AGRADS], err));
+	sfp_model_backward(m, x, (int)mb);
+	if (d->stage > 0)
+		SFP_TRY(sfp_send_tensor(d->coll, d->rank - 1, 2 * k + 1, sfp_model_input_grad(m),
+					mb * p->in_n, &d->agrad, &d->ws[WIRE_AGRADS], err));
+	return SFP_OK;
+}
+
 /* tx, tg: token data's inputs and targets of the replica's batch (else
- * NULL, and idx gives its samples). */
+ * NULL, and idx gives its samples).
+ *   GPipe: every forward, then the backwards newest first.
+ *   1F1B: stage s runs S - s - 1 forwards ahead, then one forward and one
+ *   backward in turn, then the backwards left; it keeps at most S - s
+ *   inputs (the last stage runs each backward with its forward). */
 static int pipeline_step(sfp_trainer *t, const uint32_t *idx, const float *tx, const int32_t *tg,
 			 int bd, int total, double *lsum, double *ok, sfp_error *err)
 {
@@ -466,62 +560,40 @@ static int pipeline_step(sfp_trainer *t, const uint32_t *idx, const float *tx, c
 	sfp_model *m = t->model;
 	const int S = d->stages, M = d->micro;
 	const int is_first = d->stage == 0, is_last = d->stage == S - 1;
-	const size_t in_n = sfp_shape_numel(sfp_model_input_shape(m));
-	const size_t out_n = (size_t)sfp_model_classes(m);
-	sfp_params ap;
-	act_params(t, &ap);
+	pipe p = {.t = t,
+		  .tg = tg,
+		  .in_n = sfp_shape_numel(sfp_model_input_shape(m)),
+		  .out_n = (size_t)sfp_model_classes(m),
+		  .bd = bd,
+		  .total = total,
+		  .newest = -1};
+	act_params(t, &p.ap);
 	if (tx && is_first)
-		memcpy(d->mbx, tx, (size_t)bd * in_n * sizeof(float));
+		memcpy(d->mbx, tx, (size_t)bd * p.in_n * sizeof(float));
 	else if (is_first)
 		SFP_TRY(sfp_train_gather(t, idx, bd, d->mbx, d->mby, err));
 	else if (is_last && !tg)
 		for (int i = 0; i < bd; i++)
 			d->mby[i] = t->train.y[idx[i]];
-	int newest = -1;
-	for (int k = 0; k < M; k++) {
-		size_t off, mb;
-		sfp_split((size_t)bd, M, k, &off, &mb);
-		if (!mb)
-			continue;
-		float *x = d->mbx + off * in_n;
-		if (!is_first)
-			SFP_TRY(sfp_recv_tensor(d->coll, d->rank - 1, 2 * k, x, mb * in_n,
-						&d->ws[WIRE_ACTS], err));
-		sfp_model_forward(m, x, (int)mb, SFP_FORWARD_TRAIN, noise_seed(t, k));
-		newest = k;
-		if (!is_last) {
-			SFP_TRY(sfp_send_tensor(d->coll, d->rank + 1, 2 * k, sfp_model_activation(m, sfp_model_n_layers(m) - 1),
-						mb * out_n, &ap, &d->ws[WIRE_ACTS], err));
-			continue;
+	if (t->cfg.parallel.schedule == SFP_PIPE_1F1B) {
+		const int ahead = S - d->stage - 1 < M ? S - d->stage - 1 : M;
+		for (int k = 0; k < ahead; k++)
+			SFP_TRY(pipe_fwd(&p, k, err));
+		for (int k = ahead; k < M; k++) {
+			SFP_TRY(pipe_fwd(&p, k, err));
+			if (!is_last)
+				SFP_TRY(pipe_bwd(&p, k - ahead, err));
 		}
-		int c = 0;
-		float l = stage_loss(t, d->mby, tg, off, (int)mb, &c);
-		*lsum += (double)l * (double)mb;
-		*ok += c;
-		scale_output_grad(m, (int)mb, total);
-		sfp_model_backward(m, x, (int)mb);
-		if (!is_first)
-			SFP_TRY(sfp_send_tensor(d->coll, d->rank - 1, 2 * k + 1, sfp_model_input_grad(m),
-						mb * in_n, &d->agrad, &d->ws[WIRE_AGRADS], err));
+		for (int k = M - ahead; k < M && !is_last; k++)
+			SFP_TRY(pipe_bwd(&p, k, err));
+	} else {
+		for (int k = 0; k < M; k++)
+			SFP_TRY(pipe_fwd(&p, k, err));
+		for (int k = M - 1; k >= 0 && !is_last; k--)
+			SFP_TRY(pipe_bwd(&p, k, err));
 	}
-	if (is_last)
-		return SFP_OK;
-	for (int k = M - 1; k >= 0; k--) {
-		size_t off, mb;
-		sfp_split((size_t)bd, M, k, &off, &mb);
-		if (!mb)
-			continue;
-		float *x = d->mbx + off * in_n;
-		if (k != newest)
-			sfp_model_forward(m, x, (int)mb, SFP_FORWARD_RECOMPUTE, noise_seed(t, k));
-		newest = -1;
-		SFP_TRY(sfp_recv_tensor(d->coll, d->rank + 1, 2 * k + 1, sfp_model_output_grad(m),
-					mb * out_n, &d->ws[WIRE_AGRADS], err));
-		sfp_model_backward(m, x, (int)mb);
-		if (!is_first)
-			SFP_TRY(sfp_send_tensor(d->coll, d->rank - 1, 2 * k + 1, sfp_model_input_grad(m),
-						mb * in_n, &d->agrad, &d->ws[WIRE_AGRADS], err));
-	}
+	*lsum = p.lsum;
+	*ok = p.ok;
 	return SFP_OK;
 }
 
@@ -723,4 +795,50 @@ int sfp_dist_gather_stages(sfp_trainer *t, void *recs, size_t size, int *n, int 
 			*n += k;
 	}
 	return SFP_OK;
+}
+
+/* A stage's activation memory, as the stages send it to rank 0. */
+typedef struct stage_mem {
+	int32_t stage, slots;
+	uint64_t inputs, activations;
+} stage_mem;
+
+int sfp_dist_memory_report(sfp_trainer *t, sfp_error *err)
+{
+	sfp_dist *d = t->dist;
+	if (d->stages == 1)
+		return SFP_OK;
+	stage_mem *r = calloc((size_t)d->stages, sizeof *r);
+	if (!r)
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	sfp_model_mem mem;
+	sfp_model_memory(t->model, &mem);
+	r[0] = (stage_mem){.stage = d->stage,
+			   .slots = d->slots,
+			   .inputs = d->input_bytes,
+			   .activations = mem.activations + mem.stash + mem.act_grads + mem.buffers};
+	int n = 1;
+	int rc = sfp_dist_gather_stages(t, r, sizeof *r, &n, d->stages, err);
+	if (rc == SFP_OK && d->rank == 0) {
+		const char *sched = t->cfg.parallel.schedule == SFP_PIPE_1F1B ? "1f1b" : "gpipe";
+		char line[1024];
+		int len = snprintf(line, sizeof line,
+				   "pipeline %s, %d micro-batches; peak activation memory per stage "
+				   "(inputs kept + layers):",
+				   sched, d->micro);
+		for (int k = 0; k < n && rc == SFP_OK; k++) {
+			const double in = (double)r[k].inputs / 1048576.0,
+				     act = (double)r[k].activations / 1048576.0;
+			if (len > 0 && (size_t)len < sizeof line)
+				len += snprintf(line + len, sizeof line - (size_t)len,
+						" %d: %.2f + %.2f = %.2f MiB;", (int)r[k].stage, in, act,
+						in + act);
+			rc = sfp_metrics_stage_memory(t, sched, (int)r[k].stage, r[k].slots, r[k].inputs,
+						      r[k].activations, err);
+		}
+		if (t->on_notice)
+			t->on_notice(t->notice_user, line);
+	}
+	free(r);
+	return rc;
 }

@@ -323,6 +323,8 @@ int sfp_trainer_run(sfp_trainer *t, sfp_error *err)
 			      .step_word = "step",
 			      .lr_key = "train.optimizer.lr"};
 	int rc = t->link.c ? SFP_OK : sfp_coord_link_open(t, err);
+	if (rc == SFP_OK && t->dist)
+		rc = sfp_dist_memory_report(t, err);
 	if (rc == SFP_OK)
 		rc = run_loop(t, &md, err);
 	sfp_coord_link_close(t, rc == SFP_OK);

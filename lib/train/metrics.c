@@ -120,6 +120,18 @@ int sfp_metrics_checkpoint(sfp_trainer *t, const char *path, sfp_error *err)
 			     json_str(q, sizeof q, path));
 }
 
+/* A pipeline stage's activation memory (once, at the start of a run). */
+int sfp_metrics_stage_memory(sfp_trainer *t, const char *schedule, int stage, int slots,
+			     uint64_t inputs, uint64_t activations, sfp_error *err)
+{
+	return metrics_write(t, err,
+			     "{\"step\":%" PRId64 ",\"stage\":%d,\"schedule\":\"%s\","
+			     "\"micro_batches\":%d,\"inputs_kept\":%d,\"stage_input_bytes\":%" PRIu64
+			     ",\"activation_bytes\":%" PRIu64 ",\"peak_activation_bytes\":%" PRIu64 "}",
+			     t->step, stage, schedule, t->dist->micro, slots, inputs, activations,
+			     inputs + activations);
+}
+
 /* A container's width record, as pipeline stages send them to the writer. */
 typedef struct width_rec {
 	char layer[SFP_CFG_NAME];

@@ -30,6 +30,8 @@ typedef struct sfp_dist {
 	int stage, replica;    /* rank = replica x S + stage */
 	int first, last;       /* this stage's layers [first, last) of the config */
 	int micro;             /* micro-batches per replica batch (S > 1) */
+	int slots;             /* stage inputs kept: micro, or 1F1B's S - s in flight */
+	size_t input_bytes;    /* their buffer (mbx) */
 	sfp_group world_g;     /* every rank */
 	sfp_group dp_g;        /* the replicas of this stage */
 	sfp_wire_cfg gwire;    /* weight gradients between replicas */
@@ -184,6 +186,8 @@ int sfp_metrics_prune(sfp_trainer *t, const sfp_progress *p, const sfp_prune_sum
 		      sfp_error *err);
 int sfp_metrics_eval(sfp_trainer *t, int64_t epoch, float acc, float loss, sfp_error *err);
 int sfp_metrics_checkpoint(sfp_trainer *t, const char *path, sfp_error *err);
+int sfp_metrics_stage_memory(sfp_trainer *t, const char *schedule, int stage, int slots,
+			     uint64_t inputs, uint64_t activations, sfp_error *err);
 /* One record per container, then the footprint. */
 int sfp_metrics_widths(sfp_trainer *t, sfp_error *err);
 /* One record per tensor kind that moved: per-step means over `steps`. */
@@ -234,6 +238,10 @@ int sfp_exchange_overlaps(const sfp_exchange *x);
 void sfp_exchange_begin(sfp_exchange *x);
 int sfp_exchange_finish(sfp_exchange *x, sfp_error *err);
 void sfp_exchange_free(sfp_exchange *x);
+/* Pipeline stages: each stage's peak activation memory (the inputs it
+ * keeps for backward, its layers' activations for one micro-batch), said
+ * by rank 0 and logged per stage. Called by every rank. */
+int sfp_dist_memory_report(sfp_trainer *t, sfp_error *err);
 /* Pipeline stages: rank 0 appends the *n records (`size` bytes each) of
  * every other stage of its replica to its own (at most cap in all); the
  * other ranks send theirs or do nothing. Called by every rank. */

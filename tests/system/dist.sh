@@ -105,6 +105,28 @@ awk "BEGIN { exit !($last < $first) }" && ok "DP x PP: loss falls ($first -> $la
 expect 0 "PP: 4 stages of the ResNet" $MPI -np 4 "$W" --config deploy/examples/fmnist-resnet.yaml --set data.train_limit=256 \
 	--set data.test_limit=64 --set train.max_steps=2 --set parallel.pipeline_stages=4
 
+# the 1F1B schedule: the GPipe run's training (the same micro-batches, their
+# gradients summed in another order), with fewer stage inputs kept: at most
+# S - s on stage s, said and logged with each stage's peak activation memory
+for sc in gpipe 1f1b; do
+	expect 0 "PP: 4 stages of the CNN, $sc, 8 micro-batches" $MPI -np 4 "$W" $CNN --set train.max_steps=15 \
+		--set parallel.pipeline_stages=4 --set parallel.micro_batches=8 --set parallel.schedule=$sc \
+		--set log.metrics="$T/$sc.jsonl"
+	grep -q "pipeline $sc, 8 micro-batches; peak activation memory per stage" "$T/err" &&
+		ok "$sc: each stage's peak activation memory said" || bad "$sc: $(grep pipeline "$T/err")"
+	losses "$T/$sc.jsonl" >"$T/$sc.loss"
+done
+close "$T/gpipe.loss" "$T/1f1b.loss" && ok "1F1B: the losses of GPipe" ||
+	bad "1F1B losses: $(paste "$T/gpipe.loss" "$T/1f1b.loss" | tr '\n' ' ')"
+kept() { sed -n "s/.*\"stage\":$2,\"schedule\":\"[a-z0-9]*\",\"micro_batches\":8,\"inputs_kept\":\([0-9]*\).*/\1/p" "$T/$1.jsonl"; }
+[ "$(kept gpipe 1) $(kept gpipe 3)" = "8 8" ] && [ "$(kept 1f1b 1) $(kept 1f1b 2) $(kept 1f1b 3)" = "3 2 1" ] &&
+	ok "stage inputs kept: GPipe 8, 1F1B 3 2 1 on stages 1..3" ||
+	bad "inputs kept: gpipe $(kept gpipe 1) $(kept gpipe 3), 1f1b $(kept 1f1b 1) $(kept 1f1b 2) $(kept 1f1b 3)"
+expect 0 "DP x PP, 1F1B over nng" $MPI -np 4 "$W" $MLP --set train.max_steps=30 --set parallel.pipeline_stages=2 \
+	--set parallel.schedule=1f1b --set parallel.transport=nng --set log.metrics="$T/dpp1.jsonl"
+losses "$T/dpp1.jsonl" >"$T/dpp1.loss"
+close "$T/one.loss" "$T/dpp1.loss" && ok "DP x PP 1F1B: the losses of one process" || bad "DP x PP 1F1B: $(cat "$T/dpp1.loss" | tr '\n' ' ')"
+
 # pipeline checkpoints: one file per stage; a resumed DP x PP run continues as an uninterrupted one
 PCK="--set parallel.pipeline_stages=2 --set checkpoint.dir=$T/pck --set checkpoint.every_steps=10"
 expect 0 "DP x PP with checkpoints, 20 steps" $MPI -np 4 "$W" $MLP $PCK --set train.max_steps=20
