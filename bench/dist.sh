@@ -4,10 +4,13 @@
 # the byte-level GPT (fortunes-gpt.yaml at its batch of 16 windows; its data
 # from tools/fortunes.sh, made if missing), the gradient exchange done by
 # each peer in turn, side by side in one run:
-#   float32   MPI_Allreduce on float32 (parallel.allreduce=native)
+#   float32   MPI_Allreduce on float32 (parallel.allreduce=native), in
+#             buckets behind backward (the DDP-like foil) and, -after, the
+#             same buckets after backward (parallel.overlap=false)
 #   fp16/bf16 16-bit casts, summed in a ring (what DDP's fp16 hook sends)
 #   sfp       containers at e4m2 with error feedback, raw exponents / Gecko
-#             (ring, the default; and the all-gather scheme with Gecko)
+#             (ring, the default; -after without overlap; and the
+#             all-gather scheme with Gecko)
 #   torch     PyTorch DDP over Gloo, plain and with its fp16 compression hook
 #             (bench/torch_ddp.py, when python3-torch is installed; the GPT
 #             is bench/torch_gpt.py's model)
@@ -34,40 +37,29 @@ MPI="mpirun --oversubscribe --bind-to none"
 EVERY=$((STEPS / 8))
 [ "$EVERY" -lt 1 ] && EVERY=1
 
-# config MODEL: the model's config file
-config() {
-	case $1 in
-	gpt) echo deploy/examples/fortunes-gpt.yaml ;;
-	*) echo "deploy/examples/fmnist-$1.yaml" ;;
-	esac
-}
-
 # run NAME MODEL N ARGS...: one sfp-worker job; prints "NAME MODEL N wire_bytes step_ms"
 run() {
 	name=$1 model=$2 n=$3
 	shift 3
 	log="$OUT/$name-$model-$n.jsonl"
-	cfg=$(config "$model")
+	cfg=$(model_config "$model")
 	if [ "$model" = gpt ]; then
-		# progress counts tokens: a step is batch x seq_len of them
-		per=$(($(sed -n 's/^ *batch_size: *\([0-9]*\).*/\1/p' "$cfg") * $(sed -n 's/^ *seq_len: *\([0-9]*\).*/\1/p' "$cfg")))
 		set -- --set data.test.x="$OUT/val.bin" "$@"
 	else
-		per=""
 		set -- --set data.test_limit=64 "$@"
 	fi
 	$MPI -np "$n" "$B/bin/sfp-worker" --config "$cfg" --quiet \
 		--set train.max_steps="$STEPS" --set train.threads=1 --set log.every="$EVERY" \
 		--set train.eval_every_epochs=0 --set log.metrics="$log" "$@" >&2
 	wire=$(grep '"kind":"gradients"' "$log" | tail -n +2 | sed 's/.*"wire_bytes":\([0-9]*\).*/\1/' | median)
-	ms=$(step_ms "$log" "$model" $per)
+	ms=$(step_ms "$log" "$model")
 	echo "$name $model $n $wire $ms"
 }
 
 torch_run() {
 	name=$1 model=$2 n=$3
 	shift 3
-	$PY bench/torch_ddp.py --config "$(config "$model")" --ranks "$n" --steps "$STEPS" "$@" |
+	$PY bench/torch_ddp.py --config "$(model_config "$model")" --ranks "$n" --steps "$STEPS" "$@" |
 		sed 's/.*"step_ms_median": *\([0-9.]*\).*"wire_bytes_per_step": *\([0-9.]*\).*/\2 \1/' |
 		awk -v nm="$name" -v m="$model" -v n="$n" '{ printf "%s %s %s %.0f %s\n", nm, m, n, $1 * n, $2 }'
 }
@@ -87,11 +79,15 @@ for model in $MODELS; do
 	for n in $RANKS; do
 		echo "  $model, $n ranks" >&2
 		run float32 "$model" "$n" --set parallel.allreduce=native >>"$OUT/rows"
+		run float32-after "$model" "$n" --set parallel.allreduce=native \
+			--set parallel.overlap=false >>"$OUT/rows"
 		run fp16 "$model" "$n" --set parallel.grad_cast=fp16 >>"$OUT/rows"
 		run bf16 "$model" "$n" --set parallel.grad_cast=bf16 >>"$OUT/rows"
 		run sfp-e4m2 "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 >>"$OUT/rows"
 		run sfp-e4m2-gecko "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 \
 			--set parallel.grad_gecko=true >>"$OUT/rows"
+		run sfp-e4m2-gecko-after "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 \
+			--set parallel.grad_gecko=true --set parallel.overlap=false >>"$OUT/rows"
 		run sfp-e4m2-gecko-allgather "$model" "$n" --set parallel.grad_e=4 --set parallel.grad_m=2 \
 			--set parallel.grad_gecko=true --set parallel.allreduce=allgather >>"$OUT/rows"
 		if [ $have_torch -eq 1 ]; then
