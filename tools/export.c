@@ -26,8 +26,7 @@ static const char *export_usage =
 	"                  [--granularity layer|channel] [--penalty memory|ops] [--activations]\n"
 	"                  [--gamma G] [--steps N] [--set section.key=value ...] [--quiet]";
 
-/* The config file's folder (plug-in paths are relative to it). */
-static void config_dir(char *dir, size_t cap, const char *config)
+void sfp_tool_config_dir(char *dir, size_t cap, const char *config)
 {
 	snprintf(dir, cap, "%s", config);
 	char *slash = strrchr(dir, '/');
@@ -41,7 +40,7 @@ int sfp_tool_load_checkpoint(sfp_trainer **t, const sfp_config *cfg, const char 
 			     const char *ckpt, char *path, size_t cap, sfp_error *err)
 {
 	char dir[SFP_CFG_PATH];
-	config_dir(dir, sizeof dir, config);
+	sfp_tool_config_dir(dir, sizeof dir, config);
 	SFP_TRY(sfp_trainer_create(t, cfg, dir, err));
 	return sfp_trainer_load_checkpoint(*t, ckpt, path, cap, err);
 }
@@ -221,7 +220,7 @@ int sfp_eval_model(const char *config, const char *model, const char *const *set
 	size_t len = 0;
 	float acc = 0, loss = 0;
 	int rc = sfp_config_load_all(&cfg, config, sets, nsets, &err);
-	config_dir(dir, sizeof dir, config);
+	sfp_tool_config_dir(dir, sizeof dir, config);
 	cfg.log.metrics[0] = 0; /* evaluation writes no training log */
 	if (rc == SFP_OK)
 		rc = sfp_file_read(model, &buf, &len, &err);

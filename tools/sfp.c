@@ -68,6 +68,8 @@ static const char *usage_text =
 	"                      simulated workers report to a real sfpd (bench/daemon.sh)\n"
 	"  report LOG.jsonl [--png OUT.png]\n"
 	"                      learned widths per layer, footprint, and a plot of widths over steps\n"
+	"  plan --config FILE [--hosts 2,4,64] [--links 1,10,100] [options]\n"
+	"                      data-parallel step time on N hosts from this host's measured costs\n"
 	"  help [COMMAND]      this text, or one command's options\n"
 	"  --version           the version\n";
 
@@ -124,6 +126,18 @@ static const struct {
 	 "  text from a byte-level token model (data.dataset tokens): the prompt, then N\n"
 	 "  (default 200) bytes sampled at temperature T (default 1; 0 = the most likely)\n"
 	 "  with seed S (default 1); bytes that are not UTF-8 text are shown as \\xNN\n"},
+	{"plan",
+	 "usage: sfp plan --config FILE [--set section.key=value ...] [--batch N]\n"
+	 "                [--hosts 2,4,...] [--links GBIT,...] [--alpha-us A] [--link-efficiency F]\n"
+	 "                [--grad-e E] [--grad-m M] [--no-gecko] [--compute-ms MS]\n"
+	 "  the scaling model (docs/scaling.md): measures one host's training step at the\n"
+	 "  per-host batch N (default the config's), when backward finishes each gradient\n"
+	 "  bucket, and the gradient containers (default e4 m2 + Gecko: bits, GB/s); then\n"
+	 "  predicts the step on each host count and link rate (Gbit/s; default 1,10,100)\n"
+	 "  for ring, tree and hierarchical all-reduce, float32 and sfp, with the exchange\n"
+	 "  after and behind backward, and the link rate below which sfp's step is faster.\n"
+	 "  Links: latency A us (default 20), F of their rate (default 0.9); --compute-ms\n"
+	 "  replaces the measured step (e.g. one measured on the target machine)\n"},
 	{"report", "usage: sfp report LOG.jsonl [--png OUT.png]\n"
 		   "  the width records of a metrics log: evolution table per tensor, footprint\n"
 		   "  reduction against float32, and a PNG (default LOG.jsonl.png)\n"},
@@ -840,6 +854,8 @@ int main(int argc, char **argv)
 		return sfp_generate_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "report"))
 		return sfp_report_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "plan"))
+		return sfp_plan_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "bench"))
 		return run_bench(argv);
 	return usage_error("unknown command '%s'", cmd);

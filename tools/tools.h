@@ -14,6 +14,12 @@
  * NULL: 'sfp help'); returns SFP_EXIT_USAGE. */
 int sfp_tool_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The config file's folder (plug-in paths are relative to it). */
+void sfp_tool_config_dir(char *dir, size_t cap, const char *config);
+
+/* `sfp plan --config F ...`: the scaling model (docs/scaling.md). */
+int sfp_plan_main(int argc, char **argv);
+
 /* `sfp report LOG.jsonl [--png OUT.png]`: widths, footprint, plot. */
 int sfp_report_main(int argc, char **argv);
 

@@ -89,6 +89,17 @@ int sfp_pipeline_plan(const sfp_model *m, int stages, int *first, sfp_error *err
  * (0, 0, 1, 1 for one process). */
 void sfp_trainer_topology(const sfp_trainer *t, int *stage, int *replica, int *stages,
 			  int *replicas);
+/* A bucket of the replicas' gradient exchange: floats [off, off + n) of
+ * the gradient arena, final once backward has reached layer `first`. */
+typedef struct sfp_bucket {
+	size_t off, n;
+	int first;
+} sfp_bucket;
+/* The buckets of whole layers of about bucket_kb KiB (0: one) cut from the
+ * arena's end, in the order they are exchanged; out has room for
+ * n_layers + 1. Returns their count (at least 1). */
+int sfp_grad_buckets(const sfp_model *m, size_t bucket_kb, sfp_bucket *out);
+
 /* The weight gradients' exchange between replicas: how many buckets, and
  * whether they run behind backward (0, 0 without replicas). */
 void sfp_trainer_exchange(const sfp_trainer *t, int *buckets, int *overlapped);

@@ -26,10 +26,7 @@
 
 #include "train/train_internal.h"
 
-typedef struct bucket {
-	size_t off, n; /* floats of the gradient arena */
-	int first;     /* its lowest layer: final once backward reaches it */
-} bucket;
+typedef sfp_bucket bucket;
 
 struct sfp_exchange {
 	sfp_dist *d; /* not owned */
@@ -46,16 +43,13 @@ struct sfp_exchange {
 	sfp_wire_stats ws; /* the thread's traffic, added to the step's after it */
 };
 
-/* Buckets of whole layers from the end of the arena; at least one (the
- * whole arena when the layers' slices do not tile it). */
-static int plan_buckets(sfp_exchange *x, sfp_model *m, size_t kb, sfp_error *err)
+int sfp_grad_buckets(const sfp_model *m, size_t bucket_kb, sfp_bucket *out)
 {
 	size_t np;
-	x->grads = sfp_model_grads(m, &np);
+	sfp_model_grads((sfp_model *)m, &np);
 	const int n = sfp_model_n_layers(m);
-	const size_t cap = kb ? kb * 1024 / sizeof(float) : SIZE_MAX;
-	if (!(x->b = calloc((size_t)n + 1, sizeof *x->b)))
-		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	const size_t cap = bucket_kb ? bucket_kb * 1024 / sizeof(float) : SIZE_MAX;
+	int nb = 0;
 	bucket cur = {.off = np, .n = 0, .first = 0};
 	for (int i = n - 1; i >= 0; i--) {
 		sfp_layer_info li;
@@ -68,19 +62,28 @@ static int plan_buckets(sfp_exchange *x, sfp_model *m, size_t kb, sfp_error *err
 		cur.n += li.nparams;
 		cur.first = i;
 		if (cur.n >= cap) {
-			x->b[x->nb++] = cur;
+			out[nb++] = cur;
 			cur.n = 0;
 		}
 	}
 	if (cur.off != 0)
 		goto whole;
 	if (cur.n)
-		x->b[x->nb++] = cur;
-	if (x->nb)
-		return SFP_OK;
-whole:
-	x->nb = 1;
-	x->b[0] = (bucket){.off = 0, .n = np, .first = 0};
+		out[nb++] = cur;
+	if (nb)
+		return nb;
+whole: /* the layers do not tile the arena: one bucket of all of it */
+	out[0] = (bucket){.off = 0, .n = np, .first = 0};
+	return 1;
+}
+
+static int plan_buckets(sfp_exchange *x, sfp_model *m, size_t kb, sfp_error *err)
+{
+	size_t np;
+	x->grads = sfp_model_grads(m, &np);
+	if (!(x->b = calloc((size_t)sfp_model_n_layers(m) + 1, sizeof *x->b)))
+		return sfp_error_set(err, SFP_ENOMEM, "out of memory");
+	x->nb = sfp_grad_buckets(m, kb, x->b);
 	return SFP_OK;
 }
 
