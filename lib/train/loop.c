@@ -300,8 +300,10 @@ static int run_loop(sfp_trainer *t, const loop_mode *md, sfp_error *err)
 		if (!md->prune)
 			SFP_TRY(train_step_end(t, epoch, epoch_end, last, &evaluated_at_end, err));
 	}
+	/* resumed at the end: nothing to train, the evaluation of the last step
+	 * done, in that step's epoch (as the run that never stopped logged it) */
 	if (!md->prune && !evaluated_at_end && done == 0)
-		SFP_TRY(evaluate_and_log(t, t->step / t->steps_per_epoch, err));
+		SFP_TRY(evaluate_and_log(t, t->step > 0 ? (t->step - 1) / t->steps_per_epoch : 0, err));
 	return SFP_OK;
 }
 

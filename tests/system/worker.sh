@@ -37,6 +37,14 @@ grep -v '^{"step":' "$T/m.jsonl" | grep -q . && bad "a metrics record without st
 expect 0 "resume to 20 steps" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=20 --resume "$T/ck"
 grep -q "resumed from '$T/ck/ckpt-10.sfpk' at step 10" "$T/err" && ok "resume names the checkpoint" || bad "resume: $(cat "$T/err")"
 
+# resumed at its last step: nothing to train; the final evaluation is the
+# one the run logged (the same epoch, the same numbers)
+mkdir -p "$T/ckend" && cp "$T/ck/ckpt-10.sfpk" "$T/ckend/"
+expect 0 "resume at the last step" "$W" --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=10 \
+	--resume "$T/ckend" --set log.metrics="$T/end.jsonl"
+[ "$(grep test_acc "$T/end.jsonl")" = "$(grep test_acc "$T/m.jsonl")" ] && ok "its evaluation record is the run's" ||
+	bad "evaluation: $(grep test_acc "$T/end.jsonl") vs $(grep test_acc "$T/m.jsonl")"
+
 # evaluation of a checkpoint
 expect 0 "sfp eval" "$SFP" eval --config deploy/examples/fmnist-cnn.yaml $SLICE --set train.max_steps=10 --checkpoint "$T/ck/ckpt-10.sfpk"
 grep -q "^test_acc 0\.[0-9]*  test_loss" "$T/out" && ok "eval prints accuracy" || bad "eval output: $(cat "$T/out")"
