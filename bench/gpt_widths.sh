@@ -4,14 +4,14 @@
 # QM+QE (Quantum Mantissa / Quantum Exponent) and BitWave, one full run a
 # row, run one after the other.
 #
-#   bench/gpt_widths.sh                     every row, seed 1
+#   bench/gpt_widths.sh                     float32, quantum, bitwave: seed 1
 #   bench/gpt_widths.sh quantum             only the QM+QE row
 #   SEEDS="1 2 3" bench/gpt_widths.sh quantum
 #
-# Rows: float32, quantum, bitwave, bitwave-m3 (BitWave with a mantissa
-# floor of 3), and two QM+QE settings tried and not chosen, quantum-cnn and
-# quantum-g03 (the overrides are below). STEPS (3000)
-# changes the run length, OUT (build/gpt_widths) where the metrics logs
+# Rows: float32, quantum, bitwave, bitwave-m3 and bitwave-m2 (BitWave with
+# a mantissa floor of 3, of 2), and two QM+QE settings tried and not
+# chosen, quantum-cnn and quantum-g03 (the overrides are below). STEPS
+# (3000) changes the run length, OUT (build/gpt_widths) where the metrics logs
 # stay (OUT/ROW-SEED.jsonl; `build/bin/sfp report` reads them).
 # Columns: the held-out loss at the end (nats per byte), the footprint of
 # the weights and stored activations at the packing widths (1 + ceil n_e +
@@ -38,8 +38,10 @@ row_set() {
 	quantum) echo "bitlength.policy=quantum bitlength.e=8 bitlength.m=7 bitlength.lr=1
 		bitlength.gamma=0.15 bitlength.gecko=true" ;;
 	bitwave) echo "bitlength.policy=bitwave bitlength.m=7 bitlength.gecko=true" ;;
-	# BitWave with a mantissa floor of 3 bits
+	# BitWave with a mantissa floor of 3 bits, of 2 bits
 	bitwave-m3) echo "bitlength.policy=bitwave bitlength.m=7 bitlength.m_min=3
+		bitlength.gecko=true" ;;
+	bitwave-m2) echo "bitlength.policy=bitwave bitlength.m=7 bitlength.m_min=2
 		bitlength.gecko=true" ;;
 	# tried, not chosen: the CNN's settings, and a penalty twice the chosen
 	quantum-cnn) echo "bitlength.policy=quantum bitlength.m=7 bitlength.gamma=0.05
@@ -47,7 +49,7 @@ row_set() {
 	quantum-g03) echo "bitlength.policy=quantum bitlength.e=8 bitlength.m=7 bitlength.lr=1
 		bitlength.gamma=0.3 bitlength.gecko=true" ;;
 	*) echo "gpt_widths.sh: unknown row '$1' (float32, quantum, bitwave, bitwave-m3," \
-		"quantum-cnn, quantum-g03)" >&2; exit 2 ;;
+		"bitwave-m2, quantum-cnn, quantum-g03)" >&2; exit 2 ;;
 	esac
 }
 
