@@ -9,8 +9,9 @@
 #   SEEDS="1 2 3" bench/gpt_widths.sh quantum
 #
 # Rows: float32, quantum, bitwave, bitwave-m3 and bitwave-m2 (BitWave with
-# a mantissa floor of 3, of 2), and two QM+QE settings tried and not
-# chosen, quantum-cnn and quantum-g03 (the overrides are below). STEPS
+# a mantissa floor of 3, of 2), fixed-e3m3 (every tensor at e3 m3 from
+# the start), and two QM+QE settings tried and not chosen, quantum-cnn
+# and quantum-g03 (the overrides are below). STEPS
 # (3000) changes the run length, OUT (build/gpt_widths) where the metrics logs
 # stay (OUT/ROW-SEED.jsonl; `build/bin/sfp report` reads them).
 # Columns: the held-out loss at the end (nats per byte), the footprint of
@@ -43,13 +44,15 @@ row_set() {
 		bitlength.gecko=true" ;;
 	bitwave-m2) echo "bitlength.policy=bitwave bitlength.m=7 bitlength.m_min=2
 		bitlength.gecko=true" ;;
+	# every tensor at e3 m3 from the first step (where bitwave-m3 ends)
+	fixed-e3m3) echo "bitlength.policy=fixed bitlength.e=3 bitlength.m=3 bitlength.gecko=true" ;;
 	# tried, not chosen: the CNN's settings, and a penalty twice the chosen
 	quantum-cnn) echo "bitlength.policy=quantum bitlength.m=7 bitlength.gamma=0.05
 		bitlength.gecko=true" ;;
 	quantum-g03) echo "bitlength.policy=quantum bitlength.e=8 bitlength.m=7 bitlength.lr=1
 		bitlength.gamma=0.3 bitlength.gecko=true" ;;
 	*) echo "gpt_widths.sh: unknown row '$1' (float32, quantum, bitwave, bitwave-m3," \
-		"bitwave-m2, quantum-cnn, quantum-g03)" >&2; exit 2 ;;
+		"bitwave-m2, fixed-e3m3, quantum-cnn, quantum-g03)" >&2; exit 2 ;;
 	esac
 }
 
