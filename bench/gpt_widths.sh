@@ -13,7 +13,8 @@
 # the start), and two QM+QE settings tried and not chosen, quantum-cnn
 # and quantum-g03 (the overrides are below). STEPS
 # (3000) changes the run length, OUT (build/gpt_widths) where the metrics logs
-# stay (OUT/ROW-SEED.jsonl; `build/bin/sfp report` reads them).
+# stay (OUT/ROW-SEED.jsonl; `build/bin/sfp report` reads them); RUN=0 only
+# prints the table from the logs already there.
 # Columns: the held-out loss at the end (nats per byte), the footprint of
 # the weights and stored activations at the packing widths (1 + ceil n_e +
 # ceil n_m bits a value) and its reduction against float32, the encoded
@@ -63,6 +64,7 @@ for r in $rows; do
 		sets="$sets --set $kv"
 	done
 	for s in $SEEDS; do
+		[ "${RUN:-1}" = 0 ] && continue
 		echo "  $r, seed $s ($STEPS steps):$sets" >&2
 		# shellcheck disable=SC2086 # the overrides are words
 		nice "$W" --config $CFG --quiet --set train.max_steps="$STEPS" --set train.seed="$s" \
