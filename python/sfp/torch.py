@@ -44,7 +44,8 @@ from . import _sfp
 __all__ = ["State", "hook"]
 
 # BitWave constants sent at registration: (ema, threshold, period in steps,
-# m_min, m_max, e_min, e_max, backoff), sfp-worker's defaults (docs/config.md).
+# m_min, m_max, e_min, e_max, backoff), sfp-worker's defaults (docs/config.md);
+# by default m_max and e_max are the State's m and e, where sfpd's BitWave starts.
 BITWAVE_DEFAULTS = (0.9, 0.02, 100, 1, 23, 3, 8, 2)
 
 
@@ -110,7 +111,7 @@ class State:
     job, token, policy, report_every, timeout_s, bitwave: the daemon's job name,
                 job token ($SFP_TOKEN when None), "fixed" or "bitwave",
                 steps between reports, seconds per attempt, BitWave constants
-                (BITWAVE_DEFAULTS when None)
+                (BITWAVE_DEFAULTS up to e, m when None)
     """
 
     def __init__(self, e=4, m=2, gecko=True, daemon=None, *, process_group=None,
@@ -137,7 +138,9 @@ class State:
         self.daemon, self.job, self.policy = daemon, job, policy
         self.token = token if token is not None else os.environ.get("SFP_TOKEN", "")
         self.report_every, self.timeout_s = report_every, timeout_s
-        self.bitwave = tuple(bitwave) if bitwave is not None else BITWAVE_DEFAULTS
+        # BitWave starts at the widest widths it may use: this state's
+        self.bitwave = tuple(bitwave) if bitwave is not None else \
+            BITWAVE_DEFAULTS[:3] + (min(1, m), m, min(3, e), e) + BITWAVE_DEFAULTS[7:]
         self.step = 0              # steps (last buckets) seen
         self.values = 0            # gradient values per step (known after the first)
         self._count = 0
@@ -149,6 +152,12 @@ class State:
         self._registered = False
         self._failures = self._skip = 0
         self._answered = 0
+        # the tensors of the daemon steps' collectives: kept for the whole run, so
+        # that Gloo's worker thread never frees one that Python still owned (in
+        # torch 1.13 that needs the GIL, and a process group destroyed while one
+        # is pending deadlocks)
+        self._lossbuf = torch.zeros(1, dtype=torch.float64)
+        self._bwbuf = torch.zeros(3, dtype=torch.int64)
 
     # ---- the exchange ------------------------------------------------------
     def _open(self):
@@ -246,7 +255,8 @@ class State:
         loss = self._loss
         loss = float(loss.detach()) if isinstance(loss, torch.Tensor) else \
             float(loss) if loss is not None else 0.0
-        v = torch.tensor([loss], dtype=torch.float64)
+        v = self._lossbuf
+        v[0] = loss
         dist.all_reduce(v, group=self.process_group)
         return float(v[0]) / self.world
 
@@ -259,9 +269,10 @@ class State:
             return
         upd = self._exchange(self._job_loss())
         if self.policy == "bitwave":
-            v = torch.zeros(3, dtype=torch.int64)
+            v = self._bwbuf
+            v.zero_()
             if self.rank == 0 and upd is not None and upd["set_all"]:
-                v[:] = torch.tensor([1, upd["e"], upd["m"]])
+                v[0], v[1], v[2] = 1, upd["e"], upd["m"]
             dist.broadcast(v, self._link.ranks[0], group=self.process_group)
             if v[0]:
                 self.e, self.m = int(v[1]), int(v[2])
