@@ -10,7 +10,9 @@
 #   make faults       the fault suite, TRIALS (5) trials of every fault (docs/reliability.md)
 #   make deps         install the Debian packages the project needs
 #   make check-deploy the deploy kit's tests alone (Slurm, systemd, Prometheus, Grafana)
-#   make install      sfp, sfp-bench, sfp-worker, sfpd into $(PREFIX)/bin (/usr/local)
+#   make install      sfp, sfp-bench, sfp-worker, sfpd into $(PREFIX)/bin (/usr/local),
+#                     the Python module sfp into $(PREFIX)/lib/python3.X/dist-packages
+#   make python       the Python module alone: build/python/sfp (import sfp)
 #
 # Quiet unless V=1. SANITIZE=address,undefined builds everything with those
 # sanitizers under build/san/ instead of build/.
@@ -156,7 +158,55 @@ $(BUILD)/plugins/%.so: examples/plugins/%.c include/sfp/plugin.h
 	@mkdir -p $(@D)
 	$(call say,CC,$@)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -shared -o $@ $< -lm
 
-all: $(BINS) $(PLUGINS)
+# ---- the Python module (python/): `import sfp` with PYTHONPATH=build/python --
+# A CPython extension in C over the library (python/*.c -> sfp/_sfp*.so) and
+# the package around it (python/sfp/*.py), for Debian's /usr/bin/python3 and
+# its headers (python3-dev). The extension needs the library's objects as
+# position-independent code: the modules it calls are compiled once more
+# under $(BUILD)/pic/ (the archive's symbols stay hidden in the .so).
+PYTHON ?= /usr/bin/python3
+PY_CFLAGS := $(shell $(PYTHON)-config --includes 2>/dev/null)
+PY_EXT := $(shell $(PYTHON)-config --extension-suffix 2>/dev/null)
+PY_VER := $(shell $(PYTHON) -c 'import sys; print("python%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PY_LIB_SRC := $(sort $(wildcard lib/common/*.c lib/codec/*.c lib/coord/*.c lib/transport/*.c \
+	lib/quant/*.c))
+PY_LIB_OBJ := $(PY_LIB_SRC:%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/gen/sfp.pb-c.o
+PY_SRC := $(sort $(wildcard python/*.c))
+PY_OBJ := $(PY_SRC:%.c=$(BUILD)/pic/%.o)
+PY_FILES := $(patsubst python/%,$(BUILD)/python/%,$(sort $(wildcard python/sfp/*.py)))
+PY_MOD := $(BUILD)/python/sfp/_sfp$(PY_EXT)
+
+$(BUILD)/pic/%_avx2.o: ISA := $(ISA_AVX2)
+$(BUILD)/pic/%_avx512.o: ISA := $(ISA_AVX512)
+$(BUILD)/pic/%_sse42.o: ISA := $(ISA_SSE42)
+$(BUILD)/pic/python/%.o: python/%.c | $(BUILD)/gen/proto/sfp.pb-c.h
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(PY_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+$(BUILD)/pic/gen/sfp.pb-c.o: $(BUILD)/gen/proto/sfp.pb-c.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -Wno-missing-prototypes -c $< -o $@
+$(BUILD)/pic/%.o: %.c | $(BUILD)/gen/proto/sfp.pb-c.h
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC $(ISA) -c $< -o $@
+$(BUILD)/pic/libsfp.a: $(PY_LIB_OBJ)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+$(PY_MOD): $(PY_OBJ) $(BUILD)/pic/libsfp.a
+	@mkdir -p $(@D)
+	$(call say,LD,$@)$(CC) -shared $(LDFLAGS) -Wl,--exclude-libs,ALL -o $@ $^ \
+		-lnng -lprotobuf-c -lm -lpthread
+$(BUILD)/python/sfp/%.py: python/sfp/%.py
+	@mkdir -p $(@D)
+	$(Q)cp $< $@
+
+ifneq ($(PY_EXT),)
+python: $(PY_MOD) $(PY_FILES)
+else
+python:
+	@echo "error: $(PYTHON)-config not found: the Python module needs python3-dev" \
+		"(deploy/install-deps.sh installs it)" >&2; exit 1
+endif
+
+all: $(BINS) $(PLUGINS) $(if $(PY_EXT),python)
 
 # ---- tests: tests/test_<module>.c, each its own CUnit binary ----------------
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -176,7 +226,7 @@ $(BUILD)/tests/system/%: $(BUILD)/obj/tests/system/%.o $(LIBSFP)
 	@mkdir -p $(@D)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-tests: $(TEST_BINS) $(MPI_TEST_BINS) $(BINS) $(PLUGINS)
+tests: $(TEST_BINS) $(MPI_TEST_BINS) $(BINS) $(PLUGINS) $(if $(PY_EXT),python)
 
 # ---- fuzzing (libFuzzer, clang): tests/fuzz/fuzz_<target>.c ------------------
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -276,15 +326,19 @@ check-deploy: $(BINS)
 # the programs into $(DESTDIR)$(PREFIX)/bin, where deploy/systemd/sfpd.service
 # and deploy/slurm/ look for them
 PREFIX ?= /usr/local
-install: $(BINS)
+install: $(BINS) $(if $(PY_EXT),python)
 	$(call say,INSTALL,$(DESTDIR)$(PREFIX)/bin)install -d $(DESTDIR)$(PREFIX)/bin && \
 		install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	$(if $(PY_EXT),$(call say,INSTALL,$(DESTDIR)$(PREFIX)/lib/$(PY_VER)/dist-packages/sfp)install -d \
+		$(DESTDIR)$(PREFIX)/lib/$(PY_VER)/dist-packages/sfp && install -m 644 $(PY_FILES) $(PY_MOD) \
+		$(DESTDIR)$(PREFIX)/lib/$(PY_VER)/dist-packages/sfp/)
 
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-run check-asan check-deploy install faults faults-run demo demo-run \
+.PHONY: all python tests check check-run check-asan check-deploy install faults faults-run demo demo-run \
 	bench bench-run bench-dist bench-dist-run bench-daemon bench-daemon-run fuzz fuzz-build deps clean
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(DAEMON_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/build/gen/assets.d $(MPI_TEST_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_UTIL_OBJ:.o=.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d) $(FUZZ_LIB_OBJ:.o=.d) \
-	$(WORKER_SRC:%.c=$(BUILD)/obj/%.d)
+	$(WORKER_SRC:%.c=$(BUILD)/obj/%.d) \
+	$(PY_LIB_OBJ:.o=.d) $(PY_OBJ:.o=.d)

@@ -20,6 +20,10 @@ libblosc-dev
 libzfp-dev
 libfpzip-dev
 python3
+python3-dev
+python3-numpy
+python3-pytest
+python3-torch
 libyaml-dev
 openmpi-bin
 libopenmpi-dev
@@ -41,6 +45,9 @@ fortunes
 iproute2
 nftables
 "
+# python3-dev, -numpy, -pytest, -torch: the Python module (python/, its C
+# extension built against python3-dev) and its tests in `make check`, the DDP
+# hook's among them (torch is also the PyTorch peer of `make bench`).
 # fortunes: the English text the byte-level GPT example trains on
 # (deploy/examples/fortunes-gpt.yaml, tools/fortunes.sh).
 # iproute2 and nftables: the fault suite's rehearsed links (tests/faults/link.sh;
