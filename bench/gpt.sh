@@ -15,9 +15,9 @@
 # PyTorch runs as the machine has it and with OPENBLAS_CORETYPE=SkylakeX
 # (Debian's OpenBLAS 0.3.21 does not know the newest CPUs and may fall back
 # to old kernels; bench/train.sh says more): the table takes its better one.
-# OpenBLAS gets as many threads as PyTorch (OPENBLAS_NUM_THREADS): left to
-# itself its pthread build starts one per core under each of PyTorch's
-# threads, oversubscribing the cores.
+# At 2 threads PyTorch runs in its two thread layouts (below): left to
+# itself OpenBLAS's pthread build starts one thread per core under each of
+# PyTorch's intra-op threads, oversubscribing the cores.
 # Needs build/fortunes (tools/fortunes.sh makes it).
 set -eu
 cd "$(dirname "$0")/.."
@@ -47,6 +47,12 @@ sfp_run() {
 if [ "$MODE" = speed ]; then
 	STEPS=${STEPS:-300}
 	ROUNDS=${ROUNDS:-2}
+	# PyTorch's thread layouts at T threads: T intra-op threads over
+	# single-threaded OpenBLAS calls, or one intra-op thread over T-threaded
+	# OpenBLAS ("intra:blas"; both at T oversubscribes the cores, slower
+	# than one thread here), each with the machine's and the SkylakeX
+	# kernels; the table takes the best median
+	layouts() { if [ "$1" -eq 1 ]; then echo "1:1"; else echo "$1:1 1:$1"; fi; }
 	for r in $(seq "$ROUNDS"); do
 		for t in 1 2; do
 			echo "  round $r, $t thread(s)" >&2
@@ -54,26 +60,39 @@ if [ "$MODE" = speed ]; then
 				--set train.threads="$t"
 			sed -n 's/.*"step":\([0-9]*\),.*"samples_per_s":\([0-9.]*\).*/\1 \2/p' \
 				"$OUT/sfp-$t-$r.jsonl" | awk '$1 > 50 { print $2 }' >>"$OUT/sfp-$t"
-			OPENBLAS_NUM_THREADS=$t $PY bench/torch_gpt.py --steps "$STEPS" --threads "$t" \
-				>"$OUT/pt.json"
-			sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/pt.json" >>"$OUT/pt-$t"
-			OPENBLAS_NUM_THREADS=$t OPENBLAS_CORETYPE=SkylakeX $PY bench/torch_gpt.py \
-				--steps "$STEPS" --threads "$t" >"$OUT/pt.json"
-			sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/pt.json" >>"$OUT/ptx-$t"
+			for lay in $(layouts "$t"); do
+				intra=${lay%:*} blas=${lay#*:}
+				for core in default SkylakeX; do
+					if [ $core = default ]; then
+						OPENBLAS_NUM_THREADS=$blas $PY bench/torch_gpt.py --steps "$STEPS" \
+							--threads "$intra" >"$OUT/pt.json"
+					else
+						OPENBLAS_NUM_THREADS=$blas OPENBLAS_CORETYPE=$core $PY bench/torch_gpt.py \
+							--steps "$STEPS" --threads "$intra" >"$OUT/pt.json"
+					fi
+					sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/pt.json" \
+						>>"$OUT/pt-$t-$lay-$core"
+				done
+			done
 		done
 	done
 	echo "byte-level GPT (4 blocks, width 128, context 64, batch 16), training tokens/s, medians;"
-	echo "CPU: $cpu; PyTorch $($PY -c 'import torch; print(torch.__version__)') on OpenBLAS"
+	echo "CPU: $cpu; PyTorch $($PY -c 'import torch; print(torch.__version__)') on OpenBLAS;"
+	echo "PyTorch's layouts: intra-op threads : OpenBLAS threads, kernels (default or SkylakeX)"
 	echo
-	echo "| threads | sfp | PyTorch | PyTorch, OPENBLAS_CORETYPE=SkylakeX | sfp / best PyTorch |"
-	echo "|---:|---:|---:|---:|---:|"
+	echo "| threads | sfp | PyTorch, each layout | best PyTorch | sfp / best PyTorch |"
+	echo "|---:|---:|---|---:|---:|"
 	for t in 1 2; do
 		s=$(median <"$OUT/sfp-$t")
-		p=$(median <"$OUT/pt-$t")
-		x=$(median <"$OUT/ptx-$t")
-		awk -v t="$t" -v s="$s" -v p="$p" -v x="$x" 'BEGIN {
-			b = p > x ? p : x
-			printf "| %d | %.0f | %.0f | %.0f | %.2fx |\n", t, s, p, x, s / b }'
+		all="" best=0
+		for f in "$OUT"/pt-"$t"-*; do
+			v=$(median <"$f")
+			name=${f##*/pt-"$t"-}
+			all="$all$name $(printf '%.0f' "$v"); "
+			best=$(awk -v a="$best" -v b="$v" 'BEGIN { print (b > a ? b : a) }')
+		done
+		awk -v t="$t" -v s="$s" -v a="$all" -v b="$best" 'BEGIN {
+			printf "| %d | %.0f | %s | %.0f | %.2fx |\n", t, s, a, b, s / b }'
 	done
 	exit 0
 fi
