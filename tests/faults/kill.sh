@@ -9,7 +9,9 @@
 set -u
 . "$(dirname "$0")/common.inc"
 mpi_init faults/kill.sh
-STEPS=80
+# the kill lands at least 100 steps before the end: with the exchange's
+# faster polling the MLP's 80 steps could end before the rank was found
+STEPS=200
 EVERY=10
 BOUND=10
 JOB="$MLP --set train.max_steps=$STEPS --set checkpoint.every_steps=$EVERY"
