@@ -132,6 +132,17 @@ static int get_floats(PyObject *obj, Py_buffer *v, int writable, const char *wha
 	return 0;
 }
 
+/* The buffer's shape as a container's, and its element count. */
+static uint64_t buffer_shape(const Py_buffer *v, uint64_t *shape)
+{
+	uint64_t n = 1;
+	for (int i = 0; i < v->ndim; i++) {
+		shape[i] = (uint64_t)v->shape[i];
+		n *= shape[i];
+	}
+	return n;
+}
+
 /* numpy.empty(shape, dtype="float32") */
 static PyObject *new_array(unsigned ndim, const uint64_t *shape)
 {
@@ -170,11 +181,8 @@ static PyObject *py_encode(PyObject *self, PyObject *args, PyObject *kw)
 	Py_buffer v;
 	if (get_floats(arr, &v, 0, "array") < 0)
 		return NULL;
-	uint64_t shape[SFP_MAX_DIMS], n = 1;
-	for (int i = 0; i < v.ndim; i++) {
-		shape[i] = (uint64_t)v.shape[i];
-		n *= shape[i];
-	}
+	uint64_t shape[SFP_MAX_DIMS];
+	const uint64_t n = buffer_shape(&v, shape);
 	PyObject *out = NULL;
 	size_t bound = sfp_encode_bound_params(n, shape, (unsigned)v.ndim, &p), written = 0;
 	sfp_codec *c = sfp_py_codec_get();
@@ -318,11 +326,8 @@ static PyObject *py_quantize(PyObject *self, PyObject *args, PyObject *kw)
 	Py_buffer v, o;
 	if (get_floats(arr, &v, 0, "array") < 0)
 		return NULL;
-	uint64_t shape[SFP_MAX_DIMS], n = 1;
-	for (int i = 0; i < v.ndim; i++) {
-		shape[i] = (uint64_t)v.shape[i];
-		n *= shape[i];
-	}
+	uint64_t shape[SFP_MAX_DIMS];
+	const uint64_t n = buffer_shape(&v, shape);
 	PyObject *out = NULL;
 	if (outarg == Py_None) {
 		out = new_array((unsigned)v.ndim, shape);
