@@ -122,6 +122,15 @@ out:
 	return rc;
 }
 
+void sfp_dist_stage_layer(const sfp_model *whole, int first, int i, sfp_layer_info *wl,
+			  sfp_layer_info *copy)
+{
+	sfp_model_layer(whole, first + i, wl);
+	*copy = (sfp_layer_info){.nparams = 0};
+	if (wl->tie >= 0 && wl->tie < first)
+		sfp_model_layer(whole, wl->tie, copy);
+}
+
 /* The config of layers [a, b) of `full` as a model of its own: names made
  * explicit (so `add` references and logs keep the whole model's names), an
  * add that reads layer a - 1 reads the stage's input, a head tied to an
@@ -355,12 +364,9 @@ static int init_stage_params(sfp_trainer *t, const char *config_dir, sfp_error *
 	size_t end = 0; /* past the last parameter copied */
 	int same = 1;
 	for (int i = d->first; i < d->last && same; i++) {
-		sfp_layer_info fl, sl;
-		sfp_model_layer(fm, i, &fl);
+		sfp_layer_info fl, sl, el; /* el: the head's copy of the matrix, first */
+		sfp_dist_stage_layer(fm, d->first, i - d->first, &fl, &el);
 		sfp_model_layer(t->model, i - d->first, &sl);
-		sfp_layer_info el = {.nparams = 0};
-		if (fl.tie >= 0 && fl.tie < d->first) /* the head's copy of the matrix first */
-			sfp_model_layer(fm, fl.tie, &el);
 		const size_t at = sl.param_offset;
 		same = sl.nparams == el.nparams + fl.nparams && at + sl.nparams <= np;
 		if (same) {

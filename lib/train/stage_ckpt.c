@@ -124,11 +124,9 @@ static int scatter_stage(const sfp_trainer *t, whole_state *w, const sfp_model *
 				     t->cfg.train.seed);
 	const float *P = f->payload, *B = P + np, *X = B + nb, *S = X + nx;
 	for (int i = 0; i < sfp_model_n_layers(sm); i++) {
-		sfp_layer_info fl, sl, el = {.nparams = 0};
-		sfp_model_layer(t->model, first + i, &fl);
+		sfp_layer_info fl, sl, el; /* el: the head's copy of the matrix, left out */
+		sfp_dist_stage_layer(t->model, first, i, &fl, &el);
 		sfp_model_layer(sm, i, &sl);
-		if (fl.tie >= 0 && fl.tie < first) /* the head's copy of the matrix: left out */
-			sfp_model_layer(t->model, fl.tie, &el);
 		if (sl.nparams != el.nparams + fl.nparams || sl.nbufs != fl.nbufs)
 			return sfp_error_set(err, SFP_EINVAL, "checkpoint '%s': layer '%s' differs",
 					     path, fl.name);

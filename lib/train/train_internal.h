@@ -206,6 +206,12 @@ int sfp_dist_create(sfp_trainer *t, sfp_transport *tr, const sfp_cfg_model *full
 		    const char *config_dir, sfp_cfg_model *stage_cfg, int *max_batch,
 		    sfp_error *err);
 int sfp_dist_finish_setup(sfp_trainer *t, const char *config_dir, sfp_error *err);
+/* Layer i of the stage whose layers start at `first` of the whole model:
+ * the whole model's layer (wl) and, for a head tied to an embedding of an
+ * earlier stage, that embedding (copy), whose matrix the stage's layer
+ * holds before its own parameters (copy->nparams 0 otherwise). */
+void sfp_dist_stage_layer(const sfp_model *whole, int first, int i, sfp_layer_info *wl,
+			  sfp_layer_info *copy);
 /* Layers [a, b) of the whole model `full` (built as fm) as the config of a
  * stage's model. */
 void sfp_dist_stage_config(const sfp_cfg_model *full, const sfp_model *fm, int a, int b,
