@@ -137,8 +137,11 @@ static int parse(plan_opts *o, int argc, char **argv)
 	}
 	if (!o->config)
 		return usage("plan needs --config FILE");
-	for (int k = 0; k < nh; k++)
+	for (int k = 0; k < nh; k++) {
+		if (h[k] != floor(h[k]))
+			return usage("--hosts: whole host counts, not %g", h[k]);
 		o->hosts[k] = (int)h[k];
+	}
 	o->nhosts = nh;
 	return SFP_EXIT_OK;
 }

@@ -31,6 +31,8 @@ grep -q "^link rate below which sfp's step is faster (ring, both behind backward
 expect 2 "plan without --config" "$SFP" plan --hosts 2
 expect 2 "a host count of 1" "$SFP" plan $MLP --hosts 1,2
 grep -q "hosts: a list like 2,4,64" "$T/err" && ok "says what --hosts takes" || bad "message: $(cat "$T/err")"
+expect 2 "a host count of 2.5" "$SFP" plan $MLP --hosts 2.5
+grep -q "whole host counts, not 2.5" "$T/err" && ok "is refused, not rounded" || bad "message: $(cat "$T/err")"
 expect 2 "a link efficiency above 1" "$SFP" plan $MLP --link-efficiency 1.5
 
 echo "plan.sh: $fails failed"
