@@ -96,6 +96,22 @@ ${BUILD:-build}/bin/sfp-worker --config "$T/tiny.yaml" $TINY --set checkpoint.di
 mkdir -p $C/ckpt
 printf '\001' | cat - "$T"/ck/ckpt-*.sfpk >"$C/ckpt/tiny"
 printf '\000' | cat - "$T"/ck/ckpt-*.sfpk >"$C/ckpt/tiny_crc"
+# per-stage checkpoint seeds (fuzz_stages.c): the two files a 2-stage run of
+# the tiny model wrote at its end (step 1), the first one's length before them
+if command -v mpirun >/dev/null 2>&1; then
+	mkdir -p $C/stages
+	MPI="mpirun --oversubscribe --bind-to none"
+	[ "$(id -u)" -eq 0 ] && MPI="$MPI --allow-run-as-root"
+	$MPI -np 2 ${BUILD:-build}/bin/sfp-worker --config "$T/tiny.yaml" $TINY \
+		--set parallel.pipeline_stages=2 --set checkpoint.dir="$T/pck" --quiet
+	python3 - "$T/pck" "$C/stages" <<'PY'
+import struct, sys
+a = open(sys.argv[1] + "/ckpt-1-stage0.sfpk", "rb").read()
+b = open(sys.argv[1] + "/ckpt-1-stage1.sfpk", "rb").read()
+for name, prefix in (("tiny", b"\x01"), ("tiny_crc", b"\x00")):
+    open(sys.argv[2] + "/" + name, "wb").write(prefix + struct.pack("<I", len(a)) + a + b)
+PY
+fi
 for g in layer channel channel_act; do
 	act=""
 	[ $g = channel_act ] && act=--activations
